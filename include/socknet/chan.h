@@ -1,0 +1,211 @@
+/*
+ * socknet/chan.h: connections and their buffered channels.
+ *
+ * An sn_conn is a connected socket plus a transport (plain TCP here; TLS
+ * adds wolfSSL under the same calls) plus a buffered reader and a buffered
+ * writer. Handlers read and write with plain blocking calls:
+ *
+ *     char line[1024];
+ *     ssize_t n;
+ *     while ((n = sn_read_line(c, line, sizeof line, SN_LINE_ANY, 0)) >= 0) {
+ *         sn_printf(c, 0, "you said: %s\n", line);
+ *         if (sn_flush(c, 0) < 0) break;
+ *     }
+ *
+ * Deadlines: every call that can wait takes an sn_deadline (socknet/common.h)
+ * that covers the whole call: all N bytes, the whole line, the whole flush.
+ * SN_DEADLINE_DEFAULT (0) means "the socket's read (or write) timeout from
+ * the start of this call", 60 s unless configured.
+ *
+ * Errors: reads return SN_EOF once the peer has closed and nothing is left
+ * in the buffer. Errors of the stream itself (reset, EOF, a failed direct
+ * write) are sticky: every later call of that direction returns the same
+ * code. A deadline that expires (SN_ETIMEDOUT) or a limit that is hit
+ * (SN_ELINETOOLONG, SN_ETOOBIG) is not sticky and consumes nothing: the
+ * bytes stay buffered and the call can be repeated, unless the call says
+ * otherwise (sn_read_exact beyond the buffer, direct writes).
+ *
+ * Memory: the read buffer (4 KiB by default) is allocated on the first read
+ * that needs it and may grow up to read_buffer_max (64 KiB by default) for a
+ * line, a delimiter or a peek; the write buffer (4 KiB) is allocated on the
+ * first buffered write. Reads into a caller buffer at least as large as the
+ * read buffer, and writes at least as large as the write buffer, skip the
+ * copy and go straight between the caller's memory and the socket.
+ *
+ * Thread safety: one thread may read while another writes; two readers or
+ * two writers need the caller's own lock. The getters and sn_conn_stats may
+ * be called from any thread.
+ * Ownership: sn_conn_new takes ownership of the sn_sock on success;
+ * sn_conn_free closes and releases both. Connections handed to a server
+ * handler belong to the server: do not free them.
+ */
+#ifndef SOCKNET_CHAN_H
+#define SOCKNET_CHAN_H
+
+#include <stdarg.h>
+#include <sys/uio.h>
+#include "socknet/common.h"
+#include "socknet/sock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_conn sn_conn;
+
+typedef struct sn_conn_config {
+    size_t read_buffer;     /* bytes; 0 = 4096 */
+    size_t read_buffer_max; /* bytes the read buffer may grow to for a line,
+                               a delimiter or a peek; 0 = 65536 */
+    size_t write_buffer;    /* bytes; 0 = 4096 */
+    int autoflush;          /* SN_ON: every write call also flushes;
+                               default SN_OFF (flush with sn_flush) */
+} sn_conn_config;
+
+/* Wraps a connected socket in a plain-TCP connection. cfg may be NULL.
+ * Returns 0 (the connection now owns sock), SN_EBADSTATE (sock is not
+ * connected), SN_EINVAL (read_buffer > read_buffer_max), SN_ENOMEM (sock
+ * is still the caller's). */
+SN_API int sn_conn_new(sn_conn **out, sn_sock *sock, const sn_conn_config *cfg);
+
+/* Connects to host:port and wraps the socket: sn_tcp_connect followed by
+ * sn_conn_new. Same errors as those two. opt and cfg may be NULL. */
+SN_API int sn_conn_connect(sn_conn **out, const char *host, int port, const sn_sock_options *opt,
+                           const sn_conn_config *cfg, sn_deadline dl);
+
+/* Flushes what is buffered (within the deadline), then closes. Returns 0,
+ * or the flush's error (the connection is closed either way). The
+ * connection stays valid for its getters until sn_conn_free. */
+SN_API int sn_conn_close(sn_conn *c, sn_deadline dl);
+
+/* Closes without flushing (unsent buffered bytes are dropped) and releases
+ * the connection and its socket. NULL is a no-op. */
+SN_API void sn_conn_free(sn_conn *c);
+
+/* The socket underneath: for options, state and addresses. Still owned by
+ * the connection. */
+SN_API sn_sock *sn_conn_sock(sn_conn *c);
+
+/* A pointer for the application, NULL at first. */
+SN_API void sn_conn_set_data(sn_conn *c, void *data);
+SN_API void *sn_conn_data(const sn_conn *c);
+
+/* The sticky error of the read side (or of the write side when the read
+ * side has none), or 0. */
+SN_API int sn_conn_error(const sn_conn *c);
+
+typedef struct sn_conn_stats {
+    uint64_t bytes_read;    /* bytes received from the transport */
+    uint64_t bytes_written; /* bytes handed to the transport */
+    uint64_t read_calls;    /* transport reads that returned data */
+    uint64_t write_calls;   /* transport writes that sent data */
+} sn_conn_stats;
+
+/* Byte counters; safe from any thread (values may lag by one call). */
+SN_API void sn_conn_stats_get(const sn_conn *c, sn_conn_stats *out);
+
+/* ---- reading ----------------------------------------------------------- */
+
+/* Reads what is available, 1 to len bytes, waiting for at least one.
+ * Returns the count, SN_EOF, SN_ETIMEDOUT, SN_EINVAL (len 0), or the
+ * stream's error (SN_ECONNRESET, ...). */
+SN_API ssize_t sn_read(sn_conn *c, void *buf, size_t len, sn_deadline dl);
+
+/* Reads exactly n bytes. Returns n, or: SN_EOF when the stream ends first
+ * (sticky; the bytes before it are lost to the caller), SN_ETIMEDOUT.
+ * When n fits in read_buffer_max a timeout consumes nothing and the call
+ * can be repeated; a larger n is read straight into buf and a timeout
+ * midway is then sticky for the read side. */
+SN_API ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl);
+
+/* Line endings for sn_read_line. */
+typedef enum sn_line_mode {
+    SN_LINE_LF = 0,   /* strict: "\n" ends a line; a "\r" before it is kept */
+    SN_LINE_CRLF = 1, /* strict: only "\r\n" ends a line; a bare "\n" or
+                         "\r" is an ordinary byte */
+    SN_LINE_ANY = 2,  /* lenient: "\n" or "\r\n" ends a line, and a last
+                         line without an ending is returned at end of stream */
+} sn_line_mode;
+
+/*
+ * Reads one line into buf (cap bytes, including a terminating NUL) and
+ * returns its length without the line ending, which is consumed.
+ *   - A line that does not fit (no ending within the first cap - 1 bytes,
+ *     or within read_buffer_max bytes) returns SN_ELINETOOLONG and consumes
+ *     nothing: the caller may sn_discard or sn_read the bytes, or close.
+ *   - At end of stream with an unterminated last line: SN_LINE_ANY returns
+ *     it (the next call returns SN_EOF); the strict modes return
+ *     SN_EUNTERMINATED and leave the bytes buffered (sn_available tells how
+ *     many, sn_read reads them).
+ *   - SN_EOF when the stream ended with nothing left; SN_ETIMEDOUT (nothing
+ *     consumed); the stream's error; SN_EINVAL (cap 0, bad mode).
+ * A line may contain NUL bytes; the length returned counts them.
+ */
+SN_API ssize_t sn_read_line(sn_conn *c, char *buf, size_t cap, int mode, sn_deadline dl);
+
+/* Like sn_read_line, without a copy: *line points into the read buffer,
+ * NUL-terminated, valid until the next read call on c. max bounds the line
+ * length (0 = read_buffer_max). */
+SN_API ssize_t sn_read_line_ref(sn_conn *c, const char **line, size_t max, int mode,
+                                sn_deadline dl);
+
+/* Reads up to and including the delimiter (dlen >= 1 bytes), copies the
+ * bytes before it into buf and returns their count; the delimiter is
+ * consumed but not copied. No NUL is added. Limits, end of stream
+ * (SN_EUNTERMINATED when bytes remain, SN_EOF when none) and deadlines as
+ * in sn_read_line's strict modes; SN_ELINETOOLONG when the delimiter is not
+ * found within cap bytes or read_buffer_max. */
+SN_API ssize_t sn_read_until(sn_conn *c, const void *delim, size_t dlen, void *buf, size_t cap,
+                             sn_deadline dl);
+
+/* Waits until at least n bytes are buffered (n <= read_buffer_max) and
+ * points *data at them without consuming them. Returns the number buffered
+ * (>= n), or fewer than n but more than 0 when the stream ended first,
+ * SN_EOF (ended, nothing buffered), SN_ETIMEDOUT, SN_ETOOBIG (n larger
+ * than read_buffer_max), the stream's error. n == 0 returns what is
+ * buffered now without waiting. */
+SN_API ssize_t sn_peek(sn_conn *c, size_t n, const void **data, sn_deadline dl);
+
+/* Reads and drops exactly n bytes. Returns 0, SN_EOF, SN_ETIMEDOUT (the
+ * bytes dropped so far stay dropped), the stream's error. */
+SN_API int sn_discard(sn_conn *c, size_t n, sn_deadline dl);
+
+/* Bytes buffered and readable without waiting. */
+SN_API size_t sn_available(const sn_conn *c);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Appends to the write buffer; when it fills, sends it. A write at least
+ * as large as the write buffer goes straight to the socket after what is
+ * buffered, in one writev, without a copy. Returns len, SN_ETIMEDOUT
+ * (bytes not sent stay buffered, except in a direct write, where the error
+ * is then sticky), or the stream's error (SN_EPIPE, SN_ECONNRESET). */
+SN_API ssize_t sn_write(sn_conn *c, const void *buf, size_t len, sn_deadline dl);
+
+/* sn_write of a NUL-terminated string (without the NUL). */
+SN_API ssize_t sn_write_str(sn_conn *c, const char *s, sn_deadline dl);
+
+/* Gathers several buffers in one write (total bytes returned). */
+SN_API ssize_t sn_writev(sn_conn *c, const struct iovec *iov, int iovcnt, sn_deadline dl);
+
+/* Formats into the write buffer. Returns the bytes written, or an error as
+ * sn_write, or SN_EINVAL for a bad format. */
+SN_API ssize_t sn_printf(sn_conn *c, sn_deadline dl, const char *fmt, ...) SN_PRINTF(3, 4);
+SN_API ssize_t sn_vprintf(sn_conn *c, sn_deadline dl, const char *fmt, va_list ap)
+    SN_PRINTF(3, 0);
+
+/* Sends everything buffered. Returns 0, SN_ETIMEDOUT (what is unsent
+ * stays buffered; call again), or the stream's error. */
+SN_API int sn_flush(sn_conn *c, sn_deadline dl);
+
+/* Bytes buffered and not yet sent. */
+SN_API size_t sn_pending(const sn_conn *c);
+
+/* Flushes, then shuts down the sending side: the peer reads end of
+ * stream, and this side can still read. Returns 0 or a flush/socket error. */
+SN_API int sn_shutdown_write(sn_conn *c, sn_deadline dl);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

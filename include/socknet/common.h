@@ -1,0 +1,81 @@
+/*
+ * socknet/common.h: what every socknet header shares: the export macro,
+ * version numbers, deadlines and the on/off/default switch.
+ */
+#ifndef SOCKNET_COMMON_H
+#define SOCKNET_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SN_BUILDING)
+#define SN_API __attribute__((visibility("default")))
+#else
+#define SN_API
+#endif
+
+#if defined(__GNUC__)
+#define SN_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define SN_PRINTF(fmt, args)
+#endif
+
+#define SN_VERSION_MAJOR 0
+#define SN_VERSION_MINOR 1
+#define SN_VERSION_PATCH 0
+#define SN_VERSION_STRING "0.1.0"
+
+/* The library's version as "MAJOR.MINOR.PATCH" (of the library linked, which
+ * may differ from SN_VERSION_STRING of the headers compiled against). */
+SN_API const char *sn_version(void);
+
+/*
+ * Deadlines.
+ *
+ * Every call that can wait takes an sn_deadline: an absolute point on the
+ * monotonic clock, in milliseconds. One deadline covers the whole operation
+ * (a whole line, all N bytes, a whole flush), not each system call, and the
+ * same deadline can be passed to several calls to bound a whole exchange:
+ *
+ *     sn_deadline dl = sn_deadline_in(5000);   // this request: 5 s in all
+ *     sn_read_line(c, line, sizeof line, SN_LINE_ANY, dl);
+ *     sn_read_exact(c, body, len, dl);
+ *
+ * Two special values:
+ *   SN_DEADLINE_DEFAULT (0)  the object's default timeout applies, counted
+ *                            from the start of the call (for a connection,
+ *                            its read or write timeout).
+ *   SN_DEADLINE_NEVER        wait for as long as it takes.
+ * A deadline already in the past still lets a call complete from data that
+ * is already buffered; only waiting fails, with SN_ETIMEDOUT.
+ */
+typedef int64_t sn_deadline;
+
+#define SN_DEADLINE_DEFAULT ((sn_deadline)0)
+#define SN_DEADLINE_NEVER ((sn_deadline)INT64_MAX)
+
+/* The monotonic clock, in milliseconds (CLOCK_MONOTONIC). */
+SN_API int64_t sn_now_ms(void);
+
+/* A deadline timeout_ms from now. A negative timeout gives SN_DEADLINE_NEVER;
+ * 0 gives a deadline that has already passed (poll once, never wait). */
+SN_API sn_deadline sn_deadline_in(int64_t timeout_ms);
+
+/* Timeouts in configuration structs are in milliseconds: 0 means the
+ * documented default, SN_TIMEOUT_NEVER means no timeout at all. */
+#define SN_TIMEOUT_NEVER (-1)
+
+/* Switches in configuration structs: 0 keeps the documented default. */
+#define SN_DEFAULT 0
+#define SN_ON 1
+#define SN_OFF (-1)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,81 @@
+/*
+ * socknet/pool.h: the worker pool.
+ *
+ * A pool runs jobs on worker threads: between min_threads and max_threads,
+ * started on demand when a job finds no idle worker and reaped after
+ * idle_ms without work. A job is a function and an argument ("serve this
+ * connection from here"): the server submits new connections, and other
+ * parts of the library may hand a parked connection back the same way.
+ * When every worker is busy and max_threads run, jobs wait in a bounded
+ * queue; when that is full too, sn_pool_submit refuses at once with
+ * SN_EQUEUEFULL instead of blocking, so the caller can answer overload.
+ *
+ * Thread safety: every function may be called from any thread, except
+ * sn_pool_free, which must be the last call.
+ * Ownership: the pool owns its threads; a job's argument stays the
+ * submitter's concern (the job, or the drop callback on stop, frees it).
+ */
+#ifndef SOCKNET_POOL_H
+#define SOCKNET_POOL_H
+
+#include "socknet/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_pool sn_pool;
+
+typedef void (*sn_job_fn)(void *arg);
+
+typedef struct sn_pool_config {
+    int min_threads;   /* threads kept even when idle; 0 = 0 */
+    int max_threads;   /* 0 = 256; at most 65536 */
+    int queue_size;    /* jobs waiting for a worker; 0 = 64; SN_OFF = none
+                          (submit succeeds only when a worker can take it) */
+    int idle_ms;       /* ms an idle worker above min_threads lives; 0 = 10000 */
+    size_t stack_size; /* bytes per worker thread; 0 = 256 KiB (only the
+                          pages a thread touches cost memory) */
+    /* Called on stop for each job still queued, instead of running it, so
+     * its argument can be released. NULL = queued jobs are run before the
+     * workers exit. */
+    sn_job_fn drop;
+} sn_pool_config;
+
+/* Creates a pool and starts min_threads workers. cfg may be NULL.
+ * Returns 0, SN_EINVAL (min > max, sizes out of range), SN_ENOMEM, or
+ * SN_EAGAIN (the system refused a thread). */
+SN_API int sn_pool_new(sn_pool **out, const sn_pool_config *cfg);
+
+/* Runs fn(arg) on a worker: an idle one, or a new one while fewer than
+ * max_threads run, or later from the queue. Never blocks on a full pool.
+ * Returns 0, SN_EQUEUEFULL (every worker busy and the queue full: the job
+ * was not taken), SN_ESTOPPED (the pool is stopping), SN_EINVAL. */
+SN_API int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg);
+
+typedef struct sn_pool_stats {
+    int threads;        /* worker threads alive */
+    int busy;           /* workers running a job */
+    int queued;         /* jobs waiting */
+    uint64_t started;   /* jobs started */
+    uint64_t completed; /* jobs finished */
+    uint64_t refused;   /* submits refused with SN_EQUEUEFULL */
+    uint64_t threads_created;
+    uint64_t threads_reaped;
+} sn_pool_stats;
+
+SN_API void sn_pool_stats_get(sn_pool *p, sn_pool_stats *out);
+
+/* Stops taking jobs, lets running jobs finish, drops (or runs, see
+ * sn_pool_config.drop) queued ones and joins every worker. Waits as long as
+ * the running jobs take: the caller makes them return (the server wakes its
+ * handlers first). Idempotent. Returns 0. Must not be called from a job. */
+SN_API int sn_pool_stop(sn_pool *p);
+
+/* Stops (if needed) and releases the pool. NULL is a no-op. */
+SN_API void sn_pool_free(sn_pool *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,159 @@
+/*
+ * socknet/server.h: the threaded server.
+ *
+ * Listeners (one or several: IPv4 and IPv6, several ports) are watched by
+ * acceptor threads, which accept connections and hand each one to the
+ * worker pool. A worker calls the handler with the connection and serves it
+ * from start to close with plain blocking reads and writes; when the
+ * handler returns, the server flushes and closes the connection.
+ *
+ *     static void echo(sn_conn *c, void *user) {
+ *         char buf[4096];
+ *         ssize_t n;
+ *         while ((n = sn_read(c, buf, sizeof buf, 0)) > 0)
+ *             if (sn_write(c, buf, n, 0) < 0 || sn_flush(c, 0) < 0) break;
+ *     }
+ *     sn_server_config cfg = { .host = "127.0.0.1", .port = 7000, .handler = echo };
+ *
+ * Admission: a connection is served when a worker is idle or can be started
+ * (up to `workers`), or waits in the queue (up to `queue`). Beyond that the
+ * acceptor answers it at once per `overload` and counts it as refused; it
+ * never blocks and never stalls the other listeners. When the process runs
+ * out of descriptors (EMFILE), the acceptor closes the pending connection
+ * with a spare descriptor kept for the purpose and backs off briefly,
+ * rather than spinning.
+ *
+ * Stopping (sn_server_stop, from any thread, a handler included): listeners
+ * close; queued connections are closed unserved; every handler blocked in a
+ * read is woken (its reads return SN_ESTOPPED, writes still work, so it can
+ * say goodbye); handlers get until the deadline to return; then their
+ * connections are shut down for writing as well, so any further I/O fails at
+ * once and the handlers return. Every thread is joined and every descriptor
+ * and byte released before sn_server_stop returns (a handler stuck outside
+ * socknet calls is waited for: it is the one thing the server cannot wake).
+ *
+ * Thread safety: sn_server_stop, sn_server_stats_get, sn_server_local_addr
+ * and sn_server_is_stopping may be called from any thread; sn_server_new,
+ * sn_server_start and sn_server_free belong to the owner.
+ * Ownership: the server copies the configuration (strings included); it
+ * owns the connections it hands to handlers: a handler must not free them.
+ */
+#ifndef SOCKNET_SERVER_H
+#define SOCKNET_SERVER_H
+
+#include "socknet/addr.h"
+#include "socknet/chan.h"
+#include "socknet/common.h"
+#include "socknet/sock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_server sn_server;
+
+/* Serves one connection; runs on a worker thread. */
+typedef void (*sn_handler)(sn_conn *c, void *user);
+
+/* What an acceptor does with a connection the server has no room for. */
+typedef enum sn_overload {
+    SN_OVERLOAD_CLOSE = 0,   /* close it (the peer reads end of stream) */
+    SN_OVERLOAD_RESET = 1,   /* reset it (the peer gets ECONNRESET) */
+    SN_OVERLOAD_MESSAGE = 2, /* send overload_message without waiting, then close */
+} sn_overload;
+
+typedef struct sn_server_config {
+    /* Listeners: host/port for one, or an array for several (then host,
+     * port and sockopt are ignored). host as in sn_listen_config: NULL or
+     * "" = all IPv4 addresses. */
+    const char *host;
+    int port;                          /* 0 = the kernel picks */
+    const sn_listen_config *listeners; /* copied */
+    int nlisteners;
+    sn_sock_options sockopt; /* for the single host/port listener and its
+                                connections (per-listener otherwise) */
+
+    sn_handler handler; /* required */
+    void *user;         /* passed to the handler and every event */
+
+    int acceptors;        /* acceptor threads; 0 = 1 */
+    int workers;          /* most connections served at once (worker
+                             threads); 0 = 256 */
+    int min_workers;      /* workers kept when idle; 0 = 0 */
+    int queue;            /* accepted connections waiting for a worker;
+                             0 = 64; SN_OFF = none */
+    int worker_idle_ms;   /* ms; 0 = 10000 */
+    size_t stack_size;    /* bytes per worker; 0 = 256 KiB */
+    sn_conn_config conn;  /* buffers of each connection */
+    int stop_timeout_ms;  /* sn_server_free's grace period; 0 = 5000 */
+
+    int overload;                 /* sn_overload; default SN_OVERLOAD_CLOSE */
+    const char *overload_message; /* with SN_OVERLOAD_MESSAGE; copied; NULL =
+                                     "server busy\r\n" */
+
+    /* Events (OpenHarmony's listening / connect / close / error). Each may
+     * be NULL. on_listening and on_connect run on an acceptor thread (or
+     * in sn_server_start), so keep them short; on_connect returning
+     * non-zero refuses the connection (closed at once, counted as
+     * rejected). on_close runs on the worker after the handler returned,
+     * before the connection is closed, with its sticky error (SN_EOF for
+     * an orderly close by the peer, 0 when the handler closed first).
+     * on_error reports what the server absorbed (accept failures, refused
+     * threads), with a short static description. */
+    void (*on_listening)(sn_server *s, const sn_addr *addr, void *user);
+    int (*on_connect)(sn_server *s, const sn_addr *peer, void *user);
+    void (*on_close)(sn_conn *c, int err, void *user);
+    void (*on_error)(sn_server *s, int err, const char *what, void *user);
+} sn_server_config;
+
+/* Checks and copies the configuration; binds nothing yet.
+ * Returns 0, SN_EINVAL (no handler, bad counts, bad listener), SN_ENOMEM. */
+SN_API int sn_server_new(sn_server **out, const sn_server_config *cfg);
+
+/* Binds every listener, starts the acceptors and the pool, and returns.
+ * Returns 0, or the first listener's error (SN_EADDRINUSE, ...; nothing
+ * is left open), SN_EBADSTATE (started before), SN_EAGAIN (no thread). */
+SN_API int sn_server_start(sn_server *s);
+
+/* The address listener idx (0-based, in configuration order) is bound to,
+ * with the port the kernel chose for port 0. Returns 0, SN_EINVAL (no such
+ * listener), SN_EBADSTATE (not started). */
+SN_API int sn_server_local_addr(sn_server *s, int idx, sn_addr *out);
+
+/* The port of listener 0, or a negative SN_E* code (see above). */
+SN_API int sn_server_port(sn_server *s);
+
+/* Gracefully stops (see above), waiting at most timeout_ms for handlers
+ * before forcing their connections (0 = stop_timeout_ms; SN_TIMEOUT_NEVER
+ * = wait for them). Idempotent; safe from a handler (it then does not wait
+ * for its own connection). Returns 0, or SN_ETIMEDOUT when connections had
+ * to be forced. */
+SN_API int sn_server_stop(sn_server *s, int timeout_ms);
+
+/* 1 once a stop has begun, else 0. Handlers may poll it. */
+SN_API int sn_server_is_stopping(const sn_server *s);
+
+typedef struct sn_server_stats {
+    int active;                /* connections being served now */
+    int queued;                /* accepted, waiting for a worker */
+    int busy_workers;          /* workers running a handler */
+    int threads;               /* worker threads alive */
+    uint64_t accepted;         /* connections accepted */
+    uint64_t refused;          /* answered with the overload policy */
+    uint64_t rejected;         /* refused by on_connect */
+    uint64_t accept_errors;    /* failed accepts (EMFILE, ...) */
+    uint64_t closed;           /* connections served and closed */
+    uint64_t bytes_read;       /* by every connection, closed or active */
+    uint64_t bytes_written;
+} sn_server_stats;
+
+SN_API void sn_server_stats_get(sn_server *s, sn_server_stats *out);
+
+/* Stops (with stop_timeout_ms) if running, and releases everything.
+ * NULL is a no-op. Not from a handler. */
+SN_API void sn_server_free(sn_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,198 @@
+/*
+ * socknet/sock.h: TCP sockets: connect with a deadline, listen, accept,
+ * socket options with getters, state, addresses, half-close.
+ *
+ * An sn_sock owns one non-blocking file descriptor. Reading and writing
+ * go through a connection (socknet/chan.h), which adds buffering and
+ * deadlines; the sn_sock carries the options, the state and the default
+ * read and write timeouts those connections use.
+ *
+ * Thread safety: an sn_sock belongs to one thread, except that
+ * sn_sock_shutdown_write and the getters may be called from another thread
+ * while the owner is blocked in I/O on it.
+ * Ownership: sn_tcp_connect, sn_tcp_listen, sn_sock_accept and
+ * sn_sock_from_fd give the caller a new sn_sock; sn_sock_free closes it and
+ * releases it.
+ */
+#ifndef SOCKNET_SOCK_H
+#define SOCKNET_SOCK_H
+
+#include "socknet/addr.h"
+#include "socknet/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_sock sn_sock;
+
+/* Socket states, as OpenHarmony's getState reports them. */
+typedef enum sn_sock_state {
+    SN_SOCK_CLOSED = 0,    /* closed (or never opened) */
+    SN_SOCK_OPEN = 1,      /* created, neither bound nor connected */
+    SN_SOCK_BOUND = 2,     /* bound to a local address */
+    SN_SOCK_LISTENING = 3, /* accepting connections */
+    SN_SOCK_CONNECTED = 4, /* connected to a peer */
+} sn_sock_state;
+
+/* The name of a state ("closed", "open", "bound", "listening",
+ * "connected"); "unknown" otherwise. Static. */
+SN_API const char *sn_sock_state_name(int state);
+
+/*
+ * Socket options. Each has a setter and a getter through
+ * sn_sock_set_option / sn_sock_get_option, and a field in sn_sock_options
+ * for configuring sockets the library creates (clients, listeners, and the
+ * connections a listener accepts).
+ *
+ * Defaults, and why:
+ *   NODELAY     on. Writes go through a buffered writer that sends a whole
+ *               message per flush, so Nagle's algorithm can only add delay
+ *               (up to 40 ms against delayed ACKs). Ktor does the same;
+ *               OpenHarmony leaves Nagle on.
+ *   KEEPALIVE   off, as the system; KEEPIDLE/KEEPINTVL/KEEPCNT system.
+ *   LINGER      off: close returns at once, the kernel sends what is left.
+ *   RCVBUF, SNDBUF  system: setting one turns off the kernel's autotuning.
+ *   REUSEADDR   on for listeners (restart without waiting out TIME_WAIT),
+ *               off for clients.
+ *   REUSEPORT   off.
+ *   READ_TIMEOUT, WRITE_TIMEOUT  60000 ms: the default deadline of a read
+ *               or write on a connection (SN_DEADLINE_DEFAULT), so a silent
+ *               peer cannot hold a thread forever. SN_TIMEOUT_NEVER lifts it.
+ *   CONNECT_TIMEOUT  30000 ms: the default deadline of sn_tcp_connect.
+ *   TOS         system (0).
+ *   OOBINLINE   off.
+ *   FASTOPEN    off.
+ */
+typedef enum sn_sock_opt {
+    SN_OPT_NODELAY = 1,     /* 0/1: TCP_NODELAY */
+    SN_OPT_KEEPALIVE,       /* 0/1: SO_KEEPALIVE */
+    SN_OPT_KEEPIDLE,        /* s, 1..32767: idle time before probes */
+    SN_OPT_KEEPINTVL,       /* s, 1..32767: time between probes */
+    SN_OPT_KEEPCNT,         /* 1..127: probes before the peer is dead */
+    SN_OPT_LINGER,          /* -1 = off; s >= 0 = close waits up to s seconds
+                               for unsent data (0 = reset the connection) */
+    SN_OPT_RCVBUF,          /* bytes; the getter reports the kernel's value,
+                               which Linux doubles for bookkeeping */
+    SN_OPT_SNDBUF,          /* bytes; likewise */
+    SN_OPT_REUSEADDR,       /* 0/1: SO_REUSEADDR */
+    SN_OPT_REUSEPORT,       /* 0/1: SO_REUSEPORT */
+    SN_OPT_READ_TIMEOUT,    /* ms, or SN_TIMEOUT_NEVER */
+    SN_OPT_WRITE_TIMEOUT,   /* ms, or SN_TIMEOUT_NEVER */
+    SN_OPT_CONNECT_TIMEOUT, /* ms, or SN_TIMEOUT_NEVER */
+    SN_OPT_TOS,             /* 0..255: IP_TOS, or IPV6_TCLASS on IPv6 */
+    SN_OPT_OOBINLINE,       /* 0/1: SO_OOBINLINE */
+    SN_OPT_FASTOPEN,        /* listener: queue length (0 = off);
+                               client: 0/1 (TCP_FASTOPEN_CONNECT) */
+    SN_OPT_V6ONLY,          /* 0/1: IPV6_V6ONLY (IPv6 sockets only) */
+    SN_OPT_ERROR,           /* get only: pending socket error, as SN_E* or 0 */
+} sn_sock_opt;
+
+/* Sets one option. Returns 0, SN_EINVAL (unknown option or value out of
+ * range), SN_ENOPROTOOPT (not for this kind of socket, e.g. V6ONLY on
+ * IPv4), SN_EBADSTATE (closed socket), or the system's -errno. */
+SN_API int sn_sock_set_option(sn_sock *s, int opt, int value);
+
+/* Reads one option into *value. Same errors as the setter. */
+SN_API int sn_sock_get_option(const sn_sock *s, int opt, int *value);
+
+/* The options the library applies to the sockets it creates. Every field's
+ * zero keeps the default above; on/off fields take SN_ON or SN_OFF. */
+typedef struct sn_sock_options {
+    int nodelay;              /* SN_ON (default) / SN_OFF */
+    int keepalive;            /* SN_ON / SN_OFF (default) */
+    int keepalive_idle_s;     /* s; 0 = system */
+    int keepalive_interval_s; /* s; 0 = system */
+    int keepalive_count;      /* 0 = system */
+    int linger;               /* SN_ON / SN_OFF (default) */
+    int linger_s;             /* s, with linger SN_ON (0 = reset on close) */
+    int rcvbuf;               /* bytes; 0 = system */
+    int sndbuf;               /* bytes; 0 = system */
+    int reuseaddr;            /* SN_ON / SN_OFF; default on for listeners */
+    int reuseport;            /* SN_ON / SN_OFF (default) */
+    int read_timeout_ms;      /* ms; 0 = 60000; SN_TIMEOUT_NEVER */
+    int write_timeout_ms;     /* ms; 0 = 60000; SN_TIMEOUT_NEVER */
+    int connect_timeout_ms;   /* ms; 0 = 30000; SN_TIMEOUT_NEVER */
+    int tos;                  /* 1..255; 0 = system */
+    int oobinline;            /* SN_ON / SN_OFF (default) */
+    int fastopen;             /* listener: queue length; client: SN_ON; 0 = off */
+} sn_sock_options;
+
+/* Applies every non-default field of opt to s. Stops at the first failure
+ * and returns its code (SN_EINVAL names a bad value), else 0. */
+SN_API int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt);
+
+/* Connects to host:port over TCP. host is a name or a numeric address;
+ * every address it resolves to is tried in turn until one connects, all
+ * within the one deadline (SN_DEADLINE_DEFAULT = the connect timeout from
+ * opt, 30 s by default). opt may be NULL. On success *out is a connected
+ * socket with opt applied.
+ * Returns 0, or the error of the last address tried (SN_ECONNREFUSED,
+ * SN_ETIMEDOUT, SN_ENETUNREACH, ...), or a resolver error (SN_ENONAME,
+ * SN_ERESOLVE_AGAIN, SN_ERESOLVE), SN_EBADADDR (port out of range),
+ * SN_EINVAL (bad option), SN_EMFILE, SN_ENOMEM. */
+SN_API int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
+                          sn_deadline dl);
+
+/* Connects to one address. Same contract as sn_tcp_connect. */
+SN_API int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
+                               sn_deadline dl);
+
+typedef struct sn_listen_config {
+    const char *host; /* numeric ip or name; NULL or "" = "0.0.0.0" (all
+                         IPv4); "::" = all IPv6 */
+    int port;         /* 0 = the kernel picks (read it with sn_sock_local_addr) */
+    int backlog;      /* pending connections; 0 = 511 */
+    int v6only;       /* IPv6 hosts: SN_ON (default) = IPv6 only, so "0.0.0.0"
+                         and "::" can listen side by side; SN_OFF = dual stack */
+    sn_sock_options opt; /* for the listener and the connections it accepts */
+} sn_listen_config;
+
+/* Binds and listens. A name that resolves to several addresses binds the
+ * first. Returns 0, SN_EADDRINUSE, SN_EACCES (privileged port),
+ * SN_EADDRNOTAVAIL (no such local address), a resolver error, SN_EBADADDR,
+ * SN_EINVAL, SN_EMFILE, SN_ENOMEM. */
+SN_API int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg);
+
+/* Accepts one connection, waiting up to the deadline (SN_DEADLINE_DEFAULT
+ * = no deadline for a listener). The new socket carries the listener's
+ * options. Returns 0, SN_ETIMEDOUT, SN_EBADSTATE (not listening), SN_EMFILE,
+ * SN_ENFILE, SN_ECONNABORTED, SN_ENOMEM. */
+SN_API int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl);
+
+/* Adopts a socket descriptor created elsewhere (made non-blocking and
+ * close-on-exec). The state is read from the descriptor. On success the
+ * sn_sock owns fd; on failure the caller still does. Returns 0, SN_ENOTSOCK,
+ * SN_EBADF, SN_ENOMEM. */
+SN_API int sn_sock_from_fd(sn_sock **out, int fd);
+
+/* The state (sn_sock_state). */
+SN_API int sn_sock_get_state(const sn_sock *s);
+
+/* The local address (for a listener on port 0, the chosen port).
+ * Returns 0, SN_EBADSTATE (closed, or not bound), or -errno. */
+SN_API int sn_sock_local_addr(const sn_sock *s, sn_addr *out);
+
+/* The peer's address. Returns 0, SN_ENOTCONN, SN_EBADSTATE, or -errno. */
+SN_API int sn_sock_remote_addr(const sn_sock *s, sn_addr *out);
+
+/* The descriptor, for users who need it (still owned by the sn_sock;
+ * keep it non-blocking), or -1 once closed. */
+SN_API int sn_sock_fd(const sn_sock *s);
+
+/* Shuts down the sending side (the peer reads end of stream) while
+ * reading goes on. Returns 0, SN_ENOTCONN, SN_EBADSTATE, or -errno. */
+SN_API int sn_sock_shutdown_write(sn_sock *s);
+
+/* Closes the descriptor (state: closed); the sn_sock stays valid for its
+ * getters until sn_sock_free. Returns 0 or -errno (the descriptor is closed
+ * either way); closing a closed socket returns 0. */
+SN_API int sn_sock_close(sn_sock *s);
+
+/* Closes if open and releases s. NULL is a no-op. */
+SN_API void sn_sock_free(sn_sock *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

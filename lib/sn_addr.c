@@ -1,0 +1,1 @@
+/* sn_addr.c: being written */

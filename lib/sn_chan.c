@@ -1,0 +1,1 @@
+/* sn_chan.c: being written */

@@ -1,0 +1,119 @@
+/*
+ * sn_int.h: what several files of the library share. Not installed.
+ * Internal names start with sn__; nothing here is exported from the shared
+ * library (hidden visibility), but the tests link the convenience library
+ * and may call these.
+ */
+#ifndef SN_INT_H
+#define SN_INT_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+#include "socknet.h"
+
+#define SN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define SN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SN_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- allocation: every internal allocation goes through these ---------- */
+void *sn__malloc(size_t n);
+void *sn__calloc(size_t count, size_t size);
+void *sn__realloc(void *p, size_t n);
+char *sn__strdup(const char *s); /* NULL gives NULL */
+void sn__free(void *p);
+/* Tests: make the allocation after n more succeed fail (n = 0: the next
+ * one); a negative n turns injection off. Counts allocations from every
+ * thread. */
+void sn__alloc_fail_after(long n);
+/* Allocations that have not been freed, for leak checks in tests. */
+long sn__alloc_live(void);
+
+/* ---- locks: a pthread error is a bug, so these abort on one ------------ */
+void sn__mutex_init(pthread_mutex_t *m);
+void sn__mutex_destroy(pthread_mutex_t *m);
+void sn__mutex_lock(pthread_mutex_t *m);
+void sn__mutex_unlock(pthread_mutex_t *m);
+void sn__cond_init(pthread_cond_t *c); /* on CLOCK_MONOTONIC */
+void sn__cond_destroy(pthread_cond_t *c);
+void sn__cond_wait(pthread_cond_t *c, pthread_mutex_t *m);
+/* Waits until signalled or the absolute monotonic deadline (ms;
+ * SN_DEADLINE_NEVER waits forever). Returns 0, or SN_ETIMEDOUT. */
+int sn__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ms);
+void sn__cond_signal(pthread_cond_t *c);
+void sn__cond_broadcast(pthread_cond_t *c);
+
+/* ---- deadlines ---------------------------------------------------------- */
+/* Turns a caller's deadline into an absolute one: SN_DEADLINE_DEFAULT
+ * becomes now + default_ms (default_ms < 0: never). */
+int64_t sn__deadline_abs(sn_deadline dl, int default_ms);
+/* Milliseconds left until an absolute deadline, as poll() wants them:
+ * -1 for never, 0 when passed, rounded up, capped at INT_MAX. */
+int sn__poll_timeout(int64_t deadline_ms);
+/* Waits until fd is ready for events (POLLIN / POLLOUT) or the deadline.
+ * Returns 0 (ready, or error/hangup condition: the next I/O call tells),
+ * SN_ETIMEDOUT, or -errno. Retries on EINTR. */
+int sn__wait_fd(int fd, short events, int64_t deadline_ms);
+
+/* ---- descriptors -------------------------------------------------------- */
+int sn__fd_nonblock_cloexec(int fd); /* 0 or -errno */
+/* Maps a getaddrinfo() error to SN_ENONAME / SN_ERESOLVE_AGAIN / ... */
+int sn__gai_error(int gai_err);
+
+/* ---- sockets (sn_sock.c) ------------------------------------------------ */
+struct sn_sock {
+    int fd;     /* -1 once closed */
+    int state;  /* sn_sock_state */
+    int family; /* AF_INET / AF_INET6 */
+    /* resolved timeouts, ms, -1 = never */
+    int read_timeout_ms;
+    int write_timeout_ms;
+    int connect_timeout_ms;
+    sn_sock_options accept_opt; /* listeners: applied to accepted sockets */
+};
+
+/* Wraps a descriptor in a new sn_sock with default timeouts. */
+int sn__sock_wrap(sn_sock **out, int fd, int state, int family);
+/* Accepts one pending connection without waiting: 0, SN_EAGAIN (none
+ * pending) or an accept error. The new socket gets the listener's options.
+ * Used by the server's acceptors, which do their own polling. */
+int sn__sock_accept_now(sn_sock *listener, sn_sock **out);
+
+/* ---- transports (sn_transport.c; TLS adds another) ----------------------
+ * Non-blocking byte streams over a descriptor. recv and sendv return a
+ * byte count (recv: 0 = end of stream), SN_EAGAIN with *want set to the
+ * poll events to wait for (a TLS read may need to write), or an SN_E*
+ * error. */
+typedef struct sn_transport sn_transport;
+typedef struct sn_transport_vtable {
+    const char *name;
+    ssize_t (*recv)(sn_transport *t, void *buf, size_t len, short *want);
+    ssize_t (*sendv)(sn_transport *t, const struct iovec *iov, int iovcnt, short *want);
+    /* Ends the sending direction (TCP FIN; TLS close_notify then FIN).
+     * 0, SN_EAGAIN with *want, or an error. */
+    int (*shutdown)(sn_transport *t, short *want);
+    /* Bytes the transport holds that can be read without the descriptor. */
+    size_t (*pending)(sn_transport *t);
+    /* Releases the transport's own state; never closes the descriptor. */
+    void (*release)(sn_transport *t);
+} sn_transport_vtable;
+
+struct sn_transport {
+    const sn_transport_vtable *vt;
+    int fd;
+};
+
+void sn__transport_plain_init(sn_transport *t, int fd);
+
+/* ---- connections (sn_chan.c): what the server needs --------------------- */
+/* The server wakes a connection's reader when it stops: level 1 = reads
+ * return SN_ESTOPPED once the buffer is drained (writes still work);
+ * level 2 = every I/O call fails with SN_ESTOPPED at once. Safe from any
+ * thread while the owner is blocked in I/O. */
+void sn__conn_wake(sn_conn *c, int level);
+/* Replaces the plain transport (for TLS). The connection takes t. */
+void sn__conn_set_transport(sn_conn *c, sn_transport *t);
+
+#endif

@@ -1,0 +1,1 @@
+/* sn_pool.c: being written */

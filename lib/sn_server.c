@@ -1,0 +1,1 @@
+/* sn_server.c: being written */

@@ -1,0 +1,1 @@
+/* sn_sock.c: being written */

@@ -1,0 +1,1 @@
+/* sn_transport.c: being written */

@@ -1,0 +1,198 @@
+/* sn_test.c: the shared test helpers (see sn_test.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "sn_test.h"
+
+static const char *volatile current_test = "(none)";
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    const char *name = current_test;
+    static const char msg[] = "\nwatchdog: test hung: ";
+    (void)!write(2, msg, sizeof msg - 1);
+    (void)!write(2, name, strlen(name));
+    (void)!write(2, "\n", 1);
+    _exit(1);
+}
+
+static void test_start(const CU_pTest test, const CU_pSuite suite)
+{
+    (void)suite;
+    current_test = test->pName;
+}
+
+int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds)
+{
+    signal(SIGPIPE, SIG_IGN); /* the library never needs this; peers may */
+    signal(SIGALRM, on_alarm);
+    alarm(seconds);
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_SuiteInfo suites[] = {
+        {suite, NULL, NULL, NULL, NULL, tests},
+        CU_SUITE_INFO_NULL,
+    };
+    if (CU_register_suites(suites) != CUE_SUCCESS) {
+        fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
+        return 1;
+    }
+    CU_set_test_start_handler(test_start);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned run = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    if (run == 0) {
+        fprintf(stderr, "no test ran\n");
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
+
+int sn_test_tcp_pair(int *a, int *b)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int cfd = -1, sfd = -1;
+    if (lfd < 0)
+        return -errno;
+    if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(lfd, 1) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&sin, &len) < 0)
+        goto fail;
+    cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (cfd < 0 || connect(cfd, (struct sockaddr *)&sin, sizeof sin) < 0)
+        goto fail;
+    sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (sfd < 0)
+        goto fail;
+    close(lfd);
+    int one = 1;
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (sn__fd_nonblock_cloexec(cfd) < 0 || sn__fd_nonblock_cloexec(sfd) < 0)
+        goto fail;
+    *a = cfd;
+    *b = sfd;
+    return 0;
+fail:;
+    int err = -errno;
+    close(lfd);
+    if (cfd >= 0)
+        close(cfd);
+    if (sfd >= 0)
+        close(sfd);
+    return err ? err : SN_EIO;
+}
+
+int sn_test_sock_pair(sn_sock **client, sn_sock **server)
+{
+    int a, b;
+    int rc = sn_test_tcp_pair(&a, &b);
+    if (rc < 0)
+        return rc;
+    if ((rc = sn_sock_from_fd(client, a)) < 0) {
+        close(a);
+        close(b);
+        return rc;
+    }
+    if ((rc = sn_sock_from_fd(server, b)) < 0) {
+        sn_sock_free(*client);
+        close(b);
+        return rc;
+    }
+    return 0;
+}
+
+int sn_test_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                int rc = sn__wait_fd(fd, POLLOUT, sn_deadline_in(10000));
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int sn_test_read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+    char *p = buf;
+    int64_t dl = sn_deadline_in(timeout_ms);
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, MSG_DONTWAIT);
+        if (n == 0)
+            return SN_EOF;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                int rc = sn__wait_fd(fd, POLLIN, dl);
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+long sn_test_raise_nofile(long n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if ((long)rl.rlim_cur < n) {
+        rl.rlim_cur = (rlim_t)n < rl.rlim_max ? (rlim_t)n : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long)rl.rlim_cur;
+}
+
+int sn_test_free_port(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        close(fd);
+        return -errno;
+    }
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+void sn_test_sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}

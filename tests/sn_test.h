@@ -1,0 +1,51 @@
+/*
+ * sn_test.h: what every test program shares: a watchdog, loopback and
+ * socketpair helpers, and the CUnit runner.
+ *
+ * A test program lists its tests and ends with:
+ *
+ *     static CU_TestInfo tests[] = { {"name", fn}, ..., CU_TEST_INFO_NULL };
+ *     int main(void) { return sn_test_main("chan", tests, 60); }
+ */
+#ifndef SN_TEST_H
+#define SN_TEST_H
+
+#include <CUnit/CUnit.h>
+#include <CUnit/Basic.h>
+#include "sn_int.h"
+
+/* Runs the suite under a watchdog of `seconds` (the process prints which
+ * test hung and exits 1 if it fires). Returns the process exit status. */
+int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds);
+
+/* Two connected non-blocking TCP descriptors over 127.0.0.1. 0 or -errno. */
+int sn_test_tcp_pair(int *a, int *b);
+
+/* A connected pair of sn_sock over 127.0.0.1 (client side, server side). */
+int sn_test_sock_pair(sn_sock **client, sn_sock **server);
+
+/* A blocking write/read of all bytes on a raw descriptor (test peers). */
+int sn_test_write_all(int fd, const void *buf, size_t len);
+int sn_test_read_all(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Raises RLIMIT_NOFILE's soft limit to at least n (up to the hard limit).
+ * Returns the new soft limit. */
+long sn_test_raise_nofile(long n);
+
+/* A port on 127.0.0.1 where nothing listens (bound, then closed). */
+int sn_test_free_port(void);
+
+/* Sleeps ms milliseconds. */
+void sn_test_sleep_ms(int ms);
+
+/* CU_ASSERT_EQUAL that prints both values as SN_E* names on failure. */
+#define SN_ASSERT_RC(expr, want)                                                                   \
+    do {                                                                                           \
+        long sn_rc_ = (long)(expr), sn_want_ = (long)(want);                                       \
+        if (sn_rc_ != sn_want_)                                                                    \
+            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld (%s)\n", __FILE__, __LINE__, #expr,   \
+                    sn_rc_, sn_err_name((int)sn_rc_), sn_want_, sn_err_name((int)sn_want_));       \
+        CU_ASSERT_EQUAL(sn_rc_, sn_want_);                                                         \
+    } while (0)
+
+#endif
