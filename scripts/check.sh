@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# check.sh: sets everything up, then runs the whole test suite:
+#   1. make check                      (build/)
+#   2. AddressSanitizer + UBSan        (build-asan/)
+#   3. ThreadSanitizer                 (build-tsan/)
+#   4. valgrind memcheck on the unit tests
+#   5. make install into a scratch root, and a program built against it
+#      with `cc app.c $(pkg-config --cflags --libs socknet)`
+#   6. make distcheck                  (the tarball builds and passes too)
+# Exit status is non-zero if any stage fails. SN_CHECK_STAGES="default asan"
+# runs a subset.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+jobs=$(nproc)
+stages=${SN_CHECK_STAGES:-"default asan tsan valgrind install distcheck"}
+passed=0
+failed=0
+failed_names=""
+
+"$top/scripts/setup.sh" --check "$top/build" || { echo "check: set-up failed"; exit 1; }
+
+# Many connections in the tests: allow enough descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+show_logs() {
+    local dir=$1
+    for log in "$dir"/tests/*.log; do
+        [ -f "$log" ] || continue
+        local trs=${log%.log}.trs
+        if [ -f "$trs" ] && grep -qE '^:test-result: (FAIL|ERROR)' "$trs"; then
+            echo "---- $log"
+            tail -n 60 "$log"
+        fi
+    done
+}
+
+run_stage() {
+    local name=$1; shift
+    local t0=$SECONDS
+    echo "==== check: $name"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "==== check: $name passed ($((SECONDS - t0)) s)"
+    else
+        failed=$((failed + 1))
+        failed_names="$failed_names $name"
+        echo "==== check: $name FAILED ($((SECONDS - t0)) s)"
+    fi
+}
+
+make_check() { # BUILDDIR [configure flags...]
+    local dir=$1; shift
+    mkdir -p "$dir"
+    (cd "$dir" &&
+        { [ -f Makefile ] || "$top/configure" -q "$@"; } &&
+        make -s -j"$jobs" >/dev/null &&
+        make -j"$jobs" check >"$dir/check.out" 2>&1)
+    local rc=$?
+    grep -E '^(# [A-Z]+:|FAIL|ERROR)' "$dir/check.out" || true
+    [ $rc = 0 ] || show_logs "$dir"
+    return $rc
+}
+
+stage_default() { make_check "$top/build"; }
+
+stage_asan() {
+    local f="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        make_check "$top/build-asan" CFLAGS="$f" LDFLAGS="-fsanitize=address,undefined"
+}
+
+stage_tsan() {
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+        make_check "$top/build-tsan" CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
+}
+
+stage_valgrind() {
+    local dir=$top/build rc=0
+    (cd "$dir" && make -s -j"$jobs" check TESTS= >/dev/null) || return 1
+    for t in "$dir"/tests/test-*; do
+        [ -x "$t" ] && [ "${t%.*}" = "$t" ] || continue
+        echo "valgrind: $(basename "$t")"
+        if ! SN_TEST_QUICK=1 "$dir/libtool" --mode=execute valgrind -q --leak-check=full \
+            --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+            --error-exitcode=99 "$t" >"$t.valgrind.log" 2>&1; then
+            echo "---- $t under valgrind"; tail -n 60 "$t.valgrind.log"; rc=1
+        fi
+    done
+    return $rc
+}
+
+stage_install() {
+    local root rc=0 out
+    root=$(mktemp -d)
+    (cd "$top/build" && make -s install DESTDIR="$root" >/dev/null) || { rm -rf "$root"; return 1; }
+    local pc
+    pc=$(dirname "$(find "$root" -name socknet.pc | head -n 1)")
+    local flags
+    flags=$(PKG_CONFIG_PATH=$pc PKG_CONFIG_SYSROOT_DIR=$root pkg-config --cflags --libs socknet) || rc=1
+    echo "pkg-config socknet: $flags"
+    if [ $rc = 0 ] && cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+        "$top/examples/echo-server.c" $flags -o "$root/echo"; then
+        out=$(LD_LIBRARY_PATH=$(dirname "$(find "$root" -name 'libsocknet.so' | head -n 1)") \
+            timeout 5 "$root/echo" --port 0 | head -n 1)
+        case "$out" in "listening on 127.0.0.1:"*) echo "installed build runs: $out" ;; *) rc=1 ;; esac
+    else
+        rc=1
+    fi
+    rm -rf "$root"
+    return $rc
+}
+
+stage_distcheck() {
+    (cd "$top/build" && make -s -j"$jobs" distcheck >"$top/build/distcheck.out" 2>&1)
+    local rc=$?
+    [ $rc = 0 ] || tail -n 80 "$top/build/distcheck.out"
+    return $rc
+}
+
+for s in $stages; do
+    run_stage "$s" "stage_$s"
+done
+
+echo "check:$failed_names" | sed 's/^check:$/check: all stages passed/'
+echo "$passed passed, $failed failed"
+[ $failed = 0 ]

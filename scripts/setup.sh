@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# setup.sh [--check] [BUILDDIR]: installs what is missing (Debian packages),
+# bootstraps, configures and builds libsocknet in BUILDDIR (default build/).
+# --check also installs what the test suite needs. Used by demo.sh and
+# check.sh; safe to run again (it only does what is not done yet).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+want_check=0
+if [ "${1:-}" = "--check" ]; then want_check=1; shift; fi
+build=${1:-$top/build}
+
+pkgs=(build-essential autoconf automake libtool pkg-config
+      libwolfssl-dev zlib1g-dev libcunit1-dev)
+if [ $want_check = 1 ]; then
+    pkgs+=(valgrind procps iproute2 psmisc)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cd "$top"
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+    echo "setup: bootstrapping (autoreconf)" >&2
+    autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+fi
+
+mkdir -p "$build"
+cd "$build"
+if [ ! -f Makefile ] || [ "$top/configure" -nt config.status ]; then
+    echo "setup: configuring in $build" >&2
+    "$top/configure" -q ${SN_CONFIGURE_FLAGS:-}
+fi
+echo "setup: building" >&2
+make -s -j"$(nproc)" >/dev/null

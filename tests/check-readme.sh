@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The README's echo server compiles as shown, is about 25 lines, and echoes.
+set -u
+src=${top_srcdir:-.}
+b=${top_builddir:-.}
+lib=$b/lib/.libs/libsocknet.so
+[ -f "$lib" ] || { echo "no shared library"; exit 77; }
+tmp=$(mktemp -d); pid=""
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+awk '/^## An echo server/ {on=1} on && /^```c$/ {grab=1; next} grab && /^```$/ {exit} grab {print}' \
+    "$src/README.md" >"$tmp/echo.c"
+lines=$(grep -cv '^[[:space:]]*$' "$tmp/echo.c")
+[ "$lines" -ge 15 ] && [ "$lines" -le 30 ] || { echo "FAIL: README echo server has $lines lines"; exit 1; }
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -I"$src/include" "$tmp/echo.c" \
+    -o "$tmp/echo" "$lib" -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
+    { echo "FAIL: the README's echo server does not compile"; exit 1; }
+# It listens on 127.0.0.1:7000: only run it if that port is free.
+if (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
+    echo "ok: README echo server compiles ($lines lines); port 7000 busy, not run"; exit 0
+fi
+"$tmp/echo" & pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null && break; sleep 0.05; done
+exec 3<>/dev/tcp/127.0.0.1/7000 || { echo "FAIL: README echo server does not listen"; exit 1; }
+printf 'readme\n' >&3
+read -r -t 5 reply <&3
+[ "$reply" = readme ] || { echo "FAIL: README echo server replied '$reply'"; exit 1; }
+exec 3>&-
+kill -INT $pid; wait $pid; rc=$?; pid=""
+[ $rc = 0 ] || { echo "FAIL: README echo server exited $rc on SIGINT"; exit 1; }
+echo "ok: README echo server compiles ($lines lines), echoes and stops on SIGINT"
