@@ -1,1 +1,599 @@
-/* sn_sock.c: being written */
+/*
+ * sn_sock.c: TCP sockets: connect with one deadline over every resolved
+ * address, listen, accept, options through one table, state, half-close.
+ *
+ * Every descriptor is non-blocking and close-on-exec from birth.
+ */
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "sn_int.h"
+
+#define READ_TIMEOUT_DEFAULT 60000
+#define WRITE_TIMEOUT_DEFAULT 60000
+#define CONNECT_TIMEOUT_DEFAULT 30000
+#define BACKLOG_DEFAULT 511
+#define CONNECT_MAX_ADDRS 16
+
+/* ---- the option table ------------------------------------------------------ */
+
+/* How an option reaches the kernel. */
+enum opt_kind {
+    K_NONE = 0, /* no such option */
+    K_INT,      /* an int sockopt (0/1 switches are normalised on get) */
+    K_BOOL,     /* an int sockopt read back as 0/1 */
+    K_LINGER,   /* struct linger: -1 = off, else seconds */
+    K_TIMEOUT,  /* a field of struct sn_sock, not the kernel */
+    K_TOS,      /* IP_TOS, or IPV6_TCLASS on IPv6 */
+    K_FASTOPEN, /* TCP_FASTOPEN (listener) or TCP_FASTOPEN_CONNECT */
+    K_V6ONLY,   /* IPV6_V6ONLY, IPv6 sockets only */
+    K_ERROR,    /* SO_ERROR, get only */
+};
+
+/* How sn_sock_options holds it (see sn_sock_apply_options). */
+enum field_kind {
+    F_NONE = 0, /* not in sn_sock_options */
+    F_SWITCH,   /* SN_ON / SN_OFF / 0 */
+    F_VALUE,    /* 0 = leave; anything else is passed on */
+    F_LINGER,   /* linger (switch) + linger_s */
+    F_FASTOPEN, /* 0 = leave, SN_OFF = 0, else passed on */
+};
+
+struct opt_def {
+    int level, name;
+    int min, max;
+    unsigned char kind, fkind;
+    short field; /* offsetof in sn_sock_options */
+};
+
+#define OPTF(f) (short)offsetof(sn_sock_options, f)
+
+static const struct opt_def opt_table[] = {
+    [SN_OPT_NODELAY] = {IPPROTO_TCP, TCP_NODELAY, 0, 1, K_BOOL, F_SWITCH, OPTF(nodelay)},
+    [SN_OPT_KEEPALIVE] = {SOL_SOCKET, SO_KEEPALIVE, 0, 1, K_BOOL, F_SWITCH, OPTF(keepalive)},
+    [SN_OPT_KEEPIDLE] = {IPPROTO_TCP, TCP_KEEPIDLE, 1, 32767, K_INT, F_VALUE,
+                         OPTF(keepalive_idle_s)},
+    [SN_OPT_KEEPINTVL] = {IPPROTO_TCP, TCP_KEEPINTVL, 1, 32767, K_INT, F_VALUE,
+                          OPTF(keepalive_interval_s)},
+    [SN_OPT_KEEPCNT] = {IPPROTO_TCP, TCP_KEEPCNT, 1, 127, K_INT, F_VALUE, OPTF(keepalive_count)},
+    [SN_OPT_LINGER] = {SOL_SOCKET, SO_LINGER, -1, 65535, K_LINGER, F_LINGER, OPTF(linger)},
+    [SN_OPT_RCVBUF] = {SOL_SOCKET, SO_RCVBUF, 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(rcvbuf)},
+    [SN_OPT_SNDBUF] = {SOL_SOCKET, SO_SNDBUF, 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(sndbuf)},
+    [SN_OPT_REUSEADDR] = {SOL_SOCKET, SO_REUSEADDR, 0, 1, K_BOOL, F_SWITCH, OPTF(reuseaddr)},
+    [SN_OPT_REUSEPORT] = {SOL_SOCKET, SO_REUSEPORT, 0, 1, K_BOOL, F_SWITCH, OPTF(reuseport)},
+    [SN_OPT_READ_TIMEOUT] = {0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE, OPTF(read_timeout_ms)},
+    [SN_OPT_WRITE_TIMEOUT] = {0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE, OPTF(write_timeout_ms)},
+    [SN_OPT_CONNECT_TIMEOUT] = {0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE, OPTF(connect_timeout_ms)},
+    [SN_OPT_TOS] = {IPPROTO_IP, IP_TOS, 0, 255, K_TOS, F_VALUE, OPTF(tos)},
+    [SN_OPT_OOBINLINE] = {SOL_SOCKET, SO_OOBINLINE, 0, 1, K_BOOL, F_SWITCH, OPTF(oobinline)},
+    [SN_OPT_FASTOPEN] = {IPPROTO_TCP, TCP_FASTOPEN, 0, 65535, K_FASTOPEN, F_FASTOPEN,
+                         OPTF(fastopen)},
+    [SN_OPT_V6ONLY] = {IPPROTO_IPV6, IPV6_V6ONLY, 0, 1, K_V6ONLY, F_NONE, 0},
+    [SN_OPT_ERROR] = {SOL_SOCKET, SO_ERROR, 0, 0, K_ERROR, F_NONE, 0},
+};
+
+static const struct opt_def *opt_find(int opt)
+{
+    if (opt <= 0 || (size_t)opt >= SN_ARRAY_SIZE(opt_table) || opt_table[opt].kind == K_NONE)
+        return NULL;
+    return &opt_table[opt];
+}
+
+/* The timeout field an option names. */
+static int *timeout_field(sn_sock *s, int opt)
+{
+    if (opt == SN_OPT_READ_TIMEOUT)
+        return &s->read_timeout_ms;
+    if (opt == SN_OPT_WRITE_TIMEOUT)
+        return &s->write_timeout_ms;
+    return &s->connect_timeout_ms;
+}
+
+/* Picks the kernel's level and name for this socket, and the value range
+ * where it depends on the socket. 0 or SN_ENOPROTOOPT. */
+static int opt_resolve(const sn_sock *s, const struct opt_def *d, struct opt_def *out)
+{
+    *out = *d;
+    if (d->kind == K_TOS && s->family == AF_INET6) {
+        out->level = IPPROTO_IPV6;
+        out->name = IPV6_TCLASS;
+    } else if (d->kind == K_FASTOPEN && s->state != SN_SOCK_LISTENING) {
+        out->name = TCP_FASTOPEN_CONNECT;
+        out->max = 1;
+    } else if (d->kind == K_V6ONLY && s->family != AF_INET6) {
+        return SN_ENOPROTOOPT;
+    }
+    return 0;
+}
+
+/* Checks the socket and option, then resolves it. */
+static int opt_prepare(const sn_sock *s, int opt, struct opt_def *d)
+{
+    const struct opt_def *def = opt_find(opt);
+    if (s == NULL || def == NULL)
+        return SN_EINVAL;
+    if (s->fd < 0)
+        return SN_EBADSTATE;
+    return opt_resolve(s, def, d);
+}
+
+static int setsockopt_int(int fd, const struct opt_def *d, int value)
+{
+    if (d->kind == K_LINGER) {
+        struct linger l = {.l_onoff = value >= 0, .l_linger = value >= 0 ? value : 0};
+        return setsockopt(fd, d->level, d->name, &l, sizeof l) < 0 ? -errno : 0;
+    }
+    return setsockopt(fd, d->level, d->name, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+int sn_sock_set_option(sn_sock *s, int opt, int value)
+{
+    struct opt_def d;
+    int rc = opt_prepare(s, opt, &d);
+    if (rc < 0)
+        return rc;
+    if (d.kind == K_ERROR || value < d.min || value > d.max)
+        return SN_EINVAL;
+    if (d.kind != K_TIMEOUT)
+        return setsockopt_int(s->fd, &d, value);
+    int defaults[] = {READ_TIMEOUT_DEFAULT, WRITE_TIMEOUT_DEFAULT, CONNECT_TIMEOUT_DEFAULT};
+    *timeout_field(s, opt) = value != 0 ? value : defaults[opt - SN_OPT_READ_TIMEOUT];
+    return 0;
+}
+
+/* Reads an option from the kernel, in the form the setter takes. */
+static int getsockopt_int(int fd, const struct opt_def *d, int *value)
+{
+    union {
+        int i;
+        struct linger l;
+    } v = {0};
+    socklen_t len = d->kind == K_LINGER ? sizeof v.l : sizeof v.i;
+    if (getsockopt(fd, d->level, d->name, &v, &len) < 0)
+        return -errno;
+    if (d->kind == K_LINGER)
+        *value = v.l.l_onoff ? v.l.l_linger : -1;
+    else if (d->kind == K_ERROR)
+        *value = -v.i;
+    else if (d->kind == K_BOOL || d->kind == K_V6ONLY)
+        *value = v.i != 0;
+    else
+        *value = v.i;
+    return 0;
+}
+
+int sn_sock_get_option(const sn_sock *s, int opt, int *value)
+{
+    struct opt_def d;
+    int rc = opt_prepare(s, opt, &d);
+    if (rc < 0)
+        return rc;
+    if (value == NULL)
+        return SN_EINVAL;
+    if (d.kind == K_TIMEOUT) {
+        *value = *timeout_field((sn_sock *)s, opt);
+        return 0;
+    }
+    return getsockopt_int(s->fd, &d, value);
+}
+
+/* The field of sn_sock_options that holds an option. */
+static int opt_field(const sn_sock_options *opt, const struct opt_def *d)
+{
+    return *(const int *)((const char *)opt + d->field);
+}
+
+/* The setter's value for a non-zero field v. SN_EINVAL for a switch other
+ * than SN_ON / SN_OFF, or linger on with a negative time. */
+static int field_value(const sn_sock_options *opt, const struct opt_def *d, int v, int *value)
+{
+    if (d->fkind == F_VALUE || d->fkind == F_FASTOPEN) {
+        *value = d->fkind == F_FASTOPEN && v == SN_OFF ? 0 : v;
+        return 0;
+    }
+    if (v != SN_ON && v != SN_OFF)
+        return SN_EINVAL;
+    if (d->fkind == F_SWITCH) {
+        *value = v == SN_ON;
+        return 0;
+    }
+    if (v == SN_ON && opt->linger_s < 0)
+        return SN_EINVAL; /* -1 would read as "off" */
+    *value = v == SN_ON ? opt->linger_s : -1;
+    return 0;
+}
+
+int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt)
+{
+    if (s == NULL || opt == NULL)
+        return SN_EINVAL;
+    for (size_t i = 1; i < SN_ARRAY_SIZE(opt_table); i++) {
+        const struct opt_def *d = &opt_table[i];
+        int v = d->fkind != F_NONE ? opt_field(opt, d) : 0;
+        int value;
+        if (v == 0)
+            continue; /* not in sn_sock_options, or the default */
+        int rc = field_value(opt, d, v, &value);
+        if (rc == 0)
+            rc = sn_sock_set_option(s, (int)i, value);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- creating and wrapping ------------------------------------------------- */
+
+int sn__sock_wrap(sn_sock **out, int fd, int state, int family)
+{
+    sn_sock *s = sn__calloc(1, sizeof *s);
+    if (s == NULL)
+        return SN_ENOMEM;
+    s->fd = fd;
+    s->state = state;
+    s->family = family;
+    s->read_timeout_ms = READ_TIMEOUT_DEFAULT;
+    s->write_timeout_ms = WRITE_TIMEOUT_DEFAULT;
+    s->connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT;
+    *out = s;
+    return 0;
+}
+
+/* A new TCP socket of the address's family, wrapped. */
+static int sock_open(sn_sock **out, int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0)
+        return -errno;
+    int rc = sn__sock_wrap(out, fd, SN_SOCK_OPEN, family);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+/* The options as the library applies them to sockets it creates: NODELAY
+ * on unless turned off. */
+static sn_sock_options effective_options(const sn_sock_options *opt)
+{
+    sn_sock_options o = {0};
+    if (opt != NULL)
+        o = *opt;
+    if (o.nodelay == 0)
+        o.nodelay = SN_ON;
+    return o;
+}
+
+/* ---- connect --------------------------------------------------------------- */
+
+/* Starts a non-blocking connect and waits for it until the deadline. */
+static int connect_wait(int fd, const sn_addr *addr, int64_t deadline)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (connect(fd, &addr->u.sa, addr->len) == 0)
+        return 0;
+    if (errno != EINPROGRESS && errno != EINTR)
+        return -errno;
+    int rc = sn__wait_fd(fd, POLLOUT, deadline);
+    if (rc < 0)
+        return rc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    return -err;
+}
+
+static int connect_one(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
+                       int64_t deadline)
+{
+    sn_sock *s;
+    int rc = sock_open(&s, addr->u.sa.sa_family);
+    if (rc < 0)
+        return rc;
+    if ((rc = sn_sock_apply_options(s, opt)) < 0)
+        goto fail;
+    if ((rc = connect_wait(s->fd, addr, deadline)) < 0)
+        goto fail;
+    s->state = SN_SOCK_CONNECTED;
+    *out = s;
+    return 0;
+fail:
+    sn_sock_free(s);
+    return rc;
+}
+
+/* The absolute deadline of a connect: dl, or the connect timeout of opt. */
+static int connect_deadline(const sn_sock_options *opt, sn_deadline dl, int64_t *deadline)
+{
+    int ms = opt->connect_timeout_ms;
+    if (ms < SN_TIMEOUT_NEVER)
+        return SN_EINVAL;
+    *deadline = sn__deadline_abs(dl, ms == 0 ? CONNECT_TIMEOUT_DEFAULT : ms);
+    return 0;
+}
+
+/* Errors after which the next address may still work. */
+static bool try_next(int rc)
+{
+    return rc == SN_ECONNREFUSED || rc == SN_ENETUNREACH || rc == SN_EHOSTUNREACH ||
+           rc == SN_EADDRNOTAVAIL || rc == SN_EAFNOSUPPORT || rc == SN_ECONNRESET;
+}
+
+/* Tries each address in turn within one deadline; the last error wins. */
+static int connect_list(sn_sock **out, const sn_addr *addrs, int n, const sn_sock_options *opt,
+                        sn_deadline dl)
+{
+    sn_sock_options o = effective_options(opt);
+    int64_t deadline;
+    int rc = connect_deadline(&o, dl, &deadline);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        rc = connect_one(out, &addrs[i], &o, deadline);
+        if (!try_next(rc))
+            return rc;
+    }
+    return rc;
+}
+
+int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
+                   sn_deadline dl)
+{
+    sn_addr addrs[CONNECT_MAX_ADDRS];
+    if (out == NULL || host == NULL || host[0] == '\0')
+        return SN_EINVAL;
+    int n = sn_resolve(host, port, SN_AF_ANY, addrs, SN_ARRAY_SIZE(addrs));
+    if (n < 0)
+        return n;
+    return connect_list(out, addrs, n, opt, dl);
+}
+
+int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
+                        sn_deadline dl)
+{
+    if (out == NULL || sn_addr_family(addr) == 0)
+        return SN_EINVAL;
+    return connect_list(out, addr, 1, opt, dl);
+}
+
+/* ---- listen and accept ----------------------------------------------------- */
+
+/* What a listener applies before bind: REUSEADDR on by default, V6ONLY as
+ * configured (on by default), and every option except FASTOPEN, which
+ * means a queue length only once the socket listens. */
+static int listen_prepare(sn_sock *s, const sn_listen_config *cfg)
+{
+    sn_sock_options o = effective_options(&cfg->opt);
+    int rc;
+    if (cfg->v6only != 0 && cfg->v6only != SN_ON && cfg->v6only != SN_OFF)
+        return SN_EINVAL;
+    if (o.reuseaddr == 0)
+        o.reuseaddr = SN_ON;
+    o.fastopen = 0;
+    if ((rc = sn_sock_apply_options(s, &o)) < 0)
+        return rc;
+    if (s->family == AF_INET6)
+        rc = sn_sock_set_option(s, SN_OPT_V6ONLY, cfg->v6only != SN_OFF);
+    return rc;
+}
+
+/* Binds and listens; then FASTOPEN, which needs a listening socket. */
+static int listen_bind(sn_sock *s, const sn_addr *addr, const sn_listen_config *cfg)
+{
+    int backlog = cfg->backlog != 0 ? cfg->backlog : BACKLOG_DEFAULT;
+    if (bind(s->fd, &addr->u.sa, addr->len) < 0)
+        return -errno;
+    s->state = SN_SOCK_BOUND;
+    if (listen(s->fd, backlog) < 0)
+        return -errno;
+    s->state = SN_SOCK_LISTENING;
+    if (cfg->opt.fastopen == 0)
+        return 0;
+    int qlen = cfg->opt.fastopen == SN_OFF ? 0 : cfg->opt.fastopen;
+    return sn_sock_set_option(s, SN_OPT_FASTOPEN, qlen);
+}
+
+/* The options accepted sockets get: the listener's, less what only a
+ * listener uses. */
+static sn_sock_options accepted_options(const sn_sock_options *opt)
+{
+    sn_sock_options o = effective_options(opt);
+    o.reuseaddr = 0;
+    o.reuseport = 0;
+    o.fastopen = 0;
+    return o;
+}
+
+int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg)
+{
+    sn_addr addr;
+    sn_sock *s;
+    if (out == NULL || cfg == NULL || cfg->backlog < 0)
+        return SN_EINVAL;
+    int rc = sn_resolve(cfg->host, cfg->port, SN_AF_ANY, &addr, 1);
+    if (rc < 0)
+        return rc;
+    if ((rc = sock_open(&s, addr.u.sa.sa_family)) < 0)
+        return rc;
+    if ((rc = listen_prepare(s, cfg)) < 0 || (rc = listen_bind(s, &addr, cfg)) < 0)
+        goto fail;
+    s->accept_opt = accepted_options(&cfg->opt);
+    *out = s;
+    return 0;
+fail:
+    sn_sock_free(s);
+    return rc;
+}
+
+/* accept4 once: a new descriptor, SN_EAGAIN, or -errno. */
+static int accept_fd(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return SN_EAGAIN;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int sn__sock_accept_now(sn_sock *listener, sn_sock **out)
+{
+    sn_sock *s;
+    if (listener == NULL || out == NULL)
+        return SN_EINVAL;
+    if (listener->fd < 0 || listener->state != SN_SOCK_LISTENING)
+        return SN_EBADSTATE;
+    int fd = accept_fd(listener->fd);
+    if (fd < 0)
+        return fd;
+    int rc = sn__sock_wrap(&s, fd, SN_SOCK_CONNECTED, listener->family);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    if ((rc = sn_sock_apply_options(s, &listener->accept_opt)) < 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    sn_sock_free(s);
+    return rc;
+}
+
+int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl)
+{
+    int64_t deadline = sn__deadline_abs(dl, -1);
+    for (;;) {
+        int rc = sn__sock_accept_now(listener, out);
+        if (rc != SN_EAGAIN)
+            return rc;
+        if ((rc = sn__wait_fd(listener->fd, POLLIN, deadline)) < 0)
+            return rc;
+    }
+}
+
+/* ---- adopting a descriptor ------------------------------------------------- */
+
+/* getsockname (peer false) or getpeername into an sn_addr. */
+static int sock_name(int fd, sn_addr *out, bool peer)
+{
+    sn_addr a = {0};
+    socklen_t len = sizeof a.u;
+    int rc = peer ? getpeername(fd, &a.u.sa, &len) : getsockname(fd, &a.u.sa, &len);
+    if (rc < 0)
+        return -errno;
+    a.len = len;
+    *out = a;
+    return 0;
+}
+
+/* The state a socket descriptor is in, and its family. */
+static int fd_state(int fd, int *state, int *family)
+{
+    sn_addr local, peer;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+        return -errno;
+    int rc = sock_name(fd, &local, false);
+    if (rc < 0)
+        return rc;
+    *family = local.u.sa.sa_family;
+    if (listening)
+        *state = SN_SOCK_LISTENING;
+    else if (sock_name(fd, &peer, true) == 0)
+        *state = SN_SOCK_CONNECTED;
+    else
+        *state = sn_addr_port(&local) > 0 ? SN_SOCK_BOUND : SN_SOCK_OPEN;
+    return 0;
+}
+
+int sn_sock_from_fd(sn_sock **out, int fd)
+{
+    int state, family;
+    if (out == NULL)
+        return SN_EINVAL;
+    int rc = fd_state(fd, &state, &family);
+    if (rc == 0)
+        rc = sn__fd_nonblock_cloexec(fd);
+    if (rc == 0)
+        rc = sn__sock_wrap(out, fd, state, family);
+    return rc;
+}
+
+/* ---- state, addresses, closing ------------------------------------------- */
+
+const char *sn_sock_state_name(int state)
+{
+    static const char *const names[] = {
+        [SN_SOCK_CLOSED] = "closed",       [SN_SOCK_OPEN] = "open",
+        [SN_SOCK_BOUND] = "bound",         [SN_SOCK_LISTENING] = "listening",
+        [SN_SOCK_CONNECTED] = "connected",
+    };
+    if (state < 0 || (size_t)state >= SN_ARRAY_SIZE(names))
+        return "unknown";
+    return names[state];
+}
+
+int sn_sock_get_state(const sn_sock *s)
+{
+    return s != NULL && s->fd >= 0 ? s->state : SN_SOCK_CLOSED;
+}
+
+int sn_sock_fd(const sn_sock *s)
+{
+    return s != NULL ? s->fd : -1;
+}
+
+int sn_sock_local_addr(const sn_sock *s, sn_addr *out)
+{
+    if (s == NULL || out == NULL)
+        return SN_EINVAL;
+    if (s->fd < 0 || s->state == SN_SOCK_OPEN)
+        return SN_EBADSTATE;
+    return sock_name(s->fd, out, false);
+}
+
+int sn_sock_remote_addr(const sn_sock *s, sn_addr *out)
+{
+    if (s == NULL || out == NULL)
+        return SN_EINVAL;
+    if (s->fd < 0)
+        return SN_EBADSTATE;
+    return sock_name(s->fd, out, true);
+}
+
+int sn_sock_shutdown_write(sn_sock *s)
+{
+    if (s == NULL)
+        return SN_EINVAL;
+    if (s->fd < 0)
+        return SN_EBADSTATE;
+    if (s->state == SN_SOCK_LISTENING)
+        return SN_ENOTCONN; /* Linux would accept and ignore it */
+    return shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+int sn_sock_close(sn_sock *s)
+{
+    if (s == NULL || s->fd < 0)
+        return 0;
+    int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
+    s->fd = -1;
+    s->state = SN_SOCK_CLOSED;
+    return rc;
+}
+
+void sn_sock_free(sn_sock *s)
+{
+    if (s == NULL)
+        return;
+    sn_sock_close(s);
+    sn__free(s);
+}

@@ -20,61 +20,61 @@ extern "C" {
 #endif
 
 /* System errors the library returns, as -errno. XX(name, message). */
-#define SN_SYS_ERRNO_MAP(XX)                                                  \
-    XX(EPERM, "operation not permitted")                                      \
-    XX(ENOENT, "no such file or directory")                                   \
-    XX(EINTR, "interrupted system call")                                      \
-    XX(EIO, "input/output error")                                             \
-    XX(EBADF, "bad file descriptor")                                          \
-    XX(EAGAIN, "resource temporarily unavailable")                            \
-    XX(ENOMEM, "out of memory")                                               \
-    XX(EACCES, "permission denied")                                           \
-    XX(EFAULT, "bad address")                                                 \
-    XX(EBUSY, "resource busy")                                                \
-    XX(EEXIST, "already exists")                                              \
-    XX(EINVAL, "invalid argument")                                            \
-    XX(ENFILE, "too many open files in system")                               \
-    XX(EMFILE, "too many open files")                                         \
-    XX(ENOSPC, "no space left on device")                                     \
-    XX(EPIPE, "broken pipe")                                                  \
-    XX(ERANGE, "result out of range")                                         \
-    XX(ENOSYS, "function not implemented")                                    \
-    XX(ENOTSOCK, "socket operation on non-socket")                            \
-    XX(EMSGSIZE, "message too long")                                          \
-    XX(ENOPROTOOPT, "protocol not available")                                 \
-    XX(EPROTONOSUPPORT, "protocol not supported")                             \
-    XX(EOPNOTSUPP, "operation not supported")                                 \
-    XX(EAFNOSUPPORT, "address family not supported")                          \
-    XX(EADDRINUSE, "address already in use")                                  \
-    XX(EADDRNOTAVAIL, "address not available")                                \
-    XX(ENETDOWN, "network is down")                                           \
-    XX(ENETUNREACH, "network is unreachable")                                 \
-    XX(ECONNABORTED, "connection aborted")                                    \
-    XX(ECONNRESET, "connection reset by peer")                                \
-    XX(ENOBUFS, "no buffer space available")                                  \
-    XX(EISCONN, "socket is already connected")                                \
-    XX(ENOTCONN, "socket is not connected")                                   \
-    XX(ETIMEDOUT, "timed out")                                                \
-    XX(ECONNREFUSED, "connection refused")                                    \
-    XX(EHOSTUNREACH, "host is unreachable")                                   \
-    XX(EALREADY, "operation already in progress")                             \
-    XX(EINPROGRESS, "operation in progress")                                  \
+#define SN_SYS_ERRNO_MAP(XX)                                                                       \
+    XX(EPERM, "operation not permitted")                                                           \
+    XX(ENOENT, "no such file or directory")                                                        \
+    XX(EINTR, "interrupted system call")                                                           \
+    XX(EIO, "input/output error")                                                                  \
+    XX(EBADF, "bad file descriptor")                                                               \
+    XX(EAGAIN, "resource temporarily unavailable")                                                 \
+    XX(ENOMEM, "out of memory")                                                                    \
+    XX(EACCES, "permission denied")                                                                \
+    XX(EFAULT, "bad address")                                                                      \
+    XX(EBUSY, "resource busy")                                                                     \
+    XX(EEXIST, "already exists")                                                                   \
+    XX(EINVAL, "invalid argument")                                                                 \
+    XX(ENFILE, "too many open files in system")                                                    \
+    XX(EMFILE, "too many open files")                                                              \
+    XX(ENOSPC, "no space left on device")                                                          \
+    XX(EPIPE, "broken pipe")                                                                       \
+    XX(ERANGE, "result out of range")                                                              \
+    XX(ENOSYS, "function not implemented")                                                         \
+    XX(ENOTSOCK, "socket operation on non-socket")                                                 \
+    XX(EMSGSIZE, "message too long")                                                               \
+    XX(ENOPROTOOPT, "protocol not available")                                                      \
+    XX(EPROTONOSUPPORT, "protocol not supported")                                                  \
+    XX(EOPNOTSUPP, "operation not supported")                                                      \
+    XX(EAFNOSUPPORT, "address family not supported")                                               \
+    XX(EADDRINUSE, "address already in use")                                                       \
+    XX(EADDRNOTAVAIL, "address not available")                                                     \
+    XX(ENETDOWN, "network is down")                                                                \
+    XX(ENETUNREACH, "network is unreachable")                                                      \
+    XX(ECONNABORTED, "connection aborted")                                                         \
+    XX(ECONNRESET, "connection reset by peer")                                                     \
+    XX(ENOBUFS, "no buffer space available")                                                       \
+    XX(EISCONN, "socket is already connected")                                                     \
+    XX(ENOTCONN, "socket is not connected")                                                        \
+    XX(ETIMEDOUT, "timed out")                                                                     \
+    XX(ECONNREFUSED, "connection refused")                                                         \
+    XX(EHOSTUNREACH, "host is unreachable")                                                        \
+    XX(EALREADY, "operation already in progress")                                                  \
+    XX(EINPROGRESS, "operation in progress")                                                       \
     XX(ECANCELED, "operation canceled")
 
 /* The library's own errors. XX(name, value, message). */
-#define SN_LIB_ERRNO_MAP(XX)                                                  \
-    XX(EOF, -1000, "end of stream")                                           \
-    XX(ELINETOOLONG, -1001, "line longer than the limit")                     \
-    XX(EUNTERMINATED, -1002, "stream ended inside a line")                    \
-    XX(ETOOBIG, -1003, "request larger than the buffer limit")               \
-    XX(ECLOSED, -1004, "connection closed")                                   \
-    XX(EBADADDR, -1100, "malformed address")                                  \
-    XX(ENONAME, -1101, "host name not found")                                 \
-    XX(ERESOLVE_AGAIN, -1102, "temporary failure in name resolution")         \
-    XX(ERESOLVE, -1103, "name resolution failed")                             \
-    XX(EBADSTATE, -1104, "socket is in the wrong state for this call")        \
-    XX(ESTOPPED, -1500, "stopped")                                            \
-    XX(EQUEUEFULL, -1501, "queue full")                                       \
+#define SN_LIB_ERRNO_MAP(XX)                                                                       \
+    XX(EOF, -1000, "end of stream")                                                                \
+    XX(ELINETOOLONG, -1001, "line longer than the limit")                                          \
+    XX(EUNTERMINATED, -1002, "stream ended inside a line")                                         \
+    XX(ETOOBIG, -1003, "request larger than the buffer limit")                                     \
+    XX(ECLOSED, -1004, "connection closed")                                                        \
+    XX(EBADADDR, -1100, "malformed address")                                                       \
+    XX(ENONAME, -1101, "host name not found")                                                      \
+    XX(ERESOLVE_AGAIN, -1102, "temporary failure in name resolution")                              \
+    XX(ERESOLVE, -1103, "name resolution failed")                                                  \
+    XX(EBADSTATE, -1104, "socket is in the wrong state for this call")                             \
+    XX(ESTOPPED, -1500, "stopped")                                                                 \
+    XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")
 
 typedef enum sn_errno {
@@ -82,7 +82,7 @@ typedef enum sn_errno {
     SN_SYS_ERRNO_MAP(SN_XX_SYS)
 #undef SN_XX_SYS
 #define SN_XX_LIB(name, value, msg) SN_##name = value,
-    SN_LIB_ERRNO_MAP(SN_XX_LIB)
+        SN_LIB_ERRNO_MAP(SN_XX_LIB)
 #undef SN_XX_LIB
 } sn_errno;
 

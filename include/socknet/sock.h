@@ -70,30 +70,39 @@ typedef enum sn_sock_opt {
     SN_OPT_KEEPIDLE,        /* s, 1..32767: idle time before probes */
     SN_OPT_KEEPINTVL,       /* s, 1..32767: time between probes */
     SN_OPT_KEEPCNT,         /* 1..127: probes before the peer is dead */
-    SN_OPT_LINGER,          /* -1 = off; s >= 0 = close waits up to s seconds
+    SN_OPT_LINGER,          /* -1 = off; s 0..65535 = close waits up to s seconds
                                for unsent data (0 = reset the connection) */
-    SN_OPT_RCVBUF,          /* bytes; the getter reports the kernel's value,
-                               which Linux doubles for bookkeeping */
+    SN_OPT_RCVBUF,          /* bytes, 1..INT_MAX/2; the getter reports the
+                               kernel's value, which Linux doubles for
+                               bookkeeping (and clamps to its limits) */
     SN_OPT_SNDBUF,          /* bytes; likewise */
     SN_OPT_REUSEADDR,       /* 0/1: SO_REUSEADDR */
     SN_OPT_REUSEPORT,       /* 0/1: SO_REUSEPORT */
-    SN_OPT_READ_TIMEOUT,    /* ms, or SN_TIMEOUT_NEVER */
-    SN_OPT_WRITE_TIMEOUT,   /* ms, or SN_TIMEOUT_NEVER */
-    SN_OPT_CONNECT_TIMEOUT, /* ms, or SN_TIMEOUT_NEVER */
-    SN_OPT_TOS,             /* 0..255: IP_TOS, or IPV6_TCLASS on IPv6 */
+    SN_OPT_READ_TIMEOUT,    /* ms, or SN_TIMEOUT_NEVER; setting 0 restores the
+                               default (the getter then reports 60000) */
+    SN_OPT_WRITE_TIMEOUT,   /* ms, or SN_TIMEOUT_NEVER; 0 = default 60000 */
+    SN_OPT_CONNECT_TIMEOUT, /* ms, or SN_TIMEOUT_NEVER; 0 = default 30000 */
+    SN_OPT_TOS,             /* 0..255: IP_TOS, or IPV6_TCLASS on IPv6. On TCP
+                               the kernel owns the two ECN bits (0x03), so
+                               the getter may differ from the value set there */
     SN_OPT_OOBINLINE,       /* 0/1: SO_OOBINLINE */
-    SN_OPT_FASTOPEN,        /* listener: queue length (0 = off);
-                               client: 0/1 (TCP_FASTOPEN_CONNECT) */
-    SN_OPT_V6ONLY,          /* 0/1: IPV6_V6ONLY (IPv6 sockets only) */
-    SN_OPT_ERROR,           /* get only: pending socket error, as SN_E* or 0 */
+    SN_OPT_FASTOPEN,        /* listener: queue length 0..65535 (0 = off);
+                               other sockets: 0/1 (TCP_FASTOPEN_CONNECT),
+                               which the kernel takes only before connect */
+    SN_OPT_V6ONLY,          /* 0/1: IPV6_V6ONLY (IPv6 sockets only; the kernel
+                               takes it only before bind) */
+    SN_OPT_ERROR,           /* get only: pending socket error, as SN_E* or 0
+                               (reading it clears it); setting: SN_EINVAL */
 } sn_sock_opt;
 
-/* Sets one option. Returns 0, SN_EINVAL (unknown option or value out of
- * range), SN_ENOPROTOOPT (not for this kind of socket, e.g. V6ONLY on
- * IPv4), SN_EBADSTATE (closed socket), or the system's -errno. */
+/* Sets one option. Returns 0, SN_EINVAL (NULL s, unknown option, value out
+ * of range, or SN_OPT_ERROR), SN_ENOPROTOOPT (not for this kind of socket,
+ * e.g. V6ONLY on IPv4), SN_EBADSTATE (closed socket), or the system's
+ * -errno (e.g. SN_EINVAL for V6ONLY after bind). */
 SN_API int sn_sock_set_option(sn_sock *s, int opt, int value);
 
-/* Reads one option into *value. Same errors as the setter. */
+/* Reads one option into *value (switches read 0 or 1). Same errors as the
+ * setter; SN_EINVAL also for a NULL value. */
 SN_API int sn_sock_get_option(const sn_sock *s, int opt, int *value);
 
 /* The options the library applies to the sockets it creates. Every field's
@@ -118,59 +127,77 @@ typedef struct sn_sock_options {
     int fastopen;             /* listener: queue length; client: SN_ON; 0 = off */
 } sn_sock_options;
 
-/* Applies every non-default field of opt to s. Stops at the first failure
- * and returns its code (SN_EINVAL names a bad value), else 0. */
+/* Applies every non-default (non-zero) field of opt to s, through
+ * sn_sock_set_option. Unlike the sockets the library creates, nodelay 0
+ * leaves NODELAY as it is. A switch other than 0, SN_ON or SN_OFF, linger
+ * SN_ON with a negative linger_s, and any value outside the option's range
+ * give SN_EINVAL; fastopen SN_OFF sets 0. Stops at the first failure and
+ * returns its code, else 0. */
 SN_API int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt);
 
 /* Connects to host:port over TCP. host is a name or a numeric address;
- * every address it resolves to is tried in turn until one connects, all
- * within the one deadline (SN_DEADLINE_DEFAULT = the connect timeout from
- * opt, 30 s by default). opt may be NULL. On success *out is a connected
- * socket with opt applied.
+ * every address it resolves to (up to 16) is tried in turn until one
+ * connects, all within the one deadline (SN_DEADLINE_DEFAULT = the connect
+ * timeout from opt, 30 s by default). The next address is tried after a
+ * refusal, reset or unreachable network, host or address; any other error
+ * (SN_ETIMEDOUT: the deadline is spent) ends the attempt at once. opt may
+ * be NULL; NODELAY is on unless opt turns it off. On success *out is a
+ * connected socket with opt applied (before connecting, so FASTOPEN works).
  * Returns 0, or the error of the last address tried (SN_ECONNREFUSED,
  * SN_ETIMEDOUT, SN_ENETUNREACH, ...), or a resolver error (SN_ENONAME,
  * SN_ERESOLVE_AGAIN, SN_ERESOLVE), SN_EBADADDR (port out of range),
- * SN_EINVAL (bad option), SN_EMFILE, SN_ENOMEM. */
+ * SN_EINVAL (bad option, NULL out, NULL or "" host), SN_EMFILE,
+ * SN_ENOMEM. *out is untouched on error. */
 SN_API int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
                           sn_deadline dl);
 
-/* Connects to one address. Same contract as sn_tcp_connect. */
+/* Connects to one address. Same contract as sn_tcp_connect; SN_EINVAL for
+ * an empty address. */
 SN_API int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
                                sn_deadline dl);
 
 typedef struct sn_listen_config {
-    const char *host; /* numeric ip or name; NULL or "" = "0.0.0.0" (all
-                         IPv4); "::" = all IPv6 */
-    int port;         /* 0 = the kernel picks (read it with sn_sock_local_addr) */
-    int backlog;      /* pending connections; 0 = 511 */
-    int v6only;       /* IPv6 hosts: SN_ON (default) = IPv6 only, so "0.0.0.0"
-                         and "::" can listen side by side; SN_OFF = dual stack */
+    const char *host;    /* numeric ip or name; NULL or "" = "0.0.0.0" (all
+                            IPv4); "::" = all IPv6 */
+    int port;            /* 0 = the kernel picks (read it with sn_sock_local_addr) */
+    int backlog;         /* pending connections; 0 = 511 */
+    int v6only;          /* IPv6 hosts: SN_ON (default) = IPv6 only, so "0.0.0.0"
+                            and "::" can listen side by side; SN_OFF = dual stack */
     sn_sock_options opt; /* for the listener and the connections it accepts */
 } sn_listen_config;
 
 /* Binds and listens. A name that resolves to several addresses binds the
- * first. Returns 0, SN_EADDRINUSE, SN_EACCES (privileged port),
+ * first. The listener gets cfg->opt (NODELAY on, REUSEADDR on unless
+ * turned off; FASTOPEN as a queue length once listening); the connections
+ * it accepts get cfg->opt less REUSEADDR, REUSEPORT and FASTOPEN.
+ * Returns 0, SN_EADDRINUSE, SN_EACCES (privileged port),
  * SN_EADDRNOTAVAIL (no such local address), a resolver error, SN_EBADADDR,
- * SN_EINVAL, SN_EMFILE, SN_ENOMEM. */
+ * SN_EINVAL (NULL arguments, negative backlog, bad v6only or option),
+ * SN_EMFILE, SN_ENOMEM. *out is untouched on error. */
 SN_API int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg);
 
 /* Accepts one connection, waiting up to the deadline (SN_DEADLINE_DEFAULT
  * = no deadline for a listener). The new socket carries the listener's
- * options. Returns 0, SN_ETIMEDOUT, SN_EBADSTATE (not listening), SN_EMFILE,
- * SN_ENFILE, SN_ECONNABORTED, SN_ENOMEM. */
+ * options. Returns 0, SN_ETIMEDOUT, SN_EBADSTATE (not listening, or
+ * closed), SN_EMFILE, SN_ENFILE, SN_ECONNABORTED, SN_ENOMEM (that
+ * connection is then closed), SN_EINVAL (NULL arguments). */
 SN_API int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl);
 
 /* Adopts a socket descriptor created elsewhere (made non-blocking and
- * close-on-exec). The state is read from the descriptor. On success the
- * sn_sock owns fd; on failure the caller still does. Returns 0, SN_ENOTSOCK,
- * SN_EBADF, SN_ENOMEM. */
+ * close-on-exec). The state is read from the descriptor (listening,
+ * connected, bound to a port, else open); the family from its local
+ * address. No option is changed; the timeouts are the defaults. On success
+ * the sn_sock owns fd; on failure the caller still does. Returns 0,
+ * SN_ENOTSOCK, SN_EBADF, SN_ENOMEM, SN_EINVAL (NULL out). */
 SN_API int sn_sock_from_fd(sn_sock **out, int fd);
 
-/* The state (sn_sock_state). */
+/* The state (sn_sock_state); SN_SOCK_CLOSED for NULL. As the library last
+ * saw it: a peer's close does not change it. */
 SN_API int sn_sock_get_state(const sn_sock *s);
 
 /* The local address (for a listener on port 0, the chosen port).
- * Returns 0, SN_EBADSTATE (closed, or not bound), or -errno. */
+ * Returns 0, SN_EBADSTATE (closed, or open and not bound), SN_EINVAL (NULL
+ * arguments), or -errno. */
 SN_API int sn_sock_local_addr(const sn_sock *s, sn_addr *out);
 
 /* The peer's address. Returns 0, SN_ENOTCONN, SN_EBADSTATE, or -errno. */
@@ -181,7 +208,8 @@ SN_API int sn_sock_remote_addr(const sn_sock *s, sn_addr *out);
 SN_API int sn_sock_fd(const sn_sock *s);
 
 /* Shuts down the sending side (the peer reads end of stream) while
- * reading goes on. Returns 0, SN_ENOTCONN, SN_EBADSTATE, or -errno. */
+ * reading goes on. Returns 0, SN_ENOTCONN (not connected, or a listener),
+ * SN_EBADSTATE (closed), or -errno. */
 SN_API int sn_sock_shutdown_write(sn_sock *s);
 
 /* Closes the descriptor (state: closed); the sn_sock stays valid for its
