@@ -4,8 +4,14 @@
  * A connection is a socket, a transport (plain TCP, or TLS) and two
  * independent halves: the reader (rbuf, rerr, ...) used by one thread and
  * the writer (wbuf, werr, ...) used by one thread, possibly another. Only
- * `wake` and the counters are shared between threads, through atomics; there
- * is no lock on either path.
+ * `wake`, the sticky errors and the counters are read across threads,
+ * through relaxed atomics that each have one writer (sn__conn_wake's CAS
+ * aside); there is no lock on either path.
+ *
+ * Syscalls: after a receive that left the socket empty, the next read polls
+ * before it receives (a ping-pong costs poll + recv, never a recv that only
+ * says EAGAIN); otherwise it receives first. A flush is one sendmsg while
+ * the socket takes everything.
  *
  * Every public call turns its deadline into an absolute one once, at the
  * start, and every wait inside the call uses it: a whole line or a whole
@@ -40,13 +46,14 @@ struct sn_conn {
     char *rbuf;
     size_t rcap, rpos, rlen;
     size_t rinit, rmax;
-    int rerr;       /* sticky; consulted only once the buffer is drained */
-    bool rdrained;  /* the last recv emptied the socket: wait before the next */
+    atomic_int rerr; /* sticky; consulted only once the buffer is drained */
+    bool rdrained;   /* the last recv emptied the socket: wait before the next */
 
     /* writer */
     char *wbuf;
     size_t wcap, woff, wlen;
-    int werr; /* sticky */
+    atomic_int werr;   /* sticky */
+    atomic_bool wshut; /* sn_shutdown_write done: writes fail, not an error */
     bool autoflush;
 
     atomic_int wake; /* 0, or the level given to sn__conn_wake */
@@ -63,6 +70,38 @@ static inline void count(atomic_uint_fast64_t *ctr, uint64_t n)
 static inline int woken(const sn_conn *c)
 {
     return atomic_load_explicit(&c->wake, memory_order_relaxed);
+}
+
+/* The sticky errors are atomics only so that sn_conn_error may read them
+ * from any thread; each has one writer, and relaxed order is enough. */
+static inline int rerr(const sn_conn *c)
+{
+    return atomic_load_explicit(&c->rerr, memory_order_relaxed);
+}
+
+static inline int set_rerr(sn_conn *c, int err)
+{
+    atomic_store_explicit(&c->rerr, err, memory_order_relaxed);
+    return err;
+}
+
+static inline int werr(const sn_conn *c)
+{
+    return atomic_load_explicit(&c->werr, memory_order_relaxed);
+}
+
+static inline int set_werr(sn_conn *c, int err)
+{
+    atomic_store_explicit(&c->werr, err, memory_order_relaxed);
+    return err;
+}
+
+/* Level 2 of sn__conn_wake fails every read at once, even from the buffer. */
+static inline int rcheck(sn_conn *c)
+{
+    if (woken(c) >= 2)
+        return set_rerr(c, SN_ESTOPPED);
+    return 0;
 }
 
 static inline size_t rbuffered(const sn_conn *c)
@@ -137,11 +176,13 @@ int sn_conn_close(sn_conn *c, sn_deadline dl)
 {
     if (c->closed)
         return 0;
-    int rc = sn_flush(c, dl);
+    int rc = sn_pending(c) > 0 ? sn_flush(c, dl) : 0;
     release_transport(c);
     sn_sock_close(c->sock);
     c->closed = true;
-    c->rerr = c->werr = SN_ECLOSED;
+    set_rerr(c, SN_ECLOSED);
+    set_werr(c, SN_ECLOSED);
+    atomic_store_explicit(&c->wshut, false, memory_order_relaxed);
     c->rpos = c->rlen = 0;
     c->woff = c->wlen = 0;
     return rc;
@@ -175,7 +216,10 @@ void *sn_conn_data(const sn_conn *c)
 
 int sn_conn_error(const sn_conn *c)
 {
-    return c->rerr ? c->rerr : c->werr;
+    int err = rerr(c);
+    if (err == 0 && !atomic_load_explicit(&c->wshut, memory_order_relaxed))
+        err = werr(c);
+    return err;
 }
 
 void sn_conn_stats_get(const sn_conn *c, sn_conn_stats *out)
@@ -209,8 +253,7 @@ static int64_t wdeadline(const sn_conn *c, sn_deadline dl)
 /* The end of the stream: SN_EOF, or SN_ESTOPPED when the server woke us. */
 static int read_end(sn_conn *c)
 {
-    c->rerr = woken(c) ? SN_ESTOPPED : SN_EOF;
-    return c->rerr;
+    return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
 }
 
 /* Receives up to len bytes into buf, waiting until the deadline. Returns the
@@ -220,10 +263,11 @@ static int read_end(sn_conn *c)
 static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
 {
     short want = POLLIN;
-    if (c->rerr)
-        return c->rerr;
+    int err = rerr(c);
+    if (err)
+        return err;
     if (woken(c) >= 2)
-        return c->rerr = SN_ESTOPPED;
+        return set_rerr(c, SN_ESTOPPED);
     bool wait_first = c->rdrained && c->t->vt->pending(c->t) == 0;
     for (;;) {
         if (wait_first) {
@@ -231,7 +275,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
             if (rc == SN_ETIMEDOUT)
                 return rc;
             if (rc < 0)
-                return c->rerr = rc;
+                return set_rerr(c, rc);
         }
         ssize_t n = c->t->vt->recv(c->t, buf, len, &want);
         if (n > 0) {
@@ -243,7 +287,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
         if (n == 0)
             return read_end(c);
         if (n != SN_EAGAIN)
-            return c->rerr = woken(c) ? SN_ESTOPPED : (int)n;
+            return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : (int)n);
         wait_first = true;
     }
 }
@@ -285,9 +329,10 @@ static int rreserve(sn_conn *c, size_t need)
  * error (SN_ETOOBIG when the buffer is full at rmax). */
 static ssize_t rfill(sn_conn *c, size_t need, int64_t dl)
 {
-    if (c->rerr)
-        return c->rerr;
-    int rc = rreserve(c, need);
+    int rc = rerr(c);
+    if (rc)
+        return rc;
+    rc = rreserve(c, need);
     if (rc < 0)
         return rc;
     ssize_t n = xrecv(c, c->rbuf + c->rlen, c->rcap - c->rlen, dl);
@@ -310,6 +355,8 @@ ssize_t sn_read(sn_conn *c, void *buf, size_t len, sn_deadline dl)
         if (n < 0)
             return n;
         have = rbuffered(c);
+    } else if (woken(c) >= 2) {
+        return set_rerr(c, SN_ESTOPPED);
     }
     size_t n = SN_MIN(have, len);
     memcpy(buf, c->rbuf + c->rpos, n);
@@ -329,27 +376,38 @@ static int rwant(sn_conn *c, size_t n, int64_t dl)
     return 0;
 }
 
-ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl)
+/* sn_read_exact beyond rmax: the buffered bytes, then straight into buf.
+ * Once bytes are taken, a timeout cuts the stream and is sticky. */
+static ssize_t read_exact_direct(sn_conn *c, char *buf, size_t n, int64_t dl)
 {
-    int64_t abs = rdeadline(c, dl);
-    if (n <= c->rmax) {
-        int rc = rwant(c, n, abs);
-        if (rc < 0)
-            return rc;
-        memcpy(buf, c->rbuf + c->rpos, n);
-        rconsume(c, n);
-        return (ssize_t)n;
-    }
     size_t done = SN_MIN(rbuffered(c), n);
-    if (done > 0)
+    if (done > 0) {
         memcpy(buf, c->rbuf + c->rpos, done);
-    rconsume(c, done);
+        rconsume(c, done);
+    }
     while (done < n) {
-        ssize_t got = xrecv(c, (char *)buf + done, n - done, abs);
+        ssize_t got = xrecv(c, buf + done, n - done, dl);
+        if (got == SN_ETIMEDOUT && done > 0)
+            return set_rerr(c, SN_ETIMEDOUT);
         if (got < 0)
-            return c->rerr = (int)got; /* bytes were taken: the stream is cut */
+            return got;
         done += (size_t)got;
     }
+    return (ssize_t)n;
+}
+
+ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl)
+{
+    int rc = rcheck(c);
+    if (rc < 0 || n == 0)
+        return rc;
+    int64_t abs = rdeadline(c, dl);
+    if (n > c->rmax)
+        return read_exact_direct(c, buf, n, abs);
+    if ((rc = rwant(c, n, abs)) < 0)
+        return rc;
+    memcpy(buf, c->rbuf + c->rpos, n);
+    rconsume(c, n);
     return (ssize_t)n;
 }
 
@@ -357,7 +415,8 @@ ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl)
  * Finds the end of a line among the buffered bytes, searching from offset
  * *scan (bytes before it hold no usable line end). Returns the line length
  * and sets *term to the ending's length, or returns -1 when there is none
- * yet (and advances *scan).
+ * yet (and advances *scan). A "\r" at the end of the buffer is left for the
+ * next search, which looks back at it when it finds the "\n".
  */
 static ssize_t find_eol(sn_conn *c, int mode, size_t *scan, size_t *term)
 {
@@ -384,32 +443,65 @@ static ssize_t find_eol(sn_conn *c, int mode, size_t *scan, size_t *term)
     return -1;
 }
 
+/* With no line end among the buffered bytes: true when they already prove
+ * the line longer than limit. Only a "\r" at offset limit, in the modes
+ * that take "\r\n", could still end it in time. */
+static bool line_too_long(const sn_conn *c, int mode, size_t limit)
+{
+    size_t have = rbuffered(c);
+    if (have <= limit)
+        return false;
+    if (mode == SN_LINE_LF || have > limit + 1)
+        return true;
+    return c->rbuf[c->rpos + limit] != '\r';
+}
+
+/* Hands out the buffered line of len bytes followed by a term-byte ending:
+ * NUL-terminated in place (over the ending, or in the spare byte past rcap),
+ * and consumed. It stays valid until the next read: only a read moves or
+ * overwrites buffered bytes. */
+static ssize_t take_line(sn_conn *c, const char **line, size_t len, size_t term)
+{
+    char *p = c->rbuf + c->rpos;
+    p[len] = '\0';
+    *line = p;
+    rconsume(c, len + term);
+    return (ssize_t)len;
+}
+
+/* The stream ended (end is SN_EOF or SN_ESTOPPED) with no line end buffered. */
+static ssize_t last_line(sn_conn *c, const char **line, size_t limit, int mode, int end)
+{
+    size_t have = rbuffered(c);
+    if (have == 0)
+        return end;
+    if (mode != SN_LINE_ANY)
+        return SN_EUNTERMINATED;
+    if (have > limit)
+        return SN_ELINETOOLONG;
+    return take_line(c, line, have, 0);
+}
+
 /* The shared part of the line readers: on success *line points at the line
- * in the buffer, NUL-terminated, and the line and its ending are consumed. */
-static ssize_t read_line_in_buffer(sn_conn *c, const char **line, size_t max, int mode,
+ * in the buffer, NUL-terminated, and the line and its ending are consumed.
+ * limit bounds the line's length; the line and its ending must also fit in
+ * rmax. Each search resumes where the last one stopped. */
+static ssize_t read_line_in_buffer(sn_conn *c, const char **line, size_t limit, int mode,
                                    sn_deadline dl)
 {
     if (mode < SN_LINE_LF || mode > SN_LINE_ANY)
         return SN_EINVAL;
-    size_t termmax = mode == SN_LINE_LF ? 1 : 2;
-    size_t limit = SN_MIN(max, c->rmax > termmax ? c->rmax - termmax : 0);
+    int rc = rcheck(c);
+    if (rc < 0)
+        return rc;
     size_t scan = 0, term = 0;
     int64_t abs = 0;
-    bool abs_set = false;
+    bool abs_set = false; /* resolved at the first wait, once per call */
     for (;;) {
         ssize_t len = c->rbuf != NULL ? find_eol(c, mode, &scan, &term) : -1;
-        if (len >= 0) {
-            if ((size_t)len > limit)
-                return SN_ELINETOOLONG;
-            char *p = c->rbuf + c->rpos;
-            p[len] = '\0';
-            *line = p;
-            c->rpos += (size_t)len + term; /* consumed; p stays valid until the next read */
-            if (c->rpos == c->rlen)
-                c->rpos = c->rlen = 0; /* compacting later moves nothing we point at */
-            return len;
-        }
-        if (rbuffered(c) >= limit + termmax)
+        if (len >= 0)
+            return (size_t)len > limit ? SN_ELINETOOLONG : take_line(c, line, (size_t)len, term);
+        if (line_too_long(c, mode, limit))
             return SN_ELINETOOLONG;
         if (!abs_set) {
             abs = rdeadline(c, dl);
@@ -418,20 +510,8 @@ static ssize_t read_line_in_buffer(sn_conn *c, const char **line, size_t max, in
         ssize_t n = rfill(c, rbuffered(c) + 1, abs);
         if (n == SN_ETOOBIG)
             return SN_ELINETOOLONG;
-        if (n == SN_EOF || n == SN_ESTOPPED) {
-            size_t have = rbuffered(c);
-            if (have == 0)
-                return n;
-            if (mode != SN_LINE_ANY)
-                return SN_EUNTERMINATED;
-            if (have > limit)
-                return SN_ELINETOOLONG;
-            char *p = c->rbuf + c->rpos;
-            p[have] = '\0'; /* the spare byte past rcap makes room */
-            *line = p;
-            c->rpos = c->rlen = 0;
-            return (ssize_t)have;
-        }
+        if (n == SN_EOF || n == SN_ESTOPPED)
+            return last_line(c, line, limit, mode, (int)n);
         if (n < 0)
             return n;
     }
@@ -459,6 +539,9 @@ ssize_t sn_read_until(sn_conn *c, const void *delim, size_t dlen, void *buf, siz
 {
     if (delim == NULL || dlen == 0 || dlen > c->rmax)
         return SN_EINVAL;
+    int rc = rcheck(c);
+    if (rc < 0)
+        return rc;
     size_t limit = SN_MIN(cap, c->rmax - dlen);
     size_t scan = 0;
     int64_t abs = rdeadline(c, dl);
@@ -491,8 +574,11 @@ ssize_t sn_peek(sn_conn *c, size_t n, const void **data, sn_deadline dl)
 {
     if (n > c->rmax)
         return SN_ETOOBIG;
-    if (n > 0) {
-        int rc = rwant(c, n, rdeadline(c, dl));
+    int rc = rcheck(c);
+    if (rc < 0)
+        return rc;
+    if (n > 0 && rbuffered(c) < n) {
+        rc = rwant(c, n, rdeadline(c, dl));
         if (rc < 0 && !((rc == SN_EOF || rc == SN_ESTOPPED) && rbuffered(c) > 0))
             return rc;
     }
@@ -502,6 +588,9 @@ ssize_t sn_peek(sn_conn *c, size_t n, const void **data, sn_deadline dl)
 
 int sn_discard(sn_conn *c, size_t n, sn_deadline dl)
 {
+    int rc = rcheck(c);
+    if (rc < 0)
+        return rc;
     int64_t abs = rdeadline(c, dl);
     for (;;) {
         size_t take = SN_MIN(rbuffered(c), n);
@@ -565,7 +654,7 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
 static int werror(sn_conn *c, int rc)
 {
     if (rc != SN_ETIMEDOUT)
-        c->werr = rc;
+        set_werr(c, rc);
     return rc;
 }
 
@@ -584,10 +673,11 @@ static int wflush(sn_conn *c, int64_t dl)
 
 static int wcheck(sn_conn *c)
 {
-    if (c->werr)
-        return c->werr;
+    int err = werr(c);
+    if (err)
+        return err;
     if (woken(c) >= 2)
-        return c->werr = SN_ESTOPPED;
+        return set_werr(c, SN_ESTOPPED);
     return 0;
 }
 
@@ -608,7 +698,8 @@ static ssize_t write_direct(sn_conn *c, const struct iovec *user, int n, size_t 
 {
     struct iovec stack[SN_IOV_STACK + 1];
     struct iovec *iov = stack;
-    if (n + 1 > (int)SN_ARRAY_SIZE(stack) && (iov = sn__malloc((size_t)(n + 1) * sizeof *iov)) == NULL)
+    if (n + 1 > (int)SN_ARRAY_SIZE(stack) &&
+        (iov = sn__malloc((size_t)(n + 1) * sizeof *iov)) == NULL)
         return SN_ENOMEM;
     size_t pending = c->wlen - c->woff;
     iov[0].iov_base = c->wbuf ? c->wbuf + c->woff : NULL;
@@ -625,8 +716,43 @@ static ssize_t write_direct(sn_conn *c, const struct iovec *user, int n, size_t 
     if (rc == 0)
         return (ssize_t)total;
     if (sent > pending)
-        return c->werr = rc; /* part of the caller's bytes went out */
+        return set_werr(c, rc); /* part of the caller's bytes went out */
     return werror(c, rc);
+}
+
+/* An autoflush write with nothing buffered: sent straight from the caller's
+ * memory, so a connection that only writes this way never allocates a write
+ * buffer. On a timeout the unsent rest is buffered, as a buffered write
+ * followed by a failed flush would have left it. total < wcap. */
+static ssize_t write_through(sn_conn *c, const struct iovec *user, int n, size_t total, int64_t dl)
+{
+    struct iovec iov[SN_IOV_STACK];
+    if (n > (int)SN_ARRAY_SIZE(iov)) {
+        int rc = wroom(c, total, dl);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            memcpy(c->wbuf + c->wlen, user[i].iov_base, user[i].iov_len);
+            c->wlen += user[i].iov_len;
+        }
+        return (rc = wflush(c, dl)) < 0 ? rc : (ssize_t)total;
+    }
+    memcpy(iov, user, (size_t)n * sizeof *iov);
+    size_t sent;
+    int rc = send_all(c, iov, n, dl, &sent);
+    if (rc == 0)
+        return (ssize_t)total;
+    if (rc != SN_ETIMEDOUT)
+        return werror(c, rc);
+    if (c->wbuf == NULL && (c->wbuf = sn__malloc(c->wcap + 1)) == NULL)
+        return set_werr(c, SN_ENOMEM); /* bytes lost mid-stream */
+    for (int i = 0; i < n; i++) {
+        size_t skip = SN_MIN(sent, user[i].iov_len);
+        sent -= skip;
+        memcpy(c->wbuf + c->wlen, (const char *)user[i].iov_base + skip, user[i].iov_len - skip);
+        c->wlen += user[i].iov_len - skip;
+    }
+    return rc;
 }
 
 ssize_t sn_writev(sn_conn *c, const struct iovec *iov, int iovcnt, sn_deadline dl)
@@ -637,14 +763,21 @@ ssize_t sn_writev(sn_conn *c, const struct iovec *iov, int iovcnt, sn_deadline d
     if (rc < 0)
         return rc;
     size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total)
+            return SN_EINVAL;
         total += iov[i].iov_len;
+    }
     int64_t abs = wdeadline(c, dl);
     if (total >= c->wcap)
         return write_direct(c, iov, iovcnt, total, abs);
+    if (c->autoflush && c->woff == c->wlen)
+        return write_through(c, iov, iovcnt, total, abs);
     if ((rc = wroom(c, total, abs)) < 0)
         return rc;
     for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len == 0)
+            continue;
         memcpy(c->wbuf + c->wlen, iov[i].iov_base, iov[i].iov_len);
         c->wlen += iov[i].iov_len;
     }
@@ -657,7 +790,7 @@ ssize_t sn_write(sn_conn *c, const void *buf, size_t len, sn_deadline dl)
 {
     /* the common case, a small write that fits: a copy and nothing else */
     if (len < c->wcap && c->wbuf != NULL && c->wcap - c->wlen >= len && !c->autoflush &&
-        c->werr == 0 && woken(c) < 2) {
+        werr(c) == 0 && woken(c) < 2) {
         memcpy(c->wbuf + c->wlen, buf, len);
         c->wlen += len;
         return (ssize_t)len;
@@ -671,6 +804,29 @@ ssize_t sn_write_str(sn_conn *c, const char *s, sn_deadline dl)
     return sn_write(c, s, strlen(s), dl);
 }
 
+/* sn_vprintf of n bytes that did not fit in the free space: formats again
+ * into the buffer once it is sent, or, when the text is as large as the
+ * buffer, into a temporary sent straight after what is buffered. */
+static ssize_t printf_again(sn_conn *c, int64_t dl, size_t n, const char *fmt, va_list ap)
+{
+    if (n < c->wcap) {
+        int rc = wroom(c, n, dl);
+        if (rc < 0)
+            return rc;
+        vsnprintf(c->wbuf + c->wlen, c->wcap - c->wlen + 1, fmt, ap);
+        c->wlen += n;
+        return (ssize_t)n;
+    }
+    char *tmp = sn__malloc(n + 1);
+    if (tmp == NULL)
+        return SN_ENOMEM;
+    vsnprintf(tmp, n + 1, fmt, ap);
+    struct iovec iov = {tmp, n};
+    ssize_t out = write_direct(c, &iov, 1, n, dl);
+    sn__free(tmp);
+    return out;
+}
+
 ssize_t sn_vprintf(sn_conn *c, sn_deadline dl, const char *fmt, va_list ap)
 {
     int rc = wcheck(c);
@@ -681,35 +837,18 @@ ssize_t sn_vprintf(sn_conn *c, sn_deadline dl, const char *fmt, va_list ap)
         return rc;
     va_list again;
     va_copy(again, ap);
+    /* straight into the free space (and the spare byte, for the NUL) */
     int n = vsnprintf(c->wbuf + c->wlen, c->wcap - c->wlen + 1, fmt, ap);
     ssize_t out = n;
-    if (n < 0) {
+    if (n < 0)
         out = SN_EINVAL;
-    } else if ((size_t)n <= c->wcap - c->wlen) {
-        c->wlen += (size_t)n; /* formatted in place */
-        if (c->autoflush && (rc = wflush(c, abs)) < 0)
-            out = rc;
-    } else if ((size_t)n < c->wcap) { /* fits once the buffer is sent */
-        if ((rc = wroom(c, (size_t)n, abs)) < 0)
-            out = rc;
-        else {
-            vsnprintf(c->wbuf + c->wlen, c->wcap - c->wlen + 1, fmt, again);
-            c->wlen += (size_t)n;
-            if (c->autoflush && (rc = wflush(c, abs)) < 0)
-                out = rc;
-        }
-    } else { /* larger than the buffer: format aside, send directly */
-        char *tmp = sn__malloc((size_t)n + 1);
-        if (tmp == NULL) {
-            out = SN_ENOMEM;
-        } else {
-            vsnprintf(tmp, (size_t)n + 1, fmt, again);
-            struct iovec iov = {tmp, (size_t)n};
-            out = write_direct(c, &iov, 1, (size_t)n, abs);
-            sn__free(tmp);
-        }
-    }
+    else if ((size_t)n <= c->wcap - c->wlen)
+        c->wlen += (size_t)n;
+    else
+        out = printf_again(c, abs, (size_t)n, fmt, again);
     va_end(again);
+    if (out >= 0 && c->autoflush && (rc = wflush(c, abs)) < 0)
+        return rc;
     return out;
 }
 
@@ -749,6 +888,7 @@ int sn_shutdown_write(sn_conn *c, sn_deadline dl)
             return rc;
     if (rc < 0)
         return werror(c, rc);
-    c->werr = SN_EPIPE; /* nothing more can be sent */
+    atomic_store_explicit(&c->wshut, true, memory_order_relaxed);
+    set_werr(c, SN_EPIPE); /* nothing more can be sent */
     return 0;
 }

@@ -38,12 +38,15 @@ int sn_test_free_port(void);
 /* Sleeps ms milliseconds. */
 void sn_test_sleep_ms(int ms);
 
+/* Descriptors open in this process (for leak checks: compare two counts). */
+int sn_test_open_fds(void);
+
 /* CU_ASSERT_EQUAL that prints both values as SN_E* names on failure. */
 #define SN_ASSERT_RC(expr, want)                                                                   \
     do {                                                                                           \
         long sn_rc_ = (long)(expr), sn_want_ = (long)(want);                                       \
         if (sn_rc_ != sn_want_)                                                                    \
-            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld (%s)\n", __FILE__, __LINE__, #expr,   \
+            fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld (%s)\n", __FILE__, __LINE__, #expr,    \
                     sn_rc_, sn_err_name((int)sn_rc_), sn_want_, sn_err_name((int)sn_want_));       \
         CU_ASSERT_EQUAL(sn_rc_, sn_want_);                                                         \
     } while (0)

@@ -23,18 +23,25 @@
  * code. A deadline that expires (SN_ETIMEDOUT) or a limit that is hit
  * (SN_ELINETOOLONG, SN_ETOOBIG) is not sticky and consumes nothing: the
  * bytes stay buffered and the call can be repeated, unless the call says
- * otherwise (sn_read_exact beyond the buffer, direct writes).
+ * otherwise (sn_read_exact beyond the buffer, direct writes). A call that
+ * needs a buffer it cannot allocate returns SN_ENOMEM, which is not sticky.
+ * When a server stops it wakes its connections: reads then return
+ * SN_ESTOPPED (sticky) where they would have returned SN_EOF, and if the
+ * stop's deadline passes, every call returns SN_ESTOPPED at once.
  *
  * Memory: the read buffer (4 KiB by default) is allocated on the first read
  * that needs it and may grow up to read_buffer_max (64 KiB by default) for a
  * line, a delimiter or a peek; the write buffer (4 KiB) is allocated on the
- * first buffered write. Reads into a caller buffer at least as large as the
+ * first buffered write (never, with autoflush, for a connection whose
+ * writes each go out whole). Reads into a caller buffer at least as large as the
  * read buffer, and writes at least as large as the write buffer, skip the
  * copy and go straight between the caller's memory and the socket.
  *
  * Thread safety: one thread may read while another writes; two readers or
- * two writers need the caller's own lock. The getters and sn_conn_stats may
- * be called from any thread.
+ * two writers need the caller's own lock. sn_conn_error, sn_conn_sock and
+ * sn_conn_stats_get may be called from any thread; sn_available belongs to
+ * the reader, sn_pending to the writer, sn_conn_set_data/sn_conn_data to
+ * the connection's owner.
  * Ownership: sn_conn_new takes ownership of the sn_sock on success;
  * sn_conn_free closes and releases both. Connections handed to a server
  * handler belong to the server: do not free them.
@@ -56,10 +63,18 @@ typedef struct sn_conn sn_conn;
 typedef struct sn_conn_config {
     size_t read_buffer;     /* bytes; 0 = 4096 */
     size_t read_buffer_max; /* bytes the read buffer may grow to for a line,
-                               a delimiter or a peek; 0 = 65536 */
+                               a delimiter, a peek or an exact read;
+                               0 = 65536 (or read_buffer, if larger) */
     size_t write_buffer;    /* bytes; 0 = 4096 */
-    int autoflush;          /* SN_ON: every write call also flushes;
-                               default SN_OFF (flush with sn_flush) */
+    int autoflush;          /* SN_ON: every write call also flushes (a
+                               write with nothing buffered goes straight
+                               from the caller's memory, and a connection
+                               that only writes so never allocates a write
+                               buffer; when such a write times out, the
+                               unsent rest stays buffered and the call
+                               returns SN_ETIMEDOUT: retry with sn_flush,
+                               not the write); default SN_OFF (flush with
+                               sn_flush) */
 } sn_conn_config;
 
 /* Wraps a connected socket in a plain-TCP connection. cfg may be NULL.
@@ -74,7 +89,9 @@ SN_API int sn_conn_connect(sn_conn **out, const char *host, int port, const sn_s
                            const sn_conn_config *cfg, sn_deadline dl);
 
 /* Flushes what is buffered (within the deadline), then closes. Returns 0,
- * or the flush's error (the connection is closed either way). The
+ * or the flush's error when bytes were left to send (SN_ETIMEDOUT, or the
+ * write side's sticky error); the connection is closed either way, and
+ * later I/O calls return SN_ECLOSED. Closing again returns 0. The
  * connection stays valid for its getters until sn_conn_free. */
 SN_API int sn_conn_close(sn_conn *c, sn_deadline dl);
 
@@ -91,7 +108,7 @@ SN_API void sn_conn_set_data(sn_conn *c, void *data);
 SN_API void *sn_conn_data(const sn_conn *c);
 
 /* The sticky error of the read side (or of the write side when the read
- * side has none), or 0. */
+ * side has none), or 0. A half-close (sn_shutdown_write) is not an error. */
 SN_API int sn_conn_error(const sn_conn *c);
 
 typedef struct sn_conn_stats {
@@ -107,15 +124,18 @@ SN_API void sn_conn_stats_get(const sn_conn *c, sn_conn_stats *out);
 /* ---- reading ----------------------------------------------------------- */
 
 /* Reads what is available, 1 to len bytes, waiting for at least one.
- * Returns the count, SN_EOF, SN_ETIMEDOUT, SN_EINVAL (len 0), or the
- * stream's error (SN_ECONNRESET, ...). */
+ * Buffered bytes come first; with none buffered and len at least the read
+ * buffer's size, it receives straight into buf. Returns the count, SN_EOF,
+ * SN_ETIMEDOUT, SN_EINVAL (len 0), or the stream's error (SN_ECONNRESET,
+ * ...). */
 SN_API ssize_t sn_read(sn_conn *c, void *buf, size_t len, sn_deadline dl);
 
-/* Reads exactly n bytes. Returns n, or: SN_EOF when the stream ends first
- * (sticky; the bytes before it are lost to the caller), SN_ETIMEDOUT.
- * When n fits in read_buffer_max a timeout consumes nothing and the call
- * can be repeated; a larger n is read straight into buf and a timeout
- * midway is then sticky for the read side. */
+/* Reads exactly n bytes. Returns n (0 for n == 0), or: SN_EOF when the
+ * stream ends first (sticky; the bytes before it are not returned),
+ * SN_ETIMEDOUT, the stream's error. When n fits in read_buffer_max a
+ * timeout consumes nothing and the call can be repeated; a larger n is read
+ * straight into buf, and a timeout after some bytes were taken is then
+ * sticky for the read side. */
 SN_API ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl);
 
 /* Line endings for sn_read_line. */
@@ -191,8 +211,7 @@ SN_API ssize_t sn_writev(sn_conn *c, const struct iovec *iov, int iovcnt, sn_dea
 /* Formats into the write buffer. Returns the bytes written, or an error as
  * sn_write, or SN_EINVAL for a bad format. */
 SN_API ssize_t sn_printf(sn_conn *c, sn_deadline dl, const char *fmt, ...) SN_PRINTF(3, 4);
-SN_API ssize_t sn_vprintf(sn_conn *c, sn_deadline dl, const char *fmt, va_list ap)
-    SN_PRINTF(3, 0);
+SN_API ssize_t sn_vprintf(sn_conn *c, sn_deadline dl, const char *fmt, va_list ap) SN_PRINTF(3, 0);
 
 /* Sends everything buffered. Returns 0, SN_ETIMEDOUT (what is unsent
  * stays buffered; call again), or the stream's error. */
@@ -202,7 +221,8 @@ SN_API int sn_flush(sn_conn *c, sn_deadline dl);
 SN_API size_t sn_pending(const sn_conn *c);
 
 /* Flushes, then shuts down the sending side: the peer reads end of
- * stream, and this side can still read. Returns 0 or a flush/socket error. */
+ * stream, and this side can still read. Later writes return SN_EPIPE.
+ * Returns 0 or a flush/socket error. */
 SN_API int sn_shutdown_write(sn_conn *c, sn_deadline dl);
 
 #ifdef __cplusplus
