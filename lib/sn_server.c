@@ -1,1 +1,793 @@
-/* sn_server.c: being written */
+/*
+ * sn_server.c: listeners, acceptor threads, admission, handler dispatch and
+ * the graceful stop.
+ *
+ * Locks, in the order they are taken:
+ *   1. s->stop_mu  one stopper at a time (held through a whole stop);
+ *   2. s->mu       the connection list, the counts, the stop state.
+ * The pool's own mutex is never nested with either: sn_pool_* is called
+ * without s->mu, and the pool calls back (jobs, the drop callback) without
+ * its mutex. s->mu is never held across I/O that can wait or across a user
+ * callback; the one system call made under it is sn__conn_wake's
+ * shutdown(2), which never blocks, and which must not race with the close
+ * of that connection's descriptor (a connection leaves the RUNNING state,
+ * under s->mu, before it is closed).
+ *
+ * A connection's record (struct sconn) is on s->conns from the moment an
+ * acceptor admits it until it is closed: QUEUED while the pool holds it,
+ * RUNNING while a worker serves it (handler, on_close), CLOSING during the
+ * final flush. Stop wakes the RUNNING ones and waits for them; QUEUED ones
+ * are closed unserved (by the pool's drop callback, or by the job itself
+ * when it starts after the stop began).
+ *
+ * Stop (sn_server_stop), under s->stop_mu:
+ *   1. stopping = 1; the eventfd wakes the acceptors, which exit; join
+ *      them; close the listeners and the eventfd;
+ *   2. wake every RUNNING connection at level 1 (reads give SN_ESTOPPED,
+ *      writes work) and wait until none runs, up to the deadline;
+ *   3. past the deadline, wake the rest at level 2 (all I/O fails) and wait
+ *      for them without a deadline;
+ *   4. stop the pool: queued connections are dropped (closed) and every
+ *      worker joined.
+ * From a handler (or its on_close), steps 2 and 3 leave out the caller's
+ * own connection and step 4 is left for a later stop from outside (the one
+ * in sn_server_free at the latest), because the pool cannot join the thread
+ * that calls it. From an acceptor callback (on_connect, on_error) a stop
+ * only begins: it sets the flag and wakes everybody, and returns.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "sn_int.h"
+
+#define SN_SERVER_ACCEPTORS_MAX 64
+#define SN_SERVER_LISTENERS_MAX 256
+#define SN_SERVER_WORKERS_DEFAULT 256
+#define SN_SERVER_STOP_DEFAULT 5000
+#define SN_SERVER_BATCH 32        /* accepts per listener per wakeup */
+#define SN_SERVER_BACKOFF_MS 10   /* after EMFILE and other accept failures */
+#define SN_SERVER_FLUSH_MS 1000   /* the final flush of a served connection */
+#define SN_SERVER_DRAIN_MAX 65536 /* unread bytes dropped before a refusal */
+#define SN_SERVER_BUSY_MESSAGE "server busy\r\n"
+
+enum sconn_state { C_QUEUED, C_RUNNING, C_CLOSING };
+
+struct sconn {
+    sn_server *s;
+    sn_conn *c;
+    struct sconn *prev, *next; /* s->conns */
+    int state;                 /* enum sconn_state, under s->mu */
+};
+
+struct acceptor {
+    sn_server *s;
+    pthread_t tid;
+    int reserve_fd;     /* the spare descriptor for EMFILE, or -1 */
+    struct pollfd *pfd; /* [0] the eventfd, [1..] the listeners */
+};
+
+/* Go / abort for acceptors waiting for sn_server_start to finish. */
+enum { GO_WAIT = 0, GO_RUN, GO_ABORT };
+
+struct sn_server {
+    sn_server_config cfg; /* the copy; host, listeners, message point below */
+    sn_listen_config *lcfg;
+    int nl;
+    char *message;
+    size_t message_len;
+
+    /* made by sn_server_start */
+    sn_sock **lsock;
+    sn_addr *laddr;
+    sn_pool *pool;
+    struct acceptor *acc;
+    int wakefd;
+
+    pthread_mutex_t stop_mu;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* broadcast: go changed, a connection finished */
+    int go;
+    bool started;
+    bool acceptors_down; /* step 1 of the stop is done */
+    bool finished;       /* every step is done */
+    int stop_rc;
+    atomic_bool stopping;
+
+    struct sconn *conns;
+    int running; /* RUNNING + CLOSING */
+    uint64_t closed, bytes_read, bytes_written;
+    atomic_uint_fast64_t accepted, refused, rejected, accept_errors;
+};
+
+/* The connection the calling worker serves, and the server whose acceptor
+ * the calling thread is: a stop from either must not wait for itself. */
+static _Thread_local struct sconn *tl_conn;
+static _Thread_local sn_server *tl_acceptor;
+
+static void report(sn_server *s, int err, const char *what)
+{
+    if (s->cfg.on_error != NULL)
+        s->cfg.on_error(s, err, what, s->cfg.user);
+}
+
+static void count(atomic_uint_fast64_t *ctr)
+{
+    atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
+}
+
+/* ---- the connection list (under s->mu) --------------------------------------- */
+
+static void conn_link(sn_server *s, struct sconn *r)
+{
+    r->prev = NULL;
+    r->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = r;
+    s->conns = r;
+}
+
+static void conn_unlink(sn_server *s, struct sconn *r)
+{
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        s->conns = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+}
+
+/* Wakes every running connection but `own` (under s->mu). */
+static void wake_running(sn_server *s, int level, const struct sconn *own)
+{
+    for (struct sconn *r = s->conns; r != NULL; r = r->next)
+        if (r->state == C_RUNNING && r != own)
+            sn__conn_wake(r->c, level);
+}
+
+static int running_others(const sn_server *s, const struct sconn *own)
+{
+    return s->running - (own != NULL ? 1 : 0);
+}
+
+/* ---- closing what is not served ----------------------------------------------- */
+
+/* Reads and drops what the peer sent, without waiting, so that the close
+ * sends FIN rather than RST (the kernel resets when unread data remains). */
+static void drain(int fd)
+{
+    char buf[4096];
+    for (size_t total = 0; total < SN_SERVER_DRAIN_MAX;) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
+/* Answers a connection there is no room for, per the overload policy. The
+ * caller then frees it. Never waits. */
+static void answer_overload(sn_server *s, sn_conn *c)
+{
+    int fd = sn_sock_fd(sn_conn_sock(c));
+    switch (s->cfg.overload) {
+    case SN_OVERLOAD_RESET: {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        break;
+    }
+    case SN_OVERLOAD_MESSAGE:
+        (void)!send(fd, s->message, s->message_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        drain(fd);
+        break;
+    default:
+        drain(fd);
+        break;
+    }
+}
+
+/* Closes a queued connection that will never be served: the pool's drop
+ * callback, and what a job does when it starts after the stop began. */
+static void close_unserved(void *arg)
+{
+    struct sconn *r = arg;
+    sn_server *s = r->s;
+    sn__mutex_lock(&s->mu);
+    conn_unlink(s, r);
+    sn__mutex_unlock(&s->mu);
+    sn_conn_free(r->c);
+    sn__free(r);
+}
+
+/* ---- the worker's job ------------------------------------------------------------ */
+
+static void serve(void *arg)
+{
+    struct sconn *r = arg;
+    sn_server *s = r->s;
+
+    sn__mutex_lock(&s->mu);
+    if (atomic_load(&s->stopping)) {
+        sn__mutex_unlock(&s->mu);
+        close_unserved(r);
+        return;
+    }
+    r->state = C_RUNNING;
+    s->running++;
+    sn__mutex_unlock(&s->mu);
+
+    tl_conn = r;
+    s->cfg.handler(r->c, s->cfg.user);
+    if (s->cfg.on_close != NULL)
+        s->cfg.on_close(r->c, sn_conn_error(r->c), s->cfg.user);
+    tl_conn = NULL;
+
+    sn__mutex_lock(&s->mu);
+    r->state = C_CLOSING; /* from now on nobody wakes it: its fd closes */
+    sn__mutex_unlock(&s->mu);
+    sn_conn_close(r->c, sn_deadline_in(SN_SERVER_FLUSH_MS));
+    sn_conn_stats st;
+    sn_conn_stats_get(r->c, &st);
+
+    sn__mutex_lock(&s->mu);
+    conn_unlink(s, r);
+    s->closed++;
+    s->bytes_read += st.bytes_read;
+    s->bytes_written += st.bytes_written;
+    s->running--;
+    sn__cond_broadcast(&s->cond);
+    sn__mutex_unlock(&s->mu);
+    sn_conn_free(r->c);
+    sn__free(r);
+}
+
+/* ---- acceptors ------------------------------------------------------------------- */
+
+/* Hands an accepted socket to the pool, or refuses it. */
+static void admit(sn_server *s, sn_sock *sock)
+{
+    count(&s->accepted);
+    if (s->cfg.on_connect != NULL) {
+        sn_addr peer = {0};
+        sn_sock_remote_addr(sock, &peer);
+        if (s->cfg.on_connect(s, &peer, s->cfg.user) != 0) {
+            count(&s->rejected); /* counted before the peer can see it */
+            drain(sn_sock_fd(sock));
+            sn_sock_free(sock);
+            return;
+        }
+    }
+    struct sconn *r = sn__calloc(1, sizeof *r);
+    if (r == NULL || sn_conn_new(&r->c, sock, &s->cfg.conn) < 0) {
+        sn__free(r);
+        sn_sock_free(sock);
+        count(&s->accept_errors);
+        report(s, SN_ENOMEM, "out of memory for a new connection; closed");
+        return;
+    }
+    r->s = s;
+    r->state = C_QUEUED;
+    sn__mutex_lock(&s->mu);
+    conn_link(s, r);
+    sn__mutex_unlock(&s->mu);
+
+    if (sn_pool_submit(s->pool, serve, r) == 0)
+        return; /* r belongs to the job now */
+
+    sn__mutex_lock(&s->mu);
+    conn_unlink(s, r);
+    sn__mutex_unlock(&s->mu);
+    count(&s->refused);
+    answer_overload(s, r->c);
+    sn_conn_free(r->c);
+    sn__free(r);
+}
+
+/* Out of descriptors: frees the spare one, accepts and closes what is
+ * pending (libuv's trick), and takes the spare back. */
+static void shed_pending(struct acceptor *a, sn_sock *listener)
+{
+    sn_server *s = a->s;
+    if (a->reserve_fd < 0)
+        return;
+    close(a->reserve_fd);
+    a->reserve_fd = -1;
+    for (int i = 0; i < SN_SERVER_BATCH; i++) {
+        int fd = accept4(sn_sock_fd(listener), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        count(&s->refused);
+        drain(fd);
+        close(fd);
+    }
+    a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Accepts up to a batch from listener i. Returns true when the acceptor
+ * should back off before polling the listeners again. */
+static bool accept_batch(struct acceptor *a, int i)
+{
+    sn_server *s = a->s;
+    for (int k = 0; k < SN_SERVER_BATCH && !atomic_load(&s->stopping); k++) {
+        sn_sock *sock;
+        int rc = sn__sock_accept_now(s->lsock[i], &sock);
+        if (rc == SN_EAGAIN)
+            return false;
+        if (rc == 0) {
+            admit(s, sock);
+            continue;
+        }
+        count(&s->accept_errors);
+        switch (rc) {
+        case SN_EMFILE:
+        case SN_ENFILE:
+            shed_pending(a, s->lsock[i]);
+            report(s, rc, "accept: out of descriptors; pending connections closed");
+            return true;
+        case SN_ECONNABORTED:
+        case -EPROTO:
+        case -EPERM:
+        case SN_EINTR:
+            continue; /* that connection is gone; the next one may be fine */
+        default:
+            report(s, rc, "accept failed");
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Waits until sn_server_start says go (true) or abort (false). */
+static bool acceptor_go(sn_server *s)
+{
+    sn__mutex_lock(&s->mu);
+    while (s->go == GO_WAIT)
+        sn__cond_wait(&s->cond, &s->mu);
+    bool run = s->go == GO_RUN;
+    sn__mutex_unlock(&s->mu);
+    return run;
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct acceptor *a = arg;
+    sn_server *s = a->s;
+    int64_t backoff_until = 0;
+
+    tl_acceptor = s;
+    bool run = acceptor_go(s);
+    while (run && !atomic_load(&s->stopping)) {
+        if (a->reserve_fd < 0)
+            a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        /* backing off: watch only the eventfd until the pause is over */
+        bool backoff = backoff_until > sn_now_ms();
+        int n = poll(a->pfd, backoff ? 1 : (nfds_t)s->nl + 1,
+                     backoff ? sn__poll_timeout(backoff_until) : -1);
+        if (n < 0 && errno != EINTR) {
+            report(s, -errno, "poll failed");
+            backoff_until = sn_now_ms() + SN_SERVER_BACKOFF_MS;
+            continue;
+        }
+        if (n <= 0 || backoff)
+            continue;
+        if (a->pfd[0].revents != 0)
+            break; /* stop */
+        for (int i = 0; i < s->nl; i++)
+            if (a->pfd[i + 1].revents != 0 && accept_batch(a, i))
+                backoff_until = sn_now_ms() + SN_SERVER_BACKOFF_MS;
+    }
+    if (a->reserve_fd >= 0)
+        close(a->reserve_fd);
+    a->reserve_fd = -1;
+    tl_acceptor = NULL;
+    return NULL;
+}
+
+/* ---- configuration ------------------------------------------------------------- */
+
+static bool listen_config_ok(const sn_listen_config *l)
+{
+    return l->port >= 0 && l->port <= 65535 && l->backlog >= 0;
+}
+
+static int check_config(const sn_server_config *c)
+{
+    if (c->handler == NULL || c->nlisteners < 0 || c->nlisteners > SN_SERVER_LISTENERS_MAX)
+        return SN_EINVAL;
+    if ((c->listeners == NULL) != (c->nlisteners == 0))
+        return SN_EINVAL;
+    for (int i = 0; i < c->nlisteners; i++)
+        if (!listen_config_ok(&c->listeners[i]))
+            return SN_EINVAL;
+    if (c->listeners == NULL && (c->port < 0 || c->port > 65535))
+        return SN_EINVAL;
+    if (c->acceptors < 0 || c->acceptors > SN_SERVER_ACCEPTORS_MAX)
+        return SN_EINVAL;
+    int workers = c->workers ? c->workers : SN_SERVER_WORKERS_DEFAULT;
+    if (workers < 1 || workers > 65536 || c->min_workers < 0 || c->min_workers > workers)
+        return SN_EINVAL;
+    if (c->queue < SN_OFF || c->worker_idle_ms < SN_TIMEOUT_NEVER ||
+        c->stop_timeout_ms < SN_TIMEOUT_NEVER)
+        return SN_EINVAL;
+    if (c->overload < SN_OVERLOAD_CLOSE || c->overload > SN_OVERLOAD_MESSAGE)
+        return SN_EINVAL;
+    if (c->conn.read_buffer != 0 && c->conn.read_buffer_max != 0 &&
+        c->conn.read_buffer > c->conn.read_buffer_max)
+        return SN_EINVAL;
+    return 0;
+}
+
+/* Copies the listeners (one from host/port, or the array) and their hosts. */
+static int copy_listeners(sn_server *s, const sn_server_config *c)
+{
+    s->nl = c->listeners != NULL ? c->nlisteners : 1;
+    s->lcfg = sn__calloc((size_t)s->nl, sizeof *s->lcfg);
+    if (s->lcfg == NULL)
+        return SN_ENOMEM;
+    if (c->listeners != NULL)
+        memcpy(s->lcfg, c->listeners, (size_t)s->nl * sizeof *s->lcfg);
+    else
+        s->lcfg[0] = (sn_listen_config){.host = c->host, .port = c->port, .opt = c->sockopt};
+    for (int i = 0; i < s->nl; i++)
+        s->lcfg[i].host = NULL; /* ours from here on: free_config frees them */
+    for (int i = 0; i < s->nl; i++) {
+        const char *host = c->listeners != NULL ? c->listeners[i].host : c->host;
+        if (host != NULL && (s->lcfg[i].host = sn__strdup(host)) == NULL)
+            return SN_ENOMEM;
+    }
+    return 0;
+}
+
+static void free_config(sn_server *s)
+{
+    for (int i = 0; s->lcfg != NULL && i < s->nl; i++)
+        sn__free((char *)s->lcfg[i].host);
+    sn__free(s->lcfg);
+    sn__free(s->message);
+}
+
+int sn_server_new(sn_server **out, const sn_server_config *cfg)
+{
+    if (out == NULL || cfg == NULL)
+        return SN_EINVAL;
+    int rc = check_config(cfg);
+    if (rc < 0)
+        return rc;
+    sn_server *s = sn__calloc(1, sizeof *s);
+    if (s == NULL)
+        return SN_ENOMEM;
+    s->cfg = *cfg;
+    s->cfg.host = NULL;
+    s->cfg.listeners = NULL;
+    s->cfg.overload_message = NULL;
+    if (s->cfg.acceptors == 0)
+        s->cfg.acceptors = 1;
+    if (s->cfg.stop_timeout_ms == 0)
+        s->cfg.stop_timeout_ms = SN_SERVER_STOP_DEFAULT;
+    s->wakefd = -1;
+    const char *msg = cfg->overload_message ? cfg->overload_message : SN_SERVER_BUSY_MESSAGE;
+    if ((rc = copy_listeners(s, cfg)) < 0 || (s->message = sn__strdup(msg)) == NULL) {
+        free_config(s);
+        sn__free(s);
+        return SN_ENOMEM;
+    }
+    s->message_len = strlen(s->message);
+    sn__mutex_init(&s->stop_mu);
+    sn__mutex_init(&s->mu);
+    sn__cond_init(&s->cond);
+    *out = s;
+    return 0;
+}
+
+/* ---- start ------------------------------------------------------------------- */
+
+static void close_listeners(sn_server *s)
+{
+    for (int i = 0; s->lsock != NULL && i < s->nl; i++) {
+        sn_sock_free(s->lsock[i]);
+        s->lsock[i] = NULL;
+    }
+}
+
+static int open_listeners(sn_server *s)
+{
+    s->lsock = sn__calloc((size_t)s->nl, sizeof *s->lsock);
+    s->laddr = sn__calloc((size_t)s->nl, sizeof *s->laddr);
+    if (s->lsock == NULL || s->laddr == NULL)
+        return SN_ENOMEM;
+    for (int i = 0; i < s->nl; i++) {
+        int rc = sn_tcp_listen(&s->lsock[i], &s->lcfg[i]);
+        if (rc < 0) {
+            s->lsock[i] = NULL;
+            return rc;
+        }
+        if ((rc = sn_sock_local_addr(s->lsock[i], &s->laddr[i])) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The pool could not start a worker: the connection waits in the queue. */
+static void thread_refused(int err, void *user)
+{
+    report(user, err, "worker thread refused");
+}
+
+static int make_pool(sn_server *s)
+{
+    sn_pool_config pc = {
+        .min_threads = s->cfg.min_workers,
+        .max_threads = s->cfg.workers,
+        .queue_size = s->cfg.queue,
+        .idle_ms = s->cfg.worker_idle_ms,
+        .stack_size = s->cfg.stack_size,
+        .drop = close_unserved,
+        .on_thread_error = thread_refused,
+        .user = s,
+    };
+    return sn_pool_new(&s->pool, &pc);
+}
+
+/* Makes the acceptors; they wait for s->go. Returns 0 (all run, and the
+ * server counts as started), or an error after which none runs (those
+ * made are told to abort and joined). */
+static int make_acceptors(sn_server *s)
+{
+    int n = s->cfg.acceptors;
+    s->acc = sn__calloc((size_t)n, sizeof *s->acc);
+    if (s->acc == NULL)
+        return SN_ENOMEM;
+    int made = 0, rc = 0;
+    for (; made < n; made++) {
+        struct acceptor *a = &s->acc[made];
+        a->s = s;
+        a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        a->pfd = sn__calloc((size_t)s->nl + 1, sizeof *a->pfd);
+        if (a->pfd == NULL) {
+            rc = SN_ENOMEM;
+            break;
+        }
+        a->pfd[0] = (struct pollfd){.fd = s->wakefd, .events = POLLIN};
+        for (int i = 0; i < s->nl; i++)
+            a->pfd[i + 1] = (struct pollfd){.fd = sn_sock_fd(s->lsock[i]), .events = POLLIN};
+        if (pthread_create(&a->tid, NULL, acceptor_main, a) != 0) {
+            rc = SN_EAGAIN;
+            break;
+        }
+    }
+    sn__mutex_lock(&s->mu);
+    s->go = rc < 0 ? GO_ABORT : GO_RUN;
+    s->started = rc == 0; /* before any handler can run and call stop */
+    sn__cond_broadcast(&s->cond);
+    sn__mutex_unlock(&s->mu);
+    if (rc < 0) {
+        for (int i = 0; i < made; i++)
+            pthread_join(s->acc[i].tid, NULL);
+        for (int i = 0; i <= made && i < n; i++) {
+            if (s->acc[i].reserve_fd >= 0)
+                close(s->acc[i].reserve_fd);
+            sn__free(s->acc[i].pfd);
+        }
+        sn__free(s->acc);
+        s->acc = NULL;
+    }
+    return rc;
+}
+
+static void free_acceptors(sn_server *s)
+{
+    for (int i = 0; s->acc != NULL && i < s->cfg.acceptors; i++)
+        sn__free(s->acc[i].pfd);
+    sn__free(s->acc);
+    s->acc = NULL;
+}
+
+int sn_server_start(sn_server *s)
+{
+    if (s == NULL)
+        return SN_EINVAL;
+    sn__mutex_lock(&s->mu);
+    bool bad = s->started || atomic_load(&s->stopping);
+    sn__mutex_unlock(&s->mu);
+    if (bad)
+        return SN_EBADSTATE;
+
+    int rc = open_listeners(s);
+    if (rc < 0)
+        goto fail;
+    if ((rc = make_pool(s)) < 0)
+        goto fail;
+    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wakefd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    s->go = GO_WAIT;
+    if ((rc = make_acceptors(s)) < 0)
+        goto fail;
+    for (int i = 0; i < s->nl && s->cfg.on_listening != NULL; i++)
+        s->cfg.on_listening(s, &s->laddr[i], s->cfg.user);
+    return 0;
+
+fail:
+    close_listeners(s);
+    sn__free(s->lsock);
+    sn__free(s->laddr);
+    s->lsock = NULL;
+    s->laddr = NULL;
+    sn_pool_free(s->pool);
+    s->pool = NULL;
+    if (s->wakefd >= 0)
+        close(s->wakefd);
+    s->wakefd = -1;
+    return rc;
+}
+
+/* ---- stop ---------------------------------------------------------------------- */
+
+/* Sets the flag and wakes the acceptors. Any thread, any number of times. */
+static void begin_stop(sn_server *s)
+{
+    sn__mutex_lock(&s->mu);
+    bool first = !atomic_exchange(&s->stopping, true);
+    int fd = s->acceptors_down ? -1 : s->wakefd;
+    if (first && fd >= 0) {
+        uint64_t one = 1;
+        (void)!write(fd, &one, sizeof one);
+    }
+    sn__mutex_unlock(&s->mu);
+}
+
+/* Step 1: the acceptors and the listeners (under s->stop_mu). */
+static void stop_acceptors(sn_server *s)
+{
+    if (s->acceptors_down)
+        return;
+    for (int i = 0; i < s->cfg.acceptors; i++)
+        pthread_join(s->acc[i].tid, NULL);
+    free_acceptors(s);
+    close_listeners(s);
+    sn__mutex_lock(&s->mu);
+    close(s->wakefd);
+    s->wakefd = -1;
+    s->acceptors_down = true;
+    sn__mutex_unlock(&s->mu);
+}
+
+/* Steps 2 and 3: wake, wait, force, wait (under s->stop_mu). Returns
+ * SN_ETIMEDOUT when connections had to be forced. */
+static int stop_connections(sn_server *s, int timeout_ms, const struct sconn *own)
+{
+    if (timeout_ms == 0)
+        timeout_ms = s->cfg.stop_timeout_ms;
+    int64_t dl = timeout_ms < 0 ? SN_DEADLINE_NEVER : sn_now_ms() + timeout_ms;
+    int rc = 0;
+    sn__mutex_lock(&s->mu);
+    wake_running(s, 1, own);
+    while (running_others(s, own) > 0) {
+        if (sn__cond_wait_until(&s->cond, &s->mu, dl) == SN_ETIMEDOUT &&
+            running_others(s, own) > 0 && rc == 0) {
+            rc = SN_ETIMEDOUT;
+            wake_running(s, 2, own);
+            dl = SN_DEADLINE_NEVER;
+        }
+    }
+    if (rc < 0)
+        s->stop_rc = rc;
+    sn__mutex_unlock(&s->mu);
+    return rc;
+}
+
+int sn_server_stop(sn_server *s, int timeout_ms)
+{
+    if (s == NULL)
+        return SN_EINVAL;
+    const struct sconn *own = tl_conn != NULL && tl_conn->s == s ? tl_conn : NULL;
+    begin_stop(s);
+
+    sn__mutex_lock(&s->mu);
+    bool started = s->started;
+    if (tl_acceptor == s)
+        wake_running(s, 1, NULL); /* cannot join itself: only begin */
+    sn__mutex_unlock(&s->mu);
+    if (!started || tl_acceptor == s)
+        return 0;
+
+    if (own != NULL) {
+        /* a handler must not wait for a stop that waits for it */
+        if (pthread_mutex_trylock(&s->stop_mu) != 0)
+            return 0;
+    } else {
+        sn__mutex_lock(&s->stop_mu);
+    }
+    int rc = s->stop_rc;
+    if (!s->finished) {
+        stop_acceptors(s);
+        rc = stop_connections(s, timeout_ms, own);
+        if (own == NULL) {
+            sn_pool_stop(s->pool);
+            s->finished = true;
+            rc = s->stop_rc;
+        }
+    }
+    sn__mutex_unlock(&s->stop_mu);
+    return rc;
+}
+
+int sn_server_is_stopping(const sn_server *s)
+{
+    return s != NULL && atomic_load(&((sn_server *)s)->stopping) ? 1 : 0;
+}
+
+void sn_server_free(sn_server *s)
+{
+    if (s == NULL)
+        return;
+    sn_server_stop(s, 0);
+    sn_pool_free(s->pool);
+    free_acceptors(s);
+    sn__free(s->lsock);
+    sn__free(s->laddr);
+    free_config(s);
+    sn__cond_destroy(&s->cond);
+    sn__mutex_destroy(&s->mu);
+    sn__mutex_destroy(&s->stop_mu);
+    sn__free(s);
+}
+
+/* ---- getters --------------------------------------------------------------------- */
+
+int sn_server_local_addr(sn_server *s, int idx, sn_addr *out)
+{
+    if (s == NULL || out == NULL)
+        return SN_EINVAL;
+    sn__mutex_lock(&s->mu);
+    bool started = s->started;
+    sn__mutex_unlock(&s->mu);
+    if (!started)
+        return SN_EBADSTATE;
+    if (idx < 0 || idx >= s->nl)
+        return SN_EINVAL;
+    *out = s->laddr[idx];
+    return 0;
+}
+
+int sn_server_port(sn_server *s)
+{
+    sn_addr a;
+    int rc = sn_server_local_addr(s, 0, &a);
+    return rc < 0 ? rc : sn_addr_port(&a);
+}
+
+void sn_server_stats_get(sn_server *s, sn_server_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    sn__mutex_lock(&s->mu);
+    sn_pool *pool = s->started ? s->pool : NULL;
+    out->active = s->running;
+    out->closed = s->closed;
+    out->bytes_read = s->bytes_read;
+    out->bytes_written = s->bytes_written;
+    for (struct sconn *r = s->conns; r != NULL; r = r->next) {
+        if (r->state == C_QUEUED)
+            continue;
+        sn_conn_stats st;
+        sn_conn_stats_get(r->c, &st);
+        out->bytes_read += st.bytes_read;
+        out->bytes_written += st.bytes_written;
+    }
+    sn__mutex_unlock(&s->mu);
+    if (pool != NULL) {
+        sn_pool_stats ps;
+        sn_pool_stats_get(pool, &ps);
+        out->queued = ps.queued;
+        out->busy_workers = ps.busy;
+        out->threads = ps.threads;
+        out->thread_failures = ps.thread_failures;
+    }
+    out->accepted = atomic_load(&s->accepted);
+    out->refused = atomic_load(&s->refused);
+    out->rejected = atomic_load(&s->rejected);
+    out->accept_errors = atomic_load(&s->accept_errors);
+}

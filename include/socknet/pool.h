@@ -33,13 +33,20 @@ typedef struct sn_pool_config {
     int max_threads;   /* 0 = 256; at most 65536 */
     int queue_size;    /* jobs waiting for a worker; 0 = 64; SN_OFF = none
                           (submit succeeds only when a worker can take it) */
-    int idle_ms;       /* ms an idle worker above min_threads lives; 0 = 10000 */
+    int idle_ms;       /* ms an idle worker above min_threads lives; 0 = 10000;
+                          SN_TIMEOUT_NEVER = idle workers are never reaped */
     size_t stack_size; /* bytes per worker thread; 0 = 256 KiB (only the
-                          pages a thread touches cost memory) */
+                          pages a thread touches cost memory); raised to
+                          PTHREAD_STACK_MIN if smaller */
     /* Called on stop for each job still queued, instead of running it, so
      * its argument can be released. NULL = queued jobs are run before the
      * workers exit. */
     sn_job_fn drop;
+    /* Called when the system refuses a new worker thread (err is SN_EAGAIN
+     * or SN_ENOMEM), on the submitting thread, after the job was queued or
+     * refused as if max_threads ran. NULL = only counted. */
+    void (*on_thread_error)(int err, void *user);
+    void *user; /* for on_thread_error */
 } sn_pool_config;
 
 /* Creates a pool and starts min_threads workers. cfg may be NULL.
@@ -48,7 +55,9 @@ typedef struct sn_pool_config {
 SN_API int sn_pool_new(sn_pool **out, const sn_pool_config *cfg);
 
 /* Runs fn(arg) on a worker: an idle one, or a new one while fewer than
- * max_threads run, or later from the queue. Never blocks on a full pool.
+ * max_threads run, or later from the queue (also when the system refuses a
+ * new thread: the job then waits for a running worker). Never blocks on a
+ * full pool. Jobs run in no particular order. A job may submit jobs.
  * Returns 0, SN_EQUEUEFULL (every worker busy and the queue full: the job
  * was not taken), SN_ESTOPPED (the pool is stopping), SN_EINVAL. */
 SN_API int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg);
@@ -62,14 +71,17 @@ typedef struct sn_pool_stats {
     uint64_t refused;   /* submits refused with SN_EQUEUEFULL */
     uint64_t threads_created;
     uint64_t threads_reaped;
+    uint64_t thread_failures; /* new threads the system refused */
 } sn_pool_stats;
 
 SN_API void sn_pool_stats_get(sn_pool *p, sn_pool_stats *out);
 
 /* Stops taking jobs, lets running jobs finish, drops (or runs, see
- * sn_pool_config.drop) queued ones and joins every worker. Waits as long as
- * the running jobs take: the caller makes them return (the server wakes its
- * handlers first). Idempotent. Returns 0. Must not be called from a job. */
+ * sn_pool_config.drop) queued ones and joins every worker. The drop
+ * callback runs on the calling thread. Waits as long as the running jobs
+ * take: the caller makes them return (the server wakes its handlers first).
+ * Idempotent; a concurrent call waits until the first one has finished.
+ * Returns 0. Must not be called from a job. */
 SN_API int sn_pool_stop(sn_pool *p);
 
 /* Stops (if needed) and releases the pool. NULL is a no-op. */

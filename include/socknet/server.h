@@ -36,7 +36,9 @@
  * and sn_server_is_stopping may be called from any thread; sn_server_new,
  * sn_server_start and sn_server_free belong to the owner.
  * Ownership: the server copies the configuration (strings included); it
- * owns the connections it hands to handlers: a handler must not free them.
+ * owns the connections it hands to handlers: a handler must not free or
+ * close them (returning is how a handler ends its connection; a stop may
+ * be waking it at that very moment).
  */
 #ifndef SOCKNET_SERVER_H
 #define SOCKNET_SERVER_H
@@ -57,6 +59,8 @@ typedef void (*sn_handler)(sn_conn *c, void *user);
 
 /* What an acceptor does with a connection the server has no room for. */
 typedef enum sn_overload {
+    /* CLOSE and MESSAGE first drop what the peer already sent (up to 64 KiB,
+     * without waiting), so that the close is a FIN, not a reset. */
     SN_OVERLOAD_CLOSE = 0,   /* close it (the peer reads end of stream) */
     SN_OVERLOAD_RESET = 1,   /* reset it (the peer gets ECONNRESET) */
     SN_OVERLOAD_MESSAGE = 2, /* send overload_message without waiting, then close */
@@ -76,16 +80,18 @@ typedef struct sn_server_config {
     sn_handler handler; /* required */
     void *user;         /* passed to the handler and every event */
 
-    int acceptors;        /* acceptor threads; 0 = 1 */
-    int workers;          /* most connections served at once (worker
-                             threads); 0 = 256 */
-    int min_workers;      /* workers kept when idle; 0 = 0 */
-    int queue;            /* accepted connections waiting for a worker;
-                             0 = 64; SN_OFF = none */
-    int worker_idle_ms;   /* ms; 0 = 10000 */
-    size_t stack_size;    /* bytes per worker; 0 = 256 KiB */
-    sn_conn_config conn;  /* buffers of each connection */
-    int stop_timeout_ms;  /* sn_server_free's grace period; 0 = 5000 */
+    int acceptors;       /* acceptor threads; 0 = 1 */
+    int workers;         /* most connections served at once (worker
+                            threads); 0 = 256 */
+    int min_workers;     /* workers kept when idle; 0 = 0 */
+    int queue;           /* accepted connections waiting for a worker;
+                            0 = 64; SN_OFF = none */
+    int worker_idle_ms;  /* ms; 0 = 10000; SN_TIMEOUT_NEVER = never reaped */
+    size_t stack_size;   /* bytes per worker; 0 = 256 KiB */
+    sn_conn_config conn; /* buffers of each connection */
+    int stop_timeout_ms; /* ms: sn_server_free's grace period, and
+                            sn_server_stop's for timeout 0; 0 = 5000;
+                            SN_TIMEOUT_NEVER = wait for the handlers */
 
     int overload;                 /* sn_overload; default SN_OVERLOAD_CLOSE */
     const char *overload_message; /* with SN_OVERLOAD_MESSAGE; copied; NULL =
@@ -97,9 +103,13 @@ typedef struct sn_server_config {
      * non-zero refuses the connection (closed at once, counted as
      * rejected). on_close runs on the worker after the handler returned,
      * before the connection is closed, with its sticky error (SN_EOF for
-     * an orderly close by the peer, 0 when the handler closed first).
-     * on_error reports what the server absorbed (accept failures, refused
-     * threads), with a short static description. */
+     * an orderly close by the peer, SN_ESTOPPED when a stop woke it, 0 when
+     * the handler returned first).
+     * on_error reports what the server absorbed, with a short static
+     * description, on the acceptor thread: failed accepts (EMFILE, ...),
+     * a connection closed for want of memory, a failed poll, and worker
+     * threads the system refused (the connection then waits in the queue,
+     * or is refused per `overload` when the queue is full). */
     void (*on_listening)(sn_server *s, const sn_addr *addr, void *user);
     int (*on_connect)(sn_server *s, const sn_addr *peer, void *user);
     void (*on_close)(sn_conn *c, int err, void *user);
@@ -125,25 +135,40 @@ SN_API int sn_server_port(sn_server *s);
 
 /* Gracefully stops (see above), waiting at most timeout_ms for handlers
  * before forcing their connections (0 = stop_timeout_ms; SN_TIMEOUT_NEVER
- * = wait for them). Idempotent; safe from a handler (it then does not wait
- * for its own connection). Returns 0, or SN_ETIMEDOUT when connections had
- * to be forced. */
+ * = wait for them). A handler's connection gets up to one more second to
+ * flush what the handler left buffered.
+ * Idempotent: a later (or concurrent) call waits until the stop is complete
+ * and returns the same result.
+ * From a handler (or on_close) it does everything except wait for the
+ * caller's own connection and join the worker threads: that part is left
+ * to a later sn_server_stop from outside the handlers, or sn_server_free;
+ * if another stop is already running, it returns 0 at once. From
+ * on_connect or on_error (an acceptor thread) it only begins the stop (no
+ * new connections are served, handlers are woken) and returns 0.
+ * Before sn_server_start it marks the server stopped (start then returns
+ * SN_EBADSTATE). Returns 0, or SN_ETIMEDOUT when connections had to be
+ * forced. */
 SN_API int sn_server_stop(sn_server *s, int timeout_ms);
 
 /* 1 once a stop has begun, else 0. Handlers may poll it. */
 SN_API int sn_server_is_stopping(const sn_server *s);
 
 typedef struct sn_server_stats {
-    int active;                /* connections being served now */
-    int queued;                /* accepted, waiting for a worker */
-    int busy_workers;          /* workers running a handler */
-    int threads;               /* worker threads alive */
-    uint64_t accepted;         /* connections accepted */
-    uint64_t refused;          /* answered with the overload policy */
-    uint64_t rejected;         /* refused by on_connect */
-    uint64_t accept_errors;    /* failed accepts (EMFILE, ...) */
-    uint64_t closed;           /* connections served and closed */
-    uint64_t bytes_read;       /* by every connection, closed or active */
+    int active;               /* connections being served now (handler,
+                                 on_close or the final flush) */
+    int queued;               /* accepted, waiting for a worker (the pool's
+                                 queue) */
+    int busy_workers;         /* workers running a handler */
+    int threads;              /* worker threads alive */
+    uint64_t accepted;        /* connections accepted */
+    uint64_t refused;         /* answered with the overload policy */
+    uint64_t rejected;        /* refused by on_connect */
+    uint64_t accept_errors;   /* failed accepts (EMFILE, ...) */
+    uint64_t thread_failures; /* worker threads the system refused (the
+                                 connection then waited in the queue) */
+    uint64_t closed;          /* connections served and closed (not those
+                                 closed unserved by a stop) */
+    uint64_t bytes_read;      /* by every connection, closed or active */
     uint64_t bytes_written;
 } sn_server_stats;
 
