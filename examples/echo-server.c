@@ -17,9 +17,10 @@ static void echo(sn_conn *c, void *user)
     char buf[16384];
     ssize_t n;
     (void)user;
+    /* The connections autoflush (see main): each write goes out at once,
+     * straight from buf, and no write buffer is ever allocated. */
     while ((n = sn_read(c, buf, sizeof buf, SN_DEADLINE_DEFAULT)) > 0)
-        if (sn_write(c, buf, (size_t)n, SN_DEADLINE_DEFAULT) < 0 ||
-            sn_flush(c, SN_DEADLINE_DEFAULT) < 0)
+        if (sn_write(c, buf, (size_t)n, SN_DEADLINE_DEFAULT) < 0)
             break;
 }
 
@@ -44,8 +45,8 @@ int main(int argc, char **argv)
         .host = "127.0.0.1",
         .handler = echo,
         .workers = 4096,
-        .stack_size = 64 * 1024,
         .worker_idle_ms = 30000,
+        .conn = {.autoflush = SN_ON},
     };
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)

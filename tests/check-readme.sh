@@ -11,8 +11,11 @@ awk '/^## An echo server/ {on=1} on && /^```c$/ {grab=1; next} grab && /^```$/ {
     "$src/README.md" >"$tmp/echo.c"
 lines=$(grep -cv '^[[:space:]]*$' "$tmp/echo.c")
 [ "$lines" -ge 15 ] && [ "$lines" -le 30 ] || { echo "FAIL: README echo server has $lines lines"; exit 1; }
-${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -I"$src/include" "$tmp/echo.c" \
-    -o "$tmp/echo" "$lib" -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
+# With the build's flags: a sanitizer build's library needs its runtime.
+# shellcheck disable=SC2086
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-} -I"$src/include" \
+    "$tmp/echo.c" -o "$tmp/echo" ${SN_LDFLAGS:-} "$lib" \
+    -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
     { echo "FAIL: the README's echo server does not compile"; exit 1; }
 # It listens on 127.0.0.1:7000: only run it if that port is free.
 if (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
