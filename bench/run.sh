@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# bench/run.sh — the libsocknet echo server ("ours") against the epoll reference ("ref").
+#
+#   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--loadgen PATH] [--out FILE]
+#                [--quick] [--note TEXT]
+#
+#   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
+#                   current directory if it holds bench/sn-loadgen, else ./build)
+#   --ours CMD      server under test (env OURS; default DIR/examples/echo-server --workers 4096)
+#   --ref CMD       reference server (env REF; default DIR/bench/epoll-echo)
+#   --loadgen PATH  load generator (env LOADGEN; default DIR/bench/sn-loadgen)
+#   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
+#   --quick         about 35 s instead of about 75 s (on 2 CPUs, with a fast server)
+#   --note TEXT     a line of text put under the section's heading
+#
+# Each server command gets "--host 127.0.0.1 --port 0" appended and must print
+# "listening on H:PORT" on stdout. Every figure runs on a freshly started server, ref then
+# ours. Progress goes to stderr, the results section to stdout and FILE. Exit status 1 if any
+# measurement failed (its cell says FAIL), 2 on bad usage.
+set -u -o pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+builddir=
+ours=${OURS:-}
+ref=${REF:-}
+loadgen=${LOADGEN:-}
+out=
+quick=0
+note=
+cmdline=$0
+for arg in "$@"; do # the exact command, quoted only where the shell needs it
+    if [[ $arg =~ ^[-A-Za-z0-9_./=:,+]+$ ]]; then cmdline+=" $arg"; else cmdline+=" ${arg@Q}"; fi
+done
+
+usage() { # [STATUS]
+    sed -n '2,19p' "$0" >&2
+    exit "${1:-2}"
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --builddir) [ $# -ge 2 ] || usage; builddir=$2; shift 2 ;;
+    --ours) [ $# -ge 2 ] || usage; ours=$2; shift 2 ;;
+    --ref) [ $# -ge 2 ] || usage; ref=$2; shift 2 ;;
+    --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --note) [ $# -ge 2 ] || usage; note=$2; shift 2 ;;
+    -h | --help) usage 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; usage ;;
+    esac
+done
+if [ -z "$builddir" ]; then
+    if [ -x bench/sn-loadgen ]; then builddir=.; else builddir=build; fi
+fi
+: "${ours:=$builddir/examples/echo-server --workers 4096}"
+: "${ref:=$builddir/bench/epoll-echo}"
+: "${loadgen:=$builddir/bench/sn-loadgen}"
+: "${out:=$here/RESULTS.md}"
+
+if [ "$quick" = 1 ]; then
+    pp_secs=2 pp_warm=0.5 bulk_count=2000 conn_secs=2
+else
+    pp_secs=5 pp_warm=1 bulk_count=8000 conn_secs=5
+fi
+idle_conns=2000
+host=127.0.0.1
+
+for bin in "$loadgen" "${ref%% *}" "${ours%% *}"; do
+    if ! command -v "$bin" >/dev/null; then
+        echo "run.sh: $bin: not a command (build it, or see --builddir/--ours/--ref/--loadgen)" \
+            >&2
+        exit 1
+    fi
+done
+
+# sn-loadgen holds up to 2000 client sockets and the server as many; both inherit this limit
+# (and raise their own soft limit to the hard one as well).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((idle_conns + 200)) ]; then
+    echo "run.sh: ulimit -n is $(ulimit -n); need at least $((idle_conns + 200))" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sn-bench.XXXXXX") || exit 1
+pids=()
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    [ ${#pids[@]} -gt 0 ] && sleep 0.3
+    for p in "${pids[@]}"; do
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# forget PID: drops a reaped process from the cleanup list
+forget() {
+    local p keep=()
+    for p in "${pids[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    pids=("${keep[@]}")
+}
+
+log() { echo "run.sh: $*" >&2; }
+failed=0
+
+# wait_line FILE REGEX SECS PID: waits for a line matching REGEX in FILE while PID lives
+wait_line() {
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# start_server NAME: starts ref or ours on port 0; sets srv_pid and srv_port
+start_server() {
+    local name=$1 cmd
+    [ "$name" = ref ] && cmd=$ref || cmd=$ours
+    # shellcheck disable=SC2086  # CMD is a command line: split it into words
+    $cmd --host "$host" --port 0 >"$tmp/$name.out" 2>>"$tmp/$name.err" &
+    srv_pid=$!
+    pids+=("$srv_pid")
+    if ! wait_line "$tmp/$name.out" '^listening on .*:[0-9]+$' 10 "$srv_pid"; then
+        log "$name: no 'listening on H:PORT' line from: $cmd"
+        tail -n 5 "$tmp/$name.err" >&2
+        stop_server
+        return 1
+    fi
+    srv_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out" | head -n 1)
+}
+
+stop_server() {
+    local i
+    kill -TERM "$srv_pid" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$srv_pid" 2>/dev/null
+    wait "$srv_pid" 2>/dev/null
+    forget "$srv_pid"
+}
+
+# field NAME LINE: the value of NAME=... in a result line
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# run_load NAME SUBCOMMAND ARGS...: one sn-loadgen run on a fresh server; sets res to the
+# "result ..." line, or to "" if the run or the server failed
+run_load() {
+    local name=$1 sub=$2
+    shift 2
+    res=
+    start_server "$name" || { failed=1; return; }
+    if timeout --foreground -k 5 120 "$loadgen" "$sub" --host "$host" --port "$srv_port" "$@" \
+        >"$tmp/load.out" 2>"$tmp/load.err"; then
+        res=$(grep -m 1 '^result ' "$tmp/load.out")
+    fi
+    cat "$tmp/load.err" >>"$tmp/loadgen.err"
+    if [ -n "$res" ]; then
+        log "$name: $res"
+    else
+        log "$name: FAILED: sn-loadgen $sub $*"
+        tail -n 3 "$tmp/load.err" >&2
+        failed=1
+    fi
+    if ! kill -0 "$srv_pid" 2>/dev/null; then
+        log "$name: server died"
+        tail -n 5 "$tmp/$name.err" >&2
+        res=
+        failed=1
+    fi
+    stop_server
+}
+
+status_field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$1/status"; }
+
+# run_idle NAME: sets idle_res to "rss_before_kib rss_with_kib threads", or "" on failure
+run_idle() {
+    local name=$1 before lpid
+    idle_res=
+    start_server "$name" || { failed=1; return; }
+    sleep 0.3
+    before=$(status_field "$srv_pid" VmRSS)
+    "$loadgen" idle --host "$host" --port "$srv_port" --conns "$idle_conns" --hold 60 \
+        >"$tmp/idle.out" 2>>"$tmp/loadgen.err" &
+    lpid=$!
+    pids+=("$lpid")
+    if wait_line "$tmp/idle.out" "^idle $idle_conns ready$" 60 "$lpid"; then
+        sleep 0.5 # let the server settle (threads parked, buffers trimmed)
+        idle_res="$before $(status_field "$srv_pid" VmRSS) $(status_field "$srv_pid" Threads)"
+        log "$name: VmRSS KiB before / with $idle_conns idle, threads: $idle_res"
+    else
+        log "$name: FAILED: idle $idle_conns"
+        tail -n 3 "$tmp/loadgen.err" >&2
+        failed=1
+    fi
+    kill -TERM "$lpid" 2>/dev/null
+    wait "$lpid" 2>/dev/null
+    forget "$lpid"
+    if ! kill -0 "$srv_pid" 2>/dev/null; then
+        log "$name: server died"
+        idle_res=
+        failed=1
+    fi
+    stop_server
+}
+
+ratio() { # OURS REF
+    if [ -n "$1" ] && [ -n "$2" ]; then
+        awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
+    else
+        echo "n/a"
+    fi
+}
+orfail() { if [ -n "$1" ]; then echo "$1"; else echo FAIL; fi; }
+
+rows=()
+add_row() { rows+=("| $1 | $(orfail "$2") | $(orfail "$3") | $4 | $5 |"); }
+
+# lat RESULT: "p50 / p99 / p99.9", plus the number of starved connections if any
+lat() {
+    local p n
+    [ -n "$1" ] || return
+    p="$(field p50_us "$1") / $(field p99_us "$1") / $(field p999_us "$1")"
+    n=$(field starved "$1")
+    case $n in
+    "" | 0) echo "$p" ;;
+    *) echo "$p ($n conns starved)" ;;
+    esac
+}
+
+pingpong_figure() { # CONNS TARGET
+    local r o rate_r rate_o conns="$1 conns"
+    [ "$1" = 1 ] && conns="1 conn"
+    run_load ref pingpong --conns "$1" --size 64 --seconds "$pp_secs" --warmup "$pp_warm"
+    r=$res
+    run_load ours pingpong --conns "$1" --size 64 --seconds "$pp_secs" --warmup "$pp_warm"
+    o=$res
+    rate_r=$(field msgs_per_s "$r")
+    rate_o=$(field msgs_per_s "$o")
+    add_row "pingpong 64 B, $conns: round trips/s" "$rate_r" "$rate_o" \
+        "$(ratio "$rate_o" "$rate_r")" "≥ $2"
+    add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$r")" "$(lat "$o")" "" ""
+}
+
+bulk_figure() {
+    local r o
+    run_load ref bulk --size 1048576 --count "$bulk_count"
+    r=$(field mib_per_s "$res")
+    run_load ours bulk --size 1048576 --count "$bulk_count"
+    o=$(field mib_per_s "$res")
+    add_row "bulk 1 MiB × $bulk_count, one conn: MiB/s" "$r" "$o" "$(ratio "$o" "$r")" "≥ 0.9"
+}
+
+connect_figure() {
+    local r o
+    run_load ref connect --seconds "$conn_secs" --threads 2
+    r=$(field conns_per_s "$res")
+    run_load ours connect --seconds "$conn_secs" --threads 2
+    o=$(field conns_per_s "$res")
+    add_row "connect + 1 B echo + close: conns/s" "$r" "$o" "$(ratio "$o" "$r")" "≥ 1.0"
+}
+
+per_conn() { # BEFORE WITH THREADS
+    [ $# -eq 3 ] &&
+        awk -v a="$1" -v b="$2" -v n="$idle_conns" 'BEGIN { printf "%.2f", (b - a) / n }'
+}
+rss() { [ $# -eq 3 ] && echo "$1 → $2"; }
+
+idle_figure() {
+    local ri oi rp op
+    run_idle ref
+    read -ra ri <<<"$idle_res"
+    run_idle ours
+    read -ra oi <<<"$idle_res"
+    rp=$(per_conn "${ri[@]}")
+    op=$(per_conn "${oi[@]}")
+    add_row "server VmRSS, KiB: before → with $idle_conns idle conns" "$(rss "${ri[@]}")" \
+        "$(rss "${oi[@]}")" "" ""
+    add_row "RSS per idle conn, KiB (lower is better)" "$rp" "$op" "$(ratio "$op" "$rp")" \
+        "ours ≤ 16"
+    add_row "server threads with $idle_conns idle conns" "${ri[2]:-}" "${oi[2]:-}" "" ""
+}
+
+log "loadgen=$loadgen ref='$ref' ours='$ours' quick=$quick"
+load_at_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
+t_start=$SECONDS
+for point in "1 1.0" "16 1.0" "256 0.8" "2000 0.6"; do
+    # shellcheck disable=SC2086  # "CONNS TARGET"
+    pingpong_figure $point
+done
+bulk_figure
+connect_figure
+idle_figure
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+{
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) CPUs, ${cpu:-unknown CPU}"
+    echo
+    [ -n "$note" ] && printf '%s\n\n' "$note"
+    echo "| Figure | ref | ours | ours/ref | target |"
+    echo "|---|---:|---:|---:|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "- ref: \`$ref\`; ours: \`$ours\`; ours/ref > 1 means ours is faster (for RSS: bigger)."
+    echo "- Machine: $(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, Linux $(uname -r)," \
+        "load average at start $load_at_start."
+    echo "- Command: \`$cmdline\` ($((SECONDS - t_start)) s)."
+    echo "- sn-loadgen: 2 client threads; pingpong ${pp_secs} s measured after ${pp_warm} s" \
+        "warm-up per point; every figure on a freshly started server; all traffic on $host."
+    echo
+} >"$tmp/section.md"
+if [ ! -s "$out" ]; then
+    {
+        printf '# libsocknet benchmark results\n\n'
+        # shellcheck disable=SC2016  # the backquotes are Markdown
+        printf 'Appended by `bench/run.sh`, newest last; see `bench/README` for the figures.\n\n'
+    } >"$out" || failed=1
+fi
+cat "$tmp/section.md" >>"$out" || failed=1
+cat "$tmp/section.md"
+log "appended the results to $out"
+exit "$failed"

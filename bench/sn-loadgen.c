@@ -1,0 +1,902 @@
+/*
+ * sn-loadgen: TCP load generator for echo servers (bench/run.sh).
+ *
+ *   sn-loadgen pingpong --host H --port P --conns C --size N --seconds S [--warmup S]
+ *                       [--threads T]
+ *   sn-loadgen bulk     --host H --port P --size BYTES --count K
+ *   sn-loadgen connect  --host H --port P --seconds S [--threads T]
+ *   sn-loadgen idle     --host H --port P --conns C --hold S
+ *
+ * pingpong: C connections, each sends an N-byte message and waits for the whole echo before
+ *   sending the next; T threads (default 2, one per core) drive their share of non-blocking
+ *   connections with level-triggered epoll. Latency (send start to last echoed byte) goes
+ *   into a log-bucket histogram (16 sub-buckets per power of two, about 6 % resolution,
+ *   fixed size). Only exchanges completing after the warm-up count; starved=N counts the
+ *   connections that completed none.
+ * bulk: one connection; a writer thread sends K messages of BYTES while a reader thread reads
+ *   the echo; MiB/s is the payload of one direction over the wall time.
+ * connect: T threads loop connect, send 1 byte, read the echo, close, until S seconds pass.
+ *   The client closes with SO_LINGER {1, 0}, i.e. a RST: neither side keeps the connection
+ *   in TIME_WAIT, so the loop does not exhaust the ephemeral port range.
+ * idle: C connections, one echoed byte each, then "idle C ready" on stdout and hold for S
+ *   seconds, or until SIGTERM/SIGINT, or until stdin reaches end-of-file when stdin is a pipe
+ *   or socket (a terminal or /dev/null stdin is not watched), then close them all.
+ *
+ * Every echoed byte is verified. One "result ..." line on stdout per successful run (none on
+ * failure), human text on stderr; exit status 1 on any error, 2 on bad usage. Every loop is
+ * bounded by a count or a deadline. Self-contained: libc + pthreads.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONNECT_BATCH 64
+#define CONNECT_TIMEOUT_MS 10000
+#define IO_TIMEOUT_S 10
+#define HIST_SUB 16
+#define HIST_BUCKETS (64 * HIST_SUB)
+#define MAX_CONNS 100000
+#define MAX_THREADS 64
+
+struct opts {
+    const char *host, *port;
+    long conns, size, count, threads;
+    double seconds, warmup, hold;
+};
+
+static struct sockaddr_storage g_addr;
+static socklen_t g_addrlen;
+static volatile sig_atomic_t g_stop;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void setup_process(void)
+{
+    struct rlimit rl;
+    struct sigaction sa;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int resolve(const char *host, const char *port)
+{
+    struct addrinfo hints, *res = NULL;
+    int rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "sn-loadgen: %s:%s: %s\n", host, port, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&g_addr, res->ai_addr, res->ai_addrlen);
+    g_addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Text for a failed recv/send that returned n (0 = end of stream; errno otherwise). */
+static const char *io_error(ssize_t n)
+{
+    if (n == 0)
+        return "connection closed by the server";
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return "timed out";
+    return strerror(errno);
+}
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void set_io_timeouts(int fd)
+{
+    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static void close_all(int *fds, long n)
+{
+    for (long i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* Pattern byte j of message seq of a connection (pingpong): differs between messages. */
+static inline unsigned char pat(uint32_t seq, long j)
+{
+    return (unsigned char)(seq * 131u + (uint32_t)j * 7u + ((uint32_t)j >> 8));
+}
+
+/* ---- connecting in bounded batches ---------------------------------------- */
+
+/* Waits until every socket of the batch has connected; 0 or -1. */
+static int await_batch(int *fds, int n)
+{
+    struct pollfd pfd[CONNECT_BATCH];
+    uint64_t deadline = now_ns() + (uint64_t)CONNECT_TIMEOUT_MS * 1000000u;
+    int left = n;
+
+    for (int i = 0; i < n; i++)
+        pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+    while (left > 0) {
+        uint64_t t = now_ns();
+        if (t >= deadline || g_stop) {
+            fprintf(stderr, "sn-loadgen: connect timed out\n");
+            return -1;
+        }
+        int r = poll(pfd, (nfds_t)n, (int)((deadline - t) / 1000000u) + 1);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        for (int i = 0; r > 0 && i < n; i++) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (pfd[i].fd < 0 || !pfd[i].revents)
+                continue;
+            if (getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+                fprintf(stderr, "sn-loadgen: connect: %s\n", strerror(err ? err : errno));
+                return -1;
+            }
+            pfd[i].fd = -1;
+            left--;
+        }
+    }
+    return 0;
+}
+
+/* Opens n non-blocking, TCP_NODELAY connections, CONNECT_BATCH in flight at most. */
+static int connect_many(int *fds, long n)
+{
+    for (long i = 0; i < n; i++)
+        fds[i] = -1;
+    for (long base = 0; base < n; base += CONNECT_BATCH) {
+        int m = (int)(n - base < CONNECT_BATCH ? n - base : CONNECT_BATCH);
+        for (int i = 0; i < m; i++) {
+            int fd = socket(g_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                goto fail;
+            fds[base + i] = fd;
+            set_nodelay(fd);
+            if (connect(fd, (struct sockaddr *)&g_addr, g_addrlen) < 0 && errno != EINPROGRESS)
+                goto fail;
+        }
+        if (await_batch(fds + base, m) < 0)
+            goto fail_quiet;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "sn-loadgen: connect: %s\n", strerror(errno));
+fail_quiet:
+    close_all(fds, n);
+    return -1;
+}
+
+/* ---- latency histogram ----------------------------------------------------- */
+
+struct hist {
+    uint64_t b[HIST_BUCKETS];
+    uint64_t n;
+};
+
+static int hist_index(uint64_t v)
+{
+    if (v < HIST_SUB)
+        return (int)v;
+    int msb = 63 - __builtin_clzll(v);
+    return (msb - 3) * HIST_SUB + (int)((v >> (msb - 4)) & (HIST_SUB - 1));
+}
+
+/* Midpoint of bucket i. */
+static double hist_value(int i)
+{
+    if (i < HIST_SUB)
+        return i;
+    int msb = i / HIST_SUB + 3;
+    uint64_t lo = (uint64_t)(HIST_SUB + i % HIST_SUB) << (msb - 4);
+    return (double)lo + (double)((uint64_t)1 << (msb - 4)) / 2.0;
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+    h->b[hist_index(v)]++;
+    h->n++;
+}
+
+static void hist_merge(struct hist *dst, const struct hist *src)
+{
+    for (int i = 0; i < HIST_BUCKETS; i++)
+        dst->b[i] += src->b[i];
+    dst->n += src->n;
+}
+
+/* Quantile q in microseconds (bucket midpoint). */
+static double hist_quantile_us(const struct hist *h, double q)
+{
+    uint64_t rank = (uint64_t)(q * (double)h->n), seen = 0;
+    if (h->n == 0)
+        return 0;
+    if (rank >= h->n)
+        rank = h->n - 1;
+    for (int i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen > rank)
+            return hist_value(i) / 1000.0;
+    }
+    return 0;
+}
+
+/* ---- pingpong -------------------------------------------------------------- */
+
+struct pp_conn {
+    int fd;
+    int want_out; /* EPOLLOUT registered */
+    uint32_t seq;
+    long sent, rcvd;
+    uint64_t t0;
+    uint64_t measured; /* round trips completed in the measured period */
+};
+
+struct pp_thread {
+    pthread_t tid;
+    const struct opts *o;
+    int *fds;
+    long nconns;
+    uint64_t t_measure, t_end;
+    struct hist hist;
+    long starved; /* open connections without a measured round trip */
+    long errors;
+};
+
+static int pp_interest(int ep, struct pp_conn *c, int want_out)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = c};
+    if (c->want_out == want_out)
+        return 0;
+    c->want_out = want_out;
+    return epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Sends the rest of the current message. */
+static int pp_send(int ep, struct pp_conn *c, unsigned char *scratch, long size)
+{
+    while (c->sent < size) {
+        for (long j = c->sent; j < size; j++)
+            scratch[j] = pat(c->seq, j);
+        ssize_t n = send(c->fd, scratch + c->sent, (size_t)(size - c->sent), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return pp_interest(ep, c, 1);
+        if (n < 0) {
+            perror("sn-loadgen: send");
+            return -1;
+        }
+        c->sent += n;
+    }
+    return pp_interest(ep, c, 0);
+}
+
+static int pp_start(int ep, struct pp_conn *c, unsigned char *scratch, long size)
+{
+    c->seq++;
+    c->sent = c->rcvd = 0;
+    c->t0 = now_ns();
+    return pp_send(ep, c, scratch, size);
+}
+
+static int pp_verify(const struct pp_conn *c, const unsigned char *buf, long n)
+{
+    for (long j = 0; j < n; j++)
+        if (buf[j] != pat(c->seq, c->rcvd + j)) {
+            fprintf(stderr, "sn-loadgen: echo mismatch at byte %ld of message %u\n", c->rcvd + j,
+                    (unsigned)c->seq);
+            return -1;
+        }
+    return 0;
+}
+
+static int pp_readable(int ep, struct pp_thread *t, struct pp_conn *c, unsigned char *scratch,
+                       unsigned char *rbuf)
+{
+    long size = t->o->size;
+    ssize_t n = recv(c->fd, rbuf, (size_t)(size - c->rcvd), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        fprintf(stderr, "sn-loadgen: recv: %s\n", io_error(n));
+        return -1;
+    }
+    if (c->rcvd + n > c->sent) {
+        fprintf(stderr, "sn-loadgen: echo ahead of what was sent\n");
+        return -1;
+    }
+    if (pp_verify(c, rbuf, n) < 0)
+        return -1;
+    c->rcvd += n;
+    if (c->rcvd < size)
+        return 0;
+    uint64_t now = now_ns();
+    if (now >= t->t_measure && now < t->t_end) {
+        hist_add(&t->hist, now - c->t0);
+        c->measured++;
+    }
+    return pp_start(ep, c, scratch, size);
+}
+
+static void pp_drop(struct pp_thread *t, struct pp_conn *c)
+{
+    t->errors++;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static int pp_setup(struct pp_thread *t, int ep, struct pp_conn *cs, unsigned char *scratch)
+{
+    for (long i = 0; i < t->nconns; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
+        cs[i] = (struct pp_conn){.fd = t->fds[i]};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+            return -1;
+    }
+    for (long i = 0; i < t->nconns; i++)
+        if (pp_start(ep, &cs[i], scratch, t->o->size) < 0)
+            pp_drop(t, &cs[i]);
+    return 0;
+}
+
+static void pp_loop(struct pp_thread *t, int ep, unsigned char *scratch, unsigned char *rbuf)
+{
+    struct epoll_event evs[256];
+    while (!g_stop && now_ns() < t->t_end) {
+        int n = epoll_wait(ep, evs, 256, 100);
+        if (n < 0 && errno != EINTR) {
+            t->errors++;
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            struct pp_conn *c = evs[i].data.ptr;
+            int rc = 0;
+            if (c->fd < 0)
+                continue;
+            if (evs[i].events & EPOLLOUT)
+                rc = pp_send(ep, c, scratch, t->o->size);
+            if (rc == 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                rc = pp_readable(ep, t, c, scratch, rbuf);
+            if (rc < 0)
+                pp_drop(t, c);
+        }
+    }
+}
+
+static void *pp_main(void *arg)
+{
+    struct pp_thread *t = arg;
+    struct pp_conn *cs = calloc((size_t)t->nconns, sizeof *cs);
+    unsigned char *scratch = malloc((size_t)t->o->size);
+    unsigned char *rbuf = malloc((size_t)t->o->size);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+
+    if (!cs || !scratch || !rbuf || ep < 0 || pp_setup(t, ep, cs, scratch) < 0) {
+        fprintf(stderr, "sn-loadgen: thread setup failed\n");
+        t->errors++;
+        goto out;
+    }
+    pp_loop(t, ep, scratch, rbuf);
+    for (long i = 0; i < t->nconns; i++)
+        t->starved += cs[i].fd >= 0 && cs[i].measured == 0;
+out:
+    if (ep >= 0)
+        close(ep);
+    free(cs);
+    free(scratch);
+    free(rbuf);
+    return NULL;
+}
+
+static int pp_run_threads(const struct opts *o, int *fds, struct pp_thread *th, int nth)
+{
+    uint64_t start = now_ns();
+    uint64_t t_measure = start + (uint64_t)(o->warmup * 1e9);
+    uint64_t t_end = t_measure + (uint64_t)(o->seconds * 1e9);
+    long base = 0;
+    int started = 0;
+
+    for (int i = 0; i < nth; i++) {
+        long share = o->conns / nth + (i < o->conns % nth);
+        th[i].o = o;
+        th[i].fds = fds + base;
+        th[i].nconns = share;
+        th[i].t_measure = t_measure;
+        th[i].t_end = t_end;
+        base += share;
+        if (pthread_create(&th[i].tid, NULL, pp_main, &th[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i].tid, NULL);
+    return started == nth ? 0 : -1;
+}
+
+static int pp_report(const struct opts *o, struct pp_thread *th, int nth, double secs)
+{
+    static struct hist all;
+    long errors = 0, starved = 0;
+
+    for (int i = 0; i < nth; i++) {
+        hist_merge(&all, &th[i].hist);
+        errors += th[i].errors;
+        starved += th[i].starved;
+    }
+    double rate = (double)all.n / secs;
+    double p50 = hist_quantile_us(&all, 0.50), p99 = hist_quantile_us(&all, 0.99);
+    double p999 = hist_quantile_us(&all, 0.999);
+    fprintf(stderr,
+            "pingpong: %ld conns x %ld B: %.0f round trips/s, p50 %.1f us, p99 %.1f us, "
+            "p99.9 %.1f us; %ld errors, %ld connections starved\n",
+            o->conns, o->size, rate, p50, p99, p999, errors, starved);
+    if (errors || all.n == 0) {
+        fprintf(stderr, "sn-loadgen: pingpong failed (%ld connection errors, %llu exchanges)\n",
+                errors, (unsigned long long)all.n);
+        return -1;
+    }
+    printf("result pingpong conns=%ld size=%ld msgs_per_s=%.0f p50_us=%.1f p99_us=%.1f "
+           "p999_us=%.1f exchanges=%llu starved=%ld\n",
+           o->conns, o->size, rate, p50, p99, p999, (unsigned long long)all.n, starved);
+    return 0;
+}
+
+static int cmd_pingpong(const struct opts *o)
+{
+    int nth = (int)(o->threads < o->conns ? o->threads : o->conns);
+    struct pp_thread *th = calloc((size_t)nth, sizeof *th);
+    int *fds = malloc((size_t)o->conns * sizeof *fds);
+    int rc = -1;
+
+    if (!th || !fds)
+        goto out;
+    fprintf(stderr, "pingpong: connecting %ld to %s:%s\n", o->conns, o->host, o->port);
+    if (connect_many(fds, o->conns) < 0)
+        goto out;
+    if (pp_run_threads(o, fds, th, nth) == 0 && !g_stop)
+        rc = pp_report(o, th, nth, o->seconds);
+    close_all(fds, o->conns);
+out:
+    free(fds);
+    free(th);
+    return rc;
+}
+
+/* ---- bulk ------------------------------------------------------------------ */
+
+struct bulk {
+    int fd;
+    long size, count;
+    unsigned char *pattern; /* size + 251 bytes; message k starts at pattern + k % 251 */
+    int write_err, read_err;
+};
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void *bulk_writer(void *arg)
+{
+    struct bulk *b = arg;
+    for (long k = 0; k < b->count && !g_stop; k++)
+        if (write_all(b->fd, b->pattern + k % 251, (size_t)b->size) < 0) {
+            fprintf(stderr, "sn-loadgen: bulk send: %s\n", io_error(-1));
+            b->write_err = 1;
+            break;
+        }
+    shutdown(b->fd, SHUT_WR);
+    return NULL;
+}
+
+/* Compares buf (n bytes at stream offset off) against the expected stream. */
+static int bulk_check(const struct bulk *b, uint64_t off, const unsigned char *buf, size_t n)
+{
+    while (n > 0) {
+        uint64_t k = off / (uint64_t)b->size, r = off % (uint64_t)b->size;
+        size_t m = (size_t)((uint64_t)b->size - r) < n ? (size_t)((uint64_t)b->size - r) : n;
+        if (memcmp(buf, b->pattern + k % 251 + r, m) != 0) {
+            fprintf(stderr, "sn-loadgen: bulk echo mismatch in message %llu\n",
+                    (unsigned long long)k);
+            return -1;
+        }
+        off += m;
+        buf += m;
+        n -= m;
+    }
+    return 0;
+}
+
+static int bulk_read(struct bulk *b, unsigned char *buf, size_t cap)
+{
+    uint64_t total = (uint64_t)b->size * (uint64_t)b->count, off = 0;
+    while (off < total && !g_stop) {
+        size_t want = total - off < cap ? (size_t)(total - off) : cap;
+        ssize_t n = recv(b->fd, buf, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "sn-loadgen: bulk recv: %s\n", io_error(n));
+            return -1;
+        }
+        if (bulk_check(b, off, buf, (size_t)n) < 0)
+            return -1;
+        off += (uint64_t)n;
+    }
+    return off == total ? 0 : -1;
+}
+
+static int bulk_connect(void)
+{
+    int fd = socket(g_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    set_io_timeouts(fd);
+    if (connect(fd, (struct sockaddr *)&g_addr, g_addrlen) < 0) {
+        perror("sn-loadgen: connect");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int cmd_bulk(const struct opts *o)
+{
+    struct bulk b = {.fd = -1, .size = o->size, .count = o->count};
+    size_t cap = 256 * 1024;
+    unsigned char *rbuf = malloc(cap);
+    pthread_t wt;
+    int rc = -1;
+
+    b.pattern = malloc((size_t)o->size + 251);
+    if (!rbuf || !b.pattern)
+        goto out;
+    for (long i = 0; i < o->size + 251; i++)
+        b.pattern[i] = (unsigned char)(i % 251);
+    b.fd = bulk_connect();
+    if (b.fd < 0)
+        goto out;
+    uint64_t t0 = now_ns();
+    if (pthread_create(&wt, NULL, bulk_writer, &b) != 0)
+        goto out;
+    b.read_err = bulk_read(&b, rbuf, cap) < 0;
+    if (b.read_err)
+        shutdown(b.fd, SHUT_RDWR); /* unblock the writer */
+    pthread_join(wt, NULL);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    if (b.read_err || b.write_err || g_stop)
+        goto out;
+    double mib = (double)o->size * (double)o->count / 1048576.0;
+    printf("result bulk size=%ld count=%ld mib_per_s=%.1f seconds=%.3f\n", o->size, o->count,
+           mib / secs, secs);
+    fprintf(stderr, "bulk: %.0f MiB echoed in %.3f s: %.1f MiB/s\n", mib, secs, mib / secs);
+    rc = 0;
+out:
+    if (b.fd >= 0)
+        close(b.fd);
+    free(b.pattern);
+    free(rbuf);
+    return rc;
+}
+
+/* ---- connect rate ---------------------------------------------------------- */
+
+struct cr_thread {
+    pthread_t tid;
+    uint64_t t_end;
+    uint64_t done;
+    long errors;
+};
+
+/* One connect / 1-byte echo / RST close cycle. */
+static int cr_once(unsigned char tag)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    unsigned char in = 0;
+    const char *what = "socket";
+    ssize_t n = -1;
+    int fd = socket(g_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        goto fail;
+    set_io_timeouts(fd);
+    set_nodelay(fd);
+    what = "connect";
+    if (connect(fd, (struct sockaddr *)&g_addr, g_addrlen) < 0)
+        goto fail;
+    what = "send";
+    if (send(fd, &tag, 1, MSG_NOSIGNAL) != 1)
+        goto fail;
+    what = "recv";
+    do
+        n = recv(fd, &in, 1, 0);
+    while (n < 0 && errno == EINTR && !g_stop);
+    if (n != 1 || in != tag)
+        goto fail;
+    /* RST instead of FIN: no TIME_WAIT on either side, ephemeral ports are reused at once. */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    return 0;
+fail:
+    if (!g_stop)
+        fprintf(stderr, "sn-loadgen: connect cycle: %s: %s\n", what,
+                n == 1 ? "wrong echo byte" : io_error(n));
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+    }
+    return -1;
+}
+
+static void *cr_main(void *arg)
+{
+    struct cr_thread *t = arg;
+    unsigned char tag = 0;
+    while (!g_stop && now_ns() < t->t_end && t->errors == 0) {
+        if (cr_once(++tag) == 0)
+            t->done++;
+        else if (!g_stop)
+            t->errors++;
+    }
+    return NULL;
+}
+
+static int cmd_connect(const struct opts *o)
+{
+    struct cr_thread th[MAX_THREADS];
+    uint64_t t0 = now_ns(), done = 0;
+    long errors = 0;
+    int started = 0;
+
+    for (int i = 0; i < o->threads; i++) {
+        th[i] = (struct cr_thread){.t_end = t0 + (uint64_t)(o->seconds * 1e9)};
+        if (pthread_create(&th[i].tid, NULL, cr_main, &th[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i].tid, NULL);
+        done += th[i].done;
+        errors += th[i].errors;
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    if (g_stop || started != o->threads)
+        return -1;
+    fprintf(stderr, "connect: %llu connections in %.2f s: %.0f/s, %ld errors\n",
+            (unsigned long long)done, secs, (double)done / secs, errors);
+    if (errors || done == 0)
+        return -1;
+    printf("result connect threads=%ld conns_per_s=%.0f conns=%llu\n", o->threads,
+           (double)done / secs, (unsigned long long)done);
+    return 0;
+}
+
+/* ---- idle ------------------------------------------------------------------ */
+
+/* One byte out on every connection, then waits for every echo. */
+static int idle_ping(int *fds, long n)
+{
+    struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
+    uint64_t deadline = now_ns() + (uint64_t)IO_TIMEOUT_S * 1000000000u;
+    long left = n;
+    int rc = -1;
+
+    if (!pfd)
+        return -1;
+    for (long i = 0; i < n; i++) {
+        pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        if (send(fds[i], "i", 1, MSG_NOSIGNAL) != 1)
+            goto out;
+    }
+    while (left > 0 && !g_stop && now_ns() < deadline) {
+        int r = poll(pfd, (nfds_t)n, 100);
+        for (long i = 0; r > 0 && i < n; i++) {
+            char c;
+            if (pfd[i].fd < 0 || !pfd[i].revents)
+                continue;
+            if (recv(pfd[i].fd, &c, 1, 0) != 1 || c != 'i')
+                goto out;
+            pfd[i].fd = -1;
+            left--;
+        }
+    }
+    rc = left == 0 ? 0 : -1;
+out:
+    if (rc < 0)
+        fprintf(stderr, "sn-loadgen: idle: echo failed (%ld of %ld missing)\n", left, n);
+    free(pfd);
+    return rc;
+}
+
+/* True when stdin is a pipe or socket: only then does its end-of-file mean "stop holding".
+ * A terminal or /dev/null (what a background job of a script gets) is ignored. */
+static int stdin_watchable(void)
+{
+    struct stat st;
+    return fstat(STDIN_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* Sleeps for secs, or until SIGTERM/SIGINT, or until a watched stdin reaches end-of-file. */
+static void idle_hold(double secs)
+{
+    struct pollfd pfd = {.fd = stdin_watchable() ? STDIN_FILENO : -1, .events = POLLIN};
+    uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+    char buf[256];
+
+    while (!g_stop && now_ns() < end) {
+        if (poll(&pfd, 1, 50) <= 0 || !pfd.revents)
+            continue;
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf); /* input is discarded */
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            break;
+    }
+}
+
+static int cmd_idle(const struct opts *o)
+{
+    int *fds = malloc((size_t)o->conns * sizeof *fds);
+    int rc = -1;
+
+    if (!fds)
+        return -1;
+    fprintf(stderr, "idle: connecting %ld to %s:%s\n", o->conns, o->host, o->port);
+    if (connect_many(fds, o->conns) < 0)
+        goto out;
+    if (idle_ping(fds, o->conns) < 0)
+        goto close;
+    printf("idle %ld ready\n", o->conns);
+    fflush(stdout);
+    uint64_t t0 = now_ns();
+    idle_hold(o->hold);
+    printf("result idle conns=%ld held_s=%.2f\n", o->conns, (double)(now_ns() - t0) / 1e9);
+    rc = 0;
+close:
+    close_all(fds, o->conns);
+out:
+    free(fds);
+    return rc;
+}
+
+/* ---- command line ---------------------------------------------------------- */
+
+static _Noreturn void usage(void)
+{
+    fprintf(stderr, "usage: sn-loadgen pingpong --host H --port P --conns C --size N --seconds S\n"
+                    "                           [--warmup S] [--threads T]\n"
+                    "       sn-loadgen bulk     --host H --port P --size BYTES --count K\n"
+                    "       sn-loadgen connect  --host H --port P --seconds S [--threads T]\n"
+                    "       sn-loadgen idle     --host H --port P --conns C --hold S\n");
+    exit(2);
+}
+
+static long num(const char *s, long lo, long hi)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        usage();
+    return v;
+}
+
+static double secs_arg(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || !(v >= 0 && v <= 86400))
+        usage();
+    return v;
+}
+
+static void parse(struct opts *o, int argc, char **argv)
+{
+    for (int i = 2; i < argc; i += 2) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            usage();
+        if (!strcmp(k, "--host"))
+            o->host = v;
+        else if (!strcmp(k, "--port"))
+            o->port = (num(v, 1, 65535), v);
+        else if (!strcmp(k, "--conns"))
+            o->conns = num(v, 1, MAX_CONNS);
+        else if (!strcmp(k, "--size"))
+            o->size = num(v, 1, 1L << 30);
+        else if (!strcmp(k, "--count"))
+            o->count = num(v, 1, 1L << 30);
+        else if (!strcmp(k, "--threads"))
+            o->threads = num(v, 1, MAX_THREADS);
+        else if (!strcmp(k, "--seconds"))
+            o->seconds = secs_arg(v);
+        else if (!strcmp(k, "--warmup"))
+            o->warmup = secs_arg(v);
+        else if (!strcmp(k, "--hold"))
+            o->hold = secs_arg(v);
+        else
+            usage();
+    }
+    if (!o->host || !o->port)
+        usage();
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.conns = 1, .size = 64, .count = 1, .threads = 2, .seconds = 5, .hold = 10};
+    int rc;
+
+    if (argc < 2)
+        usage();
+    parse(&o, argc, argv);
+    if (o.seconds <= 0)
+        usage();
+    setup_process();
+    if (resolve(o.host, o.port) < 0)
+        return 1;
+    if (!strcmp(argv[1], "pingpong"))
+        rc = cmd_pingpong(&o);
+    else if (!strcmp(argv[1], "bulk"))
+        rc = cmd_bulk(&o);
+    else if (!strcmp(argv[1], "connect"))
+        rc = cmd_connect(&o);
+    else if (!strcmp(argv[1], "idle"))
+        rc = cmd_idle(&o);
+    else
+        usage();
+    return rc == 0 ? 0 : 1;
+}
