@@ -14,7 +14,7 @@
 
 static void echo(sn_conn *c, void *user)
 {
-    char buf[16384];
+    char buf[65536];
     ssize_t n;
     (void)user;
     /* The connections autoflush (see main): each write goes out at once,

@@ -8,10 +8,12 @@
  * through relaxed atomics that each have one writer (sn__conn_wake's CAS
  * aside); there is no lock on either path.
  *
- * Syscalls: after a receive that left the socket empty, the next read polls
- * before it receives (a ping-pong costs poll + recv, never a recv that only
- * says EAGAIN); otherwise it receives first. A flush is one sendmsg while
- * the socket takes everything.
+ * Syscalls: after a receive that left the socket empty, the next read waits
+ * before it receives: on plain TCP in one blocking recv bounded by
+ * SO_RCVTIMEO (sn_transport.c), else poll + recv; never a recv that only
+ * says EAGAIN. Otherwise it receives first, without waiting. A flush is one
+ * sendmsg while the socket takes everything. A ping-pong thus costs one recv
+ * and one sendmsg per message.
  *
  * Every public call turns its deadline into an absolute one once, at the
  * start, and every wait inside the call uses it: a whole line or a whole
@@ -135,7 +137,7 @@ int sn_conn_new(sn_conn **out, sn_sock *sock, const sn_conn_config *cfg)
     if (c == NULL)
         return SN_ENOMEM;
     c->sock = sock;
-    sn__transport_plain_init(&c->plain, sock->fd);
+    sn__transport_plain_init(&c->plain, sock->fd, sock->blocking, sock->rcvtimeo_ms);
     c->t = &c->plain;
     c->rinit = rinit;
     c->rmax = rmax;
@@ -258,18 +260,25 @@ static int read_end(sn_conn *c)
 
 /* Receives up to len bytes into buf, waiting until the deadline. Returns the
  * count, SN_ETIMEDOUT (not sticky), or the sticky end or error of the stream.
- * When the last receive emptied the socket, it waits first: that saves the
- * receive that would only say EAGAIN. */
+ * When the last receive emptied the socket, it waits first: with a transport
+ * that can block in its receive that is one system call, else poll + recv;
+ * either way no receive that only says EAGAIN. */
 static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
 {
+    const sn_transport_vtable *vt = c->t->vt;
     short want = POLLIN;
     int err = rerr(c);
     if (err)
         return err;
     if (woken(c) >= 2)
         return set_rerr(c, SN_ESTOPPED);
-    bool wait_first = c->rdrained && c->t->vt->pending(c->t) == 0;
+    bool wait_first = c->rdrained && vt->pending(c->t) == 0;
+    ssize_t n;
     for (;;) {
+        if (wait_first && vt->recv_wait != NULL) {
+            n = vt->recv_wait(c->t, buf, len, dl);
+            break;
+        }
         if (wait_first) {
             int rc = sn__wait_fd(c->t->fd, want, dl);
             if (rc == SN_ETIMEDOUT)
@@ -277,19 +286,22 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
             if (rc < 0)
                 return set_rerr(c, rc);
         }
-        ssize_t n = c->t->vt->recv(c->t, buf, len, &want);
-        if (n > 0) {
-            c->rdrained = (size_t)n < len;
-            count(&c->bytes_read, (uint64_t)n);
-            count(&c->read_calls, 1);
-            return n;
-        }
-        if (n == 0)
-            return read_end(c);
+        n = vt->recv(c->t, buf, len, &want);
         if (n != SN_EAGAIN)
-            return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : (int)n);
+            break;
         wait_first = true;
     }
+    if (n > 0) {
+        c->rdrained = (size_t)n < len;
+        count(&c->bytes_read, (uint64_t)n);
+        count(&c->read_calls, 1);
+        return n;
+    }
+    if (n == 0)
+        return read_end(c);
+    if (n == SN_ETIMEDOUT)
+        return n;
+    return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : (int)n);
 }
 
 /* Makes room in the buffer for `need` unread bytes in all, and at least one

@@ -64,14 +64,22 @@ int sn__gai_error(int gai_err);
 
 /* ---- sockets (sn_sock.c) ------------------------------------------------ */
 struct sn_sock {
-    int fd;     /* -1 once closed */
-    int state;  /* sn_sock_state */
-    int family; /* AF_INET / AF_INET6 */
+    int fd;        /* -1 once closed */
+    int state;     /* sn_sock_state */
+    bool blocking; /* the descriptor is in blocking mode (accepted ones are:
+                      every call passes MSG_DONTWAIT or polls anyway, and a
+                      connection's blocking receive saves a poll) */
+    int family;    /* AF_INET / AF_INET6 */
     /* resolved timeouts, ms, -1 = never */
     int read_timeout_ms;
     int write_timeout_ms;
     int connect_timeout_ms;
+    int rcvtimeo_ms;            /* SO_RCVTIMEO as the library set it: -1 unknown, 0 none */
     sn_sock_options accept_opt; /* listeners: applied to accepted sockets */
+    /* listeners: whether accepted sockets come with accept_opt and
+     * rcvtimeo_ms already (Linux copies a listener's options at accept):
+     * 0 not known yet, 1 yes (no setsockopt per accept), -1 no */
+    atomic_int inherits;
 };
 
 /* Wraps a descriptor in a new sn_sock with default timeouts. */
@@ -94,6 +102,11 @@ typedef struct sn_transport_vtable {
     /* Ends the sending direction (TCP FIN; TLS close_notify then FIN).
      * 0, SN_EAGAIN with *want, or an error. */
     int (*shutdown)(sn_transport *t, short *want);
+    /* Optional: receives, blocking in the kernel until bytes, the end of
+     * the stream, an error or the absolute deadline (SN_ETIMEDOUT). One
+     * system call where poll + recv would be two. NULL: the channel polls,
+     * then calls recv. */
+    ssize_t (*recv_wait)(sn_transport *t, void *buf, size_t len, int64_t deadline_ms);
     /* Bytes the transport holds that can be read without the descriptor. */
     size_t (*pending)(sn_transport *t);
     /* Releases the transport's own state; never closes the descriptor. */
@@ -103,9 +116,13 @@ typedef struct sn_transport_vtable {
 struct sn_transport {
     const sn_transport_vtable *vt;
     int fd;
+    bool blocking; /* the descriptor's mode, as far as recv_wait knows */
+    int timeo_ms;  /* SO_RCVTIMEO as last set: -1 unknown, 0 none */
 };
 
-void sn__transport_plain_init(sn_transport *t, int fd);
+/* blocking: the descriptor is known to be in blocking mode already;
+ * timeo_ms: its SO_RCVTIMEO if known (ms, 0 none), else -1. */
+void sn__transport_plain_init(sn_transport *t, int fd, bool blocking, int timeo_ms);
 
 /* ---- connections (sn_chan.c): what the server needs --------------------- */
 /* The server wakes a connection's reader when it stops: level 1 = reads

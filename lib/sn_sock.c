@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include "sn_int.h"
 
@@ -138,6 +139,9 @@ int sn_sock_set_option(sn_sock *s, int opt, int value)
         return rc;
     if (d.kind == K_ERROR || value < d.min || value > d.max)
         return SN_EINVAL;
+    /* a listener changed after listen no longer matches its accept_opt:
+     * accepted sockets get accept_opt set one by one from now on */
+    atomic_store_explicit(&s->inherits, -1, memory_order_relaxed);
     if (d.kind != K_TIMEOUT)
         return setsockopt_int(s->fd, &d, value);
     int defaults[] = {READ_TIMEOUT_DEFAULT, WRITE_TIMEOUT_DEFAULT, CONNECT_TIMEOUT_DEFAULT};
@@ -239,6 +243,7 @@ int sn__sock_wrap(sn_sock **out, int fd, int state, int family)
     s->read_timeout_ms = READ_TIMEOUT_DEFAULT;
     s->write_timeout_ms = WRITE_TIMEOUT_DEFAULT;
     s->connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT;
+    s->rcvtimeo_ms = -1;
     *out = s;
     return 0;
 }
@@ -407,6 +412,36 @@ static sn_sock_options accepted_options(const sn_sock_options *opt)
     return o;
 }
 
+/* A descriptor's SO_RCVTIMEO in ms (0 = none), or -errno. */
+static int rcvtimeo_of(int fd)
+{
+    struct timeval tv;
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0)
+        return -errno;
+    return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+/* Gives the listener the SO_RCVTIMEO its accepted sockets' connections will
+ * want for a read with the default timeout (see sn_transport.c), so that
+ * they inherit it rather than set it each. No effect on accept itself: the
+ * listener is non-blocking. */
+static int listen_rcvtimeo(sn_sock *s)
+{
+    int t = s->accept_opt.read_timeout_ms;
+    if (t == 0)
+        t = READ_TIMEOUT_DEFAULT;
+    int want = t > 0 ? t - t / 4 : 0;
+    struct timeval tv = {.tv_sec = want / 1000, .tv_usec = (want % 1000) * 1000};
+    if (setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return -errno;
+    int got = rcvtimeo_of(s->fd); /* the kernel rounds it to its ticks */
+    if (got < 0)
+        return got;
+    s->rcvtimeo_ms = got;
+    return 0;
+}
+
 int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg)
 {
     sn_addr addr;
@@ -421,6 +456,9 @@ int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg)
     if ((rc = listen_prepare(s, cfg)) < 0 || (rc = listen_bind(s, &addr, cfg)) < 0)
         goto fail;
     s->accept_opt = accepted_options(&cfg->opt);
+    if ((rc = listen_rcvtimeo(s)) < 0)
+        goto fail;
+    atomic_store(&s->inherits, 0); /* set-up done: the first accept checks */
     *out = s;
     return 0;
 fail:
@@ -428,11 +466,48 @@ fail:
     return rc;
 }
 
+/* Whether the kernel gave an accepted socket every option of its listener:
+ * each option accept_opt sets reads the same from both, and so does
+ * SO_RCVTIMEO. */
+static bool options_inherited(const sn_sock *listener, const sn_sock *s)
+{
+    for (size_t i = 1; i < SN_ARRAY_SIZE(opt_table); i++) {
+        const struct opt_def *d = &opt_table[i];
+        if (d->kind == K_TIMEOUT || d->fkind == F_NONE || opt_field(&listener->accept_opt, d) == 0)
+            continue;
+        int a, b;
+        if (sn_sock_get_option(listener, (int)i, &a) < 0 || sn_sock_get_option(s, (int)i, &b) < 0 ||
+            a != b)
+            return false;
+    }
+    return rcvtimeo_of(s->fd) == listener->rcvtimeo_ms;
+}
+
+/* Gives an accepted socket its listener's options. The first accept checks
+ * whether the kernel copied them already (Linux does); if so, later accepts
+ * skip the setsockopt calls and only copy the timeouts, which live here. */
+static int accepted_setup(sn_sock *listener, sn_sock *s)
+{
+    int inherits = atomic_load_explicit(&listener->inherits, memory_order_relaxed);
+    if (inherits == 0) {
+        inherits = options_inherited(listener, s) ? 1 : -1;
+        atomic_store_explicit(&listener->inherits, inherits, memory_order_relaxed);
+    }
+    if (inherits < 0)
+        return sn_sock_apply_options(s, &listener->accept_opt);
+    const sn_sock_options *o = &listener->accept_opt;
+    sn_sock_options timeouts = {.read_timeout_ms = o->read_timeout_ms,
+                                .write_timeout_ms = o->write_timeout_ms,
+                                .connect_timeout_ms = o->connect_timeout_ms};
+    s->rcvtimeo_ms = listener->rcvtimeo_ms;
+    return sn_sock_apply_options(s, &timeouts);
+}
+
 /* accept4 once: a new descriptor, SN_EAGAIN, or -errno. */
 static int accept_fd(int lfd)
 {
     for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0)
             return fd;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -457,7 +532,8 @@ int sn__sock_accept_now(sn_sock *listener, sn_sock **out)
         close(fd);
         return rc;
     }
-    if ((rc = sn_sock_apply_options(s, &listener->accept_opt)) < 0)
+    s->blocking = true;
+    if ((rc = accepted_setup(listener, s)) < 0)
         goto fail;
     *out = s;
     return 0;

@@ -1,9 +1,16 @@
 /*
- * sn_transport.c: the plain-TCP transport. Non-blocking recv and sendmsg on
- * the descriptor; the channel above waits with poll when told SN_EAGAIN.
+ * sn_transport.c: the plain-TCP transport. recv and sendmsg with
+ * MSG_DONTWAIT never wait, whatever the descriptor's mode; the channel above
+ * waits with poll when told SN_EAGAIN. One exception saves a system call per
+ * message: when the channel must wait for bytes, recv_wait blocks in recv
+ * itself, bounded by SO_RCVTIMEO, instead of poll + recv. For that the
+ * descriptor is switched to blocking mode the first time (accepted sockets
+ * already are), which changes nothing for the MSG_DONTWAIT calls.
  * The TLS transport (wolfSSL) implements the same table.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include "sn_int.h"
 
 static ssize_t plain_recv(sn_transport *t, void *buf, size_t len, short *want)
@@ -19,6 +26,58 @@ static ssize_t plain_recv(sn_transport *t, void *buf, size_t len, short *want)
             return SN_EAGAIN;
         }
         return -errno;
+    }
+}
+
+/*
+ * Makes SO_RCVTIMEO end a blocking recv no later than the deadline. Setting
+ * it is a system call, so a value already set is kept while it lies between
+ * half the time left and all of it; a new value is three quarters of the
+ * time left. Calls that each wait with the default timeout (60 s from their
+ * start) thus set it once per connection, and a recv that times out early
+ * simply receives again with a fresh value. Returns 0, SN_ETIMEDOUT (the
+ * deadline has passed), or -errno.
+ */
+static int plain_set_timeout(sn_transport *t, int64_t deadline_ms)
+{
+    int left = sn__poll_timeout(deadline_ms); /* -1: never */
+    int want;
+    if (left == 0)
+        return SN_ETIMEDOUT;
+    if (left < 0) {
+        if (t->timeo_ms == 0)
+            return 0;
+        want = 0; /* none */
+    } else {
+        if (t->timeo_ms > 0 && t->timeo_ms <= left && t->timeo_ms >= left / 2)
+            return 0;
+        want = left - left / 4;
+    }
+    struct timeval tv = {.tv_sec = want / 1000, .tv_usec = (want % 1000) * 1000};
+    if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return -errno;
+    t->timeo_ms = want;
+    return 0;
+}
+
+static ssize_t plain_recv_wait(sn_transport *t, void *buf, size_t len, int64_t deadline_ms)
+{
+    if (!t->blocking) {
+        int off = 0;
+        if (ioctl(t->fd, FIONBIO, &off) < 0)
+            return -errno;
+        t->blocking = true;
+    }
+    for (;;) {
+        int rc = plain_set_timeout(t, deadline_ms);
+        if (rc < 0)
+            return rc;
+        ssize_t n = recv(t->fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        /* a signal, or SO_RCVTIMEO ran out: the deadline decides */
     }
 }
 
@@ -59,14 +118,17 @@ static void plain_release(sn_transport *t)
 static const sn_transport_vtable plain_vtable = {
     .name = "tcp",
     .recv = plain_recv,
+    .recv_wait = plain_recv_wait,
     .sendv = plain_sendv,
     .shutdown = plain_shutdown,
     .pending = plain_pending,
     .release = plain_release,
 };
 
-void sn__transport_plain_init(sn_transport *t, int fd)
+void sn__transport_plain_init(sn_transport *t, int fd, bool blocking, int timeo_ms)
 {
     t->vt = &plain_vtable;
     t->fd = fd;
+    t->blocking = blocking;
+    t->timeo_ms = timeo_ms;
 }

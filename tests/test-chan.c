@@ -4,6 +4,7 @@
  * recv (from a helper thread where the test itself must block), or a second
  * sn_conn.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1626,6 +1627,65 @@ static void sender_start(struct sender *s, int fd, const unsigned char *data, si
     CU_ASSERT_FATAL(pthread_create(&s->th, NULL, sender_run, s) == 0);
 }
 
+/* A peer thread that sends one byte after a delay. */
+struct later {
+    pthread_t th;
+    int fd, delay_ms;
+};
+
+static void *later_run(void *arg)
+{
+    struct later *l = arg;
+    sn_test_sleep_ms(l->delay_ms);
+    (void)!send(l->fd, "x", 1, MSG_NOSIGNAL);
+    return NULL;
+}
+
+static void later_start(struct later *l, int fd, int delay_ms)
+{
+    l->fd = fd;
+    l->delay_ms = delay_ms;
+    CU_ASSERT_FATAL(pthread_create(&l->th, NULL, later_run, l) == 0);
+}
+
+/* A read that waits blocks in recv under SO_RCVTIMEO, which the transport
+ * keeps while it fits the deadline: deadlines of every length in turn, long
+ * after short and short after long, each end on time, and a read without a
+ * deadline waits as long as it takes. */
+static void test_read_waits_with_any_deadline(void)
+{
+    int peer;
+    char b;
+    sn_conn *c = conn_pair(&peer, NULL);
+    int fd = sn_sock_fd(sn_conn_sock(c));
+    peer_str(peer, "a");
+    SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(1000)), 1);
+    static const int order[] = {300, 40, 600, 20, 200};
+    for (size_t i = 0; i < SN_ARRAY_SIZE(order); i++) {
+        int64_t t0 = sn_now_ms();
+        SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(order[i])), SN_ETIMEDOUT);
+        ASSERT_ELAPSED(t0, order[i]);
+        /* the same length again, with a byte that comes in time */
+        struct later l;
+        later_start(&l, peer, order[i] / 4);
+        SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(order[i])), 1);
+        pthread_join(l.th, NULL);
+    }
+    CU_ASSERT((fcntl(fd, F_GETFL) & O_NONBLOCK) == 0); /* switched on the first wait */
+    struct later l;
+    later_start(&l, peer, 150);
+    int64_t t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_read(c, &b, 1, SN_DEADLINE_NEVER), 1);
+    ASSERT_ELAPSED(t0, 150);
+    pthread_join(l.th, NULL);
+    /* and back to a deadline after none */
+    t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(50)), SN_ETIMEDOUT);
+    ASSERT_ELAPSED(t0, 50);
+    sn_conn_free(c);
+    close(peer);
+}
+
 static void test_read_exact_8mib(void)
 {
     int peer;
@@ -1810,6 +1870,7 @@ CHECKED(test_alloc_failure_in_buffers)
 CHECKED(test_no_leaks_across_a_session)
 CHECKED(test_bytewise_other_paths)
 CHECKED(test_read_exact_8mib)
+CHECKED(test_read_waits_with_any_deadline)
 CHECKED(test_new_bad_state)
 CHECKED(test_many_lines_one_send)
 
@@ -1871,6 +1932,7 @@ static CU_TestInfo tests[] = {
     {"allocation failure in the buffers", test_alloc_failure_in_buffers_checked},
     {"no leak across a session", test_no_leaks_across_a_session_checked},
     {"read exact of 8 MiB, and the peer closing midway", test_read_exact_8mib_checked},
+    {"reads wait in recv with any deadline", test_read_waits_with_any_deadline_checked},
     {"new: listening or closed socket", test_new_bad_state_checked},
     {"many lines in one send", test_many_lines_one_send_checked},
     CU_TEST_INFO_NULL,

@@ -194,8 +194,9 @@ static void test_connect_accept_round_trip(void)
     SN_ASSERT_RC(sn_test_write_all(sn_sock_fd(s), "pong", 4), 0);
     SN_ASSERT_RC(sn_test_read_all(sn_sock_fd(c), buf, 4, 5000), 0);
     CU_ASSERT_STRING_EQUAL(buf, "pong");
+    /* created sockets are non-blocking, accepted ones blocking (sock.h) */
     CU_ASSERT(fcntl(sn_sock_fd(c), F_GETFL) & O_NONBLOCK);
-    CU_ASSERT(fcntl(sn_sock_fd(s), F_GETFL) & O_NONBLOCK);
+    CU_ASSERT((fcntl(sn_sock_fd(s), F_GETFL) & O_NONBLOCK) == 0);
     CU_ASSERT(fcntl(sn_sock_fd(c), F_GETFD) & FD_CLOEXEC);
     CU_ASSERT(fcntl(sn_sock_fd(s), F_GETFD) & FD_CLOEXEC);
     free_all(l, c, s);
@@ -475,6 +476,45 @@ static void test_options_listener_v6(void)
         SN_ASSERT_RC(rc, 0);
         CU_ASSERT_EQUAL(get_opt(l, SN_OPT_FASTOPEN), 16);
         check_opt_range(l, SN_OPT_FASTOPEN, 0, 65535);
+    }
+    sn_sock_free(l);
+}
+
+/* Accepted sockets carry the listener's options, whether the kernel copied
+ * them (checked at the first accept; Linux does) or the library set them
+ * (after the listener was changed). */
+static void test_options_reach_accepted(void)
+{
+    sn_listen_config lc = {.host = "127.0.0.1",
+                           .opt = {.nodelay = SN_OFF,
+                                   .keepalive = SN_ON,
+                                   .keepalive_idle_s = 77,
+                                   .linger = SN_ON,
+                                   .linger_s = 3,
+                                   .oobinline = SN_ON,
+                                   .read_timeout_ms = 1234}};
+    sn_sock *l;
+    CU_ASSERT_FATAL(sn_tcp_listen(&l, &lc) == 0);
+    sn_addr la;
+    SN_ASSERT_RC(sn_sock_local_addr(l, &la), 0);
+    int port = sn_addr_port(&la);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            sn_sock *c, *s;
+            SN_ASSERT_RC(sn_tcp_connect(&c, "127.0.0.1", port, NULL, sn_deadline_in(5000)), 0);
+            SN_ASSERT_RC(sn_sock_accept(l, &s, sn_deadline_in(5000)), 0);
+            CU_ASSERT_EQUAL(get_opt(s, SN_OPT_NODELAY), 0);
+            CU_ASSERT_EQUAL(get_opt(s, SN_OPT_KEEPALIVE), 1);
+            CU_ASSERT_EQUAL(get_opt(s, SN_OPT_KEEPIDLE), 77);
+            CU_ASSERT_EQUAL(get_opt(s, SN_OPT_LINGER), 3);
+            CU_ASSERT_EQUAL(get_opt(s, SN_OPT_OOBINLINE), 1);
+            CU_ASSERT_EQUAL(get_opt(s, SN_OPT_READ_TIMEOUT), 1234);
+            CU_ASSERT_EQUAL(atomic_load(&l->inherits), round == 0 ? 1 : -1);
+            sn_sock_free(c);
+            sn_sock_free(s);
+        }
+        /* a listener changed after listen: its accept options still rule */
+        SN_ASSERT_RC(sn_sock_set_option(l, SN_OPT_KEEPIDLE, 99), 0);
     }
     sn_sock_free(l);
 }
@@ -771,6 +811,7 @@ static CU_TestInfo tests[] = {
     {"connect tries each address", test_connect_tries_each_address},
     {"options on an IPv4 client", test_options_client_v4},
     {"options on an IPv6 listener", test_options_listener_v6},
+    {"accepted sockets get the listener's options", test_options_reach_accepted},
     {"options on an unbound IPv6 socket", test_options_unbound_v6},
     {"fast open", test_fastopen_client},
     {"apply options", test_apply_options},

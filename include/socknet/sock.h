@@ -2,10 +2,17 @@
  * socknet/sock.h: TCP sockets: connect with a deadline, listen, accept,
  * socket options with getters, state, addresses, half-close.
  *
- * An sn_sock owns one non-blocking file descriptor. Reading and writing
- * go through a connection (socknet/chan.h), which adds buffering and
- * deadlines; the sn_sock carries the options, the state and the default
- * read and write timeouts those connections use.
+ * An sn_sock owns one file descriptor. Reading and writing go through a
+ * connection (socknet/chan.h), which adds buffering and deadlines; the
+ * sn_sock carries the options, the state and the default read and write
+ * timeouts those connections use.
+ *
+ * Descriptor mode: the library never depends on it (every call that must
+ * not wait passes MSG_DONTWAIT or polls first). Sockets it creates or
+ * adopts are non-blocking; accepted ones are blocking (it saves a system
+ * call per connection); a connection switches its descriptor to blocking
+ * the first time a read must wait, and from then on waits inside recv,
+ * bounded by SO_RCVTIMEO: one system call per wait instead of poll + recv.
  *
  * Thread safety: an sn_sock belongs to one thread, except that
  * sn_sock_shutdown_write and the getters may be called from another thread
@@ -203,8 +210,8 @@ SN_API int sn_sock_local_addr(const sn_sock *s, sn_addr *out);
 /* The peer's address. Returns 0, SN_ENOTCONN, SN_EBADSTATE, or -errno. */
 SN_API int sn_sock_remote_addr(const sn_sock *s, sn_addr *out);
 
-/* The descriptor, for users who need it (still owned by the sn_sock;
- * keep it non-blocking), or -1 once closed. */
+/* The descriptor, for users who need it (still owned by the sn_sock; its
+ * mode and SO_RCVTIMEO are the library's), or -1 once closed. */
 SN_API int sn_sock_fd(const sn_sock *s);
 
 /* Shuts down the sending side (the peer reads end of stream) while
