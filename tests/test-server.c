@@ -146,6 +146,7 @@ struct app {
     sn_server *s;
     atomic_int handled, returned, estopped;
     atomic_int listening_calls, connect_calls, close_calls, error_calls, emfile_reports;
+    atomic_int close_slots; /* on_close's index into close_errs */
     atomic_int refuse; /* on_connect refuses while set */
     atomic_int close_errs[8];
     sn_addr listening[4];
@@ -239,9 +240,10 @@ static void on_close(sn_conn *c, int err, void *user)
 {
     struct app *app = user;
     (void)c;
-    int i = atomic_fetch_add(&app->close_calls, 1);
+    int i = atomic_fetch_add(&app->close_slots, 1);
     if (i < 8)
         atomic_store(&app->close_errs[i], err);
+    atomic_fetch_add(&app->close_calls, 1); /* after the error: tests wait on it */
 }
 
 static void on_error(sn_server *s, int err, const char *what, void *user)
