@@ -82,7 +82,8 @@ struct sn_sock {
     atomic_int inherits;
 };
 
-/* Wraps a descriptor in a new sn_sock with default timeouts. */
+/* Wraps a descriptor in a new sn_sock with default timeouts. On failure
+ * (SN_ENOMEM) the descriptor is still the caller's to close. */
 int sn__sock_wrap(sn_sock **out, int fd, int state, int family);
 /* Accepts one pending connection without waiting: 0, SN_EAGAIN (none
  * pending) or an accept error. The new socket gets the listener's options.
@@ -128,7 +129,9 @@ void sn__transport_plain_init(sn_transport *t, int fd, bool blocking, int timeo_
 /* The server wakes a connection's reader when it stops: level 1 = reads
  * return SN_ESTOPPED once the buffer is drained (writes still work);
  * level 2 = every I/O call fails with SN_ESTOPPED at once. Safe from any
- * thread while the owner is blocked in I/O. */
+ * thread while the owner is blocked in I/O, but not while the owner may be
+ * closing the connection (the descriptor could be reused): the server
+ * excludes that with its CLOSING state, under its mutex. */
 void sn__conn_wake(sn_conn *c, int level);
 /* Replaces the plain transport (for TLS). The connection takes t. */
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
