@@ -1,10 +1,13 @@
 /*
  * echo-server: a TCP byte-stream echo server.
  *
- *   echo-server [--host H] [--port N] [--workers N] [--stack-kib N]
+ *   echo-server [--host H] [--port N] [--workers N] [--fibers on|off]
+ *               [--stack-kib N]
  *
  * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM stops it
- * gracefully (exit status 0).
+ * gracefully (exit status 0). The handler only calls socknet, so it runs in
+ * the server's fiber mode by default (--fibers off: a thread per
+ * connection); --workers is the most connections served at once.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -26,7 +29,8 @@ static void echo(sn_conn *c, void *user)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: echo-server [--host H] [--port N] [--workers N] [--stack-kib N]\n");
+    fprintf(stderr, "usage: echo-server [--host H] [--port N] [--workers N] [--fibers on|off] "
+                    "[--stack-kib N]\n");
     exit(2);
 }
 
@@ -39,6 +43,15 @@ static long num_arg(const char *s, long lo, long hi)
     return v;
 }
 
+static int on_off(const char *s)
+{
+    if (strcmp(s, "on") == 0)
+        return SN_ON;
+    if (strcmp(s, "off") != 0)
+        usage();
+    return SN_OFF;
+}
+
 int main(int argc, char **argv)
 {
     sn_server_config cfg = {
@@ -47,6 +60,7 @@ int main(int argc, char **argv)
         .workers = 4096,
         .worker_idle_ms = 30000,
         .conn = {.autoflush = SN_ON},
+        .fibers = SN_ON,
     };
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
@@ -57,6 +71,8 @@ int main(int argc, char **argv)
             cfg.port = (int)num_arg(argv[++i], 0, 65535);
         else if (strcmp(argv[i], "--workers") == 0)
             cfg.workers = (int)num_arg(argv[++i], 1, 65536);
+        else if (strcmp(argv[i], "--fibers") == 0)
+            cfg.fibers = on_off(argv[++i]);
         else if (strcmp(argv[i], "--stack-kib") == 0)
             cfg.stack_size = (size_t)num_arg(argv[++i], 16, 65536) * 1024;
         else

@@ -10,10 +10,11 @@
  *
  * Syscalls: after a receive that left the socket empty, the next read waits
  * before it receives: on plain TCP in one blocking recv bounded by
- * SO_RCVTIMEO (sn_transport.c), else poll + recv; never a recv that only
- * says EAGAIN. Otherwise it receives first, without waiting. A flush is one
- * sendmsg while the socket takes everything. A ping-pong thus costs one recv
- * and one sendmsg per message.
+ * SO_RCVTIMEO (sn_transport.c), else poll + recv (on a fiber: the fiber
+ * parks in its scheduler's epoll, and a blocking recv would stall the
+ * thread); never a recv that only says EAGAIN. Otherwise it receives first, without waiting. A
+ * flush is one sendmsg while the socket takes everything. A ping-pong thus costs one recv and one
+ * sendmsg per message.
  *
  * Every public call turns its deadline into an absolute one once, at the
  * start, and every wait inside the call uses it: a whole line or a whole
@@ -275,7 +276,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
     bool wait_first = c->rdrained && vt->pending(c->t) == 0;
     ssize_t n;
     for (;;) {
-        if (wait_first && vt->recv_wait != NULL) {
+        if (wait_first && vt->recv_wait != NULL && sn__fiber_self() == NULL) {
             n = vt->recv_wait(c->t, buf, len, dl);
             break;
         }

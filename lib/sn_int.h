@@ -54,7 +54,8 @@ int64_t sn__deadline_abs(sn_deadline dl, int default_ms);
 int sn__poll_timeout(int64_t deadline_ms);
 /* Waits until fd is ready for events (POLLIN / POLLOUT) or the deadline.
  * Returns 0 (ready, or error/hangup condition: the next I/O call tells),
- * SN_ETIMEDOUT, or -errno. Retries on EINTR. */
+ * SN_ETIMEDOUT, or -errno. Retries on EINTR. On a fiber it parks the
+ * fiber (sn__fiber_wait_fd) instead of blocking the thread. */
 int sn__wait_fd(int fd, short events, int64_t deadline_ms);
 
 /* ---- descriptors -------------------------------------------------------- */
@@ -124,6 +125,43 @@ struct sn_transport {
 /* blocking: the descriptor is known to be in blocking mode already;
  * timeo_ms: its SO_RCVTIMEO if known (ms, 0 none), else -1. */
 void sn__transport_plain_init(sn_transport *t, int fd, bool blocking, int timeo_ms);
+
+/* ---- fibers (sn_fiber.c) -------------------------------------------------
+ * One scheduler per thread, made and run on that thread; fibers never move.
+ * sn__fiber_wait_fd and the sleeps park the calling fiber (one waiter per
+ * descriptor per scheduler); they must be called on a fiber. */
+typedef struct sn_sched sn_sched;
+typedef struct sn_fiber sn_fiber;
+int sn__sched_new(sn_sched **out);
+void sn__sched_free(sn_sched *s);
+/* Runs fibers until none is left and no hold is on. */
+void sn__sched_run(sn_sched *s);
+/* With a hold on, sn__sched_run goes on waiting when no fiber is left. */
+void sn__sched_hold(sn_sched *s, bool hold);
+/* fn(arg) runs on the scheduler (not on a fiber) whenever fd is readable;
+ * it must make fd unreadable again (an eventfd: read it). */
+int sn__sched_set_inbox(sn_sched *s, int fd, void (*fn)(void *arg), void *arg);
+/* The calling thread's scheduler, or NULL. */
+sn_sched *sn__sched_self(void);
+/* A pointer of the fiber's owner, NULL at first. */
+void *sn__fiber_local(const sn_fiber *f);
+void sn__fiber_set_local(sn_fiber *f, void *p);
+/* A new fiber running fn(arg), ready to run; stack_size 0 = 256 KiB. */
+int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_size);
+/* The calling fiber, or NULL on a plain thread. */
+sn_fiber *sn__fiber_self(void);
+void sn__fiber_yield(void);
+int sn__fiber_sleep_until(int64_t deadline_ms);
+/* Like sn__wait_fd, parking the fiber instead of blocking the thread. */
+int sn__fiber_wait_fd(int fd, short events, int64_t deadline_ms);
+
+/* ---- the pool in fiber mode (sn_pool_fiber.c): sn_pool's other engine ---- */
+typedef struct sn__fpool sn__fpool;
+int sn__fpool_new(sn__fpool **out, const sn_pool_config *cfg);
+int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg);
+void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out);
+int sn__fpool_stop(sn__fpool *fp);
+void sn__fpool_free(sn__fpool *fp);
 
 /* ---- connections (sn_chan.c): what the server needs --------------------- */
 /* The server wakes a connection's reader when it stops: level 1 = reads

@@ -51,6 +51,7 @@ struct worker {
 };
 
 struct sn_pool {
+    sn__fpool *fp; /* fiber mode: every call goes there */
     pthread_mutex_t mu;
     pthread_cond_t done; /* threads reached 0, or the stop finished */
 
@@ -270,6 +271,15 @@ int sn_pool_new(sn_pool **out, const sn_pool_config *cfg)
     sn_pool *p = sn__calloc(1, sizeof *p);
     if (p == NULL)
         return SN_ENOMEM;
+    if (cfg != NULL && cfg->fibers == SN_ON) {
+        int rc = sn__fpool_new(&p->fp, cfg);
+        if (rc < 0) {
+            sn__free(p);
+            return rc;
+        }
+        *out = p;
+        return 0;
+    }
     int rc = check_config(cfg != NULL ? cfg : &defaults, p);
     if (rc < 0) {
         sn__free(p);
@@ -299,6 +309,8 @@ int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
 {
     if (p == NULL || fn == NULL)
         return SN_EINVAL;
+    if (p->fp != NULL)
+        return sn__fpool_submit(p->fp, fn, arg);
     int rc = 0, spawn_rc = 0;
     sn__mutex_lock(&p->mu);
     if (p->stopping) {
@@ -328,6 +340,10 @@ int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
 
 void sn_pool_stats_get(sn_pool *p, sn_pool_stats *out)
 {
+    if (p->fp != NULL) {
+        sn__fpool_stats(p->fp, out);
+        return;
+    }
     sn__mutex_lock(&p->mu);
     *out = (sn_pool_stats){
         .threads = p->threads,
@@ -361,6 +377,8 @@ int sn_pool_stop(sn_pool *p)
 {
     if (p == NULL)
         return 0;
+    if (p->fp != NULL)
+        return sn__fpool_stop(p->fp);
     sn__mutex_lock(&p->mu);
     if (p->stopping) {
         /* another stop runs, or ran: wait until it is over */
@@ -399,6 +417,11 @@ void sn_pool_free(sn_pool *p)
 {
     if (p == NULL)
         return;
+    if (p->fp != NULL) {
+        sn__fpool_free(p->fp);
+        sn__free(p);
+        return;
+    }
     sn_pool_stop(p);
     sn__cond_destroy(&p->done);
     sn__mutex_destroy(&p->mu);

@@ -106,6 +106,23 @@ struct sn_server {
 static _Thread_local struct sconn *tl_conn;
 static _Thread_local sn_server *tl_acceptor;
 
+/* The connection the caller serves: its fiber's in fiber mode (fibers of
+ * one thread take turns), else its thread's. */
+static struct sconn *current_conn(void)
+{
+    sn_fiber *f = sn__fiber_self();
+    return f != NULL ? sn__fiber_local(f) : tl_conn;
+}
+
+static void set_current_conn(struct sconn *r)
+{
+    sn_fiber *f = sn__fiber_self();
+    if (f != NULL)
+        sn__fiber_set_local(f, r);
+    else
+        tl_conn = r;
+}
+
 static void report(sn_server *s, int err, const char *what)
 {
     if (s->cfg.on_error != NULL)
@@ -217,11 +234,11 @@ static void serve(void *arg)
     s->running++;
     sn__mutex_unlock(&s->mu);
 
-    tl_conn = r;
+    set_current_conn(r);
     s->cfg.handler(r->c, s->cfg.user);
     if (s->cfg.on_close != NULL)
         s->cfg.on_close(r->c, sn_conn_error(r->c), s->cfg.user);
-    tl_conn = NULL;
+    set_current_conn(NULL);
 
     sn__mutex_lock(&s->mu);
     r->state = C_CLOSING; /* from now on nobody wakes it: its fd closes */
@@ -405,7 +422,11 @@ static int check_config(const sn_server_config *c)
     if (c->acceptors < 0 || c->acceptors > SN_SERVER_ACCEPTORS_MAX)
         return SN_EINVAL;
     int workers = c->workers ? c->workers : SN_SERVER_WORKERS_DEFAULT;
-    if (workers < 1 || workers > 65536 || c->min_workers < 0 || c->min_workers > workers)
+    int most = c->fibers == SN_ON ? 1 << 20 : 65536;
+    if (c->fibers != 0 && c->fibers != SN_ON && c->fibers != SN_OFF)
+        return SN_EINVAL;
+    if (workers < 1 || workers > most || c->min_workers < 0 || c->min_workers > workers ||
+        c->fiber_threads < 0 || c->fiber_threads > 1024)
         return SN_EINVAL;
     if (c->queue < SN_OFF || c->worker_idle_ms < SN_TIMEOUT_NEVER ||
         c->stop_timeout_ms < SN_TIMEOUT_NEVER)
@@ -525,6 +546,8 @@ static int make_pool(sn_server *s)
         .drop = close_unserved,
         .on_thread_error = thread_refused,
         .user = s,
+        .fibers = s->cfg.fibers,
+        .fiber_threads = s->cfg.fiber_threads,
     };
     return sn_pool_new(&s->pool, &pc);
 }
@@ -679,11 +702,24 @@ static int stop_connections(sn_server *s, int timeout_ms, const struct sconn *ow
     return rc;
 }
 
+/* Step 2 without the wait, for a stop from a handler in fiber mode. */
+static int wake_others(sn_server *s, const struct sconn *own)
+{
+    sn__mutex_lock(&s->mu);
+    wake_running(s, 1, own);
+    sn__mutex_unlock(&s->mu);
+    return 0;
+}
+
 int sn_server_stop(sn_server *s, int timeout_ms)
 {
     if (s == NULL)
         return SN_EINVAL;
-    const struct sconn *own = tl_conn != NULL && tl_conn->s == s ? tl_conn : NULL;
+    struct sconn *cur = current_conn();
+    const struct sconn *own = cur != NULL && cur->s == s ? cur : NULL;
+    /* A handler on a fiber must not wait for its fellow handlers: they need
+     * its thread to finish. */
+    bool no_wait = own != NULL && sn__fiber_self() != NULL;
     begin_stop(s);
 
     sn__mutex_lock(&s->mu);
@@ -704,7 +740,7 @@ int sn_server_stop(sn_server *s, int timeout_ms)
     int rc = s->stop_rc;
     if (!s->finished) {
         stop_acceptors(s);
-        rc = stop_connections(s, timeout_ms, own);
+        rc = no_wait ? wake_others(s, own) : stop_connections(s, timeout_ms, own);
         if (own == NULL) {
             sn_pool_stop(s->pool);
             s->finished = true;

@@ -197,6 +197,8 @@ int sn__poll_timeout(int64_t deadline_ms)
 
 int sn__wait_fd(int fd, short events, int64_t deadline_ms)
 {
+    if (sn__fiber_self() != NULL) /* park the fiber, not the thread */
+        return sn__fiber_wait_fd(fd, events, deadline_ms);
     struct pollfd pfd = {.fd = fd, .events = events};
     for (;;) {
         int rc = poll(&pfd, 1, sn__poll_timeout(deadline_ms));

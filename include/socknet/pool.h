@@ -47,6 +47,16 @@ typedef struct sn_pool_config {
      * refused as if max_threads ran. NULL = only counted. */
     void (*on_thread_error)(int err, void *user);
     void *user; /* for on_thread_error */
+    /* SN_ON: fiber mode. Jobs run as fibers (each with a stack of its own,
+     * stack_size bytes) on fiber_threads threads (0 = one per
+     * CPU). A socknet call that would wait parks the job's fiber and its
+     * thread runs other jobs meanwhile, so max_threads (the most jobs
+     * running at once) can be in the tens of thousands. Jobs must not block
+     * the thread outside socknet calls (sleep, a lock held long, a slow
+     * file): that stalls every job of its thread. min_threads, idle_ms
+     * and on_thread_error do not apply. Default SN_OFF: a thread per job. */
+    int fibers;
+    int fiber_threads;
 } sn_pool_config;
 
 /* Creates a pool and starts min_threads workers. cfg may be NULL.

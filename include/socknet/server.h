@@ -80,14 +80,29 @@ typedef struct sn_server_config {
     sn_handler handler; /* required */
     void *user;         /* passed to the handler and every event */
 
-    int acceptors;       /* acceptor threads; 0 = 1 */
-    int workers;         /* most connections served at once (worker
-                            threads); 0 = 256 */
-    int min_workers;     /* workers kept when idle; 0 = 0 */
-    int queue;           /* accepted connections waiting for a worker;
-                            0 = 64; SN_OFF = none */
-    int worker_idle_ms;  /* ms; 0 = 10000; SN_TIMEOUT_NEVER = never reaped */
-    size_t stack_size;   /* bytes per worker; 0 = 256 KiB */
+    int acceptors;      /* acceptor threads; 0 = 1 */
+    int workers;        /* most connections served at once (worker
+                           threads); 0 = 256 */
+    int min_workers;    /* workers kept when idle; 0 = 0 */
+    int queue;          /* accepted connections waiting for a worker;
+                           0 = 64; SN_OFF = none */
+    int worker_idle_ms; /* ms; 0 = 10000; SN_TIMEOUT_NEVER = never reaped */
+    size_t stack_size;  /* bytes per worker (or fiber, in fiber mode);
+                           0 = 256 KiB; only touched pages cost memory */
+    /* SN_ON: fiber mode. Each connection's handler runs on a fiber of its
+     * own (its own stack, the same blocking-style calls), and fiber_threads
+     * threads (0 = one per CPU) run them all: a socknet call that would
+     * wait parks the fiber and its thread serves other connections
+     * meanwhile. A message then costs a switch in user space instead of a
+     * kernel context switch, and `workers` (connections served at once)
+     * may go up to 1,048,576. The price: a handler must not block its
+     * thread outside socknet calls (sleep, a long lock, slow file or
+     * database I/O), which would stall every connection of that thread;
+     * such handlers belong in the default thread mode. min_workers and
+     * worker_idle_ms do not apply; stats.threads counts the fiber threads.
+     * Default SN_OFF: a worker thread per connection being served. */
+    int fibers;
+    int fiber_threads;
     sn_conn_config conn; /* buffers of each connection */
     int stop_timeout_ms; /* ms: sn_server_free's grace period, and
                             sn_server_stop's for timeout 0; 0 = 5000;
@@ -142,9 +157,11 @@ SN_API int sn_server_port(sn_server *s);
  * From a handler (or on_close) it does everything except wait for the
  * caller's own connection and join the worker threads: that part is left
  * to a later sn_server_stop from outside the handlers, or sn_server_free;
- * if another stop is already running, it returns 0 at once. From
- * on_connect or on_error (an acceptor thread) it only begins the stop (no
- * new connections are served, handlers are woken) and returns 0.
+ * if another stop is already running, it returns 0 at once; in fiber mode
+ * it does not wait for the other handlers either (they need the caller's
+ * thread to finish). From on_connect or on_error (an acceptor thread) it
+ * only begins the stop (no new connections are served, handlers are
+ * woken) and returns 0.
  * Before sn_server_start it marks the server stopped (start then returns
  * SN_EBADSTATE). Returns 0, or SN_ETIMEDOUT when connections had to be
  * forced. */

@@ -1,0 +1,534 @@
+/*
+ * sn_fiber.c: fibers and the per-thread scheduler (internal), the ground of
+ * the pool's and the server's fiber mode: each connection's handler runs on
+ * a fiber of its own (its own stack, blocking-style code) and a few kernel
+ * threads run many fibers. A socknet call that would wait parks the fiber
+ * instead of the thread (sn__wait_fd): the scheduler's epoll wakes it when
+ * its descriptor is ready or its deadline passes, and meanwhile the thread
+ * runs the other fibers. A message then costs a switch in user space rather
+ * than a kernel context switch.
+ *
+ * One scheduler per thread; a fiber never moves between threads. Switching
+ * is swapcontext(3); the sanitizers are told about every switch (ASan's
+ * start/finish_switch_fiber, TSan's fiber calls) and valgrind about every
+ * stack, so that all three keep working.
+ *
+ * Stacks: mmap'd with a guard page below, and kept on a free list for reuse,
+ * so a connection costs no mmap once the scheduler is warm.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include "sn_int.h"
+
+#define SN_FIBER_STACK_DEFAULT (256 * 1024)
+#define SN_FIBER_EVENTS 256
+
+/* ---- telling the sanitizers and valgrind about stacks ------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define SN_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define SN_TSAN 1
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define SN_VALGRIND 1
+#endif
+#endif
+
+struct sn_fiber {
+    ucontext_t uc;
+    sn_sched *sched;
+    void (*fn)(void *);
+    void *arg;
+    char *stack; /* the usable stack (above the guard page) */
+    size_t stack_size;
+    unsigned vg_id;  /* valgrind's stack id */
+    void *tsan;      /* TSan's fiber */
+    void *asan_fake; /* ASan's fake stack while switched away */
+    void *local;     /* the owner's pointer (sn__fiber_local) */
+    bool done;
+    bool queued;      /* on the run queue */
+    int wait_fd;      /* registered in epoll while parked on it, else -1 */
+    short revents;    /* what woke it */
+    int64_t deadline; /* ms, while parked; SN_DEADLINE_NEVER */
+    size_t heap_idx;  /* in the deadline heap, or SIZE_MAX */
+    sn_fiber *next;   /* run queue or free list */
+};
+
+struct sn_sched {
+    int ep;
+    ucontext_t main;
+    void *main_tsan;
+    const void *main_stack; /* ASan: the thread's own stack, for switching back */
+    size_t main_stack_size;
+    sn_fiber *cur;
+    sn_fiber *head, *tail; /* run queue */
+    sn_fiber *free;        /* finished fibers whose stacks can be reused */
+    sn_fiber **heap;       /* parked fibers with a deadline, soonest first */
+    size_t nheap, capheap;
+    size_t live; /* fibers not finished */
+    bool hold;   /* keep running with no fiber left */
+    void (*inbox_fn)(void *arg);
+    void *inbox_arg;
+};
+
+static _Thread_local sn_sched *tl_sched;
+
+#ifdef SN_TSAN
+static void *tsan_current(void)
+{
+    return __tsan_get_current_fiber();
+}
+static void *tsan_create(void)
+{
+    return __tsan_create_fiber(0);
+}
+static void tsan_destroy(void *f)
+{
+    __tsan_destroy_fiber(f);
+}
+static void tsan_switch(void *f)
+{
+    __tsan_switch_to_fiber(f, 0);
+}
+#else
+static void *tsan_current(void)
+{
+    return NULL;
+}
+static void *tsan_create(void)
+{
+    return NULL;
+}
+static void tsan_destroy(void *f)
+{
+    (void)f;
+}
+static void tsan_switch(void *f)
+{
+    (void)f;
+}
+#endif
+
+#ifdef SN_VALGRIND
+static unsigned vg_register(char *lo, size_t size)
+{
+    return VALGRIND_STACK_REGISTER(lo, lo + size);
+}
+static void vg_deregister(unsigned id)
+{
+    VALGRIND_STACK_DEREGISTER(id);
+}
+#else
+static unsigned vg_register(char *lo, size_t size)
+{
+    (void)lo, (void)size;
+    return 0;
+}
+static void vg_deregister(unsigned id)
+{
+    (void)id;
+}
+#endif
+
+#ifdef SN_ASAN
+static void asan_start(void **save, const void *bottom, size_t size)
+{
+    __sanitizer_start_switch_fiber(save, bottom, size);
+}
+static void asan_finish(void *save, const void **bottom, size_t *size)
+{
+    __sanitizer_finish_switch_fiber(save, bottom, size);
+}
+#else
+static void asan_start(void **save, const void *bottom, size_t size)
+{
+    (void)save, (void)bottom, (void)size;
+}
+static void asan_finish(void *save, const void **bottom, size_t *size)
+{
+    (void)save, (void)bottom, (void)size;
+}
+#endif
+
+/* ---- stacks ------------------------------------------------------------------- */
+
+static size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static int stack_alloc(sn_fiber *f, size_t size)
+{
+    size_t page = page_size();
+    size = (size + page - 1) / page * page;
+    char *p = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return SN_ENOMEM;
+    if (mprotect(p, page, PROT_NONE) < 0) { /* the guard page */
+        munmap(p, size + page);
+        return SN_ENOMEM;
+    }
+    f->stack = p + page;
+    f->stack_size = size;
+    f->vg_id = vg_register(f->stack, size);
+    return 0;
+}
+
+static void fiber_destroy(sn_fiber *f)
+{
+    vg_deregister(f->vg_id);
+    munmap(f->stack - page_size(), f->stack_size + page_size());
+    sn__free(f);
+}
+
+/* ---- the deadline heap (parked fibers with a deadline, soonest on top) ------------ */
+
+static void heap_set(sn_sched *s, size_t i, sn_fiber *f)
+{
+    s->heap[i] = f;
+    f->heap_idx = i;
+}
+
+static void heap_up(sn_sched *s, size_t i)
+{
+    sn_fiber *f = s->heap[i];
+    while (i > 0 && s->heap[(i - 1) / 2]->deadline > f->deadline) {
+        heap_set(s, i, s->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(s, i, f);
+}
+
+static void heap_down(sn_sched *s, size_t i)
+{
+    sn_fiber *f = s->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->nheap)
+            break;
+        if (c + 1 < s->nheap && s->heap[c + 1]->deadline < s->heap[c]->deadline)
+            c++;
+        if (s->heap[c]->deadline >= f->deadline)
+            break;
+        heap_set(s, i, s->heap[c]);
+        i = c;
+    }
+    heap_set(s, i, f);
+}
+
+static int heap_push(sn_sched *s, sn_fiber *f)
+{
+    if (s->nheap == s->capheap) {
+        size_t cap = s->capheap ? s->capheap * 2 : 64;
+        sn_fiber **h = sn__realloc(s->heap, cap * sizeof *h);
+        if (h == NULL)
+            return SN_ENOMEM;
+        s->heap = h;
+        s->capheap = cap;
+    }
+    heap_set(s, s->nheap++, f);
+    heap_up(s, s->nheap - 1);
+    return 0;
+}
+
+static void heap_remove(sn_sched *s, sn_fiber *f)
+{
+    size_t i = f->heap_idx;
+    sn_fiber *last = s->heap[--s->nheap];
+    f->heap_idx = SIZE_MAX;
+    if (last == f)
+        return;
+    heap_set(s, i, last);
+    heap_down(s, i);
+    heap_up(s, last->heap_idx);
+}
+
+/* ---- running ---------------------------------------------------------------------- */
+
+static void make_ready(sn_sched *s, sn_fiber *f)
+{
+    if (f->queued)
+        return;
+    f->queued = true;
+    f->next = NULL;
+    if (s->tail != NULL)
+        s->tail->next = f;
+    else
+        s->head = f;
+    s->tail = f;
+}
+
+static sn_fiber *take_ready(sn_sched *s)
+{
+    sn_fiber *f = s->head;
+    if (f == NULL)
+        return NULL;
+    s->head = f->next;
+    if (s->head == NULL)
+        s->tail = NULL;
+    f->queued = false;
+    return f;
+}
+
+/* Every fiber starts here; it switches back to the scheduler for good when
+ * its function returns. */
+static void fiber_entry(void)
+{
+    sn_sched *s = tl_sched;
+    sn_fiber *f = s->cur;
+    asan_finish(NULL, &s->main_stack, &s->main_stack_size);
+    f->fn(f->arg);
+    f->done = true;
+    asan_start(NULL, s->main_stack, s->main_stack_size); /* NULL: this stack is finished */
+    tsan_switch(s->main_tsan);
+    swapcontext(&f->uc, &s->main); /* never resumes */
+    abort();
+}
+
+/* From the scheduler's loop into f, until f parks or ends. */
+static void run_fiber(sn_sched *s, sn_fiber *f)
+{
+    void *main_fake = NULL;
+    s->cur = f;
+    asan_start(&main_fake, f->stack, f->stack_size);
+    tsan_switch(f->tsan);
+    swapcontext(&s->main, &f->uc);
+    asan_finish(main_fake, NULL, NULL);
+    s->cur = NULL;
+}
+
+/* From the running fiber back to the scheduler; returns when it is resumed. */
+static void park(sn_sched *s, sn_fiber *f)
+{
+    asan_start(&f->asan_fake, s->main_stack, s->main_stack_size);
+    tsan_switch(s->main_tsan);
+    swapcontext(&f->uc, &s->main);
+    asan_finish(f->asan_fake, &s->main_stack, &s->main_stack_size);
+}
+
+/* A finished fiber: its stack goes on the free list for the next spawn. */
+static void retire(sn_sched *s, sn_fiber *f)
+{
+    tsan_destroy(f->tsan);
+    f->tsan = NULL;
+    s->live--;
+    f->next = s->free;
+    s->free = f;
+}
+
+int sn__sched_new(sn_sched **out)
+{
+    if (tl_sched != NULL)
+        return SN_EBADSTATE; /* one scheduler per thread */
+    sn_sched *s = sn__calloc(1, sizeof *s);
+    if (s == NULL)
+        return SN_ENOMEM;
+    s->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (s->ep < 0) {
+        int rc = -errno;
+        sn__free(s);
+        return rc;
+    }
+    s->main_tsan = tsan_current();
+    tl_sched = s;
+    *out = s;
+    return 0;
+}
+
+void sn__sched_free(sn_sched *s)
+{
+    if (s == NULL)
+        return;
+    while (s->free != NULL) {
+        sn_fiber *f = s->free;
+        s->free = f->next;
+        fiber_destroy(f);
+    }
+    sn__free(s->heap);
+    close(s->ep);
+    if (tl_sched == s)
+        tl_sched = NULL;
+    sn__free(s);
+}
+
+/* A fresh context on f's stack that starts in fiber_entry. (Its own
+ * function: getcontext returns twice, which the caller's locals must not
+ * see.) */
+static void init_context(sn_fiber *f)
+{
+    getcontext(&f->uc);
+    f->uc.uc_stack.ss_sp = f->stack;
+    f->uc.uc_stack.ss_size = f->stack_size;
+    f->uc.uc_link = NULL;
+    makecontext(&f->uc, fiber_entry, 0);
+}
+
+int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_size)
+{
+    size_t want = stack_size ? stack_size : SN_FIBER_STACK_DEFAULT;
+    sn_fiber *f = s->free;
+    if (f != NULL && f->stack_size >= want) {
+        s->free = f->next;
+    } else {
+        if ((f = sn__calloc(1, sizeof *f)) == NULL)
+            return SN_ENOMEM;
+        int rc = stack_alloc(f, want);
+        if (rc < 0) {
+            sn__free(f);
+            return rc;
+        }
+    }
+    init_context(f);
+    f->sched = s;
+    f->fn = fn;
+    f->arg = arg;
+    f->done = false;
+    f->asan_fake = NULL;
+    f->local = NULL;
+    f->tsan = tsan_create();
+    f->heap_idx = SIZE_MAX;
+    f->revents = 0;
+    s->live++;
+    make_ready(s, f);
+    return 0;
+}
+
+sn_fiber *sn__fiber_self(void)
+{
+    return tl_sched != NULL ? tl_sched->cur : NULL;
+}
+
+sn_sched *sn__sched_self(void)
+{
+    return tl_sched;
+}
+
+void *sn__fiber_local(const sn_fiber *f)
+{
+    return f->local;
+}
+
+void sn__fiber_set_local(sn_fiber *f, void *p)
+{
+    f->local = p;
+}
+
+/* Fibers whose deadline has come are made ready (their wait times out). */
+static void expire(sn_sched *s)
+{
+    int64_t now = sn_now_ms();
+    while (s->nheap > 0 && s->heap[0]->deadline <= now) {
+        sn_fiber *f = s->heap[0];
+        heap_remove(s, f);
+        make_ready(s, f);
+    }
+}
+
+int sn__sched_set_inbox(sn_sched *s, int fd, void (*fn)(void *arg), void *arg)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return -errno;
+    s->inbox_fn = fn;
+    s->inbox_arg = arg;
+    return 0;
+}
+
+void sn__sched_hold(sn_sched *s, bool hold)
+{
+    s->hold = hold;
+}
+
+void sn__sched_run(sn_sched *s)
+{
+    struct epoll_event evs[SN_FIBER_EVENTS];
+    while (s->live > 0 || s->hold) {
+        sn_fiber *f;
+        while ((f = take_ready(s)) != NULL) {
+            run_fiber(s, f);
+            if (f->done)
+                retire(s, f);
+        }
+        if (s->live == 0 && !s->hold)
+            break;
+        int timeout = s->nheap > 0 ? sn__poll_timeout(s->heap[0]->deadline) : -1;
+        int n = epoll_wait(s->ep, evs, SN_FIBER_EVENTS, timeout);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == s) {
+                s->inbox_fn(s->inbox_arg);
+                continue;
+            }
+            f = evs[i].data.ptr;
+            f->revents = (short)evs[i].events;
+            make_ready(s, f);
+        }
+        expire(s);
+    }
+}
+
+/* Parks the calling fiber until the deadline (or a wake-up), with f->revents
+ * telling which. */
+static int park_until(sn_sched *s, sn_fiber *f, int64_t deadline)
+{
+    f->revents = 0;
+    f->deadline = deadline;
+    if (deadline != SN_DEADLINE_NEVER) {
+        int rc = heap_push(s, f);
+        if (rc < 0)
+            return rc;
+    }
+    park(s, f);
+    if (f->heap_idx != SIZE_MAX)
+        heap_remove(s, f);
+    return 0;
+}
+
+int sn__fiber_sleep_until(int64_t deadline)
+{
+    sn_sched *s = tl_sched;
+    sn_fiber *f = s->cur;
+    if (deadline == SN_DEADLINE_NEVER)
+        return SN_EINVAL; /* nothing would wake it */
+    return park_until(s, f, deadline);
+}
+
+void sn__fiber_yield(void)
+{
+    sn_sched *s = tl_sched;
+    make_ready(s, s->cur);
+    park(s, s->cur);
+}
+
+int sn__fiber_wait_fd(int fd, short events, int64_t deadline)
+{
+    sn_sched *s = tl_sched;
+    sn_fiber *f = s->cur;
+    if (sn__poll_timeout(deadline) == 0)
+        return SN_ETIMEDOUT;
+    uint32_t want = EPOLLONESHOT | EPOLLRDHUP;
+    if (events & POLLIN)
+        want |= EPOLLIN;
+    if (events & POLLOUT)
+        want |= EPOLLOUT;
+    struct epoll_event ev = {.events = want, .data.ptr = f};
+    if (epoll_ctl(s->ep, EPOLL_CTL_MOD, fd, &ev) < 0 &&
+        (errno != ENOENT || epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0))
+        return -errno;
+    int rc = park_until(s, f, deadline);
+    if (f->revents != 0)
+        return rc;
+    epoll_ctl(s->ep, EPOLL_CTL_DEL, fd, NULL); /* disarm: nobody waits now */
+    return rc < 0 ? rc : SN_ETIMEDOUT;
+}

@@ -1,0 +1,433 @@
+/*
+ * test-fiber.c: fibers and the per-thread scheduler: order of running,
+ * yields, waits on descriptors with and without deadlines, sleeps, many
+ * fibers, deep stacks, stack reuse, one scheduler per thread.
+ * Checks inside fibers only record; the assertions run on the test's own
+ * stack (a failed fatal assertion must not jump across stacks).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "sn_test.h"
+
+static char trace[64];
+static size_t ntrace;
+
+static void note(char c)
+{
+    if (ntrace + 1 < sizeof trace)
+        trace[ntrace++] = c;
+    trace[ntrace] = '\0';
+}
+
+static void yielder(void *arg)
+{
+    const char *name = arg;
+    for (int i = 0; i < 3; i++) {
+        note(name[0]);
+        sn__fiber_yield();
+    }
+}
+
+static void test_run_order_and_yield(void)
+{
+    sn_sched *s;
+    ntrace = 0;
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    CU_ASSERT_PTR_NULL(sn__fiber_self());
+    SN_ASSERT_RC(sn__fiber_spawn(s, yielder, "a", 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, yielder, "b", 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, yielder, "c", 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_STRING_EQUAL(trace, "abcabcabc");
+    sn__sched_free(s);
+}
+
+/* Two fibers play ping-pong over a socket pair, waiting on their ends. */
+struct player {
+    int fd;
+    int rounds;
+    bool serve; /* sends first */
+    int errors;
+};
+
+static int recv_one(int fd, char *c)
+{
+    for (;;) {
+        ssize_t n = recv(fd, c, 1, MSG_DONTWAIT);
+        if (n == 1)
+            return 0;
+        if (n == 0 || errno != EAGAIN)
+            return -1;
+        if (sn__fiber_wait_fd(fd, POLLIN, sn_deadline_in(5000)) < 0)
+            return -1;
+    }
+}
+
+static void player(void *arg)
+{
+    struct player *p = arg;
+    char c = 'x';
+    for (int i = 0; i < p->rounds; i++) {
+        if (p->serve && send(p->fd, &c, 1, MSG_DONTWAIT) != 1)
+            p->errors++;
+        if (recv_one(p->fd, &c) < 0)
+            p->errors++;
+        if (!p->serve && send(p->fd, &c, 1, MSG_DONTWAIT) != 1)
+            p->errors++;
+    }
+}
+
+static void test_ping_pong(void)
+{
+    int sv[2];
+    sn_sched *s;
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    struct player a = {sv[0], 20000, true, 0}, b = {sv[1], 20000, false, 0};
+    SN_ASSERT_RC(sn__fiber_spawn(s, player, &a, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, player, &b, 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(a.errors, 0);
+    CU_ASSERT_EQUAL(b.errors, 0);
+    sn__sched_free(s);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* A wait that times out, then a wait on the same descriptor that succeeds:
+ * the timed-out registration must not wake anybody later. */
+struct waiter {
+    int fd;
+    int rc1, rc2;
+    int64_t elapsed;
+};
+
+static void waiter(void *arg)
+{
+    struct waiter *w = arg;
+    int64_t t0 = sn_now_ms();
+    w->rc1 = sn__fiber_wait_fd(w->fd, POLLIN, sn_deadline_in(60));
+    w->elapsed = sn_now_ms() - t0;
+    w->rc2 = sn__fiber_wait_fd(w->fd, POLLIN, sn_deadline_in(5000));
+}
+
+static void writer_later(void *arg)
+{
+    int *fd = arg;
+    sn__fiber_sleep_until(sn_deadline_in(150));
+    (void)!send(*fd, "z", 1, MSG_DONTWAIT);
+}
+
+static void test_wait_deadline(void)
+{
+    int sv[2];
+    sn_sched *s;
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    struct waiter w = {.fd = sv[0]};
+    SN_ASSERT_RC(sn__fiber_spawn(s, waiter, &w, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, writer_later, &sv[1], 0), 0);
+    sn__sched_run(s);
+    SN_ASSERT_RC(w.rc1, SN_ETIMEDOUT);
+    CU_ASSERT(w.elapsed >= 55 && w.elapsed < 1000);
+    SN_ASSERT_RC(w.rc2, 0);
+    sn__sched_free(s);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Many fibers sleeping for different times wake in deadline order. */
+static int woke[1000], nwoke;
+static int64_t base;
+
+static void sleeper(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    sn__fiber_sleep_until(base + 20 + (i * 7919) % 200);
+    woke[nwoke++] = (i * 7919) % 200;
+}
+
+static void test_many_sleepers(void)
+{
+    sn_sched *s;
+    nwoke = 0;
+    base = sn_now_ms();
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    for (int i = 0; i < 1000; i++)
+        SN_ASSERT_RC(sn__fiber_spawn(s, sleeper, (void *)(intptr_t)i, 16384), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(nwoke, 1000);
+    int out_of_order = 0;
+    for (int i = 1; i < nwoke; i++)
+        if (woke[i] < woke[i - 1])
+            out_of_order++;
+    CU_ASSERT_EQUAL(out_of_order, 0);
+    sn__sched_free(s);
+}
+
+/* A fiber may use most of its stack. */
+static int deep_sum;
+
+static int recurse(int n)
+{
+    volatile char pad[512];
+    pad[0] = (char)n;
+    return n == 0 ? pad[0] : recurse(n - 1) + 1 + pad[0] * 0;
+}
+
+static void deep(void *arg)
+{
+    (void)arg;
+    volatile char big[32768];
+    memset((char *)big, 1, sizeof big);
+    deep_sum = big[100] + recurse(40);
+}
+
+static void test_deep_stack(void)
+{
+    sn_sched *s;
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, deep, NULL, 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(deep_sum, 41);
+    sn__sched_free(s);
+}
+
+/* Finished fibers' stacks are reused: spawning one after another does not
+ * grow the process. */
+static int runs;
+
+static void count_run(void *arg)
+{
+    (void)arg;
+    runs++;
+}
+
+static long vm_size_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmSize: %ld", &v) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
+static void test_stack_reuse(void)
+{
+    sn_sched *s;
+    runs = 0;
+    long live = sn__alloc_live();
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, count_run, NULL, 0), 0);
+    sn__sched_run(s);
+    long vm = vm_size_kib();
+    for (int i = 0; i < 2000; i++) {
+        SN_ASSERT_RC(sn__fiber_spawn(s, count_run, NULL, 0), 0);
+        sn__sched_run(s);
+    }
+    CU_ASSERT_EQUAL(runs, 2001);
+    CU_ASSERT(vm_size_kib() - vm < 1024);
+    sn__sched_free(s);
+    CU_ASSERT_EQUAL(sn__alloc_live(), live);
+}
+
+static void *second_sched(void *arg)
+{
+    int *rc = arg;
+    sn_sched *s;
+    rc[0] = sn__sched_new(&s);
+    sn_sched *t;
+    rc[1] = sn__sched_new(&t); /* one per thread */
+    sn__sched_free(s);
+    return NULL;
+}
+
+static void test_one_per_thread(void)
+{
+    int rc[2];
+    pthread_t th;
+    CU_ASSERT_FATAL(pthread_create(&th, NULL, second_sched, rc) == 0);
+    pthread_join(th, NULL);
+    SN_ASSERT_RC(rc[0], 0);
+    SN_ASSERT_RC(rc[1], SN_EBADSTATE);
+}
+
+/* ---- the pool in fiber mode ----------------------------------------------------- */
+
+static atomic_int jobs_ran, jobs_dropped, gate_open;
+
+/* Waits (parked, on its fiber) until the gate opens. */
+static void gated(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&gate_open))
+        sn__fiber_sleep_until(sn_deadline_in(2));
+    atomic_fetch_add(&jobs_ran, 1);
+}
+
+static void dropped_job(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&jobs_dropped, 1);
+}
+
+static sn_pool_stats pstats(sn_pool *p)
+{
+    sn_pool_stats st;
+    sn_pool_stats_get(p, &st);
+    return st;
+}
+
+static void wait_busy(sn_pool *p, int busy)
+{
+    int64_t dl = sn_now_ms() + 5000;
+    while (pstats(p).busy != busy && sn_now_ms() < dl)
+        sn_test_sleep_ms(2);
+}
+
+/* max_threads jobs run at once (on two threads), the queue holds the next
+ * ones, then SN_EQUEUEFULL; every job runs once the gate opens. */
+static void test_pool_limits(void)
+{
+    long live = sn__alloc_live();
+    atomic_store(&jobs_ran, 0);
+    atomic_store(&gate_open, 0);
+    sn_pool *p;
+    sn_pool_config cfg = {
+        .fibers = SN_ON, .fiber_threads = 2, .max_threads = 100, .queue_size = 10};
+    SN_ASSERT_RC(sn_pool_new(&p, &cfg), 0);
+    CU_ASSERT_EQUAL(pstats(p).threads, 2);
+    for (int i = 0; i < 110; i++)
+        SN_ASSERT_RC(sn_pool_submit(p, gated, NULL), 0);
+    SN_ASSERT_RC(sn_pool_submit(p, gated, NULL), SN_EQUEUEFULL);
+    wait_busy(p, 100);
+    sn_pool_stats st = pstats(p);
+    CU_ASSERT_EQUAL(st.busy, 100);
+    CU_ASSERT_EQUAL(st.queued, 10);
+    CU_ASSERT_EQUAL(st.refused, 1);
+    atomic_store(&gate_open, 1);
+    wait_busy(p, 0);
+    CU_ASSERT_EQUAL(atomic_load(&jobs_ran), 110);
+    CU_ASSERT_EQUAL(pstats(p).completed, 110);
+    SN_ASSERT_RC(sn_pool_stop(p), 0);
+    SN_ASSERT_RC(sn_pool_submit(p, gated, NULL), SN_ESTOPPED);
+    CU_ASSERT_EQUAL(pstats(p).threads, 0);
+    sn_pool_free(p);
+    CU_ASSERT_EQUAL(sn__alloc_live(), live);
+}
+
+struct stopper {
+    sn_pool *p;
+    atomic_int done;
+};
+
+static void *stop_run(void *arg)
+{
+    struct stopper *st = arg;
+    sn_pool_stop(st->p);
+    atomic_store(&st->done, 1);
+    return NULL;
+}
+
+/* Stop drops the queued jobs (drop callback) and waits for the running
+ * ones; without a drop callback, it runs the queued ones first. */
+static void test_pool_stop(void)
+{
+    for (int with_drop = 0; with_drop < 2; with_drop++) {
+        long live = sn__alloc_live();
+        atomic_store(&jobs_ran, 0);
+        atomic_store(&jobs_dropped, 0);
+        atomic_store(&gate_open, 0);
+        sn_pool *p;
+        sn_pool_config cfg = {.fibers = SN_ON,
+                              .fiber_threads = 2,
+                              .max_threads = 4,
+                              .queue_size = 8,
+                              .drop = with_drop ? dropped_job : NULL};
+        SN_ASSERT_RC(sn_pool_new(&p, &cfg), 0);
+        for (int i = 0; i < 12; i++)
+            SN_ASSERT_RC(sn_pool_submit(p, gated, NULL), 0);
+        wait_busy(p, 4);
+        struct stopper st = {.p = p};
+        pthread_t th;
+        CU_ASSERT_FATAL(pthread_create(&th, NULL, stop_run, &st) == 0);
+        sn_test_sleep_ms(50);
+        CU_ASSERT_EQUAL(atomic_load(&st.done), 0); /* the running ones hold it */
+        atomic_store(&gate_open, 1);
+        pthread_join(th, NULL);
+        CU_ASSERT_EQUAL(atomic_load(&jobs_ran), with_drop ? 4 : 12);
+        CU_ASSERT_EQUAL(atomic_load(&jobs_dropped), with_drop ? 8 : 0);
+        sn_pool_free(p);
+        CU_ASSERT_EQUAL(sn__alloc_live(), live);
+    }
+}
+
+/* Jobs submitted from many threads at once all run, each once. */
+static void count_job(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&jobs_ran, 1);
+}
+
+static void *submitter(void *arg)
+{
+    sn_pool *p = arg;
+    for (int i = 0; i < 500; i++)
+        while (sn_pool_submit(p, count_job, NULL) == SN_EQUEUEFULL)
+            sched_yield();
+    return NULL;
+}
+
+static void test_pool_many_submitters(void)
+{
+    atomic_store(&jobs_ran, 0);
+    sn_pool *p;
+    sn_pool_config cfg = {.fibers = SN_ON, .max_threads = 64, .queue_size = 64};
+    SN_ASSERT_RC(sn_pool_new(&p, &cfg), 0);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_FATAL(pthread_create(&th[i], NULL, submitter, p) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    SN_ASSERT_RC(sn_pool_stop(p), 0);
+    CU_ASSERT_EQUAL(atomic_load(&jobs_ran), 2000);
+    sn_pool_free(p);
+}
+
+static void test_pool_bad_config(void)
+{
+    sn_pool *p;
+    SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.fibers = SN_ON, .fiber_threads = -1}),
+                 SN_EINVAL);
+    SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.fibers = SN_ON, .max_threads = -1}), SN_EINVAL);
+    SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.fibers = SN_ON, .queue_size = -5}), SN_EINVAL);
+}
+
+static CU_TestInfo tests[] = {
+    {"run order and yield", test_run_order_and_yield},
+    {"ping-pong over a socket pair", test_ping_pong},
+    {"wait with a deadline, then again", test_wait_deadline},
+    {"1,000 sleepers wake in order", test_many_sleepers},
+    {"deep stack", test_deep_stack},
+    {"stacks are reused", test_stack_reuse},
+    {"one scheduler per thread", test_one_per_thread},
+    {"pool: limits, queue, refusal", test_pool_limits},
+    {"pool: stop with and without drop", test_pool_stop},
+    {"pool: many submitters", test_pool_many_submitters},
+    {"pool: bad configuration", test_pool_bad_config},
+    CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+    return sn_test_main("fiber", tests, 60);
+}
