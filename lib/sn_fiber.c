@@ -9,9 +9,10 @@
  * than a kernel context switch.
  *
  * One scheduler per thread; a fiber never moves between threads. Switching
- * is swapcontext(3); the sanitizers are told about every switch (ASan's
- * start/finish_switch_fiber, TSan's fiber calls) and valgrind about every
- * stack, so that all three keep working.
+ * is sn_ctx.h's (a few instructions on x86-64, else swapcontext); the
+ * sanitizers are told about every switch (ASan's start/finish_switch_fiber,
+ * TSan's fiber calls) and valgrind about every stack, so that all three
+ * keep working.
  *
  * Stacks: mmap'd with a guard page below, and kept on a free list for reuse,
  * so a connection costs no mmap once the scheduler is warm.
@@ -21,8 +22,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
+#include "sn_ctx.h"
 #include "sn_int.h"
 
 #define SN_FIBER_STACK_DEFAULT (256 * 1024)
@@ -46,7 +47,7 @@
 #endif
 
 struct sn_fiber {
-    ucontext_t uc;
+    sn__ctx ctx;
     sn_sched *sched;
     void (*fn)(void *);
     void *arg;
@@ -67,7 +68,7 @@ struct sn_fiber {
 
 struct sn_sched {
     int ep;
-    ucontext_t main;
+    sn__ctx main;
     void *main_tsan;
     const void *main_stack; /* ASan: the thread's own stack, for switching back */
     size_t main_stack_size;
@@ -293,7 +294,7 @@ static void fiber_entry(void)
     f->done = true;
     asan_start(NULL, s->main_stack, s->main_stack_size); /* NULL: this stack is finished */
     tsan_switch(s->main_tsan);
-    swapcontext(&f->uc, &s->main); /* never resumes */
+    sn__ctx_switch(&f->ctx, &s->main); /* never resumes */
     abort();
 }
 
@@ -304,7 +305,7 @@ static void run_fiber(sn_sched *s, sn_fiber *f)
     s->cur = f;
     asan_start(&main_fake, f->stack, f->stack_size);
     tsan_switch(f->tsan);
-    swapcontext(&s->main, &f->uc);
+    sn__ctx_switch(&s->main, &f->ctx);
     asan_finish(main_fake, NULL, NULL);
     s->cur = NULL;
 }
@@ -314,7 +315,7 @@ static void park(sn_sched *s, sn_fiber *f)
 {
     asan_start(&f->asan_fake, s->main_stack, s->main_stack_size);
     tsan_switch(s->main_tsan);
-    swapcontext(&f->uc, &s->main);
+    sn__ctx_switch(&f->ctx, &s->main);
     asan_finish(f->asan_fake, &s->main_stack, &s->main_stack_size);
 }
 
@@ -363,18 +364,6 @@ void sn__sched_free(sn_sched *s)
     sn__free(s);
 }
 
-/* A fresh context on f's stack that starts in fiber_entry. (Its own
- * function: getcontext returns twice, which the caller's locals must not
- * see.) */
-static void init_context(sn_fiber *f)
-{
-    getcontext(&f->uc);
-    f->uc.uc_stack.ss_sp = f->stack;
-    f->uc.uc_stack.ss_size = f->stack_size;
-    f->uc.uc_link = NULL;
-    makecontext(&f->uc, fiber_entry, 0);
-}
-
 int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_size)
 {
     size_t want = stack_size ? stack_size : SN_FIBER_STACK_DEFAULT;
@@ -390,7 +379,7 @@ int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_siz
             return rc;
         }
     }
-    init_context(f);
+    sn__ctx_make(&f->ctx, f->stack, f->stack_size, fiber_entry);
     f->sched = s;
     f->fn = fn;
     f->arg = arg;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check.sh: sets everything up, then runs the whole test suite:
 #   1. make check                      (build/)
-#   2. AddressSanitizer + UBSan        (build-asan/)
+#   2. AddressSanitizer + UBSan        (build-asan/; fibers switch with
+#      swapcontext here, so the portable switch is tested too)
 #   3. ThreadSanitizer                 (build-tsan/)
 #   4. valgrind memcheck on the unit tests
 #   5. make install into a scratch root, and a program built against it
@@ -67,7 +68,8 @@ stage_default() { make_check "$top/build"; }
 stage_asan() {
     local f="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-        make_check "$top/build-asan" CFLAGS="$f" LDFLAGS="-fsanitize=address,undefined"
+        make_check "$top/build-asan" --with-context=ucontext CFLAGS="$f" \
+        LDFLAGS="-fsanitize=address,undefined"
 }
 
 stage_tsan() {
