@@ -2,12 +2,13 @@
  * echo-server: a TCP byte-stream echo server.
  *
  *   echo-server [--host H] [--port N] [--workers N] [--fibers on|off]
- *               [--stack-kib N]
+ *               [--threads N] [--stack-kib N]
  *
  * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM stops it
  * gracefully (exit status 0). The handler only calls socknet, so it runs in
  * the server's fiber mode by default (--fibers off: a thread per
- * connection); --workers is the most connections served at once.
+ * connection); --workers is the most connections served at once and
+ * --threads the threads that run the fibers (default: one per CPU).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@ static void echo(sn_conn *c, void *user)
 static void usage(void)
 {
     fprintf(stderr, "usage: echo-server [--host H] [--port N] [--workers N] [--fibers on|off] "
-                    "[--stack-kib N]\n");
+                    "[--threads N] [--stack-kib N]\n");
     exit(2);
 }
 
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
             cfg.workers = (int)num_arg(argv[++i], 1, 65536);
         else if (strcmp(argv[i], "--fibers") == 0)
             cfg.fibers = on_off(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0)
+            cfg.fiber_threads = (int)num_arg(argv[++i], 1, 1024);
         else if (strcmp(argv[i], "--stack-kib") == 0)
             cfg.stack_size = (size_t)num_arg(argv[++i], 16, 65536) * 1024;
         else

@@ -16,6 +16,16 @@
  *
  * Stacks: mmap'd with a guard page below, and kept on a free list for reuse,
  * so a connection costs no mmap once the scheduler is warm.
+ *
+ * Descriptors: the first wait on a descriptor registers it in the epoll set
+ * once, edge-triggered for reading and writing, and it stays there until it
+ * is closed, so a wait costs no epoll_ctl. The scheduler keeps a slot per
+ * descriptor: who waits on it, and the readiness an edge brought while
+ * nobody waited (the waiter then goes on without parking). A slot records
+ * the fiber that registered it; another fiber's first wait registers it
+ * again (one epoll_ctl), so a slot left behind by a descriptor closed on
+ * another thread cannot swallow a wait. sn_sock_close forgets the slot
+ * (sn__fiber_forget_fd).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +38,7 @@
 
 #define SN_FIBER_STACK_DEFAULT (256 * 1024)
 #define SN_FIBER_EVENTS 256
+#define SN_INBOX_KEY UINT64_MAX /* the epoll key of the inbox; others are fds */
 
 /* ---- telling the sanitizers and valgrind about stacks ------------------------- */
 
@@ -57,6 +68,7 @@ struct sn_fiber {
     void *tsan;      /* TSan's fiber */
     void *asan_fake; /* ASan's fake stack while switched away */
     void *local;     /* the owner's pointer (sn__fiber_local) */
+    uint64_t id;     /* this life of the fiber (structs are reused) */
     bool done;
     bool queued;      /* on the run queue */
     int wait_fd;      /* registered in epoll while parked on it, else -1 */
@@ -66,8 +78,19 @@ struct sn_fiber {
     sn_fiber *next;   /* run queue or free list */
 };
 
+/* A descriptor as the scheduler knows it (see the top of the file): a
+ * reader and a writer may wait on it at once (two fibers). */
+struct fd_slot {
+    sn_fiber *rd, *wr; /* parked on it, or NULL */
+    uint64_t owner;    /* id of the fiber that registered it; 0 = not registered */
+    uint32_t ready;    /* events seen and not yet used by a wait */
+};
+
 struct sn_sched {
     int ep;
+    struct fd_slot *fds; /* indexed by descriptor */
+    size_t nfds;
+    uint64_t next_id;
     sn__ctx main;
     void *main_tsan;
     const void *main_stack; /* ASan: the thread's own stack, for switching back */
@@ -343,6 +366,7 @@ int sn__sched_new(sn_sched **out)
         return rc;
     }
     s->main_tsan = tsan_current();
+    s->next_id = 1;
     tl_sched = s;
     *out = s;
     return 0;
@@ -358,6 +382,7 @@ void sn__sched_free(sn_sched *s)
         fiber_destroy(f);
     }
     sn__free(s->heap);
+    sn__free(s->fds);
     close(s->ep);
     if (tl_sched == s)
         tl_sched = NULL;
@@ -386,6 +411,7 @@ int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_siz
     f->done = false;
     f->asan_fake = NULL;
     f->local = NULL;
+    f->id = s->next_id++;
     f->tsan = tsan_create();
     f->heap_idx = SIZE_MAX;
     f->revents = 0;
@@ -427,7 +453,7 @@ static void expire(sn_sched *s)
 
 int sn__sched_set_inbox(sn_sched *s, int fd, void (*fn)(void *arg), void *arg)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = SN_INBOX_KEY};
     if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     s->inbox_fn = fn;
@@ -438,6 +464,35 @@ int sn__sched_set_inbox(sn_sched *s, int fd, void (*fn)(void *arg), void *arg)
 void sn__sched_hold(sn_sched *s, bool hold)
 {
     s->hold = hold;
+}
+
+#define SN_EV_RD (EPOLLIN | EPOLLRDHUP)
+#define SN_EV_BAD (EPOLLERR | EPOLLHUP)
+
+/* Makes the fiber parked in *w ready, if any. */
+static void wake_waiter(sn_sched *s, sn_fiber **w, uint32_t events)
+{
+    sn_fiber *f = *w;
+    if (f == NULL)
+        return;
+    *w = NULL;
+    f->revents = (short)events;
+    make_ready(s, f);
+}
+
+/* An edge on a registered descriptor: wakes the waiters it is for, and
+ * keeps the rest for the next wait. */
+static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
+{
+    slot->ready |= events;
+    if (slot->rd != NULL && (events & (SN_EV_RD | SN_EV_BAD))) {
+        slot->ready &= ~SN_EV_RD;
+        wake_waiter(s, &slot->rd, events);
+    }
+    if (slot->wr != NULL && (events & (EPOLLOUT | SN_EV_BAD))) {
+        slot->ready &= ~EPOLLOUT;
+        wake_waiter(s, &slot->wr, events);
+    }
 }
 
 void sn__sched_run(sn_sched *s)
@@ -455,13 +510,10 @@ void sn__sched_run(sn_sched *s)
         int timeout = s->nheap > 0 ? sn__poll_timeout(s->heap[0]->deadline) : -1;
         int n = epoll_wait(s->ep, evs, SN_FIBER_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.ptr == s) {
+            if (evs[i].data.u64 == SN_INBOX_KEY)
                 s->inbox_fn(s->inbox_arg);
-                continue;
-            }
-            f = evs[i].data.ptr;
-            f->revents = (short)evs[i].events;
-            make_ready(s, f);
+            else
+                fd_event(s, &s->fds[evs[i].data.u64], evs[i].events);
         }
         expire(s);
     }
@@ -500,24 +552,95 @@ void sn__fiber_yield(void)
     park(s, s->cur);
 }
 
-int sn__fiber_wait_fd(int fd, short events, int64_t deadline)
+/* The slot of fd, growing the table as needed; NULL when out of memory. */
+static struct fd_slot *fd_slot(sn_sched *s, int fd)
+{
+    if ((size_t)fd >= s->nfds) {
+        size_t n = s->nfds ? s->nfds : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct fd_slot *t = sn__realloc(s->fds, n * sizeof *t);
+        if (t == NULL)
+            return NULL;
+        memset(t + s->nfds, 0, (n - s->nfds) * sizeof *t);
+        s->fds = t;
+        s->nfds = n;
+    }
+    return &s->fds[fd];
+}
+
+/* Puts fd in the epoll set for good, edge-triggered (ev); the kernel
+ * reports at once what is ready already. A registration left by another
+ * fiber is replaced (EPOLLEXCLUSIVE cannot be modified, only added). */
+static int fd_register(sn_sched *s, int fd, uint32_t ev)
+{
+    struct epoll_event e = {.events = ev | EPOLLET, .data.u64 = (uint64_t)fd};
+    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &e) == 0)
+        return 0;
+    if (errno == EEXIST && epoll_ctl(s->ep, EPOLL_CTL_DEL, fd, NULL) == 0 &&
+        epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &e) == 0)
+        return 0;
+    return -errno;
+}
+
+/* Parks the calling fiber until fd has one of `events` (POLLIN, POLLOUT),
+ * registering fd with reg_events first if this fiber has not yet. */
+static int wait_fd(int fd, short events, int64_t deadline, uint32_t reg_events)
 {
     sn_sched *s = tl_sched;
     sn_fiber *f = s->cur;
+    if (fd < 0)
+        return SN_EBADF;
     if (sn__poll_timeout(deadline) == 0)
         return SN_ETIMEDOUT;
-    uint32_t want = EPOLLONESHOT | EPOLLRDHUP;
-    if (events & POLLIN)
-        want |= EPOLLIN;
-    if (events & POLLOUT)
-        want |= EPOLLOUT;
-    struct epoll_event ev = {.events = want, .data.ptr = f};
-    if (epoll_ctl(s->ep, EPOLL_CTL_MOD, fd, &ev) < 0 &&
-        (errno != ENOENT || epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0))
-        return -errno;
+    struct fd_slot *slot = fd_slot(s, fd);
+    if (slot == NULL)
+        return SN_ENOMEM;
+    if (slot->owner != f->id) {
+        int rc = fd_register(s, fd, reg_events);
+        if (rc < 0)
+            return rc;
+        slot->owner = f->id;
+        slot->ready = 0;
+    }
+    uint32_t want = (events & POLLIN ? SN_EV_RD : 0) | (events & POLLOUT ? EPOLLOUT : 0);
+    if (slot->ready & (want | SN_EV_BAD)) { /* an edge came meanwhile */
+        slot->ready &= ~want;
+        return 0;
+    }
+    if (want & SN_EV_RD)
+        slot->rd = f;
+    if (want & EPOLLOUT)
+        slot->wr = f;
     int rc = park_until(s, f, deadline);
+    slot = &s->fds[fd]; /* the table may have moved */
+    if (slot->rd == f)  /* woken by the other direction or the deadline */
+        slot->rd = NULL;
+    if (slot->wr == f)
+        slot->wr = NULL;
     if (f->revents != 0)
         return rc;
-    epoll_ctl(s->ep, EPOLL_CTL_DEL, fd, NULL); /* disarm: nobody waits now */
     return rc < 0 ? rc : SN_ETIMEDOUT;
+}
+
+int sn__fiber_wait_fd(int fd, short events, int64_t deadline)
+{
+    return wait_fd(fd, events, deadline, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+}
+
+int sn__fiber_wait_accept(int fd, int64_t deadline)
+{
+    return wait_fd(fd, POLLIN, deadline, EPOLLIN | EPOLLEXCLUSIVE);
+}
+
+void sn__fiber_forget_fd(int fd)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || fd < 0 || (size_t)fd >= s->nfds)
+        return;
+    struct fd_slot *slot = &s->fds[fd];
+    /* closed under a waiting fiber: it must not sleep on */
+    wake_waiter(s, &slot->rd, EPOLLERR);
+    wake_waiter(s, &slot->wr, EPOLLERR);
+    memset(slot, 0, sizeof *slot);
 }

@@ -128,8 +128,8 @@ void sn__transport_plain_init(sn_transport *t, int fd, bool blocking, int timeo_
 
 /* ---- fibers (sn_fiber.c) -------------------------------------------------
  * One scheduler per thread, made and run on that thread; fibers never move.
- * sn__fiber_wait_fd and the sleeps park the calling fiber (one waiter per
- * descriptor per scheduler); they must be called on a fiber. */
+ * sn__fiber_wait_fd and the sleeps park the calling fiber (a reader and a
+ * writer per descriptor per scheduler); they must be called on a fiber. */
 typedef struct sn_sched sn_sched;
 typedef struct sn_fiber sn_fiber;
 int sn__sched_new(sn_sched **out);
@@ -154,11 +154,27 @@ void sn__fiber_yield(void);
 int sn__fiber_sleep_until(int64_t deadline_ms);
 /* Like sn__wait_fd, parking the fiber instead of blocking the thread. */
 int sn__fiber_wait_fd(int fd, short events, int64_t deadline_ms);
+/* Waits for a listener to have a connection pending. Each scheduler whose
+ * fiber waits on the same listener is woken alone (EPOLLEXCLUSIVE), so a
+ * connection wakes one thread, not all; shutdown(2) of the listener wakes
+ * them all. */
+int sn__fiber_wait_accept(int fd, int64_t deadline_ms);
+/* Called before fd is closed: the calling thread's scheduler (if any) drops
+ * what it knows of fd, and a fiber parked on it wakes. */
+void sn__fiber_forget_fd(int fd);
 
 /* ---- the pool in fiber mode (sn_pool_fiber.c): sn_pool's other engine ---- */
 typedef struct sn__fpool sn__fpool;
 int sn__fpool_new(sn__fpool **out, const sn_pool_config *cfg);
 int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg);
+/* Runs fn(arg) on a fiber of every scheduler thread, outside the count of
+ * jobs; a thread lives until its fiber returns (pool stop waits for that).
+ * undo(arg) runs instead on a thread where the fiber cannot start. Returns
+ * 0, SN_ENOMEM or SN_ESTOPPED (then nothing runs). */
+int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg);
+int sn__fpool_threads(const sn__fpool *fp);
+/* The fiber engine of a pool made with fibers on, else NULL. */
+sn__fpool *sn__pool_fibers(sn_pool *p);
 void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out);
 int sn__fpool_stop(sn__fpool *fp);
 void sn__fpool_free(sn__fpool *fp);

@@ -305,6 +305,11 @@ int sn_pool_new(sn_pool **out, const sn_pool_config *cfg)
     return 0;
 }
 
+sn__fpool *sn__pool_fibers(sn_pool *p)
+{
+    return p->fp;
+}
+
 int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
 {
     if (p == NULL || fn == NULL)

@@ -7,10 +7,16 @@
  * not the thread. max_threads bounds the jobs running at once (fibers), the
  * queue holds the jobs beyond that, as in the thread pool.
  *
- * A submit picks the least loaded scheduler thread, puts the job in that
- * thread's inbox and writes its eventfd; the thread spawns a fiber for each
- * job it finds there. A finished job's fiber takes the next queued job and
- * starts it on its own thread.
+ * A submit from outside picks the least loaded scheduler thread, puts the
+ * job in that thread's inbox and writes its eventfd; the thread spawns a
+ * fiber for each job it finds there. A submit from one of the pool's own
+ * threads (the server's acceptor fibers) spawns the fiber right there, with
+ * no inbox and no wake-up, unless that thread has SN_FPOOL_LOCAL_SLACK jobs
+ * more than the least loaded one. A finished job's fiber takes the next
+ * queued job and starts it on its own thread.
+ *
+ * Service fibers (sn__fpool_spawn_each) run on every thread outside the
+ * count of jobs; the thread lives on until they return.
  *
  * One mutex, fp->mu, guards the pool and every inbox; it is never held
  * while a job or the drop callback runs. Each scheduler thread runs with a
@@ -22,12 +28,14 @@
 #include "sn_int.h"
 
 #define SN_FPOOL_THREADS_MAX 1024
+#define SN_FPOOL_LOCAL_SLACK 16
 
 struct fjob {
     sn_job_fn fn;
     void *arg;
     struct fthread *t;
     struct fjob *next;
+    sn_job_fn undo; /* service fibers only: called when it cannot start */
 };
 
 struct fthread {
@@ -54,6 +62,9 @@ struct sn__fpool {
 };
 
 static void run_job(void *arg);
+
+/* The pool thread the caller runs on, if any. */
+static _Thread_local struct fthread *tl_fthread;
 
 /* ---- under fp->mu ------------------------------------------------------------ */
 
@@ -103,6 +114,23 @@ static void spawn_or_drop(struct fthread *t, struct fjob *j)
     sn__free(j);
 }
 
+static void run_service(void *arg)
+{
+    struct fjob *j = arg;
+    sn_job_fn fn = j->fn;
+    void *fn_arg = j->arg;
+    sn__free(j);
+    fn(fn_arg);
+}
+
+static void spawn_service(struct fthread *t, struct fjob *j)
+{
+    if (sn__fiber_spawn(t->sched, run_service, j, t->fp->stack_size) == 0)
+        return;
+    j->undo(j->arg);
+    sn__free(j);
+}
+
 /* The eventfd is readable: spawn a fiber for every job in the inbox. */
 static void on_inbox(void *arg)
 {
@@ -119,7 +147,10 @@ static void on_inbox(void *arg)
     while (list != NULL) {
         struct fjob *j = list;
         list = j->next;
-        spawn_or_drop(t, j);
+        if (j->undo != NULL)
+            spawn_service(t, j);
+        else
+            spawn_or_drop(t, j);
     }
 }
 
@@ -155,6 +186,7 @@ static void *thread_main(void *arg)
     sn__fpool *fp = t->fp;
     sn_sched *sched = NULL;
     int rc = sn__sched_new(&sched);
+    tl_fthread = t;
     if (rc == 0)
         rc = sn__sched_set_inbox(sched, t->efd, on_inbox, t);
     sn__mutex_lock(&fp->mu);
@@ -167,6 +199,7 @@ static void *thread_main(void *arg)
     if (rc == 0)
         sn__sched_run(sched);
     sn__sched_free(sched);
+    tl_fthread = NULL;
     return NULL;
 }
 
@@ -240,25 +273,38 @@ int sn__fpool_new(sn__fpool **out, const sn_pool_config *c)
     return 0;
 }
 
+/* The thread a new job goes to (under fp->mu): the caller's own when it is
+ * one of the pool's and not much busier than the least loaded. */
+static struct fthread *pick_thread(sn__fpool *fp)
+{
+    struct fthread *least = least_loaded(fp);
+    struct fthread *own = tl_fthread;
+    if (own != NULL && own->fp == fp && own->load <= least->load + SN_FPOOL_LOCAL_SLACK)
+        return own;
+    return least;
+}
+
 int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg)
 {
     struct fjob *j = sn__malloc(sizeof *j);
     if (j == NULL)
         return SN_ENOMEM;
-    *j = (struct fjob){fn, arg, NULL, NULL};
-    int rc = 0, wake = -1;
+    *j = (struct fjob){.fn = fn, .arg = arg};
+    struct fthread *t = NULL;
+    int rc = 0;
     sn__mutex_lock(&fp->mu);
     if (fp->stopping) {
         rc = SN_ESTOPPED;
     } else if (fp->active < fp->max_active) {
-        struct fthread *t = least_loaded(fp);
+        t = pick_thread(fp);
         j->t = t;
-        j->next = t->inbox;
-        t->inbox = j;
         t->load++;
         fp->active++;
         fp->started++;
-        wake = t->efd;
+        if (t != tl_fthread) {
+            j->next = t->inbox;
+            t->inbox = j;
+        }
     } else if (fp->qcount < fp->queue_size) {
         if (fp->qtail != NULL)
             fp->qtail->next = j;
@@ -271,13 +317,52 @@ int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg)
         rc = SN_EQUEUEFULL;
     }
     sn__mutex_unlock(&fp->mu);
-    if (rc < 0)
+    if (rc < 0) {
         sn__free(j);
-    if (wake >= 0) {
+    } else if (t == tl_fthread && t != NULL) {
+        spawn_or_drop(t, j); /* on this thread: no inbox, no wake-up */
+    } else if (t != NULL) {
         uint64_t one = 1;
-        (void)!write(wake, &one, sizeof one);
+        (void)!write(t->efd, &one, sizeof one);
     }
     return rc;
+}
+
+int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg)
+{
+    int n = fp->nthreads;
+    struct fjob **js = sn__calloc((size_t)n, sizeof *js);
+    if (js == NULL)
+        return SN_ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if ((js[i] = sn__malloc(sizeof *js[i])) == NULL)
+            rc = SN_ENOMEM;
+        else
+            *js[i] = (struct fjob){.fn = fn, .arg = arg, .t = &fp->threads[i], .undo = undo};
+    }
+    sn__mutex_lock(&fp->mu);
+    if (rc == 0 && fp->stopping)
+        rc = SN_ESTOPPED;
+    for (int i = 0; i < n && rc == 0; i++) {
+        js[i]->next = fp->threads[i].inbox;
+        fp->threads[i].inbox = js[i];
+    }
+    sn__mutex_unlock(&fp->mu);
+    for (int i = 0; i < n; i++) {
+        uint64_t one = 1;
+        if (rc == 0)
+            (void)!write(fp->threads[i].efd, &one, sizeof one);
+        else
+            sn__free(js[i]);
+    }
+    sn__free(js);
+    return rc;
+}
+
+int sn__fpool_threads(const sn__fpool *fp)
+{
+    return fp->nthreads;
 }
 
 void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out)

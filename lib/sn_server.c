@@ -4,7 +4,8 @@
  *
  * Locks, in the order they are taken:
  *   1. s->stop_mu  one stopper at a time (held through a whole stop);
- *   2. s->mu       the connection list, the counts, the stop state.
+ *   2. s->mu       the connection list, the counts, the stop state;
+ *   3. s->spare_mu the spare descriptors (a leaf: nothing is taken under it).
  * The pool's own mutex is never nested with either: sn_pool_* is called
  * without s->mu, and the pool calls back (jobs, the drop callback) without
  * its mutex. s->mu is never held across I/O that can wait or across a user
@@ -47,6 +48,7 @@
 #define SN_SERVER_WORKERS_DEFAULT 256
 #define SN_SERVER_STOP_DEFAULT 5000
 #define SN_SERVER_BATCH 32        /* accepts per listener per wakeup */
+#define SN_SERVER_SPARES_MAX 8    /* spare descriptors: one per acceptor, up to this */
 #define SN_SERVER_BACKOFF_MS 10   /* after EMFILE and other accept failures */
 #define SN_SERVER_FLUSH_MS 1000   /* the final flush of a served connection */
 #define SN_SERVER_DRAIN_MAX 65536 /* unread bytes dropped before a refusal */
@@ -64,8 +66,16 @@ struct sconn {
 struct acceptor {
     sn_server *s;
     pthread_t tid;
-    int reserve_fd;     /* the spare descriptor for EMFILE, or -1 */
     struct pollfd *pfd; /* [0] the eventfd, [1..] the listeners */
+};
+
+/* What fiber-mode acceptors of one listener share. */
+struct lfiber {
+    sn_server *s;
+    int i;                /* the listener */
+    int n;                /* acceptor fibers: one per scheduler thread */
+    struct acceptor *acc; /* [n], each fiber takes one */
+    atomic_int taken;
 };
 
 /* Go / abort for acceptors waiting for sn_server_start to finish. */
@@ -82,8 +92,20 @@ struct sn_server {
     sn_sock **lsock;
     sn_addr *laddr;
     sn_pool *pool;
-    struct acceptor *acc;
-    int wakefd;
+    struct acceptor *acc; /* thread mode */
+    int wakefd;           /* thread mode: wakes the acceptors */
+    /* fiber mode: an acceptor fiber per listener per scheduler thread */
+    struct lfiber *lfib;
+    int fiber_acceptors;  /* live ones (s->mu) */
+    struct sconn acc_tag; /* an acceptor fiber's local, to know it by */
+
+    /* spare descriptors for EMFILE (libuv's trick), shared by the acceptors:
+     * one that runs out of descriptors closes a spare, accepts and closes
+     * what is pending, and opens it again */
+    pthread_mutex_t spare_mu;
+    int *spares; /* -1: used up, to open again */
+    int nspares;
+    atomic_int spares_missing;
 
     pthread_mutex_t stop_mu;
     pthread_mutex_t mu;
@@ -121,6 +143,12 @@ static void set_current_conn(struct sconn *r)
         sn__fiber_set_local(f, r);
     else
         tl_conn = r;
+}
+
+/* Whether the caller is one of s's acceptors (thread or fiber). */
+static bool on_acceptor(const sn_server *s)
+{
+    return tl_acceptor == s || current_conn() == &s->acc_tag;
 }
 
 static void report(sn_server *s, int err, const char *what)
@@ -301,15 +329,66 @@ static void admit(sn_server *s, sn_sock *sock)
     sn__free(r);
 }
 
-/* Out of descriptors: frees the spare one, accepts and closes what is
- * pending (libuv's trick), and takes the spare back. */
-static void shed_pending(struct acceptor *a, sn_sock *listener)
+/* ---- spare descriptors ----------------------------------------------------------- */
+
+static int spares_open(sn_server *s, int n)
 {
-    sn_server *s = a->s;
-    if (a->reserve_fd < 0)
+    if ((s->spares = sn__calloc((size_t)n, sizeof *s->spares)) == NULL)
+        return SN_ENOMEM;
+    s->nspares = n;
+    for (int i = 0; i < n; i++)
+        s->spares[i] = -1;
+    atomic_store(&s->spares_missing, n);
+    return 0;
+}
+
+/* Opens the spares used up, if descriptors allow (cheap when none is). */
+static void spares_refill(sn_server *s)
+{
+    if (atomic_load(&s->spares_missing) == 0)
         return;
-    close(a->reserve_fd);
-    a->reserve_fd = -1;
+    sn__mutex_lock(&s->spare_mu);
+    for (int i = 0; i < s->nspares; i++)
+        if (s->spares[i] < 0 && (s->spares[i] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+            atomic_fetch_sub(&s->spares_missing, 1);
+    sn__mutex_unlock(&s->spare_mu);
+}
+
+/* A spare descriptor for the caller to close, or -1 when none is left. */
+static int spare_take(sn_server *s)
+{
+    int fd = -1;
+    sn__mutex_lock(&s->spare_mu);
+    for (int i = 0; i < s->nspares && fd < 0; i++) {
+        if ((fd = s->spares[i]) >= 0) {
+            s->spares[i] = -1;
+            atomic_fetch_add(&s->spares_missing, 1);
+        }
+    }
+    sn__mutex_unlock(&s->spare_mu);
+    return fd;
+}
+
+static void spares_close(sn_server *s)
+{
+    for (int i = 0; i < s->nspares; i++)
+        if (s->spares[i] >= 0)
+            close(s->spares[i]);
+    sn__free(s->spares);
+    s->spares = NULL;
+    s->nspares = 0;
+}
+
+/* Out of descriptors: frees a spare one, accepts and closes what is pending
+ * (libuv's trick), and takes the spare back. Another acceptor may take the
+ * freed descriptor first and serve its connection: then the spare comes
+ * back later (spares_refill), once descriptors allow. */
+static void shed_pending(sn_server *s, sn_sock *listener)
+{
+    int spare = spare_take(s);
+    if (spare < 0)
+        return;
+    close(spare);
     for (int i = 0; i < SN_SERVER_BATCH; i++) {
         int fd = accept4(sn_sock_fd(listener), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
@@ -318,19 +397,25 @@ static void shed_pending(struct acceptor *a, sn_sock *listener)
         drain(fd);
         close(fd);
     }
-    a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    spares_refill(s);
 }
 
-/* Accepts up to a batch from listener i. Returns true when the acceptor
- * should back off before polling the listeners again. */
-static bool accept_batch(struct acceptor *a, int i)
+/* What an acceptor does after a batch. */
+enum { ACC_WAIT, ACC_MORE, ACC_BACKOFF };
+
+/* Accepts up to a batch from listener i. Returns ACC_WAIT when none is
+ * pending (or the server stops), ACC_MORE when the batch ran out first, or
+ * ACC_BACKOFF when the acceptor should pause before it tries again. */
+static int accept_batch(struct acceptor *a, int i)
 {
     sn_server *s = a->s;
-    for (int k = 0; k < SN_SERVER_BATCH && !atomic_load(&s->stopping); k++) {
+    for (int k = 0; k < SN_SERVER_BATCH; k++) {
         sn_sock *sock;
+        if (atomic_load(&s->stopping))
+            return ACC_WAIT;
         int rc = sn__sock_accept_now(s->lsock[i], &sock);
         if (rc == SN_EAGAIN)
-            return false;
+            return ACC_WAIT;
         if (rc == 0) {
             admit(s, sock);
             continue;
@@ -339,9 +424,9 @@ static bool accept_batch(struct acceptor *a, int i)
         switch (rc) {
         case SN_EMFILE:
         case SN_ENFILE:
-            shed_pending(a, s->lsock[i]);
+            shed_pending(s, s->lsock[i]);
             report(s, rc, "accept: out of descriptors; pending connections closed");
-            return true;
+            return ACC_BACKOFF;
         case SN_ECONNABORTED:
         case -EPROTO:
         case -EPERM:
@@ -349,10 +434,10 @@ static bool accept_batch(struct acceptor *a, int i)
             continue; /* that connection is gone; the next one may be fine */
         default:
             report(s, rc, "accept failed");
-            return true;
+            return ACC_BACKOFF;
         }
     }
-    return false;
+    return ACC_MORE;
 }
 
 /* Waits until sn_server_start says go (true) or abort (false). */
@@ -375,8 +460,7 @@ static void *acceptor_main(void *arg)
     tl_acceptor = s;
     bool run = acceptor_go(s);
     while (run && !atomic_load(&s->stopping)) {
-        if (a->reserve_fd < 0)
-            a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        spares_refill(s);
         /* backing off: watch only the eventfd until the pause is over */
         bool backoff = backoff_until > sn_now_ms();
         int n = poll(a->pfd, backoff ? 1 : (nfds_t)s->nl + 1,
@@ -391,14 +475,57 @@ static void *acceptor_main(void *arg)
         if (a->pfd[0].revents != 0)
             break; /* stop */
         for (int i = 0; i < s->nl; i++)
-            if (a->pfd[i + 1].revents != 0 && accept_batch(a, i))
+            if (a->pfd[i + 1].revents != 0 && accept_batch(a, i) == ACC_BACKOFF)
                 backoff_until = sn_now_ms() + SN_SERVER_BACKOFF_MS;
     }
-    if (a->reserve_fd >= 0)
-        close(a->reserve_fd);
-    a->reserve_fd = -1;
     tl_acceptor = NULL;
     return NULL;
+}
+
+/* Fiber mode: accepts from one listener on one scheduler thread, and the
+ * pool spawns each connection's fiber right here. The listener is
+ * registered edge-triggered, so the fiber accepts until none is pending
+ * before it waits; it yields between batches so that the new connections
+ * run. The stop wakes it by shutting the listener down. */
+static void acceptor_fiber(void *arg)
+{
+    struct lfiber *lf = arg;
+    sn_server *s = lf->s;
+    struct acceptor *a = &lf->acc[atomic_fetch_add(&lf->taken, 1)];
+    int lfd = sn_sock_fd(s->lsock[lf->i]);
+    sn__fiber_set_local(sn__fiber_self(), &s->acc_tag);
+    while (!atomic_load(&s->stopping)) {
+        spares_refill(s);
+        int next = accept_batch(a, lf->i);
+        if (next == ACC_MORE) {
+            sn__fiber_yield();
+        } else if (next == ACC_BACKOFF) {
+            sn__fiber_sleep_until(sn_now_ms() + SN_SERVER_BACKOFF_MS);
+        } else if (!atomic_load(&s->stopping)) {
+            int rc = sn__fiber_wait_accept(lfd, SN_DEADLINE_NEVER);
+            if (rc < 0) {
+                report(s, rc, "waiting for connections failed");
+                sn__fiber_sleep_until(sn_now_ms() + SN_SERVER_BACKOFF_MS);
+            }
+        }
+    }
+    sn__fiber_set_local(sn__fiber_self(), NULL);
+    sn__mutex_lock(&s->mu);
+    s->fiber_acceptors--;
+    sn__cond_broadcast(&s->cond);
+    sn__mutex_unlock(&s->mu);
+}
+
+/* An acceptor fiber that could not start (no memory for its stack). */
+static void acceptor_fiber_failed(void *arg)
+{
+    struct lfiber *lf = arg;
+    sn_server *s = lf->s;
+    report(s, SN_ENOMEM, "an acceptor fiber could not start");
+    sn__mutex_lock(&s->mu);
+    s->fiber_acceptors--;
+    sn__cond_broadcast(&s->cond);
+    sn__mutex_unlock(&s->mu);
 }
 
 /* ---- configuration ------------------------------------------------------------- */
@@ -496,6 +623,7 @@ int sn_server_new(sn_server **out, const sn_server_config *cfg)
     s->message_len = strlen(s->message);
     sn__mutex_init(&s->stop_mu);
     sn__mutex_init(&s->mu);
+    sn__mutex_init(&s->spare_mu);
     sn__cond_init(&s->cond);
     *out = s;
     return 0;
@@ -565,7 +693,6 @@ static int make_acceptors(sn_server *s)
     for (; made < n; made++) {
         struct acceptor *a = &s->acc[made];
         a->s = s;
-        a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         a->pfd = sn__calloc((size_t)s->nl + 1, sizeof *a->pfd);
         if (a->pfd == NULL) {
             rc = SN_ENOMEM;
@@ -587,19 +714,96 @@ static int make_acceptors(sn_server *s)
     if (rc < 0) {
         for (int i = 0; i < made; i++)
             pthread_join(s->acc[i].tid, NULL);
-        for (int i = 0; i <= made && i < n; i++) {
-            if (s->acc[i].reserve_fd >= 0)
-                close(s->acc[i].reserve_fd);
+        for (int i = 0; i <= made && i < n; i++)
             sn__free(s->acc[i].pfd);
-        }
         sn__free(s->acc);
         s->acc = NULL;
     }
     return rc;
 }
 
+/* Shuts the listeners down, which wakes every acceptor fiber (s->mu held,
+ * or no acceptor running yet). New connections are refused from now on. */
+static void shut_listeners(sn_server *s)
+{
+    for (int i = 0; s->lsock != NULL && i < s->nl; i++)
+        if (s->lsock[i] != NULL)
+            shutdown(sn_sock_fd(s->lsock[i]), SHUT_RDWR);
+}
+
+/* Waits until no acceptor fiber is left. On a fiber it sleeps in short
+ * steps rather than on the condition: the acceptor fiber of its own thread
+ * needs the thread to finish. */
+static void wait_acceptor_fibers(sn_server *s)
+{
+    sn__mutex_lock(&s->mu);
+    while (s->fiber_acceptors > 0) {
+        if (sn__fiber_self() != NULL) {
+            sn__mutex_unlock(&s->mu);
+            sn__fiber_sleep_until(sn_now_ms() + 1);
+            sn__mutex_lock(&s->mu);
+        } else {
+            sn__cond_wait(&s->cond, &s->mu);
+        }
+    }
+    sn__mutex_unlock(&s->mu);
+}
+
+/* Fiber mode: the acceptors' records and spare descriptors. */
+static void free_acceptor_fibers(sn_server *s)
+{
+    for (int i = 0; s->lfib != NULL && i < s->nl; i++)
+        sn__free(s->lfib[i].acc);
+    sn__free(s->lfib);
+    s->lfib = NULL;
+}
+
+/* Fiber mode: an acceptor fiber per listener on every scheduler thread,
+ * each with its spare descriptor opened here. Returns 0 (all are on their
+ * way; the server counts as started) or an error after which none runs. */
+static int make_acceptor_fibers(sn_server *s, sn__fpool *fp)
+{
+    int n = sn__fpool_threads(fp), rc = SN_ENOMEM;
+    if ((s->lfib = sn__calloc((size_t)s->nl, sizeof *s->lfib)) == NULL)
+        return SN_ENOMEM;
+    for (int i = 0; i < s->nl; i++) {
+        struct lfiber *lf = &s->lfib[i];
+        *lf = (struct lfiber){.s = s, .i = i};
+        if ((lf->acc = sn__calloc((size_t)n, sizeof *lf->acc)) == NULL)
+            goto fail;
+        for (; lf->n < n; lf->n++)
+            lf->acc[lf->n] = (struct acceptor){.s = s};
+    }
+    sn__mutex_lock(&s->mu);
+    s->started = true; /* before any handler can run and call stop */
+    sn__mutex_unlock(&s->mu);
+    for (int i = 0; i < s->nl; i++) {
+        sn__mutex_lock(&s->mu);
+        s->fiber_acceptors += n;
+        sn__mutex_unlock(&s->mu);
+        rc = sn__fpool_spawn_each(fp, acceptor_fiber, acceptor_fiber_failed, &s->lfib[i]);
+        if (rc < 0) {
+            sn__mutex_lock(&s->mu);
+            s->fiber_acceptors -= n;
+            s->started = false;
+            atomic_store(&s->stopping, true); /* the ones started leave */
+            shut_listeners(s);
+            sn__mutex_unlock(&s->mu);
+            wait_acceptor_fibers(s);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    free_acceptor_fibers(s);
+    return rc;
+}
+
+/* After the acceptors are gone: their records and the spares. */
 static void free_acceptors(sn_server *s)
 {
+    free_acceptor_fibers(s);
+    spares_close(s);
     for (int i = 0; s->acc != NULL && i < s->cfg.acceptors; i++)
         sn__free(s->acc[i].pfd);
     sn__free(s->acc);
@@ -621,19 +825,30 @@ int sn_server_start(sn_server *s)
         goto fail;
     if ((rc = make_pool(s)) < 0)
         goto fail;
-    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->wakefd < 0) {
-        rc = -errno;
+    sn__fpool *fp = sn__pool_fibers(s->pool);
+    int nacc = fp != NULL ? s->nl * sn__fpool_threads(fp) : s->cfg.acceptors;
+    if ((rc = spares_open(s, SN_MIN(nacc, SN_SERVER_SPARES_MAX))) < 0)
         goto fail;
+    spares_refill(s);
+    if (fp != NULL) {
+        if ((rc = make_acceptor_fibers(s, fp)) < 0)
+            goto fail;
+    } else {
+        s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->wakefd < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        s->go = GO_WAIT;
+        if ((rc = make_acceptors(s)) < 0)
+            goto fail;
     }
-    s->go = GO_WAIT;
-    if ((rc = make_acceptors(s)) < 0)
-        goto fail;
     for (int i = 0; i < s->nl && s->cfg.on_listening != NULL; i++)
         s->cfg.on_listening(s, &s->laddr[i], s->cfg.user);
     return 0;
 
 fail:
+    spares_close(s);
     close_listeners(s);
     sn__free(s->lsock);
     sn__free(s->laddr);
@@ -659,6 +874,8 @@ static void begin_stop(sn_server *s)
         uint64_t one = 1;
         (void)!write(fd, &one, sizeof one);
     }
+    if (first && !s->acceptors_down && s->lfib != NULL)
+        shut_listeners(s);
     sn__mutex_unlock(&s->mu);
 }
 
@@ -667,12 +884,14 @@ static void stop_acceptors(sn_server *s)
 {
     if (s->acceptors_down)
         return;
-    for (int i = 0; i < s->cfg.acceptors; i++)
+    for (int i = 0; s->acc != NULL && i < s->cfg.acceptors; i++)
         pthread_join(s->acc[i].tid, NULL);
+    wait_acceptor_fibers(s);
     free_acceptors(s);
     close_listeners(s);
     sn__mutex_lock(&s->mu);
-    close(s->wakefd);
+    if (s->wakefd >= 0)
+        close(s->wakefd);
     s->wakefd = -1;
     s->acceptors_down = true;
     sn__mutex_unlock(&s->mu);
@@ -716,7 +935,7 @@ int sn_server_stop(sn_server *s, int timeout_ms)
     if (s == NULL)
         return SN_EINVAL;
     struct sconn *cur = current_conn();
-    const struct sconn *own = cur != NULL && cur->s == s ? cur : NULL;
+    const struct sconn *own = cur != NULL && cur->s == s && cur != &s->acc_tag ? cur : NULL;
     /* A handler on a fiber must not wait for its fellow handlers: they need
      * its thread to finish. */
     bool no_wait = own != NULL && sn__fiber_self() != NULL;
@@ -724,10 +943,11 @@ int sn_server_stop(sn_server *s, int timeout_ms)
 
     sn__mutex_lock(&s->mu);
     bool started = s->started;
-    if (tl_acceptor == s)
+    bool acceptor = on_acceptor(s);
+    if (acceptor)
         wake_running(s, 1, NULL); /* cannot join itself: only begin */
     sn__mutex_unlock(&s->mu);
-    if (!started || tl_acceptor == s)
+    if (!started || acceptor)
         return 0;
 
     if (own != NULL) {
@@ -768,6 +988,7 @@ void sn_server_free(sn_server *s)
     free_config(s);
     sn__cond_destroy(&s->cond);
     sn__mutex_destroy(&s->mu);
+    sn__mutex_destroy(&s->spare_mu);
     sn__mutex_destroy(&s->stop_mu);
     sn__free(s);
 }

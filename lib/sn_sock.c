@@ -660,6 +660,7 @@ int sn_sock_close(sn_sock *s)
 {
     if (s == NULL || s->fd < 0)
         return 0;
+    sn__fiber_forget_fd(s->fd);
     int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
     s->fd = -1;
     s->state = SN_SOCK_CLOSED;

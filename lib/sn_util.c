@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,28 @@ int64_t sn_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sn_sleep_ms(int64_t ms)
+{
+    if (ms < 0)
+        return SN_EINVAL;
+    int64_t deadline = sn_deadline_in(ms);
+    if (sn__fiber_self() != NULL)
+        return ms == 0 ? 0 : sn__fiber_sleep_until(deadline);
+    for (int64_t left = ms; left > 0; left = deadline - sn_now_ms()) {
+        struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* a signal: sleep the rest */
+    }
+    return 0;
+}
+
+void sn_yield(void)
+{
+    if (sn__fiber_self() != NULL)
+        sn__fiber_yield();
+    else
+        sched_yield();
 }
 
 sn_deadline sn_deadline_in(int64_t timeout_ms)

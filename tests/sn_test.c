@@ -187,9 +187,7 @@ int sn_test_free_port(void)
 
 void sn_test_sleep_ms(int ms)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
+    sn_sleep_ms(ms); /* on a fiber: the fiber only */
 }
 
 int sn_test_open_fds(void)

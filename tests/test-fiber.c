@@ -141,6 +141,228 @@ static void test_wait_deadline(void)
     close(sv[1]);
 }
 
+/* Descriptors are registered once, edge-triggered: an edge that comes while
+ * the fiber does something else must not be lost. */
+struct busy {
+    int fd;
+    int rc1, rc2;
+    int64_t elapsed;
+};
+
+static void busy_reader(void *arg)
+{
+    struct busy *b = arg;
+    b->rc1 = sn__fiber_wait_fd(b->fd, POLLIN, sn_deadline_in(20)); /* registers */
+    sn__fiber_sleep_until(sn_deadline_in(150));                    /* the byte comes now */
+    int64_t t0 = sn_now_ms();
+    b->rc2 = sn__fiber_wait_fd(b->fd, POLLIN, sn_deadline_in(3000));
+    b->elapsed = sn_now_ms() - t0;
+}
+
+static void test_edge_while_busy(void)
+{
+    int sv[2];
+    sn_sched *s;
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    struct busy b = {.fd = sv[0]};
+    SN_ASSERT_RC(sn__fiber_spawn(s, busy_reader, &b, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, writer_later, &sv[1], 0), 0);
+    sn__sched_run(s);
+    SN_ASSERT_RC(b.rc1, SN_ETIMEDOUT);
+    SN_ASSERT_RC(b.rc2, 0);
+    CU_ASSERT(b.elapsed < 1000);
+    sn__sched_free(s);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* A reader and a writer fiber parked on the same descriptor at once. */
+#define RW_BYTES (1 << 20)
+
+struct rw {
+    int fd;
+    size_t moved;
+    int errors;
+};
+
+static void rw_writer(void *arg)
+{
+    static char chunk[16384];
+    struct rw *w = arg;
+    while (w->moved < RW_BYTES) {
+        ssize_t n = send(w->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n > 0) {
+            w->moved += (size_t)n;
+        } else if (n < 0 && errno == EAGAIN) {
+            if (sn__fiber_wait_fd(w->fd, POLLOUT, sn_deadline_in(5000)) < 0)
+                w->errors++;
+        } else {
+            w->errors++;
+            return;
+        }
+    }
+}
+
+static void rw_reader(void *arg)
+{
+    struct rw *r = arg;
+    char c;
+    if (recv_one(r->fd, &c) < 0 || c != 'r')
+        r->errors++;
+    r->moved = 1;
+}
+
+/* The peer drains the writer's megabyte slowly, then answers the reader. */
+static void rw_peer(void *arg)
+{
+    static char buf[65536];
+    struct rw *p = arg;
+    sn__fiber_sleep_until(sn_deadline_in(50));
+    while (p->moved < RW_BYTES) {
+        ssize_t n = recv(p->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0)
+            p->moved += (size_t)n;
+        else if (n < 0 && errno == EAGAIN)
+            sn__fiber_wait_fd(p->fd, POLLIN, sn_deadline_in(5000));
+        else
+            break;
+    }
+    if (send(p->fd, "r", 1, MSG_DONTWAIT) != 1)
+        p->errors++;
+}
+
+static void test_reader_and_writer(void)
+{
+    int sv[2];
+    sn_sched *s;
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    struct rw r = {.fd = sv[0]}, w = {.fd = sv[0]}, p = {.fd = sv[1]};
+    SN_ASSERT_RC(sn__fiber_spawn(s, rw_reader, &r, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, rw_writer, &w, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, rw_peer, &p, 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(r.errors + w.errors + p.errors, 0);
+    CU_ASSERT_EQUAL(r.moved, 1);
+    CU_ASSERT(w.moved >= RW_BYTES);
+    CU_ASSERT_EQUAL(p.moved, w.moved);
+    sn__sched_free(s);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Closing a descriptor wakes the fiber parked on it, and a new descriptor
+ * with the same number is waited on afresh. */
+struct reuse {
+    int fd;
+    int rc;
+    int64_t elapsed;
+    int reused; /* rounds that got the same number again */
+    int errors;
+};
+
+static void parked_reader(void *arg)
+{
+    struct reuse *r = arg;
+    int64_t t0 = sn_now_ms();
+    r->rc = sn__fiber_wait_fd(r->fd, POLLIN, sn_deadline_in(5000));
+    r->elapsed = sn_now_ms() - t0;
+}
+
+static void closer(void *arg)
+{
+    struct reuse *r = arg;
+    sn__fiber_sleep_until(sn_deadline_in(30));
+    sn__fiber_forget_fd(r->fd);
+    close(r->fd);
+}
+
+static void reopener(void *arg)
+{
+    struct reuse *r = arg;
+    int last = -1;
+    for (int i = 0; i < 4; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0) {
+            r->errors++;
+            return;
+        }
+        r->reused += sv[0] == last;
+        last = sv[0];
+        if (sn__fiber_wait_fd(sv[0], POLLIN, sn_deadline_in(10)) != SN_ETIMEDOUT)
+            r->errors++; /* registered, nothing to read */
+        (void)!send(sv[1], "x", 1, MSG_DONTWAIT);
+        if (sn__fiber_wait_fd(sv[0], POLLIN, sn_deadline_in(3000)) != 0)
+            r->errors++;
+        sn__fiber_forget_fd(sv[0]);
+        close(sv[0]);
+        close(sv[1]);
+    }
+}
+
+static void test_close_and_reuse(void)
+{
+    int sv[2];
+    sn_sched *s;
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    struct reuse r = {.fd = sv[0]}, o = {0};
+    SN_ASSERT_RC(sn__fiber_spawn(s, parked_reader, &r, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, closer, &r, 0), 0);
+    sn__sched_run(s);
+    SN_ASSERT_RC(r.rc, 0);
+    CU_ASSERT(r.elapsed < 1000);
+    SN_ASSERT_RC(sn__fiber_spawn(s, reopener, &o, 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(o.errors, 0);
+    CU_ASSERT(o.reused >= 3);
+    sn__sched_free(s);
+    close(sv[1]);
+}
+
+/* sn_sleep_ms and sn_yield on a fiber leave the thread to the others. */
+static void public_sleeper(void *arg)
+{
+    int *rc = arg;
+    note('s');
+    *rc = sn_sleep_ms(50);
+    note('S');
+}
+
+static void public_yielder(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        note('y');
+        sn_yield();
+    }
+}
+
+static void test_public_sleep_and_yield(void)
+{
+    sn_sched *s;
+    int rc = -1;
+    ntrace = 0;
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, public_sleeper, &rc, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, public_yielder, NULL, 0), 0);
+    int64_t t0 = sn_now_ms();
+    sn__sched_run(s);
+    int64_t took = sn_now_ms() - t0;
+    SN_ASSERT_RC(rc, 0);
+    CU_ASSERT_STRING_EQUAL(trace, "syyS");
+    CU_ASSERT(took >= 49 && took < 2000);
+    sn__sched_free(s);
+    /* on a plain thread */
+    t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_sleep_ms(30), 0);
+    CU_ASSERT(sn_now_ms() - t0 >= 29);
+    SN_ASSERT_RC(sn_sleep_ms(0), 0);
+    SN_ASSERT_RC(sn_sleep_ms(-1), SN_EINVAL);
+    sn_yield();
+}
+
 /* Many fibers sleeping for different times wake in deadline order. */
 static int woke[1000], nwoke;
 static int64_t base;
@@ -416,6 +638,10 @@ static CU_TestInfo tests[] = {
     {"run order and yield", test_run_order_and_yield},
     {"ping-pong over a socket pair", test_ping_pong},
     {"wait with a deadline, then again", test_wait_deadline},
+    {"an edge while the fiber is busy is kept", test_edge_while_busy},
+    {"a reader and a writer on one descriptor", test_reader_and_writer},
+    {"close wakes the waiter; numbers reused", test_close_and_reuse},
+    {"sn_sleep_ms and sn_yield", test_public_sleep_and_yield},
     {"1,000 sleepers wake in order", test_many_sleepers},
     {"deep stack", test_deep_stack},
     {"stacks are reused", test_stack_reuse},

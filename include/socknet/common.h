@@ -66,6 +66,18 @@ SN_API int64_t sn_now_ms(void);
  * 0 gives a deadline that has already passed (poll once, never wait). */
 SN_API sn_deadline sn_deadline_in(int64_t timeout_ms);
 
+/* Waits ms milliseconds (0: none; negative: SN_EINVAL). In a handler that
+ * runs on a fiber (the server's fiber mode) only that fiber waits and the
+ * thread goes on serving the others; a plain sleep(3) or nanosleep(2) there
+ * would hold up every fiber of the thread. Elsewhere it sleeps the thread.
+ * Returns 0 or SN_EINVAL. */
+SN_API int sn_sleep_ms(int64_t ms);
+
+/* Lets the other fibers of the thread run before the caller goes on; on a
+ * plain thread it yields the CPU (sched_yield). For a handler that computes
+ * for long without doing I/O, in fiber mode. */
+SN_API void sn_yield(void);
+
 /* Timeouts in configuration structs are in milliseconds: 0 means the
  * documented default, SN_TIMEOUT_NEVER means no timeout at all. */
 #define SN_TIMEOUT_NEVER (-1)

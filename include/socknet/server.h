@@ -80,7 +80,8 @@ typedef struct sn_server_config {
     sn_handler handler; /* required */
     void *user;         /* passed to the handler and every event */
 
-    int acceptors;      /* acceptor threads; 0 = 1 */
+    int acceptors;      /* acceptor threads; 0 = 1; in fiber mode every
+                           fiber thread accepts instead (see fibers) */
     int workers;        /* most connections served at once (worker
                            threads); 0 = 256 */
     int min_workers;    /* workers kept when idle; 0 = 0 */
@@ -100,6 +101,12 @@ typedef struct sn_server_config {
      * database I/O), which would stall every connection of that thread;
      * such handlers belong in the default thread mode. min_workers and
      * worker_idle_ms do not apply; stats.threads counts the fiber threads.
+     * Each fiber thread also accepts: an acceptor fiber per listener waits
+     * on it (the kernel wakes one thread per new connection), and the new
+     * connection's fiber starts on that thread, with no hand-over between
+     * threads; a thread with 16 connections more than the least busy one
+     * hands new ones over to it. `acceptors` does not apply. sn_sleep_ms
+     * and sn_yield (common.h) sleep or yield the fiber only.
      * Default SN_OFF: a worker thread per connection being served. */
     int fibers;
     int fiber_threads;
@@ -113,15 +120,18 @@ typedef struct sn_server_config {
                                      "server busy\r\n" */
 
     /* Events (OpenHarmony's listening / connect / close / error). Each may
-     * be NULL. on_listening and on_connect run on an acceptor thread (or
-     * in sn_server_start), so keep them short; on_connect returning
+     * be NULL. on_listening and on_connect run on an acceptor thread (an
+     * acceptor fiber in fiber mode, or in sn_server_start), so keep them
+     * short; on_connect returning
      * non-zero refuses the connection (closed at once, counted as
      * rejected). on_close runs on the worker after the handler returned,
      * before the connection is closed, with its sticky error (SN_EOF for
      * an orderly close by the peer, SN_ESTOPPED when a stop woke it, 0 when
      * the handler returned first).
      * on_error reports what the server absorbed, with a short static
-     * description, on the acceptor thread: failed accepts (EMFILE, ...),
+     * description, on the acceptor thread (or fiber): failed accepts
+     * (EMFILE: the server keeps a spare descriptor per acceptor, up to 8,
+     * to accept and close what is pending; ...),
      * a connection closed for want of memory, a failed poll, and worker
      * threads the system refused (the connection then waits in the queue,
      * or is refused per `overload` when the queue is full). */
