@@ -1,9 +1,9 @@
 /*
- * test-udp.c: UDP sockets over real loopback:
+ * test-udp.c: UDP sockets and the datagram server over real loopback:
  * round trips of 0 B to 65,507 B, truncation, connected sockets and the
  * errors the network reports, IPv6 and dual stack, deadlines (threads and
  * fibers), broadcast on 127.255.255.255, multicast on lo, batches, options,
- * states, bad input.
+ * states, bad input, and the server end to end with several workers.
  *
  * Network: 127.0.0.0/8 and ::1 only; multicast only through lo. Every loop
  * is bounded by a count or a deadline. Where the kernel refuses multicast
@@ -961,6 +961,428 @@ static void test_bad_input(void)
     end();
 }
 
+/* ---- the server ------------------------------------------------------------------------- */
+
+struct app {
+    atomic_int handled;
+    atomic_int errors;
+    atomic_int last_err;
+    atomic_int truncated_seen;
+    atomic_int stop_requests;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool released;
+};
+
+static void app_init(struct app *a)
+{
+    memset(a, 0, sizeof *a);
+    sn__mutex_init(&a->mu);
+    sn__cond_init(&a->cond);
+}
+
+static void app_destroy(struct app *a)
+{
+    sn__cond_destroy(&a->cond);
+    sn__mutex_destroy(&a->mu);
+}
+
+/* Echoes; "hold" waits (at most 5 s) until "release" arrives on another
+ * worker; "stop" stops the server from the handler. */
+static void on_dgram(const sn_udp_dgram *d, void *user)
+{
+    struct app *a = user;
+    atomic_fetch_add(&a->handled, 1);
+    if (d->truncated)
+        atomic_fetch_add(&a->truncated_seen, 1);
+    if (d->len == 4 && memcmp(d->data, "hold", 4) == 0) {
+        sn__mutex_lock(&a->mu);
+        int64_t dl = sn_now_ms() + 5000;
+        while (!a->released && sn__cond_wait_until(&a->cond, &a->mu, dl) == 0)
+            ;
+        sn__mutex_unlock(&a->mu);
+    } else if (d->len == 7 && memcmp(d->data, "release", 7) == 0) {
+        sn__mutex_lock(&a->mu);
+        a->released = true;
+        sn__cond_broadcast(&a->cond);
+        sn__mutex_unlock(&a->mu);
+    } else if (d->len == 4 && memcmp(d->data, "stop", 4) == 0) {
+        atomic_fetch_add(&a->stop_requests, 1);
+        sn_udp_server_stop(d->server);
+    }
+    sn_udp_reply(d, d->data, d->len);
+}
+
+static void on_error(sn_udp_server *s, int err, const char *what, void *user)
+{
+    struct app *a = user;
+    (void)s;
+    (void)what;
+    atomic_fetch_add(&a->errors, 1);
+    atomic_store(&a->last_err, err);
+}
+
+static sn_udp_server *start_server(struct app *a, int workers, int batch, size_t buffer)
+{
+    sn_udp_server_config cfg = {.host = "127.0.0.1",
+                                .handler = on_dgram,
+                                .user = a,
+                                .workers = workers,
+                                .batch = batch,
+                                .buffer_size = buffer,
+                                .on_error = on_error};
+    sn_udp_server *s = NULL;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &cfg), 0);
+    if (s != NULL)
+        SN_ASSERT_RC(sn_udp_server_start(s), 0);
+    return s;
+}
+
+/* A client socket connected to the server. */
+static sn_udp *client_of(sn_udp_server *s)
+{
+    sn_udp *c = NULL;
+    SN_ASSERT_RC(sn_udp_connect(&c, "127.0.0.1", sn_udp_server_port(s), NULL), 0);
+    return c;
+}
+
+struct echo_client {
+    pthread_t tid;
+    sn_udp_server *s;
+    int rounds;
+    int ok;
+};
+
+static void *echo_client_main(void *arg)
+{
+    struct echo_client *ec = arg;
+    static const size_t sizes[] = {0, 1, 64, 1400, 9000, SN_UDP_MAX_IPV4};
+    unsigned char *out = malloc(SN_UDP_MAX_IPV4), *in = malloc(SN_UDP_MAX_IPV4 + 1);
+    sn_udp *c = NULL;
+    if (out == NULL || in == NULL ||
+        sn_udp_connect(&c, "127.0.0.1", sn_udp_server_port(ec->s), NULL) < 0)
+        goto out;
+    for (int i = 0; i < ec->rounds; i++) {
+        size_t len = sizes[i % SN_ARRAY_SIZE(sizes)];
+        fill(out, len, (unsigned)i);
+        if (sn_udp_send(c, out, len, 0) != (ssize_t)len)
+            continue;
+        ssize_t n = sn_udp_recv(c, in, SN_UDP_MAX_IPV4 + 1, NULL, sn_deadline_in(5000));
+        if (n == (ssize_t)len && memcmp(in, out, len) == 0)
+            ec->ok++;
+    }
+out:
+    sn_udp_free(c);
+    free(out);
+    free(in);
+    return NULL;
+}
+
+static void test_server_echo(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 4, 0, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_addr local;
+    SN_ASSERT_RC(sn_udp_server_local_addr(s, &local), 0);
+    CU_ASSERT(sn_addr_port(&local) > 0);
+    CU_ASSERT_EQUAL(sn_udp_server_port(s), sn_addr_port(&local));
+    sn_udp_server_stats st = {0};
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.workers == 4), 5000);
+    enum { CLIENTS = 3, ROUNDS = 60 };
+    struct echo_client ec[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        ec[i] = (struct echo_client){.s = s, .rounds = ROUNDS};
+        CU_ASSERT_FATAL(pthread_create(&ec[i].tid, NULL, echo_client_main, &ec[i]) == 0);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(ec[i].tid, NULL);
+        CU_ASSERT_EQUAL(ec[i].ok, ROUNDS);
+    }
+    /* a reply is counted after its send returns: the client may be faster */
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.sent == CLIENTS * ROUNDS), 5000);
+    CU_ASSERT_EQUAL(st.workers, 4);
+    CU_ASSERT_EQUAL(st.received, CLIENTS * ROUNDS);
+    CU_ASSERT_EQUAL(st.sent, CLIENTS * ROUNDS);
+    CU_ASSERT_EQUAL(st.errors, 0);
+    CU_ASSERT_EQUAL(st.truncated, 0);
+    CU_ASSERT_EQUAL(st.bytes_received, st.bytes_sent);
+    CU_ASSERT(st.bytes_received > (uint64_t)SN_UDP_MAX_IPV4 * CLIENTS);
+    SN_ASSERT_RC(sn_udp_server_stop(s), 0);
+    sn_udp_server_stats_get(s, &st);
+    CU_ASSERT_EQUAL(st.workers, 0);
+    SN_ASSERT_RC(sn_udp_server_stop(s), 0); /* idempotent */
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_workers_in_parallel(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 3, 0, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    char buf[16];
+    /* "hold" keeps one worker busy until "release" is handled by another */
+    SN_ASSERT_RC(sn_udp_send(c, "hold", 4, 0), 4);
+    WAIT_UNTIL(atomic_load(&a.handled) == 1, 5000);
+    SN_ASSERT_RC(sn_udp_send(c, "ping", 4, 0), 4);
+    SN_ASSERT_RC(sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000)), 4);
+    CU_ASSERT(memcmp(buf, "ping", 4) == 0); /* served while "hold" waits */
+    SN_ASSERT_RC(sn_udp_send(c, "release", 7, 0), 7);
+    int got_hold = 0, got_release = 0;
+    for (int i = 0; i < 2; i++) {
+        ssize_t n = sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000));
+        got_hold += n == 4 && memcmp(buf, "hold", 4) == 0;
+        got_release += n == 7;
+    }
+    CU_ASSERT_EQUAL(got_hold, 1);
+    CU_ASSERT_EQUAL(got_release, 1);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_stop_wakes_idle_workers(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 8, 4, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp_server_stats st = {0};
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.workers == 8), 5000);
+    CU_ASSERT_EQUAL(st.workers, 8);
+    int64_t t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_udp_server_stop(s), 0);
+    CU_ASSERT(sn_now_ms() - t0 < 2000); /* woken, not timed out */
+    sn_udp_server_stats_get(s, &st);
+    CU_ASSERT_EQUAL(st.workers, 0);
+    CU_ASSERT_EQUAL(st.received, 0); /* the wake-up is not a datagram */
+    /* after the stop: no sends, no restart */
+    sn_addr to;
+    sn_addr_from_ip(&to, "127.0.0.1", 9);
+    SN_ASSERT_RC(sn_udp_server_send_to(s, "x", 1, &to), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_udp_server_start(s), SN_EBADSTATE);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_stop_from_handler(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 2, 0, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    char buf[8];
+    SN_ASSERT_RC(sn_udp_send(c, "stop", 4, 0), 4);
+    /* the reply after the stop began still goes out */
+    SN_ASSERT_RC(sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000)), 4);
+    sn_udp_server_stats st = {0};
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.workers == 0), 5000);
+    CU_ASSERT_EQUAL(st.workers, 0);
+    CU_ASSERT_EQUAL(atomic_load(&a.stop_requests), 1);
+    sn_udp_free(c);
+    sn_udp_server_free(s); /* completes the stop */
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_truncated(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 1, 0, 100);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    char out[200], in[256];
+    memset(out, 'x', sizeof out);
+    SN_ASSERT_RC(sn_udp_send(c, out, 200, 0), 200);
+    SN_ASSERT_RC(sn_udp_send(c, out, 100, 0), 100); /* fits exactly */
+    SN_ASSERT_RC(sn_udp_recv(c, in, sizeof in, NULL, sn_deadline_in(5000)), 100);
+    sn_udp_server_stats st;
+    sn_udp_server_stats_get(s, &st);
+    CU_ASSERT_EQUAL(st.received, 2);
+    CU_ASSERT_EQUAL(st.truncated, 1);
+    CU_ASSERT_EQUAL(atomic_load(&a.handled), 1); /* dropped, not handled */
+    CU_ASSERT_EQUAL(atomic_load(&a.errors), 1);
+    SN_ASSERT_RC(atomic_load(&a.last_err), SN_ETRUNCATED);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+
+    /* delivered, flagged, when asked for */
+    sn_udp_server_config cfg = {.host = "127.0.0.1",
+                                .handler = on_dgram,
+                                .user = &a,
+                                .workers = 1,
+                                .buffer_size = 100,
+                                .deliver_truncated = SN_ON};
+    SN_ASSERT_RC(sn_udp_server_new(&s, &cfg), 0);
+    SN_ASSERT_RC(sn_udp_server_start(s), 0);
+    c = client_of(s);
+    SN_ASSERT_RC(sn_udp_send(c, out, 200, 0), 200);
+    SN_ASSERT_RC(sn_udp_recv(c, in, sizeof in, NULL, sn_deadline_in(5000)), 100);
+    CU_ASSERT_EQUAL(atomic_load(&a.truncated_seen), 1);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_batch(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 2, 8, 2048);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    SN_ASSERT_RC(sn_udp_set_option(c, SN_UDP_OPT_RCVBUF, 1 << 20), 0);
+    enum { N = 50 };
+    static uint32_t out[N], in[N];
+    static sn_udp_msg sm[N], rm[N];
+    for (int i = 0; i < N; i++) {
+        out[i] = 0x5eed0000u + (uint32_t)i;
+        sm[i] = (sn_udp_msg){.buf = &out[i], .len = sizeof out[i]};
+        rm[i] = (sn_udp_msg){.buf = &in[i], .cap = sizeof in[i]};
+    }
+    SN_ASSERT_RC(sn_udp_send_batch(c, sm, N, 0), N);
+    SN_ASSERT_RC(recv_all(c, rm, N), N);
+    /* every datagram came back once (two workers: in any order) */
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        uint32_t k = in[i] - 0x5eed0000u;
+        if (k < N)
+            seen[k]++;
+    }
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_EQUAL(seen[i], 1);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_send_to_and_ipv6(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server_config cfg = {.host = "::1", .handler = on_dgram, .user = &a, .workers = 2};
+    sn_udp_server *s = NULL;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &cfg), 0);
+    int rc = sn_udp_server_start(s);
+    if (rc == SN_EADDRNOTAVAIL || rc == SN_EAFNOSUPPORT) {
+        skip("::1 is not available here");
+        sn_udp_server_free(s);
+        app_destroy(&a);
+        end();
+        return;
+    }
+    SN_ASSERT_RC(rc, 0);
+    sn_udp_config ccfg = {.host = "::1"};
+    sn_udp *c = NULL;
+    SN_ASSERT_RC(sn_udp_bind(&c, &ccfg), 0);
+    sn_addr lc = local_of(c), ls;
+    char buf[8];
+    SN_ASSERT_RC(sn_udp_server_local_addr(s, &ls), 0);
+    SN_ASSERT_RC(sn_udp_send_to(c, "v6", 2, &ls, 0), 2);
+    SN_ASSERT_RC(sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000)), 2);
+    /* the owner sends on the server's socket from its own thread */
+    SN_ASSERT_RC(sn_udp_server_send_to(s, "push", 4, &lc), 4);
+    SN_ASSERT_RC(sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000)), 4);
+    CU_ASSERT(memcmp(buf, "push", 4) == 0);
+    SN_ASSERT_RC(sn_udp_server_send_to(s, "x", 1, NULL), SN_EINVAL);
+    sn_udp_server_stats st = {0};
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.sent == 2), 5000);
+    CU_ASSERT_EQUAL(st.sent, 2);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_config(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = NULL;
+    sn_udp_server_config cfg = {.host = "127.0.0.1"};
+    SN_ASSERT_RC(sn_udp_server_new(&s, &cfg), SN_EINVAL); /* no handler */
+    cfg.handler = on_dgram;
+    cfg.user = &a;
+    sn_udp_server_config bad = cfg;
+    bad.workers = 5000;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &bad), SN_EINVAL);
+    bad = cfg;
+    bad.batch = 65;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &bad), SN_EINVAL);
+    bad = cfg;
+    bad.port = 65536;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &bad), SN_EINVAL);
+    bad = cfg;
+    bad.deliver_truncated = 3;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &bad), SN_EINVAL);
+    bad = cfg;
+    bad.buffer_size = (size_t)1 << 30;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &bad), SN_EINVAL);
+    SN_ASSERT_RC(sn_udp_server_new(NULL, &cfg), SN_EINVAL);
+    SN_ASSERT_RC(sn_udp_server_new(&s, NULL), SN_EINVAL);
+    CU_ASSERT_PTR_NULL(s);
+
+    /* before start: no address; a port in use fails and leaves nothing */
+    sn_udp *taken = bound("127.0.0.1");
+    sn_addr lt = local_of(taken);
+    cfg.port = sn_addr_port(&lt);
+    SN_ASSERT_RC(sn_udp_server_new(&s, &cfg), 0);
+    sn_addr la;
+    SN_ASSERT_RC(sn_udp_server_local_addr(s, &la), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_udp_server_port(s), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_udp_server_start(s), SN_EADDRINUSE);
+    sn_udp_free(taken);
+    SN_ASSERT_RC(sn_udp_server_start(s), 0); /* the port is free now */
+    SN_ASSERT_RC(sn_udp_server_start(s), SN_EBADSTATE);
+    sn_udp_server_free(s);
+    /* stopped before it started */
+    cfg.port = 0;
+    SN_ASSERT_RC(sn_udp_server_new(&s, &cfg), 0);
+    SN_ASSERT_RC(sn_udp_server_stop(s), 0);
+    SN_ASSERT_RC(sn_udp_server_start(s), SN_EBADSTATE);
+    sn_udp_server_free(s);
+    sn_udp_server_free(NULL);
+    SN_ASSERT_RC(sn_udp_server_stop(NULL), SN_EINVAL);
+    SN_ASSERT_RC(sn_udp_reply(NULL, "x", 1), SN_EINVAL);
+    app_destroy(&a);
+    end();
+}
+
+static void test_server_default_workers(void)
+{
+    begin();
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 0, 0, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    sn_udp_server_stats st = {0};
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.workers == (int)cpus), 5000);
+    CU_ASSERT_EQUAL(st.workers, (int)cpus);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+    end();
+}
+
 static CU_TestInfo tests[] = {
     {"bind IPv4, port 0, reuse", test_bind_v4},
     {"round trips 0 B, 1 B, 1400 B, 65507 B over IPv4", test_round_trips_v4},
@@ -983,6 +1405,15 @@ static CU_TestInfo tests[] = {
     {"options set and read back", test_options},
     {"states and a closed socket", test_states},
     {"bad input gives clear errors", test_bad_input},
+    {"server: echo with 4 workers and 3 clients", test_server_echo},
+    {"server: workers handle datagrams in parallel", test_server_workers_in_parallel},
+    {"server: stop wakes idle workers at once", test_server_stop_wakes_idle_workers},
+    {"server: stop from a handler", test_server_stop_from_handler},
+    {"server: truncated datagrams dropped or flagged", test_server_truncated},
+    {"server: batch receive", test_server_batch},
+    {"server: IPv6 and send_to from the owner", test_server_send_to_and_ipv6},
+    {"server: configuration and start errors", test_server_config},
+    {"server: one worker per CPU by default", test_server_default_workers},
     CU_TEST_INFO_NULL,
 };
 

@@ -2,7 +2,7 @@
  * socknet/udp.h: UDP sockets: bind, connect to a default peer, send to an
  * address, receive with the sender's address and a deadline, truncation
  * reported, options with getters, broadcast, multicast, batches of
- * datagrams (recvmmsg / sendmmsg).
+ * datagrams (recvmmsg / sendmmsg), and a datagram server with a worker pool.
  *
  *     sn_udp *u;
  *     sn_udp_config cfg = { .host = "127.0.0.1", .port = 0 };
@@ -41,7 +41,8 @@
  * Thread safety: an sn_udp belongs to one thread, except that the sends
  * (sn_udp_send, sn_udp_send_to, sn_udp_send_batch) and the getters may be
  * called from other threads at the same time as one receiving thread; every
- * datagram is sent whole by one system call.
+ * datagram is sent whole by one system call. The server is fully
+ * thread-safe (see sn_udp_server below).
  * Ownership: sn_udp_bind, sn_udp_open and sn_udp_connect give the caller a
  * new sn_udp; sn_udp_free closes and releases it. Buffers and addresses
  * stay the caller's.
@@ -299,6 +300,131 @@ SN_API int sn_udp_close(sn_udp *u);
 
 /* Closes if open and releases u. NULL is a no-op. */
 SN_API void sn_udp_free(sn_udp *u);
+
+/*
+ * The datagram server: one bound socket, `workers` threads each receiving
+ * datagrams from it (the kernel hands each datagram to one of them) and
+ * calling the handler with it, the sender's address and a way to reply:
+ *
+ *     static void echo(const sn_udp_dgram *d, void *user) {
+ *         sn_udp_reply(d, d->data, d->len);
+ *     }
+ *     sn_udp_server_config cfg = { .host = "127.0.0.1", .port = 9000, .handler = echo };
+ *
+ * Datagrams larger than buffer_size are dropped and counted (truncated)
+ * unless deliver_truncated is SN_ON. With batch > 1 each worker takes up
+ * to `batch` queued datagrams per system call (recvmmsg) and handles them
+ * in order.
+ *
+ * Stopping (sn_udp_server_stop, from any thread, a handler included): the
+ * socket stops receiving (shutdown), which wakes every worker blocked in a
+ * receive at once; datagrams still queued are dropped; workers finish the
+ * handler they are in (replies still work) and exit; every thread is
+ * joined and the socket closed before the stop returns. From a handler the
+ * stop only begins (it cannot join its own thread): a later stop from
+ * outside, or sn_udp_server_free, completes it.
+ *
+ * Thread safety: sn_udp_server_stop, sn_udp_server_stats_get,
+ * sn_udp_server_local_addr, sn_udp_server_port, sn_udp_server_send_to and
+ * sn_udp_reply may be called from any thread; new, start and free belong
+ * to the owner. Handlers run on several workers at once.
+ * Ownership: the server copies the configuration (the host string
+ * included); a datagram handed to a handler (its data and address) is
+ * valid only during that call.
+ */
+typedef struct sn_udp_server sn_udp_server;
+
+/* One datagram, as a handler sees it. */
+typedef struct sn_udp_dgram {
+    const void *data;      /* its bytes (the worker's buffer) */
+    size_t len;            /* bytes in data */
+    size_t size;           /* the datagram's real size (> len only when
+                              truncated) */
+    int truncated;         /* 1: larger than buffer_size (only delivered with
+                              deliver_truncated SN_ON) */
+    sn_addr from;          /* the sender */
+    sn_udp_server *server; /* the server that received it */
+} sn_udp_dgram;
+
+/* Handles one datagram; runs on a worker thread. */
+typedef void (*sn_udp_handler)(const sn_udp_dgram *d, void *user);
+
+typedef struct sn_udp_server_config {
+    const char *host;   /* as in sn_udp_config; NULL or "" = "0.0.0.0" */
+    int port;           /* 0 = the kernel picks */
+    int v6only;         /* IPv6 hosts: SN_ON (default) / SN_OFF */
+    sn_udp_options opt; /* for the socket (timeouts: the write timeout
+                           bounds replies) */
+
+    sn_udp_handler handler; /* required */
+    void *user;             /* passed to the handler and on_error */
+
+    int workers;           /* receiving threads; 0 = the number of CPUs;
+                              at most 1024 */
+    size_t buffer_size;    /* bytes per datagram buffer; 0 = 65536 (any
+                              IPv4 or IPv6 datagram fits); at most 16 MiB */
+    int batch;             /* datagrams per receive call (recvmmsg); 0 = 1;
+                              at most 64; each worker holds batch buffers */
+    size_t stack_size;     /* bytes per worker; 0 = 256 KiB */
+    int deliver_truncated; /* SN_ON: hand truncated datagrams to the handler
+                              (d->truncated set); SN_OFF (default): drop them */
+
+    /* What the server absorbed, with a short static description, on the
+     * worker that met it: a failed receive (the worker backs off 10 ms)
+     * or a dropped truncated datagram (err SN_ETRUNCATED). May be NULL. */
+    void (*on_error)(sn_udp_server *s, int err, const char *what, void *user);
+} sn_udp_server_config;
+
+/* Checks and copies the configuration; binds nothing yet. Returns 0,
+ * SN_EINVAL (no handler, counts or sizes out of range, bad switch),
+ * SN_ENOMEM. */
+SN_API int sn_udp_server_new(sn_udp_server **out, const sn_udp_server_config *cfg);
+
+/* Binds the socket and starts the workers. Returns 0, or the bind's error
+ * (SN_EADDRINUSE, ...; nothing is left open), SN_EBADSTATE (started or
+ * stopped before), SN_EAGAIN (the system refused a thread), SN_ENOMEM. */
+SN_API int sn_udp_server_start(sn_udp_server *s);
+
+/* The bound address, with the port the kernel chose. Returns 0,
+ * SN_EBADSTATE (not started), SN_EINVAL. */
+SN_API int sn_udp_server_local_addr(sn_udp_server *s, sn_addr *out);
+
+/* The bound port, or a negative SN_E* code (see above). */
+SN_API int sn_udp_server_port(sn_udp_server *s);
+
+/* Replies to the sender of d: one datagram from the server's socket.
+ * Returns len, or an error as sn_udp_send_to (the write timeout bounds a
+ * wait for room); SN_EINVAL for NULL d. Counted in the stats (sent or
+ * errors). Valid during the handler call (copy d->from and use
+ * sn_udp_server_send_to to answer later). */
+SN_API ssize_t sn_udp_reply(const sn_udp_dgram *d, const void *buf, size_t len);
+
+/* Sends one datagram from the server's socket to any address, from any
+ * thread. Returns len, or an error as sn_udp_send_to; SN_EBADSTATE when
+ * not running (not started, or stopped). */
+SN_API ssize_t sn_udp_server_send_to(sn_udp_server *s, const void *buf, size_t len,
+                                     const sn_addr *to);
+
+/* Stops (see above). Idempotent; a concurrent call waits until the stop is
+ * complete. Before sn_udp_server_start it marks the server stopped.
+ * Returns 0. */
+SN_API int sn_udp_server_stop(sn_udp_server *s);
+
+typedef struct sn_udp_server_stats {
+    int workers;             /* worker threads running */
+    uint64_t received;       /* datagrams received (truncated ones included) */
+    uint64_t sent;           /* datagrams sent (replies and send_to) */
+    uint64_t errors;         /* failed receives and sends */
+    uint64_t truncated;      /* datagrams larger than buffer_size */
+    uint64_t bytes_received; /* bytes of the datagrams received (as stored) */
+    uint64_t bytes_sent;
+} sn_udp_server_stats;
+
+SN_API void sn_udp_server_stats_get(sn_udp_server *s, sn_udp_server_stats *out);
+
+/* Stops if running and releases everything. NULL is a no-op. Not from a
+ * handler. */
+SN_API void sn_udp_server_free(sn_udp_server *s);
 
 #ifdef __cplusplus
 }
