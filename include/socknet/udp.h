@@ -165,9 +165,11 @@ SN_API int sn_udp_bind(sn_udp **out, const sn_udp_config *cfg);
  * SN_EAFNOSUPPORT (no IPv6 in this system), SN_EMFILE, SN_ENOMEM. */
 SN_API int sn_udp_open(sn_udp **out, int family, const sn_udp_options *opt);
 
-/* Creates a UDP socket connected to host:port (a name or numeric ip; the
- * first address it resolves to), with opt (may be NULL) applied. Nothing
- * is sent: a connected UDP socket only fixes its peer. State: connected.
+/* Creates a UDP socket connected to host:port (a name or numeric ip), with
+ * opt (may be NULL) applied. Nothing is sent: a connected UDP socket only
+ * fixes its peer, so this is the first address the name resolves to,
+ * unless the system cannot reach that one at all (no route, no IPv6): then
+ * the next, up to 16. State: connected.
  * Returns 0, a resolver error (SN_ENONAME, SN_ERESOLVE_AGAIN,
  * SN_ERESOLVE), SN_EBADADDR (port outside 0..65535), SN_EINVAL (NULL out,
  * NULL or "" host, bad option), SN_ENETUNREACH, SN_EMFILE, SN_ENOMEM.
@@ -234,7 +236,9 @@ typedef struct sn_udp_msg {
                       receive: set to the sender */
 } sn_udp_msg;
 
-/* The most messages one batch call takes; larger n is clamped. */
+/* The most messages one batch call takes. A larger n is clamped: the call
+ * then receives or sends at most this many and returns that count, so a
+ * sender compares the result with the count it passed, clamped. */
 #define SN_UDP_BATCH_MAX 1024
 
 /* Receives up to n datagrams into msgs[0..n): waits for the first up to
@@ -246,9 +250,9 @@ typedef struct sn_udp_msg {
  * error here: check each message's truncated flag. */
 SN_API int sn_udp_recv_batch(sn_udp *u, sn_udp_msg *msgs, int n, sn_deadline dl);
 
-/* Sends msgs[0..n) in order, as few system calls as the kernel allows,
- * waiting while the send buffer is full up to the deadline (SN_DEADLINE_
- * DEFAULT = the write timeout). Returns n when all were sent; when a
+/* Sends msgs[0..n) in order, in as few system calls as the kernel allows,
+ * waiting while the send buffer is full up to the deadline
+ * (SN_DEADLINE_DEFAULT = the write timeout). Returns n when all were sent; when a
  * message fails after some were sent, the number sent (the failing one is
  * msgs[returned count]; sending it again reports its error); when the
  * first fails, its error, as sn_udp_send_to. SN_EINVAL also for NULL msgs
@@ -420,6 +424,7 @@ typedef struct sn_udp_server_stats {
     uint64_t bytes_sent;
 } sn_udp_server_stats;
 
+/* The counters so far (they survive the stop); zeros for a NULL s. */
 SN_API void sn_udp_server_stats_get(sn_udp_server *s, sn_udp_server_stats *out);
 
 /* Stops if running and releases everything. NULL is a no-op. Not from a
