@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# bench/run.sh — the libsocknet echo server ("ours") against the epoll reference ("ref").
+# bench/run.sh — the libsocknet echo servers ("ours") against the references ("ref").
 #
-#   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--loadgen PATH] [--out FILE]
-#                [--quick] [--note TEXT]
+#   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
+#                [--loadgen PATH] [--out FILE] [--only tcp|udp] [--quick] [--note TEXT]
 #
 #   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
 #                   current directory if it holds bench/sn-loadgen, else ./build)
 #   --ours CMD      server under test (env OURS; default DIR/examples/echo-server --workers 4096)
 #   --ref CMD       reference server (env REF; default DIR/bench/epoll-echo)
+#   --uours CMD     UDP server under test (env UOURS; default DIR/examples/udp-echo)
+#   --uref CMD      UDP reference server (env UREF; default DIR/bench/udp-echo-ref)
 #   --loadgen PATH  load generator (env LOADGEN; default DIR/bench/sn-loadgen)
 #   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
-#   --quick         about 35 s instead of about 75 s (on 2 CPUs, with a fast server)
+#   --only WHICH    only the TCP figures, or only the UDP ones (default: both)
+#   --quick         about 50 s instead of about 115 s (on 2 CPUs, with a fast server)
 #   --note TEXT     a line of text put under the section's heading
 #
 # Each server command gets "--host 127.0.0.1 --port 0" appended and must print
-# "listening on H:PORT" on stdout. Every figure runs on a freshly started server, ref then
-# ours. Progress goes to stderr, the results section to stdout and FILE. Exit status 1 if any
-# measurement failed (its cell says FAIL), 2 on bad usage.
+# "listening on H:PORT" on stdout (the UDP ones get "--batch B" too for the batch figure).
+# Every figure runs on a freshly started server, ref then ours. Progress goes to stderr, the
+# results section to stdout and FILE. Exit status 1 if any measurement failed (its cell says
+# FAIL), 2 on bad usage.
 set -u -o pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=
 ours=${OURS:-}
 ref=${REF:-}
+uours=${UOURS:-}
+uref=${UREF:-}
 loadgen=${LOADGEN:-}
 out=
+only=
 quick=0
 note=
 cmdline=$0
@@ -33,7 +40,7 @@ for arg in "$@"; do # the exact command, quoted only where the shell needs it
 done
 
 usage() { # [STATUS]
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,23p' "$0" >&2
     exit "${1:-2}"
 }
 
@@ -42,6 +49,9 @@ while [ $# -gt 0 ]; do
     --builddir) [ $# -ge 2 ] || usage; builddir=$2; shift 2 ;;
     --ours) [ $# -ge 2 ] || usage; ours=$2; shift 2 ;;
     --ref) [ $# -ge 2 ] || usage; ref=$2; shift 2 ;;
+    --uours) [ $# -ge 2 ] || usage; uours=$2; shift 2 ;;
+    --uref) [ $# -ge 2 ] || usage; uref=$2; shift 2 ;;
+    --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp)$ ]] || usage; only=$2; shift 2 ;;
     --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
@@ -55,6 +65,8 @@ if [ -z "$builddir" ]; then
 fi
 : "${ours:=$builddir/examples/echo-server --workers 4096}"
 : "${ref:=$builddir/bench/epoll-echo}"
+: "${uours:=$builddir/examples/udp-echo}"
+: "${uref:=$builddir/bench/udp-echo-ref}"
 : "${loadgen:=$builddir/bench/sn-loadgen}"
 : "${out:=$here/RESULTS.md}"
 
@@ -66,7 +78,13 @@ fi
 idle_conns=2000
 host=127.0.0.1
 
-for bin in "$loadgen" "${ref%% *}" "${ours%% *}"; do
+run_tcp=1 run_udp=1
+[ "$only" = udp ] && run_tcp=0
+[ "$only" = tcp ] && run_udp=0
+bins=("$loadgen")
+[ $run_tcp = 1 ] && bins+=("${ref%% *}" "${ours%% *}")
+[ $run_udp = 1 ] && bins+=("${uref%% *}" "${uours%% *}")
+for bin in "${bins[@]}"; do
     if ! command -v "$bin" >/dev/null; then
         echo "run.sh: $bin: not a command (build it, or see --builddir/--ours/--ref/--loadgen)" \
             >&2
@@ -124,12 +142,19 @@ wait_line() {
     return 1
 }
 
-# start_server NAME: starts ref or ours on port 0; sets srv_pid and srv_port
+# start_server NAME: starts ref, ours, uref or uours on port 0, with the extra arguments in
+# the array srv_extra; sets srv_pid and srv_port
+srv_extra=()
 start_server() {
     local name=$1 cmd
-    [ "$name" = ref ] && cmd=$ref || cmd=$ours
+    case $name in
+    ref) cmd=$ref ;;
+    ours) cmd=$ours ;;
+    uref) cmd=$uref ;;
+    *) cmd=$uours ;;
+    esac
     # shellcheck disable=SC2086  # CMD is a command line: split it into words
-    $cmd --host "$host" --port 0 >"$tmp/$name.out" 2>>"$tmp/$name.err" &
+    $cmd --host "$host" --port 0 "${srv_extra[@]}" >"$tmp/$name.out" 2>>"$tmp/$name.err" &
     srv_pid=$!
     pids+=("$srv_pid")
     if ! wait_line "$tmp/$name.out" '^listening on .*:[0-9]+$' 10 "$srv_pid"; then
@@ -294,16 +319,48 @@ idle_figure() {
     add_row "server threads with $idle_conns idle conns" "${ri[2]:-}" "${oi[2]:-}" "" ""
 }
 
-log "loadgen=$loadgen ref='$ref' ours='$ours' quick=$quick"
+# udp_figure SOCKETS BATCH: udp-pingpong of 64-byte datagrams, BATCH in flight per socket
+# (sendmmsg / recvmmsg from the client, and --batch BATCH for both servers when above 1)
+udp_figure() {
+    local r o rate_r rate_o label socks="$1 socks"
+    [ "$1" = 1 ] && socks="1 sock"
+    srv_extra=()
+    [ "$2" -gt 1 ] && srv_extra=(--batch "$2")
+    run_load uref udp-pingpong --conns "$1" --size 64 --batch "$2" --seconds "$pp_secs" \
+        --warmup "$pp_warm"
+    r=$res
+    run_load uours udp-pingpong --conns "$1" --size 64 --batch "$2" --seconds "$pp_secs" \
+        --warmup "$pp_warm"
+    o=$res
+    srv_extra=()
+    rate_r=$(field msgs_per_s "$r")
+    rate_o=$(field msgs_per_s "$o")
+    if [ "$2" = 1 ]; then
+        label="udp pingpong 64 B, $socks: round trips/s"
+    else
+        label="udp batch $2 × 64 B in flight, $socks: datagrams/s"
+    fi
+    add_row "$label" "$rate_r" "$rate_o" "$(ratio "$rate_o" "$rate_r")" "—"
+    add_row "↳ latency p50 / p99 / p99.9, µs (per round)" "$(lat "$r")" "$(lat "$o")" "" ""
+}
+
+log "loadgen=$loadgen ref='$ref' ours='$ours' uref='$uref' uours='$uours' quick=$quick"
 load_at_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 t_start=$SECONDS
-for point in "1 1.0" "16 1.0" "256 0.8" "2000 0.6"; do
-    # shellcheck disable=SC2086  # "CONNS TARGET"
-    pingpong_figure $point
-done
-bulk_figure
-connect_figure
-idle_figure
+if [ $run_tcp = 1 ]; then
+    for point in "1 1.0" "16 1.0" "256 0.8" "2000 0.6"; do
+        # shellcheck disable=SC2086  # "CONNS TARGET"
+        pingpong_figure $point
+    done
+    bulk_figure
+    connect_figure
+    idle_figure
+fi
+if [ $run_udp = 1 ]; then
+    udp_figure 1 1
+    udp_figure 16 1
+    udp_figure 4 16
+fi
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 {
@@ -314,7 +371,10 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     echo "|---|---:|---:|---:|---|"
     printf '%s\n' "${rows[@]}"
     echo
-    echo "- ref: \`$ref\`; ours: \`$ours\`; ours/ref > 1 means ours is faster (for RSS: bigger)."
+    [ $run_tcp = 1 ] && echo "- ref: \`$ref\`; ours: \`$ours\`; ours/ref > 1 means ours is" \
+        "faster (for RSS: bigger)."
+    [ $run_udp = 1 ] && echo "- udp ref: \`$uref\`; udp ours: \`$uours\` (\`--batch 16\` added to" \
+        "both for the batch row); sn-loadgen udp-pingpong, loss counted after 200 ms."
     echo "- Machine: $(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, Linux $(uname -r)," \
         "load average at start $load_at_start."
     echo "- Command: \`$cmdline\` ($((SECONDS - t_start)) s)."

@@ -1,11 +1,13 @@
 /*
- * sn-loadgen: TCP load generator for echo servers (bench/run.sh).
+ * sn-loadgen: TCP and UDP load generator for echo servers (bench/run.sh).
  *
  *   sn-loadgen pingpong --host H --port P --conns C --size N --seconds S [--warmup S]
  *                       [--threads T]
  *   sn-loadgen bulk     --host H --port P --size BYTES --count K
  *   sn-loadgen connect  --host H --port P --seconds S [--threads T]
  *   sn-loadgen idle     --host H --port P --conns C --hold S
+ *   sn-loadgen udp-pingpong --host H --port P --conns C --size N --seconds S [--warmup S]
+ *                       [--threads T] [--batch B]
  *
  * pingpong: C connections, each sends an N-byte message and waits for the whole echo before
  *   sending the next; T threads (default 2, one per core) drive their share of non-blocking
@@ -21,6 +23,11 @@
  * idle: C connections, one echoed byte each, then "idle C ready" on stdout and hold for S
  *   seconds, or until SIGTERM/SIGINT, or until stdin reaches end-of-file when stdin is a pipe
  *   or socket (a terminal or /dev/null stdin is not watched), then close them all.
+ * udp-pingpong: C connected UDP sockets over T threads (epoll), each with one round of B
+ *   datagrams of N bytes in flight (sendmmsg / recvmmsg when B > 1); the next round starts
+ *   when every echo of this one is back. The figure is datagrams echoed per second; latency
+ *   is per round. A round missing echoes after 200 ms counts them lost and starts over; more
+ *   than 5 % lost fails the run.
  *
  * Every echoed byte is verified. One "result ..." line on stdout per successful run (none on
  * failure), human text on stderr; exit status 1 on any error, 2 on bad usage. Every loop is
@@ -55,7 +62,7 @@
 
 struct opts {
     const char *host, *port;
-    long conns, size, count, threads;
+    long conns, size, count, threads, batch;
     double seconds, warmup, hold;
 };
 
@@ -814,15 +821,309 @@ out:
     return rc;
 }
 
+/* ---- udp-pingpong ---------------------------------------------------------- */
+
+/* Each socket is connected to the server and keeps one round in flight: B datagrams of N
+ * bytes (sendmmsg when B > 1), then waits until all B echoes are back (recvmmsg) before the
+ * next round. A datagram carries its round's sequence number and its index in the round, then
+ * a pattern of both, all checked. A round still missing echoes after UDP_LOSS_MS counts those
+ * as lost and starts over; an echo of an older round is counted as late and ignored. */
+
+#define UDP_BATCH_MAX 64
+#define UDP_LOSS_MS 200
+#define UDP_HDR 8
+
+struct up_sock {
+    int fd;
+    uint32_t seq;
+    int got;
+    uint64_t seen; /* bit i: echo i of this round received */
+    uint64_t t0;
+    uint64_t measured;
+};
+
+struct up_thread {
+    pthread_t tid;
+    const struct opts *o;
+    long nsocks;
+    uint64_t t_measure, t_end;
+    struct hist hist;
+    uint64_t datagrams, sent, lost, late;
+    long starved, errors;
+};
+
+static void up_fill(unsigned char *p, long size, uint32_t seq, int idx)
+{
+    uint16_t i16 = (uint16_t)idx;
+    memcpy(p, &seq, 4);
+    memcpy(p + 4, &i16, 2);
+    p[6] = p[7] = 0;
+    for (long j = UDP_HDR; j < size; j++)
+        p[j] = pat(seq * 64u + (uint32_t)idx, j);
+}
+
+/* Starts a new round on socket c: B datagrams. */
+static int up_start(struct up_thread *t, struct up_sock *c, unsigned char *scratch)
+{
+    long size = t->o->size;
+    int b = (int)t->o->batch;
+    struct mmsghdr mm[UDP_BATCH_MAX];
+    struct iovec iov[UDP_BATCH_MAX];
+
+    c->seq++;
+    c->got = 0;
+    c->seen = 0;
+    c->t0 = now_ns();
+    for (int i = 0; i < b; i++) {
+        up_fill(scratch + (size_t)i * (size_t)size, size, c->seq, i);
+        iov[i] =
+            (struct iovec){.iov_base = scratch + (size_t)i * (size_t)size, .iov_len = (size_t)size};
+        mm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+    }
+    int n = b == 1 ? (send(c->fd, scratch, (size_t)size, MSG_DONTWAIT) == size ? 1 : -1)
+                   : sendmmsg(c->fd, mm, (unsigned)b, MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+        perror("sn-loadgen: udp send");
+        return -1;
+    }
+    t->sent += (uint64_t)(n > 0 ? n : 0); /* unsent ones show up as lost */
+    return 0;
+}
+
+/* Checks one echo; returns 1 when it completed the round, 0 otherwise, -1 on a bad echo. */
+static int up_echo(struct up_thread *t, struct up_sock *c, const unsigned char *p, long n)
+{
+    uint32_t seq;
+    uint16_t idx;
+    if (n != t->o->size) {
+        fprintf(stderr, "sn-loadgen: udp echo of %ld bytes, sent %ld\n", n, t->o->size);
+        return -1;
+    }
+    memcpy(&seq, p, 4);
+    memcpy(&idx, p + 4, 2);
+    if (seq != c->seq) {
+        t->late++;
+        return 0;
+    }
+    if (idx >= t->o->batch || ((c->seen >> idx) & 1u)) {
+        fprintf(stderr, "sn-loadgen: udp echo with a bad or repeated index %u\n", idx);
+        return -1;
+    }
+    for (long j = UDP_HDR; j < n; j++)
+        if (p[j] != pat(seq * 64u + idx, j)) {
+            fprintf(stderr, "sn-loadgen: udp echo mismatch at byte %ld\n", j);
+            return -1;
+        }
+    c->seen |= (uint64_t)1 << idx;
+    return ++c->got == t->o->batch;
+}
+
+static int up_readable(struct up_thread *t, struct up_sock *c, unsigned char *scratch,
+                       unsigned char *rbuf)
+{
+    long size = t->o->size;
+    int b = (int)t->o->batch;
+    struct mmsghdr mm[UDP_BATCH_MAX];
+    struct iovec iov[UDP_BATCH_MAX];
+
+    for (int rounds = 0; rounds < 64; rounds++) { /* bounded: then back to epoll */
+        for (int i = 0; i < b; i++) {
+            iov[i] = (struct iovec){.iov_base = rbuf + (size_t)i * (size_t)(size + 1),
+                                    .iov_len = (size_t)size + 1};
+            mm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+        }
+        int n = recvmmsg(c->fd, mm, (unsigned)b, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return 0;
+            perror("sn-loadgen: udp receive");
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            int rc = up_echo(t, c, iov[i].iov_base, (long)mm[i].msg_len);
+            if (rc < 0)
+                return -1;
+            if (rc == 0)
+                continue;
+            uint64_t now = now_ns();
+            if (now >= t->t_measure && now < t->t_end) {
+                hist_add(&t->hist, now - c->t0);
+                t->datagrams += (uint64_t)b;
+                c->measured++;
+            }
+            if (up_start(t, c, scratch) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Rounds older than UDP_LOSS_MS: count what is missing as lost and start over. */
+static int up_expire(struct up_thread *t, struct up_sock *cs, unsigned char *scratch)
+{
+    uint64_t now = now_ns();
+    for (long i = 0; i < t->nsocks; i++) {
+        struct up_sock *c = &cs[i];
+        if (c->fd < 0 || now - c->t0 < (uint64_t)UDP_LOSS_MS * 1000000u)
+            continue;
+        t->lost += (uint64_t)(t->o->batch - c->got);
+        if (up_start(t, c, scratch) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int up_open(void)
+{
+    int fd = socket(g_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int buf = 1 << 20;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    if (connect(fd, (struct sockaddr *)&g_addr, g_addrlen) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void up_loop(struct up_thread *t, int ep, struct up_sock *cs, unsigned char *scratch,
+                    unsigned char *rbuf)
+{
+    struct epoll_event evs[256];
+    uint64_t next_expire = now_ns();
+    while (!g_stop && now_ns() < t->t_end) {
+        int n = epoll_wait(ep, evs, 256, 20);
+        if (n < 0 && errno != EINTR) {
+            t->errors++;
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            struct up_sock *c = evs[i].data.ptr;
+            if (c->fd >= 0 && up_readable(t, c, scratch, rbuf) < 0) {
+                t->errors++;
+                close(c->fd);
+                c->fd = -1;
+            }
+        }
+        if (now_ns() >= next_expire) {
+            if (up_expire(t, cs, scratch) < 0)
+                t->errors++;
+            next_expire = now_ns() + 50000000u;
+        }
+    }
+}
+
+static void *up_main(void *arg)
+{
+    struct up_thread *t = arg;
+    size_t per = (size_t)t->o->batch * (size_t)(t->o->size + 1);
+    struct up_sock *cs = calloc((size_t)t->nsocks, sizeof *cs);
+    unsigned char *scratch = malloc(per), *rbuf = malloc(per);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+
+    if (!cs || !scratch || !rbuf || ep < 0)
+        goto fail;
+    for (long i = 0; i < t->nsocks; i++)
+        cs[i].fd = -1;
+    for (long i = 0; i < t->nsocks; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
+        if ((cs[i].fd = up_open()) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+            goto fail;
+    }
+    for (long i = 0; i < t->nsocks; i++)
+        if (up_start(t, &cs[i], scratch) < 0)
+            goto fail;
+    up_loop(t, ep, cs, scratch, rbuf);
+    for (long i = 0; i < t->nsocks; i++)
+        t->starved += cs[i].fd >= 0 && cs[i].measured == 0;
+    goto out;
+fail:
+    fprintf(stderr, "sn-loadgen: udp thread setup failed: %s\n", strerror(errno));
+    t->errors++;
+out:
+    for (long i = 0; cs && i < t->nsocks; i++)
+        if (cs[i].fd >= 0)
+            close(cs[i].fd);
+    if (ep >= 0)
+        close(ep);
+    free(cs);
+    free(scratch);
+    free(rbuf);
+    return NULL;
+}
+
+static int cmd_udp_pingpong(const struct opts *o)
+{
+    int nth = (int)(o->threads < o->conns ? o->threads : o->conns), started = 0;
+    struct up_thread *th = calloc((size_t)nth, sizeof *th);
+    static struct hist all;
+    uint64_t datagrams = 0, sent = 0, lost = 0, late = 0;
+    long errors = 0, starved = 0;
+
+    if (!th)
+        return -1;
+    uint64_t t_measure = now_ns() + (uint64_t)(o->warmup * 1e9);
+    uint64_t t_end = t_measure + (uint64_t)(o->seconds * 1e9);
+    fprintf(stderr, "udp-pingpong: %ld sockets x %ld B x %ld in flight to %s:%s\n", o->conns,
+            o->size, o->batch, o->host, o->port);
+    for (int i = 0; i < nth; i++) {
+        th[i] = (struct up_thread){.o = o,
+                                   .t_measure = t_measure,
+                                   .t_end = t_end,
+                                   .nsocks = o->conns / nth + (i < o->conns % nth)};
+        if (pthread_create(&th[i].tid, NULL, up_main, &th[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i].tid, NULL);
+        hist_merge(&all, &th[i].hist);
+        datagrams += th[i].datagrams;
+        sent += th[i].sent;
+        lost += th[i].lost;
+        late += th[i].late;
+        errors += th[i].errors;
+        starved += th[i].starved;
+    }
+    free(th);
+    if (g_stop || started != nth)
+        return -1;
+    double rate = (double)datagrams / o->seconds;
+    double p50 = hist_quantile_us(&all, 0.50), p99 = hist_quantile_us(&all, 0.99);
+    double p999 = hist_quantile_us(&all, 0.999);
+    fprintf(stderr,
+            "udp-pingpong: %.0f datagrams/s echoed, rounds p50 %.1f us, p99 %.1f us, "
+            "p99.9 %.1f us; %llu sent, %llu lost, %llu late, %ld errors, %ld sockets starved\n",
+            rate, p50, p99, p999, (unsigned long long)sent, (unsigned long long)lost,
+            (unsigned long long)late, errors, starved);
+    if (errors || all.n == 0 || lost * 20 > sent) {
+        fprintf(stderr,
+                "sn-loadgen: udp-pingpong failed (%ld errors, %llu rounds, %llu of %llu "
+                "datagrams lost)\n",
+                errors, (unsigned long long)all.n, (unsigned long long)lost,
+                (unsigned long long)sent);
+        return -1;
+    }
+    printf("result udp-pingpong conns=%ld size=%ld batch=%ld msgs_per_s=%.0f p50_us=%.1f "
+           "p99_us=%.1f p999_us=%.1f exchanges=%llu lost=%llu starved=%ld\n",
+           o->conns, o->size, o->batch, rate, p50, p99, p999, (unsigned long long)all.n,
+           (unsigned long long)lost, starved);
+    return 0;
+}
+
 /* ---- command line ---------------------------------------------------------- */
 
 static _Noreturn void usage(void)
 {
-    fprintf(stderr, "usage: sn-loadgen pingpong --host H --port P --conns C --size N --seconds S\n"
-                    "                           [--warmup S] [--threads T]\n"
-                    "       sn-loadgen bulk     --host H --port P --size BYTES --count K\n"
-                    "       sn-loadgen connect  --host H --port P --seconds S [--threads T]\n"
-                    "       sn-loadgen idle     --host H --port P --conns C --hold S\n");
+    fprintf(stderr,
+            "usage: sn-loadgen pingpong --host H --port P --conns C --size N --seconds S\n"
+            "                           [--warmup S] [--threads T]\n"
+            "       sn-loadgen bulk     --host H --port P --size BYTES --count K\n"
+            "       sn-loadgen connect  --host H --port P --seconds S [--threads T]\n"
+            "       sn-loadgen idle     --host H --port P --conns C --hold S\n"
+            "       sn-loadgen udp-pingpong --host H --port P --conns C --size N --seconds S\n"
+            "                           [--warmup S] [--threads T] [--batch B]\n");
     exit(2);
 }
 
@@ -862,6 +1163,8 @@ static void parse(struct opts *o, int argc, char **argv)
             o->count = num(v, 1, 1L << 30);
         else if (!strcmp(k, "--threads"))
             o->threads = num(v, 1, MAX_THREADS);
+        else if (!strcmp(k, "--batch"))
+            o->batch = num(v, 1, UDP_BATCH_MAX);
         else if (!strcmp(k, "--seconds"))
             o->seconds = secs_arg(v);
         else if (!strcmp(k, "--warmup"))
@@ -877,7 +1180,8 @@ static void parse(struct opts *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.conns = 1, .size = 64, .count = 1, .threads = 2, .seconds = 5, .hold = 10};
+    struct opts o = {
+        .conns = 1, .size = 64, .count = 1, .threads = 2, .batch = 1, .seconds = 5, .hold = 10};
     int rc;
 
     if (argc < 2)
@@ -896,6 +1200,8 @@ int main(int argc, char **argv)
         rc = cmd_connect(&o);
     else if (!strcmp(argv[1], "idle"))
         rc = cmd_idle(&o);
+    else if (!strcmp(argv[1], "udp-pingpong") && o.size >= UDP_HDR && o.size <= 65507)
+        rc = cmd_udp_pingpong(&o);
     else
         usage();
     return rc == 0 ? 0 : 1;

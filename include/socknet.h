@@ -13,5 +13,6 @@
 #include "socknet/chan.h"
 #include "socknet/pool.h"
 #include "socknet/server.h"
+#include "socknet/udp.h"
 
 #endif

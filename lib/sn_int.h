@@ -57,6 +57,13 @@ int sn__poll_timeout(int64_t deadline_ms);
  * SN_ETIMEDOUT, or -errno. Retries on EINTR. On a fiber it parks the
  * fiber (sn__fiber_wait_fd) instead of blocking the thread. */
 int sn__wait_fd(int fd, short events, int64_t deadline_ms);
+/* Sets fd's SO_RCVTIMEO so that a blocking receive returns by the absolute
+ * deadline (SN_DEADLINE_NEVER: no timeout). *timeo_ms is the value last set
+ * (ms; 0 none, -1 unknown); a value that still fits is kept, so most calls
+ * make no system call. Returns 0, SN_ETIMEDOUT (the deadline has passed),
+ * or -errno. Used where a receive blocks in the kernel instead of poll +
+ * receive (never on a fiber). */
+int sn__rcvtimeo_until(int fd, int *timeo_ms, int64_t deadline_ms);
 
 /* ---- descriptors -------------------------------------------------------- */
 int sn__fd_nonblock_cloexec(int fd); /* 0 or -errno */

@@ -10,7 +10,6 @@
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include "sn_int.h"
 
 static ssize_t plain_recv(sn_transport *t, void *buf, size_t len, short *want)
@@ -29,37 +28,6 @@ static ssize_t plain_recv(sn_transport *t, void *buf, size_t len, short *want)
     }
 }
 
-/*
- * Makes SO_RCVTIMEO end a blocking recv no later than the deadline. Setting
- * it is a system call, so a value already set is kept while it lies between
- * half the time left and all of it; a new value is three quarters of the
- * time left. Calls that each wait with the default timeout (60 s from their
- * start) thus set it once per connection, and a recv that times out early
- * simply receives again with a fresh value. Returns 0, SN_ETIMEDOUT (the
- * deadline has passed), or -errno.
- */
-static int plain_set_timeout(sn_transport *t, int64_t deadline_ms)
-{
-    int left = sn__poll_timeout(deadline_ms); /* -1: never */
-    int want;
-    if (left == 0)
-        return SN_ETIMEDOUT;
-    if (left < 0) {
-        if (t->timeo_ms == 0)
-            return 0;
-        want = 0; /* none */
-    } else {
-        if (t->timeo_ms > 0 && t->timeo_ms <= left && t->timeo_ms >= left / 2)
-            return 0;
-        want = left - left / 4;
-    }
-    struct timeval tv = {.tv_sec = want / 1000, .tv_usec = (want % 1000) * 1000};
-    if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
-        return -errno;
-    t->timeo_ms = want;
-    return 0;
-}
-
 static ssize_t plain_recv_wait(sn_transport *t, void *buf, size_t len, int64_t deadline_ms)
 {
     if (!t->blocking) {
@@ -69,7 +37,7 @@ static ssize_t plain_recv_wait(sn_transport *t, void *buf, size_t len, int64_t d
         t->blocking = true;
     }
     for (;;) {
-        int rc = plain_set_timeout(t, deadline_ms);
+        int rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms);
         if (rc < 0)
             return rc;
         ssize_t n = recv(t->fd, buf, len, 0);

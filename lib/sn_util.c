@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include "sn_int.h"
@@ -235,6 +237,36 @@ int sn__wait_fd(int fd, short events, int64_t deadline_ms)
         if (errno != EINTR)
             return -errno;
     }
+}
+
+/*
+ * SO_RCVTIMEO for a blocking receive that must end by the deadline. Setting
+ * it is a system call, so a value already set is kept while it lies between
+ * half the time left and all of it; a new value is three quarters of the
+ * time left. Calls that each wait with the default timeout (60 s from their
+ * start) thus set it once per socket, and a receive that times out early
+ * simply receives again with a fresh value.
+ */
+int sn__rcvtimeo_until(int fd, int *timeo_ms, int64_t deadline_ms)
+{
+    int left = sn__poll_timeout(deadline_ms); /* -1: never */
+    int want;
+    if (left == 0)
+        return SN_ETIMEDOUT;
+    if (left < 0) {
+        if (*timeo_ms == 0)
+            return 0;
+        want = 0; /* none */
+    } else {
+        if (*timeo_ms > 0 && *timeo_ms <= left && *timeo_ms >= left / 2)
+            return 0;
+        want = left - left / 4;
+    }
+    struct timeval tv = {.tv_sec = want / 1000, .tv_usec = (want % 1000) * 1000};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return -errno;
+    *timeo_ms = want;
+    return 0;
 }
 
 /* ---- descriptors ---------------------------------------------------------- */

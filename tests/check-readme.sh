@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's echo server compiles as shown, is about 25 lines, and echoes.
+# The README's echo server compiles as shown, is about 25 lines, and echoes; the README's UDP
+# example (the first C block of its UDP section) compiles as shown and prints "ping".
 set -u
 src=${top_srcdir:-.}
 b=${top_builddir:-.}
@@ -17,9 +18,20 @@ ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-
     "$tmp/echo.c" -o "$tmp/echo" ${SN_LDFLAGS:-} "$lib" \
     -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
     { echo "FAIL: the README's echo server does not compile"; exit 1; }
+awk '/^### UDP sockets/ {on=1} on && /^```c$/ {grab=1; next} grab && /^```$/ {exit} grab {print}' \
+    "$src/README.md" >"$tmp/udp.c"
+[ -s "$tmp/udp.c" ] || { echo "FAIL: no C example in the README's UDP section"; exit 1; }
+# shellcheck disable=SC2086
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-} -I"$src/include" \
+    "$tmp/udp.c" -o "$tmp/udp" ${SN_LDFLAGS:-} "$lib" \
+    -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
+    { echo "FAIL: the README's UDP example does not compile"; exit 1; }
+out=$(timeout 10 "$tmp/udp") || { echo "FAIL: the README's UDP example failed: $out"; exit 1; }
+[ "$out" = ping ] || { echo "FAIL: the README's UDP example printed '$out'"; exit 1; }
 # It listens on 127.0.0.1:7000: only run it if that port is free.
 if (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
-    echo "ok: README echo server compiles ($lines lines); port 7000 busy, not run"; exit 0
+    echo "ok: README UDP example runs; echo server compiles ($lines lines); port 7000 busy, not run"
+    exit 0
 fi
 "$tmp/echo" & pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null && break; sleep 0.05; done
@@ -30,4 +42,4 @@ read -r -t 5 reply <&3
 exec 3>&-
 kill -INT $pid; wait $pid; rc=$?; pid=""
 [ $rc = 0 ] || { echo "FAIL: README echo server exited $rc on SIGINT"; exit 1; }
-echo "ok: README echo server compiles ($lines lines), echoes and stops on SIGINT"
+echo "ok: README UDP example runs; echo server compiles ($lines lines), echoes and stops on SIGINT"

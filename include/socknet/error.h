@@ -36,6 +36,7 @@ extern "C" {
     XX(ENFILE, "too many open files in system")                                                    \
     XX(EMFILE, "too many open files")                                                              \
     XX(ENOSPC, "no space left on device")                                                          \
+    XX(ENODEV, "no such device")                                                                   \
     XX(EPIPE, "broken pipe")                                                                       \
     XX(ERANGE, "result out of range")                                                              \
     XX(ENOSYS, "function not implemented")                                                         \
@@ -73,6 +74,7 @@ extern "C" {
     XX(ERESOLVE_AGAIN, -1102, "temporary failure in name resolution")                              \
     XX(ERESOLVE, -1103, "name resolution failed")                                                  \
     XX(EBADSTATE, -1104, "socket is in the wrong state for this call")                             \
+    XX(ETRUNCATED, -1105, "datagram larger than the buffer (truncated)")                           \
     XX(ESTOPPED, -1500, "stopped")                                                                 \
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")

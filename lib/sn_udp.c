@@ -1,0 +1,802 @@
+/*
+ * sn_udp.c: UDP sockets: bind, connect, send to, receive from (truncation
+ * reported through MSG_TRUNC), batches through recvmmsg / sendmmsg,
+ * options through one table, multicast membership, state.
+ *
+ * Every descriptor is non-blocking and close-on-exec from birth, and every
+ * call that must not wait passes MSG_DONTWAIT. A receive that must wait
+ * blocks in recvmsg, bounded by SO_RCVTIMEO (sn__rcvtimeo_until), once the
+ * descriptor has been switched to blocking mode: one system call per
+ * datagram instead of poll + recvmsg, as on TCP (sn_transport.c). On a
+ * fiber it waits through sn__wait_fd instead, which parks the fiber.
+ * Sends wait (rarely: only a full send buffer makes them) through
+ * sn__wait_fd.
+ */
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "sn_int.h"
+
+#define READ_TIMEOUT_DEFAULT 60000
+#define WRITE_TIMEOUT_DEFAULT 60000
+#define CONNECT_MAX_ADDRS 16
+#define BATCH_CHUNK 64 /* mmsghdrs on the stack per system call */
+
+struct sn_udp {
+    int fd;           /* -1 once closed */
+    atomic_int state; /* sn_sock_state; a send may move it from open to bound */
+    int family;       /* AF_INET / AF_INET6 */
+    bool blocking;    /* the descriptor is in blocking mode (for receives) */
+    int rcvtimeo_ms;  /* SO_RCVTIMEO as set: 0 none, -1 unknown */
+    int read_timeout_ms, write_timeout_ms; /* resolved: ms, -1 never */
+    int mcast_if;                          /* SN_UDP_OPT_MULTICAST_IF as set */
+    sn_addr bound;                         /* what sn_udp_bind bound, with the port it got; empty if
+                                              the socket was never bound explicitly */
+};
+
+/* ---- the option table ------------------------------------------------------ */
+
+enum opt_kind {
+    K_NONE = 0, /* no such option */
+    K_INT,      /* an int sockopt */
+    K_BOOL,     /* an int sockopt read back as 0/1 */
+    K_TIMEOUT,  /* a field of struct sn_udp, not the kernel */
+    K_V6ONLY,   /* IPV6_V6ONLY, IPv6 sockets only */
+    K_MCAST_IF, /* an interface index: ip_mreqn on IPv4, an int on IPv6 */
+    K_ERROR,    /* SO_ERROR, get only */
+};
+
+/* How sn_udp_options holds it (see sn_udp_apply_options). */
+enum field_kind {
+    F_NONE = 0, /* not in sn_udp_options */
+    F_SWITCH,   /* SN_ON / SN_OFF / 0 */
+    F_VALUE,    /* 0 = leave; anything else is passed on */
+    F_OFF_ZERO, /* 0 = leave, SN_OFF = 0, else passed on */
+};
+
+/* level4/name4 for IPv4 sockets, level6/name6 for IPv6 ones. */
+struct opt_def {
+    int level4, name4, level6, name6;
+    int min, max;
+    unsigned char kind, fkind;
+    short field; /* offsetof in sn_udp_options */
+};
+
+#define OPTF(f) (short)offsetof(sn_udp_options, f)
+#define SOCK(name) SOL_SOCKET, name, SOL_SOCKET, name
+#define IP46(n4, n6) IPPROTO_IP, n4, IPPROTO_IPV6, n6
+
+static const struct opt_def opt_table[] = {
+    [SN_UDP_OPT_RCVBUF] = {SOCK(SO_RCVBUF), 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(rcvbuf)},
+    [SN_UDP_OPT_SNDBUF] = {SOCK(SO_SNDBUF), 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(sndbuf)},
+    [SN_UDP_OPT_REUSEADDR] = {SOCK(SO_REUSEADDR), 0, 1, K_BOOL, F_SWITCH, OPTF(reuseaddr)},
+    [SN_UDP_OPT_REUSEPORT] = {SOCK(SO_REUSEPORT), 0, 1, K_BOOL, F_SWITCH, OPTF(reuseport)},
+    [SN_UDP_OPT_BROADCAST] = {SOCK(SO_BROADCAST), 0, 1, K_BOOL, F_SWITCH, OPTF(broadcast)},
+    [SN_UDP_OPT_TOS] = {IP46(IP_TOS, IPV6_TCLASS), 0, 255, K_INT, F_VALUE, OPTF(tos)},
+    [SN_UDP_OPT_TTL] = {IP46(IP_TTL, IPV6_UNICAST_HOPS), 1, 255, K_INT, F_VALUE, OPTF(ttl)},
+    [SN_UDP_OPT_READ_TIMEOUT] = {0, 0, 0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE,
+                                 OPTF(read_timeout_ms)},
+    [SN_UDP_OPT_WRITE_TIMEOUT] = {0, 0, 0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE,
+                                  OPTF(write_timeout_ms)},
+    [SN_UDP_OPT_V6ONLY] = {0, 0, IPPROTO_IPV6, IPV6_V6ONLY, 0, 1, K_V6ONLY, F_NONE, 0},
+    [SN_UDP_OPT_MULTICAST_TTL] = {IP46(IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS), 0, 255, K_INT,
+                                  F_OFF_ZERO, OPTF(multicast_ttl)},
+    [SN_UDP_OPT_MULTICAST_LOOP] = {IP46(IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP), 0, 1, K_BOOL,
+                                   F_SWITCH, OPTF(multicast_loop)},
+    [SN_UDP_OPT_MULTICAST_IF] = {IP46(IP_MULTICAST_IF, IPV6_MULTICAST_IF), 0, INT_MAX, K_MCAST_IF,
+                                 F_VALUE, OPTF(multicast_if)},
+    [SN_UDP_OPT_ERROR] = {SOCK(SO_ERROR), 0, 0, K_ERROR, F_NONE, 0},
+};
+
+/* Checks the socket and option; gives the kernel's level and name for this
+ * socket's family. */
+static int opt_prepare(const sn_udp *u, int opt, const struct opt_def **d, int *level, int *name)
+{
+    if (u == NULL || opt <= 0 || (size_t)opt >= SN_ARRAY_SIZE(opt_table) ||
+        opt_table[opt].kind == K_NONE)
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    *d = &opt_table[opt];
+    if ((*d)->kind == K_V6ONLY && u->family != AF_INET6)
+        return SN_ENOPROTOOPT;
+    *level = u->family == AF_INET6 ? (*d)->level6 : (*d)->level4;
+    *name = u->family == AF_INET6 ? (*d)->name6 : (*d)->name4;
+    return 0;
+}
+
+static int *timeout_field(sn_udp *u, int opt)
+{
+    return opt == SN_UDP_OPT_READ_TIMEOUT ? &u->read_timeout_ms : &u->write_timeout_ms;
+}
+
+/* IP_MULTICAST_IF takes an ip_mreqn on IPv4 (by index), an int on IPv6. */
+static int set_mcast_if(sn_udp *u, int level, int name, int index)
+{
+    char ifname[IF_NAMESIZE];
+    int rc;
+    if (index != 0 && if_indextoname((unsigned)index, ifname) == NULL)
+        return SN_ENODEV;
+    if (u->family == AF_INET) {
+        struct ip_mreqn mr = {.imr_ifindex = index};
+        rc = setsockopt(u->fd, level, name, &mr, sizeof mr);
+    } else {
+        rc = setsockopt(u->fd, level, name, &index, sizeof index);
+    }
+    if (rc < 0)
+        return -errno;
+    u->mcast_if = index;
+    return 0;
+}
+
+int sn_udp_set_option(sn_udp *u, int opt, int value)
+{
+    const struct opt_def *d;
+    int level, name;
+    int rc = opt_prepare(u, opt, &d, &level, &name);
+    if (rc < 0)
+        return rc;
+    if (d->kind == K_ERROR || value < d->min || value > d->max)
+        return SN_EINVAL;
+    if (d->kind == K_TIMEOUT) {
+        int def = opt == SN_UDP_OPT_READ_TIMEOUT ? READ_TIMEOUT_DEFAULT : WRITE_TIMEOUT_DEFAULT;
+        *timeout_field(u, opt) = value != 0 ? value : def;
+        return 0;
+    }
+    if (d->kind == K_MCAST_IF)
+        return set_mcast_if(u, level, name, value);
+    return setsockopt(u->fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+int sn_udp_get_option(const sn_udp *u, int opt, int *value)
+{
+    const struct opt_def *d;
+    int level, name, v = 0;
+    socklen_t len = sizeof v;
+    int rc = opt_prepare(u, opt, &d, &level, &name);
+    if (rc < 0)
+        return rc;
+    if (value == NULL)
+        return SN_EINVAL;
+    if (d->kind == K_TIMEOUT) {
+        *value = *timeout_field((sn_udp *)u, opt);
+        return 0;
+    }
+    if (d->kind == K_MCAST_IF) {
+        *value = u->mcast_if; /* IPv4's getter gives an address, not the index */
+        return 0;
+    }
+    if (getsockopt(u->fd, level, name, &v, &len) < 0)
+        return -errno;
+    if (d->kind == K_ERROR)
+        *value = -v;
+    else if (d->kind == K_BOOL || d->kind == K_V6ONLY)
+        *value = v != 0;
+    else
+        *value = v;
+    return 0;
+}
+
+/* The setter's value for a non-zero field v, or SN_EINVAL for a switch
+ * other than SN_ON / SN_OFF. */
+static int field_value(const struct opt_def *d, int v, int *value)
+{
+    if (d->fkind == F_VALUE) {
+        *value = v;
+        return 0;
+    }
+    if (d->fkind == F_OFF_ZERO) {
+        *value = v == SN_OFF ? 0 : v;
+        return 0;
+    }
+    if (v != SN_ON && v != SN_OFF)
+        return SN_EINVAL;
+    *value = v == SN_ON;
+    return 0;
+}
+
+int sn_udp_apply_options(sn_udp *u, const sn_udp_options *opt)
+{
+    if (u == NULL || opt == NULL)
+        return SN_EINVAL;
+    for (size_t i = 1; i < SN_ARRAY_SIZE(opt_table); i++) {
+        const struct opt_def *d = &opt_table[i];
+        int v = d->fkind != F_NONE ? *(const int *)((const char *)opt + d->field) : 0;
+        int value;
+        if (v == 0)
+            continue; /* not in sn_udp_options, or the default */
+        int rc = field_value(d, v, &value);
+        if (rc == 0)
+            rc = sn_udp_set_option(u, (int)i, value);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- creating ---------------------------------------------------------------- */
+
+/* A new UDP socket of an address family, with opt applied. */
+static int udp_new(sn_udp **out, int family, const sn_udp_options *opt)
+{
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (fd < 0)
+        return -errno;
+    sn_udp *u = sn__calloc(1, sizeof *u);
+    if (u == NULL) {
+        close(fd);
+        return SN_ENOMEM;
+    }
+    u->fd = fd;
+    atomic_init(&u->state, SN_SOCK_OPEN);
+    u->family = family;
+    u->read_timeout_ms = READ_TIMEOUT_DEFAULT;
+    u->write_timeout_ms = WRITE_TIMEOUT_DEFAULT;
+    int rc = opt != NULL ? sn_udp_apply_options(u, opt) : 0;
+    if (rc < 0) {
+        sn_udp_free(u);
+        return rc;
+    }
+    *out = u;
+    return 0;
+}
+
+static int af_of(int family)
+{
+    switch (family) {
+    case 0:
+    case SN_AF_INET:
+        return AF_INET;
+    case SN_AF_INET6:
+        return AF_INET6;
+    default:
+        return -1;
+    }
+}
+
+int sn_udp_open(sn_udp **out, int family, const sn_udp_options *opt)
+{
+    int af = af_of(family);
+    if (out == NULL || af < 0)
+        return SN_EINVAL;
+    return udp_new(out, af, opt);
+}
+
+int sn_udp_bind(sn_udp **out, const sn_udp_config *cfg)
+{
+    static const sn_udp_config defaults;
+    sn_addr addr, local = {0};
+    socklen_t len = sizeof local.u;
+    sn_udp *u;
+    if (cfg == NULL)
+        cfg = &defaults;
+    if (out == NULL || (cfg->v6only != 0 && cfg->v6only != SN_ON && cfg->v6only != SN_OFF))
+        return SN_EINVAL;
+    int rc = sn_resolve(cfg->host, cfg->port, SN_AF_ANY, &addr, 1);
+    if (rc < 0)
+        return rc;
+    if ((rc = udp_new(&u, addr.u.sa.sa_family, &cfg->opt)) < 0)
+        return rc;
+    if (u->family == AF_INET6 &&
+        (rc = sn_udp_set_option(u, SN_UDP_OPT_V6ONLY, cfg->v6only != SN_OFF)) < 0)
+        goto fail;
+    if (bind(u->fd, &addr.u.sa, addr.len) < 0 || getsockname(u->fd, &local.u.sa, &len) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    local.len = len;
+    u->bound = addr;
+    sn_addr_set_port(&u->bound, sn_addr_port(&local));
+    atomic_store(&u->state, SN_SOCK_BOUND);
+    *out = u;
+    return 0;
+fail:
+    sn_udp_free(u);
+    return rc;
+}
+
+/* An IPv4 address as the IPv4-mapped IPv6 address ::ffff:a.b.c.d. */
+static void map_v4(const sn_addr *in, sn_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    out->u.in6.sin6_family = AF_INET6;
+    out->u.in6.sin6_port = in->u.in4.sin_port;
+    out->u.in6.sin6_addr.s6_addr[10] = 0xff;
+    out->u.in6.sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&out->u.in6.sin6_addr.s6_addr[12], &in->u.in4.sin_addr, 4);
+    out->len = sizeof out->u.in6;
+}
+
+/* The address to hand the kernel for this socket: IPv4 ones are mapped on
+ * an IPv6 socket (a dual-stack one reaches them so; an IPv6-only one
+ * reports the network unreachable). */
+static const sn_addr *for_socket(const sn_udp *u, const sn_addr *a, sn_addr *tmp)
+{
+    if (u->family != AF_INET6 || sn_addr_family(a) != SN_AF_INET)
+        return a;
+    map_v4(a, tmp);
+    return tmp;
+}
+
+/* Dissolves the association. Linux then drops a local port it picked at
+ * bind (port 0), so a socket sn_udp_bind bound is bound again to the same
+ * address and port: its port stays what the caller read. */
+static int disconnect(sn_udp *u)
+{
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    sn_addr a = {0};
+    socklen_t len = sizeof a.u;
+    if (connect(u->fd, &unspec, sizeof unspec) < 0 || getsockname(u->fd, &a.u.sa, &len) < 0)
+        return -errno;
+    a.len = len;
+    if (sn_addr_port(&a) > 0) {
+        atomic_store(&u->state, SN_SOCK_BOUND);
+        return 0;
+    }
+    atomic_store(&u->state, SN_SOCK_OPEN);
+    if (u->bound.len == 0)
+        return 0; /* bound by the kernel on a send or connect: it picks again */
+    if (bind(u->fd, &u->bound.u.sa, u->bound.len) < 0)
+        return -errno;
+    atomic_store(&u->state, SN_SOCK_BOUND);
+    return 0;
+}
+
+int sn_udp_set_peer(sn_udp *u, const sn_addr *peer)
+{
+    sn_addr tmp;
+    if (u == NULL)
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    if (sn_addr_family(peer) == 0)
+        return disconnect(u);
+    const sn_addr *a = for_socket(u, peer, &tmp);
+    if (u->family == AF_INET && sn_addr_family(a) != SN_AF_INET)
+        return SN_EAFNOSUPPORT;
+    if (connect(u->fd, &a->u.sa, a->len) < 0)
+        return -errno;
+    atomic_store(&u->state, SN_SOCK_CONNECTED);
+    return 0;
+}
+
+/* Errors after which the next resolved address may still work. */
+static bool try_next(int rc)
+{
+    return rc == SN_ENETUNREACH || rc == SN_EHOSTUNREACH || rc == SN_EADDRNOTAVAIL ||
+           rc == SN_EAFNOSUPPORT;
+}
+
+static int connect_one(sn_udp **out, const sn_addr *addr, const sn_udp_options *opt)
+{
+    sn_udp *u;
+    int rc = udp_new(&u, addr->u.sa.sa_family, opt);
+    if (rc < 0)
+        return rc;
+    if ((rc = sn_udp_set_peer(u, addr)) < 0) {
+        sn_udp_free(u);
+        return rc;
+    }
+    *out = u;
+    return 0;
+}
+
+int sn_udp_connect(sn_udp **out, const char *host, int port, const sn_udp_options *opt)
+{
+    sn_addr addrs[CONNECT_MAX_ADDRS];
+    if (out == NULL || host == NULL || host[0] == '\0')
+        return SN_EINVAL;
+    int n = sn_resolve(host, port, SN_AF_ANY, addrs, SN_ARRAY_SIZE(addrs));
+    int rc = n;
+    for (int i = 0; i < n; i++) {
+        rc = connect_one(out, &addrs[i], opt);
+        if (!try_next(rc))
+            break;
+    }
+    return rc;
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+/* A successful send binds an open socket (the kernel picks a port). */
+static void note_sent(sn_udp *u)
+{
+    int open = SN_SOCK_OPEN;
+    if (atomic_load_explicit(&u->state, memory_order_relaxed) == SN_SOCK_OPEN)
+        atomic_compare_exchange_strong(&u->state, &open, SN_SOCK_BOUND);
+}
+
+/* A send error as the caller should see it. */
+static int send_error(int err)
+{
+    return err == EDESTADDRREQ ? SN_ENOTCONN : -err;
+}
+
+/* Fills a msghdr for one datagram to `to` (NULL or empty: the peer). */
+static void msg_for_send(const sn_udp *u, struct msghdr *m, struct iovec *iov, const void *buf,
+                         size_t len, const sn_addr *to, sn_addr *tmp)
+{
+    *iov = (struct iovec){.iov_base = (void *)buf, .iov_len = len};
+    *m = (struct msghdr){.msg_iov = iov, .msg_iovlen = 1};
+    if (sn_addr_family(to) != 0) {
+        const sn_addr *a = for_socket(u, to, tmp);
+        m->msg_name = (void *)&a->u.sa;
+        m->msg_namelen = a->len;
+    }
+}
+
+ssize_t sn_udp_send_to(sn_udp *u, const void *buf, size_t len, const sn_addr *to, sn_deadline dl)
+{
+    struct msghdr m;
+    struct iovec iov;
+    sn_addr tmp;
+    if (u == NULL || (buf == NULL && len > 0))
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    int64_t deadline = sn__deadline_abs(dl, u->write_timeout_ms);
+    msg_for_send(u, &m, &iov, buf, len, to, &tmp);
+    for (;;) {
+        ssize_t n = sendmsg(u->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) {
+            note_sent(u);
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return send_error(errno);
+        int rc = sn__wait_fd(u->fd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t sn_udp_send(sn_udp *u, const void *buf, size_t len, sn_deadline dl)
+{
+    if (u != NULL && u->fd >= 0 && atomic_load(&u->state) != SN_SOCK_CONNECTED)
+        return SN_ENOTCONN;
+    return sn_udp_send_to(u, buf, len, NULL, dl);
+}
+
+/* sendmmsg of up to BATCH_CHUNK messages without waiting: the number sent,
+ * SN_EAGAIN, or an error. */
+static int send_chunk(sn_udp *u, const sn_udp_msg *msgs, int n)
+{
+    struct mmsghdr mm[BATCH_CHUNK];
+    struct iovec iov[BATCH_CHUNK];
+    sn_addr tmp[BATCH_CHUNK];
+    for (int i = 0; i < n; i++) {
+        msg_for_send(u, &mm[i].msg_hdr, &iov[i], msgs[i].buf, msgs[i].len, &msgs[i].addr, &tmp[i]);
+        mm[i].msg_len = 0;
+    }
+    for (;;) {
+        int k = sendmmsg(u->fd, mm, (unsigned)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k >= 0)
+            return k;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? SN_EAGAIN : send_error(errno);
+    }
+}
+
+int sn_udp_send_batch(sn_udp *u, const sn_udp_msg *msgs, int n, sn_deadline dl)
+{
+    if (u == NULL || msgs == NULL || n < 1)
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    n = SN_MIN(n, SN_UDP_BATCH_MAX);
+    for (int i = 0; i < n; i++)
+        if (msgs[i].buf == NULL && msgs[i].len > 0)
+            return SN_EINVAL;
+    int64_t deadline = sn__deadline_abs(dl, u->write_timeout_ms);
+    int sent = 0;
+    while (sent < n) {
+        int k = send_chunk(u, msgs + sent, SN_MIN(n - sent, BATCH_CHUNK));
+        if (k > 0) {
+            note_sent(u);
+            sent += k;
+            continue;
+        }
+        if (k == SN_EAGAIN)
+            k = sn__wait_fd(u->fd, POLLOUT, deadline);
+        if (k < 0)
+            return sent > 0 ? sent : k;
+    }
+    return sent;
+}
+
+/* ---- receiving ---------------------------------------------------------------- */
+
+/* Puts the descriptor in blocking mode (once), so that a receive can wait
+ * in the kernel; every other call passes MSG_DONTWAIT anyway. */
+static int make_blocking(sn_udp *u)
+{
+    int off = 0;
+    if (u->blocking)
+        return 0;
+    if (ioctl(u->fd, FIONBIO, &off) < 0)
+        return -errno;
+    u->blocking = true;
+    return 0;
+}
+
+/* How the next receive attempt goes: 0 = blocking in the kernel (until
+ * SO_RCVTIMEO), MSG_DONTWAIT = poll first or the deadline has passed. */
+static int recv_mode(sn_udp *u, int64_t deadline, int *flags)
+{
+    *flags = MSG_DONTWAIT;
+    if (sn__fiber_self() != NULL || sn__poll_timeout(deadline) == 0)
+        return 0;
+    int rc = make_blocking(u);
+    if (rc == 0)
+        rc = sn__rcvtimeo_until(u->fd, &u->rcvtimeo_ms, deadline);
+    if (rc == 0)
+        *flags = 0;
+    return rc == SN_ETIMEDOUT ? 0 : rc;
+}
+
+/* After a receive found nothing: SN_ETIMEDOUT past the deadline, else 0
+ * once it may try again (on a fiber, when the socket is readable). */
+static int recv_wait(sn_udp *u, int flags, int64_t deadline)
+{
+    if (sn__poll_timeout(deadline) == 0)
+        return SN_ETIMEDOUT;
+    if (flags & MSG_DONTWAIT)
+        return sn__wait_fd(u->fd, POLLIN, deadline);
+    return 0; /* SO_RCVTIMEO ran out early, or a signal: receive again */
+}
+
+/* recvmsg into m, waiting until the deadline. The datagram's real size
+ * (MSG_TRUNC), or an error. */
+static ssize_t recv_one(sn_udp *u, struct msghdr *m, socklen_t namecap, int64_t deadline)
+{
+    for (;;) {
+        int flags;
+        int rc = recv_mode(u, deadline, &flags);
+        if (rc < 0)
+            return rc;
+        m->msg_namelen = namecap;
+        m->msg_flags = 0;
+        ssize_t n = recvmsg(u->fd, m, flags | MSG_TRUNC);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if ((rc = recv_wait(u, flags, deadline)) < 0)
+            return rc;
+    }
+}
+
+/* The sender in a received msghdr, as an sn_addr. */
+static void addr_from(sn_addr *out, const struct sockaddr_storage *ss, socklen_t len)
+{
+    memset(out, 0, sizeof *out);
+    len = SN_MIN(len, (socklen_t)sizeof out->u);
+    memcpy(&out->u.ss, ss, len);
+    out->len = len;
+}
+
+ssize_t sn_udp_recv_from(sn_udp *u, void *buf, size_t cap, sn_addr *from, size_t *size,
+                         sn_deadline dl)
+{
+    struct sockaddr_storage ss;
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr m = {.msg_name = &ss, .msg_iov = &iov, .msg_iovlen = 1};
+    if (u == NULL || (buf == NULL && cap > 0))
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    ssize_t n = recv_one(u, &m, sizeof ss, sn__deadline_abs(dl, u->read_timeout_ms));
+    if (n < 0)
+        return n;
+    if (from != NULL)
+        addr_from(from, &ss, m.msg_namelen);
+    if (size != NULL)
+        *size = (size_t)n;
+    return (size_t)n > cap ? SN_ETRUNCATED : n;
+}
+
+ssize_t sn_udp_recv(sn_udp *u, void *buf, size_t cap, size_t *size, sn_deadline dl)
+{
+    return sn_udp_recv_from(u, buf, cap, NULL, size, dl);
+}
+
+/* recvmmsg of up to BATCH_CHUNK messages, waiting for the first until the
+ * deadline: the number received, or an error. */
+static int recv_chunk(sn_udp *u, sn_udp_msg *msgs, int n, int64_t deadline)
+{
+    struct mmsghdr mm[BATCH_CHUNK];
+    struct iovec iov[BATCH_CHUNK];
+    for (;;) {
+        int flags;
+        int rc = recv_mode(u, deadline, &flags);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            iov[i] = (struct iovec){.iov_base = msgs[i].buf, .iov_len = msgs[i].cap};
+            mm[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &msgs[i].addr.u.ss,
+                                                 .msg_namelen = sizeof msgs[i].addr.u,
+                                                 .msg_iov = &iov[i],
+                                                 .msg_iovlen = 1}};
+        }
+        int k = recvmmsg(u->fd, mm, (unsigned)n, flags | MSG_TRUNC | MSG_WAITFORONE, NULL);
+        for (int i = 0; i < k; i++) {
+            sn_udp_msg *x = &msgs[i];
+            x->size = mm[i].msg_len;
+            x->truncated = x->size > x->cap;
+            x->len = SN_MIN(x->size, x->cap);
+            x->addr.len = mm[i].msg_hdr.msg_namelen;
+        }
+        if (k >= 0)
+            return k;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if ((rc = recv_wait(u, flags, deadline)) < 0)
+            return rc;
+    }
+}
+
+int sn_udp_recv_batch(sn_udp *u, sn_udp_msg *msgs, int n, sn_deadline dl)
+{
+    if (u == NULL || msgs == NULL || n < 1)
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    n = SN_MIN(n, SN_UDP_BATCH_MAX);
+    for (int i = 0; i < n; i++) {
+        if (msgs[i].buf == NULL && msgs[i].cap > 0)
+            return SN_EINVAL;
+        memset(&msgs[i].addr, 0, sizeof msgs[i].addr);
+    }
+    int got = recv_chunk(u, msgs, SN_MIN(n, BATCH_CHUNK), sn__deadline_abs(dl, u->read_timeout_ms));
+    /* more than a chunk asked for and the first chunk came back full: take
+     * what else is queued, without waiting */
+    while (got > 0 && got < n && got % BATCH_CHUNK == 0) {
+        int k = recv_chunk(u, msgs + got, SN_MIN(n - got, BATCH_CHUNK), sn_deadline_in(0));
+        if (k <= 0)
+            break;
+        got += k;
+    }
+    return got;
+}
+
+/* ---- multicast -------------------------------------------------------------- */
+
+/* An interface by name or decimal index; NULL or "" = 0 (the system's
+ * choice). SN_ENODEV when there is no such interface. */
+static int iface_index(const char *iface, unsigned *index)
+{
+    char name[IF_NAMESIZE];
+    *index = 0;
+    if (iface == NULL || iface[0] == '\0')
+        return 0;
+    size_t digits = strspn(iface, "0123456789");
+    if (digits > 0 && digits <= 10 && iface[digits] == '\0') {
+        unsigned long v = strtoul(iface, NULL, 10);
+        if (v == 0 || v > UINT_MAX || if_indextoname((unsigned)v, name) == NULL)
+            return SN_ENODEV;
+        *index = (unsigned)v;
+        return 0;
+    }
+    *index = if_nametoindex(iface);
+    return *index == 0 ? SN_ENODEV : 0;
+}
+
+static bool is_multicast(const sn_addr *a)
+{
+    if (sn_addr_family(a) == SN_AF_INET)
+        return IN_MULTICAST(ntohl(a->u.in4.sin_addr.s_addr));
+    return IN6_IS_ADDR_MULTICAST(&a->u.in6.sin6_addr);
+}
+
+/* MCAST_JOIN_GROUP / MCAST_LEAVE_GROUP: one call for both families. */
+static int membership(sn_udp *u, const char *group, const char *iface, int name)
+{
+    struct group_req gr;
+    sn_addr g;
+    unsigned index;
+    if (u == NULL || group == NULL)
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    int rc = sn_addr_from_ip(&g, group, 0);
+    if (rc < 0)
+        return rc;
+    if (!is_multicast(&g))
+        return SN_EINVAL;
+    if (u->family == AF_INET && sn_addr_family(&g) == SN_AF_INET6)
+        return SN_EAFNOSUPPORT;
+    if ((rc = iface_index(iface, &index)) < 0)
+        return rc;
+    memset(&gr, 0, sizeof gr);
+    gr.gr_interface = index;
+    memcpy(&gr.gr_group, &g.u.ss, g.len);
+    int level = sn_addr_family(&g) == SN_AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+    return setsockopt(u->fd, level, name, &gr, sizeof gr) < 0 ? -errno : 0;
+}
+
+int sn_udp_join(sn_udp *u, const char *group, const char *iface)
+{
+    return membership(u, group, iface, MCAST_JOIN_GROUP);
+}
+
+int sn_udp_leave(sn_udp *u, const char *group, const char *iface)
+{
+    return membership(u, group, iface, MCAST_LEAVE_GROUP);
+}
+
+/* ---- state, addresses, closing --------------------------------------------- */
+
+int sn_udp_get_state(const sn_udp *u)
+{
+    return u != NULL && u->fd >= 0 ? atomic_load(&((sn_udp *)u)->state) : SN_SOCK_CLOSED;
+}
+
+/* getsockname (peer false) or getpeername into an sn_addr. */
+static int sock_name(int fd, sn_addr *out, bool peer)
+{
+    sn_addr a = {0};
+    socklen_t len = sizeof a.u;
+    int rc = peer ? getpeername(fd, &a.u.sa, &len) : getsockname(fd, &a.u.sa, &len);
+    if (rc < 0)
+        return -errno;
+    a.len = len;
+    *out = a;
+    return 0;
+}
+
+int sn_udp_local_addr(const sn_udp *u, sn_addr *out)
+{
+    if (u == NULL || out == NULL)
+        return SN_EINVAL;
+    if (sn_udp_get_state(u) == SN_SOCK_CLOSED || sn_udp_get_state(u) == SN_SOCK_OPEN)
+        return SN_EBADSTATE;
+    return sock_name(u->fd, out, false);
+}
+
+int sn_udp_remote_addr(const sn_udp *u, sn_addr *out)
+{
+    if (u == NULL || out == NULL)
+        return SN_EINVAL;
+    if (u->fd < 0)
+        return SN_EBADSTATE;
+    return sock_name(u->fd, out, true);
+}
+
+int sn_udp_family(const sn_udp *u)
+{
+    if (u == NULL)
+        return 0;
+    return u->family == AF_INET6 ? SN_AF_INET6 : SN_AF_INET;
+}
+
+int sn_udp_fd(const sn_udp *u)
+{
+    return u != NULL ? u->fd : -1;
+}
+
+int sn_udp_close(sn_udp *u)
+{
+    if (u == NULL || u->fd < 0)
+        return 0;
+    int rc = close(u->fd) < 0 && errno != EINTR ? -errno : 0;
+    u->fd = -1;
+    atomic_store(&u->state, SN_SOCK_CLOSED);
+    return rc;
+}
+
+void sn_udp_free(sn_udp *u)
+{
+    if (u == NULL)
+        return;
+    sn_udp_close(u);
+    sn__free(u);
+}

@@ -1,0 +1,476 @@
+/*
+ * sn_udp_server.c: the datagram server: one bound UDP socket and a pool of
+ * workers, each blocked in recvmsg (or recvmmsg, for batches) on it. The
+ * kernel wakes one waiting receiver per datagram, so no worker spins and no
+ * hand-off between threads is needed: the worker that receives a datagram
+ * runs the handler for it, whose replies go out from the same socket.
+ *
+ * Workers are jobs of an sn_pool (max_threads = workers, no queue) that run
+ * until the stop. The socket's descriptor is put in blocking mode for
+ * them, with no SO_RCVTIMEO: a worker waits in the kernel until a datagram
+ * comes or the stop wakes it. Replies pass MSG_DONTWAIT (sn_udp_send_to).
+ *
+ * Stop: the stopping flag, then shutdown(SHUT_RD) on the socket. On Linux
+ * this works on an unconnected UDP socket too (it returns ENOTCONN but
+ * marks the socket and wakes every waiter): each blocked receive returns a
+ * datagram of 0 bytes with no address, and every later one does the same
+ * at once. A real datagram always has an address, so that is never taken
+ * for a stop; workers test the flag after every receive anyway. Then the
+ * pool is stopped (every worker joined) and the socket closed.
+ *
+ * Locks, in the order they are taken:
+ *   1. s->stop_mu  one stopper at a time (held through a whole stop);
+ *   2. s->mu       the state (started, finished, closing) and the count of
+ *                  sends in progress from threads other than the workers.
+ * The pool's mutex is never taken under either (sn_pool_* is called
+ * without s->mu). No lock is held across a receive, a send or a handler.
+ */
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "sn_int.h"
+
+#define SN_UDP_WORKERS_MAX 1024
+#define SN_UDP_BUFFER_DEFAULT 65536
+#define SN_UDP_BUFFER_MAX (16 * 1024 * 1024)
+#define SN_UDP_BATCH_LIMIT 64
+#define SN_UDP_BACKOFF_MS 10 /* after a failed receive */
+
+struct sn_udp_server {
+    sn_udp_server_config cfg; /* the copy; host points below */
+    char *host;
+
+    /* made by start */
+    sn_udp *u;
+    sn_addr local;
+    sn_pool *pool;
+
+    pthread_mutex_t stop_mu;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* broadcast: a worker ended, a sender finished */
+    bool started;
+    bool finished; /* the stop is complete: workers joined, socket closed */
+    bool closing;  /* the socket is about to close: no new outside sends */
+    int senders;   /* sends in progress from threads other than the workers */
+    int workers;   /* workers in their loop */
+    atomic_bool stopping;
+
+    atomic_uint_fast64_t received, sent, errors, truncated, bytes_received, bytes_sent;
+};
+
+/* The server whose worker the calling thread is: a stop from a handler must
+ * not wait for itself, and its replies need no gate. */
+static _Thread_local sn_udp_server *tl_server;
+
+static void count(atomic_uint_fast64_t *ctr, uint64_t n)
+{
+    atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
+}
+
+static void report(sn_udp_server *s, int err, const char *what)
+{
+    if (s->cfg.on_error != NULL)
+        s->cfg.on_error(s, err, what, s->cfg.user);
+}
+
+/* ---- a worker's buffers ------------------------------------------------------ */
+
+struct wbufs {
+    int n;
+    char *data;                    /* n * buffer_size */
+    struct mmsghdr *mm;            /* n */
+    struct iovec *iov;             /* n */
+    struct sockaddr_storage *from; /* n */
+};
+
+static void wbufs_free(struct wbufs *b)
+{
+    sn__free(b->data);
+    sn__free(b->mm);
+    sn__free(b->iov);
+    sn__free(b->from);
+}
+
+static int wbufs_new(struct wbufs *b, int n, size_t size)
+{
+    memset(b, 0, sizeof *b);
+    b->n = n;
+    b->data = sn__malloc((size_t)n * size);
+    b->mm = sn__calloc((size_t)n, sizeof *b->mm);
+    b->iov = sn__calloc((size_t)n, sizeof *b->iov);
+    b->from = sn__calloc((size_t)n, sizeof *b->from);
+    if (b->data == NULL || b->mm == NULL || b->iov == NULL || b->from == NULL) {
+        wbufs_free(b);
+        return SN_ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        b->iov[i] = (struct iovec){.iov_base = b->data + (size_t)i * size, .iov_len = size};
+    return 0;
+}
+
+/* ---- the workers ---------------------------------------------------------------- */
+
+/* Receives up to b->n datagrams, blocking for the first: the number
+ * received, or -errno. */
+static int receive(sn_udp_server *s, struct wbufs *b)
+{
+    for (int i = 0; i < b->n; i++)
+        b->mm[i].msg_hdr = (struct msghdr){.msg_name = &b->from[i],
+                                           .msg_namelen = sizeof b->from[i],
+                                           .msg_iov = &b->iov[i],
+                                           .msg_iovlen = 1};
+    int fd = sn_udp_fd(s->u);
+    if (b->n == 1) {
+        ssize_t n = recvmsg(fd, &b->mm[0].msg_hdr, MSG_TRUNC);
+        if (n < 0)
+            return -errno;
+        b->mm[0].msg_len = (unsigned)n;
+        return 1;
+    }
+    int k = recvmmsg(fd, b->mm, (unsigned)b->n, MSG_TRUNC | MSG_WAITFORONE, NULL);
+    return k < 0 ? -errno : k;
+}
+
+/* Hands datagram i to the handler, or drops it if it is truncated and the
+ * handler does not take those. */
+static void dispatch(sn_udp_server *s, struct wbufs *b, int i)
+{
+    const struct msghdr *h = &b->mm[i].msg_hdr;
+    sn_udp_dgram d = {.data = b->iov[i].iov_base, .size = b->mm[i].msg_len, .server = s};
+    if (h->msg_namelen == 0)
+        return; /* no sender: the stop's wake-up, not a datagram */
+    d.len = SN_MIN(d.size, b->iov[i].iov_len);
+    d.truncated = d.size > d.len;
+    memcpy(&d.from.u.ss, &b->from[i], SN_MIN(h->msg_namelen, sizeof d.from.u));
+    d.from.len = SN_MIN(h->msg_namelen, sizeof d.from.u);
+    count(&s->received, 1);
+    count(&s->bytes_received, d.len);
+    if (d.truncated) {
+        count(&s->truncated, 1);
+        if (s->cfg.deliver_truncated != SN_ON) {
+            report(s, SN_ETRUNCATED, "datagram larger than buffer_size; dropped");
+            return;
+        }
+    }
+    s->cfg.handler(&d, s->cfg.user);
+}
+
+static void worker_loop(sn_udp_server *s, struct wbufs *b)
+{
+    while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+        int k = receive(s, b);
+        if (k == SN_EINTR)
+            continue;
+        if (k < 0) {
+            if (atomic_load(&s->stopping))
+                break;
+            count(&s->errors, 1);
+            report(s, k, "receive failed");
+            poll(NULL, 0, SN_UDP_BACKOFF_MS); /* never spin on a persistent error */
+            continue;
+        }
+        for (int i = 0; i < k && !atomic_load_explicit(&s->stopping, memory_order_acquire); i++)
+            dispatch(s, b, i);
+    }
+}
+
+static void worker(void *arg)
+{
+    sn_udp_server *s = arg;
+    struct wbufs b;
+    size_t size = s->cfg.buffer_size;
+    if (wbufs_new(&b, s->cfg.batch, size) < 0) {
+        count(&s->errors, 1);
+        report(s, SN_ENOMEM, "out of memory for a worker's buffers; worker not started");
+        return;
+    }
+    sn__mutex_lock(&s->mu);
+    s->workers++;
+    sn__mutex_unlock(&s->mu);
+
+    tl_server = s;
+    worker_loop(s, &b);
+    tl_server = NULL;
+
+    sn__mutex_lock(&s->mu);
+    s->workers--;
+    sn__cond_broadcast(&s->cond);
+    sn__mutex_unlock(&s->mu);
+    wbufs_free(&b);
+}
+
+/* ---- configuration -------------------------------------------------------------- */
+
+static bool switch_ok(int v)
+{
+    return v == 0 || v == SN_ON || v == SN_OFF;
+}
+
+static int check_config(const sn_udp_server_config *c)
+{
+    if (c->handler == NULL || c->port < 0 || c->port > 65535)
+        return SN_EINVAL;
+    if (c->workers < 0 || c->workers > SN_UDP_WORKERS_MAX || c->batch < 0 ||
+        c->batch > SN_UDP_BATCH_LIMIT || c->buffer_size > SN_UDP_BUFFER_MAX)
+        return SN_EINVAL;
+    if (!switch_ok(c->v6only) || !switch_ok(c->deliver_truncated))
+        return SN_EINVAL;
+    return 0;
+}
+
+static int cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)SN_MIN(n, SN_UDP_WORKERS_MAX);
+}
+
+int sn_udp_server_new(sn_udp_server **out, const sn_udp_server_config *cfg)
+{
+    if (out == NULL || cfg == NULL)
+        return SN_EINVAL;
+    int rc = check_config(cfg);
+    if (rc < 0)
+        return rc;
+    sn_udp_server *s = sn__calloc(1, sizeof *s);
+    if (s == NULL)
+        return SN_ENOMEM;
+    s->cfg = *cfg;
+    s->cfg.host = NULL;
+    if (cfg->host != NULL && (s->host = sn__strdup(cfg->host)) == NULL) {
+        sn__free(s);
+        return SN_ENOMEM;
+    }
+    if (s->cfg.workers == 0)
+        s->cfg.workers = cpus();
+    if (s->cfg.buffer_size == 0)
+        s->cfg.buffer_size = SN_UDP_BUFFER_DEFAULT;
+    if (s->cfg.batch == 0)
+        s->cfg.batch = 1;
+    sn__mutex_init(&s->stop_mu);
+    sn__mutex_init(&s->mu);
+    sn__cond_init(&s->cond);
+    *out = s;
+    return 0;
+}
+
+/* ---- start and stop ---------------------------------------------------------------- */
+
+/* Binds the socket and makes its descriptor block for the workers. A stop
+ * that began meanwhile wins (SN_EBADSTATE). */
+static int open_socket(sn_udp_server *s)
+{
+    sn_udp_config uc = {
+        .host = s->host, .port = s->cfg.port, .v6only = s->cfg.v6only, .opt = s->cfg.opt};
+    sn_udp *u;
+    int off = 0;
+    int rc = sn_udp_bind(&u, &uc);
+    if (rc < 0)
+        return rc;
+    if ((rc = sn_udp_local_addr(u, &s->local)) < 0 ||
+        (rc = ioctl(sn_udp_fd(u), FIONBIO, &off) < 0 ? -errno : 0) < 0) {
+        sn_udp_free(u);
+        return rc;
+    }
+    sn__mutex_lock(&s->mu);
+    bool stopping = atomic_load(&s->stopping);
+    if (!stopping)
+        s->u = u; /* from now on a stop shuts it down */
+    sn__mutex_unlock(&s->mu);
+    if (stopping) {
+        sn_udp_free(u);
+        return SN_EBADSTATE;
+    }
+    return 0;
+}
+
+static int start_workers(sn_udp_server *s)
+{
+    sn_pool_config pc = {
+        .max_threads = s->cfg.workers,
+        .queue_size = SN_OFF,
+        .idle_ms = SN_TIMEOUT_NEVER,
+        .stack_size = s->cfg.stack_size,
+    };
+    int rc = sn_pool_new(&s->pool, &pc);
+    for (int i = 0; rc == 0 && i < s->cfg.workers; i++)
+        rc = sn_pool_submit(s->pool, worker, s);
+    return rc == SN_EQUEUEFULL ? SN_EAGAIN : rc; /* no thread for a worker */
+}
+
+/* Sets the flag and wakes every worker blocked in a receive (under s->mu,
+ * so that the socket is not closed meanwhile). True for the first call. */
+static bool begin_stop(sn_udp_server *s)
+{
+    sn__mutex_lock(&s->mu);
+    bool first = !atomic_exchange(&s->stopping, true);
+    if (first && s->u != NULL && !s->closing)
+        shutdown(sn_udp_fd(s->u), SHUT_RD); /* ENOTCONN, yet it wakes them */
+    sn__mutex_unlock(&s->mu);
+    return first;
+}
+
+/* Joins the workers, waits for outside sends, closes the socket. */
+static void finish_stop(sn_udp_server *s)
+{
+    sn_pool_stop(s->pool);
+    sn__mutex_lock(&s->mu);
+    s->closing = true;
+    while (s->senders > 0)
+        sn__cond_wait(&s->cond, &s->mu);
+    sn__mutex_unlock(&s->mu);
+    sn_udp_close(s->u);
+}
+
+int sn_udp_server_start(sn_udp_server *s)
+{
+    if (s == NULL)
+        return SN_EINVAL;
+    sn__mutex_lock(&s->mu);
+    bool bad = s->started || atomic_load(&s->stopping);
+    sn__mutex_unlock(&s->mu);
+    if (bad)
+        return SN_EBADSTATE;
+    int rc = open_socket(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = start_workers(s)) == 0) {
+        sn__mutex_lock(&s->mu);
+        s->started = true;
+        sn__mutex_unlock(&s->mu);
+        return 0;
+    }
+    /* undo: stop the workers that did start; unless a stop came meanwhile,
+     * start may be tried again */
+    bool ours = begin_stop(s);
+    finish_stop(s);
+    sn_pool_free(s->pool);
+    sn_udp_free(s->u);
+    sn__mutex_lock(&s->mu);
+    s->pool = NULL;
+    s->u = NULL;
+    s->closing = false;
+    if (ours)
+        atomic_store(&s->stopping, false);
+    sn__mutex_unlock(&s->mu);
+    return rc;
+}
+
+int sn_udp_server_stop(sn_udp_server *s)
+{
+    if (s == NULL)
+        return SN_EINVAL;
+    begin_stop(s);
+    sn__mutex_lock(&s->mu);
+    bool started = s->started;
+    sn__mutex_unlock(&s->mu);
+    if (!started || tl_server == s)
+        return 0; /* a handler cannot join its own worker: only begin */
+    sn__mutex_lock(&s->stop_mu);
+    if (!s->finished) {
+        finish_stop(s);
+        sn__mutex_lock(&s->mu);
+        s->finished = true;
+        sn__mutex_unlock(&s->mu);
+    }
+    sn__mutex_unlock(&s->stop_mu);
+    return 0;
+}
+
+void sn_udp_server_free(sn_udp_server *s)
+{
+    if (s == NULL)
+        return;
+    sn_udp_server_stop(s);
+    sn_pool_free(s->pool);
+    sn_udp_free(s->u);
+    sn__free(s->host);
+    sn__cond_destroy(&s->cond);
+    sn__mutex_destroy(&s->mu);
+    sn__mutex_destroy(&s->stop_mu);
+    sn__free(s);
+}
+
+/* ---- sending ------------------------------------------------------------------------- */
+
+/* Sends from the server's socket. A worker sends straight away (the socket
+ * outlives the workers); any other thread passes the gate that keeps the
+ * socket open until its send returns. */
+static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const sn_addr *to)
+{
+    bool outside = tl_server != s;
+    if (outside) {
+        sn__mutex_lock(&s->mu);
+        bool ok = s->started && !s->closing;
+        s->senders += ok;
+        sn__mutex_unlock(&s->mu);
+        if (!ok)
+            return SN_EBADSTATE;
+    }
+    ssize_t n = sn_udp_send_to(s->u, buf, len, to, SN_DEADLINE_DEFAULT);
+    if (n >= 0) {
+        count(&s->sent, 1);
+        count(&s->bytes_sent, (uint64_t)n);
+    } else {
+        count(&s->errors, 1);
+    }
+    if (outside) {
+        sn__mutex_lock(&s->mu);
+        if (--s->senders == 0)
+            sn__cond_broadcast(&s->cond);
+        sn__mutex_unlock(&s->mu);
+    }
+    return n;
+}
+
+ssize_t sn_udp_reply(const sn_udp_dgram *d, const void *buf, size_t len)
+{
+    if (d == NULL || d->server == NULL)
+        return SN_EINVAL;
+    return server_send(d->server, buf, len, &d->from);
+}
+
+ssize_t sn_udp_server_send_to(sn_udp_server *s, const void *buf, size_t len, const sn_addr *to)
+{
+    if (s == NULL || sn_addr_family(to) == 0)
+        return SN_EINVAL;
+    return server_send(s, buf, len, to);
+}
+
+/* ---- getters ------------------------------------------------------------------------- */
+
+int sn_udp_server_local_addr(sn_udp_server *s, sn_addr *out)
+{
+    if (s == NULL || out == NULL)
+        return SN_EINVAL;
+    sn__mutex_lock(&s->mu);
+    bool started = s->started;
+    sn__mutex_unlock(&s->mu);
+    if (!started)
+        return SN_EBADSTATE;
+    *out = s->local;
+    return 0;
+}
+
+int sn_udp_server_port(sn_udp_server *s)
+{
+    sn_addr a;
+    int rc = sn_udp_server_local_addr(s, &a);
+    return rc < 0 ? rc : sn_addr_port(&a);
+}
+
+void sn_udp_server_stats_get(sn_udp_server *s, sn_udp_server_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (s == NULL)
+        return;
+    sn__mutex_lock(&s->mu);
+    out->workers = s->workers;
+    sn__mutex_unlock(&s->mu);
+    out->received = atomic_load(&s->received);
+    out->sent = atomic_load(&s->sent);
+    out->errors = atomic_load(&s->errors);
+    out->truncated = atomic_load(&s->truncated);
+    out->bytes_received = atomic_load(&s->bytes_received);
+    out->bytes_sent = atomic_load(&s->bytes_sent);
+}
