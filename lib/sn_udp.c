@@ -787,6 +787,7 @@ int sn_udp_close(sn_udp *u)
 {
     if (u == NULL || u->fd < 0)
         return 0;
+    sn__fiber_forget_fd(u->fd);
     int rc = close(u->fd) < 0 && errno != EINTR ? -errno : 0;
     u->fd = -1;
     atomic_store(&u->state, SN_SOCK_CLOSED);
