@@ -2,7 +2,8 @@
 # bench/run.sh — the libsocknet echo servers ("ours") against the references ("ref").
 #
 #   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
-#                [--loadgen PATH] [--out FILE] [--only tcp|udp] [--quick] [--note TEXT]
+#                [--loadgen PATH] [--out FILE] [--only tcp|udp] [--quick] [--rounds N]
+#                [--note TEXT]
 #
 #   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
 #                   current directory if it holds bench/sn-loadgen, else ./build)
@@ -13,12 +14,15 @@
 #   --loadgen PATH  load generator (env LOADGEN; default DIR/bench/sn-loadgen)
 #   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
 #   --only WHICH    only the TCP figures, or only the UDP ones (default: both)
-#   --quick         about 50 s instead of about 115 s (on 2 CPUs, with a fast server)
+#   --quick         shorter runs, one round: about 50 s (on 2 CPUs, with a fast server)
+#   --rounds N      rounds per throughput figure, ref and ours alternating; the table shows
+#                   the median of each and the range of the per-round ratios (default 3,
+#                   with --quick 1; a full run with 3 rounds takes about 5 minutes)
 #   --note TEXT     a line of text put under the section's heading
 #
 # Each server command gets "--host 127.0.0.1 --port 0" appended and must print
 # "listening on H:PORT" on stdout (the UDP ones get "--batch B" too for the batch figure).
-# Every figure runs on a freshly started server, ref then ours. Progress goes to stderr, the
+# Every measurement runs on a freshly started server, ref then ours, round after round. Progress goes to stderr, the
 # results section to stdout and FILE. Exit status 1 if any measurement failed (its cell says
 # FAIL), 2 on bad usage.
 set -u -o pipefail
@@ -32,6 +36,7 @@ uref=${UREF:-}
 loadgen=${LOADGEN:-}
 out=
 only=
+rounds=
 quick=0
 note=
 cmdline=$0
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
     --uours) [ $# -ge 2 ] || usage; uours=$2; shift 2 ;;
     --uref) [ $# -ge 2 ] || usage; uref=$2; shift 2 ;;
     --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp)$ ]] || usage; only=$2; shift 2 ;;
+    --rounds) [ $# -ge 2 ] && [[ $2 =~ ^[1-9]$ ]] || usage; rounds=$2; shift 2 ;;
     --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
@@ -72,8 +78,10 @@ fi
 
 if [ "$quick" = 1 ]; then
     pp_secs=2 pp_warm=0.5 bulk_count=2000 conn_secs=2
+    : "${rounds:=1}"
 else
     pp_secs=5 pp_warm=1 bulk_count=8000 conn_secs=5
+    : "${rounds:=3}"
 fi
 idle_conns=2000
 host=127.0.0.1
@@ -266,36 +274,64 @@ lat() {
     esac
 }
 
+# median_index VALUES...: the index of the median of the non-empty values (the lower middle
+# one), or nothing when every value is empty
+median_index() {
+    local i
+    for ((i = 1; i <= $#; i++)); do
+        [ -n "${!i}" ] && echo "$((i - 1)) ${!i}"
+    done | sort -k2 -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'
+}
+
+# measure REF OURS FIELD SUBCOMMAND ARGS...: the load `rounds` times on each server, ref and
+# ours alternating (so that a slow spell of the machine hits both); sets m_ref and m_ours
+# (the medians of FIELD), m_rres and m_ores (the result lines of those rounds), m_ratio (of
+# the medians) and m_range (" (lowest–highest per-round ratio)" when rounds > 1)
+measure() {
+    local rn=$1 on=$2 f=$3 i k lo hi q
+    shift 3
+    local rv=() ov=() rl=() ol=() qs=()
+    for ((i = 0; i < rounds; i++)); do
+        run_load "$rn" "$@"
+        rl+=("$res")
+        rv+=("$(field "$f" "$res")")
+        run_load "$on" "$@"
+        ol+=("$res")
+        ov+=("$(field "$f" "$res")")
+        q=$(ratio "${ov[i]}" "${rv[i]}")
+        [ "$q" != n/a ] && qs+=("$q")
+    done
+    m_ref='' m_ours='' m_rres='' m_ores='' m_range=''
+    k=$(median_index "${rv[@]}")
+    [ -n "$k" ] && m_ref=${rv[k]} m_rres=${rl[k]}
+    k=$(median_index "${ov[@]}")
+    [ -n "$k" ] && m_ours=${ov[k]} m_ores=${ol[k]}
+    m_ratio=$(ratio "$m_ours" "$m_ref")
+    if [ "$rounds" -gt 1 ] && [ ${#qs[@]} -gt 1 ]; then
+        lo=$(printf '%s\n' "${qs[@]}" | sort -g | head -n 1)
+        hi=$(printf '%s\n' "${qs[@]}" | sort -g | tail -n 1)
+        m_range=" ($lo–$hi)"
+    fi
+}
+
 pingpong_figure() { # CONNS TARGET
-    local r o rate_r rate_o conns="$1 conns"
+    local conns="$1 conns"
     [ "$1" = 1 ] && conns="1 conn"
-    run_load ref pingpong --conns "$1" --size 64 --seconds "$pp_secs" --warmup "$pp_warm"
-    r=$res
-    run_load ours pingpong --conns "$1" --size 64 --seconds "$pp_secs" --warmup "$pp_warm"
-    o=$res
-    rate_r=$(field msgs_per_s "$r")
-    rate_o=$(field msgs_per_s "$o")
-    add_row "pingpong 64 B, $conns: round trips/s" "$rate_r" "$rate_o" \
-        "$(ratio "$rate_o" "$rate_r")" "≥ $2"
-    add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$r")" "$(lat "$o")" "" ""
+    measure ref ours msgs_per_s pingpong --conns "$1" --size 64 --seconds "$pp_secs" \
+        --warmup "$pp_warm"
+    add_row "pingpong 64 B, $conns: round trips/s" "$m_ref" "$m_ours" "$m_ratio$m_range" "≥ $2"
+    add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
 }
 
 bulk_figure() {
-    local r o
-    run_load ref bulk --size 1048576 --count "$bulk_count"
-    r=$(field mib_per_s "$res")
-    run_load ours bulk --size 1048576 --count "$bulk_count"
-    o=$(field mib_per_s "$res")
-    add_row "bulk 1 MiB × $bulk_count, one conn: MiB/s" "$r" "$o" "$(ratio "$o" "$r")" "≥ 0.9"
+    measure ref ours mib_per_s bulk --size 1048576 --count "$bulk_count"
+    add_row "bulk 1 MiB × $bulk_count, one conn: MiB/s" "$m_ref" "$m_ours" "$m_ratio$m_range" \
+        "≥ 0.9"
 }
 
 connect_figure() {
-    local r o
-    run_load ref connect --seconds "$conn_secs" --threads 2
-    r=$(field conns_per_s "$res")
-    run_load ours connect --seconds "$conn_secs" --threads 2
-    o=$(field conns_per_s "$res")
-    add_row "connect + 1 B echo + close: conns/s" "$r" "$o" "$(ratio "$o" "$r")" "≥ 1.0"
+    measure ref ours conns_per_s connect --seconds "$conn_secs" --threads 2
+    add_row "connect + 1 B echo + close: conns/s" "$m_ref" "$m_ours" "$m_ratio$m_range" "≥ 1.0"
 }
 
 per_conn() { # BEFORE WITH THREADS
@@ -322,26 +358,21 @@ idle_figure() {
 # udp_figure SOCKETS BATCH: udp-pingpong of 64-byte datagrams, BATCH in flight per socket
 # (sendmmsg / recvmmsg from the client, and --batch BATCH for both servers when above 1)
 udp_figure() {
-    local r o rate_r rate_o label socks="$1 socks"
+    local label socks="$1 socks"
     [ "$1" = 1 ] && socks="1 sock"
     srv_extra=()
     [ "$2" -gt 1 ] && srv_extra=(--batch "$2")
-    run_load uref udp-pingpong --conns "$1" --size 64 --batch "$2" --seconds "$pp_secs" \
-        --warmup "$pp_warm"
-    r=$res
-    run_load uours udp-pingpong --conns "$1" --size 64 --batch "$2" --seconds "$pp_secs" \
-        --warmup "$pp_warm"
-    o=$res
+    measure uref uours msgs_per_s udp-pingpong --conns "$1" --size 64 --batch "$2" \
+        --seconds "$pp_secs" --warmup "$pp_warm"
     srv_extra=()
-    rate_r=$(field msgs_per_s "$r")
-    rate_o=$(field msgs_per_s "$o")
     if [ "$2" = 1 ]; then
         label="udp pingpong 64 B, $socks: round trips/s"
     else
         label="udp batch $2 × 64 B in flight, $socks: datagrams/s"
     fi
-    add_row "$label" "$rate_r" "$rate_o" "$(ratio "$rate_o" "$rate_r")" "—"
-    add_row "↳ latency p50 / p99 / p99.9, µs (per round)" "$(lat "$r")" "$(lat "$o")" "" ""
+    add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "—"
+    add_row "↳ latency p50 / p99 / p99.9, µs (per round)" "$(lat "$m_rres")" "$(lat "$m_ores")" \
+        "" ""
 }
 
 log "loadgen=$loadgen ref='$ref' ours='$ours' uref='$uref' uours='$uours' quick=$quick"
@@ -379,7 +410,12 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
         "load average at start $load_at_start."
     echo "- Command: \`$cmdline\` ($((SECONDS - t_start)) s)."
     echo "- sn-loadgen: 2 client threads; pingpong ${pp_secs} s measured after ${pp_warm} s" \
-        "warm-up per point; every figure on a freshly started server; all traffic on $host."
+        "warm-up per point; every measurement on a freshly started server; all traffic on $host."
+    if [ "$rounds" -gt 1 ]; then
+        echo "- $rounds rounds per throughput figure, ref and ours alternating: each cell is the" \
+            "median round, the ratio is of the medians, and in brackets the lowest and highest" \
+            "ratio of a single round (how much the machine wavered)."
+    fi
     echo
 } >"$tmp/section.md"
 if [ ! -s "$out" ]; then
