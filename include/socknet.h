@@ -14,5 +14,6 @@
 #include "socknet/pool.h"
 #include "socknet/server.h"
 #include "socknet/udp.h"
+#include "socknet/http.h"
 
 #endif

@@ -75,6 +75,10 @@ extern "C" {
     XX(ERESOLVE, -1103, "name resolution failed")                                                  \
     XX(EBADSTATE, -1104, "socket is in the wrong state for this call")                             \
     XX(ETRUNCATED, -1105, "datagram larger than the buffer (truncated)")                           \
+    XX(EHTTP_BAD, -1300, "malformed HTTP request")                                                 \
+    XX(EHTTP_URI_TOO_LONG, -1301, "HTTP request line too long")                                    \
+    XX(EHTTP_HEAD_TOO_BIG, -1302, "HTTP header section too large")                                 \
+    XX(EHTTP_VERSION, -1303, "HTTP version not supported")                                         \
     XX(ESTOPPED, -1500, "stopped")                                                                 \
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")
