@@ -19,6 +19,8 @@ passed=0
 failed=0
 failed_names=""
 
+# The default build treats compiler warnings as errors (configure --enable-werror).
+export SN_CONFIGURE_FLAGS="${SN_CONFIGURE_FLAGS:---enable-werror}"
 "$top/scripts/setup.sh" --check "$top/build" || { echo "check: set-up failed"; exit 1; }
 
 # Many connections in the tests: allow enough descriptors.
