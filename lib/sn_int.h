@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/uio.h>
+#include <zlib.h>
 #include "socknet.h"
 
 #define SN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -248,5 +249,44 @@ int sn__ws_close_parse(const uint8_t *p, size_t n, int *code, size_t *reason_len
 /* The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 4.2.2):
  * 0, or SN_EINVAL (a key over 64 bytes). */
 int sn__ws_accept_key(const char *key, size_t key_len, char out[SN_WS_ACCEPT_LEN + 1]);
+
+/* ---- permessage-deflate (sn_ws_deflate.c): zlib, no I/O -------------------- */
+/* A growable byte buffer. */
+typedef struct sn__bytes {
+    uint8_t *p;
+    size_t len, cap;
+} sn__bytes;
+/* Room for extra more bytes: 0 or SN_ENOMEM. */
+int sn__bytes_reserve(sn__bytes *b, size_t extra);
+void sn__bytes_free(sn__bytes *b);
+
+typedef struct sn__deflate {
+    z_stream zs;
+    bool ready;
+    bool reset_each; /* no context takeover */
+    size_t msg_len;  /* bytes out for the message so far */
+} sn__deflate;
+/* window_bits 8-15 (8 compresses with 9, safely), level 0-9, mem_level 1-9.
+ * 0, SN_EINVAL, SN_ENOMEM. */
+int sn__deflate_init(sn__deflate *d, int window_bits, bool no_takeover, int level, int mem_level);
+/* Compresses a piece of a message, appending to out; `last` ends the message
+ * (sync flush, its 00 00 ff ff removed). 0, SN_ENOMEM. */
+int sn__deflate_push(sn__deflate *d, const void *in, size_t len, bool last, sn__bytes *out);
+void sn__deflate_end(sn__deflate *d);
+
+typedef struct sn__inflate {
+    z_stream zs;
+    bool ready;
+    bool reset_each; /* no context takeover */
+    bool ended;      /* the message had a final block */
+} sn__inflate;
+int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover);
+/* Inflates a piece of a compressed message, appending to out but never
+ * past max bytes in all; `last` ends the message. 0, SN_EWS_TOO_BIG (more
+ * than max: a decompression bomb stops there), SN_EWS_DEFLATE (corrupt),
+ * SN_ENOMEM. */
+int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size_t max,
+                     sn__bytes *out);
+void sn__inflate_end(sn__inflate *f);
 
 #endif

@@ -79,8 +79,10 @@ extern "C" {
     XX(EHTTP_URI_TOO_LONG, -1301, "HTTP request line too long")                                    \
     XX(EHTTP_HEAD_TOO_BIG, -1302, "HTTP header section too large")                                 \
     XX(EHTTP_VERSION, -1303, "HTTP version not supported")                                         \
-    XX(EWS_PROTOCOL, -1400, "WebSocket protocol violation")                                         \
-    XX(EWS_UTF8, -1401, "invalid UTF-8 in a WebSocket text")                                        \
+    XX(EWS_PROTOCOL, -1400, "WebSocket protocol violation")                                        \
+    XX(EWS_UTF8, -1401, "invalid UTF-8 in a WebSocket text")                                       \
+    XX(EWS_TOO_BIG, -1402, "WebSocket frame or message larger than the limit")                     \
+    XX(EWS_DEFLATE, -1403, "invalid compressed WebSocket data")                                    \
     XX(ESTOPPED, -1500, "stopped")                                                                 \
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")

@@ -1,0 +1,226 @@
+/*
+ * sn_ws_deflate.c: permessage-deflate's compression (RFC 7692) over zlib,
+ * pure code with no I/O: a message (or a message in pieces, for fragments)
+ * is deflated with a sync flush and its final empty block's four bytes
+ * (00 00 ff ff) removed; inflating appends them back. Without context
+ * takeover the stream is reset after each message.
+ *
+ * Window bits: zlib (since 1.2.9) refuses a 256-byte window (8) for raw
+ * deflate, so 8 compresses with 9. That is safe for a peer inflating with
+ * 8: zlib never emits a distance over the window less 262 bytes
+ * (MAX_DIST), 250 with 9, within the peer's 256. Inflating takes 8 as is.
+ *
+ * Memory (zlib's own figures): deflate 2^(bits+2) + 2^(mem_level+9) bytes,
+ * 256 KiB at 15 and mem_level 8, 4 KiB at 9 and mem_level 1; inflate
+ * 2^bits plus about 7 KiB, 39 KiB at 15.
+ */
+#include <string.h>
+#include <zlib.h>
+#include "sn_int.h"
+
+static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+int sn__bytes_reserve(sn__bytes *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return SN_ENOMEM;
+        cap *= 2;
+    }
+    uint8_t *p = sn__realloc(b->p, cap);
+    if (p == NULL)
+        return SN_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void sn__bytes_free(sn__bytes *b)
+{
+    sn__free(b->p);
+    *b = (sn__bytes){0};
+}
+
+/* ---- deflate ------------------------------------------------------------------- */
+
+int sn__deflate_init(sn__deflate *d, int window_bits, bool no_takeover, int level, int mem_level)
+{
+    if (window_bits < 8 || window_bits > 15 || level < 0 || level > 9 || mem_level < 1 ||
+        mem_level > 9)
+        return SN_EINVAL;
+    *d = (sn__deflate){.reset_each = no_takeover};
+    int bits = window_bits == 8 ? 9 : window_bits; /* see the top of the file */
+    int rc = deflateInit2(&d->zs, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY);
+    if (rc != Z_OK)
+        return rc == Z_MEM_ERROR ? SN_ENOMEM : SN_EINVAL;
+    d->ready = true;
+    return 0;
+}
+
+void sn__deflate_end(sn__deflate *d)
+{
+    if (d->ready)
+        deflateEnd(&d->zs);
+    d->ready = false;
+}
+
+/* Runs deflate over the input with `flush` until it is all consumed (and,
+ * for a sync flush, until the output is complete), growing out. */
+static int deflate_run(sn__deflate *d, int flush, sn__bytes *out)
+{
+    for (;;) {
+        if (sn__bytes_reserve(out, 4096) < 0)
+            return SN_ENOMEM;
+        size_t room = out->cap - out->len;
+        d->zs.next_out = out->p + out->len;
+        d->zs.avail_out = (uInt)SN_MIN(room, (size_t)UINT_MAX);
+        int rc = deflate(&d->zs, flush);
+        out->len += (size_t)(d->zs.next_out - (out->p + out->len));
+        if (rc == Z_STREAM_ERROR)
+            return SN_EINVAL;
+        if (d->zs.avail_in == 0 && d->zs.avail_out != 0)
+            return 0; /* all in, and deflate had room to spare: nothing is held back */
+    }
+}
+
+int sn__deflate_push(sn__deflate *d, const void *in, size_t len, bool last, sn__bytes *out)
+{
+    const uint8_t *p = in;
+    size_t start = out->len;
+    while (len > 0) { /* avail_in is 32 bits wide */
+        size_t n = SN_MIN(len, (size_t)1 << 30);
+        d->zs.next_in = (Bytef *)p;
+        d->zs.avail_in = (uInt)n;
+        int rc = deflate_run(d, Z_NO_FLUSH, out);
+        if (rc < 0)
+            return rc;
+        p += n;
+        len -= n;
+    }
+    if (!last) {
+        d->msg_len += out->len - start;
+        return 0;
+    }
+    d->zs.next_in = NULL;
+    d->zs.avail_in = 0;
+    int rc = deflate_run(d, Z_SYNC_FLUSH, out);
+    if (rc < 0)
+        return rc;
+    d->msg_len += out->len - start;
+    if (d->msg_len == 0) {
+        /* nothing since the last flush: zlib makes no empty block then, and
+         * an empty message is the one byte 00 (RFC 7692 section 7.2.3.6) */
+        if (sn__bytes_reserve(out, 1) < 0)
+            return SN_ENOMEM;
+        out->p[out->len++] = 0x00;
+        d->msg_len = 0;
+        return 0;
+    }
+    d->msg_len = 0;
+    if (out->len - start < 4 || memcmp(out->p + out->len - 4, tail, 4) != 0)
+        return SN_EINVAL; /* a sync flush always ends so; never seen */
+    out->len -= 4;
+    if (d->reset_each)
+        deflateReset(&d->zs);
+    return 0;
+}
+
+/* ---- inflate ------------------------------------------------------------------- */
+
+int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover)
+{
+    if (window_bits < 8 || window_bits > 15)
+        return SN_EINVAL;
+    *f = (sn__inflate){.reset_each = no_takeover};
+    int rc = inflateInit2(&f->zs, -window_bits);
+    if (rc != Z_OK)
+        return rc == Z_MEM_ERROR ? SN_ENOMEM : SN_EINVAL;
+    f->ready = true;
+    return 0;
+}
+
+void sn__inflate_end(sn__inflate *f)
+{
+    if (f->ready)
+        inflateEnd(&f->zs);
+    f->ready = false;
+}
+
+/* Inflates in[0, len) into out, never past max bytes in all: when out is
+ * full, a one-byte probe tells whether more output is due. Input after a
+ * final block (which RFC 7692 section 7.2.3.4 allows) is ignored. */
+static int inflate_run(sn__inflate *f, const uint8_t *in, size_t len, size_t max, sn__bytes *out)
+{
+    f->zs.next_in = (Bytef *)in;
+    f->zs.avail_in = (uInt)len;
+    while (!f->ended) {
+        uint8_t probe;
+        size_t room = max > out->len ? SN_MIN(max - out->len, (size_t)65536) : 0;
+        if (room > 0 && sn__bytes_reserve(out, room) < 0)
+            return SN_ENOMEM;
+        uint8_t *at = room > 0 ? out->p + out->len : &probe;
+        uInt give = room > 0 ? (uInt)room : 1;
+        uInt in_before = f->zs.avail_in;
+        f->zs.next_out = at;
+        f->zs.avail_out = give;
+        int rc = inflate(&f->zs, Z_SYNC_FLUSH);
+        size_t made = give - f->zs.avail_out;
+        if (room == 0 && made > 0)
+            return SN_EWS_TOO_BIG; /* more than max bytes */
+        out->len += room > 0 ? made : 0;
+        if (rc == Z_STREAM_END)
+            f->ended = true;
+        else if (rc == Z_MEM_ERROR)
+            return SN_ENOMEM;
+        else if (rc != Z_OK && rc != Z_BUF_ERROR)
+            return SN_EWS_DEFLATE; /* corrupt data, or a dictionary asked for */
+        if (f->zs.avail_in == 0 && f->zs.avail_out != 0)
+            return 0; /* all taken, nothing held back */
+        if (made == 0 && f->zs.avail_in == in_before && !f->ended)
+            return SN_EWS_DEFLATE; /* no progress at all */
+    }
+    f->zs.avail_in = 0;
+    return 0;
+}
+
+/* After a final block: a fresh stream for the next message, keeping the
+ * window as its dictionary when the context is taken over. */
+static int inflate_restart(sn__inflate *f)
+{
+    uint8_t window[32768];
+    uInt n = 0;
+    if (!f->reset_each && inflateGetDictionary(&f->zs, window, &n) != Z_OK)
+        return SN_EWS_DEFLATE;
+    inflateReset(&f->zs);
+    f->ended = false;
+    if (n > 0 && inflateSetDictionary(&f->zs, window, n) != Z_OK)
+        return SN_EWS_DEFLATE;
+    return 0;
+}
+
+int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size_t max,
+                     sn__bytes *out)
+{
+    const uint8_t *p = in;
+    while (len > 0) {
+        size_t n = SN_MIN(len, (size_t)1 << 30);
+        int rc = inflate_run(f, p, n, max, out);
+        if (rc < 0)
+            return rc;
+        p += n;
+        len -= n;
+    }
+    if (!last)
+        return 0;
+    int rc = inflate_run(f, tail, sizeof tail, max, out);
+    if (rc < 0)
+        return rc;
+    if (f->ended)
+        return inflate_restart(f);
+    if (f->reset_each)
+        inflateReset(&f->zs);
+    return 0;
+}
