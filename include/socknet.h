@@ -15,5 +15,6 @@
 #include "socknet/server.h"
 #include "socknet/udp.h"
 #include "socknet/http.h"
+#include "socknet/ws.h"
 
 #endif

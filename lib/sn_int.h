@@ -199,14 +199,7 @@ void sn__conn_wake(sn_conn *c, int level);
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
 
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
-enum {
-    SN_WS_OP_CONT = 0,
-    SN_WS_OP_TEXT = 1,
-    SN_WS_OP_BINARY = 2,
-    SN_WS_OP_CLOSE = 8,
-    SN_WS_OP_PING = 9,
-    SN_WS_OP_PONG = 10,
-};
+/* opcodes: enum sn_ws_type in socknet/ws.h */
 #define SN_WS_HEAD_MAX 14          /* bytes of the longest frame header */
 #define SN_WS_ACCEPT_LEN 28        /* base64 of a SHA-1 */
 #define SN_WS_CLOSE_NO_STATUS 1005 /* a close frame without a code */
@@ -227,10 +220,12 @@ typedef struct sn__ws_head {
  * are needed, or SN_EWS_PROTOCOL (a length not in its shortest form, or
  * over 2^63). */
 int sn__ws_head_decode(const uint8_t *buf, size_t len, sn__ws_head *h);
+/* Masking rules for sn__ws_head_check. */
+enum { SN_WS_UNMASKED = 0, SN_WS_MASKED = 1, SN_WS_EITHER = 2 };
 /* 0, or SN_EWS_PROTOCOL: a reserved bit not in rsv_allowed, masking other
- * than want_masked, a reserved opcode, a fragmented, long (over 125) or
+ * than the rule says, a reserved opcode, a fragmented, long (over 125) or
  * compressed control frame, a continuation with RSV1. */
-int sn__ws_head_check(const sn__ws_head *h, uint8_t rsv_allowed, bool want_masked);
+int sn__ws_head_check(const sn__ws_head *h, uint8_t rsv_allowed, int masking);
 /* Writes a header (mask NULL: unmasked); returns its size. */
 size_t sn__ws_head_encode(uint8_t out[SN_WS_HEAD_MAX], bool fin, uint8_t rsv, uint8_t opcode,
                           const uint8_t *mask, uint64_t len);

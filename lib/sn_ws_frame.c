@@ -64,21 +64,21 @@ int sn__ws_head_decode(const uint8_t *buf, size_t len, sn__ws_head *h)
     return (int)size;
 }
 
-int sn__ws_head_check(const sn__ws_head *h, uint8_t rsv_allowed, bool want_masked)
+int sn__ws_head_check(const sn__ws_head *h, uint8_t rsv_allowed, int masking)
 {
     if (h->rsv & ~rsv_allowed)
         return SN_EWS_PROTOCOL;
-    if (h->masked != want_masked)
+    if (masking != SN_WS_EITHER && h->masked != (masking == SN_WS_MASKED))
         return SN_EWS_PROTOCOL; /* a client must mask, a server must not */
     switch (h->opcode) {
-    case SN_WS_OP_CONT:
+    case SN_WS_CONTINUATION:
         return h->rsv != 0 ? SN_EWS_PROTOCOL : 0; /* RSV1 is on the first frame only */
-    case SN_WS_OP_TEXT:
-    case SN_WS_OP_BINARY:
+    case SN_WS_TEXT:
+    case SN_WS_BINARY:
         return 0;
-    case SN_WS_OP_CLOSE:
-    case SN_WS_OP_PING:
-    case SN_WS_OP_PONG:
+    case SN_WS_CLOSE:
+    case SN_WS_PING:
+    case SN_WS_PONG:
         if (!h->fin || h->len > 125 || h->rsv != 0)
             return SN_EWS_PROTOCOL; /* control frames: whole, short, never compressed */
         return 0;

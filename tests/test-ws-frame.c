@@ -35,32 +35,34 @@ static void test_rfc6455_examples(void)
     uint8_t out[SN_WS_HEAD_MAX], payload[5];
 
     SN_ASSERT_RC(decode_both_ways(unmasked, sizeof unmasked, &h), 2);
-    CU_ASSERT(h.fin && h.opcode == SN_WS_OP_TEXT && !h.masked && h.len == 5 && h.rsv == 0);
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, false), 0);
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), SN_EWS_PROTOCOL); /* a server wants masks */
-    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_OP_TEXT, NULL, 5), 2);
+    CU_ASSERT(h.fin && h.opcode == SN_WS_TEXT && !h.masked && h.len == 5 && h.rsv == 0);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_UNMASKED), 0);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED),
+                 SN_EWS_PROTOCOL); /* a server wants masks */
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_EITHER), 0);
+    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_TEXT, NULL, 5), 2);
     CU_ASSERT(memcmp(out, unmasked, 2) == 0);
 
     SN_ASSERT_RC(decode_both_ways(masked, sizeof masked, &h), 6);
-    CU_ASSERT(h.fin && h.opcode == SN_WS_OP_TEXT && h.masked && h.len == 5);
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), 0);
+    CU_ASSERT(h.fin && h.opcode == SN_WS_TEXT && h.masked && h.len == 5);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), 0);
     memcpy(payload, masked + 6, 5);
     sn__ws_mask(payload, 5, h.mask, 0);
     CU_ASSERT(memcmp(payload, "Hello", 5) == 0);
-    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_OP_TEXT, h.mask, 5), 6);
+    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_TEXT, h.mask, 5), 6);
     CU_ASSERT(memcmp(out, masked, 6) == 0);
 
     SN_ASSERT_RC(decode_both_ways(frag1, sizeof frag1, &h), 2);
-    CU_ASSERT(!h.fin && h.opcode == SN_WS_OP_TEXT && h.len == 3);
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, false), 0);
+    CU_ASSERT(!h.fin && h.opcode == SN_WS_TEXT && h.len == 3);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_UNMASKED), 0);
     SN_ASSERT_RC(decode_both_ways(frag2, sizeof frag2, &h), 2);
-    CU_ASSERT(h.fin && h.opcode == SN_WS_OP_CONT && h.len == 2);
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, false), 0);
+    CU_ASSERT(h.fin && h.opcode == SN_WS_CONTINUATION && h.len == 2);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_UNMASKED), 0);
 
     SN_ASSERT_RC(decode_both_ways(ping, sizeof ping, &h), 2);
-    CU_ASSERT(h.fin && h.opcode == SN_WS_OP_PING && h.len == 5);
+    CU_ASSERT(h.fin && h.opcode == SN_WS_PING && h.len == 5);
     SN_ASSERT_RC(decode_both_ways(pong, sizeof pong, &h), 6);
-    CU_ASSERT(h.opcode == SN_WS_OP_PONG && h.masked);
+    CU_ASSERT(h.opcode == SN_WS_PONG && h.masked);
     memcpy(payload, pong + 6, 5);
     sn__ws_mask(payload, 5, h.mask, 0);
     CU_ASSERT(memcmp(payload, "Hello", 5) == 0);
@@ -69,12 +71,12 @@ static void test_rfc6455_examples(void)
     static const uint8_t b256[] = {0x82, 0x7e, 0x01, 0x00};
     static const uint8_t b64k[] = {0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00};
     SN_ASSERT_RC(decode_both_ways(b256, sizeof b256, &h), 4);
-    CU_ASSERT(h.opcode == SN_WS_OP_BINARY && h.len == 256);
-    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_OP_BINARY, NULL, 256), 4);
+    CU_ASSERT(h.opcode == SN_WS_BINARY && h.len == 256);
+    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_BINARY, NULL, 256), 4);
     CU_ASSERT(memcmp(out, b256, 4) == 0);
     SN_ASSERT_RC(decode_both_ways(b64k, sizeof b64k, &h), 10);
     CU_ASSERT(h.len == 65536);
-    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_OP_BINARY, NULL, 65536), 10);
+    CU_ASSERT_EQUAL(sn__ws_head_encode(out, true, 0, SN_WS_BINARY, NULL, 65536), 10);
     CU_ASSERT(memcmp(out, b64k, 10) == 0);
 }
 
@@ -97,7 +99,7 @@ static void test_lengths(void)
         0, 1, 125, 126, 127, 65535, 65536, 1ull << 32, (1ull << 63) - 1};
     for (size_t i = 0; i < SN_ARRAY_SIZE(lens); i++) {
         static const uint8_t mask[4] = {1, 2, 3, 4};
-        size_t n = sn__ws_head_encode(out, false, 4, SN_WS_OP_BINARY, mask, lens[i]);
+        size_t n = sn__ws_head_encode(out, false, 4, SN_WS_BINARY, mask, lens[i]);
         SN_ASSERT_RC(decode_both_ways(out, n, &h), (int)n);
         CU_ASSERT_EQUAL(h.len, lens[i]);
         CU_ASSERT(!h.fin && h.rsv == 4 && h.masked && memcmp(h.mask, mask, 4) == 0);
@@ -113,33 +115,33 @@ static void test_lengths(void)
 
 static void test_header_rules(void)
 {
-    sn__ws_head h = {.fin = true, .opcode = SN_WS_OP_TEXT, .masked = true, .len = 10};
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), 0);
+    sn__ws_head h = {.fin = true, .opcode = SN_WS_TEXT, .masked = true, .len = 10};
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), 0);
     for (uint8_t rsv = 1; rsv < 8; rsv++) { /* reserved bits, unless negotiated */
         h.rsv = rsv;
-        SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), SN_EWS_PROTOCOL);
+        SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), SN_EWS_PROTOCOL);
     }
     h.rsv = 4; /* RSV1 with permessage-deflate */
-    SN_ASSERT_RC(sn__ws_head_check(&h, 4, true), 0);
-    h.opcode = SN_WS_OP_CONT; /* but only on a message's first frame */
-    SN_ASSERT_RC(sn__ws_head_check(&h, 4, true), SN_EWS_PROTOCOL);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 4, SN_WS_MASKED), 0);
+    h.opcode = SN_WS_CONTINUATION; /* but only on a message's first frame */
+    SN_ASSERT_RC(sn__ws_head_check(&h, 4, SN_WS_MASKED), SN_EWS_PROTOCOL);
     h.rsv = 0;
     for (uint8_t op = 3; op < 16; op++) { /* reserved opcodes */
         h.opcode = op;
         int want = op >= 8 && op <= 10 ? 0 : SN_EWS_PROTOCOL;
-        SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), want);
+        SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), want);
     }
-    h.opcode = SN_WS_OP_PING;
+    h.opcode = SN_WS_PING;
     h.len = 125;
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), 0);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), 0);
     h.len = 126; /* control frames carry at most 125 bytes */
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), SN_EWS_PROTOCOL);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), SN_EWS_PROTOCOL);
     h.len = 0;
     h.fin = false; /* and are never fragmented */
-    SN_ASSERT_RC(sn__ws_head_check(&h, 0, true), SN_EWS_PROTOCOL);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 0, SN_WS_MASKED), SN_EWS_PROTOCOL);
     h.fin = true;
     h.rsv = 4; /* nor compressed */
-    SN_ASSERT_RC(sn__ws_head_check(&h, 4, true), SN_EWS_PROTOCOL);
+    SN_ASSERT_RC(sn__ws_head_check(&h, 4, SN_WS_MASKED), SN_EWS_PROTOCOL);
 }
 
 static void test_masking(void)
@@ -203,7 +205,9 @@ static void test_utf8(void)
         {"\xf4\x90\x80\x80", 1}, /* above U+10FFFF */
         {"\xf5\x80\x80\x80", 0}, /* never a lead byte */
         {"\xff", 0},             /* never in UTF-8 */
-        {"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" "edited", 12},
+        {"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
+         "edited",
+         12},
         {"\xc2 ", 1}, /* a lead byte without its continuation */
         {"0123456789\xe1\x80z", 12},
     };

@@ -83,6 +83,7 @@ extern "C" {
     XX(EWS_UTF8, -1401, "invalid UTF-8 in a WebSocket text")                                       \
     XX(EWS_TOO_BIG, -1402, "WebSocket frame or message larger than the limit")                     \
     XX(EWS_DEFLATE, -1403, "invalid compressed WebSocket data")                                    \
+    XX(EWS_HANDSHAKE, -1404, "WebSocket handshake refused or malformed")                           \
     XX(ESTOPPED, -1500, "stopped")                                                                 \
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")

@@ -1,0 +1,222 @@
+/*
+ * socknet/ws.h: WebSocket sessions (RFC 6455) with permessage-deflate (RFC
+ * 7692), server and client, over a buffered connection (plain or TLS).
+ *
+ * A session is made by sn_ws_accept (server: from a request head read with
+ * sn_http_read_request) or sn_ws_connect / sn_ws_handshake (client). Then:
+ *
+ *   sn_ws_msg m;
+ *   while (sn_ws_recv(ws, &m, SN_DEADLINE_NEVER) == 0)       // whole messages
+ *       sn_ws_send(ws, m.type, m.data, m.len, sn_deadline_in(5000));
+ *   sn_ws_close(ws, SN_WS_NORMAL, "bye", sn_deadline_in(5000));
+ *
+ * What the session does by itself (unless raw): answers pings, reassembles
+ * fragments, validates text as UTF-8 as it arrives, enforces the frame and
+ * message limits, sends pings every ping_period_ms while a receive waits and
+ * gives up after timeout_ms without an answer, answers a close and reports
+ * it (sn_ws_close_code / sn_ws_close_reason). A peer that breaks the
+ * protocol gets the close code RFC 6455 section 7.4.1 names (1002, 1007,
+ * 1009) and the call returns the matching error; errors are sticky.
+ *
+ * Thread safety: one thread (or fiber) receives at a time; sends (messages,
+ * fragments, pings, close) are safe from any thread at any time, also while
+ * another receives: a per-session lock keeps frames whole, and a message
+ * sent in fragments keeps other messages out until its last part (control
+ * frames still go between its fragments). The locks are fiber-aware.
+ */
+#ifndef SOCKNET_WS_H
+#define SOCKNET_WS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "socknet/chan.h"
+#include "socknet/common.h"
+#include "socknet/http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_ws sn_ws;
+
+/* Message and frame types (the opcodes of RFC 6455). */
+enum sn_ws_type {
+    SN_WS_CONTINUATION = 0, /* raw mode only */
+    SN_WS_TEXT = 1,
+    SN_WS_BINARY = 2,
+    SN_WS_CLOSE = 8, /* raw mode only */
+    SN_WS_PING = 9,  /* raw mode only */
+    SN_WS_PONG = 10, /* raw mode only */
+};
+
+/* Close codes (RFC 6455 section 7.4.1, and IANA's registry). */
+enum sn_ws_close_code {
+    SN_WS_NORMAL = 1000,
+    SN_WS_GOING_AWAY = 1001,
+    SN_WS_PROTOCOL_ERROR = 1002,
+    SN_WS_UNSUPPORTED = 1003,
+    SN_WS_NO_STATUS = 1005, /* never sent: the peer's close had no code */
+    SN_WS_ABNORMAL = 1006,  /* never sent: the connection ended without a close */
+    SN_WS_INVALID_DATA = 1007,
+    SN_WS_POLICY = 1008,
+    SN_WS_TOO_BIG = 1009,
+    SN_WS_EXTENSION = 1010,
+    SN_WS_INTERNAL = 1011,
+    SN_WS_TRY_AGAIN = 1013,
+};
+
+/* permessage-deflate parameters. On a server they say what it accepts of a
+ * client's offer; on a client, what it offers. Zero = default. */
+typedef struct sn_ws_deflate_config {
+    int level;        /* zlib level 1-9; 0 = 6 */
+    int mem_level;    /* zlib memLevel 1-9; 0 = 8 */
+    size_t threshold; /* messages shorter than this go uncompressed; 0 = 64 */
+    /* Window bits 8-15 (0 = 15). A server asks the client for at most
+     * client_max_window_bits when the client allows it, and compresses
+     * with at most server_max_window_bits; a client offers both. */
+    int client_max_window_bits;
+    int server_max_window_bits;
+    int client_no_context_takeover; /* SN_ON: ask for / agree to it */
+    int server_no_context_takeover; /* SN_ON: ask for / agree to it */
+} sn_ws_deflate_config;
+
+/* A session's options (Ktor's WebSocketOptions and more). Zero = default. */
+typedef struct sn_ws_config {
+    size_t max_frame;     /* payload bytes of one received frame; 0 = 16 MiB */
+    size_t max_message;   /* bytes of one received message, inflated; 0 = 16 MiB */
+    int ping_period_ms;   /* a ping after this long without a ping sent, while a
+                             receive waits; 0 = none */
+    int timeout_ms;       /* after a ping, no frame for this long: the session
+                             fails with SN_ETIMEDOUT (close 1011 is sent);
+                             0 = 15000 */
+    int close_timeout_ms; /* the close handshake; 0 = 5000 */
+    int mask;             /* SN_ON: a server masks what it sends (a client always
+                             does); default off */
+    int utf8;             /* SN_OFF: text is not validated; default on */
+    int raw;              /* SN_ON: raw mode (sn_ws_recv_frame / sn_ws_send_frame,
+                             no automatic behaviour, no deflate) */
+    int deflate;          /* SN_ON: permessage-deflate when the peer agrees */
+    sn_ws_deflate_config deflate_cfg;
+    /* Subprotocols: a server's in its order of preference (the first the
+     * client offers wins), a client's to offer. NULL = none. */
+    const char *const *subprotocols;
+    size_t nsubprotocols;
+} sn_ws_config;
+
+/* A received message: data points into the session's buffer and stays
+ * valid until the next receive. Text is UTF-8 (unless utf8 is off) and is
+ * followed by a NUL byte not counted in len. */
+typedef struct sn_ws_msg {
+    int type; /* SN_WS_TEXT or SN_WS_BINARY */
+    const void *data;
+    size_t len;
+} sn_ws_msg;
+
+/* A frame as raw mode gives it: payload unmasked, pointing into the
+ * session's buffer until the next receive. */
+typedef struct sn_ws_frame {
+    bool fin;
+    int rsv; /* RSV1..RSV3 as bits 2..0 */
+    int opcode;
+    const void *data;
+    size_t len;
+} sn_ws_frame;
+
+/* Server side: completes the opening handshake of the upgrade request req
+ * (read from c with sn_http_read_request): checks it (GET, HTTP/1.1,
+ * Upgrade: websocket, Connection: upgrade, a 16-byte Sec-WebSocket-Key,
+ * Sec-WebSocket-Version 13), negotiates subprotocol and permessage-deflate,
+ * sends 101 and makes the session. A bad request is answered (400, or 426
+ * with Sec-WebSocket-Version: 13 for another version) and refused with
+ * SN_EWS_HANDSHAKE. cfg may be NULL. The session uses c (which stays the
+ * caller's to free after sn_ws_free). Returns 0, SN_EWS_HANDSHAKE, SN_EINVAL,
+ * SN_ENOMEM, or the connection's error. */
+SN_API int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req,
+                        const sn_ws_config *cfg, sn_deadline dl);
+
+/* Client side on a connected c: sends the upgrade request for host and
+ * path (extra_headers: lines ending in CRLF, or NULL), checks the 101 and its
+ * Sec-WebSocket-Accept, subprotocol and extensions. *status (may be NULL)
+ * gets the answer's HTTP status, or 0 when none came. Returns 0,
+ * SN_EWS_HANDSHAKE (refused, or a bad answer), or the connection's error. */
+SN_API int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
+                           const char *extra_headers, const sn_ws_config *cfg, int *status,
+                           sn_deadline dl);
+
+/* Connects to a ws:// URL (ws://host[:port][/path]; port 80 by default)
+ * and handshakes, within dl. The session owns the connection (sn_ws_free
+ * frees it). Returns 0, SN_EBADADDR (not a ws:// URL), a connect error, or
+ * sn_ws_handshake's. */
+SN_API int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers,
+                         const sn_ws_config *cfg, int *status, sn_deadline dl);
+
+/* Frees the session (and its connection, when sn_ws_connect made it)
+ * without a close handshake; NULL is fine. */
+SN_API void sn_ws_free(sn_ws *ws);
+
+/* The session's connection. */
+SN_API sn_conn *sn_ws_conn(sn_ws *ws);
+
+/* The negotiated subprotocol, or NULL. */
+SN_API const char *sn_ws_subprotocol(const sn_ws *ws);
+
+/* Whether permessage-deflate is in use. */
+SN_API bool sn_ws_deflate_on(const sn_ws *ws);
+
+/* Receives the next whole message (control frames are handled on the way).
+ * Returns 0, SN_ECLOSED (the peer closed; its close was answered: see
+ * sn_ws_close_code), SN_ETIMEDOUT (dl passed; not sticky, unless a ping went
+ * unanswered), SN_EWS_PROTOCOL, SN_EWS_UTF8, SN_EWS_TOO_BIG, SN_EWS_DEFLATE
+ * (the session sent the matching close), SN_EBADSTATE (raw mode, or after a
+ * close), or the connection's error. */
+SN_API int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl);
+
+/* Sends a whole message of type SN_WS_TEXT or SN_WS_BINARY (text must be
+ * UTF-8: it is not checked). Any thread. Returns 0, SN_EINVAL, SN_EBADSTATE
+ * (a close was sent), or the connection's error. */
+SN_API int sn_ws_send(sn_ws *ws, int type, const void *data, size_t len, sn_deadline dl);
+
+/* Sends a message in parts, as fragments: begin with its type, then parts,
+ * the one with last true ending it. Other messages wait until it ends;
+ * control frames do not. Any thread, the same one from begin to end. */
+SN_API int sn_ws_send_begin(sn_ws *ws, int type, sn_deadline dl);
+SN_API int sn_ws_send_part(sn_ws *ws, const void *data, size_t len, bool last, sn_deadline dl);
+
+/* Sends a ping with up to 125 bytes of payload. Any thread. */
+SN_API int sn_ws_ping(sn_ws *ws, const void *data, size_t len, sn_deadline dl);
+
+/* The close handshake: sends a close with code (a code that may be sent;
+ * 0 = none) and reason (UTF-8, up to 123 bytes; NULL = none), then reads
+ * and drops frames until the peer's close comes back or dl passes (at most
+ * close_timeout_ms). Returns 0 (the peer answered), SN_ETIMEDOUT, SN_EINVAL,
+ * or the connection's error. Call it from the receiving side, or when no
+ * one receives. */
+SN_API int sn_ws_close(sn_ws *ws, int code, const char *reason, sn_deadline dl);
+
+/* Only sends the close frame (any thread); the receiver then sees the
+ * peer's answer as SN_ECLOSED. */
+SN_API int sn_ws_close_send(sn_ws *ws, int code, const char *reason, sn_deadline dl);
+
+/* The peer's close code (SN_WS_NO_STATUS when its close had none,
+ * SN_WS_ABNORMAL when the connection ended without one), or 0 before. */
+SN_API int sn_ws_close_code(const sn_ws *ws);
+
+/* The peer's close reason, NUL-terminated ("" when none). */
+SN_API const char *sn_ws_close_reason(const sn_ws *ws);
+
+/* Raw mode: the next frame as it came (payload unmasked), whatever its
+ * type. Returns 0, SN_EWS_PROTOCOL (an invalid header: nothing is sent
+ * back in raw mode), SN_EWS_TOO_BIG, SN_ETIMEDOUT, SN_EBADSTATE (not raw),
+ * or the connection's error. */
+SN_API int sn_ws_recv_frame(sn_ws *ws, sn_ws_frame *f, sn_deadline dl);
+
+/* Raw mode: sends one frame as given (masked when the session masks). */
+SN_API int sn_ws_send_frame(sn_ws *ws, bool fin, int opcode, const void *data, size_t len,
+                            sn_deadline dl);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

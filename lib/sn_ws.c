@@ -1,0 +1,672 @@
+/*
+ * sn_ws.c: the WebSocket session after the handshake: frames in and out,
+ * whole messages (reassembled, inflated, validated), fragments, control
+ * frames, pings on a period, the close handshake, raw mode.
+ *
+ * Receiving is straight-line blocking code: wait for a frame's first byte
+ * (sending pings meanwhile when a period is set), read its header, read its
+ * payload in chunks (unmasked, inflated and UTF-8-checked chunk by chunk, so
+ * a bad byte fails at once and a bomb stops at the limit), and loop until a
+ * data frame with FIN. A peer's error is answered with a close carrying
+ * the code of RFC 6455 section 7.4.1 and the error is sticky.
+ *
+ * Locks, in the order they are taken: msg_lock (a whole message, or a
+ * fragmented one from begin to end), then frame_lock (one frame). Control
+ * frames take frame_lock only, so they can go between a message's
+ * fragments. Both are fiber-aware: a fiber that finds one taken yields
+ * instead of blocking its thread, which may run the holder.
+ */
+#include <string.h>
+#include "sn_ws_int.h"
+
+#define SN_WS_CHUNK 65536 /* payload bytes read (and checked) at a time */
+#define SN_WS_MAX_DEFAULT (16u << 20)
+#define SN_WS_TIMEOUT_DEFAULT 15000
+#define SN_WS_CLOSE_TIMEOUT_DEFAULT 5000
+
+/* ---- fiber-aware locks ----------------------------------------------------------- */
+
+static void flock_init(sn__flock *l)
+{
+    sn__mutex_init(&l->mu);
+}
+
+static void flock_destroy(sn__flock *l)
+{
+    sn__mutex_destroy(&l->mu);
+}
+
+static void flock_lock(sn__flock *l)
+{
+    if (sn__fiber_self() == NULL) {
+        sn__mutex_lock(&l->mu);
+        return;
+    }
+    for (int tries = 0; pthread_mutex_trylock(&l->mu) != 0; tries++) {
+        if (tries < 64)
+            sn__fiber_yield(); /* the holder may be a fiber of this thread */
+        else
+            sn__fiber_sleep_until(sn_now_ms() + 1);
+    }
+}
+
+static void flock_unlock(sn__flock *l)
+{
+    sn__mutex_unlock(&l->mu);
+}
+
+/* ---- making and freeing ------------------------------------------------------------ */
+
+int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg)
+{
+    sn_ws_config c = {0};
+    if (cfg != NULL)
+        c = *cfg;
+    const sn_ws_deflate_config *d = &c.deflate_cfg;
+    if (c.ping_period_ms < 0 || c.timeout_ms < 0 || c.close_timeout_ms < 0 || d->level < 0 ||
+        d->level > 9 || d->mem_level < 0 || d->mem_level > 9 ||
+        (d->client_max_window_bits != 0 &&
+         (d->client_max_window_bits < 8 || d->client_max_window_bits > 15)) ||
+        (d->server_max_window_bits != 0 &&
+         (d->server_max_window_bits < 8 || d->server_max_window_bits > 15)) ||
+        (c.subprotocols == NULL && c.nsubprotocols > 0))
+        return SN_EINVAL;
+    if (c.max_frame == 0)
+        c.max_frame = SN_WS_MAX_DEFAULT;
+    if (c.max_message == 0)
+        c.max_message = SN_WS_MAX_DEFAULT;
+    if (c.timeout_ms == 0)
+        c.timeout_ms = SN_WS_TIMEOUT_DEFAULT;
+    if (c.close_timeout_ms == 0)
+        c.close_timeout_ms = SN_WS_CLOSE_TIMEOUT_DEFAULT;
+    if (c.deflate_cfg.level == 0)
+        c.deflate_cfg.level = 6;
+    if (c.deflate_cfg.mem_level == 0)
+        c.deflate_cfg.mem_level = 8;
+    if (c.deflate_cfg.threshold == 0)
+        c.deflate_cfg.threshold = 64;
+    if (c.deflate_cfg.client_max_window_bits == 0)
+        c.deflate_cfg.client_max_window_bits = 15;
+    if (c.deflate_cfg.server_max_window_bits == 0)
+        c.deflate_cfg.server_max_window_bits = 15;
+    if (c.raw == SN_ON)
+        c.deflate = SN_OFF; /* raw mode hands frames over as they are */
+    *out = c;
+    return 0;
+}
+
+int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, const sn__pmd *pmd,
+               const char *subprotocol, size_t subprotocol_len)
+{
+    sn_ws *ws = sn__calloc(1, sizeof *ws);
+    if (ws == NULL)
+        return SN_ENOMEM;
+    ws->c = c;
+    ws->server = server;
+    ws->cfg = *cfg;
+    ws->cfg.subprotocols = NULL;
+    ws->cfg.nsubprotocols = 0;
+    ws->mask_out = !server || cfg->mask == SN_ON;
+    /* a client with mask on also takes masked frames, from a server that
+     * was asked to mask (not RFC 6455: a client must refuse them) */
+    ws->masking_in = server ? SN_WS_MASKED : cfg->mask == SN_ON ? SN_WS_EITHER : SN_WS_UNMASKED;
+    ws->pmd = *pmd;
+    flock_init(&ws->msg_lock);
+    flock_init(&ws->frame_lock);
+    int rc = 0;
+    if (subprotocol != NULL && (ws->subprotocol = sn__malloc(subprotocol_len + 1)) == NULL)
+        rc = SN_ENOMEM;
+    else if (subprotocol != NULL)
+        memcpy(ws->subprotocol, subprotocol, subprotocol_len), ws->subprotocol[subprotocol_len] = 0;
+    if (rc == 0 && ws->mask_out) {
+        if (wc_InitRng(&ws->rng) != 0)
+            rc = SN_ENOMEM;
+        else
+            ws->rng_ready = true;
+    }
+    if (rc == 0 && pmd->on) {
+        const sn_ws_deflate_config *d = &cfg->deflate_cfg;
+        rc = sn__deflate_init(&ws->def, pmd->tx_bits, pmd->tx_reset, d->level, d->mem_level);
+        if (rc == 0)
+            rc = sn__inflate_init(&ws->inf, pmd->rx_bits, pmd->rx_reset);
+    }
+    if (rc < 0) {
+        sn_ws_free(ws);
+        return rc;
+    }
+    *out = ws;
+    return 0;
+}
+
+void sn_ws_free(sn_ws *ws)
+{
+    if (ws == NULL)
+        return;
+    sn__deflate_end(&ws->def);
+    sn__inflate_end(&ws->inf);
+    sn__bytes_free(&ws->msg);
+    sn__bytes_free(&ws->zout);
+    sn__bytes_free(&ws->masked);
+    if (ws->rng_ready)
+        wc_FreeRng(&ws->rng);
+    flock_destroy(&ws->msg_lock);
+    flock_destroy(&ws->frame_lock);
+    if (ws->own_conn)
+        sn_conn_free(ws->c);
+    sn__free(ws->subprotocol);
+    sn__free(ws);
+}
+
+sn_conn *sn_ws_conn(sn_ws *ws)
+{
+    return ws != NULL ? ws->c : NULL;
+}
+
+const char *sn_ws_subprotocol(const sn_ws *ws)
+{
+    return ws != NULL ? ws->subprotocol : NULL;
+}
+
+bool sn_ws_deflate_on(const sn_ws *ws)
+{
+    return ws != NULL && ws->pmd.on;
+}
+
+int sn_ws_close_code(const sn_ws *ws)
+{
+    return ws != NULL ? atomic_load(&ws->close_code) : 0;
+}
+
+const char *sn_ws_close_reason(const sn_ws *ws)
+{
+    return ws != NULL ? ws->close_reason : "";
+}
+
+/* ---- sending frames (frame_lock held) -------------------------------------------- */
+
+static int64_t send_deadline(const sn_ws *ws, sn_deadline dl)
+{
+    return sn__deadline_abs(dl, sn_conn_sock(ws->c)->write_timeout_ms);
+}
+
+/* One frame: header, then the payload (masked through a scratch buffer
+ * when the session masks, else straight from the caller's memory). The
+ * caller flushes. */
+static int put_frame(sn_ws *ws, bool fin, uint8_t rsv, uint8_t opcode, const void *data, size_t len,
+                     int64_t dl)
+{
+    uint8_t head[SN_WS_HEAD_MAX], key[4];
+    if (ws->mask_out && wc_RNG_GenerateBlock(&ws->rng, key, sizeof key) != 0)
+        return SN_EIO;
+    size_t hlen = sn__ws_head_encode(head, fin, rsv, opcode, ws->mask_out ? key : NULL, len);
+    if (!ws->mask_out) {
+        struct iovec iov[2] = {{head, hlen}, {(void *)data, len}};
+        ssize_t rc = sn_writev(ws->c, iov, len > 0 ? 2 : 1, dl);
+        return rc < 0 ? (int)rc : 0;
+    }
+    ssize_t rc = sn_write(ws->c, head, hlen, dl);
+    for (size_t off = 0; rc >= 0 && off < len; off += SN_WS_CHUNK) {
+        size_t n = SN_MIN(len - off, (size_t)SN_WS_CHUNK);
+        ws->masked.len = 0;
+        if (sn__bytes_reserve(&ws->masked, n) < 0)
+            return SN_ENOMEM;
+        memcpy(ws->masked.p, (const uint8_t *)data + off, n);
+        sn__ws_mask(ws->masked.p, n, key, off);
+        rc = sn_write(ws->c, ws->masked.p, n, dl);
+    }
+    return rc < 0 ? (int)rc : 0;
+}
+
+/* A control frame, whole and flushed, between any other frames. */
+static int send_control(sn_ws *ws, uint8_t opcode, const void *data, size_t len, int64_t dl)
+{
+    flock_lock(&ws->frame_lock);
+    int rc = SN_EBADSTATE;
+    if (!atomic_load(&ws->close_sent) || opcode != SN_WS_CLOSE) {
+        if (atomic_load(&ws->close_sent))
+            rc = SN_EBADSTATE; /* nothing after a close */
+        else if ((rc = put_frame(ws, true, 0, opcode, data, len, dl)) == 0)
+            rc = sn_flush(ws->c, dl);
+        if (rc == 0 && opcode == SN_WS_CLOSE)
+            atomic_store(&ws->close_sent, true);
+    }
+    flock_unlock(&ws->frame_lock);
+    return rc;
+}
+
+/* A close frame's payload: the code (0 = none) and the reason. */
+static int close_payload(uint8_t out[125], int code, const char *reason, size_t *len)
+{
+    size_t rlen = reason != NULL ? strlen(reason) : 0;
+    if (code == 0) {
+        *len = 0;
+        return rlen == 0 ? 0 : SN_EINVAL; /* a reason needs a code */
+    }
+    if (!sn__ws_close_code_ok(code) || rlen > 123 ||
+        sn__utf8_step(0, (const uint8_t *)reason, rlen) != 0)
+        return SN_EINVAL;
+    out[0] = (uint8_t)(code >> 8);
+    out[1] = (uint8_t)code;
+    memcpy(out + 2, reason, rlen);
+    *len = 2 + rlen;
+    return 0;
+}
+
+int sn_ws_close_send(sn_ws *ws, int code, const char *reason, sn_deadline dl)
+{
+    uint8_t p[125];
+    size_t len;
+    if (ws == NULL)
+        return SN_EINVAL;
+    int rc = close_payload(p, code, reason, &len);
+    if (rc < 0)
+        return rc;
+    if (atomic_load(&ws->close_sent))
+        return 0;
+    rc = send_control(ws, SN_WS_CLOSE, p, len, send_deadline(ws, dl));
+    return rc == SN_EBADSTATE ? 0 : rc; /* another thread sent one meanwhile */
+}
+
+int sn_ws_ping(sn_ws *ws, const void *data, size_t len, sn_deadline dl)
+{
+    if (ws == NULL || len > 125 || (data == NULL && len > 0))
+        return SN_EINVAL;
+    return send_control(ws, SN_WS_PING, data, len, send_deadline(ws, dl));
+}
+
+/* ---- sending messages ---------------------------------------------------------------- */
+
+static bool data_type_ok(int type)
+{
+    return type == SN_WS_TEXT || type == SN_WS_BINARY;
+}
+
+int sn_ws_send(sn_ws *ws, int type, const void *data, size_t len, sn_deadline dl)
+{
+    if (ws == NULL || !data_type_ok(type) || (data == NULL && len > 0))
+        return SN_EINVAL;
+    int64_t deadline = send_deadline(ws, dl);
+    flock_lock(&ws->msg_lock);
+    int rc = 0;
+    uint8_t rsv = 0;
+    if (ws->pmd.on && len >= ws->cfg.deflate_cfg.threshold) {
+        ws->zout.len = 0;
+        rc = sn__deflate_push(&ws->def, data, len, true, &ws->zout);
+        data = ws->zout.p;
+        len = ws->zout.len;
+        rsv = 4;
+    }
+    if (rc == 0) {
+        flock_lock(&ws->frame_lock);
+        if (atomic_load(&ws->close_sent))
+            rc = SN_EBADSTATE;
+        else if ((rc = put_frame(ws, true, rsv, (uint8_t)type, data, len, deadline)) == 0)
+            rc = sn_flush(ws->c, deadline);
+        flock_unlock(&ws->frame_lock);
+    }
+    flock_unlock(&ws->msg_lock);
+    return rc;
+}
+
+int sn_ws_send_begin(sn_ws *ws, int type, sn_deadline dl)
+{
+    (void)dl;
+    if (ws == NULL || !data_type_ok(type))
+        return SN_EINVAL;
+    flock_lock(&ws->msg_lock); /* held until the last part */
+    ws->frag_type = type;
+    ws->frag_first = true;
+    ws->frag_z = ws->pmd.on; /* the length is unknown: compress the lot */
+    return 0;
+}
+
+int sn_ws_send_part(sn_ws *ws, const void *data, size_t len, bool last, sn_deadline dl)
+{
+    if (ws == NULL || (data == NULL && len > 0))
+        return SN_EINVAL;
+    if (ws->frag_type == 0)
+        return SN_EBADSTATE; /* no sn_ws_send_begin */
+    int64_t deadline = send_deadline(ws, dl);
+    int rc = 0;
+    if (ws->frag_z) {
+        ws->zout.len = 0;
+        rc = sn__deflate_push(&ws->def, data, len, last, &ws->zout);
+        data = ws->zout.p;
+        len = ws->zout.len;
+    }
+    uint8_t opcode = ws->frag_first ? (uint8_t)ws->frag_type : SN_WS_CONTINUATION;
+    uint8_t rsv = ws->frag_first && ws->frag_z ? 4 : 0;
+    if (rc == 0) {
+        flock_lock(&ws->frame_lock);
+        if (atomic_load(&ws->close_sent))
+            rc = SN_EBADSTATE;
+        else if ((rc = put_frame(ws, last, rsv, opcode, data, len, deadline)) == 0)
+            rc = sn_flush(ws->c, deadline);
+        flock_unlock(&ws->frame_lock);
+    }
+    ws->frag_first = false;
+    if (last || rc < 0) { /* an error ends the message too: the stream is broken */
+        ws->frag_type = 0;
+        flock_unlock(&ws->msg_lock);
+    }
+    return rc;
+}
+
+int sn_ws_send_frame(sn_ws *ws, bool fin, int opcode, const void *data, size_t len, sn_deadline dl)
+{
+    if (ws == NULL || opcode < 0 || opcode > 15 || (data == NULL && len > 0))
+        return SN_EINVAL;
+    if (ws->cfg.raw != SN_ON)
+        return SN_EBADSTATE;
+    int64_t deadline = send_deadline(ws, dl);
+    flock_lock(&ws->frame_lock);
+    int rc = put_frame(ws, fin, 0, (uint8_t)opcode, data, len, deadline);
+    if (rc == 0)
+        rc = sn_flush(ws->c, deadline);
+    if (rc == 0 && opcode == SN_WS_CLOSE)
+        atomic_store(&ws->close_sent, true);
+    flock_unlock(&ws->frame_lock);
+    return rc;
+}
+
+/* ---- receiving ----------------------------------------------------------------------- */
+
+static int64_t recv_deadline(const sn_ws *ws, sn_deadline dl)
+{
+    return sn__deadline_abs(dl, sn_conn_sock(ws->c)->read_timeout_ms);
+}
+
+/* The session fails: the peer gets a close with code (when one is to be
+ * sent and none was), and err sticks. */
+static int fail(sn_ws *ws, int code, int err)
+{
+    if (code != 0 && !atomic_load(&ws->close_sent)) {
+        uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+        send_control(ws, SN_WS_CLOSE, p, 2, sn_deadline_in(1000));
+    }
+    if (ws->rerr == 0)
+        ws->rerr = err;
+    if (atomic_load(&ws->close_code) == 0)
+        atomic_store(&ws->close_code, SN_WS_ABNORMAL);
+    return err;
+}
+
+/* The close code for a receive error. */
+static int code_for(int err)
+{
+    switch (err) {
+    case SN_EWS_PROTOCOL:
+        return SN_WS_PROTOCOL_ERROR;
+    case SN_EWS_UTF8:
+    case SN_EWS_DEFLATE:
+        return SN_WS_INVALID_DATA;
+    case SN_EWS_TOO_BIG:
+        return SN_WS_TOO_BIG;
+    default:
+        return 0; /* the connection failed: nothing can be sent */
+    }
+}
+
+/* Waits for a frame's first byte until dl, sending pings on the period and
+ * failing when one goes unanswered for timeout_ms. */
+static int wait_frame(sn_ws *ws, int64_t dl)
+{
+    const void *p;
+    for (;;) {
+        int64_t until = dl;
+        int64_t period = ws->cfg.ping_period_ms;
+        if (period > 0)
+            until = SN_MIN(until, ws->last_ping + period);
+        if (ws->ping_sent_at != 0)
+            until = SN_MIN(until, ws->ping_sent_at + ws->cfg.timeout_ms);
+        ssize_t n = sn_peek(ws->c, 1, &p, until);
+        if (n > 0)
+            return 0;
+        if (n != SN_ETIMEDOUT)
+            return n == SN_EOF ? SN_ECLOSED : (int)n;
+        int64_t now = sn_now_ms();
+        if (ws->ping_sent_at != 0 && now >= ws->ping_sent_at + ws->cfg.timeout_ms)
+            return fail(ws, SN_WS_INTERNAL, SN_ETIMEDOUT); /* the peer is gone */
+        if (period > 0 && now >= ws->last_ping + period) {
+            uint8_t stamp[8];
+            for (int i = 0; i < 8; i++)
+                stamp[i] = (uint8_t)(now >> (56 - 8 * i));
+            int rc = send_control(ws, SN_WS_PING, stamp, sizeof stamp, sn_deadline_in(1000));
+            if (rc < 0)
+                return rc;
+            ws->last_ping = now;
+            if (ws->ping_sent_at == 0)
+                ws->ping_sent_at = now;
+            continue;
+        }
+        if (now >= dl)
+            return SN_ETIMEDOUT;
+    }
+}
+
+/* Reads and decodes a frame header (its first byte is there). */
+static int read_head(sn_ws *ws, sn__ws_head *h, int64_t dl)
+{
+    const void *p;
+    ssize_t n = sn_peek(ws->c, 2, &p, dl);
+    for (;;) {
+        if (n < 0)
+            return n == SN_EOF ? SN_ECLOSED : (int)n;
+        int rc = sn__ws_head_decode(p, (size_t)n, h);
+        if (rc > 0)
+            return sn_discard(ws->c, (size_t)rc, dl);
+        if (rc < 0)
+            return rc;
+        size_t need = 2 + (((const uint8_t *)p)[1] & 0x80 ? 4 : 0);
+        uint8_t l7 = ((const uint8_t *)p)[1] & 0x7f;
+        need += l7 == 126 ? 2 : l7 == 127 ? 8 : 0;
+        if ((size_t)n >= need)
+            return SN_EWS_PROTOCOL; /* not reached: decode had the bytes */
+        n = sn_peek(ws->c, need, &p, dl);
+        if (n >= 0 && (size_t)n < need)
+            return SN_ECLOSED; /* the stream ended inside a header */
+    }
+}
+
+/* Reads len payload bytes into dst, unmasking them (pos: their offset in
+ * the frame). */
+static int read_payload(sn_ws *ws, const sn__ws_head *h, uint8_t *dst, size_t len, uint64_t pos,
+                        int64_t dl)
+{
+    ssize_t n = sn_read_exact(ws->c, dst, len, dl);
+    if (n < 0)
+        return n == SN_EOF || n == SN_EUNTERMINATED ? SN_ECLOSED : (int)n;
+    if (h->masked)
+        sn__ws_mask(dst, len, h->mask, pos);
+    return 0;
+}
+
+/* A control frame in the middle of things: pings answered, pongs noted,
+ * a close answered and reported (SN_ECLOSED). */
+static int on_control(sn_ws *ws, const sn__ws_head *h, int64_t dl)
+{
+    int rc = read_payload(ws, h, ws->ctl, (size_t)h->len, 0, dl);
+    if (rc < 0)
+        return rc;
+    switch (h->opcode) {
+    case SN_WS_PING:
+        rc = send_control(ws, SN_WS_PONG, ws->ctl, (size_t)h->len, dl);
+        return rc == SN_EBADSTATE ? 0 : rc; /* after our close: no pong */
+    case SN_WS_PONG:
+        ws->ping_sent_at = 0;
+        return 0;
+    default: { /* close */
+        int code;
+        size_t rlen;
+        rc = sn__ws_close_parse(ws->ctl, (size_t)h->len, &code, &rlen);
+        if (rc < 0)
+            return rc;
+        memcpy(ws->close_reason, ws->ctl + 2, rlen);
+        ws->close_reason[rlen] = '\0';
+        atomic_store(&ws->close_code, code);
+        ws->close_received = true;
+        if (!atomic_load(&ws->close_sent)) { /* echo it (RFC 6455 section 5.5.1) */
+            size_t n = code == SN_WS_CLOSE_NO_STATUS ? 0 : 2;
+            send_control(ws, SN_WS_CLOSE, ws->ctl, n, dl);
+        }
+        return SN_ECLOSED;
+    }
+    }
+}
+
+/* Appends a data frame's payload to the message, in chunks: inflated when
+ * the message is compressed, and checked as UTF-8 for text as it grows. */
+static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32_t *utf8,
+                     int64_t dl)
+{
+    size_t max = ws->cfg.max_message;
+    uint8_t zchunk[4096];
+    uint64_t pos = 0;
+    do { /* once at least: an empty last frame still ends a compressed message */
+        size_t n = (size_t)SN_MIN(h->len - pos, (uint64_t)SN_WS_CHUNK);
+        size_t before = ws->msg.len;
+        if (z) {
+            n = SN_MIN(n, sizeof zchunk);
+            int rc = n > 0 ? read_payload(ws, h, zchunk, n, pos, dl) : 0;
+            bool last = h->fin && pos + n == h->len;
+            if (rc == 0)
+                rc = sn__inflate_push(&ws->inf, zchunk, n, last, max, &ws->msg);
+            if (rc < 0)
+                return rc;
+        } else if (n > 0) {
+            if (ws->msg.len + n > max)
+                return SN_EWS_TOO_BIG;
+            if (sn__bytes_reserve(&ws->msg, n + 1) < 0)
+                return SN_ENOMEM;
+            int rc = read_payload(ws, h, ws->msg.p + ws->msg.len, n, pos, dl);
+            if (rc < 0)
+                return rc;
+            ws->msg.len += n;
+        }
+        if (check && (*utf8 = sn__utf8_step(*utf8, ws->msg.p + before, ws->msg.len - before)) ==
+                         SN_UTF8_REJECT)
+            return SN_EWS_UTF8; /* fail fast, inside the frame */
+        pos += n;
+    } while (pos < h->len);
+    return 0;
+}
+
+int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
+{
+    if (ws == NULL || msg == NULL)
+        return SN_EINVAL;
+    if (ws->cfg.raw == SN_ON)
+        return SN_EBADSTATE;
+    if (ws->rerr != 0)
+        return ws->rerr;
+    if (ws->close_received)
+        return SN_ECLOSED;
+    int64_t deadline = recv_deadline(ws, dl);
+    int type = 0;
+    bool z = false;
+    uint32_t utf8 = 0;
+    ws->msg.len = 0;
+    for (;;) {
+        sn__ws_head h;
+        int rc = type == 0 ? wait_frame(ws, deadline) : 0;
+        if (rc == SN_ETIMEDOUT && ws->rerr == 0 && type == 0)
+            return rc; /* nothing came: try again later */
+        if (rc == 0)
+            rc = read_head(ws, &h, deadline);
+        if (rc == 0)
+            rc = sn__ws_head_check(&h, ws->pmd.on ? 4 : 0, ws->masking_in);
+        if (rc == 0 && h.len > ws->cfg.max_frame)
+            rc = SN_EWS_TOO_BIG;
+        if (rc == 0 && h.opcode >= SN_WS_CLOSE) {
+            ws->ping_sent_at = 0; /* the peer is there */
+            rc = on_control(ws, &h, deadline);
+            if (rc == 0)
+                continue;
+            if (rc == SN_ECLOSED && ws->close_received)
+                return rc;
+        } else if (rc == 0) {
+            ws->ping_sent_at = 0;
+            if ((h.opcode == SN_WS_CONTINUATION) != (type != 0))
+                rc = SN_EWS_PROTOCOL; /* a continuation of nothing, or a new message inside one */
+            if (rc == 0 && type == 0) {
+                type = h.opcode;
+                z = h.rsv & 4;
+            }
+            bool check = type == SN_WS_TEXT && ws->cfg.utf8 != SN_OFF;
+            if (rc == 0)
+                rc = take_data(ws, &h, z, check, &utf8, deadline);
+            if (rc == 0 && h.fin) {
+                if (check && utf8 != 0)
+                    rc = SN_EWS_UTF8; /* the message ends inside a character */
+                if (rc == 0) {
+                    if (sn__bytes_reserve(&ws->msg, 1) < 0)
+                        return fail(ws, SN_WS_INTERNAL, SN_ENOMEM);
+                    ws->msg.p[ws->msg.len] = '\0';
+                    *msg = (sn_ws_msg){.type = type, .data = ws->msg.p, .len = ws->msg.len};
+                    return 0;
+                }
+            }
+            if (rc == 0)
+                continue;
+        }
+        return fail(ws, code_for(rc), rc); /* a timeout inside a frame sticks too */
+    }
+}
+
+int sn_ws_recv_frame(sn_ws *ws, sn_ws_frame *f, sn_deadline dl)
+{
+    if (ws == NULL || f == NULL)
+        return SN_EINVAL;
+    if (ws->cfg.raw != SN_ON)
+        return SN_EBADSTATE;
+    if (ws->rerr != 0)
+        return ws->rerr;
+    int64_t deadline = recv_deadline(ws, dl);
+    sn__ws_head h;
+    int rc = wait_frame(ws, deadline);
+    if (rc == SN_ETIMEDOUT && ws->rerr == 0)
+        return rc;
+    if (rc == 0)
+        rc = read_head(ws, &h, deadline);
+    if (rc == 0 && ws->masking_in != SN_WS_EITHER && h.masked != (ws->masking_in == SN_WS_MASKED))
+        rc = SN_EWS_PROTOCOL;
+    if (rc == 0 && h.len > ws->cfg.max_frame)
+        rc = SN_EWS_TOO_BIG;
+    if (rc == 0 && sn__bytes_reserve(&ws->msg, (size_t)h.len + 1) < 0)
+        rc = SN_ENOMEM;
+    if (rc == 0)
+        rc = read_payload(ws, &h, ws->msg.p, (size_t)h.len, 0, deadline);
+    if (rc < 0) {
+        if (ws->rerr == 0)
+            ws->rerr = rc; /* raw mode sends nothing by itself */
+        return rc;
+    }
+    ws->msg.len = (size_t)h.len;
+    ws->msg.p[ws->msg.len] = '\0';
+    *f = (sn_ws_frame){
+        .fin = h.fin, .rsv = h.rsv, .opcode = h.opcode, .data = ws->msg.p, .len = ws->msg.len};
+    return 0;
+}
+
+/* ---- the close handshake ------------------------------------------------------------- */
+
+int sn_ws_close(sn_ws *ws, int code, const char *reason, sn_deadline dl)
+{
+    if (ws == NULL)
+        return SN_EINVAL;
+    int64_t deadline = SN_MIN(recv_deadline(ws, dl), sn_now_ms() + ws->cfg.close_timeout_ms);
+    int rc = sn_ws_close_send(ws, code, reason, deadline);
+    if (rc < 0)
+        return rc;
+    if (ws->cfg.raw == SN_ON) { /* raw: wait for a close frame, drop the rest */
+        sn_ws_frame f;
+        while ((rc = sn_ws_recv_frame(ws, &f, deadline)) == 0)
+            if (f.opcode == SN_WS_CLOSE)
+                return 0;
+        return rc;
+    }
+    sn_ws_msg m;
+    while (!ws->close_received && ws->rerr == 0 && (rc = sn_ws_recv(ws, &m, deadline)) == 0)
+        ; /* messages after our close are dropped */
+    return ws->close_received ? 0 : rc == SN_ECLOSED ? 0 : rc < 0 ? rc : ws->rerr;
+}

@@ -1,0 +1,506 @@
+/*
+ * sn_ws_handshake.c: the WebSocket opening handshakes (RFC 6455 section 4),
+ * server and client, with subprotocol and permessage-deflate negotiation
+ * (RFC 7692 section 7.1): every window size 8-15 either way, context
+ * takeover or not, offers declined one by one until one can be accepted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "sn_ws_int.h" /* first: it includes wolfssl/options.h */
+#include <wolfssl/wolfcrypt/coding.h>
+
+#define SN_WS_KEY_LEN 24 /* base64 of 16 bytes */
+#define SN_WS_RESPONSE_MAX 8192
+
+/* ---- extension headers: name *( ";" param [ "=" value ] ), offers split by "," ---- */
+
+struct cursor {
+    const char *p, *end;
+};
+
+static void skip_ws(struct cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t'))
+        c->p++;
+}
+
+/* A token, or a quoted string when quoted_ok: into out (NUL-terminated). */
+static bool take_token(struct cursor *c, char *out, size_t cap, bool quoted_ok)
+{
+    size_t n = 0;
+    skip_ws(c);
+    bool quoted = quoted_ok && c->p < c->end && *c->p == '"';
+    if (quoted)
+        c->p++;
+    while (c->p < c->end && n + 1 < cap) {
+        char ch = *c->p;
+        if (quoted ? ch == '"' : (ch == ';' || ch == ',' || ch == '=' || ch == ' ' || ch == '\t'))
+            break;
+        out[n++] = ch;
+        c->p++;
+    }
+    if (quoted) {
+        if (c->p == c->end || *c->p != '"')
+            return false;
+        c->p++;
+    }
+    out[n] = '\0';
+    skip_ws(c);
+    return n > 0;
+}
+
+/* One parameter of permessage-deflate: its name and value ("" when none).
+ * Returns 1, 0 at the end of the offer, or -1 when malformed. */
+static int take_param(struct cursor *c, char *name, char *value, size_t cap)
+{
+    skip_ws(c);
+    if (c->p == c->end || *c->p == ',')
+        return 0;
+    if (*c->p != ';')
+        return -1;
+    c->p++;
+    if (!take_token(c, name, cap, false))
+        return -1;
+    value[0] = '\0';
+    if (c->p < c->end && *c->p == '=') {
+        c->p++;
+        if (!take_token(c, value, cap, true))
+            return -1;
+    }
+    return 1;
+}
+
+/* Window bits from a parameter value: 8-15, or -1. */
+static int window_bits(const char *v)
+{
+    if (v[0] < '0' || v[0] > '9' || strlen(v) > 2)
+        return -1;
+    int n = atoi(v);
+    return n >= 8 && n <= 15 && (v[0] != '0') ? n : -1;
+}
+
+/* A permessage-deflate offer or answer, as sent. */
+struct pmd_params {
+    bool snct, cnct; /* server_ / client_no_context_takeover */
+    int smwb;        /* server_max_window_bits: 0 absent, else 8-15 */
+    int cmwb;        /* client_max_window_bits: 0 absent, -1 without value, else 8-15 */
+};
+
+/* Reads the parameters of one offer (the cursor is past its name).
+ * Returns false for an unknown, repeated or malformed parameter. */
+static bool read_params(struct cursor *c, struct pmd_params *pp)
+{
+    char name[64], value[64];
+    int rc;
+    *pp = (struct pmd_params){0};
+    while ((rc = take_param(c, name, value, sizeof name)) == 1) {
+        if (strcmp(name, "server_no_context_takeover") == 0 && !pp->snct && value[0] == 0)
+            pp->snct = true;
+        else if (strcmp(name, "client_no_context_takeover") == 0 && !pp->cnct && value[0] == 0)
+            pp->cnct = true;
+        else if (strcmp(name, "server_max_window_bits") == 0 && pp->smwb == 0 &&
+                 (pp->smwb = window_bits(value)) > 0)
+            ;
+        else if (strcmp(name, "client_max_window_bits") == 0 && pp->cmwb == 0 &&
+                 (value[0] == 0 || window_bits(value) > 0))
+            pp->cmwb = value[0] == 0 ? -1 : window_bits(value);
+        else
+            return false;
+    }
+    return rc == 0;
+}
+
+/* Skips to the next offer (past a ','); false at the end. */
+static bool next_offer(struct cursor *c)
+{
+    while (c->p < c->end && *c->p != ',') {
+        if (*c->p == '"') { /* a quoted value may hold a ',' */
+            c->p++;
+            while (c->p < c->end && *c->p != '"')
+                c->p++;
+        }
+        if (c->p < c->end)
+            c->p++;
+    }
+    if (c->p == c->end)
+        return false;
+    c->p++;
+    return true;
+}
+
+/* Server: the first acceptable permessage-deflate offer in the request, as
+ * agreed (into *pmd) and as answered (into answer). */
+static void negotiate_pmd(const sn_http_request *req, const sn_ws_config *cfg, sn__pmd *pmd,
+                          char *answer, size_t cap)
+{
+    const sn_ws_deflate_config *d = &cfg->deflate_cfg;
+    *pmd = (sn__pmd){0};
+    answer[0] = '\0';
+    if (cfg->deflate != SN_ON)
+        return;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const sn_http_header *h = &req->headers[i];
+        if (h->name_len != 24 || strncasecmp(h->name, "Sec-WebSocket-Extensions", 24) != 0)
+            continue;
+        struct cursor c = {h->value, h->value + h->value_len};
+        do {
+            char name[64];
+            struct pmd_params pp;
+            if (!take_token(&c, name, sizeof name, false) ||
+                strcmp(name, "permessage-deflate") != 0 || !read_params(&c, &pp))
+                continue; /* another extension, or an offer we decline */
+            pmd->on = true;
+            pmd->tx_bits = pp.smwb > 0 ? SN_MIN(pp.smwb, d->server_max_window_bits)
+                                       : d->server_max_window_bits;
+            pmd->rx_bits = 15;
+            if (pp.cmwb != 0)
+                pmd->rx_bits = pp.cmwb > 0 ? SN_MIN(pp.cmwb, d->client_max_window_bits)
+                                           : d->client_max_window_bits;
+            pmd->tx_reset = pp.snct || d->server_no_context_takeover == SN_ON;
+            pmd->rx_reset = pp.cnct || d->client_no_context_takeover == SN_ON;
+            size_t n = (size_t)snprintf(answer, cap, "permessage-deflate");
+            if (pmd->tx_reset)
+                n += (size_t)snprintf(answer + n, cap - n, "; server_no_context_takeover");
+            if (pmd->rx_reset)
+                n += (size_t)snprintf(answer + n, cap - n, "; client_no_context_takeover");
+            if (pp.smwb > 0 || pmd->tx_bits < 15)
+                n += (size_t)snprintf(answer + n, cap - n, "; server_max_window_bits=%d",
+                                      pmd->tx_bits);
+            if (pp.cmwb != 0 && pmd->rx_bits < 15)
+                snprintf(answer + n, cap - n, "; client_max_window_bits=%d", pmd->rx_bits);
+            return;
+        } while (next_offer(&c));
+    }
+}
+
+/* Server: the first of our subprotocols the client offers, or NULL. */
+static const char *pick_subprotocol(const sn_http_request *req, const sn_ws_config *cfg)
+{
+    for (size_t k = 0; k < cfg->nsubprotocols; k++) {
+        for (size_t i = 0; i < req->nheaders; i++) {
+            const sn_http_header *h = &req->headers[i];
+            if (h->name_len == 22 && strncasecmp(h->name, "Sec-WebSocket-Protocol", 22) == 0 &&
+                sn_http_has_token(h->value, h->value_len, cfg->subprotocols[k]))
+                return cfg->subprotocols[k];
+        }
+    }
+    return NULL;
+}
+
+/* ---- the server's side --------------------------------------------------------------- */
+
+static int refuse(sn_conn *c, int status, const char *headers, sn_deadline dl)
+{
+    sn_http_respond(c, status, headers, NULL, 0, true, dl);
+    return SN_EWS_HANDSHAKE;
+}
+
+/* A single header's value, when there is exactly one. */
+static const sn_http_header *only(const sn_http_request *req, const char *name)
+{
+    return sn_http_count(req, name) == 1 ? sn_http_find(req, name) : NULL;
+}
+
+/* Whether key is base64 of 16 bytes. */
+static bool key_ok(const sn_http_header *key)
+{
+    byte raw[32];
+    word32 n = sizeof raw;
+    return key != NULL && key->value_len == SN_WS_KEY_LEN &&
+           Base64_Decode((const byte *)key->value, SN_WS_KEY_LEN, raw, &n) == 0 && n == 16;
+}
+
+int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_ws_config *cfg,
+                 sn_deadline dl)
+{
+    static const char upgrade_needed[] = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                         "Sec-WebSocket-Version: 13\r\n";
+    sn_ws_config conf;
+    if (out == NULL || c == NULL || req == NULL || sn__ws_resolve(&conf, cfg) < 0)
+        return SN_EINVAL;
+    int64_t deadline = sn__deadline_abs(dl, sn_conn_sock(c)->write_timeout_ms);
+    const sn_http_header *up = sn_http_find(req, "Upgrade");
+    const sn_http_header *conn = sn_http_find(req, "Connection");
+    const sn_http_header *ver = only(req, "Sec-WebSocket-Version");
+    if (!sn_http_method_is(req, "GET"))
+        return refuse(c, 405, "Allow: GET\r\n", deadline);
+    if (req->minor_version < 1 || only(req, "Host") == NULL)
+        return refuse(c, 400, NULL, deadline);
+    if (up == NULL || !sn_http_has_token(up->value, up->value_len, "websocket") || conn == NULL ||
+        !sn_http_has_token(conn->value, conn->value_len, "upgrade"))
+        return refuse(c, 426, upgrade_needed, deadline);
+    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0)
+        return refuse(c, 426, "Sec-WebSocket-Version: 13\r\n", deadline);
+    const sn_http_header *key = only(req, "Sec-WebSocket-Key");
+    if (!key_ok(key))
+        return refuse(c, 400, NULL, deadline);
+
+    char accept[SN_WS_ACCEPT_LEN + 1], ext[160];
+    sn__pmd pmd;
+    int rc = sn__ws_accept_key(key->value, key->value_len, accept);
+    if (rc < 0)
+        return refuse(c, 400, NULL, deadline);
+    const char *proto = pick_subprotocol(req, &conf);
+    negotiate_pmd(req, &conf, &pmd, ext, sizeof ext);
+    sn_ws *ws;
+    if ((rc = sn__ws_new(&ws, c, true, &conf, &pmd, proto, proto ? strlen(proto) : 0)) < 0) {
+        refuse(c, 503, NULL, deadline);
+        return rc;
+    }
+    ssize_t w = sn_printf(c, deadline,
+                          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
+                          accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                          proto ? "\r\n" : "", pmd.on ? "Sec-WebSocket-Extensions: " : "", ext,
+                          pmd.on ? "\r\n" : "");
+    if (w >= 0)
+        w = sn_flush(c, deadline);
+    if (w < 0) {
+        sn_ws_free(ws);
+        return (int)w;
+    }
+    *out = ws;
+    return 0;
+}
+
+/* ---- the client's side ----------------------------------------------------------------- */
+
+/* The extension offer a client sends, from its configuration. */
+static void client_offer(const sn_ws_config *cfg, char *out, size_t cap)
+{
+    const sn_ws_deflate_config *d = &cfg->deflate_cfg;
+    size_t n = (size_t)snprintf(out, cap, "permessage-deflate; client_max_window_bits");
+    if (d->client_max_window_bits < 15)
+        n += (size_t)snprintf(out + n, cap - n, "=%d", d->client_max_window_bits);
+    if (d->server_max_window_bits < 15)
+        n += (size_t)snprintf(out + n, cap - n, "; server_max_window_bits=%d",
+                              d->server_max_window_bits);
+    if (d->client_no_context_takeover == SN_ON)
+        n += (size_t)snprintf(out + n, cap - n, "; client_no_context_takeover");
+    if (d->server_no_context_takeover == SN_ON)
+        snprintf(out + n, cap - n, "; server_no_context_takeover");
+}
+
+/* The server's answer to our offer: what it agreed, or false when the
+ * answer is not one our offer allows. */
+static bool client_accept_pmd(const char *v, size_t len, const sn_ws_config *cfg, sn__pmd *pmd)
+{
+    const sn_ws_deflate_config *d = &cfg->deflate_cfg;
+    struct cursor c = {v, v + len};
+    char name[64];
+    struct pmd_params pp;
+    if (!take_token(&c, name, sizeof name, false) || strcmp(name, "permessage-deflate") != 0 ||
+        !read_params(&c, &pp) || c.p != c.end)
+        return false; /* one extension only, and only this one */
+    if (pp.cmwb == -1 || (pp.cmwb > 0 && pp.cmwb > d->client_max_window_bits))
+        return false;
+    if ((d->server_max_window_bits < 15 && (pp.smwb == 0 || pp.smwb > d->server_max_window_bits)) ||
+        (d->server_no_context_takeover == SN_ON && !pp.snct))
+        return false; /* what we asked for was not granted */
+    *pmd = (sn__pmd){
+        .on = true,
+        .tx_bits = pp.cmwb > 0 ? pp.cmwb : d->client_max_window_bits,
+        .rx_bits = pp.smwb > 0 ? pp.smwb : 15,
+        .tx_reset = pp.cnct || d->client_no_context_takeover == SN_ON,
+        .rx_reset = pp.snct,
+    };
+    return true;
+}
+
+/* Reads the answer's head (status line and headers) into the connection's
+ * buffer; *head points at it, *len is its length with the empty line. */
+static int read_response(sn_conn *c, const char **head, size_t *len, int64_t dl)
+{
+    size_t have = 0;
+    for (;;) {
+        const void *data;
+        ssize_t n = sn_peek(c, have + 1, &data, dl);
+        if (n < 0)
+            return n == SN_EOF ? SN_EWS_HANDSHAKE : (int)n;
+        if ((size_t)n <= have)
+            return SN_EWS_HANDSHAKE; /* the stream ended inside the head */
+        const char *end = memmem(data, (size_t)n, "\r\n\r\n", 4);
+        if (end != NULL) {
+            *head = data;
+            *len = (size_t)(end + 4 - (const char *)data);
+            return 0;
+        }
+        if ((size_t)n >= SN_WS_RESPONSE_MAX)
+            return SN_EWS_HANDSHAKE;
+        have = (size_t)n;
+    }
+}
+
+/* The answer's headers, one at a time: false at the empty line. */
+static bool next_header(const char **p, const char *end, sn_http_header *h)
+{
+    const char *eol = memmem(*p, (size_t)(end - *p), "\r\n", 2);
+    if (eol == NULL || eol == *p)
+        return false;
+    const char *colon = memchr(*p, ':', (size_t)(eol - *p));
+    if (colon == NULL) {
+        h->name_len = 0; /* malformed: the caller fails */
+        *p = eol + 2;
+        return true;
+    }
+    const char *v = colon + 1, *ve = eol;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    *h = (sn_http_header){*p, (size_t)(colon - *p), v, (size_t)(ve - v)};
+    *p = eol + 2;
+    return true;
+}
+
+static bool header_is(const sn_http_header *h, const char *name)
+{
+    return h->name_len == strlen(name) && strncasecmp(h->name, name, h->name_len) == 0;
+}
+
+/* Checks the server's answer against our request. */
+static int check_response(const char *head, size_t len, const char *accept, const sn_ws_config *cfg,
+                          sn__pmd *pmd, const char **proto, size_t *proto_len, int *status)
+{
+    const char *p = head, *end = head + len;
+    if (len < 12 || memcmp(head, "HTTP/1.1 ", 9) != 0)
+        return SN_EWS_HANDSHAKE;
+    *status = atoi(head + 9);
+    if (*status != 101)
+        return SN_EWS_HANDSHAKE;
+    p = memmem(head, len, "\r\n", 2) + 2;
+    bool upgrade = false, connection = false, accepted = false, ext_seen = false;
+    sn_http_header h;
+    *pmd = (sn__pmd){0};
+    *proto = NULL;
+    while (next_header(&p, end, &h)) {
+        if (h.name_len == 0)
+            return SN_EWS_HANDSHAKE;
+        if (header_is(&h, "Upgrade"))
+            upgrade = sn_http_has_token(h.value, h.value_len, "websocket");
+        else if (header_is(&h, "Connection"))
+            connection = sn_http_has_token(h.value, h.value_len, "upgrade");
+        else if (header_is(&h, "Sec-WebSocket-Accept"))
+            accepted = h.value_len == SN_WS_ACCEPT_LEN && memcmp(h.value, accept, h.value_len) == 0;
+        else if (header_is(&h, "Sec-WebSocket-Protocol")) {
+            bool offered = false;
+            for (size_t i = 0; i < cfg->nsubprotocols && !offered; i++)
+                offered = strlen(cfg->subprotocols[i]) == h.value_len &&
+                          memcmp(cfg->subprotocols[i], h.value, h.value_len) == 0;
+            if (!offered || *proto != NULL)
+                return SN_EWS_HANDSHAKE; /* not one we offered */
+            *proto = h.value;
+            *proto_len = h.value_len;
+        } else if (header_is(&h, "Sec-WebSocket-Extensions")) {
+            if (cfg->deflate != SN_ON || ext_seen ||
+                !client_accept_pmd(h.value, h.value_len, cfg, pmd))
+                return SN_EWS_HANDSHAKE; /* an extension we did not offer */
+            ext_seen = true;
+        }
+    }
+    return upgrade && connection && accepted ? 0 : SN_EWS_HANDSHAKE;
+}
+
+int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
+                    const char *extra_headers, const sn_ws_config *cfg, int *status, sn_deadline dl)
+{
+    sn_ws_config conf;
+    int st = 0;
+    if (status != NULL)
+        *status = 0;
+    if (out == NULL || c == NULL || host == NULL || path == NULL || path[0] != '/' ||
+        sn__ws_resolve(&conf, cfg) < 0)
+        return SN_EINVAL;
+    int64_t deadline = sn__deadline_abs(dl, sn_conn_sock(c)->read_timeout_ms);
+
+    byte raw[16];
+    char key[SN_WS_KEY_LEN + 4], accept[SN_WS_ACCEPT_LEN + 1], offer[200], protos[512];
+    word32 klen = sizeof key;
+    WC_RNG rng;
+    if (wc_InitRng(&rng) != 0)
+        return SN_ENOMEM;
+    int ok = wc_RNG_GenerateBlock(&rng, raw, sizeof raw);
+    wc_FreeRng(&rng);
+    if (ok != 0 || Base64_Encode_NoNl(raw, sizeof raw, (byte *)key, &klen) != 0)
+        return SN_EIO;
+    key[klen] = '\0';
+    int rc = sn__ws_accept_key(key, klen, accept);
+    if (rc < 0)
+        return rc;
+    client_offer(&conf, offer, sizeof offer);
+    size_t pn = 0;
+    protos[0] = '\0';
+    for (size_t i = 0; i < conf.nsubprotocols && pn < sizeof protos; i++)
+        pn += (size_t)snprintf(protos + pn, sizeof protos - pn, "%s%s", i ? ", " : "",
+                               conf.subprotocols[i]);
+    ssize_t w =
+        sn_printf(c, deadline,
+                  "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                  "Sec-WebSocket-Version: 13\r\n%s%s%s%s%s%s%s\r\n",
+                  path, host, key, pn ? "Sec-WebSocket-Protocol: " : "", protos, pn ? "\r\n" : "",
+                  conf.deflate == SN_ON ? "Sec-WebSocket-Extensions: " : "",
+                  conf.deflate == SN_ON ? offer : "", conf.deflate == SN_ON ? "\r\n" : "",
+                  extra_headers ? extra_headers : "");
+    if (w >= 0)
+        w = sn_flush(c, deadline);
+    if (w < 0)
+        return (int)w;
+
+    const char *head = NULL, *proto = NULL;
+    size_t hlen = 0, proto_len = 0;
+    sn__pmd pmd;
+    if ((rc = read_response(c, &head, &hlen, deadline)) < 0)
+        return rc;
+    rc = check_response(head, hlen, accept, &conf, &pmd, &proto, &proto_len, &st);
+    if (status != NULL)
+        *status = st;
+    if (rc < 0)
+        return rc;
+    if ((rc = sn_discard(c, hlen, deadline)) < 0) /* frames may follow in the buffer */
+        return rc;
+    return sn__ws_new(out, c, false, &conf, &pmd, proto, proto_len);
+}
+
+int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const sn_ws_config *cfg,
+                  int *status, sn_deadline dl)
+{
+    char authority[300], host[300];
+    int port;
+    if (status != NULL)
+        *status = 0;
+    if (out == NULL || url == NULL)
+        return SN_EINVAL;
+    if (strncasecmp(url, "ws://", 5) != 0)
+        return SN_EBADADDR;
+    const char *a = url + 5;
+    size_t alen = strcspn(a, "/?#");
+    if (alen == 0 || alen >= sizeof authority)
+        return SN_EBADADDR;
+    memcpy(authority, a, alen);
+    authority[alen] = '\0';
+    const char *path = a[alen] == '/' ? a + alen : a[alen] == '?' ? NULL : "/";
+    char pbuf[2048];
+    if (path == NULL) { /* "ws://host?q": the path is "/" before the query */
+        if (snprintf(pbuf, sizeof pbuf, "/%s", a + alen) >= (int)sizeof pbuf)
+            return SN_EBADADDR;
+        path = pbuf;
+    }
+    if (sn_hostport_split(authority, host, sizeof host, &port, 80) < 0)
+        return SN_EBADADDR;
+    int64_t deadline = sn__deadline_abs(dl, 30000);
+    sn_conn *c;
+    int rc = sn_conn_connect(&c, host, port, NULL, NULL, deadline);
+    if (rc < 0)
+        return rc;
+    sn_ws *ws;
+    if ((rc = sn_ws_handshake(&ws, c, authority, path, extra_headers, cfg, status, deadline)) < 0) {
+        sn_conn_free(c);
+        return rc;
+    }
+    ws->own_conn = true;
+    *out = ws;
+    return 0;
+}

@@ -1,0 +1,68 @@
+/*
+ * sn_ws_int.h: the WebSocket session as sn_ws.c (frames, messages, close)
+ * and sn_ws_handshake.c (the opening handshakes, extension negotiation)
+ * share it. Not installed.
+ */
+#ifndef SN_WS_INT_H
+#define SN_WS_INT_H
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include "sn_int.h"
+
+/* A lock that a fiber waits for without blocking its thread. */
+typedef struct sn__flock {
+    pthread_mutex_t mu;
+} sn__flock;
+
+/* What permessage-deflate was agreed on (window bits 8-15). */
+typedef struct sn__pmd {
+    bool on;
+    int tx_bits, rx_bits;    /* ours to compress with, the peer's */
+    bool tx_reset, rx_reset; /* no context takeover, each way */
+} sn__pmd;
+
+struct sn_ws {
+    sn_conn *c;
+    bool own_conn;
+    bool server;      /* frames in must be masked */
+    bool mask_out;    /* frames out are masked */
+    int masking_in;   /* SN_WS_MASKED, _UNMASKED or _EITHER: what frames in may be */
+    sn_ws_config cfg; /* resolved defaults; subprotocols not kept */
+    char *subprotocol;
+    sn__pmd pmd;
+
+    /* the receiver's (one at a time) */
+    sn__inflate inf;
+    sn__bytes msg;    /* the message being assembled, or the last one */
+    uint8_t ctl[128]; /* a control frame's payload */
+    int rerr;         /* sticky */
+    bool close_received;
+    int64_t ping_sent_at; /* the unanswered ping's time, or 0 */
+    int64_t last_ping;    /* when the last ping went out */
+
+    /* the senders' */
+    sn__flock msg_lock;   /* a whole message, or a fragmented one from begin to end */
+    sn__flock frame_lock; /* one frame (or a control frame) */
+    sn__deflate def;      /* under msg_lock */
+    sn__bytes zout;       /* compressed output, under msg_lock */
+    sn__bytes masked;     /* masking scratch, under frame_lock */
+    WC_RNG rng;           /* mask keys, under frame_lock */
+    bool rng_ready;
+    int frag_type; /* a fragmented message in progress: its type, else 0 */
+    bool frag_first, frag_z;
+    atomic_bool close_sent;
+
+    /* the peer's close */
+    atomic_int close_code;
+    char close_reason[124];
+};
+
+/* Makes a session over c with the resolved configuration and what the
+ * handshake agreed. 0 or SN_ENOMEM. */
+int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, const sn__pmd *pmd,
+               const char *subprotocol, size_t subprotocol_len);
+/* cfg with its defaults filled in (into *out). SN_EINVAL for bad values. */
+int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg);
+
+#endif
