@@ -16,5 +16,6 @@
 #include "socknet/udp.h"
 #include "socknet/http.h"
 #include "socknet/ws.h"
+#include "socknet/web.h"
 
 #endif

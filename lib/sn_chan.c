@@ -233,6 +233,11 @@ void sn_conn_stats_get(const sn_conn *c, sn_conn_stats *out)
     out->write_calls = atomic_load_explicit(&c->write_calls, memory_order_relaxed);
 }
 
+int sn__conn_woken(const sn_conn *c)
+{
+    return woken(c);
+}
+
 void sn__conn_wake(sn_conn *c, int level)
 {
     int cur = atomic_load(&c->wake);

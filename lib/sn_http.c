@@ -227,7 +227,7 @@ int sn_http_parse_request(const char *buf, size_t len, const sn_http_limits *lim
     return p > (size_t)INT_MAX ? SN_EHTTP_HEAD_TOO_BIG : (int)p;
 }
 
-int sn_http_read_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *headers,
+int sn_http_peek_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *headers,
                          size_t max_headers, sn_http_request *out, sn_deadline dl)
 {
     if (c == NULL || out == NULL)
@@ -245,14 +245,24 @@ int sn_http_read_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *
         if ((size_t)n <= have)
             return SN_EHTTP_BAD; /* the stream ended inside the head */
         int rc = sn_http_parse_request(data, (size_t)n, lim, headers, max_headers, out);
-        if (rc > 0) {
-            int drc = sn_discard(c, (size_t)rc, deadline);
-            return drc < 0 ? drc : rc;
-        }
         if (rc != SN_EAGAIN)
             return rc;
         have = (size_t)n;
     }
+}
+
+int sn_http_read_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *headers,
+                         size_t max_headers, sn_http_request *out, sn_deadline dl)
+{
+    if (c == NULL || out == NULL)
+        return SN_EINVAL;
+    int64_t deadline = sn__deadline_abs(dl, sn_conn_sock(c)->read_timeout_ms);
+    int rc = sn_http_peek_request(c, lim, headers, max_headers, out, deadline);
+    if (rc > 0) {
+        int drc = sn_discard(c, (size_t)rc, deadline);
+        return drc < 0 ? drc : rc;
+    }
+    return rc;
 }
 
 /* ---- looking at a parsed request --------------------------------------------------- */
@@ -304,6 +314,39 @@ bool sn_http_method_is(const sn_http_request *r, const char *m)
            memcmp(r->method, m, r->method_len) == 0;
 }
 
+bool sn_http_keep_alive(const sn_http_request *r)
+{
+    const sn_http_header *h = sn_http_find(r, "Connection");
+    if (r == NULL)
+        return false;
+    if (r->minor_version == 0)
+        return h != NULL && sn_http_has_token(h->value, h->value_len, "keep-alive");
+    return h == NULL || !sn_http_has_token(h->value, h->value_len, "close");
+}
+
+int sn_http_content_length(const sn_http_request *r, size_t *len)
+{
+    if (r == NULL || len == NULL)
+        return SN_EINVAL;
+    if (sn_http_find(r, "Transfer-Encoding") != NULL)
+        return SN_EHTTP_LENGTH; /* chunked bodies are not read here */
+    size_t n = sn_http_count(r, "Content-Length");
+    *len = 0;
+    if (n == 0)
+        return 0;
+    const sn_http_header *h = sn_http_find(r, "Content-Length");
+    if (n > 1 || h->value_len == 0 || h->value_len > 15)
+        return SN_EHTTP_BAD; /* two lengths could be read two ways */
+    size_t v = 0;
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (h->value[i] < '0' || h->value[i] > '9')
+            return SN_EHTTP_BAD;
+        v = v * 10 + (size_t)(h->value[i] - '0');
+    }
+    *len = v;
+    return 0;
+}
+
 int sn_http_status_for(int err)
 {
     switch (err) {
@@ -315,6 +358,10 @@ int sn_http_status_for(int err)
         return 431;
     case SN_EHTTP_VERSION:
         return 505;
+    case SN_EHTTP_LENGTH:
+        return 411;
+    case SN_EHTTP_BODY_TOO_BIG:
+        return 413;
     default:
         return 500;
     }
@@ -347,6 +394,8 @@ const char *sn_http_reason(int status)
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 411:
+        return "Length Required";
     case 413:
         return "Content Too Large";
     case 414:

@@ -195,6 +195,8 @@ void sn__fpool_free(sn__fpool *fp);
  * closing the connection (the descriptor could be reused): the server
  * excludes that with its CLOSING state, under its mutex. */
 void sn__conn_wake(sn_conn *c, int level);
+/* The level a stop woke c with (0 = not woken). Any thread. */
+int sn__conn_woken(const sn_conn *c);
 /* Replaces the plain transport (for TLS). The connection takes t. */
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
 

@@ -95,8 +95,19 @@ int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg)
     return 0;
 }
 
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = sn__malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
 int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, const sn__pmd *pmd,
-               const char *subprotocol, size_t subprotocol_len)
+               const char *subprotocol, size_t subprotocol_len, const char *target,
+               size_t target_len)
 {
     sn_ws *ws = sn__calloc(1, sizeof *ws);
     if (ws == NULL)
@@ -114,10 +125,10 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
     flock_init(&ws->msg_lock);
     flock_init(&ws->frame_lock);
     int rc = 0;
-    if (subprotocol != NULL && (ws->subprotocol = sn__malloc(subprotocol_len + 1)) == NULL)
+    if (subprotocol != NULL && (ws->subprotocol = dup_n(subprotocol, subprotocol_len)) == NULL)
         rc = SN_ENOMEM;
-    else if (subprotocol != NULL)
-        memcpy(ws->subprotocol, subprotocol, subprotocol_len), ws->subprotocol[subprotocol_len] = 0;
+    if (rc == 0 && (ws->target = dup_n(target, target_len)) == NULL)
+        rc = SN_ENOMEM;
     if (rc == 0 && ws->mask_out) {
         if (wc_InitRng(&ws->rng) != 0)
             rc = SN_ENOMEM;
@@ -154,7 +165,13 @@ void sn_ws_free(sn_ws *ws)
     if (ws->own_conn)
         sn_conn_free(ws->c);
     sn__free(ws->subprotocol);
+    sn__free(ws->target);
     sn__free(ws);
+}
+
+const char *sn_ws_target(const sn_ws *ws)
+{
+    return ws != NULL ? ws->target : NULL;
 }
 
 sn_conn *sn_ws_conn(sn_ws *ws)
@@ -402,6 +419,10 @@ static int code_for(int err)
         return SN_WS_INVALID_DATA;
     case SN_EWS_TOO_BIG:
         return SN_WS_TOO_BIG;
+    case SN_ESTOPPED:
+        return SN_WS_GOING_AWAY; /* the server stops: reads end, writes still go */
+    case SN_ENOMEM:
+        return SN_WS_INTERNAL;
     default:
         return 0; /* the connection failed: nothing can be sent */
     }

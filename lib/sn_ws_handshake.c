@@ -245,7 +245,8 @@ int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_w
     const char *proto = pick_subprotocol(req, &conf);
     negotiate_pmd(req, &conf, &pmd, ext, sizeof ext);
     sn_ws *ws;
-    if ((rc = sn__ws_new(&ws, c, true, &conf, &pmd, proto, proto ? strlen(proto) : 0)) < 0) {
+    if ((rc = sn__ws_new(&ws, c, true, &conf, &pmd, proto, proto ? strlen(proto) : 0,
+                         req->target, req->target_len)) < 0) {
         refuse(c, 503, NULL, deadline);
         return rc;
     }
@@ -461,7 +462,7 @@ int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
         return rc;
     if ((rc = sn_discard(c, hlen, deadline)) < 0) /* frames may follow in the buffer */
         return rc;
-    return sn__ws_new(out, c, false, &conf, &pmd, proto, proto_len);
+    return sn__ws_new(out, c, false, &conf, &pmd, proto, proto_len, path, strlen(path));
 }
 
 int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const sn_ws_config *cfg,
@@ -473,8 +474,8 @@ int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const
         *status = 0;
     if (out == NULL || url == NULL)
         return SN_EINVAL;
-    if (strncasecmp(url, "ws://", 5) != 0)
-        return SN_EBADADDR;
+    if (strncasecmp(url, "ws://", 5) != 0 || strchr(url, '#') != NULL)
+        return SN_EBADADDR; /* RFC 6455 section 3: no fragment in a WebSocket URI */
     const char *a = url + 5;
     size_t alen = strcspn(a, "/?#");
     if (alen == 0 || alen >= sizeof authority)

@@ -30,6 +30,7 @@ struct sn_ws {
     int masking_in;   /* SN_WS_MASKED, _UNMASKED or _EITHER: what frames in may be */
     sn_ws_config cfg; /* resolved defaults; subprotocols not kept */
     char *subprotocol;
+    char *target; /* the request target: "/chat/room?x=1" */
     sn__pmd pmd;
 
     /* the receiver's (one at a time) */
@@ -61,7 +62,8 @@ struct sn_ws {
 /* Makes a session over c with the resolved configuration and what the
  * handshake agreed. 0 or SN_ENOMEM. */
 int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, const sn__pmd *pmd,
-               const char *subprotocol, size_t subprotocol_len);
+               const char *subprotocol, size_t subprotocol_len, const char *target,
+               size_t target_len);
 /* cfg with its defaults filled in (into *out). SN_EINVAL for bad values. */
 int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's echo server compiles as shown, is about 25 lines, and echoes; the README's UDP
-# example (the first C block of its UDP section) compiles as shown and prints "ping".
+# example (the first C block of its UDP section) compiles as shown and prints "ping"; the
+# WebSocket echo server of its routes section compiles.
 set -u
 src=${top_srcdir:-.}
 b=${top_builddir:-.}
@@ -28,6 +29,14 @@ ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-
     { echo "FAIL: the README's UDP example does not compile"; exit 1; }
 out=$(timeout 10 "$tmp/udp") || { echo "FAIL: the README's UDP example failed: $out"; exit 1; }
 [ "$out" = ping ] || { echo "FAIL: the README's UDP example printed '$out'"; exit 1; }
+awk '/^### Routes: WebSocket/ {on=1} on && /^```c$/ {grab=1; next} grab && /^```$/ {exit} grab {print}' \
+    "$src/README.md" >"$tmp/web.c"
+[ -s "$tmp/web.c" ] || { echo "FAIL: no C example in the README's routes section"; exit 1; }
+# shellcheck disable=SC2086
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-} -I"$src/include" \
+    "$tmp/web.c" -o "$tmp/web" ${SN_LDFLAGS:-} "$lib" \
+    -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
+    { echo "FAIL: the README's WebSocket echo server does not compile"; exit 1; }
 # It listens on 127.0.0.1:7000: only run it if that port is free.
 if (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
     echo "ok: README UDP example runs; echo server compiles ($lines lines); port 7000 busy, not run"

@@ -79,6 +79,8 @@ extern "C" {
     XX(EHTTP_URI_TOO_LONG, -1301, "HTTP request line too long")                                    \
     XX(EHTTP_HEAD_TOO_BIG, -1302, "HTTP header section too large")                                 \
     XX(EHTTP_VERSION, -1303, "HTTP version not supported")                                         \
+    XX(EHTTP_LENGTH, -1304, "HTTP request body without a Content-Length")                          \
+    XX(EHTTP_BODY_TOO_BIG, -1305, "HTTP request body too large")                                   \
     XX(EWS_PROTOCOL, -1400, "WebSocket protocol violation")                                        \
     XX(EWS_UTF8, -1401, "invalid UTF-8 in a WebSocket text")                                       \
     XX(EWS_TOO_BIG, -1402, "WebSocket frame or message larger than the limit")                     \

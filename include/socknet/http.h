@@ -17,7 +17,8 @@
  *
  * Errors map to the status a server should answer (sn_http_status_for):
  * SN_EHTTP_BAD 400, SN_EHTTP_URI_TOO_LONG 414, SN_EHTTP_HEAD_TOO_BIG 431,
- * SN_EHTTP_VERSION 505.
+ * SN_EHTTP_VERSION 505; for bodies, SN_EHTTP_LENGTH 411 and
+ * SN_EHTTP_BODY_TOO_BIG 413.
  */
 #ifndef SOCKNET_HTTP_H
 #define SOCKNET_HTTP_H
@@ -95,6 +96,22 @@ SN_API int sn_http_parse_request(const char *buf, size_t len, const sn_http_limi
 SN_API int sn_http_read_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *headers,
                                 size_t max_headers, sn_http_request *out, sn_deadline dl);
 
+/* Like sn_http_read_request, but leaves the head in c's buffer (sn_discard
+ * head-length bytes to consume it), so that its pointers stay valid while
+ * a body after it is peeked too. Same returns. */
+SN_API int sn_http_peek_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *headers,
+                                size_t max_headers, sn_http_request *out, sn_deadline dl);
+
+/* Whether the client lets the connection carry another request: HTTP/1.1
+ * unless "Connection: close", HTTP/1.0 only with "Connection: keep-alive". */
+SN_API bool sn_http_keep_alive(const sn_http_request *r);
+
+/* The request body's length from its one Content-Length (0 when there is
+ * none). Returns 0, SN_EHTTP_BAD (several, or not a decimal number below
+ * 10^15), SN_EHTTP_LENGTH (a Transfer-Encoding: chunked bodies are not
+ * supported; answer 411), SN_EINVAL. */
+SN_API int sn_http_content_length(const sn_http_request *r, size_t *len);
+
 /* The first header named name (case-insensitive), or NULL. */
 SN_API const sn_http_header *sn_http_find(const sn_http_request *r, const char *name);
 
@@ -109,7 +126,7 @@ SN_API bool sn_http_has_token(const char *value, size_t len, const char *token);
 /* Whether the request's method is m (case-sensitive, as RFC 9110 says). */
 SN_API bool sn_http_method_is(const sn_http_request *r, const char *m);
 
-/* The status a server should answer for err (400, 414, 431, 505), or 500
+/* The status a server should answer for err (400, 411, 413, 414, 431, 505), or 500
  * for any other code. */
 SN_API int sn_http_status_for(int err);
 

@@ -159,6 +159,10 @@ SN_API void sn_ws_free(sn_ws *ws);
 /* The session's connection. */
 SN_API sn_conn *sn_ws_conn(sn_ws *ws);
 
+/* The request target of the handshake ("/chat/room?x=1"; a client's path),
+ * NUL-terminated; the session's, valid until sn_ws_free. */
+SN_API const char *sn_ws_target(const sn_ws *ws);
+
 /* The negotiated subprotocol, or NULL. */
 SN_API const char *sn_ws_subprotocol(const sn_ws *ws);
 
