@@ -240,7 +240,7 @@ void sn_web_serve(sn_conn *c, void *web)
         }
         count(&w->requests);
         if (req.path_len == 0 || req.path[0] != '/') {
-            refuse(w, c, 400, NULL); /* absolute and asterisk forms are not served */
+            refuse(w, c, 400, NULL); /* the asterisk form (OPTIONS *) is not served */
             return;
         }
         const route *r = find_route(w, req.path, req.path_len);

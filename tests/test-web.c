@@ -1,0 +1,277 @@
+/*
+ * test-web.c: the router (socknet/web.h) behind a real sn_server on
+ * loopback, in thread mode and in fiber mode: routing (exact, prefix,
+ * longest prefix, segment boundaries, query), the statuses the router
+ * answers itself, HTTP keep-alive, pipelining and bodies, the origin hook,
+ * the session limit, a handler that returns with its session open, and
+ * close 1001 on a server stop.
+ */
+#include <string.h>
+#include <unistd.h>
+#include "sn_test.h"
+
+struct fixture {
+    sn_web *web;
+    sn_server *srv;
+    int port;
+    atomic_int ws_served;
+    atomic_int stop_rc;   /* what sn_ws_recv returned when the server stopped */
+    atomic_int http_hits; /* prefix handler */
+};
+
+static void ws_echo(sn_ws *ws, void *user)
+{
+    struct fixture *f = user;
+    sn_ws_msg m;
+    int rc;
+    atomic_fetch_add(&f->ws_served, 1);
+    while ((rc = sn_ws_recv(ws, &m, SN_DEADLINE_NEVER)) == 0) {
+        if (m.len == 6 && memcmp(m.data, "return", 6) == 0)
+            return; /* the router closes the session (1000) */
+        if (sn_ws_send(ws, m.type, m.data, m.len, sn_deadline_in(5000)) < 0)
+            break;
+    }
+    atomic_store(&f->stop_rc, rc);
+}
+
+/* Answers "<path>|<query>|<body>" for the route it is given as user. */
+static int http_show(sn_conn *c, const sn_http_request *req, const void *body, size_t len,
+                     void *user)
+{
+    char out[512];
+    int n = snprintf(out, sizeof out, "%s:%.*s|%.*s|%.*s", (const char *)user, (int)req->path_len,
+                     req->path, req->query ? (int)req->query_len : 0, req->query ? req->query : "",
+                     (int)len, body ? (const char *)body : "");
+    return sn_http_respond(c, 200, "Content-Type: text/plain\r\n", out, (size_t)n,
+                           !sn_http_keep_alive(req), sn_deadline_in(2000));
+}
+
+static bool origin_ok(const char *origin, size_t len, const sn_http_request *req, void *user)
+{
+    (void)req, (void)user;
+    return origin == NULL || (len == 16 && memcmp(origin, "http://localhost", 16) == 0);
+}
+
+static void start(struct fixture *f, int fibers, const sn_web_config *wcfg)
+{
+    memset(f, 0, sizeof *f);
+    SN_ASSERT_RC(sn_web_new(&f->web, wcfg), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/echo", SN_ROUTE_EXACT, NULL, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/rooms/", SN_ROUTE_PREFIX, NULL, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_http(f->web, "/", SN_ROUTE_EXACT, http_show, "root"), 0);
+    SN_ASSERT_RC(sn_web_route_http(f->web, "/static", SN_ROUTE_PREFIX, http_show, "static"), 0);
+    SN_ASSERT_RC(sn_web_route_http(f->web, "/static/deep", SN_ROUTE_PREFIX, http_show, "deep"), 0);
+    SN_ASSERT_RC(sn_web_route_http(f->web, "/static/x", SN_ROUTE_EXACT, http_show, "x"), 0);
+    sn_server_config sc = {
+        .host = "127.0.0.1", .handler = sn_web_serve, .user = f->web, .fibers = fibers};
+    SN_ASSERT_RC(sn_server_new(&f->srv, &sc), 0);
+    SN_ASSERT_RC(sn_server_start(f->srv), 0);
+    f->port = sn_server_port(f->srv);
+}
+
+static void finish(struct fixture *f)
+{
+    sn_server_free(f->srv);
+    sn_web_free(f->web);
+}
+
+/* Sends raw request bytes, reads the whole answer until the server closes
+ * or timeout_ms passes; returns what came, NUL-terminated, in buf. */
+static size_t exchange(int port, const char *request, char *buf, size_t cap, int timeout_ms)
+{
+    sn_conn *c;
+    SN_ASSERT_RC(sn_conn_connect(&c, "127.0.0.1", port, NULL, NULL, sn_deadline_in(2000)), 0);
+    SN_ASSERT_RC(sn_test_write_all(sn_sock_fd(sn_conn_sock(c)), request, strlen(request)), 0);
+    size_t got = 0;
+    ssize_t n;
+    int64_t until = sn_now_ms() + timeout_ms;
+    while (got + 1 < cap && (n = sn_read(c, buf + got, cap - 1 - got, until)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    sn_conn_free(c);
+    return got;
+}
+
+static void expect_status(int port, const char *request, const char *status, const char *body)
+{
+    char buf[4096];
+    exchange(port, request, buf, sizeof buf, 3000);
+    bool ok = strncmp(buf, status, strlen(status)) == 0 && (body == NULL || strstr(buf, body));
+    if (!ok)
+        fprintf(stderr, "request %.40s...: got %.200s\n", request, buf);
+    CU_ASSERT(ok);
+}
+
+#define UPGRADE(path, extra)                                                                       \
+    "GET " path " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"           \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" extra "\r\n"
+
+static void routing(int fibers)
+{
+    struct fixture f;
+    sn_web_config wc = {.origin = origin_ok, .max_body = 100};
+    start(&f, fibers, &wc);
+    expect_status(f.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "root:/|");
+    expect_status(f.port, "GET /?a=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "root:/|a=1|");
+    expect_status(f.port, "GET /static HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "static:/static|");
+    expect_status(f.port, "GET /static/a/b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "static:/static/a/b|");
+    expect_status(f.port, "GET /static/deep/er HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "deep:"); /* the longest prefix */
+    expect_status(f.port, "GET /static/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "x:"); /* exact beats prefix */
+    expect_status(f.port, "GET /staticx HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 404 ", NULL);
+    expect_status(f.port, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 404 ", NULL);
+    expect_status(f.port, "GET /rooms HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 426 ",
+                  "Sec-WebSocket-Version: 13\r\n");
+    expect_status(f.port, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                  "HTTP/1.1 405 ", "Allow: GET");
+    expect_status(f.port, "GET http://a/static/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 200 ", "static:/static/y|"); /* absolute form (RFC 9112 3.2.2) */
+    expect_status(f.port, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 ", NULL);
+    expect_status(f.port, "GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", "HTTP/1.1 400 ", NULL);
+    expect_status(f.port, "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 ", NULL);
+    expect_status(f.port, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                  "HTTP/1.1 411 ", NULL);
+    expect_status(f.port, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+                  "HTTP/1.1 413 ", NULL);
+    expect_status(f.port, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+                  "HTTP/1.1 400 ", NULL);
+    char big[9000];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET /", 5);
+    strcpy(big + sizeof big - 20, " HTTP/1.1\r\n\r\n");
+    expect_status(f.port, big, "HTTP/1.1 414 ", NULL);
+    expect_status(f.port, UPGRADE("/echo", "Origin: http://evil\r\n"), "HTTP/1.1 403 ", NULL);
+    expect_status(f.port, UPGRADE("/echo", "Origin: http://localhost\r\n"), "HTTP/1.1 101 ", NULL);
+    expect_status(f.port, UPGRADE("/rooms/lobby", ""), "HTTP/1.1 101 ", NULL);
+    sn_web_stats st;
+    sn_web_stats_get(f.web, &st);
+    CU_ASSERT_EQUAL(st.upgrades, 2);
+    CU_ASSERT_EQUAL(st.refused, 12);
+    finish(&f);
+}
+
+static void test_routing_threads(void)
+{
+    routing(SN_OFF);
+}
+
+static void test_routing_fibers(void)
+{
+    routing(SN_ON);
+}
+
+static void test_keep_alive_and_bodies(void)
+{
+    struct fixture f;
+    start(&f, SN_ON, NULL);
+    /* three pipelined requests, one with a body, the last asking to close */
+    char buf[4096];
+    exchange(f.port,
+             "GET /static/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+             "POST /static/2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+             "GET /static/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+             buf, sizeof buf, 3000);
+    const char *a = strstr(buf, "static:/static/1||");
+    const char *b = strstr(buf, "static:/static/2||hello");
+    const char *c = strstr(buf, "static:/static/3||");
+    CU_ASSERT(a != NULL && b != NULL && c != NULL && a < b && b < c);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "Connection: close\r\n"));
+    /* HTTP/1.0 closes after one answer unless asked otherwise */
+    exchange(f.port, "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", buf, sizeof buf, 3000);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "root:"));
+    CU_ASSERT_PTR_NULL(strstr(strstr(buf, "root:") + 1, "root:"));
+    finish(&f);
+}
+
+static void test_idle_and_slow_heads(void)
+{
+    struct fixture f;
+    sn_web_config wc = {.head_timeout_ms = 300, .idle_timeout_ms = 200};
+    start(&f, SN_ON, &wc);
+    char buf[512];
+    int64_t t0 = sn_now_ms();
+    exchange(f.port, "GET / HTTP/1.1\r\nHost: a\r\n", buf, sizeof buf, 3000); /* never ends */
+    int64_t took = sn_now_ms() - t0;
+    CU_ASSERT(took >= 250 && took < 2500);
+    CU_ASSERT_STRING_EQUAL(buf, ""); /* a timeout gets no answer, just the close */
+    t0 = sn_now_ms();
+    exchange(f.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", buf, sizeof buf, 3000);
+    took = sn_now_ms() - t0;
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "root:"));
+    CU_ASSERT(took >= 150 && took < 2500); /* kept, then closed after idle_timeout_ms */
+    finish(&f);
+}
+
+static void test_sessions(void)
+{
+    struct fixture f;
+    sn_web_config wc = {.max_sessions = 2};
+    start(&f, SN_ON, &wc);
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/echo", f.port);
+    sn_ws *a, *b, *c;
+    int status;
+    SN_ASSERT_RC(sn_ws_connect(&a, url, NULL, NULL, &status, sn_deadline_in(3000)), 0);
+    SN_ASSERT_RC(sn_ws_connect(&b, url, NULL, NULL, &status, sn_deadline_in(3000)), 0);
+    SN_ASSERT_RC(sn_ws_connect(&c, url, NULL, NULL, &status, sn_deadline_in(3000)),
+                 SN_EWS_HANDSHAKE);
+    CU_ASSERT_EQUAL(status, 503);
+    CU_ASSERT_STRING_EQUAL(sn_ws_target(a), "/echo");
+    /* a handler that returns: the router closes with 1000 */
+    SN_ASSERT_RC(sn_ws_send(a, SN_WS_TEXT, "return", 6, sn_deadline_in(2000)), 0);
+    sn_ws_msg m;
+    SN_ASSERT_RC(sn_ws_recv(a, &m, sn_deadline_in(3000)), SN_ECLOSED);
+    CU_ASSERT_EQUAL(sn_ws_close_code(a), SN_WS_NORMAL);
+    sn_ws_free(a);
+    /* a stop: the blocked session sends 1001 */
+    SN_ASSERT_RC(sn_ws_send(b, SN_WS_TEXT, "hi", 2, sn_deadline_in(2000)), 0);
+    SN_ASSERT_RC(sn_ws_recv(b, &m, sn_deadline_in(3000)), 0);
+    sn_server_stop(f.srv, 2000);
+    SN_ASSERT_RC(sn_ws_recv(b, &m, sn_deadline_in(3000)), SN_ECLOSED);
+    CU_ASSERT_EQUAL(sn_ws_close_code(b), SN_WS_GOING_AWAY);
+    CU_ASSERT_EQUAL(atomic_load(&f.stop_rc), SN_ESTOPPED);
+    sn_ws_free(b);
+    sn_web_stats st;
+    sn_web_stats_get(f.web, &st);
+    CU_ASSERT_EQUAL(st.sessions, 0);
+    CU_ASSERT_EQUAL(st.upgrades, 2);
+    finish(&f);
+}
+
+static void test_bad_routes(void)
+{
+    sn_web *w;
+    sn_web_config bad = {.max_sessions = -1};
+    SN_ASSERT_RC(sn_web_new(&w, &bad), SN_EINVAL);
+    SN_ASSERT_RC(sn_web_new(&w, NULL), 0);
+    SN_ASSERT_RC(sn_web_route_http(w, "nope", SN_ROUTE_EXACT, http_show, NULL), SN_EINVAL);
+    SN_ASSERT_RC(sn_web_route_http(w, "/a?b", SN_ROUTE_EXACT, http_show, NULL), SN_EINVAL);
+    SN_ASSERT_RC(sn_web_route_http(w, "/a", 7, http_show, NULL), SN_EINVAL);
+    SN_ASSERT_RC(sn_web_route_http(w, "/a", SN_ROUTE_EXACT, NULL, NULL), SN_EINVAL);
+    SN_ASSERT_RC(sn_web_route_http(w, "/a", SN_ROUTE_PREFIX, http_show, NULL), 0);
+    SN_ASSERT_RC(sn_web_route_http(w, "/a/", SN_ROUTE_PREFIX, http_show, NULL), SN_EEXIST);
+    sn_ws_config wc = {.deflate_cfg = {.level = 10}};
+    SN_ASSERT_RC(sn_web_route_ws(w, "/w", SN_ROUTE_EXACT, &wc, ws_echo, NULL), SN_EINVAL);
+    sn_web_free(w);
+    sn_web_free(NULL);
+}
+
+static CU_TestInfo tests[] = {
+    {"routing and the router's own answers, thread mode", test_routing_threads},
+    {"routing and the router's own answers, fiber mode", test_routing_fibers},
+    {"keep-alive, pipelining, bodies, HTTP/1.0", test_keep_alive_and_bodies},
+    {"a slow head and an idle connection time out", test_idle_and_slow_heads},
+    {"session limit, a returning handler, close 1001 on stop", test_sessions},
+    {"bad routes and configurations", test_bad_routes},
+    CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+    return sn_test_main("web", tests, 120);
+}
