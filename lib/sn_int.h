@@ -284,6 +284,16 @@ int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover);
  * SN_ENOMEM. */
 int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size_t max,
                      sn__bytes *out);
+/* The pull side, for messages taken in bounded pieces: inflates from *in
+ * (*len bytes; both advanced past what was taken) into out, adding at most
+ * room bytes; *more says zlib may still hold output back (call again, even
+ * with no input). The caller feeds sn__inflate_tail()'s 4 bytes after the
+ * message's last byte, then calls sn__inflate_finish. 0, SN_EWS_DEFLATE,
+ * SN_ENOMEM. */
+int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room,
+                     sn__bytes *out, bool *more);
+const uint8_t *sn__inflate_tail(void);
+int sn__inflate_finish(sn__inflate *f);
 void sn__inflate_end(sn__inflate *f);
 
 #endif

@@ -156,6 +156,7 @@ void sn_ws_free(sn_ws *ws)
     sn__deflate_end(&ws->def);
     sn__inflate_end(&ws->inf);
     sn__bytes_free(&ws->msg);
+    sn__free(ws->zin);
     sn__bytes_free(&ws->zout);
     sn__bytes_free(&ws->masked);
     if (ws->rng_ready)
@@ -572,16 +573,58 @@ static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32
     return 0;
 }
 
-int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
+/* The next data frame's header, handling control frames on the way; in
+ * says whether a message is in progress (then the frame must continue it).
+ * The frame's header is checked and its size limited. */
+static int next_data_head(sn_ws *ws, sn__ws_head *h, bool in, int64_t deadline)
 {
-    if (ws == NULL || msg == NULL)
-        return SN_EINVAL;
+    for (;;) {
+        int rc = in ? 0 : wait_frame(ws, deadline);
+        if (rc == 0)
+            rc = read_head(ws, h, deadline);
+        if (rc == 0)
+            rc = sn__ws_head_check(h, ws->pmd.on ? 4 : 0, ws->masking_in);
+        if (rc == 0 && h->len > ws->cfg.max_frame)
+            rc = SN_EWS_TOO_BIG;
+        if (rc < 0)
+            return rc;
+        ws->ping_sent_at = 0; /* the peer is there */
+        if (h->opcode < SN_WS_CLOSE)
+            return (h->opcode == SN_WS_CONTINUATION) != in ? SN_EWS_PROTOCOL : 0;
+        if ((rc = on_control(ws, h, deadline)) < 0)
+            return rc;
+    }
+}
+
+/* How a receive ends: a timeout before anything came is not sticky, the
+ * peer's close is reported as is, anything else fails the session. */
+static int recv_end(sn_ws *ws, int rc, bool began)
+{
+    if (rc == SN_ETIMEDOUT && ws->rerr == 0 && !began)
+        return rc; /* nothing came: try again later */
+    if (rc == SN_ECLOSED && ws->close_received)
+        return rc;
+    return fail(ws, code_for(rc), rc); /* a timeout inside a frame sticks too */
+}
+
+static int recv_ready(const sn_ws *ws)
+{
     if (ws->cfg.raw == SN_ON)
         return SN_EBADSTATE;
     if (ws->rerr != 0)
         return ws->rerr;
-    if (ws->close_received)
-        return SN_ECLOSED;
+    return ws->close_received ? SN_ECLOSED : 0;
+}
+
+int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
+{
+    if (ws == NULL || msg == NULL)
+        return SN_EINVAL;
+    int rc = recv_ready(ws);
+    if (rc == 0 && ws->part.type != 0)
+        rc = SN_EBADSTATE; /* a message is being streamed */
+    if (rc < 0)
+        return rc;
     int64_t deadline = recv_deadline(ws, dl);
     int type = 0;
     bool z = false;
@@ -589,49 +632,144 @@ int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
     ws->msg.len = 0;
     for (;;) {
         sn__ws_head h;
-        int rc = type == 0 ? wait_frame(ws, deadline) : 0;
-        if (rc == SN_ETIMEDOUT && ws->rerr == 0 && type == 0)
-            return rc; /* nothing came: try again later */
-        if (rc == 0)
-            rc = read_head(ws, &h, deadline);
-        if (rc == 0)
-            rc = sn__ws_head_check(&h, ws->pmd.on ? 4 : 0, ws->masking_in);
-        if (rc == 0 && h.len > ws->cfg.max_frame)
-            rc = SN_EWS_TOO_BIG;
-        if (rc == 0 && h.opcode >= SN_WS_CLOSE) {
-            ws->ping_sent_at = 0; /* the peer is there */
-            rc = on_control(ws, &h, deadline);
-            if (rc == 0)
-                continue;
-            if (rc == SN_ECLOSED && ws->close_received)
-                return rc;
-        } else if (rc == 0) {
-            ws->ping_sent_at = 0;
-            if ((h.opcode == SN_WS_CONTINUATION) != (type != 0))
-                rc = SN_EWS_PROTOCOL; /* a continuation of nothing, or a new message inside one */
-            if (rc == 0 && type == 0) {
-                type = h.opcode;
-                z = h.rsv & 4;
-            }
-            bool check = type == SN_WS_TEXT && ws->cfg.utf8 != SN_OFF;
-            if (rc == 0)
-                rc = take_data(ws, &h, z, check, &utf8, deadline);
-            if (rc == 0 && h.fin) {
-                if (check && utf8 != 0)
-                    rc = SN_EWS_UTF8; /* the message ends inside a character */
-                if (rc == 0) {
-                    if (sn__bytes_reserve(&ws->msg, 1) < 0)
-                        return fail(ws, SN_WS_INTERNAL, SN_ENOMEM);
-                    ws->msg.p[ws->msg.len] = '\0';
-                    *msg = (sn_ws_msg){.type = type, .data = ws->msg.p, .len = ws->msg.len};
-                    return 0;
-                }
-            }
-            if (rc == 0)
-                continue;
+        rc = next_data_head(ws, &h, type != 0, deadline);
+        if (rc < 0)
+            return recv_end(ws, rc, type != 0);
+        if (type == 0) {
+            type = h.opcode;
+            z = h.rsv & 4;
         }
-        return fail(ws, code_for(rc), rc); /* a timeout inside a frame sticks too */
+        bool check = type == SN_WS_TEXT && ws->cfg.utf8 != SN_OFF;
+        rc = take_data(ws, &h, z, check, &utf8, deadline);
+        if (rc == 0 && h.fin && check && utf8 != 0)
+            rc = SN_EWS_UTF8; /* the message ends inside a character */
+        if (rc == 0 && h.fin && sn__bytes_reserve(&ws->msg, 1) < 0)
+            rc = SN_ENOMEM;
+        if (rc < 0)
+            return recv_end(ws, rc, true);
+        if (h.fin) {
+            ws->msg.p[ws->msg.len] = '\0';
+            *msg = (sn_ws_msg){.type = type, .data = ws->msg.p, .len = ws->msg.len};
+            return 0;
+        }
     }
+}
+
+#define SN_WS_ZIN 4096 /* compressed bytes read at a time by a streamed receive */
+
+/* The next piece of a compressed streamed message: what its frame's bytes
+ * inflate to, at most SN_WS_CHUNK at a time, into ws->msg. */
+static int take_zpart(sn_ws *ws, int64_t dl)
+{
+    struct sn__ws_part *st = &ws->part;
+    if (ws->zin == NULL && (ws->zin = sn__malloc(SN_WS_ZIN + 4)) == NULL)
+        return SN_ENOMEM;
+    while (ws->msg.len < SN_WS_CHUNK) {
+        if (st->zlen == 0 && !st->zmore) { /* more input */
+            st->zoff = 0;
+            if (st->pos < st->h.len) {
+                size_t n = (size_t)SN_MIN(st->h.len - st->pos, (uint64_t)SN_WS_ZIN);
+                int rc = read_payload(ws, &st->h, ws->zin, n, st->pos, dl);
+                if (rc < 0)
+                    return rc;
+                st->pos += n;
+                st->zlen = n;
+            }
+            if (st->pos == st->h.len && st->h.fin && !st->ztail) {
+                memcpy(ws->zin + st->zlen, sn__inflate_tail(), 4); /* the message ends */
+                st->zlen += 4;
+                st->ztail = true;
+            }
+            if (st->zlen == 0)
+                break; /* the frame is used up */
+        }
+        const uint8_t *in = ws->zin + st->zoff;
+        size_t len = st->zlen;
+        int rc = sn__inflate_some(&ws->inf, &in, &len, SN_WS_CHUNK - ws->msg.len, &ws->msg,
+                                  &st->zmore);
+        if (rc < 0)
+            return rc;
+        st->zoff = (size_t)(in - ws->zin);
+        st->zlen = len;
+    }
+    return 0;
+}
+
+/* The next piece of the streamed message into ws->msg: up to SN_WS_CHUNK
+ * bytes of the current frame's payload, inflated when compressed; checked
+ * against the message limit and, for text, as UTF-8. */
+static int take_part(sn_ws *ws, int64_t dl)
+{
+    struct sn__ws_part *st = &ws->part;
+    ws->msg.len = 0;
+    int rc = 0;
+    if (sn__bytes_reserve(&ws->msg, SN_WS_CHUNK + 1) < 0)
+        return SN_ENOMEM;
+    if (st->z) {
+        rc = take_zpart(ws, dl);
+    } else {
+        size_t n = (size_t)SN_MIN(st->h.len - st->pos, (uint64_t)SN_WS_CHUNK);
+        if (n > 0 && (rc = read_payload(ws, &st->h, ws->msg.p, n, st->pos, dl)) == 0) {
+            ws->msg.len = n;
+            st->pos += n;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    if (ws->msg.len > ws->cfg.max_message - st->total)
+        return SN_EWS_TOO_BIG;
+    if (st->check && (st->utf8 = sn__utf8_step(st->utf8, ws->msg.p, ws->msg.len)) == SN_UTF8_REJECT)
+        return SN_EWS_UTF8;
+    st->total += ws->msg.len;
+    return 0;
+}
+
+/* Whether the current frame is used up (a compressed one: inflated too). */
+static bool part_frame_done(const struct sn__ws_part *st)
+{
+    return st->pos == st->h.len && (!st->z || (st->zlen == 0 && !st->zmore &&
+                                               (st->ztail || !st->h.fin)));
+}
+
+int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl)
+{
+    if (ws == NULL || part == NULL)
+        return SN_EINVAL;
+    int rc = recv_ready(ws);
+    if (rc < 0)
+        return rc;
+    int64_t deadline = recv_deadline(ws, dl);
+    struct sn__ws_part *st = &ws->part;
+    bool first = false;
+    while (!st->in_frame) {
+        sn__ws_head h;
+        rc = next_data_head(ws, &h, st->type != 0, deadline);
+        if (rc < 0)
+            return recv_end(ws, rc, st->type != 0);
+        if (st->type == 0) {
+            bool check = h.opcode == SN_WS_TEXT && ws->cfg.utf8 != SN_OFF;
+            *st = (struct sn__ws_part){.type = h.opcode, .z = h.rsv & 4, .check = check};
+            first = true;
+        }
+        st->h = h;
+        st->pos = 0;
+        st->in_frame = true;
+    }
+    rc = take_part(ws, deadline); /* an empty frame gives an empty part */
+    bool last = st->h.fin && part_frame_done(st);
+    if (rc == 0 && last && st->check && st->utf8 != 0)
+        rc = SN_EWS_UTF8; /* the message ends inside a character */
+    if (rc == 0 && last && st->z)
+        rc = sn__inflate_finish(&ws->inf);
+    if (rc < 0)
+        return recv_end(ws, rc, true);
+    st->in_frame = !part_frame_done(st);
+    ws->msg.p[ws->msg.len] = '\0';
+    *part = (sn_ws_part){.type = st->type, .data = ws->msg.p, .len = ws->msg.len, .first = first,
+                         .last = last};
+    if (last)
+        st->type = 0;
+    return 0;
 }
 
 int sn_ws_recv_frame(sn_ws *ws, sn_ws_frame *f, sn_deadline dl)

@@ -216,8 +216,52 @@ int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size
     if (!last)
         return 0;
     int rc = inflate_run(f, tail, sizeof tail, max, out);
-    if (rc < 0)
-        return rc;
+    return rc < 0 ? rc : sn__inflate_finish(f);
+}
+
+int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room,
+                     sn__bytes *out, bool *more)
+{
+    if (sn__bytes_reserve(out, room) < 0)
+        return SN_ENOMEM;
+    f->zs.next_in = (Bytef *)*in;
+    f->zs.avail_in = (uInt)*len;
+    *more = false;
+    while (!f->ended && room > 0) {
+        uInt in_before = f->zs.avail_in;
+        f->zs.next_out = out->p + out->len;
+        f->zs.avail_out = (uInt)room;
+        int rc = inflate(&f->zs, Z_SYNC_FLUSH);
+        size_t made = room - f->zs.avail_out;
+        out->len += made;
+        room -= made;
+        if (rc == Z_STREAM_END)
+            f->ended = true;
+        else if (rc == Z_MEM_ERROR)
+            return SN_ENOMEM;
+        else if (rc != Z_OK && rc != Z_BUF_ERROR)
+            return SN_EWS_DEFLATE;
+        if (room == 0)
+            *more = !f->ended; /* zlib may hold output back */
+        else if (f->zs.avail_in == 0)
+            break; /* all taken, nothing held back */
+        else if (made == 0 && f->zs.avail_in == in_before)
+            return SN_EWS_DEFLATE; /* no progress at all */
+    }
+    if (f->ended)
+        f->zs.avail_in = 0; /* input after a final block is ignored */
+    *in = f->zs.next_in;
+    *len = f->zs.avail_in;
+    return 0;
+}
+
+const uint8_t *sn__inflate_tail(void)
+{
+    return tail;
+}
+
+int sn__inflate_finish(sn__inflate *f)
+{
     if (f->ended)
         return inflate_restart(f);
     if (f->reset_each)

@@ -34,6 +34,19 @@ struct sn_ws {
     sn__pmd pmd;
 
     /* the receiver's (one at a time) */
+    struct sn__ws_part { /* a message being streamed by sn_ws_recv_part */
+        int type;        /* its type, or 0 between messages */
+        bool z, check, in_frame;
+        uint32_t utf8;
+        sn__ws_head h; /* the current frame */
+        uint64_t pos;  /* its payload bytes read */
+        size_t total;  /* the message's bytes given so far */
+        /* compressed: input read but not inflated yet, and whether zlib may
+         * hold output back, or the tail was fed */
+        size_t zoff, zlen;
+        bool zmore, ztail;
+    } part;
+    uint8_t *zin; /* compressed input of a streamed message (allocated on first use) */
     sn__inflate inf;
     sn__bytes msg;    /* the message being assembled, or the last one */
     uint8_t ctl[128]; /* a control frame's payload */

@@ -256,6 +256,99 @@ static void test_send_from_other_threads(void)
     srv_join(&s);
 }
 
+/* ---- streaming: messages in pieces both ways ------------------------------------------- */
+
+static void stream_echo(bool deflate)
+{
+    sn_ws_config cfg = {.deflate = deflate ? SN_ON : SN_OFF};
+    struct srv s = {.cfg = cfg, .mode = ECHO};
+    sn_conn *c;
+    sn_ws *ws;
+    srv_start(&s, &c);
+    SN_ASSERT_RC(client(&ws, c, &cfg, NULL), 0);
+    enum { LEN = 3000000, PIECE = 100000 }; /* whole characters */
+    uint8_t *buf = malloc(LEN), *got = malloc(LEN);
+    CU_ASSERT_FATAL(buf != NULL && got != NULL);
+    for (size_t i = 0; i < LEN; i++)
+        buf[i] = (uint8_t)("stream \xce\xba "[i % 10]); /* UTF-8, cut anywhere by pieces */
+    for (int round = 0; round < 2; round++) {
+        SN_ASSERT_RC(sn_ws_send_begin(ws, SN_WS_TEXT, sn_deadline_in(5000)), 0);
+        for (size_t off = 0; off < LEN; off += PIECE)
+            SN_ASSERT_RC(sn_ws_send_part(ws, buf + off, SN_MIN((size_t)PIECE, LEN - off),
+                                         off + PIECE >= LEN, sn_deadline_in(5000)),
+                         0);
+        size_t n = 0, pieces = 0;
+        sn_ws_part p;
+        bool last = false;
+        while (!last) {
+            SN_ASSERT_RC(sn_ws_recv_part(ws, &p, sn_deadline_in(10000)), 0);
+            CU_ASSERT_EQUAL(p.type, SN_WS_TEXT);
+            CU_ASSERT_EQUAL(p.first, pieces == 0);
+            CU_ASSERT_FATAL(p.len <= 65536); /* bounded, inflated or not */
+            CU_ASSERT_FATAL(n + p.len <= LEN);
+            memcpy(got + n, p.data, p.len);
+            n += p.len;
+            pieces++;
+            last = p.last;
+            if (pieces == 1) { /* inside a streamed message, whole receives are refused */
+                sn_ws_msg m;
+                SN_ASSERT_RC(sn_ws_recv(ws, &m, 0), SN_EBADSTATE);
+            }
+        }
+        CU_ASSERT(n == LEN && memcmp(got, buf, LEN) == 0);
+        CU_ASSERT(pieces >= LEN / 65536);
+    }
+    /* a short message whole, after streamed ones */
+    SN_ASSERT_RC(sn_ws_send(ws, SN_WS_BINARY, "", 0, sn_deadline_in(5000)), 0);
+    sn_ws_part p;
+    SN_ASSERT_RC(sn_ws_recv_part(ws, &p, sn_deadline_in(5000)), 0);
+    CU_ASSERT(p.first && p.last && p.len == 0 && p.type == SN_WS_BINARY);
+    SN_ASSERT_RC(sn_ws_close(ws, SN_WS_NORMAL, NULL, sn_deadline_in(5000)), 0);
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    srv_join(&s);
+    free(buf);
+    free(got);
+}
+
+/* A streamed message over the receiver's max_message fails with 1009 once
+ * the limit is passed, compressed or not. */
+static void stream_limit(bool deflate)
+{
+    sn_ws_config scfg = {.deflate = deflate ? SN_ON : SN_OFF};
+    sn_ws_config ccfg = {.deflate = scfg.deflate, .max_message = 1 << 20};
+    struct srv s = {.cfg = scfg, .mode = ECHO};
+    sn_conn *c;
+    sn_ws *ws;
+    srv_start(&s, &c);
+    SN_ASSERT_RC(client(&ws, c, &ccfg, NULL), 0);
+    size_t len = 2 << 20;
+    char *buf = malloc(len);
+    CU_ASSERT_FATAL(buf != NULL);
+    memset(buf, 'z', len);
+    SN_ASSERT_RC(sn_ws_send(ws, SN_WS_BINARY, buf, len, sn_deadline_in(5000)), 0);
+    sn_ws_part p;
+    size_t n = 0;
+    int rc;
+    while ((rc = sn_ws_recv_part(ws, &p, sn_deadline_in(5000))) == 0)
+        n += p.len;
+    SN_ASSERT_RC(rc, SN_EWS_TOO_BIG);
+    CU_ASSERT(n <= (1 << 20));
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    srv_join(&s);
+    CU_ASSERT_EQUAL(s.close_code, SN_WS_TOO_BIG); /* what the client sent */
+    free(buf);
+}
+
+static void test_streaming(void)
+{
+    stream_echo(false);
+    stream_echo(true);
+    stream_limit(false);
+    stream_limit(true);
+}
+
 /* ---- pings and timeouts ------------------------------------------------------------------ */
 
 static void test_ping_period(void)
@@ -553,6 +646,7 @@ static CU_TestInfo tests[] = {
     {"subprotocols: the server's preference", test_subprotocols},
     {"fragments with pings between them, UTF-8 cut anywhere", test_fragments},
     {"sends from four threads while one receives", test_send_from_other_threads},
+    {"messages streamed in pieces both ways, with and without deflate", test_streaming},
     {"ping period, then a silent peer: close 1011", test_ping_period},
     {"a receive deadline is not sticky; close codes", test_recv_deadline_not_sticky},
     {"a peer breaking the rules gets the right close code", test_protocol_violations},

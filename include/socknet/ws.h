@@ -177,6 +177,29 @@ SN_API bool sn_ws_deflate_on(const sn_ws *ws);
  * close), or the connection's error. */
 SN_API int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl);
 
+/* A piece of a message received as a stream (sn_ws_recv_part): data
+ * points into the session's buffer until the next receive (NUL-terminated,
+ * not counted in len; len may be 0). Text pieces are valid UTF-8 so far,
+ * but a character may be cut between two pieces. */
+typedef struct sn_ws_part {
+    int type; /* SN_WS_TEXT or SN_WS_BINARY */
+    const void *data;
+    size_t len;
+    bool first; /* the message's first piece */
+    bool last;  /* its last piece: the message is whole */
+} sn_ws_part;
+
+/* Receives the next piece of a message, for messages too large to hold
+ * whole: at most 64 KiB per piece, as it arrives (for a compressed message,
+ * 64 KiB of inflated bytes: memory stays bounded however well the data
+ * compresses). Every rule of sn_ws_recv holds
+ * (control frames handled on the way, UTF-8 checked as it comes, the
+ * message's total still capped by max_message). dl bounds this piece
+ * only; a timeout before a piece began is not sticky, one inside a frame
+ * is. Do not mix with sn_ws_recv inside a message (SN_EBADSTATE). Returns
+ * as sn_ws_recv. */
+SN_API int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl);
+
 /* Sends a whole message of type SN_WS_TEXT or SN_WS_BINARY (text must be
  * UTF-8: it is not checked). Any thread. Returns 0, SN_EINVAL, SN_EBADSTATE
  * (a close was sent), or the connection's error. */
