@@ -257,14 +257,17 @@ typedef struct sn__bytes {
 int sn__bytes_reserve(sn__bytes *b, size_t extra);
 void sn__bytes_free(sn__bytes *b);
 
+/* zlib's state is allocated on first use: a session that never sends or
+ * never receives a compressed message does not pay for it. */
 typedef struct sn__deflate {
     z_stream zs;
-    bool ready;
+    bool ready;      /* zs is allocated */
     bool reset_each; /* no context takeover */
-    size_t msg_len;  /* bytes out for the message so far */
+    int bits, level, mem_level;
+    size_t msg_len; /* bytes out for the message so far */
 } sn__deflate;
 /* window_bits 8-15 (8 compresses with 9, safely), level 0-9, mem_level 1-9.
- * 0, SN_EINVAL, SN_ENOMEM. */
+ * 0, SN_EINVAL. */
 int sn__deflate_init(sn__deflate *d, int window_bits, bool no_takeover, int level, int mem_level);
 /* Compresses a piece of a message, appending to out; `last` ends the message
  * (sync flush, its 00 00 ff ff removed). 0, SN_ENOMEM. */
@@ -273,8 +276,9 @@ void sn__deflate_end(sn__deflate *d);
 
 typedef struct sn__inflate {
     z_stream zs;
-    bool ready;
+    bool ready;      /* zs is allocated */
     bool reset_each; /* no context takeover */
+    int bits;
     bool ended;      /* the message had a final block */
 } sn__inflate;
 int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover);

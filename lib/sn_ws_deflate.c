@@ -51,9 +51,19 @@ int sn__deflate_init(sn__deflate *d, int window_bits, bool no_takeover, int leve
     if (window_bits < 8 || window_bits > 15 || level < 0 || level > 9 || mem_level < 1 ||
         mem_level > 9)
         return SN_EINVAL;
-    *d = (sn__deflate){.reset_each = no_takeover};
-    int bits = window_bits == 8 ? 9 : window_bits; /* see the top of the file */
-    int rc = deflateInit2(&d->zs, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY);
+    *d = (sn__deflate){.reset_each = no_takeover,
+                       .bits = window_bits == 8 ? 9 : window_bits, /* see the top of the file */
+                       .level = level,
+                       .mem_level = mem_level};
+    return 0;
+}
+
+static int deflate_ready(sn__deflate *d)
+{
+    if (d->ready)
+        return 0;
+    int rc = deflateInit2(&d->zs, d->level, Z_DEFLATED, -d->bits, d->mem_level,
+                          Z_DEFAULT_STRATEGY);
     if (rc != Z_OK)
         return rc == Z_MEM_ERROR ? SN_ENOMEM : SN_EINVAL;
     d->ready = true;
@@ -88,6 +98,9 @@ static int deflate_run(sn__deflate *d, int flush, sn__bytes *out)
 
 int sn__deflate_push(sn__deflate *d, const void *in, size_t len, bool last, sn__bytes *out)
 {
+    int ready = deflate_ready(d);
+    if (ready < 0)
+        return ready;
     const uint8_t *p = in;
     size_t start = out->len;
     while (len > 0) { /* avail_in is 32 bits wide */
@@ -134,8 +147,15 @@ int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover)
 {
     if (window_bits < 8 || window_bits > 15)
         return SN_EINVAL;
-    *f = (sn__inflate){.reset_each = no_takeover};
-    int rc = inflateInit2(&f->zs, -window_bits);
+    *f = (sn__inflate){.reset_each = no_takeover, .bits = window_bits};
+    return 0;
+}
+
+static int inflate_ready(sn__inflate *f)
+{
+    if (f->ready)
+        return 0;
+    int rc = inflateInit2(&f->zs, -f->bits);
     if (rc != Z_OK)
         return rc == Z_MEM_ERROR ? SN_ENOMEM : SN_EINVAL;
     f->ready = true;
@@ -204,6 +224,9 @@ static int inflate_restart(sn__inflate *f)
 int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size_t max,
                      sn__bytes *out)
 {
+    int ready = inflate_ready(f);
+    if (ready < 0)
+        return ready;
     const uint8_t *p = in;
     while (len > 0) {
         size_t n = SN_MIN(len, (size_t)1 << 30);
@@ -222,6 +245,9 @@ int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size
 int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room,
                      sn__bytes *out, bool *more)
 {
+    int ready = inflate_ready(f);
+    if (ready < 0)
+        return ready;
     if (sn__bytes_reserve(out, room) < 0)
         return SN_ENOMEM;
     f->zs.next_in = (Bytef *)*in;

@@ -76,9 +76,10 @@ enum sn_ws_close_code {
  *     15/8 (default) 262 KiB   15/4 142 KiB   15/1 135 KiB
  *     12/8 150 KiB   12/4 30 KiB   10/4 18 KiB   9/4 16 KiB   9/1 9 KiB
  *   decompressing, by window bits: 15: 39 KiB, 12: 11 KiB, 9 or 8: 7.5 KiB
- * Both are held from the handshake to sn_ws_free, whether or not a
- * message is compressed; receive buffers come on top (the largest message
- * received whole, or 64 KiB when streamed). */
+ * Each is allocated when the first compressed message goes out or comes
+ * in, and held until sn_ws_free: an idle session, or one whose messages
+ * stay under the threshold, costs nothing. Receive buffers come on top
+ * (the largest message received whole, or 64 KiB when streamed). */
 typedef struct sn_ws_deflate_config {
     int level;        /* zlib level 1-9; 0 = 6 */
     int mem_level;    /* zlib memLevel 1-9; 0 = 8 */
