@@ -39,6 +39,7 @@
 #define SN_TLS_CACHE 16            /* client sessions kept per context */
 #define SN_TLS_SCRATCH 16384       /* gathers small iovecs into one record */
 #define SN_TLS_TURN_MS 2           /* poll step while waiting for a handshake turn */
+#define SN_TLS_INBUF 17408         /* read-ahead: a whole record and its header */
 
 struct sni_entry {
     char *name;
@@ -84,6 +85,12 @@ typedef struct tls_transport {
     bool alpn_offered; /* servers: the client sent ALPN */
     char *name;        /* clients: the server name sent */
     char *scratch;
+    /* read-ahead: one recv takes what the socket has (wolfSSL asks for a
+     * record header, then its body); `more` says the last recv filled the
+     * buffer, so the socket may hold more (the channel must not wait) */
+    uint8_t *in;
+    size_t in_pos, in_len;
+    bool more;
     char reason[256];
 } tls_transport;
 
@@ -246,79 +253,140 @@ static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
 
 /* ---- cipher lists -------------------------------------------------------------- */
 
-static bool is_tls13_suite(const char *name)
-{
-    return strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0;
-}
+/* The defaults: AEAD suites with forward secrecy only. (wolfSSL's own
+ * default list, as Debian builds it, also offers RC4, 3DES, NULL and
+ * anonymous suites.) */
+#define SN_TLS13_DEFAULT "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256"
+#define SN_TLS12_DEFAULT                                                                           \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
-/* Counts the suites a session of ctx would offer: TLS 1.3 ones and others. */
-static int count_suites(WOLFSSL_CTX *ctx, int *n13, int *n12, char *l13, char *l12, size_t cap)
+/* The suites a session of ctx would offer: TLS 1.3 ones and the others. */
+static int count_suites(WOLFSSL_CTX *ctx, int *n13, int *n12)
 {
     WOLFSSL *ssl = wolfSSL_new(ctx);
     if (ssl == NULL)
         return SN_ENOMEM;
     *n13 = *n12 = 0;
-    const char *name;
-    for (int i = 0; (name = wolfSSL_get_cipher_list_ex(ssl, i)) != NULL; i++) {
-        bool v13 = is_tls13_suite(name);
-        char *list = v13 ? l13 : l12;
-        (*(v13 ? n13 : n12))++;
-        if (list != NULL && strlen(list) + strlen(name) + 2 < cap) {
-            if (*list)
-                strcat(list, ":");
-            strcat(list, name);
-        }
+    WOLF_STACK_OF(WOLFSSL_CIPHER) *sk = wolfSSL_get_ciphers_compat(ssl); /* the session's */
+    int n = sk != NULL ? wolfSSL_sk_SSL_CIPHER_num(sk) : 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = wolfSSL_CIPHER_get_name(wolfSSL_sk_SSL_CIPHER_value(sk, i));
+        if (name != NULL)
+            (*(strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0 ? n13 : n12))++;
     }
     wolfSSL_free(ssl);
     return 0;
 }
 
-/* Sets the cipher lists. A version left NULL keeps wolfSSL's defaults for
- * it; a list given for a version that then has no suite is an error. */
+/* Every name of the list must be a suite of its version (TLS 1.3 or not):
+ * a typo or a suite in the wrong list is an error, not silently dropped. */
+static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
+{
+    char name[128];
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n == 0 || n >= sizeof name)
+            return SN_ETLS_CONFIG;
+        memcpy(name, p, n);
+        name[n] = '\0';
+        p += n + (p[n] == ':');
+        int n13, n12, rc;
+        if (wolfSSL_CTX_set_cipher_list(ctx, name) != WOLFSSL_SUCCESS)
+            return SN_ETLS_CONFIG;
+        if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+            return rc;
+        if ((v13 ? n13 : n12) == 0)
+            return SN_ETLS_CONFIG;
+    }
+    return *list ? 0 : SN_ETLS_CONFIG;
+}
+
+/* Sets the suites of both versions (the defaults where a list is NULL),
+ * only those of versions in [minv, maxv]. */
 static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int maxv)
 {
-    enum { CAP = 4096 };
-    int rc = 0, n13, n12;
-    if (cfg->ciphers_tls12 == NULL && cfg->ciphers_tls13 == NULL)
-        return 0;
-    char *def13 = sn__calloc(1, CAP), *def12 = sn__calloc(1, CAP), *all = sn__malloc(2 * CAP);
-    if (def13 == NULL || def12 == NULL || all == NULL) {
-        rc = SN_ENOMEM;
-        goto done;
-    }
-    if ((rc = count_suites(ctx, &n13, &n12, def13, def12, CAP)) < 0)
-        goto done;
-    const char *l13 = cfg->ciphers_tls13 != NULL ? cfg->ciphers_tls13 : def13;
-    const char *l12 = cfg->ciphers_tls12 != NULL ? cfg->ciphers_tls12 : def12;
-    snprintf(all, 2 * CAP, "%s%s%s", l13, *l13 && *l12 ? ":" : "", l12);
-    if (*all == '\0' || wolfSSL_CTX_set_cipher_list(ctx, all) != WOLFSSL_SUCCESS) {
-        rc = SN_ETLS_CONFIG;
-        goto done;
-    }
-    if ((rc = count_suites(ctx, &n13, &n12, NULL, NULL, 0)) < 0)
-        goto done;
     bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
-    if ((cfg->ciphers_tls13 != NULL && want13 && n13 == 0) ||
-        (cfg->ciphers_tls12 != NULL && want12 && n12 == 0) ||
-        (!(want13 && n13 > 0) && !(want12 && n12 > 0)))
-        rc = SN_ETLS_CONFIG;
-done:
-    sn__free(def13);
-    sn__free(def12);
-    sn__free(all);
-    return rc;
+    const char *l13 = cfg->ciphers_tls13 != NULL ? cfg->ciphers_tls13 : SN_TLS13_DEFAULT;
+    const char *l12 = cfg->ciphers_tls12 != NULL ? cfg->ciphers_tls12 : SN_TLS12_DEFAULT;
+    int rc, n13, n12;
+    if (cfg->ciphers_tls13 != NULL && want13 && (rc = check_list(ctx, l13, true)) < 0)
+        return rc;
+    if (cfg->ciphers_tls12 != NULL && want12 && (rc = check_list(ctx, l12, false)) < 0)
+        return rc;
+    char all[4096];
+    int len = snprintf(all, sizeof all, "%s%s%s", want13 ? l13 : "", want13 && want12 ? ":" : "",
+                       want12 ? l12 : "");
+    if (len < 0 || (size_t)len >= sizeof all)
+        return SN_ETLS_CONFIG;
+    if (wolfSSL_CTX_set_cipher_list(ctx, all) != WOLFSSL_SUCCESS)
+        return SN_ETLS_CONFIG;
+    if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+        return rc;
+    if ((want13 && n13 == 0) || (want12 && n12 == 0))
+        return SN_ETLS_CONFIG;
+    return 0;
+}
+
+/* ---- key-exchange groups ------------------------------------------------------- */
+
+/* wolfSSL 5.5's wolfSSL_CTX_set1_groups_list knows no X25519: the names
+ * are mapped here and set with wolfSSL_CTX_set_groups. */
+static int group_id(const char *name, size_t n)
+{
+    static const struct {
+        const char *name;
+        int id;
+    } map[] = {
+        {"P-256", WOLFSSL_ECC_SECP256R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
+        {"prime256v1", WOLFSSL_ECC_SECP256R1}, {"P-384", WOLFSSL_ECC_SECP384R1},
+        {"secp384r1", WOLFSSL_ECC_SECP384R1}, {"P-521", WOLFSSL_ECC_SECP521R1},
+        {"secp521r1", WOLFSSL_ECC_SECP521R1}, {"X25519", WOLFSSL_ECC_X25519},
+        {"X448", WOLFSSL_ECC_X448}, {"ffdhe2048", WOLFSSL_FFDHE_2048},
+        {"ffdhe3072", WOLFSSL_FFDHE_3072},
+    };
+    for (size_t i = 0; i < SN_ARRAY_SIZE(map); i++)
+        if (strlen(map[i].name) == n && strncasecmp(map[i].name, name, n) == 0)
+            return map[i].id;
+    return -1;
+}
+
+static int set_groups(WOLFSSL_CTX *ctx, const char *list)
+{
+    int ids[16], n = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ":");
+        int id = group_id(p, len);
+        if (id < 0 || n == (int)SN_ARRAY_SIZE(ids))
+            return SN_ETLS_CONFIG;
+        ids[n++] = id;
+        p += len + (p[len] == ':');
+    }
+    if (n == 0 || wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS)
+        return SN_ETLS_CONFIG;
+    return 0;
 }
 
 /* ---- callbacks: I/O, ALPN, SNI ------------------------------------------------ */
 
+/* wolfSSL's reads come from the read-ahead buffer, refilled by one recv
+ * of what the socket holds. A WANT_READ thus always means the socket said
+ * EAGAIN, which is what an edge-triggered wait (fiber mode) needs. */
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
     (void)ssl;
     tls_transport *tt = arg;
-    for (;;) {
-        ssize_t n = recv(tt->base.fd, buf, (size_t)sz, MSG_DONTWAIT);
-        if (n > 0)
-            return (int)n;
+    while (tt->in_pos == tt->in_len) {
+        ssize_t n = recv(tt->base.fd, tt->in, SN_TLS_INBUF, MSG_DONTWAIT);
+        if (n > 0) {
+            tt->in_pos = 0;
+            tt->in_len = (size_t)n;
+            tt->more = n == SN_TLS_INBUF;
+            break;
+        }
+        tt->more = false;
         if (n == 0)
             return WOLFSSL_CBIO_ERR_CONN_CLOSE;
         if (errno == EINTR)
@@ -328,6 +396,10 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
         tt->sys_err = -errno;
         return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
     }
+    size_t k = SN_MIN((size_t)sz, tt->in_len - tt->in_pos);
+    memcpy(buf, tt->in + tt->in_pos, k);
+    tt->in_pos += k;
+    return (int)k;
 }
 
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
@@ -447,9 +519,8 @@ static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cer
         goto fail;
     if (cfg->sigalgs != NULL && wolfSSL_CTX_set1_sigalgs_list(ctx, cfg->sigalgs) != WOLFSSL_SUCCESS)
         rc = SN_ETLS_CONFIG;
-    if (cfg->groups != NULL && wolfSSL_CTX_set1_groups_list(ctx, (char *)cfg->groups) !=
-                                   WOLFSSL_SUCCESS)
-        rc = SN_ETLS_CONFIG;
+    if (cfg->groups != NULL && rc == 0)
+        rc = set_groups(ctx, cfg->groups);
     if (rc < 0)
         goto fail;
     if (cfg->prefer_server_ciphers == SN_OFF)
@@ -744,6 +815,27 @@ static int wolf_error(int e)
     return SN_ETLS_HANDSHAKE;
 }
 
+/* X.509 verification codes (OpenSSL's numbers, which wolfSSL reports)
+ * that wolfSSL 5.5 has no text for. */
+static const char *verify_text(long v)
+{
+    switch (v) {
+    case 0: return "ok";
+    case 2: return "unable to get issuer certificate";
+    case 7: return "certificate signature failure";
+    case 9: return "certificate is not yet valid";
+    case 10: return "certificate has expired";
+    case 18: return "self-signed certificate";
+    case 19: return "self-signed certificate in chain";
+    case 20: return "unable to get local issuer certificate";
+    case 21: return "unable to verify the first certificate";
+    case 22: return "certificate chain too long";
+    case 26: return "unsupported certificate purpose";
+    case 62: return "host name mismatch";
+    default: return wolfSSL_X509_verify_cert_error_string(v);
+    }
+}
+
 /* Maps the error of a failed wolfSSL call (e from wolfSSL_get_error, under
  * tt->mu) to an SN_E* code and records the reason. */
 static int fail_error(tls_transport *tt, int e)
@@ -767,8 +859,7 @@ static int fail_error(tls_transport *tt, int e)
                  alert_name(h.last_rx.code));
     else if (rc == SN_ETLS_VERIFY && vr != 0)
         snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s; verify error %ld: %s", e,
-                 wolfSSL_ERR_reason_error_string((unsigned long)e), vr,
-                 wolfSSL_X509_verify_cert_error_string(vr));
+                 wolfSSL_ERR_reason_error_string((unsigned long)e), vr, verify_text(vr));
     else
         snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s", e,
                  wolfSSL_ERR_reason_error_string((unsigned long)e));
@@ -859,10 +950,11 @@ static size_t tls_pending(sn_transport *t)
     tls_transport *tt = (tls_transport *)t;
     sn__mutex_lock(&tt->mu);
     int n = wolfSSL_pending(tt->ssl);
-    if (n <= 0)
-        n = wolfSSL_has_pending(tt->ssl) ? 1 : 0; /* a record not yet decrypted */
+    size_t k = n > 0 ? (size_t)n : 0;
+    if (k == 0) /* a record not yet decrypted, bytes read ahead, or maybe more in the socket */
+        k = (tt->in_len - tt->in_pos) + (wolfSSL_has_pending(tt->ssl) || tt->more ? 1 : 0);
     sn__mutex_unlock(&tt->mu);
-    return (size_t)n;
+    return k;
 }
 
 static void tls_release(sn_transport *t)
@@ -880,6 +972,7 @@ static void tls_release(sn_transport *t)
     sn__mutex_destroy(&tt->mu);
     sn__free(tt->name);
     sn__free(tt->scratch);
+    sn__free(tt->in);
     sn__free(tt);
 }
 
@@ -942,7 +1035,7 @@ static int new_transport(tls_transport **out, sn_tls *t, int fd, const char *nam
     tt->tls = sn_tls_ref(t);
     sn__mutex_init(&tt->mu);
     int rc = 0;
-    if ((tt->ssl = wolfSSL_new(t->ctx)) == NULL)
+    if ((tt->in = sn__malloc(SN_TLS_INBUF)) == NULL || (tt->ssl = wolfSSL_new(t->ctx)) == NULL)
         rc = SN_ENOMEM;
     if (rc == 0) {
         wolfSSL_SetIOReadCtx(tt->ssl, tt);
@@ -1131,7 +1224,7 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
     out->peer_verified = peer != NULL && out->verify_result == 0 &&
                          tt->tls->verify != SN_TLS_VERIFY_NONE;
     wolfSSL_X509_free(peer);
-    out->verify_reason = wolfSSL_X509_verify_cert_error_string(out->verify_result);
+    out->verify_reason = verify_text(out->verify_result);
     out->sigalgs = tt->tls->sigalgs;
     int nid = 0;
     if (wolfSSL_get_signature_nid(ssl, &nid) == WOLFSSL_SUCCESS)
