@@ -1094,7 +1094,7 @@ static int check_alpn(tls_transport *tt)
     if (t->role == SN_TLS_SERVER && !tt->alpn_offered)
         return 0; /* a client that offers nothing is not refused */
     tt->failed = true;
-    snprintf(tt->reason, sizeof tt->reason, "no ALPN protocol in common (offered: %s)", t->alpn);
+    snprintf(tt->reason, sizeof tt->reason, "no protocol agreed; ours: %s", t->alpn);
     return SN_ETLS_ALPN;
 }
 
