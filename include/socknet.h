@@ -12,6 +12,7 @@
 #include "socknet/sock.h"
 #include "socknet/chan.h"
 #include "socknet/pool.h"
+#include "socknet/tls.h"
 #include "socknet/server.h"
 #include "socknet/udp.h"
 #include "socknet/http.h"

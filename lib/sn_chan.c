@@ -167,6 +167,17 @@ void sn__conn_set_transport(sn_conn *c, sn_transport *t)
     c->t = t;
 }
 
+sn_transport *sn__conn_transport(const sn_conn *c)
+{
+    return c->t;
+}
+
+void sn__conn_fail(sn_conn *c, int err)
+{
+    set_rerr(c, err);
+    set_werr(c, err);
+}
+
 static void release_transport(sn_conn *c)
 {
     if (c->t != &c->plain) {
@@ -256,6 +267,11 @@ static int64_t rdeadline(const sn_conn *c, sn_deadline dl)
 static int64_t wdeadline(const sn_conn *c, sn_deadline dl)
 {
     return sn__deadline_abs(dl, c->sock->write_timeout_ms);
+}
+
+int64_t sn__conn_read_deadline(const sn_conn *c, sn_deadline dl)
+{
+    return rdeadline(c, dl);
 }
 
 /* The end of the stream: SN_EOF, or SN_ESTOPPED when the server woke us. */

@@ -59,6 +59,7 @@ enum sconn_state { C_QUEUED, C_RUNNING, C_CLOSING };
 struct sconn {
     sn_server *s;
     sn_conn *c;
+    sn_tls *tls;               /* the listener's TLS context then, or NULL */
     struct sconn *prev, *next; /* s->conns */
     int state;                 /* enum sconn_state, under s->mu */
 };
@@ -85,6 +86,7 @@ struct sn_server {
     sn_server_config cfg; /* the copy; host, listeners, message point below */
     sn_listen_config *lcfg;
     int nl;
+    sn_tls **tls; /* [nl], per listener, NULL = plain; swapped under s->mu */
     char *message;
     size_t message_len;
 
@@ -120,7 +122,7 @@ struct sn_server {
     struct sconn *conns;
     int running; /* RUNNING + CLOSING */
     uint64_t closed, bytes_read, bytes_written;
-    atomic_uint_fast64_t accepted, refused, rejected, accept_errors;
+    atomic_uint_fast64_t accepted, refused, rejected, accept_errors, tls_failures;
 };
 
 /* The connection the calling worker serves, and the server whose acceptor
@@ -234,6 +236,13 @@ static void answer_overload(sn_server *s, sn_conn *c)
 
 /* Closes a queued connection that will never be served: the pool's drop
  * callback, and what a job does when it starts after the stop began. */
+static void sconn_free(struct sconn *r)
+{
+    sn_conn_free(r->c);
+    sn_tls_free(r->tls);
+    sn__free(r);
+}
+
 static void close_unserved(void *arg)
 {
     struct sconn *r = arg;
@@ -241,8 +250,7 @@ static void close_unserved(void *arg)
     sn__mutex_lock(&s->mu);
     conn_unlink(s, r);
     sn__mutex_unlock(&s->mu);
-    sn_conn_free(r->c);
-    sn__free(r);
+    sconn_free(r);
 }
 
 /* ---- the worker's job ------------------------------------------------------------ */
@@ -263,9 +271,15 @@ static void serve(void *arg)
     sn__mutex_unlock(&s->mu);
 
     set_current_conn(r);
-    s->cfg.handler(r->c, s->cfg.user);
-    if (s->cfg.on_close != NULL)
-        s->cfg.on_close(r->c, sn_conn_error(r->c), s->cfg.user);
+    /* TLS: the handshake runs here, on the worker, within its deadline; a
+     * stop wakes it like a handler's read */
+    if (r->tls != NULL && sn_tls_upgrade(r->c, r->tls, NULL, SN_DEADLINE_DEFAULT) < 0) {
+        count(&s->tls_failures);
+    } else {
+        s->cfg.handler(r->c, s->cfg.user);
+        if (s->cfg.on_close != NULL)
+            s->cfg.on_close(r->c, sn_conn_error(r->c), s->cfg.user);
+    }
     set_current_conn(NULL);
 
     sn__mutex_lock(&s->mu);
@@ -283,14 +297,13 @@ static void serve(void *arg)
     s->running--;
     sn__cond_broadcast(&s->cond);
     sn__mutex_unlock(&s->mu);
-    sn_conn_free(r->c);
-    sn__free(r);
+    sconn_free(r);
 }
 
 /* ---- acceptors ------------------------------------------------------------------- */
 
 /* Hands an accepted socket to the pool, or refuses it. */
-static void admit(sn_server *s, sn_sock *sock)
+static void admit(sn_server *s, int li, sn_sock *sock)
 {
     count(&s->accepted);
     if (s->cfg.on_connect != NULL) {
@@ -314,6 +327,7 @@ static void admit(sn_server *s, sn_sock *sock)
     r->s = s;
     r->state = C_QUEUED;
     sn__mutex_lock(&s->mu);
+    r->tls = s->tls[li] != NULL ? sn_tls_ref(s->tls[li]) : NULL;
     conn_link(s, r);
     sn__mutex_unlock(&s->mu);
 
@@ -325,8 +339,7 @@ static void admit(sn_server *s, sn_sock *sock)
     sn__mutex_unlock(&s->mu);
     count(&s->refused);
     answer_overload(s, r->c);
-    sn_conn_free(r->c);
-    sn__free(r);
+    sconn_free(r);
 }
 
 /* ---- spare descriptors ----------------------------------------------------------- */
@@ -417,7 +430,7 @@ static int accept_batch(struct acceptor *a, int i)
         if (rc == SN_EAGAIN)
             return ACC_WAIT;
         if (rc == 0) {
-            admit(s, sock);
+            admit(s, i, sock);
             continue;
         }
         count(&s->accept_errors);
@@ -560,6 +573,13 @@ static int check_config(const sn_server_config *c)
         return SN_EINVAL;
     if (c->overload < SN_OVERLOAD_CLOSE || c->overload > SN_OVERLOAD_MESSAGE)
         return SN_EINVAL;
+    if (c->listener_tls != NULL && c->listeners == NULL)
+        return SN_EINVAL;
+    for (int i = 0; c->listener_tls != NULL && i < c->nlisteners; i++)
+        if (c->listener_tls[i] != NULL && sn_tls_role_of(c->listener_tls[i]) != SN_TLS_SERVER)
+            return SN_EINVAL;
+    if (c->tls != NULL && sn_tls_role_of(c->tls) != SN_TLS_SERVER)
+        return SN_EINVAL;
     if (c->conn.read_buffer != 0 && c->conn.read_buffer_max != 0 &&
         c->conn.read_buffer > c->conn.read_buffer_max)
         return SN_EINVAL;
@@ -584,6 +604,12 @@ static int copy_listeners(sn_server *s, const sn_server_config *c)
         if (host != NULL && (s->lcfg[i].host = sn__strdup(host)) == NULL)
             return SN_ENOMEM;
     }
+    if ((s->tls = sn__calloc((size_t)s->nl, sizeof *s->tls)) == NULL)
+        return SN_ENOMEM;
+    for (int i = 0; i < s->nl; i++) {
+        sn_tls *t = c->listener_tls != NULL ? c->listener_tls[i] : c->tls;
+        s->tls[i] = t != NULL ? sn_tls_ref(t) : NULL;
+    }
     return 0;
 }
 
@@ -591,6 +617,9 @@ static void free_config(sn_server *s)
 {
     for (int i = 0; s->lcfg != NULL && i < s->nl; i++)
         sn__free((char *)s->lcfg[i].host);
+    for (int i = 0; s->tls != NULL && i < s->nl; i++)
+        sn_tls_free(s->tls[i]);
+    sn__free(s->tls);
     sn__free(s->lcfg);
     sn__free(s->message);
 }
@@ -609,6 +638,8 @@ int sn_server_new(sn_server **out, const sn_server_config *cfg)
     s->cfg.host = NULL;
     s->cfg.listeners = NULL;
     s->cfg.overload_message = NULL;
+    s->cfg.tls = NULL;
+    s->cfg.listener_tls = NULL;
     if (s->cfg.acceptors == 0)
         s->cfg.acceptors = 1;
     if (s->cfg.stop_timeout_ms == 0)
@@ -993,6 +1024,29 @@ void sn_server_free(sn_server *s)
     sn__free(s);
 }
 
+int sn_server_set_tls(sn_server *s, int idx, sn_tls *tls)
+{
+    if (s == NULL || tls == NULL || idx < -1 || idx >= s->nl ||
+        sn_tls_role_of(tls) != SN_TLS_SERVER)
+        return SN_EINVAL;
+    int first = idx < 0 ? 0 : idx, last = idx < 0 ? s->nl - 1 : idx;
+    sn__mutex_lock(&s->mu);
+    for (int i = first; i <= last; i++)
+        if (s->tls[i] == NULL) {
+            sn__mutex_unlock(&s->mu);
+            return SN_EBADSTATE;
+        }
+    sn_tls *old[SN_SERVER_LISTENERS_MAX];
+    for (int i = first; i <= last; i++) {
+        old[i] = s->tls[i];
+        s->tls[i] = sn_tls_ref(tls);
+    }
+    sn__mutex_unlock(&s->mu);
+    for (int i = first; i <= last; i++)
+        sn_tls_free(old[i]);
+    return 0;
+}
+
 /* ---- getters --------------------------------------------------------------------- */
 
 int sn_server_local_addr(sn_server *s, int idx, sn_addr *out)
@@ -1047,4 +1101,5 @@ void sn_server_stats_get(sn_server *s, sn_server_stats *out)
     out->refused = atomic_load(&s->refused);
     out->rejected = atomic_load(&s->rejected);
     out->accept_errors = atomic_load(&s->accept_errors);
+    out->tls_failures = atomic_load(&s->tls_failures);
 }

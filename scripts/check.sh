@@ -5,6 +5,8 @@
 #      swapcontext here, so the portable switch is tested too)
 #   3. ThreadSanitizer                 (build-tsan/)
 #   4. valgrind memcheck on the unit tests
+#   4b. TLS interop with real peers: openssl s_client / s_server and
+#      gnutls-cli against the examples (tests/interop-tls.sh)
 #   5. make install into a scratch root, and a program built against it
 #      with `cc app.c $(pkg-config --cflags --libs socknet)`
 #   6. make distcheck                  (the tarball builds and passes too)
@@ -14,7 +16,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
-stages=${SN_CHECK_STAGES:-"default asan tsan valgrind install distcheck"}
+stages=${SN_CHECK_STAGES:-"default asan tsan valgrind interop install distcheck"}
 passed=0
 failed=0
 failed_names=""
@@ -92,6 +94,11 @@ stage_valgrind() {
         fi
     done
     return $rc
+}
+
+stage_interop() {
+    (cd "$top/build" && make -s -j"$jobs" >/dev/null) || return 1
+    "$top/tests/interop-tls.sh" "$top/build"
 }
 
 stage_install() {

@@ -13,7 +13,7 @@ build=${1:-$top/build}
 pkgs=(build-essential autoconf automake libtool pkg-config
       libwolfssl-dev zlib1g-dev libcunit1-dev)
 if [ $want_check = 1 ]; then
-    pkgs+=(valgrind procps iproute2 psmisc)
+    pkgs+=(valgrind procps iproute2 psmisc openssl gnutls-bin)
 fi
 
 missing=()

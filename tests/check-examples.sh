@@ -113,4 +113,31 @@ start_prog "$udp" --host ::1 --port 0 --workers 1
 stop_server INT
 "$udp" --workers 0 >/dev/null 2>&1 && fail "udp-echo --workers 0 accepted"
 "$udp" --port 65536 >/dev/null 2>&1 && fail "udp-echo --port 65536 accepted"
+# 5. TLS: echo-server with a certificate, echo-client with --tls; mutual TLS
+# with --tls-verify-peer; the negotiated protocol and cipher on stderr
+if command -v openssl >/dev/null; then
+    sh "${top_srcdir:-.}/tests/gen-pki.sh" "$tmp/pki" || fail "gen-pki.sh"
+    p=$tmp/pki
+    start_server --port 0 --tls-cert "$p/server-rsa.pem" --tls-key "$p/server-rsa.key"
+    "$cli" 127.0.0.1 "$port" --tls --tls-ca "$p/ca.pem" --sni localhost <"$tmp/in" >"$tmp/got" \
+        2>"$tmp/cerr" || fail "TLS echo-client failed: $(cat "$tmp/cerr")"
+    cmp -s "$tmp/in" "$tmp/got" || fail "TLS echo differs"
+    grep -q '^tls: TLSv1.3 TLS_' "$tmp/cerr" || fail "echo-client printed '$(cat "$tmp/cerr")'"
+    "$cli" 127.0.0.1 "$port" --tls --tls-ca "$p/ca2.pem" --sni localhost </dev/null \
+        >/dev/null 2>&1 && fail "an untrusted server was accepted"
+    stop_server TERM
+    start_server --port 0 --fibers off --tls-cert "$p/server-ec.pem" --tls-key "$p/server-ec.key" \
+        --tls-ca "$p/ca.pem" --tls-verify-peer
+    "$cli" localhost "$port" --tls --tls-ca "$p/ca.pem" --tls-cert "$p/client-rsa.pem" \
+        --tls-key "$p/client-rsa.key" <"$tmp/long" >"$tmp/got" 2>"$tmp/cerr" ||
+        fail "mutual TLS echo-client failed: $(cat "$tmp/cerr")"
+    cmp -s "$tmp/long" "$tmp/got" || fail "mutual TLS echo differs"
+    "$cli" localhost "$port" --tls --tls-ca "$p/ca.pem" <"$tmp/in" >/dev/null 2>&1 &&
+        fail "a client without a certificate was served"
+    stop_server INT
+    "$srv" --tls-cert "$p/server-rsa.pem" >/dev/null 2>&1 && fail "--tls-cert without --tls-key accepted"
+    "$cli" 127.0.0.1 1 --alpn h2 >/dev/null 2>&1 && fail "--alpn without --tls accepted"
+else
+    echo "note: no openssl: the TLS examples were not run" >&2
+fi
 echo "ok: examples keep their contract"

@@ -41,6 +41,14 @@ void sn_test_sleep_ms(int ms);
 /* Descriptors open in this process (for leak checks: compare two counts). */
 int sn_test_open_fds(void);
 
+/* Polls cond every 2 ms until it holds or ms milliseconds have passed. */
+#define WAIT_UNTIL(cond, ms)                                                                       \
+    do {                                                                                           \
+        int64_t wait_dl_ = sn_now_ms() + (ms);                                                     \
+        while (!(cond) && sn_now_ms() < wait_dl_)                                                  \
+            sn_test_sleep_ms(2);                                                                   \
+    } while (0)
+
 /* CU_ASSERT_EQUAL that prints both values as SN_E* names on failure. */
 #define SN_ASSERT_RC(expr, want)                                                                   \
     do {                                                                                           \

@@ -19,13 +19,6 @@
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-#define WAIT_UNTIL(cond, ms)                                                                       \
-    do {                                                                                           \
-        int64_t wait_dl_ = sn_now_ms() + (ms);                                                     \
-        while (!(cond) && sn_now_ms() < wait_dl_)                                                  \
-            sn_test_sleep_ms(2);                                                                   \
-    } while (0)
-
 static int fds_at_start;
 static long allocs_at_start;
 

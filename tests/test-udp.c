@@ -20,13 +20,6 @@
 #include <unistd.h>
 #include "sn_test.h"
 
-#define WAIT_UNTIL(cond, ms)                                                                       \
-    do {                                                                                           \
-        int64_t wait_dl_ = sn_now_ms() + (ms);                                                     \
-        while (!(cond) && sn_now_ms() < wait_dl_)                                                  \
-            sn_test_sleep_ms(2);                                                                   \
-    } while (0)
-
 static int fds_at_start;
 static long allocs_at_start;
 

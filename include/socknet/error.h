@@ -75,6 +75,19 @@ extern "C" {
     XX(ERESOLVE, -1103, "name resolution failed")                                                  \
     XX(EBADSTATE, -1104, "socket is in the wrong state for this call")                             \
     XX(ETRUNCATED, -1105, "datagram larger than the buffer (truncated)")                           \
+    XX(ETLS, -1200, "TLS error")                                                                   \
+    XX(ETLS_HANDSHAKE, -1201, "TLS handshake failed")                                              \
+    XX(ETLS_VERIFY, -1202, "TLS certificate verification failed")                                  \
+    XX(ETLS_HOSTNAME, -1203, "TLS certificate does not match the host name")                       \
+    XX(ETLS_NO_CERT, -1204, "TLS peer sent no certificate")                                        \
+    XX(ETLS_VERSION, -1205, "no TLS protocol version in common")                                   \
+    XX(ETLS_CIPHER, -1206, "no TLS cipher suite in common")                                        \
+    XX(ETLS_ALPN, -1207, "no ALPN protocol in common")                                             \
+    XX(ETLS_ALERT, -1208, "TLS peer sent a fatal alert")                                           \
+    XX(ETLS_CERT, -1209, "TLS certificate or key cannot be loaded")                                \
+    XX(ETLS_CONFIG, -1210, "invalid TLS configuration")                                            \
+    XX(ETLS_UNAVAILABLE, -1211, "not available from this TLS library")                             \
+    XX(ENOTLS, -1212, "not a TLS connection")                                                      \
     XX(EHTTP_BAD, -1300, "malformed HTTP request")                                                 \
     XX(EHTTP_URI_TOO_LONG, -1301, "HTTP request line too long")                                    \
     XX(EHTTP_HEAD_TOO_BIG, -1302, "HTTP header section too large")                                 \

@@ -47,6 +47,7 @@
 #include "socknet/chan.h"
 #include "socknet/common.h"
 #include "socknet/sock.h"
+#include "socknet/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -76,6 +77,18 @@ typedef struct sn_server_config {
     int nlisteners;
     sn_sock_options sockopt; /* for the single host/port listener and its
                                 connections (per-listener otherwise) */
+
+    /* TLS (socknet/tls.h): a server context (SN_TLS_SERVER) for every
+     * listener, or with `listeners`, listener_tls[i] for listener i (NULL
+     * entries serve plain TCP). NULL = plain TCP. The server keeps its own
+     * references. The handshake runs on the worker (the fiber, in fiber
+     * mode) before the handler, within the context's handshake timeout,
+     * never on an acceptor; a stop wakes it like a read. A failed handshake
+     * closes the connection without calling the handler or on_close, and
+     * counts in stats.tls_failures. sn_server_set_tls swaps contexts while
+     * the server runs (new certificates without dropping connections). */
+    sn_tls *tls;
+    sn_tls *const *listener_tls;
 
     sn_handler handler; /* required */
     void *user;         /* passed to the handler and every event */
@@ -193,6 +206,7 @@ typedef struct sn_server_stats {
     uint64_t accept_errors;   /* failed accepts (EMFILE, ...) */
     uint64_t thread_failures; /* worker threads the system refused (the
                                  connection then waited in the queue) */
+    uint64_t tls_failures;    /* TLS handshakes that failed or timed out */
     uint64_t closed;          /* connections served and closed (not those
                                  closed unserved by a stop) */
     uint64_t bytes_read;      /* by every connection, closed or active */
@@ -200,6 +214,14 @@ typedef struct sn_server_stats {
 } sn_server_stats;
 
 SN_API void sn_server_stats_get(sn_server *s, sn_server_stats *out);
+
+/* Replaces the TLS context of listener idx (-1: every listener) while the
+ * server runs, e.g. with renewed certificates: connections accepted from
+ * now on use tls, those already accepted keep the context they started
+ * with. Safe from any thread. A listener that serves plain TCP stays so.
+ * Returns 0, SN_EINVAL (bad idx, NULL s or tls, a client context),
+ * SN_EBADSTATE (a listener of idx serves plain TCP). */
+SN_API int sn_server_set_tls(sn_server *s, int idx, sn_tls *tls);
 
 /* Stops (with stop_timeout_ms) if running, and releases everything.
  * NULL is a no-op. Not from a handler. */

@@ -1,0 +1,253 @@
+/*
+ * socknet/tls.h: TLS over wolfSSL: contexts, TLS connections, introspection.
+ *
+ * An sn_tls is a TLS context: a role (server or client), certificates,
+ * trust, verification, versions, ciphers, ALPN and the rest, checked and
+ * built once by sn_tls_new and immutable afterwards. Many connections (and
+ * a server's listeners) share one. TLS is a transport under the same
+ * buffered channels (socknet/chan.h): once a connection is TLS, every
+ * sn_read / sn_write / sn_flush / sn_shutdown_write and every deadline
+ * work as on plain TCP.
+ *
+ *     sn_tls_config tc = { .role = SN_TLS_CLIENT,
+ *                          .ca = &(sn_tls_source){ .file = "ca.pem" }, .nca = 1 };
+ *     sn_tls *tls;
+ *     int rc = sn_tls_new(&tls, &tc);
+ *     sn_conn *c;
+ *     if (rc == 0) rc = sn_tls_connect(&c, tls, "example.net", 443, NULL, NULL, 0);
+ *     sn_tls_free(tls); // the connection keeps its own reference
+ *
+ * Defaults are the safe ones: TLS 1.2 and 1.3 only (1.0 and 1.1 are always
+ * refused), clients verify the server's chain against the system's CAs and
+ * check the host name; servers ask for no client certificate unless told.
+ *
+ * Errors: a handshake failure returns one of the SN_ETLS_* codes (see
+ * socknet/error.h), and sn_tls_reason() tells the details (wolfSSL's text,
+ * the certificate verification error, the alert the peer sent).
+ *
+ * Thread safety: an sn_tls may be used by any number of threads once made
+ * (it is reference counted: sn_tls_ref / sn_tls_free). The calls on a
+ * connection follow socknet/chan.h (one reader and one writer thread;
+ * the wolfSSL session is locked around each record operation, so the
+ * reader and writer may run at once); the getters belong to either.
+ * Ownership: sn_tls_new gives the caller one reference; every TLS
+ * connection and server holds its own. Strings and certificates the getters
+ * return belong to the connection and live until it is freed.
+ */
+#ifndef SOCKNET_TLS_H
+#define SOCKNET_TLS_H
+
+#include "socknet/chan.h"
+#include "socknet/common.h"
+#include "socknet/sock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_tls sn_tls;
+
+typedef enum sn_tls_role { SN_TLS_SERVER = 1, SN_TLS_CLIENT = 2 } sn_tls_role;
+
+/* Peer verification (OpenHarmony's two-way authentication for servers). */
+typedef enum sn_tls_verify {
+    SN_TLS_VERIFY_DEFAULT = 0,  /* servers: NONE; clients: REQUIRED */
+    SN_TLS_VERIFY_NONE = 1,     /* servers: ask no certificate; clients: accept
+                                   any server (no chain or host name check:
+                                   an explicit, unsafe opt-out) */
+    SN_TLS_VERIFY_OPTIONAL = 2, /* servers: ask for one, verify it if sent */
+    SN_TLS_VERIFY_REQUIRED = 3, /* a verified certificate or the handshake fails */
+} sn_tls_verify;
+
+/* Protocol versions, as on the wire. */
+#define SN_TLS_1_2 0x0303
+#define SN_TLS_1_3 0x0304
+
+/* Where a certificate, key or CA comes from: a file, or memory (data, len).
+ * PEM or DER is recognized from the content. */
+typedef struct sn_tls_source {
+    const char *file;
+    const void *data;
+    size_t len;
+} sn_tls_source;
+
+/* A certificate chain (leaf first) and its private key. */
+typedef struct sn_tls_cert {
+    sn_tls_source chain;
+    sn_tls_source key;
+    const char *password; /* for an encrypted PEM key; NULL = not encrypted */
+    const char *name;     /* in sni_certs: the server name it serves, exact
+                             ("www.example.net") or a "*." wildcard of one
+                             label; case-insensitive */
+} sn_tls_cert;
+
+typedef struct sn_tls_config {
+    int role; /* sn_tls_role; required */
+
+    /* Own certificate: required for servers; for clients, sent when the
+     * server asks (mutual TLS). */
+    sn_tls_cert cert;
+    /* Servers: other certificates, chosen by the name the client sends
+     * (SNI); a client sending no name or an unlisted one gets `cert`. */
+    const sn_tls_cert *sni_certs;
+    int nsni_certs;
+
+    /* Trust: CA certificates (files or memory, each PEM with any number of
+     * certificates, or one DER) and a directory of PEM files. */
+    const sn_tls_source *ca;
+    int nca;
+    const char *ca_dir;
+    int system_ca; /* the system's CAs: SN_ON / SN_OFF; default on for
+                      clients given no ca or ca_dir, else off */
+
+    int verify;          /* sn_tls_verify */
+    int verify_depth;    /* intermediates allowed; 0 = 9 */
+    int verify_hostname; /* clients: check the certificate against the name
+                            given to sn_tls_connect / sn_tls_upgrade;
+                            default SN_ON; SN_OFF is the explicit opt-out
+                            (OpenHarmony's skipRemoteValidation) */
+
+    int min_version; /* SN_TLS_1_2 (default) or SN_TLS_1_3 */
+    int max_version; /* SN_TLS_1_2 or SN_TLS_1_3 (default) */
+
+    /* Lists, ':'-separated; NULL = wolfSSL's defaults. A list naming
+     * nothing this wolfSSL can use is an error of sn_tls_new
+     * (SN_ETLS_CONFIG), never a silent fallback. */
+    const char *ciphers_tls12; /* OpenSSL names: "ECDHE-RSA-AES128-GCM-SHA256" */
+    const char *ciphers_tls13; /* IANA names: "TLS_AES_256_GCM_SHA384" */
+    const char *sigalgs;       /* "RSA-PSS+SHA256:ECDSA+SHA256:RSA+SHA256" */
+    const char *groups;        /* "X25519:P-256:P-384" */
+    int prefer_server_ciphers; /* servers: SN_ON (default) the server's order;
+                                  SN_OFF the client's (OpenHarmony's
+                                  useRemoteCipherPrefer) */
+
+    /* ALPN, ','-separated by preference ("h2,http/1.1"). Clients offer it;
+     * servers pick the first of theirs that the client offers. */
+    const char *alpn;
+    int alpn_required; /* SN_ON (default): no protocol in common fails the
+                          handshake (SN_ETLS_ALPN); SN_OFF: go on without */
+
+    int tickets;              /* session resumption by tickets; SN_ON (default) */
+    int handshake_timeout_ms; /* ms; 0 = 10000; SN_TIMEOUT_NEVER */
+    int handshakes_max;       /* servers: handshakes at once over all the
+                                 connections of this context; more wait
+                                 (within their handshake deadline) for a
+                                 turn; 0 = no limit */
+} sn_tls_config;
+
+/* Builds a context: loads and checks every certificate, key and list.
+ * Returns 0, SN_EINVAL (NULL arguments, bad role, switch, version or
+ * count), SN_ETLS_CERT (a certificate, key or CA that cannot be read or
+ * parsed, a wrong password, a key that does not match its certificate;
+ * sn_tls_config_error may not say more), SN_ETLS_CONFIG (a list selecting
+ * nothing usable, a server without a certificate, min above max),
+ * SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. */
+SN_API int sn_tls_new(sn_tls **out, const sn_tls_config *cfg);
+
+/* Takes one more reference (returns t). */
+SN_API sn_tls *sn_tls_ref(sn_tls *t);
+
+/* Drops a reference; the last one frees the context. NULL is a no-op. */
+SN_API void sn_tls_free(sn_tls *t);
+
+/* The role the context was made with. */
+SN_API int sn_tls_role_of(const sn_tls *t);
+
+/* ---- TLS connections --------------------------------------------------- */
+
+/* Connects over TCP (as sn_conn_connect) and performs the client handshake,
+ * all within dl (SN_DEADLINE_DEFAULT: the connect timeout, then the
+ * handshake timeout). host is sent as the server name (SNI, unless it is a
+ * numeric address) and is the name the certificate must match. Returns 0
+ * (*out is a TLS connection), the errors of sn_conn_connect, or those of
+ * sn_tls_upgrade (the connection is then freed). */
+SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
+                          const sn_sock_options *opt, const sn_conn_config *cfg, sn_deadline dl);
+
+/*
+ * Turns a connected plain connection into TLS (STARTTLS, Ktor's tls()):
+ * performs the handshake in the role of tls and, on success, every later
+ * read and write goes through TLS. Whatever is still in c's write buffer is
+ * flushed first as plain text; bytes already in its read buffer are an
+ * error (SN_EBADSTATE: the peer spoke TLS before the upgrade was agreed).
+ * name: clients, the server name to send and to verify (NULL: no SNI and,
+ * with hostname verification on, SN_EINVAL); servers: ignored.
+ * dl: SN_DEADLINE_DEFAULT = the context's handshake timeout.
+ * Returns 0, SN_ETIMEDOUT, SN_ETLS_HANDSHAKE, SN_ETLS_VERIFY,
+ * SN_ETLS_HOSTNAME, SN_ETLS_NO_CERT, SN_ETLS_VERSION, SN_ETLS_CIPHER,
+ * SN_ETLS_ALPN, SN_ETLS_ALERT, SN_EOF / SN_ECONNRESET (the peer left),
+ * SN_EBADSTATE (already TLS, or unread bytes), SN_EINVAL, SN_ENOMEM. On
+ * failure the connection is unusable (its errors are sticky) and should be
+ * freed; sn_tls_reason tells more.
+ */
+SN_API int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl);
+
+/* Whether c runs over TLS (1) or not (0). */
+SN_API int sn_conn_is_tls(const sn_conn *c);
+
+/* The detailed reason of the last TLS failure on c (wolfSSL's message, the
+ * verification error, the peer's alert), or "" if none. */
+SN_API const char *sn_tls_reason(const sn_conn *c);
+
+/* ---- introspection: after a successful handshake ------------------------
+ * Each returns SN_ENOTLS for a connection that is not TLS. */
+
+typedef struct sn_tls_info {
+    int version;                /* SN_TLS_1_2 / SN_TLS_1_3 */
+    const char *version_name;   /* "TLSv1.3" */
+    const char *cipher;         /* IANA: "TLS_AES_128_GCM_SHA256" */
+    const char *cipher_openssl; /* OpenSSL style: "TLS_AES_128_GCM_SHA256",
+                                   "ECDHE-RSA-AES128-GCM-SHA256" */
+    const char *alpn;           /* the protocol chosen, or NULL */
+    const char *server_name;    /* client: sent; server: received; or NULL */
+    int resumed;                /* 1 when the session was resumed */
+    int peer_verified;          /* 1: the peer's certificate was verified;
+                                   0: none was asked, sent or checked */
+    long verify_result;         /* X.509 code: 0 (ok) or the error */
+    const char *verify_reason;  /* its text ("ok" for 0) */
+    const char *sigalgs;        /* the configured list, or NULL (defaults) */
+    const char *sig_hash;       /* the hash of this handshake's signatures
+                                   ("SHA256"), as wolfSSL reports it, or
+                                   NULL when it cannot tell */
+} sn_tls_info;
+
+/* Fills *out. Returns 0, SN_ENOTLS, SN_EBADSTATE (no handshake done). */
+SN_API int sn_tls_info_get(sn_conn *c, sn_tls_info *out);
+
+/* The signature scheme (not just its hash) used in the handshake, and the
+ * peer's list of signature algorithms: wolfSSL 5.5 exposes neither. Both
+ * return SN_ETLS_UNAVAILABLE (SN_ENOTLS on plain TCP). */
+SN_API int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap);
+SN_API int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap);
+
+/* One certificate, as the getters below return it. */
+typedef struct sn_tls_x509 {
+    const uint8_t *der; /* the DER encoding (owned by the connection) */
+    size_t der_len;
+    char subject[256]; /* one line: "/C=FR/O=Example/CN=www.example.net" */
+    char issuer[256];
+    char serial[80];      /* hex, colon-separated */
+    int64_t not_before;   /* Unix time, s */
+    int64_t not_after;    /* Unix time, s */
+    char san[512];        /* subject alternative DNS names, ','-separated
+                             (truncated at a name boundary if longer) */
+} sn_tls_x509;
+
+/* The peer's certificate chain as it sent it: idx 0 is its own, 1.. the
+ * intermediates. Returns the number of certificates in the chain (> idx),
+ * SN_ENOENT (no certificate, or idx past the end), SN_ENOTLS,
+ * SN_EBADSTATE, SN_EINVAL. */
+SN_API int sn_tls_peer_cert(sn_conn *c, int idx, sn_tls_x509 *out);
+
+/* The certificate this side sent (or would send). Returns 0, SN_ENOENT
+ * (none), SN_ENOTLS, SN_EINVAL. */
+SN_API int sn_tls_local_cert(sn_conn *c, sn_tls_x509 *out);
+
+/* PEM of a certificate's DER into buf (cap bytes, NUL-terminated). Returns
+ * the length without the NUL, SN_ERANGE (too small), SN_EINVAL. */
+SN_API ssize_t sn_tls_x509_pem(const sn_tls_x509 *x, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

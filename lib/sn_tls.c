@@ -1,0 +1,1337 @@
+/*
+ * sn_tls.c: TLS contexts over wolfSSL, the TLS transport under the
+ * channels, the handshake with its deadline, and introspection.
+ *
+ * A context (struct sn_tls) wraps a WOLFSSL_CTX built once from the
+ * configuration and never changed afterwards, plus one WOLFSSL_CTX per SNI
+ * certificate (the servername callback moves a session onto one of them).
+ * The only mutable parts are the count of handshakes in progress (an
+ * atomic) and the clients' session cache (under cache_mu).
+ *
+ * The transport: wolfSSL reads and writes the descriptor through our I/O
+ * callbacks, which use MSG_DONTWAIT and never wait; a call that would wait
+ * comes back as SN_EAGAIN with the poll events wanted, and the channel (or
+ * the handshake loop here) waits with sn__wait_fd, which parks the fiber in
+ * fiber mode. A wolfSSL session cannot be read and written by two threads
+ * at once, so every call into it takes the transport's mutex; none of them
+ * waits, so the lock is held for the time of one record at most.
+ *
+ * Locks: tt->mu (a session) and t->cache_mu (a context's session cache) are
+ * never nested.
+ */
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include "sn_int.h"
+
+#define SN_TLS_HANDSHAKE_DEFAULT 10000 /* ms */
+#define SN_TLS_DEPTH_DEFAULT 9
+#define SN_TLS_FILE_MAX (16 << 20) /* bytes of a certificate or key file */
+#define SN_TLS_CACHE 16            /* client sessions kept per context */
+#define SN_TLS_SCRATCH 16384       /* gathers small iovecs into one record */
+#define SN_TLS_TURN_MS 2           /* poll step while waiting for a handshake turn */
+#define SN_TLS_INBUF 17408         /* read-ahead: a whole record and its header */
+
+struct sni_entry {
+    char *name;
+    WOLFSSL_CTX *ctx;
+};
+
+struct cached {
+    char *name;
+    WOLFSSL_SESSION *sess;
+};
+
+struct sn_tls {
+    atomic_int refs;
+    int role;
+    WOLFSSL_CTX *ctx;
+    struct sni_entry *sni;
+    int nsni;
+    int verify;
+    bool verify_hostname;
+    char *alpn;          /* ','-separated, as wolfSSL_UseALPN takes it */
+    uint8_t *alpn_wire;  /* servers: the same in wire format (length-prefixed) */
+    size_t alpn_wire_len;
+    bool alpn_required;
+    bool tickets;
+    int handshake_ms; /* -1 never */
+    int handshakes_max;
+    atomic_int handshakes;
+    char *sigalgs;
+    pthread_mutex_t cache_mu;
+    struct cached cache[SN_TLS_CACHE];
+    int cache_next;
+};
+
+typedef struct tls_transport {
+    sn_transport base; /* first: the channel sees this */
+    sn_tls *tls;
+    WOLFSSL *ssl;
+    pthread_mutex_t mu;
+    int sys_err;       /* -errno of the last failed socket call, or 0 */
+    bool done;         /* the handshake completed */
+    bool failed;       /* a fatal error: send nothing more */
+    bool notified;     /* close_notify sent */
+    bool alpn_offered; /* servers: the client sent ALPN */
+    char *name;        /* clients: the server name sent */
+    char *scratch;
+    /* read-ahead: one recv takes what the socket has (wolfSSL asks for a
+     * record header, then its body); `more` says the last recv filled the
+     * buffer, so the socket may hold more (the channel must not wait) */
+    uint8_t *in;
+    size_t in_pos, in_len;
+    bool more;
+    char reason[256];
+} tls_transport;
+
+static const sn_transport_vtable tls_vtable;
+
+/* ---- wolfSSL, once -------------------------------------------------------- */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc;
+
+static void init_wolfssl(void)
+{
+    init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : SN_ETLS;
+}
+
+/* ---- loading certificates and keys ----------------------------------------- */
+
+struct blob {
+    uint8_t *p; /* owned when `own` */
+    size_t len;
+    bool own;
+    int format; /* WOLFSSL_FILETYPE_PEM / _ASN1 */
+};
+
+static int read_file(const char *path, struct blob *b)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -errno;
+    int rc = 0;
+    size_t cap = 4096, len = 0;
+    uint8_t *p = sn__malloc(cap);
+    while (p != NULL) {
+        size_t n = fread(p + len, 1, cap - len, f);
+        len += n;
+        if (len < cap)
+            break;
+        if (cap >= SN_TLS_FILE_MAX) {
+            rc = SN_ETLS_CERT;
+            break;
+        }
+        uint8_t *q = sn__realloc(p, cap * 2);
+        if (q == NULL) {
+            sn__free(p);
+            p = NULL;
+            break;
+        }
+        p = q;
+        cap *= 2;
+    }
+    if (p == NULL)
+        rc = SN_ENOMEM;
+    else if (ferror(f))
+        rc = SN_EIO;
+    fclose(f);
+    if (rc < 0) {
+        sn__free(p);
+        return rc;
+    }
+    *b = (struct blob){.p = p, .len = len, .own = true};
+    return 0;
+}
+
+static bool is_pem(const uint8_t *p, size_t len)
+{
+    static const char tag[] = "-----BEGIN";
+    for (size_t i = 0; i + sizeof tag - 1 <= len && i < 4096; i++)
+        if (memcmp(p + i, tag, sizeof tag - 1) == 0)
+            return true;
+    return false;
+}
+
+static bool source_set(const sn_tls_source *s)
+{
+    return s->file != NULL || s->data != NULL;
+}
+
+/* Reads a source (file or memory) and tells PEM from DER. */
+static int blob_load(const sn_tls_source *s, struct blob *b)
+{
+    int rc;
+    if (s->file != NULL && s->data != NULL)
+        return SN_EINVAL;
+    if (s->file != NULL) {
+        if ((rc = read_file(s->file, b)) < 0)
+            return rc;
+    } else {
+        if (s->data == NULL || s->len == 0)
+            return SN_EINVAL;
+        *b = (struct blob){.p = (uint8_t *)s->data, .len = s->len};
+    }
+    b->format = is_pem(b->p, b->len) ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
+    return 0;
+}
+
+static void blob_free(struct blob *b)
+{
+    if (b->own)
+        sn__free(b->p);
+}
+
+static int password_cb(char *buf, int size, int rw, void *user)
+{
+    (void)rw;
+    const char *pw = user;
+    int n = pw != NULL ? (int)strlen(pw) : 0;
+    if (n >= size)
+        return -1;
+    memcpy(buf, pw, (size_t)n);
+    return n;
+}
+
+static int load_cert(WOLFSSL_CTX *ctx, const sn_tls_cert *cert)
+{
+    struct blob chain, key;
+    int rc = blob_load(&cert->chain, &chain);
+    if (rc < 0)
+        return rc;
+    if ((rc = blob_load(&cert->key, &key)) < 0) {
+        blob_free(&chain);
+        return rc;
+    }
+    wolfSSL_CTX_set_default_passwd_cb(ctx, password_cb);
+    wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cert->password);
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, chain.p, (long)chain.len,
+                                                         chain.format) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(ctx, key.p, (long)key.len, key.format) !=
+            WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
+        rc = SN_ETLS_CERT;
+    wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    blob_free(&chain);
+    blob_free(&key);
+    return rc;
+}
+
+static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
+{
+    for (int i = 0; i < cfg->nca; i++) {
+        struct blob b;
+        int rc = blob_load(&cfg->ca[i], &b);
+        if (rc < 0)
+            return rc;
+        rc = wolfSSL_CTX_load_verify_buffer(ctx, b.p, (long)b.len, b.format);
+        blob_free(&b);
+        if (rc != WOLFSSL_SUCCESS)
+            return SN_ETLS_CERT;
+    }
+    if (cfg->ca_dir != NULL &&
+        wolfSSL_CTX_load_verify_locations(ctx, NULL, cfg->ca_dir) != WOLFSSL_SUCCESS)
+        return SN_ETLS_CERT;
+    bool implicit = cfg->role == SN_TLS_CLIENT && cfg->nca == 0 && cfg->ca_dir == NULL;
+    if (cfg->system_ca == SN_ON || (cfg->system_ca == 0 && implicit)) {
+        /* with no system store, the default leaves verification to fail */
+        if (wolfSSL_CTX_load_system_CA_certs(ctx) != WOLFSSL_SUCCESS && cfg->system_ca == SN_ON)
+            return SN_ETLS_CERT;
+    }
+    return 0;
+}
+
+/* ---- cipher lists -------------------------------------------------------------- */
+
+/* The defaults: AEAD suites with forward secrecy only. (wolfSSL's own
+ * default list, as Debian builds it, also offers RC4, 3DES, NULL and
+ * anonymous suites.) */
+#define SN_TLS13_DEFAULT "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256"
+#define SN_TLS12_DEFAULT                                                                           \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
+
+/* The suites a session of ctx would offer: TLS 1.3 ones and the others. */
+static int count_suites(WOLFSSL_CTX *ctx, int *n13, int *n12)
+{
+    WOLFSSL *ssl = wolfSSL_new(ctx);
+    if (ssl == NULL)
+        return SN_ENOMEM;
+    *n13 = *n12 = 0;
+    WOLF_STACK_OF(WOLFSSL_CIPHER) *sk = wolfSSL_get_ciphers_compat(ssl); /* the session's */
+    int n = sk != NULL ? wolfSSL_sk_SSL_CIPHER_num(sk) : 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = wolfSSL_CIPHER_get_name(wolfSSL_sk_SSL_CIPHER_value(sk, i));
+        if (name != NULL)
+            (*(strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0 ? n13 : n12))++;
+    }
+    wolfSSL_free(ssl);
+    return 0;
+}
+
+/* Every name of the list must be a suite of its version (TLS 1.3 or not):
+ * a typo or a suite in the wrong list is an error, not silently dropped. */
+static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
+{
+    char name[128];
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n == 0 || n >= sizeof name)
+            return SN_ETLS_CONFIG;
+        memcpy(name, p, n);
+        name[n] = '\0';
+        p += n + (p[n] == ':');
+        int n13, n12, rc;
+        if (wolfSSL_CTX_set_cipher_list(ctx, name) != WOLFSSL_SUCCESS)
+            return SN_ETLS_CONFIG;
+        if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+            return rc;
+        if ((v13 ? n13 : n12) == 0)
+            return SN_ETLS_CONFIG;
+    }
+    return *list ? 0 : SN_ETLS_CONFIG;
+}
+
+/* Sets the suites of both versions (the defaults where a list is NULL),
+ * only those of versions in [minv, maxv]. */
+static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int maxv)
+{
+    bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
+    const char *l13 = cfg->ciphers_tls13 != NULL ? cfg->ciphers_tls13 : SN_TLS13_DEFAULT;
+    const char *l12 = cfg->ciphers_tls12 != NULL ? cfg->ciphers_tls12 : SN_TLS12_DEFAULT;
+    int rc, n13, n12;
+    if (cfg->ciphers_tls13 != NULL && want13 && (rc = check_list(ctx, l13, true)) < 0)
+        return rc;
+    if (cfg->ciphers_tls12 != NULL && want12 && (rc = check_list(ctx, l12, false)) < 0)
+        return rc;
+    char all[4096];
+    int len = snprintf(all, sizeof all, "%s%s%s", want13 ? l13 : "", want13 && want12 ? ":" : "",
+                       want12 ? l12 : "");
+    if (len < 0 || (size_t)len >= sizeof all)
+        return SN_ETLS_CONFIG;
+    if (wolfSSL_CTX_set_cipher_list(ctx, all) != WOLFSSL_SUCCESS)
+        return SN_ETLS_CONFIG;
+    if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+        return rc;
+    if ((want13 && n13 == 0) || (want12 && n12 == 0))
+        return SN_ETLS_CONFIG;
+    return 0;
+}
+
+/* ---- key-exchange groups ------------------------------------------------------- */
+
+/* wolfSSL 5.5's wolfSSL_CTX_set1_groups_list knows no X25519: the names
+ * are mapped here and set with wolfSSL_CTX_set_groups. */
+static int group_id(const char *name, size_t n)
+{
+    static const struct {
+        const char *name;
+        int id;
+    } map[] = {
+        {"P-256", WOLFSSL_ECC_SECP256R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
+        {"prime256v1", WOLFSSL_ECC_SECP256R1}, {"P-384", WOLFSSL_ECC_SECP384R1},
+        {"secp384r1", WOLFSSL_ECC_SECP384R1}, {"P-521", WOLFSSL_ECC_SECP521R1},
+        {"secp521r1", WOLFSSL_ECC_SECP521R1}, {"X25519", WOLFSSL_ECC_X25519},
+        {"X448", WOLFSSL_ECC_X448}, {"ffdhe2048", WOLFSSL_FFDHE_2048},
+        {"ffdhe3072", WOLFSSL_FFDHE_3072},
+    };
+    for (size_t i = 0; i < SN_ARRAY_SIZE(map); i++)
+        if (strlen(map[i].name) == n && strncasecmp(map[i].name, name, n) == 0)
+            return map[i].id;
+    return -1;
+}
+
+static int set_groups(WOLFSSL_CTX *ctx, const char *list)
+{
+    int ids[16], n = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ":");
+        int id = group_id(p, len);
+        if (id < 0 || n == (int)SN_ARRAY_SIZE(ids))
+            return SN_ETLS_CONFIG;
+        ids[n++] = id;
+        p += len + (p[len] == ':');
+    }
+    if (n == 0 || wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS)
+        return SN_ETLS_CONFIG;
+    return 0;
+}
+
+/* ---- callbacks: I/O, ALPN, SNI ------------------------------------------------ */
+
+/* wolfSSL's reads come from the read-ahead buffer, refilled by one recv
+ * of what the socket holds. A WANT_READ thus always means the socket said
+ * EAGAIN, which is what an edge-triggered wait (fiber mode) needs. */
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+    (void)ssl;
+    tls_transport *tt = arg;
+    while (tt->in_pos == tt->in_len) {
+        ssize_t n = recv(tt->base.fd, tt->in, SN_TLS_INBUF, MSG_DONTWAIT);
+        if (n > 0) {
+            tt->in_pos = 0;
+            tt->in_len = (size_t)n;
+            tt->more = n == SN_TLS_INBUF;
+            break;
+        }
+        tt->more = false;
+        if (n == 0)
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return WOLFSSL_CBIO_ERR_WANT_READ;
+        tt->sys_err = -errno;
+        return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+    }
+    size_t k = SN_MIN((size_t)sz, tt->in_len - tt->in_pos);
+    memcpy(buf, tt->in + tt->in_pos, k);
+    tt->in_pos += k;
+    return (int)k;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+    (void)ssl;
+    tls_transport *tt = arg;
+    for (;;) {
+        ssize_t n = send(tt->base.fd, buf, (size_t)sz, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0)
+            return (int)n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return WOLFSSL_CBIO_ERR_WANT_WRITE;
+        tt->sys_err = -errno;
+        if (errno == EPIPE)
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+/* Servers: the first of our protocols that the client offers. When none
+ * is, wolfSSL goes on to the list set by wolfSSL_UseALPN, which then fails
+ * the handshake (or not) per alpn_required. */
+static int alpn_select(WOLFSSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    sn_tls *t = arg;
+    tls_transport *tt = wolfSSL_GetIOReadCtx(ssl);
+    if (tt != NULL)
+        tt->alpn_offered = true;
+    for (size_t i = 0; i < t->alpn_wire_len; i += 1 + t->alpn_wire[i]) {
+        const uint8_t *mine = t->alpn_wire + i;
+        for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+            if (j + 1u + in[j] > inlen)
+                break;
+            if (in[j] == mine[0] && memcmp(in + j + 1, mine + 1, mine[0]) == 0) {
+                *out = in + j + 1;
+                *outlen = in[j];
+                return 0; /* SSL_TLSEXT_ERR_OK */
+            }
+        }
+    }
+    return 3; /* SSL_TLSEXT_ERR_NOACK */
+}
+
+static bool name_matches(const char *pattern, const char *name)
+{
+    if (strncmp(pattern, "*.", 2) == 0) {
+        const char *dot = strchr(name, '.');
+        return dot != NULL && dot != name && strcasecmp(dot + 1, pattern + 2) == 0;
+    }
+    return strcasecmp(pattern, name) == 0;
+}
+
+static int sni_select(WOLFSSL *ssl, int *ad, void *arg)
+{
+    (void)ad;
+    sn_tls *t = arg;
+    const char *name = wolfSSL_get_servername(ssl, WOLFSSL_SNI_HOST_NAME);
+    for (int i = 0; name != NULL && i < t->nsni; i++)
+        if (name_matches(t->sni[i].name, name)) {
+            wolfSSL_set_SSL_CTX(ssl, t->sni[i].ctx);
+            break;
+        }
+    return 0; /* SSL_TLSEXT_ERR_OK: an unknown name gets the default */
+}
+
+/* ---- contexts ------------------------------------------------------------------- */
+
+static WOLFSSL_METHOD *method_for(int role, int minv, int maxv)
+{
+    bool server = role == SN_TLS_SERVER;
+    if (maxv == SN_TLS_1_2)
+        return server ? wolfTLSv1_2_server_method() : wolfTLSv1_2_client_method();
+    if (minv == SN_TLS_1_3)
+        return server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method();
+    return server ? wolfSSLv23_server_method() : wolfSSLv23_client_method();
+}
+
+static int verify_mode(const sn_tls_config *cfg)
+{
+    int v = cfg->verify ? cfg->verify
+                        : (cfg->role == SN_TLS_CLIENT ? SN_TLS_VERIFY_REQUIRED : SN_TLS_VERIFY_NONE);
+    if (v == SN_TLS_VERIFY_NONE)
+        return WOLFSSL_VERIFY_NONE;
+    if (v == SN_TLS_VERIFY_OPTIONAL && cfg->role == SN_TLS_SERVER)
+        return WOLFSSL_VERIFY_PEER;
+    return WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+}
+
+/* One WOLFSSL_CTX with everything of cfg but the certificate, which is
+ * `cert` (NULL: none). */
+static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cert,
+                     WOLFSSL_CTX **out)
+{
+    int minv = cfg->min_version ? cfg->min_version : SN_TLS_1_2;
+    int maxv = cfg->max_version ? cfg->max_version : SN_TLS_1_3;
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method_for(cfg->role, minv, maxv));
+    if (ctx == NULL)
+        return SN_ENOMEM;
+    int rc = 0;
+    if (minv == SN_TLS_1_2 && maxv == SN_TLS_1_3 &&
+        wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+        rc = SN_ETLS_CONFIG;
+        goto fail;
+    }
+    wolfSSL_CTX_SetIORecv(ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(ctx, io_send);
+    if (cert != NULL && (rc = load_cert(ctx, cert)) < 0)
+        goto fail;
+    if ((rc = load_trust(ctx, cfg)) < 0)
+        goto fail;
+    wolfSSL_CTX_set_verify(ctx, verify_mode(cfg), NULL);
+    wolfSSL_CTX_set_verify_depth(ctx, cfg->verify_depth ? cfg->verify_depth : SN_TLS_DEPTH_DEFAULT);
+    if ((rc = set_ciphers(ctx, cfg, minv, maxv)) < 0)
+        goto fail;
+    if (cfg->sigalgs != NULL && wolfSSL_CTX_set1_sigalgs_list(ctx, cfg->sigalgs) != WOLFSSL_SUCCESS)
+        rc = SN_ETLS_CONFIG;
+    if (cfg->groups != NULL && rc == 0)
+        rc = set_groups(ctx, cfg->groups);
+    if (rc < 0)
+        goto fail;
+    if (cfg->prefer_server_ciphers == SN_OFF)
+        wolfSSL_CTX_UseClientSuites(ctx);
+    if (!t->tickets && cfg->role == SN_TLS_SERVER) {
+        wolfSSL_CTX_NoTicketTLSv12(ctx);
+        wolfSSL_CTX_no_ticket_TLSv13(ctx);
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+    }
+    if (t->tickets && cfg->role == SN_TLS_CLIENT)
+        wolfSSL_CTX_UseSessionTicket(ctx);
+    if (t->alpn_wire != NULL)
+        wolfSSL_CTX_set_alpn_select_cb(ctx, alpn_select, t);
+    if (t->nsni > 0)
+        wolfSSL_CTX_set_servername_callback(ctx, sni_select);
+    if (t->nsni > 0)
+        wolfSSL_CTX_set_servername_arg(ctx, t);
+    *out = ctx;
+    return 0;
+fail:
+    wolfSSL_CTX_free(ctx);
+    return rc;
+}
+
+/* "h2,http/1.1" in wire format: each name preceded by its length. */
+static int alpn_to_wire(sn_tls *t, const char *list)
+{
+    size_t len = strlen(list);
+    if (len == 0 || len > 1024 || (t->alpn = sn__strdup(list)) == NULL)
+        return len == 0 || len > 1024 ? SN_EINVAL : SN_ENOMEM;
+    if ((t->alpn_wire = sn__malloc(len + 1)) == NULL)
+        return SN_ENOMEM;
+    size_t w = 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 255)
+            return SN_EINVAL;
+        t->alpn_wire[w++] = (uint8_t)n;
+        memcpy(t->alpn_wire + w, p, n);
+        w += n;
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return SN_EINVAL;
+    }
+    t->alpn_wire_len = w;
+    return 0;
+}
+
+static bool switch_ok(int v)
+{
+    return v == 0 || v == SN_ON || v == SN_OFF;
+}
+
+static int check_config(const sn_tls_config *cfg)
+{
+    if (cfg->role != SN_TLS_SERVER && cfg->role != SN_TLS_CLIENT)
+        return SN_EINVAL;
+    if (cfg->verify < 0 || cfg->verify > SN_TLS_VERIFY_REQUIRED || cfg->verify_depth < 0 ||
+        cfg->verify_depth > 100)
+        return SN_EINVAL;
+    if (cfg->role == SN_TLS_CLIENT && cfg->verify == SN_TLS_VERIFY_OPTIONAL)
+        return SN_EINVAL;
+    if (!switch_ok(cfg->system_ca) || !switch_ok(cfg->verify_hostname) ||
+        !switch_ok(cfg->prefer_server_ciphers) || !switch_ok(cfg->alpn_required) ||
+        !switch_ok(cfg->tickets))
+        return SN_EINVAL;
+    if ((cfg->min_version != 0 && cfg->min_version != SN_TLS_1_2 &&
+         cfg->min_version != SN_TLS_1_3) ||
+        (cfg->max_version != 0 && cfg->max_version != SN_TLS_1_2 &&
+         cfg->max_version != SN_TLS_1_3))
+        return SN_EINVAL;
+    if (cfg->min_version == SN_TLS_1_3 && cfg->max_version == SN_TLS_1_2)
+        return SN_ETLS_CONFIG;
+    if (cfg->nca < 0 || (cfg->nca > 0 && cfg->ca == NULL) || cfg->nsni_certs < 0 ||
+        (cfg->nsni_certs > 0 && cfg->sni_certs == NULL) || cfg->handshakes_max < 0 ||
+        cfg->handshake_timeout_ms < SN_TIMEOUT_NEVER)
+        return SN_EINVAL;
+    if (cfg->role == SN_TLS_SERVER && !source_set(&cfg->cert.chain))
+        return SN_ETLS_CONFIG;
+    for (int i = 0; i < cfg->nsni_certs; i++)
+        if (cfg->sni_certs[i].name == NULL || cfg->role != SN_TLS_SERVER)
+            return SN_EINVAL;
+    return 0;
+}
+
+static void tls_destroy(sn_tls *t)
+{
+    for (int i = 0; i < t->nsni; i++) {
+        wolfSSL_CTX_free(t->sni[i].ctx);
+        sn__free(t->sni[i].name);
+    }
+    for (int i = 0; i < SN_TLS_CACHE; i++) {
+        sn__free(t->cache[i].name);
+        wolfSSL_SESSION_free(t->cache[i].sess);
+    }
+    sn__free(t->sni);
+    wolfSSL_CTX_free(t->ctx);
+    sn__free(t->alpn);
+    sn__free(t->alpn_wire);
+    sn__free(t->sigalgs);
+    sn__mutex_destroy(&t->cache_mu);
+    sn__free(t);
+}
+
+static int build_sni(sn_tls *t, const sn_tls_config *cfg)
+{
+    if (cfg->nsni_certs == 0)
+        return 0;
+    if ((t->sni = sn__calloc((size_t)cfg->nsni_certs, sizeof *t->sni)) == NULL)
+        return SN_ENOMEM;
+    for (; t->nsni < cfg->nsni_certs; t->nsni++) {
+        const sn_tls_cert *c = &cfg->sni_certs[t->nsni];
+        struct sni_entry *e = &t->sni[t->nsni];
+        if ((e->name = sn__strdup(c->name)) == NULL)
+            return SN_ENOMEM;
+        int rc = build_ctx(t, cfg, c, &e->ctx);
+        if (rc < 0) {
+            sn__free(e->name);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
+{
+    if (out == NULL || cfg == NULL)
+        return SN_EINVAL;
+    int rc = check_config(cfg);
+    if (rc < 0)
+        return rc;
+    pthread_once(&init_once, init_wolfssl);
+    if (init_rc < 0)
+        return init_rc;
+    sn_tls *t = sn__calloc(1, sizeof *t);
+    if (t == NULL)
+        return SN_ENOMEM;
+    sn__mutex_init(&t->cache_mu);
+    atomic_init(&t->refs, 1);
+    t->role = cfg->role;
+    t->verify = cfg->verify ? cfg->verify
+                            : (cfg->role == SN_TLS_CLIENT ? SN_TLS_VERIFY_REQUIRED
+                                                          : SN_TLS_VERIFY_NONE);
+    t->verify_hostname = cfg->role == SN_TLS_CLIENT && cfg->verify_hostname != SN_OFF &&
+                         t->verify != SN_TLS_VERIFY_NONE;
+    t->alpn_required = cfg->alpn_required != SN_OFF;
+    t->tickets = cfg->tickets != SN_OFF;
+    t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms
+                                                : SN_TLS_HANDSHAKE_DEFAULT;
+    t->handshakes_max = cfg->handshakes_max;
+    if (cfg->alpn != NULL && (rc = alpn_to_wire(t, cfg->alpn)) < 0)
+        goto fail;
+    if (cfg->role == SN_TLS_CLIENT) {
+        sn__free(t->alpn_wire); /* clients offer t->alpn; only servers select */
+        t->alpn_wire = NULL;
+    }
+    if (cfg->sigalgs != NULL && (t->sigalgs = sn__strdup(cfg->sigalgs)) == NULL) {
+        rc = SN_ENOMEM;
+        goto fail;
+    }
+    if ((rc = build_sni(t, cfg)) < 0)
+        goto fail;
+    const sn_tls_cert *own = source_set(&cfg->cert.chain) ? &cfg->cert : NULL;
+    if ((rc = build_ctx(t, cfg, own, &t->ctx)) < 0)
+        goto fail;
+    *out = t;
+    return 0;
+fail:
+    tls_destroy(t);
+    return rc;
+}
+
+sn_tls *sn_tls_ref(sn_tls *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+    return t;
+}
+
+void sn_tls_free(sn_tls *t)
+{
+    if (t != NULL && atomic_fetch_sub(&t->refs, 1) == 1)
+        tls_destroy(t);
+}
+
+int sn_tls_role_of(const sn_tls *t)
+{
+    return t->role;
+}
+
+int sn__tls_handshake_timeout(const sn_tls *t)
+{
+    return t->handshake_ms;
+}
+
+/* ---- the clients' session cache ------------------------------------------------ */
+
+static WOLFSSL_SESSION *cache_get(sn_tls *t, const char *name)
+{
+    WOLFSSL_SESSION *s = NULL;
+    sn__mutex_lock(&t->cache_mu);
+    for (int i = 0; i < SN_TLS_CACHE; i++)
+        if (t->cache[i].name != NULL && strcmp(t->cache[i].name, name) == 0) {
+            s = t->cache[i].sess;
+            t->cache[i].sess = NULL; /* a ticket is for one use */
+            sn__free(t->cache[i].name);
+            t->cache[i].name = NULL;
+            break;
+        }
+    sn__mutex_unlock(&t->cache_mu);
+    return s;
+}
+
+static void cache_put(sn_tls *t, const char *name, WOLFSSL_SESSION *s)
+{
+    char *copy = sn__strdup(name);
+    if (copy == NULL) {
+        wolfSSL_SESSION_free(s);
+        return;
+    }
+    sn__mutex_lock(&t->cache_mu);
+    int slot = -1;
+    for (int i = 0; i < SN_TLS_CACHE && slot < 0; i++)
+        if (t->cache[i].name != NULL && strcmp(t->cache[i].name, name) == 0)
+            slot = i;
+    if (slot < 0) {
+        slot = t->cache_next;
+        t->cache_next = (t->cache_next + 1) % SN_TLS_CACHE;
+    }
+    struct cached old = t->cache[slot];
+    t->cache[slot] = (struct cached){copy, s};
+    sn__mutex_unlock(&t->cache_mu);
+    sn__free(old.name);
+    wolfSSL_SESSION_free(old.sess);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+static const char *alert_name(int code)
+{
+    switch (code) {
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 109: return "missing_extension";
+    case 112: return "unrecognized_name";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "alert";
+    }
+}
+
+static int alert_error(int code)
+{
+    switch (code) {
+    case 70: return SN_ETLS_VERSION;
+    case 71:
+    case 40: return SN_ETLS_HANDSHAKE;
+    case 120: return SN_ETLS_ALPN;
+    case 116: return SN_ETLS_NO_CERT;
+    case 42: case 43: case 44: case 45: case 46: case 48: return SN_ETLS_VERIFY;
+    default: return SN_ETLS_ALERT;
+    }
+}
+
+static int wolf_error(int e)
+{
+    switch (e) {
+    case DOMAIN_NAME_MISMATCH: return SN_ETLS_HOSTNAME;
+    case NO_PEER_CERT: return SN_ETLS_NO_CERT;
+    case VERSION_ERROR:
+    case UNSUPPORTED_PROTO_VERSION: return SN_ETLS_VERSION;
+    case MATCH_SUITE_ERROR: return SN_ETLS_CIPHER;
+    case UNKNOWN_ALPN_PROTOCOL_NAME_E: return SN_ETLS_ALPN;
+    case VERIFY_CERT_ERROR: return SN_ETLS_VERIFY;
+    default: break;
+    }
+    if (e <= -140 && e >= -299) /* wolfCrypt's ASN errors: a certificate */
+        return SN_ETLS_VERIFY;
+    return SN_ETLS_HANDSHAKE;
+}
+
+/* X.509 verification codes (OpenSSL's numbers, which wolfSSL reports)
+ * that wolfSSL 5.5 has no text for. */
+static const char *verify_text(long v)
+{
+    switch (v) {
+    case 0: return "ok";
+    case 2: return "unable to get issuer certificate";
+    case 7: return "certificate signature failure";
+    case 9: return "certificate is not yet valid";
+    case 10: return "certificate has expired";
+    case 18: return "self-signed certificate";
+    case 19: return "self-signed certificate in chain";
+    case 20: return "unable to get local issuer certificate";
+    case 21: return "unable to verify the first certificate";
+    case 22: return "certificate chain too long";
+    case 26: return "unsupported certificate purpose";
+    case 62: return "host name mismatch";
+    default: return wolfSSL_X509_verify_cert_error_string(v);
+    }
+}
+
+/* Maps the error of a failed wolfSSL call (e from wolfSSL_get_error, under
+ * tt->mu) to an SN_E* code and records the reason. */
+static int fail_error(tls_transport *tt, int e)
+{
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof h);
+    wolfSSL_get_alert_history(tt->ssl, &h);
+    long vr = wolfSSL_get_verify_result(tt->ssl);
+    int rc;
+    if (e == SOCKET_PEER_CLOSED_E || (e == SOCKET_ERROR_E && tt->sys_err == 0))
+        rc = SN_EOF;
+    else if (e == SOCKET_ERROR_E || e == WOLFSSL_ERROR_SYSCALL)
+        rc = tt->sys_err ? tt->sys_err : SN_ECONNRESET;
+    else if (e == FATAL_ERROR && h.last_rx.level == 2)
+        rc = alert_error(h.last_rx.code);
+    else
+        rc = wolf_error(e);
+    tt->failed = true;
+    if (e == FATAL_ERROR && h.last_rx.level == 2)
+        snprintf(tt->reason, sizeof tt->reason, "peer sent alert %d (%s)", h.last_rx.code,
+                 alert_name(h.last_rx.code));
+    else if (rc == SN_ETLS_VERIFY && vr != 0)
+        snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s; verify error %ld: %s", e,
+                 wolfSSL_ERR_reason_error_string((unsigned long)e), vr, verify_text(vr));
+    else
+        snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s", e,
+                 wolfSSL_ERR_reason_error_string((unsigned long)e));
+    return rc;
+}
+
+/* After a wolfSSL call returned r <= 0 (under tt->mu): SN_EAGAIN with
+ * *want, 0 for the end of the stream (reads), or an error. */
+static int after_call(tls_transport *tt, int r, short *want)
+{
+    int e = wolfSSL_get_error(tt->ssl, r);
+    if (e == WOLFSSL_ERROR_WANT_READ) {
+        *want = POLLIN;
+        return SN_EAGAIN;
+    }
+    if (e == WOLFSSL_ERROR_WANT_WRITE) {
+        *want = POLLOUT;
+        return SN_EAGAIN;
+    }
+    if (e == WOLFSSL_ERROR_ZERO_RETURN || e == SOCKET_PEER_CLOSED_E)
+        return 0;
+    return fail_error(tt, e);
+}
+
+/* ---- the transport ------------------------------------------------------------- */
+
+static ssize_t tls_recv(sn_transport *t, void *buf, size_t len, short *want)
+{
+    tls_transport *tt = (tls_transport *)t;
+    if (len > INT_MAX)
+        len = INT_MAX;
+    sn__mutex_lock(&tt->mu);
+    int r = wolfSSL_read(tt->ssl, buf, (int)len);
+    ssize_t n = r > 0 ? r : after_call(tt, r, want);
+    sn__mutex_unlock(&tt->mu);
+    return n;
+}
+
+/* Several small buffers go out as one record, through the scratch buffer;
+ * a large first buffer goes alone. After SN_EAGAIN the channel calls again
+ * with the same leading bytes, which is what wolfSSL requires. */
+static ssize_t tls_sendv(sn_transport *t, const struct iovec *iov, int iovcnt, short *want)
+{
+    tls_transport *tt = (tls_transport *)t;
+    const void *p = iov[0].iov_base;
+    size_t len = iov[0].iov_len;
+    if (iovcnt > 1 && len < SN_TLS_SCRATCH) {
+        if (tt->scratch == NULL && (tt->scratch = sn__malloc(SN_TLS_SCRATCH)) == NULL)
+            return SN_ENOMEM;
+        len = 0;
+        for (int i = 0; i < iovcnt && len < SN_TLS_SCRATCH; i++) {
+            size_t k = SN_MIN(iov[i].iov_len, SN_TLS_SCRATCH - len);
+            memcpy(tt->scratch + len, iov[i].iov_base, k);
+            len += k;
+        }
+        p = tt->scratch;
+    }
+    if (len > INT_MAX)
+        len = INT_MAX;
+    sn__mutex_lock(&tt->mu);
+    int r = tt->failed ? -1 : wolfSSL_write(tt->ssl, p, (int)len);
+    ssize_t n = r > 0 ? r : tt->failed && r == -1 ? SN_EPIPE : after_call(tt, r, want);
+    sn__mutex_unlock(&tt->mu);
+    return n == 0 ? SN_EPIPE : n;
+}
+
+/* close_notify, then the TCP FIN. */
+static int tls_shutdown(sn_transport *t, short *want)
+{
+    tls_transport *tt = (tls_transport *)t;
+    sn__mutex_lock(&tt->mu);
+    int rc = 0;
+    if (!tt->notified && !tt->failed) {
+        int r = wolfSSL_shutdown(tt->ssl);
+        if (r == WOLFSSL_SUCCESS || r == WOLFSSL_SHUTDOWN_NOT_DONE)
+            tt->notified = true;
+        else if ((rc = after_call(tt, r, want)) == 0)
+            tt->notified = true;
+    }
+    sn__mutex_unlock(&tt->mu);
+    if (rc < 0)
+        return rc;
+    return shutdown(t->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+static size_t tls_pending(sn_transport *t)
+{
+    tls_transport *tt = (tls_transport *)t;
+    sn__mutex_lock(&tt->mu);
+    int n = wolfSSL_pending(tt->ssl);
+    size_t k = n > 0 ? (size_t)n : 0;
+    if (k == 0) /* a record not yet decrypted, bytes read ahead, or maybe more in the socket */
+        k = (tt->in_len - tt->in_pos) + (wolfSSL_has_pending(tt->ssl) || tt->more ? 1 : 0);
+    sn__mutex_unlock(&tt->mu);
+    return k;
+}
+
+static void tls_release(sn_transport *t)
+{
+    tls_transport *tt = (tls_transport *)t;
+    if (tt->done && !tt->failed && !tt->notified)
+        wolfSSL_shutdown(tt->ssl); /* close_notify, if the socket takes it now */
+    if (tt->done && !tt->failed && tt->tls->role == SN_TLS_CLIENT && tt->tls->tickets) {
+        WOLFSSL_SESSION *s = wolfSSL_get1_session(tt->ssl);
+        if (s != NULL)
+            cache_put(tt->tls, tt->name ? tt->name : "", s);
+    }
+    wolfSSL_free(tt->ssl);
+    sn_tls_free(tt->tls);
+    sn__mutex_destroy(&tt->mu);
+    sn__free(tt->name);
+    sn__free(tt->scratch);
+    sn__free(tt->in);
+    sn__free(tt);
+}
+
+static const sn_transport_vtable tls_vtable = {
+    .name = "tls",
+    .recv = tls_recv,
+    .sendv = tls_sendv,
+    .shutdown = tls_shutdown,
+    .pending = tls_pending,
+    .release = tls_release,
+};
+
+static tls_transport *tls_of(const sn_conn *c)
+{
+    sn_transport *t = sn__conn_transport(c);
+    return t->vt == &tls_vtable ? (tls_transport *)t : NULL;
+}
+
+/* ---- the handshake ----------------------------------------------------------------- */
+
+static bool is_numeric_host(const char *name)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+static int client_setup(tls_transport *tt, const char *name)
+{
+    sn_tls *t = tt->tls;
+    if (name == NULL) {
+        if (t->verify_hostname)
+            return SN_EINVAL;
+        name = "";
+    }
+    if ((tt->name = sn__strdup(name)) == NULL)
+        return SN_ENOMEM;
+    if (*name && !is_numeric_host(name) &&
+        wolfSSL_UseSNI(tt->ssl, WOLFSSL_SNI_HOST_NAME, name, (unsigned short)strlen(name)) !=
+            WOLFSSL_SUCCESS)
+        return SN_ENOMEM;
+    if (t->verify_hostname && wolfSSL_check_domain_name(tt->ssl, name) != WOLFSSL_SUCCESS)
+        return SN_ENOMEM;
+    if (t->tickets) {
+        WOLFSSL_SESSION *s = cache_get(t, name);
+        if (s != NULL) {
+            wolfSSL_set_session(tt->ssl, s);
+            wolfSSL_SESSION_free(s);
+        }
+    }
+    return 0;
+}
+
+static int new_transport(tls_transport **out, sn_tls *t, int fd, const char *name)
+{
+    tls_transport *tt = sn__calloc(1, sizeof *tt);
+    if (tt == NULL)
+        return SN_ENOMEM;
+    tt->base.vt = &tls_vtable;
+    tt->base.fd = fd;
+    tt->tls = sn_tls_ref(t);
+    sn__mutex_init(&tt->mu);
+    int rc = 0;
+    if ((tt->in = sn__malloc(SN_TLS_INBUF)) == NULL || (tt->ssl = wolfSSL_new(t->ctx)) == NULL)
+        rc = SN_ENOMEM;
+    if (rc == 0) {
+        wolfSSL_SetIOReadCtx(tt->ssl, tt);
+        wolfSSL_SetIOWriteCtx(tt->ssl, tt);
+        unsigned char opt = t->alpn_required ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
+                                             : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH;
+        if (t->alpn != NULL &&
+            wolfSSL_UseALPN(tt->ssl, t->alpn, (unsigned)strlen(t->alpn), opt) != WOLFSSL_SUCCESS)
+            rc = SN_ENOMEM;
+    }
+    if (rc == 0 && t->role == SN_TLS_CLIENT)
+        rc = client_setup(tt, name);
+    if (rc < 0) {
+        tls_release(&tt->base);
+        return rc;
+    }
+    *out = tt;
+    return 0;
+}
+
+/* Waits (polling, so that it works on a fiber too) for a turn among the
+ * server's handshakes_max concurrent handshakes. */
+static int take_turn(sn_tls *t, int64_t dl)
+{
+    if (t->role != SN_TLS_SERVER || t->handshakes_max == 0)
+        return 0;
+    for (;;) {
+        int cur = atomic_load(&t->handshakes);
+        if (cur < t->handshakes_max) {
+            if (atomic_compare_exchange_weak(&t->handshakes, &cur, cur + 1))
+                return 0;
+            continue;
+        }
+        if (sn_now_ms() >= dl)
+            return SN_ETIMEDOUT;
+        sn_sleep_ms(SN_TLS_TURN_MS);
+    }
+}
+
+static void give_turn(sn_tls *t)
+{
+    if (t->role == SN_TLS_SERVER && t->handshakes_max > 0)
+        atomic_fetch_sub(&t->handshakes, 1);
+}
+
+/* After the handshake: ALPN required and not agreed. */
+static int check_alpn(tls_transport *tt)
+{
+    sn_tls *t = tt->tls;
+    char *proto = NULL;
+    unsigned short len = 0;
+    if (t->alpn == NULL || !t->alpn_required)
+        return 0;
+    if (wolfSSL_ALPN_GetProtocol(tt->ssl, &proto, &len) == WOLFSSL_SUCCESS && len > 0)
+        return 0;
+    if (t->role == SN_TLS_SERVER && !tt->alpn_offered)
+        return 0; /* a client that offers nothing is not refused */
+    tt->failed = true;
+    snprintf(tt->reason, sizeof tt->reason, "no protocol agreed; ours: %s", t->alpn);
+    return SN_ETLS_ALPN;
+}
+
+static int run_handshake(tls_transport *tt, int64_t dl)
+{
+    bool server = tt->tls->role == SN_TLS_SERVER;
+    for (;;) {
+        short want = POLLIN;
+        sn__mutex_lock(&tt->mu);
+        int r = server ? wolfSSL_accept(tt->ssl) : wolfSSL_connect(tt->ssl);
+        int rc = r == WOLFSSL_SUCCESS ? 0 : after_call(tt, r, &want);
+        if (rc == 0 && r != WOLFSSL_SUCCESS)
+            rc = SN_EOF;
+        if (rc == 0 && (rc = check_alpn(tt)) == 0)
+            tt->done = true;
+        sn__mutex_unlock(&tt->mu);
+        if (rc != SN_EAGAIN)
+            return rc;
+        if ((rc = sn__wait_fd(tt->base.fd, want, dl)) < 0)
+            return rc;
+    }
+}
+
+int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
+{
+    if (c == NULL || tls == NULL)
+        return SN_EINVAL;
+    if (tls_of(c) != NULL || sn_available(c) > 0)
+        return SN_EBADSTATE;
+    int rc = sn_conn_error(c);
+    if (rc < 0)
+        return rc;
+    int64_t abs = sn__deadline_abs(dl, tls->handshake_ms);
+    if (sn_pending(c) > 0 && (rc = sn_flush(c, abs)) < 0)
+        return rc;
+    tls_transport *tt;
+    int fd = sn_sock_fd(sn_conn_sock(c));
+    if ((rc = new_transport(&tt, tls, fd, name)) < 0)
+        return rc;
+    sn__conn_set_transport(c, &tt->base);
+    if ((rc = take_turn(tls, abs)) == 0) {
+        rc = run_handshake(tt, abs);
+        give_turn(tls);
+    }
+    if (rc < 0) {
+        if (rc == SN_ETIMEDOUT && tt->reason[0] == '\0')
+            snprintf(tt->reason, sizeof tt->reason, "handshake not done by its deadline");
+        tt->failed = true;
+        sn__conn_fail(c, rc);
+    }
+    return rc;
+}
+
+int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
+                   const sn_sock_options *opt, const sn_conn_config *cfg, sn_deadline dl)
+{
+    if (out == NULL || tls == NULL || tls->role != SN_TLS_CLIENT)
+        return SN_EINVAL;
+    sn_conn *c;
+    int rc = sn_conn_connect(&c, host, port, opt, cfg, dl);
+    if (rc < 0)
+        return rc;
+    if ((rc = sn_tls_upgrade(c, tls, host, dl)) < 0) {
+        sn_conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int sn_conn_is_tls(const sn_conn *c)
+{
+    return c != NULL && tls_of(c) != NULL;
+}
+
+const char *sn_tls_reason(const sn_conn *c)
+{
+    tls_transport *tt = c != NULL ? tls_of(c) : NULL;
+    return tt != NULL ? tt->reason : "";
+}
+
+/* ---- introspection ----------------------------------------------------------------- */
+
+static int done_tls(sn_conn *c, tls_transport **out)
+{
+    if (c == NULL)
+        return SN_EINVAL;
+    if ((*out = tls_of(c)) == NULL)
+        return SN_ENOTLS;
+    return (*out)->done ? 0 : SN_EBADSTATE;
+}
+
+static const char *hash_name(int nid)
+{
+    const char *n = wolfSSL_OBJ_nid2sn(nid);
+    return n != NULL && *n ? n : NULL;
+}
+
+int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
+{
+    tls_transport *tt;
+    int rc = done_tls(c, &tt);
+    if (rc < 0 || out == NULL)
+        return rc < 0 ? rc : SN_EINVAL;
+    memset(out, 0, sizeof *out);
+    sn__mutex_lock(&tt->mu);
+    WOLFSSL *ssl = tt->ssl;
+    int v = wolfSSL_version(ssl);
+    out->version = v == TLS1_3_VERSION ? SN_TLS_1_3 : v == TLS1_2_VERSION ? SN_TLS_1_2 : v;
+    out->version_name = wolfSSL_get_version(ssl);
+    int suite = wolfSSL_get_current_cipher_suite(ssl);
+    unsigned char s0 = (unsigned char)(suite >> 8), s1 = (unsigned char)suite;
+    out->cipher = wolfSSL_get_cipher_name_iana_from_suite(s0, s1);
+    out->cipher_openssl = out->version == SN_TLS_1_3 ? out->cipher
+                                                     : wolfSSL_get_cipher_name_from_suite(s0, s1);
+    char *proto = NULL;
+    unsigned short plen = 0;
+    if (wolfSSL_ALPN_GetProtocol(ssl, &proto, &plen) == WOLFSSL_SUCCESS && plen > 0)
+        out->alpn = proto; /* wolfSSL keeps it NUL-terminated */
+    if (tt->tls->role == SN_TLS_CLIENT)
+        out->server_name = tt->name != NULL && *tt->name ? tt->name : NULL;
+    else
+        out->server_name = wolfSSL_get_servername(ssl, WOLFSSL_SNI_HOST_NAME);
+    out->resumed = wolfSSL_session_reused(ssl) ? 1 : 0;
+    WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(ssl);
+    out->verify_result = wolfSSL_get_verify_result(ssl);
+    out->peer_verified = peer != NULL && out->verify_result == 0 &&
+                         tt->tls->verify != SN_TLS_VERIFY_NONE;
+    wolfSSL_X509_free(peer);
+    out->verify_reason = verify_text(out->verify_result);
+    out->sigalgs = tt->tls->sigalgs;
+    int nid = 0;
+    if (wolfSSL_get_signature_nid(ssl, &nid) == WOLFSSL_SUCCESS)
+        out->sig_hash = hash_name(nid);
+    sn__mutex_unlock(&tt->mu);
+    return 0;
+}
+
+int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap)
+{
+    (void)buf;
+    (void)cap;
+    return c != NULL && tls_of(c) == NULL ? SN_ENOTLS : SN_ETLS_UNAVAILABLE;
+}
+
+int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap)
+{
+    return sn_tls_peer_sigalgs(c, buf, cap);
+}
+
+static void name_line(WOLFSSL_X509_NAME *n, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (n != NULL)
+        wolfSSL_X509_NAME_oneline(n, buf, (int)cap);
+}
+
+static int64_t asn1_time(const WOLFSSL_ASN1_TIME *t)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (t == NULL || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+static void fill_x509(WOLFSSL_X509 *x, sn_tls_x509 *out)
+{
+    memset(out, 0, sizeof *out);
+    int len = 0;
+    out->der = wolfSSL_X509_get_der(x, &len);
+    out->der_len = out->der != NULL && len > 0 ? (size_t)len : 0;
+    name_line(wolfSSL_X509_get_subject_name(x), out->subject, sizeof out->subject);
+    name_line(wolfSSL_X509_get_issuer_name(x), out->issuer, sizeof out->issuer);
+    unsigned char serial[32];
+    int slen = sizeof serial;
+    if (wolfSSL_X509_get_serial_number(x, serial, &slen) == WOLFSSL_SUCCESS)
+        for (int i = 0; i < slen && (size_t)(i * 3 + 3) < sizeof out->serial; i++)
+            snprintf(out->serial + i * 3, 4, i + 1 < slen ? "%02X:" : "%02X", serial[i]);
+    out->not_before = asn1_time(wolfSSL_X509_get_notBefore(x));
+    out->not_after = asn1_time(wolfSSL_X509_get_notAfter(x));
+    char *alt;
+    size_t used = 0;
+    while ((alt = wolfSSL_X509_get_next_altname(x)) != NULL) {
+        size_t n = strlen(alt);
+        if (used + n + 2 > sizeof out->san)
+            continue; /* drain the iterator */
+        if (used > 0)
+            out->san[used++] = ',';
+        memcpy(out->san + used, alt, n + 1);
+        used += n;
+    }
+}
+
+int sn_tls_peer_cert(sn_conn *c, int idx, sn_tls_x509 *out)
+{
+    tls_transport *tt;
+    int rc = done_tls(c, &tt);
+    if (rc < 0 || out == NULL || idx < 0)
+        return rc < 0 ? rc : SN_EINVAL;
+    sn__mutex_lock(&tt->mu);
+    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(tt->ssl);
+    int n = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
+    WOLFSSL_X509 *x = idx < n ? wolfSSL_get_chain_X509(chain, idx) : NULL;
+    if (x != NULL) {
+        fill_x509(x, out);
+        /* the DER must outlive x: point into the chain's copy */
+        out->der = wolfSSL_get_chain_cert(chain, idx);
+        out->der_len = (size_t)wolfSSL_get_chain_length(chain, idx);
+        wolfSSL_X509_free(x);
+    }
+    sn__mutex_unlock(&tt->mu);
+    return x != NULL ? n : SN_ENOENT;
+}
+
+int sn_tls_local_cert(sn_conn *c, sn_tls_x509 *out)
+{
+    tls_transport *tt;
+    if (c == NULL || out == NULL)
+        return SN_EINVAL;
+    if ((tt = tls_of(c)) == NULL)
+        return SN_ENOTLS;
+    sn__mutex_lock(&tt->mu);
+    WOLFSSL_X509 *x = wolfSSL_get_certificate(tt->ssl); /* owned by the session */
+    if (x != NULL)
+        fill_x509(x, out);
+    sn__mutex_unlock(&tt->mu);
+    return x != NULL ? 0 : SN_ENOENT;
+}
+
+ssize_t sn_tls_x509_pem(const sn_tls_x509 *x, char *buf, size_t cap)
+{
+    if (x == NULL || x->der == NULL || buf == NULL || cap == 0 || cap > INT_MAX)
+        return SN_EINVAL;
+    int n = wc_DerToPem(x->der, (word32)x->der_len, (byte *)buf, (word32)cap - 1, CERT_TYPE);
+    if (n < 0)
+        return SN_ERANGE;
+    buf[n] = '\0';
+    return n;
+}

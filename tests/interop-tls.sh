@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# interop-tls.sh BUILDDIR: the library's TLS against real peers, data
+# compared byte for byte:
+#   - its server (examples/echo-server) against openssl s_client and
+#     gnutls-cli, TLS 1.2 and 1.3, one-way and mutual;
+#   - its client (examples/echo-client) against openssl s_server -rev (which
+#     sends each line back reversed), one-way and mutual;
+#   - refusals: a peer without a client certificate, a peer offering only
+#     TLS 1.1.
+# Run by scripts/check.sh (stage interop). Needs openssl and gnutls-cli
+# (scripts/setup.sh --check installs gnutls-bin).
+set -uo pipefail
+b=${1:?usage: interop-tls.sh BUILDDIR}
+top=$(cd "$(dirname "$0")/.." && pwd)
+srv=$b/examples/echo-server
+cli=$b/examples/echo-client
+for tool in openssl gnutls-cli rev; do
+    command -v $tool >/dev/null || { echo "interop: $tool not found"; exit 1; }
+done
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+ok() { echo "ok: $*"; }
+
+sh "$top/tests/gen-pki.sh" "$tmp/pki" || fail "gen-pki.sh"
+p=$tmp/pki
+head -c 60000 /dev/urandom | base64 >"$tmp/in" # 80 KB of lines
+
+start_lib_server() { # echo-server flags...: sets port
+    "$srv" --port 0 "$@" >"$tmp/srv.out" 2>"$tmp/srv.err" &
+    pids+=($!)
+    for _ in $(seq 100); do [ -s "$tmp/srv.out" ] && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on .*://p' "$tmp/srv.out")
+    [ -n "$port" ] || fail "echo-server did not start: $(cat "$tmp/srv.err")"
+}
+
+stop_lib_server() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'; }
+
+# The input, then a second for the echoes to come back; the peers exit at
+# the end of their input (s_client: -no_ign_eof, after -quiet turned it on).
+feed() { cat "$tmp/in"; sleep 1; }
+
+s_client() { # extra flags...
+    feed | timeout 20 openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$port" \
+        -servername localhost -CAfile "$p/ca.pem" -verify_return_error \
+        -verify_hostname localhost "$@" >"$tmp/out" 2>"$tmp/err"
+}
+
+gnutls() { # extra flags...
+    feed | timeout 20 gnutls-cli --x509cafile "$p/ca.pem" --logfile "$tmp/gnutls.log" \
+        -p "$port" "$@" localhost >"$tmp/out" 2>"$tmp/err"
+}
+
+same() { cmp -s "$tmp/in" "$tmp/out" || fail "$1: data differs ($(wc -c <"$tmp/out") of $(wc -c <"$tmp/in") bytes back; $(tail -n 3 "$tmp/err"))"; }
+
+# ---- the library's server -------------------------------------------------------
+start_lib_server --tls-cert "$p/server-rsa.pem" --tls-key "$p/server-rsa.key"
+for v in -tls1_2 -tls1_3; do
+    s_client $v || fail "s_client $v: $(tail -n 3 "$tmp/err")"
+    same "s_client $v"
+    ok "server vs openssl s_client $v"
+done
+gnutls || fail "gnutls-cli: $(tail -n 3 "$tmp/err")"
+same "gnutls-cli"
+gnutls --priority "NORMAL:-VERS-ALL:+VERS-TLS1.2" || fail "gnutls-cli TLS 1.2"
+same "gnutls-cli TLS 1.2"
+ok "server vs gnutls-cli, TLS 1.3 and 1.2"
+echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -tls1_1 \
+    -cipher DEFAULT@SECLEVEL=0 >"$tmp/out" 2>&1 && fail "s_client -tls1_1 was served"
+ok "server refuses openssl s_client -tls1_1"
+stop_lib_server
+
+start_lib_server --fibers off --tls-cert "$p/server-ec.pem" --tls-key "$p/server-ec.key" \
+    --tls-ca "$p/ca.pem" --tls-verify-peer
+s_client -cert "$p/client-rsa.pem" -key "$p/client-rsa.key" || fail "mutual s_client"
+same "mutual s_client"
+gnutls --x509certfile "$p/client-ec.pem" --x509keyfile "$p/client-ec.key" || fail "mutual gnutls-cli"
+same "mutual gnutls-cli"
+ok "mutual TLS: server vs openssl s_client and gnutls-cli"
+s_client
+[ -s "$tmp/out" ] && fail "s_client without a certificate got data back"
+gnutls
+[ -s "$tmp/out" ] && fail "gnutls-cli without a certificate got data back"
+ok "server refuses clients without a certificate"
+stop_lib_server
+
+# ---- the library's client ----------------------------------------------------------
+start_s_server() { # flags...: sets port
+    openssl s_server -rev -accept 127.0.0.1:0 -naccept 1 "$@" >"$tmp/ss.out" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q '^ACCEPT' "$tmp/ss.out" && break; sleep 0.05; done
+    port=$(sed -n 's/^ACCEPT .*://p' "$tmp/ss.out")
+    [ -n "$port" ] || fail "s_server did not start: $(cat "$tmp/ss.out")"
+}
+rev "$tmp/in" >"$tmp/want"
+for v in -tls1_2 -tls1_3; do
+    start_s_server $v -cert "$p/server-rsa.pem" -key "$p/server-rsa.key"
+    timeout 20 "$cli" localhost "$port" --tls --tls-ca "$p/ca.pem" <"$tmp/in" >"$tmp/out" \
+        2>"$tmp/err" || fail "echo-client vs s_server $v: $(cat "$tmp/err")"
+    cmp -s "$tmp/want" "$tmp/out" || fail "echo-client vs s_server $v: data differs"
+    grep -q "^tls: TLSv1.${v#-tls1_} " "$tmp/err" || fail "echo-client reported $(cat "$tmp/err")"
+    wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'
+    ok "client vs openssl s_server $v"
+done
+start_s_server -cert "$p/server-ec.pem" -key "$p/server-ec.key" -CAfile "$p/ca.pem" \
+    -Verify 2 -verify_return_error
+timeout 20 "$cli" localhost "$port" --tls --tls-ca "$p/ca.pem" --tls-cert "$p/client-ec.pem" \
+    --tls-key "$p/client-ec.key" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" ||
+    fail "mutual echo-client vs s_server: $(cat "$tmp/err")"
+cmp -s "$tmp/want" "$tmp/out" || fail "mutual echo-client vs s_server: data differs"
+wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'
+ok "mutual TLS: client vs openssl s_server"
+start_s_server -cert "$p/server-ec.pem" -key "$p/server-ec.key" -CAfile "$p/ca.pem" \
+    -Verify 2 -verify_return_error
+timeout 20 "$cli" localhost "$port" --tls --tls-ca "$p/ca.pem" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &&
+    fail "echo-client without a certificate was served by s_server -Verify"
+kill "${pids[-1]}" 2>/dev/null; wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'
+ok "client without a certificate refused by s_server -Verify"
+echo "interop: all passed"
