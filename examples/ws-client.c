@@ -2,7 +2,11 @@
  * ws-client: sends each line of stdin to a WebSocket server as a text
  * message and prints every message that arrives, one per line.
  *
- *   ws-client [--deflate] [--timeout-ms N] URL        (ws://host[:port]/path)
+ *   ws-client [--deflate] [--timeout-ms N] [--tls-ca FILE] URL
+ *
+ * URL is ws://host[:port]/path or wss://host[:port]/path. For wss:// the
+ * server's certificate is verified, with its host name, against the
+ * system's CAs, or against --tls-ca FILE instead.
  *
  * At the end of stdin it closes the session (1000) and waits for the
  * server's close, so every echo of what was sent is printed first. Exit
@@ -30,13 +34,15 @@ static void *printer(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: ws-client [--deflate] [--timeout-ms N] ws://host[:port]/path\n");
+    fprintf(stderr, "usage: ws-client [--deflate] [--timeout-ms N] [--tls-ca FILE] "
+                    "ws[s]://host[:port]/path\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     sn_ws_config wc = {0};
+    sn_tls_source ca = {0};
     int timeout = 10000;
     const char *url = NULL;
     for (int i = 1; i < argc; i++) {
@@ -44,6 +50,8 @@ int main(int argc, char **argv)
             wc.deflate = SN_ON;
         else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
             timeout = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc)
+            ca.file = argv[++i];
         else if (argv[i][0] != '-' && url == NULL)
             url = argv[i];
         else
@@ -52,9 +60,16 @@ int main(int argc, char **argv)
     if (url == NULL || timeout <= 0)
         usage();
 
-    sn_ws *ws;
-    int status;
-    int rc = sn_ws_connect(&ws, url, NULL, &wc, &status, sn_deadline_in(timeout));
+    int rc = 0;
+    if (ca.file != NULL) {
+        sn_tls_config tc = {.role = SN_TLS_CLIENT, .ca = &ca, .nca = 1};
+        rc = sn_tls_new(&wc.tls, &tc);
+    }
+    sn_ws *ws = NULL;
+    int status = 0;
+    if (rc == 0)
+        rc = sn_ws_connect(&ws, url, NULL, &wc, &status, sn_deadline_in(timeout));
+    sn_tls_free(wc.tls); /* the connection keeps its own reference */
     if (rc < 0) {
         fprintf(stderr, "ws-client: %s (HTTP status %d)\n", sn_strerror(rc), status);
         return 1;

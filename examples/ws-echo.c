@@ -2,7 +2,10 @@
  * ws-echo: a WebSocket echo server at path /echo.
  *
  *   ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
- *           [--max-message BYTES]
+ *           [--max-message BYTES] [--tls-cert FILE --tls-key FILE]
+ *
+ * With --tls-cert and --tls-key (PEM or DER) it serves wss:// (TLS 1.2 and
+ * 1.3), the handshake on the connection's worker before the router.
  *
  * Each text message comes back as text, each binary one as binary; pings
  * are answered; permessage-deflate is accepted when a client offers it;
@@ -28,7 +31,8 @@ static void echo(sn_ws *ws, void *user)
 static void usage(void)
 {
     fprintf(stderr, "usage: ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] "
-                    "[--threads N] [--max-message BYTES]\n");
+                    "[--threads N] [--max-message BYTES]\n"
+                    "               [--tls-cert FILE --tls-key FILE]\n");
     exit(2);
 }
 
@@ -44,6 +48,7 @@ static long num_arg(const char *s, long lo, long hi)
 int main(int argc, char **argv)
 {
     sn_ws_config wc = {.deflate = SN_ON};
+    sn_tls_config tc = {.role = SN_TLS_SERVER};
     sn_server_config cfg = {
         .host = "127.0.0.1",
         .handler = sn_web_serve,
@@ -68,9 +73,15 @@ int main(int argc, char **argv)
             cfg.fiber_threads = (int)num_arg(argv[++i], 1, 1024);
         else if (strcmp(argv[i], "--max-message") == 0)
             wc.max_message = wc.max_frame = (size_t)num_arg(argv[++i], 1, 1L << 30);
+        else if (strcmp(argv[i], "--tls-cert") == 0)
+            tc.cert.chain.file = argv[++i];
+        else if (strcmp(argv[i], "--tls-key") == 0)
+            tc.cert.key.file = argv[++i];
         else
             usage();
     }
+    if ((tc.cert.chain.file == NULL) != (tc.cert.key.file == NULL))
+        usage();
 
     sigset_t stop;
     sigemptyset(&stop);
@@ -78,9 +89,13 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-    sn_web *web;
+    sn_web *web = NULL;
     sn_server *srv = NULL;
-    int rc = sn_web_new(&web, NULL);
+    sn_tls *tls = NULL;
+    int rc = tc.cert.chain.file != NULL ? sn_tls_new(&tls, &tc) : 0;
+    cfg.tls = tls; /* the server keeps its own reference */
+    if (rc == 0)
+        rc = sn_web_new(&web, NULL);
     if (rc == 0)
         rc = sn_web_route_ws(web, "/echo", SN_ROUTE_EXACT, &wc, echo, NULL);
     cfg.user = web;
@@ -104,5 +119,6 @@ int main(int argc, char **argv)
     sn_server_stop(srv, 2000); /* sessions send 1001 as their reads end */
     sn_server_free(srv);
     sn_web_free(web);
+    sn_tls_free(tls);
     return 0;
 }

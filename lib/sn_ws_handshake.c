@@ -465,6 +465,19 @@ int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
     return sn__ws_new(out, c, false, &conf, &pmd, proto, proto_len, path, strlen(path));
 }
 
+/* A TLS connection for wss://, with the caller's context or a default one. */
+static int connect_tls(sn_conn **out, sn_tls *tls, const char *host, int port, int64_t deadline)
+{
+    sn_tls *own = NULL;
+    int rc = 0;
+    if (tls == NULL)
+        rc = sn_tls_new(&own, &(sn_tls_config){.role = SN_TLS_CLIENT});
+    if (rc == 0)
+        rc = sn_tls_connect(out, tls != NULL ? tls : own, host, port, NULL, NULL, deadline);
+    sn_tls_free(own); /* the connection holds its own reference */
+    return rc;
+}
+
 int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const sn_ws_config *cfg,
                   int *status, sn_deadline dl)
 {
@@ -474,9 +487,10 @@ int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const
         *status = 0;
     if (out == NULL || url == NULL)
         return SN_EINVAL;
-    if (strncasecmp(url, "ws://", 5) != 0 || strchr(url, '#') != NULL)
+    bool tls = strncasecmp(url, "wss://", 6) == 0;
+    if ((!tls && strncasecmp(url, "ws://", 5) != 0) || strchr(url, '#') != NULL)
         return SN_EBADADDR; /* RFC 6455 section 3: no fragment in a WebSocket URI */
-    const char *a = url + 5;
+    const char *a = url + (tls ? 6 : 5);
     size_t alen = strcspn(a, "/?#");
     if (alen == 0 || alen >= sizeof authority)
         return SN_EBADADDR;
@@ -489,11 +503,12 @@ int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const
             return SN_EBADADDR;
         path = pbuf;
     }
-    if (sn_hostport_split(authority, host, sizeof host, &port, 80) < 0)
+    if (sn_hostport_split(authority, host, sizeof host, &port, tls ? 443 : 80) < 0)
         return SN_EBADADDR;
     int64_t deadline = sn__deadline_abs(dl, 30000);
     sn_conn *c;
-    int rc = sn_conn_connect(&c, host, port, NULL, NULL, deadline);
+    int rc = tls ? connect_tls(&c, cfg != NULL ? cfg->tls : NULL, host, port, deadline)
+                 : sn_conn_connect(&c, host, port, NULL, NULL, deadline);
     if (rc < 0)
         return rc;
     sn_ws *ws;

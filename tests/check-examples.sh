@@ -113,6 +113,19 @@ start_prog "$udp" --host ::1 --port 0 --workers 1
 stop_server INT
 "$udp" --workers 0 >/dev/null 2>&1 && fail "udp-echo --workers 0 accepted"
 "$udp" --port 65536 >/dev/null 2>&1 && fail "udp-echo --port 65536 accepted"
+# 4b. ws-echo at /echo, lines through ws-client (text both ways, deflate),
+# 404 elsewhere, SIGINT then a clean exit
+start_prog "$b/examples/ws-echo" --port 0
+"$b/examples/ws-client" "ws://127.0.0.1:$port/echo" <"$tmp/in" >"$tmp/got" ||
+    fail "ws-client failed"
+cmp -s "$tmp/in" "$tmp/got" || fail "ws echo differs"
+"$b/examples/ws-client" --deflate "ws://127.0.0.1:$port/echo" <"$tmp/long" >"$tmp/got" ||
+    fail "ws-client --deflate failed"
+cmp -s "$tmp/long" "$tmp/got" || fail "ws echo with deflate differs"
+"$b/examples/ws-client" "ws://127.0.0.1:$port/other" </dev/null 2>"$tmp/cerr" >/dev/null &&
+    fail "ws-client reached /other"
+grep -q 'status 404' "$tmp/cerr" || fail "/other: $(cat "$tmp/cerr")"
+stop_server INT
 # 5. TLS: echo-server with a certificate, echo-client with --tls; mutual TLS
 # with --tls-verify-peer; the negotiated protocol and cipher on stderr
 if command -v openssl >/dev/null; then
@@ -135,6 +148,15 @@ if command -v openssl >/dev/null; then
     "$cli" localhost "$port" --tls --tls-ca "$p/ca.pem" <"$tmp/in" >/dev/null 2>&1 &&
         fail "a client without a certificate was served"
     stop_server INT
+    # wss: ws-echo with a certificate, ws-client trusting the test CA
+    start_prog "$b/examples/ws-echo" --port 0 --tls-cert "$p/server-rsa.pem" \
+        --tls-key "$p/server-rsa.key"
+    "$b/examples/ws-client" --deflate --tls-ca "$p/ca.pem" "wss://localhost:$port/echo" \
+        <"$tmp/long" >"$tmp/got" 2>"$tmp/cerr" || fail "wss ws-client failed: $(cat "$tmp/cerr")"
+    cmp -s "$tmp/long" "$tmp/got" || fail "wss echo differs"
+    "$b/examples/ws-client" "wss://localhost:$port/echo" </dev/null >/dev/null 2>&1 &&
+        fail "ws-client trusted the test CA without --tls-ca"
+    stop_server TERM
     "$srv" --tls-cert "$p/server-rsa.pem" >/dev/null 2>&1 && fail "--tls-cert without --tls-key accepted"
     "$cli" 127.0.0.1 1 --alpn h2 >/dev/null 2>&1 && fail "--alpn without --tls accepted"
 else

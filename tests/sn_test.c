@@ -1,6 +1,7 @@
 /* sn_test.c: the shared test helpers (see sn_test.h). */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -200,4 +201,38 @@ int sn_test_open_fds(void)
         n++;
     closedir(d);
     return n;
+}
+
+#ifndef SN_SRCDIR
+#define SN_SRCDIR "."
+#endif
+#ifndef SN_BUILDDIR
+#define SN_BUILDDIR "."
+#endif
+
+const char *sn_test_pki(const char *name)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static int made; /* 0 not yet, 1 made, -1 failed */
+    static char paths[64][1024];
+    static int npaths;
+    const char *dir = SN_BUILDDIR "/tests/pki", *path = NULL;
+    pthread_mutex_lock(&lock);
+    if (made == 0) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "sh '%s/tests/gen-pki.sh' '%s'", SN_SRCDIR, dir);
+        made = system(cmd) == 0 ? 1 : -1;
+        if (made < 0)
+            fprintf(stderr, "tests/gen-pki.sh failed (is openssl installed?)\n");
+    }
+    for (int i = 0; made > 0 && path == NULL && i <= npaths && i < 64; i++) {
+        if (i == npaths) {
+            snprintf(paths[i], sizeof paths[i], "%s/%s", dir, name);
+            npaths++;
+        }
+        if (strcmp(strrchr(paths[i], '/') + 1, name) == 0)
+            path = paths[i];
+    }
+    pthread_mutex_unlock(&lock);
+    return path;
 }

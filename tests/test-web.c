@@ -6,6 +6,7 @@
  * the session limit, a handler that returns with its session open, and
  * close 1001 on a server stop.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "sn_test.h"
@@ -52,21 +53,29 @@ static bool origin_ok(const char *origin, size_t len, const sn_http_request *req
     return origin == NULL || (len == 16 && memcmp(origin, "http://localhost", 16) == 0);
 }
 
-static void start(struct fixture *f, int fibers, const sn_web_config *wcfg)
+static const sn_ws_config deflate_on = {.deflate = SN_ON};
+
+static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, sn_tls *tls)
 {
     memset(f, 0, sizeof *f);
     SN_ASSERT_RC(sn_web_new(&f->web, wcfg), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/echo", SN_ROUTE_EXACT, NULL, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/rooms/", SN_ROUTE_PREFIX, NULL, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/zecho", SN_ROUTE_EXACT, &deflate_on, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/", SN_ROUTE_EXACT, http_show, "root"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static", SN_ROUTE_PREFIX, http_show, "static"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static/deep", SN_ROUTE_PREFIX, http_show, "deep"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static/x", SN_ROUTE_EXACT, http_show, "x"), 0);
     sn_server_config sc = {
-        .host = "127.0.0.1", .handler = sn_web_serve, .user = f->web, .fibers = fibers};
+        .host = "127.0.0.1", .handler = sn_web_serve, .user = f->web, .fibers = fibers, .tls = tls};
     SN_ASSERT_RC(sn_server_new(&f->srv, &sc), 0);
     SN_ASSERT_RC(sn_server_start(f->srv), 0);
     f->port = sn_server_port(f->srv);
+}
+
+static void start(struct fixture *f, int fibers, const sn_web_config *wcfg)
+{
+    start_tls(f, fibers, wcfg, NULL);
 }
 
 static void finish(struct fixture *f)
@@ -261,6 +270,60 @@ static void test_bad_routes(void)
     sn_web_free(NULL);
 }
 
+/* wss: the router behind a TLS listener. A client trusting the test CA
+ * gets its echoes, compressed or not; the default context (the system's
+ * CAs) refuses the server; plain ws:// to the TLS port fails. */
+static void test_wss(void)
+{
+    sn_tls_config sc = {.role = SN_TLS_SERVER,
+                        .cert = {.chain = {.file = sn_test_pki("server-rsa.pem")},
+                                 .key = {.file = sn_test_pki("server-rsa.key")}}};
+    sn_tls_config cc = {
+        .role = SN_TLS_CLIENT, .ca = &(sn_tls_source){.file = sn_test_pki("ca.pem")}, .nca = 1};
+    sn_tls *stls = NULL, *ctls = NULL;
+    SN_ASSERT_RC(sn_tls_new(&stls, &sc), 0);
+    SN_ASSERT_RC(sn_tls_new(&ctls, &cc), 0);
+    CU_ASSERT_FATAL(stls != NULL && ctls != NULL);
+    size_t big = 200000;
+    char *buf = malloc(big);
+    CU_ASSERT_FATAL(buf != NULL);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = "secure websocket "[i % 17];
+    for (int mode = 0; mode < 2; mode++) {
+        struct fixture f;
+        int fibers = mode ? SN_ON : SN_OFF;
+        start_tls(&f, fibers, NULL, stls);
+        char url[64], plain[64];
+        snprintf(url, sizeof url, "wss://127.0.0.1:%d/zecho", f.port);
+        snprintf(plain, sizeof plain, "ws://127.0.0.1:%d/echo", f.port);
+        for (int z = 0; z < 2; z++) {
+            sn_ws_config wc = {.tls = ctls, .deflate = z ? SN_ON : SN_OFF};
+            sn_ws *ws;
+            SN_ASSERT_RC(sn_ws_connect(&ws, url, NULL, &wc, NULL, sn_deadline_in(5000)), 0);
+            CU_ASSERT_EQUAL(sn_conn_is_tls(sn_ws_conn(ws)), 1);
+            CU_ASSERT_EQUAL(sn_ws_deflate_on(ws), z == 1);
+            static const size_t sizes[] = {0, 5, 70000, 200000};
+            for (size_t i = 0; i < SN_ARRAY_SIZE(sizes); i++) {
+                SN_ASSERT_RC(sn_ws_send(ws, SN_WS_TEXT, buf, sizes[i], sn_deadline_in(5000)), 0);
+                sn_ws_msg m;
+                SN_ASSERT_RC(sn_ws_recv(ws, &m, sn_deadline_in(5000)), 0);
+                CU_ASSERT(m.len == sizes[i] && memcmp(m.data, buf, m.len) == 0);
+            }
+            SN_ASSERT_RC(sn_ws_close(ws, SN_WS_NORMAL, "done", sn_deadline_in(5000)), 0);
+            sn_ws_free(ws);
+        }
+        sn_ws *ws = NULL;
+        SN_ASSERT_RC(sn_ws_connect(&ws, url, NULL, NULL, NULL, sn_deadline_in(5000)),
+                     SN_ETLS_VERIFY);
+        CU_ASSERT(sn_ws_connect(&ws, plain, NULL, NULL, NULL, sn_deadline_in(5000)) < 0);
+        finish(&f);
+        CU_ASSERT_EQUAL(atomic_load(&f.ws_served), 2);
+    }
+    free(buf);
+    sn_tls_free(stls);
+    sn_tls_free(ctls);
+}
+
 static CU_TestInfo tests[] = {
     {"routing and the router's own answers, thread mode", test_routing_threads},
     {"routing and the router's own answers, fiber mode", test_routing_fibers},
@@ -268,6 +331,7 @@ static CU_TestInfo tests[] = {
     {"a slow head and an idle connection time out", test_idle_and_slow_heads},
     {"session limit, a returning handler, close 1001 on stop", test_sessions},
     {"bad routes and configurations", test_bad_routes},
+    {"wss: the router behind a TLS listener, both modes", test_wss},
     CU_TEST_INFO_NULL,
 };
 

@@ -34,6 +34,7 @@
 #include "socknet/chan.h"
 #include "socknet/common.h"
 #include "socknet/http.h"
+#include "socknet/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,6 +115,11 @@ typedef struct sn_ws_config {
      * client offers wins), a client's to offer. NULL = none. */
     const char *const *subprotocols;
     size_t nsubprotocols;
+    /* sn_ws_connect to a wss:// URL: the client TLS context (socknet/tls.h;
+     * its CAs, client certificate, versions...). NULL = a default client
+     * context made for the call: the system's CAs, the host name checked.
+     * Servers take TLS from their listener (sn_server_config.tls). */
+    sn_tls *tls;
 } sn_ws_config;
 
 /* A received message: data points into the session's buffer and stays
@@ -156,9 +162,12 @@ SN_API int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char
                            const char *extra_headers, const sn_ws_config *cfg, int *status,
                            sn_deadline dl);
 
-/* Connects to a ws:// URL (ws://host[:port][/path]; port 80 by default)
- * and handshakes, within dl. The session owns the connection (sn_ws_free
- * frees it). Returns 0, SN_EBADADDR (not a ws:// URL), a connect error, or
+/* Connects to a ws:// or wss:// URL (ws://host[:port][/path], port 80 by
+ * default; wss:// over TLS with cfg->tls, port 443 by default, the host
+ * name sent as SNI and verified) and handshakes, all within dl. The session
+ * owns the connection (sn_ws_free frees it). Returns 0, SN_EBADADDR (not a
+ * ws:// or wss:// URL), a connect error, a TLS error (SN_ETLS_*, see
+ * sn_tls_upgrade; a wss:// session's connection tells sn_tls_reason), or
  * sn_ws_handshake's. */
 SN_API int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers,
                          const sn_ws_config *cfg, int *status, sn_deadline dl);
