@@ -28,6 +28,22 @@ ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-
     { echo "FAIL: the README's UDP example does not compile"; exit 1; }
 out=$(timeout 10 "$tmp/udp") || { echo "FAIL: the README's UDP example failed: $out"; exit 1; }
 [ "$out" = ping ] || { echo "FAIL: the README's UDP example printed '$out'"; exit 1; }
+# The TLS section's mutual-TLS example compiles, and with openssl at hand runs
+# against a fresh PKI and greets the client by its certificate's subject.
+awk '/^### TLS/ {on=1} on && /^```c$/ {grab=1; next} grab && /^```$/ {exit} grab {print}' \
+    "$src/README.md" >"$tmp/tls.c"
+[ -s "$tmp/tls.c" ] || { echo "FAIL: no C example in the README's TLS section"; exit 1; }
+# shellcheck disable=SC2086
+${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror ${SN_CFLAGS:-} -I"$src/include" \
+    "$tmp/tls.c" -o "$tmp/tls" ${SN_LDFLAGS:-} "$lib" \
+    -Wl,-rpath,"$(cd "$(dirname "$lib")" && pwd)" -lpthread ||
+    { echo "FAIL: the README's TLS example does not compile"; exit 1; }
+if command -v openssl >/dev/null && sh "$src/tests/gen-pki.sh" "$tmp/pki"; then
+    (cd "$tmp/pki" && cp server-rsa.pem server.pem && cp server-rsa.key server.key &&
+        cp client-ec.pem client.pem && cp client-ec.key client.key)
+    out=$(cd "$tmp/pki" && timeout 20 "$tmp/tls") || { echo "FAIL: README TLS example: $out"; exit 1; }
+    case "$out" in *"hello "*"CN=client-ec"*) ;; *) echo "FAIL: README TLS example printed '$out'"; exit 1 ;; esac
+fi
 # It listens on 127.0.0.1:7000: only run it if that port is free.
 if (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
     echo "ok: README UDP example runs; echo server compiles ($lines lines); port 7000 busy, not run"
