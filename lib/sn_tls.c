@@ -30,6 +30,7 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include "sn_int.h"
 
@@ -100,10 +101,29 @@ static const sn_transport_vtable tls_vtable;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
+/* wolfCrypt keeps a per-thread cache for fixed-point ECC (FP_ECC in
+ * Debian's build) that only the thread itself can free: a thread that ran a
+ * handshake frees it when it exits, through this key's destructor. */
+static pthread_key_t ecc_cache_key;
+
+static void free_ecc_cache(void *unused)
+{
+    (void)unused;
+    wc_ecc_fp_free();
+}
 
 static void init_wolfssl(void)
 {
     init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : SN_ETLS;
+    if (init_rc == 0 && pthread_key_create(&ecc_cache_key, free_ecc_cache) != 0)
+        init_rc = SN_ENOMEM;
+}
+
+/* Marks the calling thread as one whose ECC cache needs freeing. */
+static void note_ecc_thread(void)
+{
+    if (pthread_getspecific(ecc_cache_key) == NULL)
+        pthread_setspecific(ecc_cache_key, (void *)1);
 }
 
 /* ---- loading certificates and keys ----------------------------------------- */
@@ -196,7 +216,9 @@ static int password_cb(char *buf, int size, int rw, void *user)
 {
     (void)rw;
     const char *pw = user;
-    int n = pw != NULL ? (int)strlen(pw) : 0;
+    if (pw == NULL)
+        return -1; /* an encrypted key and no password */
+    int n = (int)strlen(pw);
     if (n >= size)
         return -1;
     memcpy(buf, pw, (size_t)n);
@@ -608,6 +630,7 @@ static int check_config(const sn_tls_config *cfg)
 
 static void tls_destroy(sn_tls *t)
 {
+    wc_ecc_fp_free(); /* the caller's cache (a main thread has no destructor) */
     for (int i = 0; i < t->nsni; i++) {
         wolfSSL_CTX_free(t->sni[i].ctx);
         sn__free(t->sni[i].name);
@@ -1135,6 +1158,7 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if ((rc = new_transport(&tt, tls, fd, name)) < 0)
         return rc;
     sn__conn_set_transport(c, &tt->base);
+    note_ecc_thread();
     if ((rc = take_turn(tls, abs)) == 0) {
         rc = run_handshake(tt, abs);
         give_turn(tls);
