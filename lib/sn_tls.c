@@ -1276,13 +1276,48 @@ static void name_line(WOLFSSL_X509_NAME *n, char *buf, size_t cap)
         wolfSSL_X509_NAME_oneline(n, buf, (int)cap);
 }
 
-static int64_t asn1_time(const WOLFSSL_ASN1_TIME *t)
+/* Days since 1970-01-01 of a civil date (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (t == NULL || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const unsigned char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* An X.509 time (UTCTime YYMMDDHHMMSSZ or GeneralizedTime
+ * YYYYMMDDHHMMSSZ) as Unix time, or 0. Parsed here: wolfSSL's
+ * wolfSSL_ASN1_TIME_to_tm goes through the C library's time zone state,
+ * which is not safe to use from several threads. */
+static int64_t asn1_time(WOLFSSL_ASN1_TIME *t)
+{
+    if (t == NULL)
         return 0;
-    return (int64_t)timegm(&tm);
+    const unsigned char *p = wolfSSL_ASN1_TIME_get_data(t);
+    int len = wolfSSL_ASN1_TIME_get_length(t);
+    int ylen = len == 13 ? 2 : len == 15 ? 4 : 0;
+    if (p == NULL || ylen == 0 || p[len - 1] != 'Z')
+        return 0;
+    int y = digits(p, ylen), mo = digits(p + ylen, 2), d = digits(p + ylen + 2, 2);
+    int h = digits(p + ylen + 4, 2), mi = digits(p + ylen + 6, 2), sec = digits(p + ylen + 8, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || sec < 0)
+        return 0;
+    if (ylen == 2)
+        y += y < 50 ? 2000 : 1900; /* RFC 5280 4.1.2.5.1 */
+    return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 }
 
 static void fill_x509(WOLFSSL_X509 *x, sn_tls_x509 *out)
