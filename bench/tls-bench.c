@@ -17,7 +17,8 @@
  *   bulk  MiB/s of one 16 KiB-write stream (TLS_AES_128_GCM_SHA256) into a
  *       socknet handler that discards it, against wolfCrypt's own
  *       AES-128-GCM encryption speed on this machine (one thread, 16 KiB
- *       blocks), and plain TCP for scale.
+ *       blocks); bulk-vs-bare: against the same stream between a bare
+ *       wolfSSL client and server; plain TCP for scale.
  * Every loop is bounded by time and count. ECDSA P-256 certificates.
  */
 #include <arpa/inet.h>
@@ -182,7 +183,22 @@ struct bare {
     int lfd;
     WOLFSSL_CTX *ctx;
     int iterative; /* serve each connection on the acceptor thread itself */
+    int sink;      /* read to the end, answer the byte count (bulk) */
 };
+
+/* The bare sink: what `sink` does, on wolfSSL directly. */
+static void bare_sink(WOLFSSL *ssl)
+{
+    static char buf[1 << 16];
+    unsigned long long total = 0;
+    int n;
+    if (wolfSSL_accept(ssl) != WOLFSSL_SUCCESS)
+        return;
+    while ((n = wolfSSL_read(ssl, buf, sizeof buf)) > 0)
+        total += (unsigned long long)n;
+    n = snprintf(buf, 64, "%llu\n", total);
+    wolfSSL_write(ssl, buf, n);
+}
 
 static void *bare_conn(void *arg)
 {
@@ -220,6 +236,12 @@ static void *bare_acceptor(void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         WOLFSSL *ssl = wolfSSL_new(b->ctx);
         wolfSSL_set_fd(ssl, fd);
+        if (b->sink) {
+            bare_sink(ssl);
+            wolfSSL_free(ssl);
+            close(fd);
+            continue;
+        }
         if (b->iterative) {
             bare_conn(ssl);
             continue;
@@ -345,6 +367,39 @@ static double bulk(sn_tls *tls, int port)
     return (double)sent / dt / (1 << 20);
 }
 
+/* The same stream from a bare wolfSSL client into the bare sink. */
+static double bulk_bare(int port)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    wolfSSL_CTX_load_verify_locations(ctx, path("ca.pem"), NULL);
+    wolfSSL_CTX_set_cipher_list(ctx, "TLS13-AES128-GCM-SHA256");
+    int fd = dial(port);
+    WOLFSSL *ssl = wolfSSL_new(ctx);
+    wolfSSL_set_fd(ssl, fd);
+    if (wolfSSL_connect(ssl) != WOLFSSL_SUCCESS)
+        die("bare bulk", SN_ETLS_HANDSHAKE);
+    static char buf[16384];
+    memset(buf, 'b', sizeof buf);
+    uint64_t sent = 0;
+    double t0 = now_s();
+    for (int i = 0; i < 1000000 && now_s() - t0 < seconds; i++) {
+        if (wolfSSL_write(ssl, buf, sizeof buf) != (int)sizeof buf)
+            die("bare bulk write", SN_EIO);
+        sent += sizeof buf;
+    }
+    wolfSSL_shutdown(ssl);
+    shutdown(fd, SHUT_WR);
+    char line[64] = {0};
+    int n = wolfSSL_read(ssl, line, sizeof line - 1);
+    double dt = now_s() - t0;
+    if (n <= 0 || strtoull(line, NULL, 10) != sent)
+        die("bare bulk count", SN_EIO);
+    wolfSSL_free(ssl);
+    close(fd);
+    wolfSSL_CTX_free(ctx);
+    return (double)sent / dt / (1 << 20);
+}
+
 static double aesgcm(void)
 {
     Aes aes;
@@ -418,11 +473,20 @@ int main(int argc, char **argv)
     sn_server_free(tls_thr);
 
     sn_server *tls_sink = serve(st, sink, 0), *plain_sink = serve(NULL, sink, 0);
+    struct bare bs = {.sink = 1};
+    pthread_t bstid;
+    int bsport = bare_start(&bs, &bstid);
     double gcm = aesgcm();
     double ours = bulk(ct, sn_server_port(tls_sink));
+    double bare = bulk_bare(bsport);
     double plain = bulk(NULL, sn_server_port(plain_sink));
     row("bulk", ours, gcm, "MiB/s (vs wolfCrypt AES-128-GCM, one thread)");
+    row("bulk-vs-bare", ours, bare, "MiB/s (vs bare wolfSSL client and sink)");
     row("bulk-plain-tcp", plain, plain, "MiB/s (plain TCP, for scale)");
+    shutdown(bs.lfd, SHUT_RDWR);
+    pthread_join(bstid, NULL);
+    close(bs.lfd);
+    wolfSSL_CTX_free(bs.ctx);
     sn_server_free(tls_sink);
     sn_server_free(plain_sink);
     wolfSSL_CTX_free(b.ctx);
