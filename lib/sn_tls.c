@@ -30,6 +30,7 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include "sn_int.h"
 
@@ -100,10 +101,29 @@ static const sn_transport_vtable tls_vtable;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
+/* wolfCrypt keeps a per-thread cache for fixed-point ECC (FP_ECC in
+ * Debian's build) that only the thread itself can free: a thread that ran a
+ * handshake frees it when it exits, through this key's destructor. */
+static pthread_key_t ecc_cache_key;
+
+static void free_ecc_cache(void *unused)
+{
+    (void)unused;
+    wc_ecc_fp_free();
+}
 
 static void init_wolfssl(void)
 {
     init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : SN_ETLS;
+    if (init_rc == 0 && pthread_key_create(&ecc_cache_key, free_ecc_cache) != 0)
+        init_rc = SN_ENOMEM;
+}
+
+/* Marks the calling thread as one whose ECC cache needs freeing. */
+static void note_ecc_thread(void)
+{
+    if (pthread_getspecific(ecc_cache_key) == NULL)
+        pthread_setspecific(ecc_cache_key, (void *)1);
 }
 
 /* ---- loading certificates and keys ----------------------------------------- */
@@ -196,7 +216,9 @@ static int password_cb(char *buf, int size, int rw, void *user)
 {
     (void)rw;
     const char *pw = user;
-    int n = pw != NULL ? (int)strlen(pw) : 0;
+    if (pw == NULL)
+        return -1; /* an encrypted key and no password */
+    int n = (int)strlen(pw);
     if (n >= size)
         return -1;
     memcpy(buf, pw, (size_t)n);
@@ -608,6 +630,7 @@ static int check_config(const sn_tls_config *cfg)
 
 static void tls_destroy(sn_tls *t)
 {
+    wc_ecc_fp_free(); /* the caller's cache (a main thread has no destructor) */
     for (int i = 0; i < t->nsni; i++) {
         wolfSSL_CTX_free(t->sni[i].ctx);
         sn__free(t->sni[i].name);
@@ -1135,6 +1158,7 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if ((rc = new_transport(&tt, tls, fd, name)) < 0)
         return rc;
     sn__conn_set_transport(c, &tt->base);
+    note_ecc_thread();
     if ((rc = take_turn(tls, abs)) == 0) {
         rc = run_handshake(tt, abs);
         give_turn(tls);
@@ -1252,13 +1276,48 @@ static void name_line(WOLFSSL_X509_NAME *n, char *buf, size_t cap)
         wolfSSL_X509_NAME_oneline(n, buf, (int)cap);
 }
 
-static int64_t asn1_time(const WOLFSSL_ASN1_TIME *t)
+/* Days since 1970-01-01 of a civil date (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (t == NULL || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const unsigned char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* An X.509 time (UTCTime YYMMDDHHMMSSZ or GeneralizedTime
+ * YYYYMMDDHHMMSSZ) as Unix time, or 0. Parsed here: wolfSSL's
+ * wolfSSL_ASN1_TIME_to_tm goes through the C library's time zone state,
+ * which is not safe to use from several threads. */
+static int64_t asn1_time(WOLFSSL_ASN1_TIME *t)
+{
+    if (t == NULL)
         return 0;
-    return (int64_t)timegm(&tm);
+    const unsigned char *p = wolfSSL_ASN1_TIME_get_data(t);
+    int len = wolfSSL_ASN1_TIME_get_length(t);
+    int ylen = len == 13 ? 2 : len == 15 ? 4 : 0;
+    if (p == NULL || ylen == 0 || p[len - 1] != 'Z')
+        return 0;
+    int y = digits(p, ylen), mo = digits(p + ylen, 2), d = digits(p + ylen + 2, 2);
+    int h = digits(p + ylen + 4, 2), mi = digits(p + ylen + 6, 2), sec = digits(p + ylen + 8, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || sec < 0)
+        return 0;
+    if (ylen == 2)
+        y += y < 50 ? 2000 : 1900; /* RFC 5280 4.1.2.5.1 */
+    return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 }
 
 static void fill_x509(WOLFSSL_X509 *x, sn_tls_x509 *out)

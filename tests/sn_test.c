@@ -214,7 +214,7 @@ const char *sn_test_pki(const char *name)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static int made; /* 0 not yet, 1 made, -1 failed */
-    static char paths[64][1024];
+    static char paths[256][1024];
     static int npaths;
     const char *dir = SN_BUILDDIR "/tests/pki", *path = NULL;
     pthread_mutex_lock(&lock);
@@ -225,7 +225,7 @@ const char *sn_test_pki(const char *name)
         if (made < 0)
             fprintf(stderr, "tests/gen-pki.sh failed (is openssl installed?)\n");
     }
-    for (int i = 0; made > 0 && path == NULL && i <= npaths && i < 64; i++) {
+    for (int i = 0; made > 0 && path == NULL && i <= npaths && i < 256; i++) {
         if (i == npaths) {
             snprintf(paths[i], sizeof paths[i], "%s/%s", dir, name);
             npaths++;

@@ -44,7 +44,7 @@ int sn_test_open_fds(void);
 /* The path of a file of the test PKI (tests/gen-pki.sh lists them: "ca.pem",
  * "server-rsa.key", ...), made in the build directory on first use; NULL
  * (with a message) when openssl failed. The strings live until the
- * process ends (64 names at most). */
+ * process ends (256 names at most). */
 const char *sn_test_pki(const char *name);
 
 /* Polls cond every 2 ms until it holds or ms milliseconds have passed. */
