@@ -8,13 +8,19 @@
 #   5. make install into a scratch root, and a program built against it
 #      with `cc app.c $(pkg-config --cflags --libs socknet)`
 #   6. make distcheck                  (the tarball builds and passes too)
+#   interop: real WebSocket peers (tests/interop/run.js): the npm `ws` client
+#      against examples/ws-echo, a `ws` server against the library's client,
+#      headless Chromium against ws-echo; `ws` is installed into build/interop
+#      at the version tests/interop/package.json pins (once; reruns are offline)
+#   fuzz: the libFuzzer targets of tests/fuzz, built with clang in
+#      build-fuzz/, each run for SN_FUZZ_SECONDS (20) from its seed corpus
 # Exit status is non-zero if any stage fails. SN_CHECK_STAGES="default asan"
 # runs a subset.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
-stages=${SN_CHECK_STAGES:-"default asan tsan valgrind install distcheck"}
+stages=${SN_CHECK_STAGES:-"default interop fuzz asan tsan valgrind install distcheck"}
 passed=0
 failed=0
 failed_names=""
@@ -66,6 +72,33 @@ make_check() { # BUILDDIR [configure flags...]
 }
 
 stage_default() { make_check "$top/build"; }
+
+# The npm packages of tests/interop/package.json, in build/interop: installed
+# only when a pinned version is not there yet.
+npm_peers() {
+    local dir=$top/build/interop want
+    mkdir -p "$dir"
+    cmp -s "$top/tests/interop/package.json" "$dir/package.json" ||
+        cp "$top/tests/interop/package.json" "$dir/package.json"
+    want=$(node -e 'const d = require(process.argv[1]).dependencies;
+        for (const [n, v] of Object.entries(d)) {
+            let have = "";
+            try { have = require(`${process.argv[2]}/node_modules/${n}/package.json`).version; } catch (e) {}
+            if (have !== v) console.log(n + "@" + v);
+        }' "$dir/package.json" "$dir") || return 1
+    [ -z "$want" ] && return 0
+    echo "interop: npm install $want"
+    (cd "$dir" && npm install --no-package-lock --prefer-offline --no-audit --no-fund \
+        --loglevel=error >"$dir/npm.log" 2>&1) || { tail -n 30 "$dir/npm.log"; return 1; }
+}
+
+stage_interop() {
+    (cd "$top/build" && make -s -j"$jobs" examples/ws-echo tests/interop/ws-interop-client \
+        >/dev/null) || return 1
+    npm_peers || return 1
+    NODE_PATH=$top/build/interop/node_modules timeout 900 node "$top/tests/interop/run.js" \
+        "$top/build"
+}
 
 stage_asan() {
     local f="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
