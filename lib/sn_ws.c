@@ -564,8 +564,9 @@ static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32
                 return rc;
             ws->msg.len += n;
         }
-        if (check && (*utf8 = sn__utf8_step(*utf8, ws->msg.p + before, ws->msg.len - before)) ==
-                         SN_UTF8_REJECT)
+        if (check && ws->msg.len > before && /* (msg.p is NULL before the first byte) */
+            (*utf8 = sn__utf8_step(*utf8, ws->msg.p + before, ws->msg.len - before)) ==
+                SN_UTF8_REJECT)
             return SN_EWS_UTF8; /* fail fast, inside the frame */
         pos += n;
     } while (pos < h->len);
