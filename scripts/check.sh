@@ -100,6 +100,33 @@ stage_interop() {
         "$top/build"
 }
 
+# Each libFuzzer target for SN_FUZZ_SECONDS, from its seeds (tests/fuzz/corpus/NAME) and
+# what earlier runs found (build-fuzz/corpus/NAME). A crash is kept in build-fuzz/artifacts.
+stage_fuzz() {
+    local dir=$top/build-fuzz rc=0 t max secs=${SN_FUZZ_SECONDS:-20}
+    local f="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
+    mkdir -p "$dir/artifacts"
+    (cd "$dir" &&
+        { [ -f Makefile ] || "$top/configure" -q CC=clang CFLAGS="$f -fno-sanitize-recover=all" \
+            LDFLAGS="-fsanitize=address,undefined"; } &&
+        make -s -j"$jobs" fuzz >/dev/null) || return 1
+    for t in http ws-frame ws-recv inflate; do
+        case $t in http | ws-frame) max=4096 ;; *) max=16384 ;; esac
+        mkdir -p "$dir/corpus/$t"
+        if "$dir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -max_len=$max -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
+            "$dir/corpus/$t" "$top/tests/fuzz/corpus/$t" >"$dir/$t.log" 2>&1; then
+            echo "fuzz-$t: $(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' "$dir/$t.log" |
+                grep -oE '[0-9]+$') runs in $secs s, no failure"
+        else
+            echo "---- fuzz-$t failed (input kept in $dir/artifacts):"
+            grep -vE '^#[0-9]+ ' "$dir/$t.log" | tail -n 40
+            rc=1
+        fi
+    done
+    return $rc
+}
+
 stage_asan() {
     local f="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
