@@ -254,7 +254,9 @@ static int send_control(sn_ws *ws, uint8_t opcode, const void *data, size_t len,
 /* A close frame's payload: the code (0 = none) and the reason. */
 static int close_payload(uint8_t out[125], int code, const char *reason, size_t *len)
 {
-    size_t rlen = reason != NULL ? strlen(reason) : 0;
+    if (reason == NULL)
+        reason = ""; /* not NULL: memcpy and the validator get a real pointer */
+    size_t rlen = strlen(reason);
     if (code == 0) {
         *len = 0;
         return rlen == 0 ? 0 : SN_EINVAL; /* a reason needs a code */
