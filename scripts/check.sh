@@ -92,13 +92,15 @@ npm_peers() {
         --loglevel=error >"$dir/npm.log" 2>&1) || { tail -n 30 "$dir/npm.log"; return 1; }
 }
 
-stage_interop() {
-    (cd "$top/build" && make -s -j"$jobs" examples/ws-echo tests/interop/ws-interop-client \
+# The interop tests against the programs of build directory $1 (built here).
+interop_in() {
+    (cd "$1" && make -s -j"$jobs" examples/ws-echo tests/interop/ws-interop-client \
         >/dev/null) || return 1
     npm_peers || return 1
-    NODE_PATH=$top/build/interop/node_modules timeout 900 node "$top/tests/interop/run.js" \
-        "$top/build"
+    NODE_PATH=$top/build/interop/node_modules timeout 900 node "$top/tests/interop/run.js" "$1"
 }
+
+stage_interop() { interop_in "$top/build"; }
 
 # Each libFuzzer target for SN_FUZZ_SECONDS, from its seeds (tests/fuzz/corpus/NAME) and
 # what earlier runs found (build-fuzz/corpus/NAME). A crash is kept in build-fuzz/artifacts.
@@ -127,16 +129,25 @@ stage_fuzz() {
     return $rc
 }
 
+# The sanitizer stages run the interop tests too, against their own build of ws-echo and
+# of the library's client (a sanitizer's report makes the program fail).
 stage_asan() {
     local f="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-        make_check "$top/build-asan" --with-context=ucontext CFLAGS="$f" \
-        LDFLAGS="-fsanitize=address,undefined"
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+    make_check "$top/build-asan" --with-context=ucontext CFLAGS="$f" \
+        LDFLAGS="-fsanitize=address,undefined" && interop_in "$top/build-asan"
+    local rc=$?
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    return $rc
 }
 
 stage_tsan() {
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-        make_check "$top/build-tsan" CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+    make_check "$top/build-tsan" CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" &&
+        interop_in "$top/build-tsan"
+    local rc=$?
+    unset TSAN_OPTIONS
+    return $rc
 }
 
 stage_valgrind() {

@@ -18,11 +18,16 @@ function launch(exe) {
         '--no-first-run', '--no-default-browser-check', '--disable-extensions',
         '--remote-debugging-port=0', '--remote-debugging-address=127.0.0.1',
         `--user-data-dir=${dir}`, 'about:blank'];
-    const p = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // detached: its own process group, so that a stop reaches its helpers too
+    const p = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const exited = new Promise(res => p.on('exit', res));
     let err = '';
-    const stop = () => {
-        if (p.exitCode === null) p.kill('SIGKILL');
-        fs.rmSync(dir, { recursive: true, force: true });
+    // After Browser.close it ends by itself; else (or if it lingers) it is killed.
+    const stop = async () => {
+        await within(5000, 'chromium exit', exited).catch(() => {});
+        try { process.kill(-p.pid, 'SIGKILL'); } catch (e) { /* already gone */ }
+        await within(5000, 'chromium exit after SIGKILL', exited).catch(() => {});
+        fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     };
     const url = within(T, 'chromium start', new Promise((res, rej) => {
         p.stderr.on('data', d => {
@@ -89,8 +94,11 @@ async function run(port, exe = '/usr/bin/chromium') {
         c.ok(v.checks === 16, `${v.checks} checks in the page, 16 expected`);
         c.passed += v.checks;
     } finally {
-        if (d) d.close();
-        b.stop();
+        if (d) {
+            await d.send('Browser.close').catch(() => {});
+            d.close();
+        }
+        await b.stop();
     }
     return c.passed;
 }

@@ -23,9 +23,14 @@ process.on('exit', () => children.forEach(p => p.kill('SIGKILL')));
 
 // Starts a program and resolves once it printed "listening on H:PORT".
 function startServer(exe, args) {
-    const p = spawn(exe, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(p);
-    p.exited = new Promise(res => p.on('exit', (code, sig) => { children.delete(p); res({ code, sig }); }));
+    let err = ''; // shown when it fails (a sanitizer's report, say)
+    p.stderr.on('data', d => err = (err + d).slice(-20000));
+    p.exited = new Promise(res => p.on('exit', (code, sig) => {
+        children.delete(p);
+        res({ code, sig, toString: () => `${code ?? sig}:\n${err}` });
+    }));
     return within(10000, `${exe} start`, new Promise((res, rej) => {
         let out = '';
         p.stdout.on('data', d => {
@@ -34,7 +39,7 @@ function startServer(exe, args) {
             if (m) res({ p, port: Number(m[1]) });
         });
         p.on('error', rej);
-        p.exited.then(e => rej(new Error(`${exe} exited early: ${JSON.stringify(e)}`)));
+        p.exited.then(e => rej(new Error(`${exe} exited early: ${e}`)));
     }));
 }
 
@@ -62,7 +67,7 @@ async function client(build) {
         total += await require('./ws-client').run(`ws://127.0.0.1:${port}/echo`, { limit: LIMIT, stop });
         const e = await within(10000, 'ws-echo exit', p.exited);
         if (e.code !== 0)
-            throw new Error(`ws-echo (fibers ${fibers}) exited with ${JSON.stringify(e)} after SIGTERM`);
+            throw new Error(`ws-echo (fibers ${fibers}) exited with ${e} after SIGTERM`);
     }
     return `ws client vs ws-echo: ${total} checks passed`;
 }
@@ -88,12 +93,16 @@ async function server(build) {
 
 async function browser(build) {
     const { p, port } = await startServer(path.join(build, 'examples/ws-echo'), ['--port', '0']);
+    let n;
     try {
-        return `chromium vs ws-echo: ${await require('./browser').run(port)} checks passed`;
+        n = await require('./browser').run(port);
     } finally {
         p.kill('SIGTERM');
-        await p.exited;
     }
+    const e = await within(10000, 'ws-echo exit', p.exited);
+    if (e.code !== 0)
+        throw new Error(`ws-echo exited with ${e} after SIGTERM`);
+    return `chromium vs ws-echo: ${n} checks passed`;
 }
 
 async function main() {
