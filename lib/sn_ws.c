@@ -256,7 +256,7 @@ static int send_control(sn_ws *ws, uint8_t opcode, const void *data, size_t len,
 static int close_payload(uint8_t out[125], int code, const char *reason, size_t *len)
 {
     if (reason == NULL)
-        reason = "";
+        reason = ""; /* not NULL: memcpy and the validator get a real pointer */
     size_t rlen = strlen(reason);
     if (code == 0) {
         *len = 0;
@@ -567,8 +567,9 @@ static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32
                 return rc;
             ws->msg.len += n;
         }
-        if (check && (*utf8 = sn__utf8_step(*utf8, ws->msg.p + before, ws->msg.len - before)) ==
-                         SN_UTF8_REJECT)
+        if (check && ws->msg.len > before && /* (msg.p is NULL before the first byte) */
+            (*utf8 = sn__utf8_step(*utf8, ws->msg.p + before, ws->msg.len - before)) ==
+                SN_UTF8_REJECT)
             return SN_EWS_UTF8; /* fail fast, inside the frame */
         pos += n;
     } while (pos < h->len);

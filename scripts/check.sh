@@ -5,18 +5,24 @@
 #      swapcontext here, so the portable switch is tested too)
 #   3. ThreadSanitizer                 (build-tsan/)
 #   4. valgrind memcheck on the unit tests
-#   4b. TLS interop with real peers: openssl s_client / s_server and
-#      gnutls-cli against the examples (tests/interop-tls.sh)
 #   5. make install into a scratch root, and a program built against it
 #      with `cc app.c $(pkg-config --cflags --libs socknet)`
 #   6. make distcheck                  (the tarball builds and passes too)
+#   interop: real WebSocket peers (tests/interop/run.js): the npm `ws` client
+#      against examples/ws-echo, a `ws` server against the library's client,
+#      headless Chromium against ws-echo; `ws` is installed into build/interop
+#      at the version tests/interop/package.json pins (once; reruns are offline);
+#      and real TLS peers: openssl s_client / s_server and gnutls-cli against
+#      the examples (tests/interop-tls.sh)
+#   fuzz: the libFuzzer targets of tests/fuzz, built with clang in
+#      build-fuzz/, each run for SN_FUZZ_SECONDS (20) from its seed corpus
 # Exit status is non-zero if any stage fails. SN_CHECK_STAGES="default asan"
 # runs a subset.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
-stages=${SN_CHECK_STAGES:-"default asan tsan valgrind interop install distcheck"}
+stages=${SN_CHECK_STAGES:-"default interop fuzz asan tsan valgrind install distcheck"}
 passed=0
 failed=0
 failed_names=""
@@ -69,16 +75,81 @@ make_check() { # BUILDDIR [configure flags...]
 
 stage_default() { make_check "$top/build"; }
 
+# The npm packages of tests/interop/package.json, in build/interop: installed
+# only when a pinned version is not there yet.
+npm_peers() {
+    local dir=$top/build/interop want
+    mkdir -p "$dir"
+    cmp -s "$top/tests/interop/package.json" "$dir/package.json" ||
+        cp "$top/tests/interop/package.json" "$dir/package.json"
+    want=$(node -e 'const d = require(process.argv[1]).dependencies;
+        for (const [n, v] of Object.entries(d)) {
+            let have = "";
+            try { have = require(`${process.argv[2]}/node_modules/${n}/package.json`).version; } catch (e) {}
+            if (have !== v) console.log(n + "@" + v);
+        }' "$dir/package.json" "$dir") || return 1
+    [ -z "$want" ] && return 0
+    echo "interop: npm install $want"
+    (cd "$dir" && npm install --no-package-lock --prefer-offline --no-audit --no-fund \
+        --loglevel=error >"$dir/npm.log" 2>&1) || { tail -n 30 "$dir/npm.log"; return 1; }
+}
+
+# The interop tests against the programs of build directory $1 (built here).
+interop_in() {
+    (cd "$1" && make -s -j"$jobs" examples/ws-echo tests/interop/ws-interop-client \
+        >/dev/null) || return 1
+    npm_peers || return 1
+    NODE_PATH=$top/build/interop/node_modules timeout 900 node "$top/tests/interop/run.js" "$1"
+}
+
+stage_interop() { interop_in "$top/build" && "$top/tests/interop-tls.sh" "$top/build"; }
+
+# Each libFuzzer target for SN_FUZZ_SECONDS, from its seeds (tests/fuzz/corpus/NAME) and
+# what earlier runs found (build-fuzz/corpus/NAME). A crash is kept in build-fuzz/artifacts.
+stage_fuzz() {
+    local dir=$top/build-fuzz rc=0 t max secs=${SN_FUZZ_SECONDS:-20}
+    local f="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
+    mkdir -p "$dir/artifacts"
+    (cd "$dir" &&
+        { [ -f Makefile ] || "$top/configure" -q CC=clang CFLAGS="$f -fno-sanitize-recover=all" \
+            LDFLAGS="-fsanitize=address,undefined"; } &&
+        make -s -j"$jobs" fuzz >/dev/null) || return 1
+    for t in http ws-frame ws-recv inflate; do
+        case $t in http | ws-frame) max=4096 ;; *) max=16384 ;; esac
+        mkdir -p "$dir/corpus/$t"
+        if "$dir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -max_len=$max -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
+            "$dir/corpus/$t" "$top/tests/fuzz/corpus/$t" >"$dir/$t.log" 2>&1; then
+            echo "fuzz-$t: $(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' "$dir/$t.log" |
+                grep -oE '[0-9]+$') runs in $secs s, no failure"
+        else
+            echo "---- fuzz-$t failed (input kept in $dir/artifacts):"
+            grep -vE '^#[0-9]+ ' "$dir/$t.log" | tail -n 40
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+# The sanitizer stages run the interop tests too, against their own build of ws-echo and
+# of the library's client (a sanitizer's report makes the program fail).
 stage_asan() {
     local f="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-        make_check "$top/build-asan" --with-context=ucontext CFLAGS="$f" \
-        LDFLAGS="-fsanitize=address,undefined"
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+    make_check "$top/build-asan" --with-context=ucontext CFLAGS="$f" \
+        LDFLAGS="-fsanitize=address,undefined" && interop_in "$top/build-asan"
+    local rc=$?
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    return $rc
 }
 
 stage_tsan() {
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-        make_check "$top/build-tsan" CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+    make_check "$top/build-tsan" CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" &&
+        interop_in "$top/build-tsan"
+    local rc=$?
+    unset TSAN_OPTIONS
+    return $rc
 }
 
 stage_valgrind() {
@@ -94,11 +165,6 @@ stage_valgrind() {
         fi
     done
     return $rc
-}
-
-stage_interop() {
-    (cd "$top/build" && make -s -j"$jobs" >/dev/null) || return 1
-    "$top/tests/interop-tls.sh" "$top/build"
 }
 
 stage_install() {

@@ -13,13 +13,21 @@ build=${1:-$top/build}
 pkgs=(build-essential autoconf automake libtool pkg-config
       libwolfssl-dev zlib1g-dev libcunit1-dev)
 if [ $want_check = 1 ]; then
-    pkgs+=(valgrind procps iproute2 psmisc openssl gnutls-bin)
+    # clang for the libFuzzer targets, chromium for the browser interop test,
+    # openssl and gnutls-cli for the TLS interop test
+    pkgs+=(valgrind procps iproute2 psmisc clang chromium openssl gnutls-bin)
 fi
 
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js and npm run the interop peers; a Node.js from elsewhere that
+# brings its own npm will do.
+if [ $want_check = 1 ]; then
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     sudo=""
