@@ -24,7 +24,7 @@ start_prog() { # PROGRAM args...
     shift
     "$prog" "$@" >"$tmp/out" 2>"$tmp/err" &
     pid=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 400); do # up to 20 s: libtool may relink on a first run
         [ -s "$tmp/out" ] && break
         sleep 0.05
     done

@@ -1055,14 +1055,23 @@ static void *echo_client_main(void *arg)
     if (out == NULL || in == NULL ||
         sn_udp_connect(&c, "127.0.0.1", sn_udp_server_port(ec->s), NULL) < 0)
         goto out;
+    /* UDP may drop a datagram when a receive buffer is full (64 KiB
+     * datagrams, a loaded machine): a datagram with no echo within a
+     * second is sent again, up to 5 times; late echoes of earlier
+     * attempts are skipped. */
     for (int i = 0; i < ec->rounds; i++) {
         size_t len = sizes[i % SN_ARRAY_SIZE(sizes)];
         fill(out, len, (unsigned)i);
-        if (sn_udp_send(c, out, len, 0) != (ssize_t)len)
-            continue;
-        ssize_t n = sn_udp_recv(c, in, SN_UDP_MAX_IPV4 + 1, NULL, sn_deadline_in(5000));
-        if (n == (ssize_t)len && memcmp(in, out, len) == 0)
-            ec->ok++;
+        bool echoed = false;
+        for (int attempt = 0; attempt < 5 && !echoed; attempt++) {
+            if (sn_udp_send(c, out, len, 0) != (ssize_t)len)
+                continue;
+            int64_t until = sn_now_ms() + 1000;
+            ssize_t n;
+            while (!echoed && (n = sn_udp_recv(c, in, SN_UDP_MAX_IPV4 + 1, NULL, until)) >= 0)
+                echoed = n == (ssize_t)len && memcmp(in, out, len) == 0;
+        }
+        ec->ok += echoed;
     }
 out:
     sn_udp_free(c);
@@ -1094,11 +1103,14 @@ static void test_server_echo(void)
         pthread_join(ec[i].tid, NULL);
         CU_ASSERT_EQUAL(ec[i].ok, ROUNDS);
     }
-    /* a reply is counted after its send returns: the client may be faster */
-    WAIT_UNTIL((sn_udp_server_stats_get(s, &st), st.sent == CLIENTS * ROUNDS), 5000);
+    /* a reply is counted after its send returns: the client may be faster;
+     * datagrams sent again are received and echoed again */
+    WAIT_UNTIL((sn_udp_server_stats_get(s, &st),
+                st.sent >= CLIENTS * ROUNDS && st.sent == st.received),
+               5000);
     CU_ASSERT_EQUAL(st.workers, 4);
-    CU_ASSERT_EQUAL(st.received, CLIENTS * ROUNDS);
-    CU_ASSERT_EQUAL(st.sent, CLIENTS * ROUNDS);
+    CU_ASSERT(st.received >= CLIENTS * ROUNDS);
+    CU_ASSERT_EQUAL(st.sent, st.received);
     CU_ASSERT_EQUAL(st.errors, 0);
     CU_ASSERT_EQUAL(st.truncated, 0);
     CU_ASSERT_EQUAL(st.bytes_received, st.bytes_sent);
