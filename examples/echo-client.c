@@ -3,9 +3,12 @@
  * prints each reply.
  *
  *   echo-client HOST PORT
+ *   echo-client unix:PATH       (a local socket; unix:@NAME for an abstract name)
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <socknet.h>
 
 static int fail(const char *what, int rc)
@@ -16,13 +19,14 @@ static int fail(const char *what, int rc)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: echo-client HOST PORT\n");
+    bool local = argc == 2 && strncmp(argv[1], "unix:", 5) == 0;
+    if (argc != 3 && !local) {
+        fprintf(stderr, "usage: echo-client HOST PORT | echo-client unix:PATH\n");
         return 2;
     }
     char *end;
-    long port = strtol(argv[2], &end, 10);
-    if (*argv[2] == '\0' || *end != '\0' || port < 1 || port > 65535) {
+    long port = local ? 0 : strtol(argv[2], &end, 10);
+    if (!local && (*argv[2] == '\0' || *end != '\0' || port < 1 || port > 65535)) {
         fprintf(stderr, "echo-client: bad port: %s\n", argv[2]);
         return 2;
     }

@@ -41,6 +41,12 @@ void sn_test_sleep_ms(int ms);
 /* Descriptors open in this process (for leak checks: compare two counts). */
 int sn_test_open_fds(void);
 
+/* Leak checks around a test: sn_test_leaks_begin records the descriptors
+ * open and the library's live allocations; sn_test_leaks_end asserts both
+ * are back where they were (and prints the descriptor counts if not). */
+void sn_test_leaks_begin(void);
+void sn_test_leaks_end(void);
+
 /* CU_ASSERT_EQUAL that prints both values as SN_E* names on failure. */
 #define SN_ASSERT_RC(expr, want)                                                                   \
     do {                                                                                           \
