@@ -533,7 +533,8 @@ static void test_from_fd_and_udp(void)
 
 /* ---- the server ---------------------------------------------------------------- */
 
-/* Echoes lines; "cred" answers the peer's pid, uid and gid. */
+/* Echoes lines; "cred" answers the peer's pid, uid and gid; "wait" reads
+ * the next line with a 100 ms deadline and answers it, or the error. */
 static void line_handler(sn_conn *c, void *user)
 {
     char line[256];
@@ -546,6 +547,9 @@ static void line_handler(sn_conn *c, void *user)
                 sn_printf(c, 0, "error %s\n", sn_err_name(rc));
             else
                 sn_printf(c, 0, "%ld %ld %ld\n", (long)pc.pid, (long)pc.uid, (long)pc.gid);
+        } else if (strcmp(line, "wait") == 0) {
+            ssize_t n = sn_read_line(c, line, sizeof line, SN_LINE_LF, sn_deadline_in(100));
+            sn_printf(c, 0, "%s\n", n < 0 ? sn_err_name((int)n) : line);
         } else {
             sn_printf(c, 0, "%s\n", line);
         }
@@ -599,6 +603,11 @@ static void serve_clients(const char *host, int fibers)
             CU_ASSERT_STRING_EQUAL(line, want);
         }
     }
+    /* a handler's deadline on a local socket: the client stays silent */
+    sn_write_str(c[0], "wait\n", 0);
+    SN_ASSERT_RC(sn_flush(c[0], 0), 0);
+    CU_ASSERT(sn_read_line(c[0], line, sizeof line, SN_LINE_LF, sn_deadline_in(5000)) > 0);
+    CU_ASSERT_STRING_EQUAL(line, "ETIMEDOUT");
     /* stop with clients connected: handlers blocked in a read are woken */
     SN_ASSERT_RC(sn_server_stop(srv, 2000), 0);
     for (int i = 0; i < CLIENTS; i++) {
