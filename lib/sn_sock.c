@@ -458,9 +458,26 @@ static int local_reclaim(const sn_addr *addr)
     return 0;
 }
 
+/* The path to remember for removal: made absolute if it is relative, so a
+ * later chdir does not send the removal elsewhere. NULL: no memory. */
+static char *local_abs_path(const char *path)
+{
+    char cwd[4096];
+    if (path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+        return sn__strdup(path); /* a cwd too long to hold: the path as given */
+    size_t n = strlen(cwd), m = strlen(path);
+    char *p = sn__malloc(n + m + 2);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, cwd, n);
+    p[n] = '/';
+    memcpy(p + n + 1, path, m + 1);
+    return p;
+}
+
 /* Binds a local address: a stale socket file is reclaimed once; the file
- * gets cfg->mode and is remembered (path, device, inode), so that closing
- * the listener removes it, and only it. */
+ * gets cfg->mode and is remembered (absolute path, device, inode), so that
+ * closing the listener removes it, and only it. */
 static int local_bind(sn_sock *s, const sn_addr *addr, const sn_listen_config *cfg)
 {
     int rc = bind(s->fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
@@ -472,7 +489,7 @@ static int local_bind(sn_sock *s, const sn_addr *addr, const sn_listen_config *c
     const char *path = addr->u.un.sun_path;
     if (lstat(path, &st) < 0)
         return -errno; /* removed meanwhile: not ours to unlink */
-    if ((s->path = sn__strdup(path)) == NULL) {
+    if ((s->path = local_abs_path(path)) == NULL) {
         unlink(path);
         return SN_ENOMEM;
     }

@@ -376,6 +376,25 @@ static void test_unlink_only_own_file(void)
     end();
 }
 
+/* A relative path is removed where it was made, after a chdir too. */
+static void test_relative_path(void)
+{
+    char path[128], cwd[4096];
+    sn_sock *l, *c, *s;
+    begin();
+    path_of(path, sizeof path, "rel.sock");
+    CU_ASSERT_FATAL(getcwd(cwd, sizeof cwd) != NULL);
+    CU_ASSERT_FATAL(chdir(dir) == 0);
+    SN_ASSERT_RC(listen_on(&l, "unix:rel.sock"), 0);
+    SN_ASSERT_RC(local_pair(l, "unix:rel.sock", &c, &s), 0);
+    CU_ASSERT_FATAL(chdir(cwd) == 0);
+    CU_ASSERT(exists(path));
+    echo_once(c, s);
+    sn_sock_free(l);
+    CU_ASSERT(!exists(path));
+    end();
+}
+
 static void test_mode(void)
 {
     char host[128], path[128];
@@ -739,6 +758,7 @@ static CU_TestInfo tests[] = {
     {"non-socket file refused", test_non_socket_refused},
     {"path too long", test_path_too_long},
     {"close removes only its own file", test_unlink_only_own_file},
+    {"relative path, removed after a chdir", test_relative_path},
     {"mode of the socket file", test_mode},
     {"TCP options refused", test_tcp_options_refused},
     {"deadlines: read, connect (full backlog), accept", test_deadlines},

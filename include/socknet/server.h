@@ -62,7 +62,9 @@ typedef enum sn_overload {
     /* CLOSE and MESSAGE first drop what the peer already sent (up to 64 KiB,
      * without waiting), so that the close is a FIN, not a reset. */
     SN_OVERLOAD_CLOSE = 0,   /* close it (the peer reads end of stream) */
-    SN_OVERLOAD_RESET = 1,   /* reset it (the peer gets ECONNRESET) */
+    SN_OVERLOAD_RESET = 1,   /* reset it (the peer gets ECONNRESET; on a local
+                                socket, only if it had sent bytes, else it
+                                reads end of stream) */
     SN_OVERLOAD_MESSAGE = 2, /* send overload_message without waiting, then close */
 } sn_overload;
 
