@@ -2,6 +2,7 @@
  * epoll-echo: the reference server for bench/run.sh.
  *
  *   epoll-echo [--host H] [--port P]
+ *   epoll-echo --unix PATH        (the same on a local socket; prints "listening on unix:PATH")
  *
  * A plain, single-threaded, level-triggered epoll TCP echo server: non-blocking accept4 in
  * batches, a 256-event epoll batch, reads of up to 64 KiB echoed straight back from one shared
@@ -18,6 +19,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -98,6 +101,29 @@ static int make_listener(const char *host, const char *port)
     if (fd < 0)
         fprintf(stderr, "epoll-echo: cannot listen on %s:%s: %s\n", host, port, strerror(errno));
     freeaddrinfo(res);
+    return fd;
+}
+
+/* A local (Unix-domain) listener at path: a socket file already there is
+ * replaced (the bench gives each run a fresh path; a plain file is refused). */
+static int make_local_listener(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct stat st;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        fprintf(stderr, "epoll-echo: %s: path too long\n", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(fd, 4096) < 0) {
+        fprintf(stderr, "epoll-echo: cannot listen on unix:%s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -298,13 +324,13 @@ static int serve(int lfd)
 
 static _Noreturn void usage(void)
 {
-    fprintf(stderr, "usage: epoll-echo [--host H] [--port P]\n");
+    fprintf(stderr, "usage: epoll-echo [--host H] [--port P] | --unix PATH\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *port = "0";
+    const char *host = "127.0.0.1", *port = "0", *local = NULL;
     int lfd, rc;
 
     for (int i = 1; i < argc; i += 2) {
@@ -314,6 +340,8 @@ int main(int argc, char **argv)
             host = argv[i + 1];
         else if (strcmp(argv[i], "--port") == 0)
             port = argv[i + 1];
+        else if (strcmp(argv[i], "--unix") == 0)
+            local = argv[i + 1];
         else
             usage();
     }
@@ -321,10 +349,20 @@ int main(int argc, char **argv)
     if (install_signals() < 0)
         return 1;
     g_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    lfd = make_listener(host, port);
-    if (lfd < 0 || print_ready(lfd, host) < 0)
-        return 1;
+    if (local != NULL) {
+        lfd = make_local_listener(local);
+        if (lfd < 0)
+            return 1;
+        printf("listening on unix:%s\n", local);
+        fflush(stdout);
+    } else {
+        lfd = make_listener(host, port);
+        if (lfd < 0 || print_ready(lfd, host) < 0)
+            return 1;
+    }
     rc = serve(lfd);
     close(lfd);
+    if (local != NULL)
+        unlink(local);
     return rc == 0 ? 0 : 1;
 }

@@ -2,7 +2,7 @@
 # bench/run.sh — the libsocknet echo servers ("ours") against the references ("ref").
 #
 #   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
-#                [--loadgen PATH] [--out FILE] [--only tcp|udp] [--quick] [--rounds N]
+#                [--loadgen PATH] [--out FILE] [--only tcp|udp|local] [--quick] [--rounds N]
 #                [--note TEXT]
 #
 #   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
@@ -13,7 +13,8 @@
 #   --uref CMD      UDP reference server (env UREF; default DIR/bench/udp-echo-ref)
 #   --loadgen PATH  load generator (env LOADGEN; default DIR/bench/sn-loadgen)
 #   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
-#   --only WHICH    only the TCP figures, or only the UDP ones (default: both)
+#   --only WHICH    only the TCP figures, only the UDP ones, or only the local-socket ones
+#                   (with TCP ping-pong at 1 and 16 conns beside them); default: all
 #   --quick         shorter runs, one round: about 50 s (on 2 CPUs, with a fast server)
 #   --rounds N      rounds per throughput figure, ref and ours alternating; the table shows
 #                   the median of each and the range of the per-round ratios (default 3,
@@ -21,7 +22,9 @@
 #   --note TEXT     a line of text put under the section's heading
 #
 # Each server command gets "--host 127.0.0.1 --port 0" appended and must print
-# "listening on H:PORT" on stdout (the UDP ones get "--batch B" too for the batch figure).
+# "listening on H:PORT" on stdout (the UDP ones get "--batch B" too for the batch figure);
+# for the local-socket rows the TCP servers get "--unix PATH" instead and must print
+# "listening on unix:PATH".
 # Every measurement runs on a freshly started server, ref then ours, round after round. Progress goes to stderr, the
 # results section to stdout and FILE. Exit status 1 if any measurement failed (its cell says
 # FAIL), 2 on bad usage.
@@ -56,7 +59,7 @@ while [ $# -gt 0 ]; do
     --ref) [ $# -ge 2 ] || usage; ref=$2; shift 2 ;;
     --uours) [ $# -ge 2 ] || usage; uours=$2; shift 2 ;;
     --uref) [ $# -ge 2 ] || usage; uref=$2; shift 2 ;;
-    --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp)$ ]] || usage; only=$2; shift 2 ;;
+    --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp|local)$ ]] || usage; only=$2; shift 2 ;;
     --rounds) [ $# -ge 2 ] && [[ $2 =~ ^[1-9]$ ]] || usage; rounds=$2; shift 2 ;;
     --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
@@ -86,11 +89,14 @@ fi
 idle_conns=2000
 host=127.0.0.1
 
-run_tcp=1 run_udp=1
-[ "$only" = udp ] && run_tcp=0
-[ "$only" = tcp ] && run_udp=0
+run_tcp=1 run_udp=1 run_local=1
+case $only in
+tcp) run_udp=0 run_local=0 ;;
+udp) run_tcp=0 run_local=0 ;;
+local) run_tcp=0 run_udp=0 ;;
+esac
 bins=("$loadgen")
-[ $run_tcp = 1 ] && bins+=("${ref%% *}" "${ours%% *}")
+[ $run_tcp = 1 ] || [ $run_local = 1 ] && bins+=("${ref%% *}" "${ours%% *}")
 [ $run_udp = 1 ] && bins+=("${uref%% *}" "${uours%% *}")
 for bin in "${bins[@]}"; do
     if ! command -v "$bin" >/dev/null; then
@@ -150,9 +156,11 @@ wait_line() {
     return 1
 }
 
-# start_server NAME: starts ref, ours, uref or uours on port 0, with the extra arguments in
-# the array srv_extra; sets srv_pid and srv_port
+# start_server NAME: starts ref, ours, uref or uours on port 0 (or, when local_sock is set,
+# on that local socket path), with the extra arguments in the array srv_extra; sets srv_pid,
+# srv_port and target (the loadgen's arguments that reach the server)
 srv_extra=()
+local_sock=
 start_server() {
     local name=$1 cmd
     case $name in
@@ -161,17 +169,25 @@ start_server() {
     uref) cmd=$uref ;;
     *) cmd=$uours ;;
     esac
+    local where=(--host "$host" --port 0) line='^listening on .*:[0-9]+$'
+    if [ -n "$local_sock" ]; then
+        where=(--unix "$local_sock")
+        line="^listening on unix:$local_sock\$"
+    fi
     # shellcheck disable=SC2086  # CMD is a command line: split it into words
-    $cmd --host "$host" --port 0 "${srv_extra[@]}" >"$tmp/$name.out" 2>>"$tmp/$name.err" &
+    $cmd "${where[@]}" "${srv_extra[@]}" >"$tmp/$name.out" 2>>"$tmp/$name.err" &
     srv_pid=$!
     pids+=("$srv_pid")
-    if ! wait_line "$tmp/$name.out" '^listening on .*:[0-9]+$' 10 "$srv_pid"; then
-        log "$name: no 'listening on H:PORT' line from: $cmd"
+    if ! wait_line "$tmp/$name.out" "$line" 10 "$srv_pid"; then
+        log "$name: no '${line//[\^\$]/}' line from: $cmd ${where[*]}"
         tail -n 5 "$tmp/$name.err" >&2
         stop_server
         return 1
     fi
     srv_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out" | head -n 1)
+    target=(--host "$host" --port "$srv_port")
+    [ -n "$local_sock" ] && target=(--unix "$local_sock")
+    return 0
 }
 
 stop_server() {
@@ -196,7 +212,7 @@ run_load() {
     shift 2
     res=
     start_server "$name" || { failed=1; return; }
-    if timeout --foreground -k 5 120 "$loadgen" "$sub" --host "$host" --port "$srv_port" "$@" \
+    if timeout --foreground -k 5 120 "$loadgen" "$sub" "${target[@]}" "$@" \
         >"$tmp/load.out" 2>"$tmp/load.err"; then
         res=$(grep -m 1 '^result ' "$tmp/load.out")
     fi
@@ -314,12 +330,13 @@ measure() {
     fi
 }
 
-pingpong_figure() { # CONNS TARGET
+pingpong_figure() { # CONNS TARGET [LABEL]
     local conns="$1 conns"
     [ "$1" = 1 ] && conns="1 conn"
     measure ref ours msgs_per_s pingpong --conns "$1" --size 64 --seconds "$pp_secs" \
         --warmup "$pp_warm"
-    add_row "pingpong 64 B, $conns: round trips/s" "$m_ref" "$m_ours" "$m_ratio$m_range" "≥ $2"
+    add_row "${3:-pingpong} 64 B, $conns: round trips/s" "$m_ref" "$m_ours" "$m_ratio$m_range" \
+        "$2"
     add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
 }
 
@@ -379,13 +396,25 @@ log "loadgen=$loadgen ref='$ref' ours='$ours' uref='$uref' uours='$uours' quick=
 load_at_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 t_start=$SECONDS
 if [ $run_tcp = 1 ]; then
-    for point in "1 1.0" "16 1.0" "256 0.8" "2000 0.6"; do
-        # shellcheck disable=SC2086  # "CONNS TARGET"
-        pingpong_figure $point
-    done
+    pingpong_figure 1 "≥ 1.0"
+    pingpong_figure 16 "≥ 1.0"
+    pingpong_figure 256 "≥ 0.8"
+    pingpong_figure 2000 "≥ 0.6"
     bulk_figure
     connect_figure
     idle_figure
+fi
+if [ $run_local = 1 ]; then
+    # local (Unix-domain) sockets: the same servers with --unix, next to TCP at 1 and 16 conns
+    # (measured here unless the TCP rows above already were, in this same run)
+    if [ $run_tcp = 0 ]; then
+        pingpong_figure 1 "—" "tcp pingpong"
+        pingpong_figure 16 "—" "tcp pingpong"
+    fi
+    local_sock=$tmp/echo.sock
+    pingpong_figure 1 "—" "local pingpong"
+    pingpong_figure 16 "—" "local pingpong"
+    local_sock=
 fi
 if [ $run_udp = 1 ]; then
     udp_figure 1 1
@@ -402,8 +431,11 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     echo "|---|---:|---:|---:|---|"
     printf '%s\n' "${rows[@]}"
     echo
-    [ $run_tcp = 1 ] && echo "- ref: \`$ref\`; ours: \`$ours\`; ours/ref > 1 means ours is" \
+    [ $run_tcp = 1 ] || [ $run_local = 1 ] && echo "- ref: \`$ref\`; ours: \`$ours\`;" \
+        "ours/ref > 1 means ours is" \
         "faster (for RSS: bigger)."
+    [ $run_local = 1 ] && echo "- local rows: the same ref and ours with \`--unix PATH\`" \
+        "instead of \`--host --port\`; sn-loadgen \`--unix PATH\`."
     [ $run_udp = 1 ] && echo "- udp ref: \`$uref\`; udp ours: \`$uours\` (\`--batch 16\` added to" \
         "both for the batch row); sn-loadgen udp-pingpong, loss counted after 200 ms."
     echo "- Machine: $(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, Linux $(uname -r)," \

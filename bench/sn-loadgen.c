@@ -8,6 +8,8 @@
  *   sn-loadgen idle     --host H --port P --conns C --hold S
  *   sn-loadgen udp-pingpong --host H --port P --conns C --size N --seconds S [--warmup S]
  *                       [--threads T] [--batch B]
+ *   (pingpong, bulk, connect and idle take --unix PATH instead of --host H --port P: a local
+ *   stream socket)
  *
  * pingpong: C connections, each sends an N-byte message and waits for the whole echo before
  *   sending the next; T threads (default 2, one per core) drive their share of non-blocking
@@ -37,6 +39,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -61,7 +64,7 @@
 #define MAX_THREADS 64
 
 struct opts {
-    const char *host, *port;
+    const char *host, *port, *local;
     long conns, size, count, threads, batch;
     double seconds, warmup, hold;
 };
@@ -119,6 +122,21 @@ static int resolve(const char *host, const char *port)
     memcpy(&g_addr, res->ai_addr, res->ai_addrlen);
     g_addrlen = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+/* --unix PATH: the local (Unix-domain) socket to talk to instead of host and port. */
+static int resolve_local(const char *path)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&g_addr;
+    if (strlen(path) >= sizeof sun->sun_path) {
+        fprintf(stderr, "sn-loadgen: %s: path too long\n", path);
+        return -1;
+    }
+    memset(&g_addr, 0, sizeof g_addr);
+    sun->sun_family = AF_UNIX;
+    strcpy(sun->sun_path, path);
+    g_addrlen = sizeof *sun;
     return 0;
 }
 
@@ -1123,7 +1141,9 @@ static _Noreturn void usage(void)
             "       sn-loadgen connect  --host H --port P --seconds S [--threads T]\n"
             "       sn-loadgen idle     --host H --port P --conns C --hold S\n"
             "       sn-loadgen udp-pingpong --host H --port P --conns C --size N --seconds S\n"
-            "                           [--warmup S] [--threads T] [--batch B]\n");
+            "                           [--warmup S] [--threads T] [--batch B]\n"
+            "       (pingpong, bulk, connect, idle: --unix PATH instead of --host and --port\n"
+            "        talks to a local socket)\n");
     exit(2);
 }
 
@@ -1153,6 +1173,8 @@ static void parse(struct opts *o, int argc, char **argv)
             usage();
         if (!strcmp(k, "--host"))
             o->host = v;
+        else if (!strcmp(k, "--unix"))
+            o->local = v;
         else if (!strcmp(k, "--port"))
             o->port = (num(v, 1, 65535), v);
         else if (!strcmp(k, "--conns"))
@@ -1174,8 +1196,12 @@ static void parse(struct opts *o, int argc, char **argv)
         else
             usage();
     }
-    if (!o->host || !o->port)
+    if (o->local && !o->host && !o->port) {
+        o->host = "unix"; /* messages print "unix:PATH" */
+        o->port = o->local;
+    } else if (!o->host || !o->port || o->local) {
         usage();
+    }
 }
 
 int main(int argc, char **argv)
@@ -1190,8 +1216,10 @@ int main(int argc, char **argv)
     if (o.seconds <= 0)
         usage();
     setup_process();
-    if (resolve(o.host, o.port) < 0)
+    if ((o.local ? resolve_local(o.local) : resolve(o.host, o.port)) < 0)
         return 1;
+    if (o.local && !strcmp(argv[1], "udp-pingpong"))
+        usage();
     if (!strcmp(argv[1], "pingpong"))
         rc = cmd_pingpong(&o);
     else if (!strcmp(argv[1], "bulk"))

@@ -4,6 +4,7 @@
  *
  *   echo-client HOST PORT [--tls [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
  *                               [--alpn LIST] [--sni NAME]]
+ *   echo-client unix:PATH       (a local socket; unix:@NAME for an abstract name)
  *
  * --tls speaks TLS: the server's certificate is verified against --tls-ca
  * (default: the system's CAs) and the name given by --sni (default: HOST);
@@ -11,6 +12,7 @@
  * offers protocols ("h2,http/1.1"). The negotiated version, cipher and ALPN
  * protocol go to standard error.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,8 @@ static int fail(const char *what, int rc)
 static void usage(void)
 {
     fprintf(stderr, "usage: echo-client HOST PORT [--tls [--tls-ca FILE] [--tls-cert FILE "
-                    "--tls-key FILE] [--alpn LIST] [--sni NAME]]\n");
+                    "--tls-key FILE] [--alpn LIST] [--sni NAME]]\n"
+                    "       echo-client unix:PATH\n");
     exit(2);
 }
 
@@ -85,11 +88,12 @@ static int dial(sn_conn **c, const char *host, int port, sn_tls *tls, const char
 
 int main(int argc, char **argv)
 {
-    if (argc < 3)
+    bool local = argc == 2 && strncmp(argv[1], "unix:", 5) == 0;
+    if (argc < 3 && !local)
         usage();
     char *end;
-    long port = strtol(argv[2], &end, 10);
-    if (*argv[2] == '\0' || *end != '\0' || port < 1 || port > 65535) {
+    long port = local ? 0 : strtol(argv[2], &end, 10);
+    if (!local && (*argv[2] == '\0' || *end != '\0' || port < 1 || port > 65535)) {
         fprintf(stderr, "echo-client: bad port: %s\n", argv[2]);
         return 2;
     }

@@ -1,21 +1,26 @@
 /*
- * echo-server: a TCP byte-stream echo server.
+ * echo-server: a byte-stream echo server, over TCP or a local socket.
  *
- *   echo-server [--host H] [--port N] [--workers N] [--fibers on|off]
- *               [--threads N] [--stack-kib N]
+ *   echo-server [--host H] [--port N | --unix PATH] [--workers N]
+ *               [--fibers on|off] [--threads N] [--stack-kib N]
  *               [--tls-cert FILE --tls-key FILE [--tls-ca FILE --tls-verify-peer]]
  *
  * With --tls-cert and --tls-key it serves TLS (1.2 and 1.3); --tls-ca and
  * --tls-verify-peer require client certificates signed by that CA (mutual
  * TLS). The handshake runs on the connection's fiber or thread.
  *
- * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM stops it
+ * Prints "listening on H:PORT" once ready ("listening on unix:PATH" with
+ * --unix, which serves the same echo on a local (Unix-domain) socket at
+ * PATH, or at the abstract name NAME for "@NAME"; a stale socket file left
+ * by a crash is reclaimed, and the file is removed on exit; --unix does
+ * not go with --host or --port). SIGINT or SIGTERM stops it
  * gracefully (exit status 0). The handler only calls socknet, so it runs in
  * the server's fiber mode by default (--fibers off: a thread per
  * connection); --workers is the most connections served at once and
  * --threads the threads that run the fibers (default: one per CPU).
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +40,8 @@ static void echo(sn_conn *c, void *user)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: echo-server [--host H] [--port N] [--workers N] [--fibers on|off] "
-                    "[--threads N] [--stack-kib N]\n"
+    fprintf(stderr, "usage: echo-server [--host H] [--port N | --unix PATH] [--workers N] "
+                    "[--fibers on|off] [--threads N] [--stack-kib N]\n"
                     "                   [--tls-cert FILE --tls-key FILE [--tls-ca FILE "
                     "--tls-verify-peer]]\n");
     exit(2);
@@ -72,6 +77,8 @@ int main(int argc, char **argv)
     };
     sn_tls_config tc = {.role = SN_TLS_SERVER};
     sn_tls_source ca = {0};
+    char unix_host[SN_ADDR_STRLEN] = "";
+    bool ip = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--tls-verify-peer") == 0) {
             tc.verify = SN_TLS_VERIFY_REQUIRED;
@@ -79,6 +86,7 @@ int main(int argc, char **argv)
         }
         if (i + 1 >= argc)
             usage();
+        ip |= strcmp(argv[i], "--host") == 0 || strcmp(argv[i], "--port") == 0;
         if (strcmp(argv[i], "--tls-cert") == 0)
             tc.cert.chain.file = argv[++i];
         else if (strcmp(argv[i], "--tls-key") == 0)
@@ -89,6 +97,8 @@ int main(int argc, char **argv)
             cfg.host = argv[++i];
         else if (strcmp(argv[i], "--port") == 0)
             cfg.port = (int)num_arg(argv[++i], 0, 65535);
+        else if (strcmp(argv[i], "--unix") == 0 && argv[i + 1][0] != '\0')
+            snprintf(unix_host, sizeof unix_host, "unix:%s", argv[++i]);
         else if (strcmp(argv[i], "--workers") == 0)
             cfg.workers = (int)num_arg(argv[++i], 1, 65536);
         else if (strcmp(argv[i], "--fibers") == 0)
@@ -99,6 +109,11 @@ int main(int argc, char **argv)
             cfg.stack_size = (size_t)num_arg(argv[++i], 16, 65536) * 1024;
         else
             usage();
+    }
+    if (unix_host[0] != '\0') {
+        if (ip)
+            usage();
+        cfg.host = unix_host;
     }
 
     if ((tc.cert.chain.file == NULL) != (tc.cert.key.file == NULL) ||

@@ -1,10 +1,12 @@
 /*
- * sn_addr.c: socket addresses: strict parsing of "ip:port" / "[ip6]:port",
- * formatting, comparison, and name resolution through getaddrinfo.
+ * sn_addr.c: socket addresses: strict parsing of "ip:port" / "[ip6]:port"
+ * and "unix:PATH" / "unix:@NAME", formatting, comparison, and name
+ * resolution through getaddrinfo.
  */
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,16 @@
 
 /* Longest ip text we accept: an IPv6 address, '%', an interface name. */
 #define IP_TEXT_MAX (INET6_ADDRSTRLEN + 1 + IF_NAMESIZE)
+
+/* The prefix of a local address's text, and where sun_path starts. */
+#define LOCAL_PREFIX "unix:"
+#define LOCAL_PREFIX_LEN (sizeof LOCAL_PREFIX - 1)
+#define SUN_OFF offsetof(struct sockaddr_un, sun_path)
+
+static bool is_local_text(const char *text)
+{
+    return strncmp(text, LOCAL_PREFIX, LOCAL_PREFIX_LEN) == 0;
+}
 
 static bool port_ok(int port)
 {
@@ -162,12 +174,36 @@ static int parse_ip(sn_addr *out, const char *ip, int port)
     return 0;
 }
 
+int sn_addr_from_path(sn_addr *out, const char *path)
+{
+    sn_addr a = {0};
+    if (out == NULL || path == NULL)
+        return SN_EINVAL;
+    size_t n = strlen(path);
+    if (n == 0 || (path[0] == '@' && n == 1))
+        return SN_EBADADDR;
+    if (n > SN_LOCAL_PATH_MAX)
+        return SN_ENAMETOOLONG;
+    a.u.un.sun_family = AF_UNIX;
+    if (path[0] == '@') { /* abstract: a NUL, then the name, no terminator */
+        memcpy(a.u.un.sun_path + 1, path + 1, n - 1);
+        a.len = (socklen_t)(SUN_OFF + n);
+    } else {
+        memcpy(a.u.un.sun_path, path, n + 1);
+        a.len = (socklen_t)(SUN_OFF + n + 1);
+    }
+    *out = a;
+    return 0;
+}
+
 int sn_addr_parse(sn_addr *out, const char *text, int default_port)
 {
     char host[IP_TEXT_MAX + 1];
     int port;
     if (out == NULL || text == NULL)
         return SN_EINVAL;
+    if (is_local_text(text))
+        return sn_addr_from_path(out, text + LOCAL_PREFIX_LEN);
     int rc = sn_hostport_split(text, host, sizeof host, &port, default_port);
     if (rc < 0)
         return rc == SN_ENOSPC ? SN_EBADADDR : rc;
@@ -194,9 +230,44 @@ int sn_addr_family(const sn_addr *a)
         return SN_AF_INET;
     case AF_INET6:
         return SN_AF_INET6;
+    case AF_UNIX:
+        return SN_AF_UNIX;
     default:
         return 0;
     }
+}
+
+/* Bytes of a local address's name: 0 unnamed; an abstract one counts its
+ * leading NUL; a path does not count its terminator. */
+static size_t local_name_len(const sn_addr *a)
+{
+    size_t n = a->len > SUN_OFF ? SN_MIN(a->len - SUN_OFF, sizeof a->u.un.sun_path) : 0;
+    if (n == 0 || a->u.un.sun_path[0] == '\0')
+        return n;
+    return strnlen(a->u.un.sun_path, n);
+}
+
+/* A local address's text without "unix:": the path as it is, or "@" and
+ * the abstract name with odd bytes escaped. tmp holds SN_ADDR_STRLEN. */
+static int local_text(const sn_addr *a, char *tmp)
+{
+    const char *p = a->u.un.sun_path;
+    size_t n = local_name_len(a), len = 0;
+    if (n == 0 || p[0] != '\0') {
+        memcpy(tmp, p, n);
+        tmp[n] = '\0';
+        return (int)n;
+    }
+    tmp[len++] = '@';
+    for (size_t i = 1; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 || c == 0x7f || c == '\\')
+            len += (size_t)snprintf(tmp + len, SN_ADDR_STRLEN - len, "\\x%02x", c);
+        else
+            tmp[len++] = (char)c;
+    }
+    tmp[len] = '\0';
+    return (int)len;
 }
 
 /* Copies text into buf if it fits (with the NUL). */
@@ -220,6 +291,8 @@ static int ip_text(const sn_addr *a, char *tmp)
         inet_ntop(AF_INET, &a->u.in4.sin_addr, tmp, SN_ADDR_STRLEN);
         return (int)strlen(tmp);
     }
+    if (fam == SN_AF_UNIX)
+        return local_text(a, tmp);
     if (fam != SN_AF_INET6)
         return SN_EAFNOSUPPORT;
     inet_ntop(AF_INET6, &a->u.in6.sin6_addr, tmp, SN_ADDR_STRLEN);
@@ -254,8 +327,12 @@ int sn_addr_format(const sn_addr *a, char *buf, size_t cap)
             buf[0] = '\0';
         return len;
     }
-    const char *fmt = sn_addr_family(a) == SN_AF_INET6 ? "[%s]:%d" : "%s:%d";
-    len = snprintf(tmp, sizeof tmp, fmt, ip, sn_addr_port(a));
+    int fam = sn_addr_family(a);
+    if (fam == SN_AF_UNIX)
+        len = snprintf(tmp, sizeof tmp, LOCAL_PREFIX "%s", ip);
+    else
+        len = snprintf(tmp, sizeof tmp, fam == SN_AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
+                       sn_addr_port(a));
     return copy_out(tmp, len, buf, cap);
 }
 
@@ -274,7 +351,7 @@ int sn_addr_port(const sn_addr *a)
 int sn_addr_set_port(sn_addr *a, int port)
 {
     int fam = sn_addr_family(a);
-    if (fam == 0)
+    if (fam != SN_AF_INET && fam != SN_AF_INET6)
         return SN_EAFNOSUPPORT;
     if (!port_ok(port))
         return SN_EBADADDR;
@@ -297,6 +374,10 @@ int sn_addr_equal(const sn_addr *a, const sn_addr *b)
         return a->u.in6.sin6_port == b->u.in6.sin6_port &&
                a->u.in6.sin6_scope_id == b->u.in6.sin6_scope_id &&
                memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, sizeof(struct in6_addr)) == 0;
+    if (fam == SN_AF_UNIX) {
+        size_t n = local_name_len(a);
+        return n == local_name_len(b) && memcmp(a->u.un.sun_path, b->u.un.sun_path, n) == 0;
+    }
     return 1; /* both empty */
 }
 
@@ -352,6 +433,15 @@ static int resolve_wildcard(int port, int family, sn_addr *out)
     return rc < 0 ? rc : 1;
 }
 
+/* "unix:PATH" or "unix:@NAME": one local address, for SN_AF_ANY only. */
+static int resolve_local(const char *host, int family, sn_addr *out)
+{
+    if (family != SN_AF_ANY)
+        return SN_EAFNOSUPPORT;
+    int rc = sn_addr_from_path(out, host + LOCAL_PREFIX_LEN);
+    return rc < 0 ? rc : 1;
+}
+
 static int copy_results(const struct addrinfo *ai, sn_addr *out, size_t max)
 {
     size_t n = 0;
@@ -374,6 +464,8 @@ int sn_resolve(const char *host, int port, int family, sn_addr *out, size_t max)
     hints.ai_family = family_to_af(family);
     if (out == NULL || max == 0 || hints.ai_family < 0)
         return SN_EINVAL;
+    if (host != NULL && is_local_text(host))
+        return resolve_local(host, family, out);
     if (!port_ok(port))
         return SN_EBADADDR;
     if (host == NULL || host[0] == '\0')

@@ -78,7 +78,7 @@ struct sn_sock {
     bool blocking; /* the descriptor is in blocking mode (accepted ones are:
                       every call passes MSG_DONTWAIT or polls anyway, and a
                       connection's blocking receive saves a poll) */
-    int family;    /* AF_INET / AF_INET6 */
+    int family;    /* AF_INET / AF_INET6 / AF_UNIX */
     /* resolved timeouts, ms, -1 = never */
     int read_timeout_ms;
     int write_timeout_ms;
@@ -89,6 +89,11 @@ struct sn_sock {
      * rcvtimeo_ms already (Linux copies a listener's options at accept):
      * 0 not known yet, 1 yes (no setsockopt per accept), -1 no */
     atomic_int inherits;
+    /* local listeners bound to a path: the path, and the file's device and
+     * inode, to remove it on close if it is still ours; else NULL */
+    char *path;
+    dev_t path_dev;
+    ino_t path_ino;
 };
 
 /* Wraps a descriptor in a new sn_sock with default timeouts. On failure

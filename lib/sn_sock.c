@@ -1,6 +1,8 @@
 /*
- * sn_sock.c: TCP sockets: connect with one deadline over every resolved
- * address, listen, accept, options through one table, state, half-close.
+ * sn_sock.c: stream sockets, TCP and local (Unix-domain): connect with one
+ * deadline over every resolved address, listen (for local paths: a stale
+ * socket file reclaimed, the file's mode, unlinked on close), accept,
+ * options through one table, state, peer credentials, half-close.
  *
  * Every descriptor is non-blocking and close-on-exec from birth.
  */
@@ -10,6 +12,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include "sn_int.h"
@@ -94,11 +97,23 @@ static int *timeout_field(sn_sock *s, int opt)
     return &s->connect_timeout_ms;
 }
 
+/* Whether an option means something on a local (Unix-domain) socket: the
+ * buffer sizes, the library's timeouts and the pending error do; every
+ * TCP and IP option would be a silent no-op there (or fail), so it is an
+ * error instead. */
+static bool opt_for_local(const struct opt_def *d)
+{
+    return d->kind == K_TIMEOUT || d->kind == K_ERROR ||
+           (d->level == SOL_SOCKET && (d->name == SO_RCVBUF || d->name == SO_SNDBUF));
+}
+
 /* Picks the kernel's level and name for this socket, and the value range
  * where it depends on the socket. 0 or SN_ENOPROTOOPT. */
 static int opt_resolve(const sn_sock *s, const struct opt_def *d, struct opt_def *out)
 {
     *out = *d;
+    if (s->family == AF_UNIX && !opt_for_local(d))
+        return SN_ENOPROTOOPT;
     if (d->kind == K_TOS && s->family == AF_INET6) {
         out->level = IPPROTO_IPV6;
         out->name = IPV6_TCLASS;
@@ -248,10 +263,11 @@ int sn__sock_wrap(sn_sock **out, int fd, int state, int family)
     return 0;
 }
 
-/* A new TCP socket of the address's family, wrapped. */
+/* A new stream socket of the address's family (TCP, or local), wrapped. */
 static int sock_open(sn_sock **out, int family)
 {
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int proto = family == AF_UNIX ? 0 : IPPROTO_TCP;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
     if (fd < 0)
         return -errno;
     int rc = sn__sock_wrap(out, fd, SN_SOCK_OPEN, family);
@@ -260,25 +276,47 @@ static int sock_open(sn_sock **out, int family)
     return rc;
 }
 
-/* The options as the library applies them to sockets it creates: NODELAY
- * on unless turned off. */
-static sn_sock_options effective_options(const sn_sock_options *opt)
+/* The options as the library applies them to sockets of a family it
+ * creates: on TCP, NODELAY on unless turned off. */
+static sn_sock_options effective_options(const sn_sock_options *opt, int family)
 {
     sn_sock_options o = {0};
     if (opt != NULL)
         o = *opt;
-    if (o.nodelay == 0)
+    if (o.nodelay == 0 && family != AF_UNIX)
         o.nodelay = SN_ON;
     return o;
 }
 
 /* ---- connect --------------------------------------------------------------- */
 
+/* A local connect: done at once, or refused at once, or EAGAIN while the
+ * listener's backlog is full. The kernel offers nothing to poll for then
+ * (a blocking connect waits inside it), so this tries again after a pause
+ * that doubles up to 50 ms, until the deadline. */
+static int connect_local(int fd, const sn_addr *addr, int64_t deadline)
+{
+    int64_t pause = 1;
+    for (;;) {
+        if (connect(fd, &addr->u.sa, addr->len) == 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+        int64_t now = sn_now_ms();
+        if (now >= deadline)
+            return SN_ETIMEDOUT;
+        sn_sleep_ms(SN_MIN(pause, deadline - now));
+        pause = SN_MIN(pause * 2, 50);
+    }
+}
+
 /* Starts a non-blocking connect and waits for it until the deadline. */
 static int connect_wait(int fd, const sn_addr *addr, int64_t deadline)
 {
     int err = 0;
     socklen_t len = sizeof err;
+    if (addr->u.sa.sa_family == AF_UNIX)
+        return connect_local(fd, addr, deadline);
     if (connect(fd, &addr->u.sa, addr->len) == 0)
         return 0;
     if (errno != EINPROGRESS && errno != EINTR)
@@ -295,10 +333,11 @@ static int connect_one(sn_sock **out, const sn_addr *addr, const sn_sock_options
                        int64_t deadline)
 {
     sn_sock *s;
+    sn_sock_options o = effective_options(opt, addr->u.sa.sa_family);
     int rc = sock_open(&s, addr->u.sa.sa_family);
     if (rc < 0)
         return rc;
-    if ((rc = sn_sock_apply_options(s, opt)) < 0)
+    if ((rc = sn_sock_apply_options(s, &o)) < 0)
         goto fail;
     if ((rc = connect_wait(s->fd, addr, deadline)) < 0)
         goto fail;
@@ -313,7 +352,7 @@ fail:
 /* The absolute deadline of a connect: dl, or the connect timeout of opt. */
 static int connect_deadline(const sn_sock_options *opt, sn_deadline dl, int64_t *deadline)
 {
-    int ms = opt->connect_timeout_ms;
+    int ms = opt != NULL ? opt->connect_timeout_ms : 0;
     if (ms < SN_TIMEOUT_NEVER)
         return SN_EINVAL;
     *deadline = sn__deadline_abs(dl, ms == 0 ? CONNECT_TIMEOUT_DEFAULT : ms);
@@ -331,13 +370,12 @@ static bool try_next(int rc)
 static int connect_list(sn_sock **out, const sn_addr *addrs, int n, const sn_sock_options *opt,
                         sn_deadline dl)
 {
-    sn_sock_options o = effective_options(opt);
     int64_t deadline;
-    int rc = connect_deadline(&o, dl, &deadline);
+    int rc = connect_deadline(opt, dl, &deadline);
     if (rc < 0)
         return rc;
     for (int i = 0; i < n; i++) {
-        rc = connect_one(out, &addrs[i], &o, deadline);
+        rc = connect_one(out, &addrs[i], opt, deadline);
         if (!try_next(rc))
             return rc;
     }
@@ -371,11 +409,11 @@ int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_option
  * means a queue length only once the socket listens. */
 static int listen_prepare(sn_sock *s, const sn_listen_config *cfg)
 {
-    sn_sock_options o = effective_options(&cfg->opt);
+    sn_sock_options o = effective_options(&cfg->opt, s->family);
     int rc;
     if (cfg->v6only != 0 && cfg->v6only != SN_ON && cfg->v6only != SN_OFF)
         return SN_EINVAL;
-    if (o.reuseaddr == 0)
+    if (o.reuseaddr == 0 && s->family != AF_UNIX)
         o.reuseaddr = SN_ON;
     o.fastopen = 0;
     if ((rc = sn_sock_apply_options(s, &o)) < 0)
@@ -385,12 +423,107 @@ static int listen_prepare(sn_sock *s, const sn_listen_config *cfg)
     return rc;
 }
 
+/* ---- local listeners: stale files, mode, unlink on close ------------------ */
+
+/* Whether a local address names a file (not an abstract name). */
+static bool local_is_path(const sn_addr *addr)
+{
+    return addr->u.sa.sa_family == AF_UNIX && addr->u.un.sun_path[0] != '\0';
+}
+
+/* bind() found something at a local path. A socket nobody listens on (a
+ * connect is refused: its server died without unlinking it) is removed, and
+ * 0 says "bind again". A live one (the connect is accepted or queued, or
+ * cannot be tried) gives SN_EADDRINUSE; a file that is not a socket,
+ * SN_EEXIST. Nothing but a stale socket is ever removed. */
+static int local_reclaim(const sn_addr *addr)
+{
+    struct stat st;
+    const char *path = addr->u.un.sun_path;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno; /* gone meanwhile: bind again */
+    if (!S_ISSOCK(st.st_mode))
+        return SN_EEXIST;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int err = connect(fd, &addr->u.sa, addr->len) < 0 ? errno : 0;
+    close(fd);
+    if (err == ENOENT)
+        return 0;
+    if (err != ECONNREFUSED)
+        return SN_EADDRINUSE;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+/* The path to remember for removal: made absolute if it is relative, so a
+ * later chdir does not send the removal elsewhere. NULL: no memory. */
+static char *local_abs_path(const char *path)
+{
+    char cwd[4096];
+    if (path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+        return sn__strdup(path); /* a cwd too long to hold: the path as given */
+    size_t n = strlen(cwd), m = strlen(path);
+    char *p = sn__malloc(n + m + 2);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, cwd, n);
+    p[n] = '/';
+    memcpy(p + n + 1, path, m + 1);
+    return p;
+}
+
+/* Binds a local address: a stale socket file is reclaimed once; the file
+ * gets cfg->mode and is remembered (absolute path, device, inode), so that
+ * closing the listener removes it, and only it. */
+static int local_bind(sn_sock *s, const sn_addr *addr, const sn_listen_config *cfg)
+{
+    int rc = bind(s->fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
+    if (rc == SN_EADDRINUSE && local_is_path(addr) && (rc = local_reclaim(addr)) == 0)
+        rc = bind(s->fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
+    if (rc < 0 || !local_is_path(addr))
+        return rc;
+    struct stat st;
+    const char *path = addr->u.un.sun_path;
+    if (lstat(path, &st) < 0)
+        return -errno; /* removed meanwhile: not ours to unlink */
+    if ((s->path = local_abs_path(path)) == NULL) {
+        unlink(path);
+        return SN_ENOMEM;
+    }
+    s->path_dev = st.st_dev;
+    s->path_ino = st.st_ino;
+    if (cfg->mode != 0 && chmod(path, (mode_t)cfg->mode) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Removes a listener's socket file if it is still the one it bound (a
+ * successor may have replaced it). */
+static void local_unlink(sn_sock *s)
+{
+    struct stat st;
+    if (s->path == NULL)
+        return;
+    if (lstat(s->path, &st) == 0 && st.st_dev == s->path_dev && st.st_ino == s->path_ino)
+        unlink(s->path);
+    sn__free(s->path);
+    s->path = NULL;
+}
+
 /* Binds and listens; then FASTOPEN, which needs a listening socket. */
 static int listen_bind(sn_sock *s, const sn_addr *addr, const sn_listen_config *cfg)
 {
     int backlog = cfg->backlog != 0 ? cfg->backlog : BACKLOG_DEFAULT;
-    if (bind(s->fd, &addr->u.sa, addr->len) < 0)
+    if (addr->u.sa.sa_family == AF_UNIX) {
+        int rc = local_bind(s, addr, cfg);
+        if (rc < 0)
+            return rc;
+    } else if (bind(s->fd, &addr->u.sa, addr->len) < 0) {
         return -errno;
+    }
     s->state = SN_SOCK_BOUND;
     if (listen(s->fd, backlog) < 0)
         return -errno;
@@ -403,9 +536,9 @@ static int listen_bind(sn_sock *s, const sn_addr *addr, const sn_listen_config *
 
 /* The options accepted sockets get: the listener's, less what only a
  * listener uses. */
-static sn_sock_options accepted_options(const sn_sock_options *opt)
+static sn_sock_options accepted_options(const sn_sock_options *opt, int family)
 {
-    sn_sock_options o = effective_options(opt);
+    sn_sock_options o = effective_options(opt, family);
     o.reuseaddr = 0;
     o.reuseport = 0;
     o.fastopen = 0;
@@ -446,16 +579,18 @@ int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg)
 {
     sn_addr addr;
     sn_sock *s;
-    if (out == NULL || cfg == NULL || cfg->backlog < 0)
+    if (out == NULL || cfg == NULL || cfg->backlog < 0 || cfg->mode > 07777)
         return SN_EINVAL;
     int rc = sn_resolve(cfg->host, cfg->port, SN_AF_ANY, &addr, 1);
     if (rc < 0)
         return rc;
+    if (cfg->mode != 0 && !local_is_path(&addr))
+        return SN_EINVAL; /* only a file has a mode */
     if ((rc = sock_open(&s, addr.u.sa.sa_family)) < 0)
         return rc;
     if ((rc = listen_prepare(s, cfg)) < 0 || (rc = listen_bind(s, &addr, cfg)) < 0)
         goto fail;
-    s->accept_opt = accepted_options(&cfg->opt);
+    s->accept_opt = accepted_options(&cfg->opt, s->family);
     if ((rc = listen_rcvtimeo(s)) < 0)
         goto fail;
     atomic_store(&s->inherits, 0); /* set-up done: the first accept checks */
@@ -581,12 +716,14 @@ static int fd_state(int fd, int *state, int *family)
     if (rc < 0)
         return rc;
     *family = local.u.sa.sa_family;
+    bool named = *family == AF_UNIX ? local.len > offsetof(struct sockaddr_un, sun_path)
+                                    : sn_addr_port(&local) > 0;
     if (listening)
         *state = SN_SOCK_LISTENING;
     else if (sock_name(fd, &peer, true) == 0)
         *state = SN_SOCK_CONNECTED;
     else
-        *state = sn_addr_port(&local) > 0 ? SN_SOCK_BOUND : SN_SOCK_OPEN;
+        *state = named ? SN_SOCK_BOUND : SN_SOCK_OPEN;
     return 0;
 }
 
@@ -645,6 +782,24 @@ int sn_sock_remote_addr(const sn_sock *s, sn_addr *out)
     return sock_name(s->fd, out, true);
 }
 
+int sn_sock_peer_cred(const sn_sock *s, sn_peer_cred *out)
+{
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (s == NULL || out == NULL)
+        return SN_EINVAL;
+    if (s->fd < 0)
+        return SN_EBADSTATE;
+    if (s->family != AF_UNIX)
+        return SN_ENOPROTOOPT;
+    if (s->state != SN_SOCK_CONNECTED)
+        return SN_ENOTCONN;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return -errno;
+    *out = (sn_peer_cred){.pid = uc.pid, .uid = uc.uid, .gid = uc.gid};
+    return 0;
+}
+
 int sn_sock_shutdown_write(sn_sock *s)
 {
     if (s == NULL)
@@ -661,6 +816,7 @@ int sn_sock_close(sn_sock *s)
     if (s == NULL || s->fd < 0)
         return 0;
     sn__fiber_forget_fd(s->fd);
+    local_unlink(s); /* while the descriptor still holds the name */
     int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
     s->fd = -1;
     s->state = SN_SOCK_CLOSED;

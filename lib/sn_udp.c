@@ -225,6 +225,8 @@ int sn_udp_apply_options(sn_udp *u, const sn_udp_options *opt)
 /* A new UDP socket of an address family, with opt applied. */
 static int udp_new(sn_udp **out, int family, const sn_udp_options *opt)
 {
+    if (family == AF_UNIX)
+        return SN_EAFNOSUPPORT; /* "unix:..." names a local stream socket */
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
     if (fd < 0)
         return -errno;

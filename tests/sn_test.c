@@ -236,3 +236,21 @@ const char *sn_test_pki(const char *name)
     pthread_mutex_unlock(&lock);
     return path;
 }
+
+static int leak_fds;
+static long leak_allocs;
+
+void sn_test_leaks_begin(void)
+{
+    leak_fds = sn_test_open_fds();
+    leak_allocs = sn__alloc_live();
+}
+
+void sn_test_leaks_end(void)
+{
+    int fds = sn_test_open_fds();
+    if (fds != leak_fds)
+        fprintf(stderr, "descriptors: %d at start, %d at end\n", leak_fds, fds);
+    CU_ASSERT_EQUAL(fds, leak_fds);
+    CU_ASSERT_EQUAL(sn__alloc_live(), leak_allocs);
+}

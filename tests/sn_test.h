@@ -55,6 +55,12 @@ const char *sn_test_pki(const char *name);
             sn_test_sleep_ms(2);                                                                   \
     } while (0)
 
+/* Leak checks around a test: sn_test_leaks_begin records the descriptors
+ * open and the library's live allocations; sn_test_leaks_end asserts both
+ * are back where they were (and prints the descriptor counts if not). */
+void sn_test_leaks_begin(void);
+void sn_test_leaks_end(void);
+
 /* CU_ASSERT_EQUAL that prints both values as SN_E* names on failure. */
 #define SN_ASSERT_RC(expr, want)                                                                   \
     do {                                                                                           \

@@ -20,22 +20,15 @@
 #include <unistd.h>
 #include "sn_test.h"
 
-static int fds_at_start;
-static long allocs_at_start;
 
 static void begin(void)
 {
-    fds_at_start = sn_test_open_fds();
-    allocs_at_start = sn__alloc_live();
+    sn_test_leaks_begin();
 }
 
 static void end(void)
 {
-    int fds = sn_test_open_fds();
-    if (fds != fds_at_start)
-        fprintf(stderr, "descriptors: %d at start, %d at end\n", fds_at_start, fds);
-    CU_ASSERT_EQUAL(fds, fds_at_start);
-    CU_ASSERT_EQUAL(sn__alloc_live(), allocs_at_start);
+    sn_test_leaks_end();
 }
 
 static void skip(const char *what)

@@ -1,8 +1,8 @@
 /*
  * socknet/chan.h: connections and their buffered channels.
  *
- * An sn_conn is a connected socket plus a transport (plain TCP here; TLS
- * adds wolfSSL under the same calls) plus a buffered reader and a buffered
+ * An sn_conn is a connected socket plus a transport (plain TCP or a local
+ * socket here; TLS adds wolfSSL under the same calls) plus a buffered reader and a buffered
  * writer. Handlers read and write with plain blocking calls:
  *
  *     char line[1024];
@@ -77,14 +77,16 @@ typedef struct sn_conn_config {
                                sn_flush) */
 } sn_conn_config;
 
-/* Wraps a connected socket in a plain-TCP connection. cfg may be NULL.
+/* Wraps a connected socket (TCP or local) in a plain connection. cfg may be NULL.
  * Returns 0 (the connection now owns sock), SN_EBADSTATE (sock is not
  * connected), SN_EINVAL (read_buffer > read_buffer_max), SN_ENOMEM (sock
  * is still the caller's). */
 SN_API int sn_conn_new(sn_conn **out, sn_sock *sock, const sn_conn_config *cfg);
 
 /* Connects to host:port and wraps the socket: sn_tcp_connect followed by
- * sn_conn_new. Same errors as those two. opt and cfg may be NULL. */
+ * sn_conn_new, so host may also be "unix:PATH" or "unix:@NAME" (a local
+ * socket; port ignored). Same errors as those two. opt and cfg may be
+ * NULL. */
 SN_API int sn_conn_connect(sn_conn **out, const char *host, int port, const sn_sock_options *opt,
                            const sn_conn_config *cfg, sn_deadline dl);
 

@@ -39,6 +39,7 @@ extern "C" {
     XX(ENODEV, "no such device")                                                                   \
     XX(EPIPE, "broken pipe")                                                                       \
     XX(ERANGE, "result out of range")                                                              \
+    XX(ENAMETOOLONG, "file name too long")                                                         \
     XX(ENOSYS, "function not implemented")                                                         \
     XX(ENOTSOCK, "socket operation on non-socket")                                                 \
     XX(EMSGSIZE, "message too long")                                                               \

@@ -1,9 +1,9 @@
 /*
  * socknet/server.h: the threaded server.
  *
- * Listeners (one or several: IPv4 and IPv6, several ports) are watched by
- * acceptor threads, which accept connections and hand each one to the
- * worker pool. A worker calls the handler with the connection and serves it
+ * Listeners (one or several: IPv4 and IPv6, several ports, local sockets)
+ * are watched by acceptor threads, which accept connections and hand each
+ * one to the worker pool. A worker calls the handler with the connection and serves it
  * from start to close with plain blocking reads and writes; when the
  * handler returns, the server flushes and closes the connection.
  *
@@ -63,14 +63,19 @@ typedef enum sn_overload {
     /* CLOSE and MESSAGE first drop what the peer already sent (up to 64 KiB,
      * without waiting), so that the close is a FIN, not a reset. */
     SN_OVERLOAD_CLOSE = 0,   /* close it (the peer reads end of stream) */
-    SN_OVERLOAD_RESET = 1,   /* reset it (the peer gets ECONNRESET) */
+    SN_OVERLOAD_RESET = 1,   /* reset it (the peer gets ECONNRESET; on a local
+                                socket, only if it had sent bytes, else it
+                                reads end of stream) */
     SN_OVERLOAD_MESSAGE = 2, /* send overload_message without waiting, then close */
 } sn_overload;
 
 typedef struct sn_server_config {
     /* Listeners: host/port for one, or an array for several (then host,
      * port and sockopt are ignored). host as in sn_listen_config: NULL or
-     * "" = all IPv4 addresses. */
+     * "" = all IPv4 addresses; "unix:PATH" or "unix:@NAME" = a local
+     * (Unix-domain) socket, served exactly like TCP in both modes (a stale
+     * socket file is reclaimed at start, the file is removed at stop: see
+     * socknet/sock.h). sockopt must then hold no TCP option. */
     const char *host;
     int port;                          /* 0 = the kernel picks */
     const sn_listen_config *listeners; /* copied */
@@ -168,7 +173,8 @@ SN_API int sn_server_start(sn_server *s);
  * listener), SN_EBADSTATE (not started). */
 SN_API int sn_server_local_addr(sn_server *s, int idx, sn_addr *out);
 
-/* The port of listener 0, or a negative SN_E* code (see above). */
+/* The port of listener 0, or a negative SN_E* code (see above;
+ * SN_EAFNOSUPPORT for a local socket, which has none). */
 SN_API int sn_server_port(sn_server *s);
 
 /* Gracefully stops (see above), waiting at most timeout_ms for handlers

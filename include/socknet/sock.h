@@ -1,6 +1,39 @@
 /*
- * socknet/sock.h: TCP sockets: connect with a deadline, listen, accept,
- * socket options with getters, state, addresses, half-close.
+ * socknet/sock.h: stream sockets, TCP and local (Unix-domain): connect
+ * with a deadline, listen, accept, socket options with getters, state,
+ * addresses, peer credentials, half-close.
+ *
+ * Local sockets. A host "unix:PATH" or "unix:@NAME" (socknet/addr.h) in
+ * sn_tcp_connect, sn_listen_config or an sn_addr makes the same calls work
+ * on a local stream socket (AF_UNIX, SOCK_STREAM) instead of TCP; the port
+ * is ignored. Everything else is the same: connections (socknet/chan.h),
+ * deadlines, the server and its handlers. What differs:
+ *   - Options: a local socket takes RCVBUF, SNDBUF, the three timeouts and
+ *     ERROR; every TCP or IP option (NODELAY, KEEPALIVE..., LINGER,
+ *     REUSEADDR, REUSEPORT, TOS, OOBINLINE, FASTOPEN, V6ONLY) gives
+ *     SN_ENOPROTOOPT, from the setter, the getter and from sn_sock_options
+ *     (the library's defaults, NODELAY on and listeners' REUSEADDR on,
+ *     apply to TCP only).
+ *   - Listening on a path: if bind finds the path taken,
+ *       - by a socket nobody listens on (a connect to it is refused: its
+ *         server died without removing it), the stale file is removed and
+ *         bound again;
+ *       - by a socket someone listens on: SN_EADDRINUSE (that listener sees
+ *         one connection open and close: the probe);
+ *       - by anything that is not a socket: SN_EEXIST, and nothing is
+ *         removed.
+ *     The check and the removal are not one atomic step: two processes
+ *     starting on the same stale path at the same moment need a lock file
+ *     of their own. Closing the listener (sn_sock_close, sn_sock_free, a
+ *     server's stop) removes the file, if it is still the one it bound.
+ *     An abstract name ("unix:@NAME") has no file: it is free as soon as
+ *     its socket closes, and a live one gives SN_EADDRINUSE.
+ *   - A name longer than SN_LOCAL_PATH_MAX (107) bytes: SN_ENAMETOOLONG.
+ *   - Connecting while the listener's backlog is full waits (retrying with
+ *     short pauses, the kernel has nothing to poll for) until the deadline.
+ *   - sn_sock_peer_cred gives the peer process's pid, uid and gid.
+ *   - Addresses print as "unix:PATH", "unix:@NAME", or "unix:" for the
+ *     unnamed end of a connection (a client's, usually).
  *
  * An sn_sock owns one file descriptor. Reading and writing go through a
  * connection (socknet/chan.h), which adds buffering and deadlines; the
@@ -104,7 +137,7 @@ typedef enum sn_sock_opt {
 
 /* Sets one option. Returns 0, SN_EINVAL (NULL s, unknown option, value out
  * of range, or SN_OPT_ERROR), SN_ENOPROTOOPT (not for this kind of socket,
- * e.g. V6ONLY on IPv4), SN_EBADSTATE (closed socket), or the system's
+ * e.g. V6ONLY on IPv4, NODELAY on a local socket), SN_EBADSTATE (closed socket), or the system's
  * -errno (e.g. SN_EINVAL for V6ONLY after bind). */
 SN_API int sn_sock_set_option(sn_sock *s, int opt, int value);
 
@@ -142,7 +175,8 @@ typedef struct sn_sock_options {
  * returns its code, else 0. */
 SN_API int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt);
 
-/* Connects to host:port over TCP. host is a name or a numeric address;
+/* Connects to host:port over TCP, or to the local socket "unix:PATH" or
+ * "unix:@NAME" (port ignored). host is a name or a numeric address;
  * every address it resolves to (up to 16) is tried in turn until one
  * connects, all within the one deadline (SN_DEADLINE_DEFAULT = the connect
  * timeout from opt, 30 s by default). The next address is tried after a
@@ -151,8 +185,11 @@ SN_API int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt);
  * be NULL; NODELAY is on unless opt turns it off. On success *out is a
  * connected socket with opt applied (before connecting, so FASTOPEN works).
  * Returns 0, or the error of the last address tried (SN_ECONNREFUSED,
- * SN_ETIMEDOUT, SN_ENETUNREACH, ...), or a resolver error (SN_ENONAME,
- * SN_ERESOLVE_AGAIN, SN_ERESOLVE), SN_EBADADDR (port out of range),
+ * SN_ETIMEDOUT, SN_ENETUNREACH, ...; for a local socket also SN_ENOENT:
+ * no such file, SN_ECONNREFUSED: nobody listens, SN_EACCES), or a resolver
+ * error (SN_ENONAME, SN_ERESOLVE_AGAIN, SN_ERESOLVE), SN_EBADADDR (port out
+ * of range), SN_ENAMETOOLONG, SN_ENOPROTOOPT (a TCP option for a local
+ * socket),
  * SN_EINVAL (bad option, NULL out, NULL or "" host), SN_EMFILE,
  * SN_ENOMEM. *out is untouched on error. */
 SN_API int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
@@ -165,22 +202,33 @@ SN_API int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock
 
 typedef struct sn_listen_config {
     const char *host;    /* numeric ip or name; NULL or "" = "0.0.0.0" (all
-                            IPv4); "::" = all IPv6 */
-    int port;            /* 0 = the kernel picks (read it with sn_sock_local_addr) */
+                            IPv4); "::" = all IPv6; "unix:PATH" or
+                            "unix:@NAME" = a local socket */
+    int port;            /* 0 = the kernel picks (read it with sn_sock_local_addr);
+                            ignored for a local socket */
     int backlog;         /* pending connections; 0 = 511 */
     int v6only;          /* IPv6 hosts: SN_ON (default) = IPv6 only, so "0.0.0.0"
                             and "::" can listen side by side; SN_OFF = dual stack */
     sn_sock_options opt; /* for the listener and the connections it accepts */
+    unsigned mode;       /* local socket on a path: the file's permission bits
+                            (0660: owner and group may connect), set before
+                            it listens; 0 = as the umask leaves them */
 } sn_listen_config;
 
-/* Binds and listens. A name that resolves to several addresses binds the
- * first. The listener gets cfg->opt (NODELAY on, REUSEADDR on unless
- * turned off; FASTOPEN as a queue length once listening); the connections
- * it accepts get cfg->opt less REUSEADDR, REUSEPORT and FASTOPEN.
- * Returns 0, SN_EADDRINUSE, SN_EACCES (privileged port),
- * SN_EADDRNOTAVAIL (no such local address), a resolver error, SN_EBADADDR,
- * SN_EINVAL (NULL arguments, negative backlog, bad v6only or option),
- * SN_EMFILE, SN_ENOMEM. *out is untouched on error. */
+/* Binds and listens, over TCP or on a local socket (see "Local sockets"
+ * above: stale files, removal on close). A name that resolves to several
+ * addresses binds the first. The listener gets cfg->opt (on TCP: NODELAY
+ * on, REUSEADDR on unless turned off; FASTOPEN as a queue length once
+ * listening); the connections it accepts get cfg->opt less REUSEADDR,
+ * REUSEPORT and FASTOPEN.
+ * Returns 0, SN_EADDRINUSE, SN_EACCES (privileged port, or a directory
+ * the process may not write), SN_EADDRNOTAVAIL (no such local address),
+ * a resolver error, SN_EBADADDR, SN_EEXIST (a local path taken by a file
+ * that is not a socket), SN_ENAMETOOLONG, SN_ENOENT (a local path's
+ * directory does not exist), SN_ENOPROTOOPT (a TCP option for a local
+ * socket), SN_EINVAL (NULL arguments, negative backlog, bad v6only or
+ * option, a mode over 07777 or for anything but a local path), SN_EMFILE,
+ * SN_ENOMEM. *out is untouched on error. */
 SN_API int sn_tcp_listen(sn_sock **out, const sn_listen_config *cfg);
 
 /* Accepts one connection, waiting up to the deadline (SN_DEADLINE_DEFAULT
@@ -192,8 +240,9 @@ SN_API int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl);
 
 /* Adopts a socket descriptor created elsewhere (made non-blocking and
  * close-on-exec). The state is read from the descriptor (listening,
- * connected, bound to a port, else open); the family from its local
- * address. No option is changed; the timeouts are the defaults. On success
+ * connected, bound to a port or a local name, else open); the family
+ * from its local address (an adopted local listener never removes its
+ * file). No option is changed; the timeouts are the defaults. On success
  * the sn_sock owns fd; on failure the caller still does. Returns 0,
  * SN_ENOTSOCK, SN_EBADF, SN_ENOMEM, SN_EINVAL (NULL out). */
 SN_API int sn_sock_from_fd(sn_sock **out, int fd);
@@ -210,6 +259,20 @@ SN_API int sn_sock_local_addr(const sn_sock *s, sn_addr *out);
 /* The peer's address. Returns 0, SN_ENOTCONN, SN_EBADSTATE, or -errno. */
 SN_API int sn_sock_remote_addr(const sn_sock *s, sn_addr *out);
 
+/* The credentials of a local socket's peer process, as the kernel recorded
+ * them (SO_PEERCRED) when it connected, or, seen from a client, when the
+ * server's socket began to listen. */
+typedef struct sn_peer_cred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} sn_peer_cred;
+
+/* Reads the peer's credentials. Returns 0, SN_ENOPROTOOPT (not a local
+ * socket: TCP has none), SN_ENOTCONN (not connected, a listener included),
+ * SN_EBADSTATE (closed), SN_EINVAL (NULL arguments), or -errno. */
+SN_API int sn_sock_peer_cred(const sn_sock *s, sn_peer_cred *out);
+
 /* The descriptor, for users who need it (still owned by the sn_sock; its
  * mode and SO_RCVTIMEO are the library's), or -1 once closed. */
 SN_API int sn_sock_fd(const sn_sock *s);
@@ -219,8 +282,10 @@ SN_API int sn_sock_fd(const sn_sock *s);
  * SN_EBADSTATE (closed), or -errno. */
 SN_API int sn_sock_shutdown_write(sn_sock *s);
 
-/* Closes the descriptor (state: closed); the sn_sock stays valid for its
- * getters until sn_sock_free. Returns 0 or -errno (the descriptor is closed
+/* Closes the descriptor (state: closed); a local listener made by
+ * sn_tcp_listen on a path first removes its file, if that is still the
+ * one it bound. The sn_sock stays valid for its getters until
+ * sn_sock_free. Returns 0 or -errno (the descriptor is closed
  * either way); closing a closed socket returns 0. */
 SN_API int sn_sock_close(sn_sock *s);
 

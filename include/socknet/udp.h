@@ -152,8 +152,9 @@ typedef struct sn_udp_config {
  * cfg NULL binds 0.0.0.0 on a port the kernel picks. State: bound.
  * Returns 0, SN_EADDRINUSE, SN_EACCES (privileged port), SN_EADDRNOTAVAIL
  * (no such local address), a resolver error (SN_ENONAME, ...),
- * SN_EBADADDR (port out of range), SN_EINVAL (NULL out, bad v6only or
- * option), SN_EMFILE, SN_ENOMEM. *out is untouched on error. */
+ * SN_EBADADDR (port out of range), SN_EAFNOSUPPORT (a "unix:" host: local
+ * sockets are streams only, socknet/sock.h), SN_EINVAL (NULL out, bad
+ * v6only or option), SN_EMFILE, SN_ENOMEM. *out is untouched on error. */
 SN_API int sn_udp_bind(sn_udp **out, const sn_udp_config *cfg);
 
 /* Creates an unbound UDP socket of family SN_AF_INET or SN_AF_INET6 (0
@@ -171,8 +172,9 @@ SN_API int sn_udp_open(sn_udp **out, int family, const sn_udp_options *opt);
  * unless the system cannot reach that one at all (no route, no IPv6): then
  * the next, up to 16. State: connected.
  * Returns 0, a resolver error (SN_ENONAME, SN_ERESOLVE_AGAIN,
- * SN_ERESOLVE), SN_EBADADDR (port outside 0..65535), SN_EINVAL (NULL out,
- * NULL or "" host, bad option), SN_ENETUNREACH, SN_EMFILE, SN_ENOMEM.
+ * SN_ERESOLVE), SN_EBADADDR (port outside 0..65535), SN_EAFNOSUPPORT (a
+ * "unix:" host), SN_EINVAL (NULL out, NULL or "" host, bad option),
+ * SN_ENETUNREACH, SN_EMFILE, SN_ENOMEM.
  * *out is untouched on error. The resolver has no deadline. */
 SN_API int sn_udp_connect(sn_udp **out, const char *host, int port, const sn_udp_options *opt);
 
