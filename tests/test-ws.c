@@ -370,16 +370,17 @@ static void test_ping_period(void)
         SN_ASSERT_RC(sn_ws_send_frame(ws, true, SN_WS_PONG, f.data, f.len, 0), 0);
     }
     CU_ASSERT(pings >= 5);
-    /* now silent: within the timeout the server gives up with 1011 */
+    /* now silent: after the timeout the server gives up with 1011 (the
+     * bound is loose: a loaded machine delays threads by seconds) */
     int64_t t0 = sn_now_ms();
     int rc;
-    while ((rc = sn_ws_recv_frame(ws, &f, sn_deadline_in(3000))) == 0 && f.opcode == SN_WS_PING)
+    while ((rc = sn_ws_recv_frame(ws, &f, t0 + 10000)) == 0 && f.opcode == SN_WS_PING)
         ;
     SN_ASSERT_RC(rc, 0);
     CU_ASSERT_EQUAL(f.opcode, SN_WS_CLOSE);
     CU_ASSERT_FATAL(f.len >= 2);
     CU_ASSERT_EQUAL(((const uint8_t *)f.data)[0] << 8 | ((const uint8_t *)f.data)[1], 1011);
-    CU_ASSERT(sn_now_ms() - t0 < 2000);
+    CU_ASSERT(sn_now_ms() - t0 >= 250); /* not before the timeout */
     sn_ws_free(ws);
     sn_conn_free(c);
     srv_join(&s);
