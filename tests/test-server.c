@@ -517,7 +517,8 @@ static void test_two_listeners(void)
     CU_ASSERT(sn_addr_equal(&a1, &app.listening[1]));
     CU_ASSERT_EQUAL(sn_addr_family(&a0), SN_AF_INET);
     CU_ASSERT_EQUAL(sn_addr_family(&a1), v6 ? SN_AF_INET6 : SN_AF_INET);
-    CU_ASSERT_NOT_EQUAL(sn_addr_port(&a0), sn_addr_port(&a1));
+    if (!v6) /* on two families the kernel may well pick the same number */
+        CU_ASSERT_NOT_EQUAL(sn_addr_port(&a0), sn_addr_port(&a1));
 
     int fd0 = tcp_client("127.0.0.1", sn_addr_port(&a0));
     int fd1 = tcp_client(v6 ? "::1" : "127.0.0.1", sn_addr_port(&a1));
