@@ -92,7 +92,8 @@ typedef struct seen {
     int peer_count;
     int peer_verified;
     char local_subject[256];
-    int first_read; /* the first read's result */
+    char sigalg[32]; /* the server's own signature, or "" */
+    int first_read;  /* the first read's result */
 } seen;
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -115,6 +116,8 @@ static void record(sn_conn *c, seen *s)
     copy(s->peer_subject, sizeof s->peer_subject, s->peer_count > 0 ? x.subject : "");
     if (sn_tls_local_cert(c, &x) == 0)
         copy(s->local_subject, sizeof s->local_subject, x.subject);
+    if (sn_tls_sigalg_used(c, s->sigalg, sizeof s->sigalg) < 0)
+        s->sigalg[0] = '\0';
 }
 
 /* Echoes lines; records the first connection's TLS state. */
@@ -315,6 +318,7 @@ static void test_one_way(void)
     CU_ASSERT_EQUAL(sv.version, SN_TLS_1_3);
     CU_ASSERT_STRING_EQUAL(sv.sni, "localhost");
     CU_ASSERT_PTR_NOT_NULL(strstr(sv.local_subject, "CN=localhost"));
+    CU_ASSERT_STRING_EQUAL(sv.sigalg, "RSA-PSS+SHA256"); /* RSA in TLS 1.3 is PSS */
     SN_ASSERT_RC(sv.peer_count, SN_ENOENT);
     sn_server_free(s);
     sn_tls_free(st);
@@ -364,6 +368,9 @@ static void test_mutual(void)
         sn_tls_x509 x;
         SN_ASSERT_RC(sn_tls_local_cert(c, &x), 0);
         CU_ASSERT_PTR_NOT_NULL(strstr(x.subject, pairs[i][1]));
+        char used[32];
+        SN_ASSERT_RC(sn_tls_sigalg_used(c, used, sizeof used), i == 0 ? 14 : 12);
+        CU_ASSERT_STRING_EQUAL(used, i == 0 ? "RSA-PSS+SHA256" : "ECDSA+SHA256");
         sn_conn_free(c);
         WAIT_UNTIL(atomic_load(&sv.calls) == 1, 5000);
         CU_ASSERT_PTR_NOT_NULL(strstr(sv.peer_subject, pairs[i][1]));
@@ -661,6 +668,9 @@ static void test_memory_sources(void)
     sn_tls_info info;
     sn_server *s = start_dial(st, ct, &c, &info);
     CU_ASSERT_STRING_EQUAL(info.sigalgs, "ECDSA+SHA256");
+    char used[64];
+    /* the client did not sign; the server's signature is not recorded */
+    SN_ASSERT_RC(sn_tls_sigalg_used(c, used, sizeof used), SN_ETLS_UNAVAILABLE);
     SN_ASSERT_RC(roundtrip(c, "from memory"), 0);
     sn_conn_free(c);
     sn_server_free(s);

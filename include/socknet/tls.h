@@ -186,7 +186,8 @@ SN_API int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline
 SN_API int sn_conn_is_tls(const sn_conn *c);
 
 /* The detailed reason of the last TLS failure on c (wolfSSL's message, the
- * verification error, the peer's alert), or "" if none. */
+ * verification error, the peer's alert), or "" if none. Valid until the
+ * connection is closed (sn_conn_close or sn_conn_free). */
 SN_API const char *sn_tls_reason(const sn_conn *c);
 
 /* ---- introspection: after a successful handshake ------------------------
@@ -205,20 +206,25 @@ typedef struct sn_tls_info {
                                    0: none was asked, sent or checked */
     long verify_result;         /* X.509 code: 0 (ok) or the error */
     const char *verify_reason;  /* its text ("ok" for 0) */
-    const char *sigalgs;        /* the configured list, or NULL (defaults) */
-    const char *sig_hash;       /* the hash of this handshake's signatures
-                                   ("SHA256"), as wolfSSL reports it, or
-                                   NULL when it cannot tell */
+    const char *sigalgs;        /* the configured signature algorithms, or
+                                   NULL (wolfSSL's defaults) */
 } sn_tls_info;
 
 /* Fills *out. Returns 0, SN_ENOTLS, SN_EBADSTATE (no handshake done). */
 SN_API int sn_tls_info_get(sn_conn *c, sn_tls_info *out);
 
-/* The signature scheme (not just its hash) used in the handshake, and the
- * peer's list of signature algorithms: wolfSSL 5.5 exposes neither. Both
- * return SN_ETLS_UNAVAILABLE (SN_ENOTLS on plain TCP). */
-SN_API int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap);
+/* The signature algorithm this side signed the handshake with (servers in
+ * a full handshake; clients that sent a certificate), named as in sigalgs
+ * lists ("ECDSA+SHA256", "RSA-PSS+SHA256", "ED25519"), into buf (cap bytes,
+ * NUL-terminated). Returns its length, or SN_ETLS_UNAVAILABLE where
+ * wolfSSL 5.5 cannot tell: this side did not sign (it keeps no record of
+ * the peer's signature), a resumed session, or RSA in TLS 1.2 (PKCS#1 or
+ * PSS: it does not say); SN_ERANGE, SN_EINVAL, SN_ENOTLS, SN_EBADSTATE. */
 SN_API int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap);
+
+/* The peer's list of signature algorithms: wolfSSL 5.5 does not expose
+ * it. Returns SN_ETLS_UNAVAILABLE (SN_ENOTLS on plain TCP). */
+SN_API int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap);
 
 /* One certificate, as the getters below return it. */
 typedef struct sn_tls_x509 {
