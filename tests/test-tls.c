@@ -472,6 +472,23 @@ static void test_untrusted_server(void)
     pair(st, ct, "localhost", &src, &crc);
     SN_ASSERT_RC(crc, SN_ETLS_VERIFY);
     CU_ASSERT(src < 0);
+    /* no CA given: the system's, which do not know the test CA */
+    sn_tls_config sys = {.role = SN_TLS_CLIENT};
+    sn_tls *syst = mk(&sys);
+    pair(st, syst, "localhost", &src, &crc);
+    SN_ASSERT_RC(crc, SN_ETLS_VERIFY);
+    sn_tls_free(syst);
+    /* a directory of CA files */
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/cadir", pki_dir);
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/'", dir, pki("ca.pem"), dir);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    sn_tls_config dcfg = {.role = SN_TLS_CLIENT, .ca_dir = dir};
+    sn_tls *dirt = mk(&dcfg);
+    pair(st, dirt, "localhost", &src, &crc);
+    SN_ASSERT_RC(crc, 0);
+    sn_tls_free(dirt);
     sn_tls_config none = {.role = SN_TLS_CLIENT, .verify = SN_TLS_VERIFY_NONE};
     sn_tls *blind = mk(&none);
     pair(st, blind, NULL, &src, &crc);
@@ -481,6 +498,27 @@ static void test_untrusted_server(void)
     sn_tls_free(blind);
 }
 
+/* A plain TCP socket connected to the server (the test fails without). */
+static int raw_dial(sn_server *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sn_addr a;
+    sn_addr_from_ip(&a, "127.0.0.1", sn_server_port(s));
+    CU_ASSERT_EQUAL_FATAL(connect(fd, &a.u.sa, a.len), 0);
+    return fd;
+}
+
+/* A bare wolfSSL client session over fd, verifying nothing. */
+static WOLFSSL *bare_session(int fd, WOLFSSL_METHOD *method, WOLFSSL_CTX **ctx)
+{
+    *ctx = wolfSSL_CTX_new(method);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*ctx);
+    wolfSSL_CTX_set_verify(*ctx, WOLFSSL_VERIFY_NONE, NULL);
+    WOLFSSL *ssl = wolfSSL_new(*ctx);
+    wolfSSL_set_fd(ssl, fd);
+    return ssl;
+}
+
 /* ---- versions and ciphers -------------------------------------------------------------- */
 
 /* A bare wolfSSL client speaking only TLS 1.1. */
@@ -488,21 +526,43 @@ static void test_tls11_refused(void)
 {
     sn_tls *st = server_ctx("server-rsa.pem");
     sn_server *s = start(st, echo, NULL, false);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sn_addr a;
-    sn_addr_from_ip(&a, "127.0.0.1", sn_server_port(s));
-    CU_ASSERT_EQUAL_FATAL(connect(fd, &a.u.sa, a.len), 0);
-    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_1_client_method());
-    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
-    WOLFSSL *ssl = wolfSSL_new(ctx);
-    wolfSSL_set_fd(ssl, fd);
+    int fd = raw_dial(s);
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl = bare_session(fd, wolfTLSv1_1_client_method(), &ctx);
     CU_ASSERT_NOT_EQUAL(wolfSSL_connect(ssl), WOLFSSL_SUCCESS);
     wolfSSL_free(ssl);
     wolfSSL_CTX_free(ctx);
     close(fd);
     WAIT_UNTIL(sstats(s).tls_failures == 1, 5000);
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 1);
+    sn_server_free(s);
+    sn_tls_free(st);
+}
+
+static void bye_handler(sn_conn *c, void *user)
+{
+    (void)user;
+    sn_write_str(c, "bye", 0); /* the server flushes and closes after the handler */
+}
+
+/* A bare wolfSSL client sees the server's close as a close_notify
+ * (WOLFSSL_ERROR_ZERO_RETURN), not as a bare end of TCP. */
+static void test_close_notify(void)
+{
+    sn_tls *st = server_ctx("server-ec.pem");
+    sn_server *s = start(st, bye_handler, NULL, false);
+    int fd = raw_dial(s);
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl = bare_session(fd, wolfTLSv1_3_client_method(), &ctx);
+    CU_ASSERT_EQUAL(wolfSSL_connect(ssl), WOLFSSL_SUCCESS);
+    char buf[16];
+    CU_ASSERT_EQUAL(wolfSSL_read(ssl, buf, sizeof buf), 3);
+    int r = wolfSSL_read(ssl, buf, sizeof buf);
+    CU_ASSERT_EQUAL(r, 0);
+    CU_ASSERT_EQUAL(wolfSSL_get_error(ssl, r), WOLFSSL_ERROR_ZERO_RETURN);
+    wolfSSL_free(ssl);
+    wolfSSL_CTX_free(ctx);
+    close(fd);
     sn_server_free(s);
     sn_tls_free(st);
 }
@@ -866,10 +926,7 @@ static void test_handshake_deadline(void)
     seen sv = {0};
     sn_server *s = start(st, echo, &sv, false);
     /* a peer that connects and never speaks */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sn_addr a;
-    sn_addr_from_ip(&a, "127.0.0.1", sn_server_port(s));
-    CU_ASSERT_EQUAL_FATAL(connect(fd, &a.u.sa, a.len), 0);
+    int fd = raw_dial(s);
     char b;
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -933,6 +990,29 @@ static void test_handshake_limit(void)
     }
     CU_ASSERT_EQUAL(ok, 30);
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 0);
+    sn_server_free(s);
+    sn_tls_free(st);
+    sn_tls_free(ct);
+}
+
+/* With one handshake at a time, a peer that never speaks holds the turn
+ * until its deadline: a real client that came later completes only after
+ * that handshake has failed. */
+static void test_handshake_limit_waits(void)
+{
+    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
+                          .handshakes_max = 1, .handshake_timeout_ms = 1500};
+    sn_tls *st = mk(&scfg), *ct = client_ctx();
+    sn_server *s = start(st, echo, NULL, false);
+    int fd = raw_dial(s);
+    WAIT_UNTIL(sstats(s).active == 1, 5000); /* its handshake holds the turn */
+    sn_test_sleep_ms(600); /* ours then has 600 ms of its deadline left after the turn */
+    sn_conn *c;
+    SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
+    CU_ASSERT_EQUAL(sstats(s).tls_failures, 1); /* the silent one failed first */
+    SN_ASSERT_RC(roundtrip(c, "after my turn"), 0);
+    sn_conn_free(c);
+    close(fd);
     sn_server_free(s);
     sn_tls_free(st);
     sn_tls_free(ct);
@@ -1105,6 +1185,8 @@ static CU_TestInfo tests[] = {
     {"upgrade a plain connection", test_upgrade},
     {"handshake deadline", test_handshake_deadline},
     {"handshake limit", test_handshake_limit},
+    {"handshake limit: a turn waits", test_handshake_limit_waits},
+    {"close sends close_notify", test_close_notify},
     {"reload under load", test_reload_under_load},
     {"half-close and close_notify", test_half_close},
     {"fibers, bulk, stop", test_fibers_bulk_and_stop},

@@ -23,7 +23,11 @@
  *
  * Errors: a handshake failure returns one of the SN_ETLS_* codes (see
  * socknet/error.h), and sn_tls_reason() tells the details (wolfSSL's text,
- * the certificate verification error, the alert the peer sent).
+ * the certificate verification error, the alert the peer sent). Reads
+ * return SN_EOF at the peer's close_notify, and also when the peer closes
+ * TCP without one (as most TLS stacks accept; a protocol that must detect
+ * truncation frames its own messages). Closing (sn_conn_close,
+ * sn_shutdown_write, a server's end of a handler) sends close_notify.
  *
  * Thread safety: an sn_tls may be used by any number of threads once made
  * (it is reference counted: sn_tls_ref / sn_tls_free). The calls on a
@@ -110,9 +114,14 @@ typedef struct sn_tls_config {
     int min_version; /* SN_TLS_1_2 (default) or SN_TLS_1_3 */
     int max_version; /* SN_TLS_1_2 or SN_TLS_1_3 (default) */
 
-    /* Lists, ':'-separated; NULL = wolfSSL's defaults. A list naming
-     * nothing this wolfSSL can use is an error of sn_tls_new
-     * (SN_ETLS_CONFIG), never a silent fallback. */
+    /* Lists, ':'-separated. Cipher suites default to AEAD suites with
+     * forward secrecy (TLS 1.3: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305;
+     * TLS 1.2: ECDHE and DHE with the same), not wolfSSL's own default
+     * list; sigalgs and groups default to wolfSSL's. A name wolfSSL does
+     * not know, a suite in the other version's list, or a list leaving an
+     * enabled version without a suite is an error of sn_tls_new
+     * (SN_ETLS_CONFIG), never a silent fallback. A suite the certificate
+     * cannot serve (ECDSA suites with an RSA key) is not detected here. */
     const char *ciphers_tls12; /* OpenSSL names: "ECDHE-RSA-AES128-GCM-SHA256" */
     const char *ciphers_tls13; /* IANA names: "TLS_AES_256_GCM_SHA384" */
     const char *sigalgs;       /* "RSA-PSS+SHA256:ECDSA+SHA256:RSA+SHA256" */
