@@ -1233,6 +1233,7 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
     out->cipher = wolfSSL_get_cipher_name_iana_from_suite(s0, s1);
     out->cipher_openssl = out->version == SN_TLS_1_3 ? out->cipher
                                                      : wolfSSL_get_cipher_name_from_suite(s0, s1);
+    out->group = wolfSSL_get_curve_name(ssl);
     char *proto = NULL;
     unsigned short plen = 0;
     if (wolfSSL_ALPN_GetProtocol(ssl, &proto, &plen) == WOLFSSL_SUCCESS && plen > 0)

@@ -622,6 +622,34 @@ static void test_versions_and_ciphers(void)
     }
 }
 
+/* The server's order by default, the client's on request; the group the
+ * client asks for. */
+static void test_cipher_order_and_group(void)
+{
+    const char *server_list = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256";
+    const char *client_list = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
+    for (int order = 0; order < 2; order++) {
+        sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+                              .max_version = SN_TLS_1_2, .ciphers_tls12 = server_list,
+                              .prefer_server_ciphers = order ? SN_OFF : SN_ON};
+        sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
+                              .ciphers_tls12 = client_list, .groups = "P-384"};
+        sn_tls *st = mk(&scfg), *ct = mk(&ccfg);
+        sn_conn *c;
+        sn_tls_info info;
+        sn_server *s = start_dial(st, ct, &c, &info);
+        CU_ASSERT_STRING_EQUAL(info.cipher_openssl,
+                               order ? "ECDHE-RSA-AES128-GCM-SHA256" : "ECDHE-RSA-AES256-GCM-SHA384");
+        CU_ASSERT_PTR_NOT_NULL(info.group);
+        if (info.group != NULL)
+            CU_ASSERT_PTR_NOT_NULL(strstr(info.group, "384"));
+        sn_conn_free(c);
+        sn_server_free(s);
+        sn_tls_free(st);
+        sn_tls_free(ct);
+    }
+}
+
 static void test_no_shared_cipher_or_version(void)
 {
     sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
@@ -692,6 +720,8 @@ static void test_config_errors(void)
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
     /* good lists are taken */
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers_tls12 = "ECDHE-RSA-AES128-GCM-SHA256:TYPO"};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG); /* one bad name is enough */
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .sigalgs = "ECDSA+SHA256:RSA-PSS+SHA256",
                         .groups = "P-256:X25519", .ciphers_tls13 = "TLS13-AES128-GCM-SHA256"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
@@ -1177,6 +1207,7 @@ static CU_TestInfo tests[] = {
     {"TLS 1.0 refused", test_tls10_refused},
     {"versions and ciphers", test_versions_and_ciphers},
     {"no shared cipher or version", test_no_shared_cipher_or_version},
+    {"cipher order and group", test_cipher_order_and_group},
     {"configuration errors", test_config_errors},
     {"sources in memory, PEM and DER", test_memory_sources},
     {"ALPN", test_alpn},

@@ -208,6 +208,9 @@ typedef struct sn_tls_info {
     const char *cipher;         /* IANA: "TLS_AES_128_GCM_SHA256" */
     const char *cipher_openssl; /* OpenSSL style: "TLS_AES_128_GCM_SHA256",
                                    "ECDHE-RSA-AES128-GCM-SHA256" */
+    const char *group;          /* the key exchange group ("SECP256R1",
+                                   "X25519"), or NULL when wolfSSL does not
+                                   say (a resumed session, plain DHE) */
     const char *alpn;           /* the protocol chosen, or NULL */
     const char *server_name;    /* client: sent; server: received; or NULL */
     int resumed;                /* 1 when the session was resumed */
