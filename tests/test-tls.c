@@ -120,7 +120,8 @@ static void record(sn_conn *c, seen *s)
         s->sigalg[0] = '\0';
 }
 
-/* Echoes lines; records the first connection's TLS state. */
+/* Echoes lines (waiting up to 30 s for each: under valgrind a connection may
+ * sit idle while other tests in it run); records the first one's TLS state. */
 static void echo(sn_conn *c, void *user)
 {
     seen *s = user;
@@ -129,7 +130,7 @@ static void echo(sn_conn *c, void *user)
     char line[1024];
     ssize_t n;
     bool first = true;
-    while ((n = sn_read_line(c, line, sizeof line, SN_LINE_LF, sn_deadline_in(5000))) >= 0) {
+    while ((n = sn_read_line(c, line, sizeof line, SN_LINE_LF, sn_deadline_in(30000))) >= 0) {
         first = false;
         if (sn_printf(c, 0, "%s\n", line) < 0 || sn_flush(c, 0) < 0)
             break;
