@@ -167,7 +167,8 @@ SN_API int sn_tls_role_of(const sn_tls *t);
 /* Connects over TCP (as sn_conn_connect) and performs the client handshake,
  * all within dl (SN_DEADLINE_DEFAULT: the connect timeout, then the
  * handshake timeout). host is sent as the server name (SNI, unless it is a
- * numeric address) and is the name the certificate must match. Returns 0
+ * numeric address) and is the name the certificate must match (a numeric
+ * address must be among its IP addresses). Returns 0
  * (*out is a TLS connection), the errors of sn_conn_connect, or those of
  * sn_tls_upgrade (the connection is then freed). */
 SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
