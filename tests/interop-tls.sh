@@ -39,11 +39,12 @@ start_lib_server() { # echo-server flags...: sets port
 stop_lib_server() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'; }
 
 # The input, then a second for the echoes to come back; the peers exit at
-# the end of their input (s_client: -no_ign_eof, after -quiet turned it on).
+# the end of their input (s_client: -no_ign_eof, after -quiet turned it on;
+# -nocommands, or a line starting with K, R or Q is a command to it).
 feed() { cat "$tmp/in"; sleep 1; }
 
 s_client() { # extra flags...
-    feed | timeout 20 openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$port" \
+    feed | timeout 20 openssl s_client -quiet -no_ign_eof -nocommands -connect "127.0.0.1:$port" \
         -servername localhost -CAfile "$p/ca.pem" -verify_return_error \
         -verify_hostname localhost "$@" >"$tmp/out" 2>"$tmp/err"
 }
