@@ -81,8 +81,9 @@ static int dial(sn_conn **c, const char *host, int port, sn_tls *tls, const char
     }
     sn_tls_info info;
     sn_tls_info_get(*c, &info);
-    fprintf(stderr, "tls: %s %s (%s)%s%s\n", info.version_name, info.cipher, info.cipher_openssl,
-            info.alpn ? " alpn " : "", info.alpn ? info.alpn : "");
+    fprintf(stderr, "tls: %s %s (%s) group %s%s%s\n", info.version_name, info.cipher,
+            info.cipher_openssl, info.group ? info.group : "-", info.alpn ? " alpn " : "",
+            info.alpn ? info.alpn : "");
     return 0;
 }
 

@@ -84,6 +84,7 @@ typedef struct tls_transport {
     bool failed;       /* a fatal error: send nothing more */
     bool notified;     /* close_notify sent */
     bool alpn_offered; /* servers: the client sent ALPN */
+    int sig_oid;       /* the signature this side made (wolfSSL's OID sum), or 0 */
     char *name;        /* clients: the server name sent */
     char *scratch;
     /* read-ahead: one recv takes what the socket has (wolfSSL asks for a
@@ -1131,8 +1132,12 @@ static int run_handshake(tls_transport *tt, int64_t dl)
         int rc = r == WOLFSSL_SUCCESS ? 0 : after_call(tt, r, &want);
         if (rc == 0 && r != WOLFSSL_SUCCESS)
             rc = SN_EOF;
-        if (rc == 0 && (rc = check_alpn(tt)) == 0)
+        if (rc == 0 && (rc = check_alpn(tt)) == 0) {
+            /* only now: wolfSSL frees what it tells from once the session runs */
+            if (wolfSSL_get_signature_nid(tt->ssl, &tt->sig_oid) != WOLFSSL_SUCCESS)
+                tt->sig_oid = 0;
             tt->done = true;
+        }
         sn__mutex_unlock(&tt->mu);
         if (rc != SN_EAGAIN)
             return rc;
@@ -1211,12 +1216,6 @@ static int done_tls(sn_conn *c, tls_transport **out)
     return (*out)->done ? 0 : SN_EBADSTATE;
 }
 
-static const char *hash_name(int nid)
-{
-    const char *n = wolfSSL_OBJ_nid2sn(nid);
-    return n != NULL && *n ? n : NULL;
-}
-
 int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
 {
     tls_transport *tt;
@@ -1234,6 +1233,7 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
     out->cipher = wolfSSL_get_cipher_name_iana_from_suite(s0, s1);
     out->cipher_openssl = out->version == SN_TLS_1_3 ? out->cipher
                                                      : wolfSSL_get_cipher_name_from_suite(s0, s1);
+    out->group = wolfSSL_get_curve_name(ssl);
     char *proto = NULL;
     unsigned short plen = 0;
     if (wolfSSL_ALPN_GetProtocol(ssl, &proto, &plen) == WOLFSSL_SUCCESS && plen > 0)
@@ -1250,9 +1250,6 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
     wolfSSL_X509_free(peer);
     out->verify_reason = verify_text(out->verify_result);
     out->sigalgs = tt->tls->sigalgs;
-    int nid = 0;
-    if (wolfSSL_get_signature_nid(ssl, &nid) == WOLFSSL_SUCCESS)
-        out->sig_hash = hash_name(nid);
     sn__mutex_unlock(&tt->mu);
     return 0;
 }
@@ -1264,9 +1261,41 @@ int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap)
     return c != NULL && tls_of(c) == NULL ? SN_ENOTLS : SN_ETLS_UNAVAILABLE;
 }
 
+/* wolfSSL reports the signature as a certificate signature type, which
+ * names the hash and the key but not the padding: RSA is PSS in TLS 1.3
+ * (RFC 8446 4.2.3), either in TLS 1.2. */
+static const char *sigalg_name(int oid, bool tls13)
+{
+    switch (oid) {
+    case CTC_SHA256wECDSA: return "ECDSA+SHA256";
+    case CTC_SHA384wECDSA: return "ECDSA+SHA384";
+    case CTC_SHA512wECDSA: return "ECDSA+SHA512";
+    case CTC_SHA256wRSA: return tls13 ? "RSA-PSS+SHA256" : NULL;
+    case CTC_SHA384wRSA: return tls13 ? "RSA-PSS+SHA384" : NULL;
+    case CTC_SHA512wRSA: return tls13 ? "RSA-PSS+SHA512" : NULL;
+    case CTC_ED25519: return "ED25519";
+    case CTC_ED448: return "ED448";
+    default: return NULL;
+    }
+}
+
 int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap)
 {
-    return sn_tls_peer_sigalgs(c, buf, cap);
+    tls_transport *tt;
+    int rc = done_tls(c, &tt);
+    if (rc < 0 || buf == NULL || cap == 0)
+        return rc < 0 ? rc : SN_EINVAL;
+    sn__mutex_lock(&tt->mu);
+    bool tls13 = wolfSSL_version(tt->ssl) == TLS1_3_VERSION;
+    sn__mutex_unlock(&tt->mu);
+    const char *name = sigalg_name(tt->sig_oid, tls13);
+    if (name == NULL)
+        return SN_ETLS_UNAVAILABLE;
+    size_t n = strlen(name);
+    if (n >= cap)
+        return SN_ERANGE;
+    memcpy(buf, name, n + 1);
+    return (int)n;
 }
 
 static void name_line(WOLFSSL_X509_NAME *n, char *buf, size_t cap)

@@ -5,6 +5,7 @@
 #     gnutls-cli, TLS 1.2 and 1.3, one-way and mutual;
 #   - its client (examples/echo-client) against openssl s_server -rev (which
 #     sends each line back reversed), one-way and mutual;
+#   - TLS 1.3 key updates in the middle of a stream (s_client's K and k);
 #   - refusals: a peer without a client certificate, a peer offering only
 #     TLS 1.1.
 # Run by scripts/check.sh (stage interop). Needs openssl and gnutls-cli
@@ -39,11 +40,12 @@ start_lib_server() { # echo-server flags...: sets port
 stop_lib_server() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'; }
 
 # The input, then a second for the echoes to come back; the peers exit at
-# the end of their input (s_client: -no_ign_eof, after -quiet turned it on).
+# the end of their input (s_client: -no_ign_eof, after -quiet turned it on;
+# -nocommands, or a line starting with K, R or Q is a command to it).
 feed() { cat "$tmp/in"; sleep 1; }
 
 s_client() { # extra flags...
-    feed | timeout 20 openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$port" \
+    feed | timeout 20 openssl s_client -quiet -no_ign_eof -nocommands -connect "127.0.0.1:$port" \
         -servername localhost -CAfile "$p/ca.pem" -verify_return_error \
         -verify_hostname localhost "$@" >"$tmp/out" 2>"$tmp/err"
 }
@@ -67,6 +69,13 @@ same "gnutls-cli"
 gnutls --priority "NORMAL:-VERS-ALL:+VERS-TLS1.2" || fail "gnutls-cli TLS 1.2"
 same "gnutls-cli TLS 1.2"
 ok "server vs gnutls-cli, TLS 1.3 and 1.2"
+# TLS 1.3 key updates mid-stream (s_client's K: update and ask the peer to; k: update)
+(printf 'one\n'; sleep 0.3; printf 'K\n'; sleep 0.3; printf 'two\n'; sleep 0.3; printf 'k\n'
+    sleep 0.3; printf 'three\n'; sleep 0.5) | timeout 20 openssl s_client -quiet -no_ign_eof \
+    -tls1_3 -connect "127.0.0.1:$port" -CAfile "$p/ca.pem" >"$tmp/out" 2>"$tmp/err"
+[ "$(grep -v KEYUPDATE "$tmp/out" | tr '\n' ' ')" = "one two three " ] ||
+    fail "key update: got '$(tr '\n' ' ' <"$tmp/out")'"
+ok "server goes on through TLS 1.3 key updates"
 echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -tls1_1 \
     -cipher DEFAULT@SECLEVEL=0 >"$tmp/out" 2>&1 && fail "s_client -tls1_1 was served"
 ok "server refuses openssl s_client -tls1_1"

@@ -79,7 +79,8 @@ typedef struct seen {
     int peer_count;
     int peer_verified;
     char local_subject[256];
-    int first_read; /* the first read's result */
+    char sigalg[32]; /* the server's own signature, or "" */
+    int first_read;  /* the first read's result */
 } seen;
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -102,9 +103,12 @@ static void record(sn_conn *c, seen *s)
     copy(s->peer_subject, sizeof s->peer_subject, s->peer_count > 0 ? x.subject : "");
     if (sn_tls_local_cert(c, &x) == 0)
         copy(s->local_subject, sizeof s->local_subject, x.subject);
+    if (sn_tls_sigalg_used(c, s->sigalg, sizeof s->sigalg) < 0)
+        s->sigalg[0] = '\0';
 }
 
-/* Echoes lines; records the first connection's TLS state. */
+/* Echoes lines (waiting up to 30 s for each: under valgrind a connection may
+ * sit idle while other tests in it run); records the first one's TLS state. */
 static void echo(sn_conn *c, void *user)
 {
     seen *s = user;
@@ -113,7 +117,7 @@ static void echo(sn_conn *c, void *user)
     char line[1024];
     ssize_t n;
     bool first = true;
-    while ((n = sn_read_line(c, line, sizeof line, SN_LINE_LF, sn_deadline_in(5000))) >= 0) {
+    while ((n = sn_read_line(c, line, sizeof line, SN_LINE_LF, sn_deadline_in(30000))) >= 0) {
         first = false;
         if (sn_printf(c, 0, "%s\n", line) < 0 || sn_flush(c, 0) < 0)
             break;
@@ -302,6 +306,7 @@ static void test_one_way(void)
     CU_ASSERT_EQUAL(sv.version, SN_TLS_1_3);
     CU_ASSERT_STRING_EQUAL(sv.sni, "localhost");
     CU_ASSERT_PTR_NOT_NULL(strstr(sv.local_subject, "CN=localhost"));
+    CU_ASSERT_STRING_EQUAL(sv.sigalg, "RSA-PSS+SHA256"); /* RSA in TLS 1.3 is PSS */
     SN_ASSERT_RC(sv.peer_count, SN_ENOENT);
     sn_server_free(s);
     sn_tls_free(st);
@@ -351,6 +356,9 @@ static void test_mutual(void)
         sn_tls_x509 x;
         SN_ASSERT_RC(sn_tls_local_cert(c, &x), 0);
         CU_ASSERT_PTR_NOT_NULL(strstr(x.subject, pairs[i][1]));
+        char used[32];
+        SN_ASSERT_RC(sn_tls_sigalg_used(c, used, sizeof used), i == 0 ? 14 : 12);
+        CU_ASSERT_STRING_EQUAL(used, i == 0 ? "RSA-PSS+SHA256" : "ECDSA+SHA256");
         sn_conn_free(c);
         WAIT_UNTIL(atomic_load(&sv.calls) == 1, 5000);
         CU_ASSERT_PTR_NOT_NULL(strstr(sv.peer_subject, pairs[i][1]));
@@ -452,6 +460,23 @@ static void test_untrusted_server(void)
     pair(st, ct, "localhost", &src, &crc);
     SN_ASSERT_RC(crc, SN_ETLS_VERIFY);
     CU_ASSERT(src < 0);
+    /* no CA given: the system's, which do not know the test CA */
+    sn_tls_config sys = {.role = SN_TLS_CLIENT};
+    sn_tls *syst = mk(&sys);
+    pair(st, syst, "localhost", &src, &crc);
+    SN_ASSERT_RC(crc, SN_ETLS_VERIFY);
+    sn_tls_free(syst);
+    /* a directory of CA files */
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/cadir", pki_dir);
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/'", dir, pki("ca.pem"), dir);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    sn_tls_config dcfg = {.role = SN_TLS_CLIENT, .ca_dir = dir};
+    sn_tls *dirt = mk(&dcfg);
+    pair(st, dirt, "localhost", &src, &crc);
+    SN_ASSERT_RC(crc, 0);
+    sn_tls_free(dirt);
     sn_tls_config none = {.role = SN_TLS_CLIENT, .verify = SN_TLS_VERIFY_NONE};
     sn_tls *blind = mk(&none);
     pair(st, blind, NULL, &src, &crc);
@@ -461,6 +486,27 @@ static void test_untrusted_server(void)
     sn_tls_free(blind);
 }
 
+/* A plain TCP socket connected to the server (the test fails without). */
+static int raw_dial(sn_server *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sn_addr a;
+    sn_addr_from_ip(&a, "127.0.0.1", sn_server_port(s));
+    CU_ASSERT_EQUAL_FATAL(connect(fd, &a.u.sa, a.len), 0);
+    return fd;
+}
+
+/* A bare wolfSSL client session over fd, verifying nothing. */
+static WOLFSSL *bare_session(int fd, WOLFSSL_METHOD *method, WOLFSSL_CTX **ctx)
+{
+    *ctx = wolfSSL_CTX_new(method);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*ctx);
+    wolfSSL_CTX_set_verify(*ctx, WOLFSSL_VERIFY_NONE, NULL);
+    WOLFSSL *ssl = wolfSSL_new(*ctx);
+    wolfSSL_set_fd(ssl, fd);
+    return ssl;
+}
+
 /* ---- versions and ciphers -------------------------------------------------------------- */
 
 /* A bare wolfSSL client speaking only TLS 1.1. */
@@ -468,21 +514,43 @@ static void test_tls11_refused(void)
 {
     sn_tls *st = server_ctx("server-rsa.pem");
     sn_server *s = start(st, echo, NULL, false);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sn_addr a;
-    sn_addr_from_ip(&a, "127.0.0.1", sn_server_port(s));
-    CU_ASSERT_EQUAL_FATAL(connect(fd, &a.u.sa, a.len), 0);
-    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_1_client_method());
-    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
-    WOLFSSL *ssl = wolfSSL_new(ctx);
-    wolfSSL_set_fd(ssl, fd);
+    int fd = raw_dial(s);
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl = bare_session(fd, wolfTLSv1_1_client_method(), &ctx);
     CU_ASSERT_NOT_EQUAL(wolfSSL_connect(ssl), WOLFSSL_SUCCESS);
     wolfSSL_free(ssl);
     wolfSSL_CTX_free(ctx);
     close(fd);
     WAIT_UNTIL(sstats(s).tls_failures == 1, 5000);
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 1);
+    sn_server_free(s);
+    sn_tls_free(st);
+}
+
+static void bye_handler(sn_conn *c, void *user)
+{
+    (void)user;
+    sn_write_str(c, "bye", 0); /* the server flushes and closes after the handler */
+}
+
+/* A bare wolfSSL client sees the server's close as a close_notify
+ * (WOLFSSL_ERROR_ZERO_RETURN), not as a bare end of TCP. */
+static void test_close_notify(void)
+{
+    sn_tls *st = server_ctx("server-ec.pem");
+    sn_server *s = start(st, bye_handler, NULL, false);
+    int fd = raw_dial(s);
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl = bare_session(fd, wolfTLSv1_3_client_method(), &ctx);
+    CU_ASSERT_EQUAL(wolfSSL_connect(ssl), WOLFSSL_SUCCESS);
+    char buf[16];
+    CU_ASSERT_EQUAL(wolfSSL_read(ssl, buf, sizeof buf), 3);
+    int r = wolfSSL_read(ssl, buf, sizeof buf);
+    CU_ASSERT_EQUAL(r, 0);
+    CU_ASSERT_EQUAL(wolfSSL_get_error(ssl, r), WOLFSSL_ERROR_ZERO_RETURN);
+    wolfSSL_free(ssl);
+    wolfSSL_CTX_free(ctx);
+    close(fd);
     sn_server_free(s);
     sn_tls_free(st);
 }
@@ -535,6 +603,34 @@ static void test_versions_and_ciphers(void)
         if (cases[i].c12 != NULL)
             CU_ASSERT_STRING_EQUAL(info.cipher_openssl, cases[i].c12);
         SN_ASSERT_RC(roundtrip(c, "cipher"), 0);
+        sn_conn_free(c);
+        sn_server_free(s);
+        sn_tls_free(st);
+        sn_tls_free(ct);
+    }
+}
+
+/* The server's order by default, the client's on request; the group the
+ * client asks for. */
+static void test_cipher_order_and_group(void)
+{
+    const char *server_list = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256";
+    const char *client_list = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
+    for (int order = 0; order < 2; order++) {
+        sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+                              .max_version = SN_TLS_1_2, .ciphers_tls12 = server_list,
+                              .prefer_server_ciphers = order ? SN_OFF : SN_ON};
+        sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
+                              .ciphers_tls12 = client_list, .groups = "P-384"};
+        sn_tls *st = mk(&scfg), *ct = mk(&ccfg);
+        sn_conn *c;
+        sn_tls_info info;
+        sn_server *s = start_dial(st, ct, &c, &info);
+        CU_ASSERT_STRING_EQUAL(info.cipher_openssl,
+                               order ? "ECDHE-RSA-AES128-GCM-SHA256" : "ECDHE-RSA-AES256-GCM-SHA384");
+        CU_ASSERT_PTR_NOT_NULL(info.group);
+        if (info.group != NULL)
+            CU_ASSERT_PTR_NOT_NULL(strstr(info.group, "384"));
         sn_conn_free(c);
         sn_server_free(s);
         sn_tls_free(st);
@@ -612,6 +708,8 @@ static void test_config_errors(void)
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
     /* good lists are taken */
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers_tls12 = "ECDHE-RSA-AES128-GCM-SHA256:TYPO"};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG); /* one bad name is enough */
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .sigalgs = "ECDSA+SHA256:RSA-PSS+SHA256",
                         .groups = "P-256:X25519", .ciphers_tls13 = "TLS13-AES128-GCM-SHA256"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
@@ -648,6 +746,9 @@ static void test_memory_sources(void)
     sn_tls_info info;
     sn_server *s = start_dial(st, ct, &c, &info);
     CU_ASSERT_STRING_EQUAL(info.sigalgs, "ECDSA+SHA256");
+    char used[64];
+    /* the client did not sign; the server's signature is not recorded */
+    SN_ASSERT_RC(sn_tls_sigalg_used(c, used, sizeof used), SN_ETLS_UNAVAILABLE);
     SN_ASSERT_RC(roundtrip(c, "from memory"), 0);
     sn_conn_free(c);
     sn_server_free(s);
@@ -843,10 +944,7 @@ static void test_handshake_deadline(void)
     seen sv = {0};
     sn_server *s = start(st, echo, &sv, false);
     /* a peer that connects and never speaks */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sn_addr a;
-    sn_addr_from_ip(&a, "127.0.0.1", sn_server_port(s));
-    CU_ASSERT_EQUAL_FATAL(connect(fd, &a.u.sa, a.len), 0);
+    int fd = raw_dial(s);
     char b;
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -910,6 +1008,29 @@ static void test_handshake_limit(void)
     }
     CU_ASSERT_EQUAL(ok, 30);
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 0);
+    sn_server_free(s);
+    sn_tls_free(st);
+    sn_tls_free(ct);
+}
+
+/* With one handshake at a time, a peer that never speaks holds the turn
+ * until its deadline: a real client that came later completes only after
+ * that handshake has failed. */
+static void test_handshake_limit_waits(void)
+{
+    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
+                          .handshakes_max = 1, .handshake_timeout_ms = 1500};
+    sn_tls *st = mk(&scfg), *ct = client_ctx();
+    sn_server *s = start(st, echo, NULL, false);
+    int fd = raw_dial(s);
+    WAIT_UNTIL(sstats(s).active == 1, 5000); /* its handshake holds the turn */
+    sn_test_sleep_ms(600); /* ours then has 600 ms of its deadline left after the turn */
+    sn_conn *c;
+    SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
+    CU_ASSERT_EQUAL(sstats(s).tls_failures, 1); /* the silent one failed first */
+    SN_ASSERT_RC(roundtrip(c, "after my turn"), 0);
+    sn_conn_free(c);
+    close(fd);
     sn_server_free(s);
     sn_tls_free(st);
     sn_tls_free(ct);
@@ -1074,6 +1195,7 @@ static CU_TestInfo tests[] = {
     {"TLS 1.0 refused", test_tls10_refused},
     {"versions and ciphers", test_versions_and_ciphers},
     {"no shared cipher or version", test_no_shared_cipher_or_version},
+    {"cipher order and group", test_cipher_order_and_group},
     {"configuration errors", test_config_errors},
     {"sources in memory, PEM and DER", test_memory_sources},
     {"ALPN", test_alpn},
@@ -1082,6 +1204,8 @@ static CU_TestInfo tests[] = {
     {"upgrade a plain connection", test_upgrade},
     {"handshake deadline", test_handshake_deadline},
     {"handshake limit", test_handshake_limit},
+    {"handshake limit: a turn waits", test_handshake_limit_waits},
+    {"close sends close_notify", test_close_notify},
     {"reload under load", test_reload_under_load},
     {"half-close and close_notify", test_half_close},
     {"fibers, bulk, stop", test_fibers_bulk_and_stop},

@@ -23,7 +23,11 @@
  *
  * Errors: a handshake failure returns one of the SN_ETLS_* codes (see
  * socknet/error.h), and sn_tls_reason() tells the details (wolfSSL's text,
- * the certificate verification error, the alert the peer sent).
+ * the certificate verification error, the alert the peer sent). Reads
+ * return SN_EOF at the peer's close_notify, and also when the peer closes
+ * TCP without one (as most TLS stacks accept; a protocol that must detect
+ * truncation frames its own messages). Closing (sn_conn_close,
+ * sn_shutdown_write, a server's end of a handler) sends close_notify.
  *
  * Thread safety: an sn_tls may be used by any number of threads once made
  * (it is reference counted: sn_tls_ref / sn_tls_free). The calls on a
@@ -110,9 +114,14 @@ typedef struct sn_tls_config {
     int min_version; /* SN_TLS_1_2 (default) or SN_TLS_1_3 */
     int max_version; /* SN_TLS_1_2 or SN_TLS_1_3 (default) */
 
-    /* Lists, ':'-separated; NULL = wolfSSL's defaults. A list naming
-     * nothing this wolfSSL can use is an error of sn_tls_new
-     * (SN_ETLS_CONFIG), never a silent fallback. */
+    /* Lists, ':'-separated. Cipher suites default to AEAD suites with
+     * forward secrecy (TLS 1.3: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305;
+     * TLS 1.2: ECDHE and DHE with the same), not wolfSSL's own default
+     * list; sigalgs and groups default to wolfSSL's. A name wolfSSL does
+     * not know, a suite in the other version's list, or a list leaving an
+     * enabled version without a suite is an error of sn_tls_new
+     * (SN_ETLS_CONFIG), never a silent fallback. A suite the certificate
+     * cannot serve (ECDSA suites with an RSA key) is not detected here. */
     const char *ciphers_tls12; /* OpenSSL names: "ECDHE-RSA-AES128-GCM-SHA256" */
     const char *ciphers_tls13; /* IANA names: "TLS_AES_256_GCM_SHA384" */
     const char *sigalgs;       /* "RSA-PSS+SHA256:ECDSA+SHA256:RSA+SHA256" */
@@ -158,7 +167,8 @@ SN_API int sn_tls_role_of(const sn_tls *t);
 /* Connects over TCP (as sn_conn_connect) and performs the client handshake,
  * all within dl (SN_DEADLINE_DEFAULT: the connect timeout, then the
  * handshake timeout). host is sent as the server name (SNI, unless it is a
- * numeric address) and is the name the certificate must match. Returns 0
+ * numeric address) and is the name the certificate must match (a numeric
+ * address must be among its IP addresses). Returns 0
  * (*out is a TLS connection), the errors of sn_conn_connect, or those of
  * sn_tls_upgrade (the connection is then freed). */
 SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
@@ -186,7 +196,8 @@ SN_API int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline
 SN_API int sn_conn_is_tls(const sn_conn *c);
 
 /* The detailed reason of the last TLS failure on c (wolfSSL's message, the
- * verification error, the peer's alert), or "" if none. */
+ * verification error, the peer's alert), or "" if none. Valid until the
+ * connection is closed (sn_conn_close or sn_conn_free). */
 SN_API const char *sn_tls_reason(const sn_conn *c);
 
 /* ---- introspection: after a successful handshake ------------------------
@@ -198,6 +209,9 @@ typedef struct sn_tls_info {
     const char *cipher;         /* IANA: "TLS_AES_128_GCM_SHA256" */
     const char *cipher_openssl; /* OpenSSL style: "TLS_AES_128_GCM_SHA256",
                                    "ECDHE-RSA-AES128-GCM-SHA256" */
+    const char *group;          /* the key exchange group ("SECP256R1",
+                                   "X25519"), or NULL when wolfSSL does not
+                                   say (a resumed session, plain DHE) */
     const char *alpn;           /* the protocol chosen, or NULL */
     const char *server_name;    /* client: sent; server: received; or NULL */
     int resumed;                /* 1 when the session was resumed */
@@ -205,20 +219,25 @@ typedef struct sn_tls_info {
                                    0: none was asked, sent or checked */
     long verify_result;         /* X.509 code: 0 (ok) or the error */
     const char *verify_reason;  /* its text ("ok" for 0) */
-    const char *sigalgs;        /* the configured list, or NULL (defaults) */
-    const char *sig_hash;       /* the hash of this handshake's signatures
-                                   ("SHA256"), as wolfSSL reports it, or
-                                   NULL when it cannot tell */
+    const char *sigalgs;        /* the configured signature algorithms, or
+                                   NULL (wolfSSL's defaults) */
 } sn_tls_info;
 
 /* Fills *out. Returns 0, SN_ENOTLS, SN_EBADSTATE (no handshake done). */
 SN_API int sn_tls_info_get(sn_conn *c, sn_tls_info *out);
 
-/* The signature scheme (not just its hash) used in the handshake, and the
- * peer's list of signature algorithms: wolfSSL 5.5 exposes neither. Both
- * return SN_ETLS_UNAVAILABLE (SN_ENOTLS on plain TCP). */
-SN_API int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap);
+/* The signature algorithm this side signed the handshake with (servers in
+ * a full handshake; clients that sent a certificate), named as in sigalgs
+ * lists ("ECDSA+SHA256", "RSA-PSS+SHA256", "ED25519"), into buf (cap bytes,
+ * NUL-terminated). Returns its length, or SN_ETLS_UNAVAILABLE where
+ * wolfSSL 5.5 cannot tell: this side did not sign (it keeps no record of
+ * the peer's signature), a resumed session, or RSA in TLS 1.2 (PKCS#1 or
+ * PSS: it does not say); SN_ERANGE, SN_EINVAL, SN_ENOTLS, SN_EBADSTATE. */
 SN_API int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap);
+
+/* The peer's list of signature algorithms: wolfSSL 5.5 does not expose
+ * it. Returns SN_ETLS_UNAVAILABLE (SN_ENOTLS on plain TCP). */
+SN_API int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap);
 
 /* One certificate, as the getters below return it. */
 typedef struct sn_tls_x509 {
