@@ -468,7 +468,7 @@ static void test_untrusted_server(void)
     sn_tls_free(syst);
     /* a directory of CA files */
     char dir[1200];
-    snprintf(dir, sizeof dir, "%s/cadir", pki_dir);
+    snprintf(dir, sizeof dir, "%s", pki("cadir"));
     char cmd[2600];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/'", dir, pki("ca.pem"), dir);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
