@@ -75,13 +75,15 @@ static ssize_t line(sn_conn *c, char *buf, size_t cap, int mode)
         }                                                                                          \
     } while (0)
 
+/* A deadline is never early; late by up to 5 s, as a machine under load
+ * may delay a thread (a deadline that is ignored shows all the same). */
 #define ASSERT_ELAPSED(start, dl_ms)                                                               \
     do {                                                                                           \
         int64_t el_ = sn_now_ms() - (start);                                                       \
-        if (el_ < (dl_ms)-5 || el_ >= (dl_ms) + 1000)                                              \
+        if (el_ < (dl_ms)-5 || el_ >= (dl_ms) + 5000)                                              \
             fprintf(stderr, "%s:%d: elapsed %lld ms, deadline %d ms\n", __FILE__, __LINE__,        \
                     (long long)el_, (int)(dl_ms));                                                 \
-        CU_ASSERT(el_ >= (dl_ms)-5 && el_ < (dl_ms) + 1000);                                       \
+        CU_ASSERT(el_ >= (dl_ms)-5 && el_ < (dl_ms) + 5000);                                       \
     } while (0)
 
 /* A peer thread that sends data in chunks with a pause between them. */
