@@ -22,6 +22,7 @@ start_server() { # args...
 start_prog() { # PROGRAM args...
     local prog=$1
     shift
+    rm -f "$tmp/out" # the new process truncates it only once it runs
     "$prog" "$@" >"$tmp/out" 2>"$tmp/err" &
     pid=$!
     for _ in $(seq 100); do
