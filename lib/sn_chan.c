@@ -269,11 +269,6 @@ static int64_t wdeadline(const sn_conn *c, sn_deadline dl)
     return sn__deadline_abs(dl, c->sock->write_timeout_ms);
 }
 
-int64_t sn__conn_read_deadline(const sn_conn *c, sn_deadline dl)
-{
-    return rdeadline(c, dl);
-}
-
 /* The end of the stream: SN_EOF, or SN_ESTOPPED when the server woke us. */
 static int read_end(sn_conn *c)
 {

@@ -208,13 +208,7 @@ void sn__conn_set_transport(sn_conn *c, sn_transport *t);
 sn_transport *sn__conn_transport(const sn_conn *c);
 /* Makes err the sticky error of both directions (a failed TLS upgrade). */
 void sn__conn_fail(sn_conn *c, int err);
-/* The deadline dl of a read on c as an absolute time (the read timeout
- * for SN_DEADLINE_DEFAULT). */
-int64_t sn__conn_read_deadline(const sn_conn *c, sn_deadline dl);
 
-/* ---- TLS (sn_tls.c): what the server needs ------------------------------- */
-/* The handshake timeout of a context (ms, -1 = never). */
-int sn__tls_handshake_timeout(const sn_tls *t);
 
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
 /* opcodes: enum sn_ws_type in socknet/ws.h */

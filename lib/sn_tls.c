@@ -734,11 +734,6 @@ int sn_tls_role_of(const sn_tls *t)
     return t->role;
 }
 
-int sn__tls_handshake_timeout(const sn_tls *t)
-{
-    return t->handshake_ms;
-}
-
 /* ---- the clients' session cache ------------------------------------------------ */
 
 static WOLFSSL_SESSION *cache_get(sn_tls *t, const char *name)

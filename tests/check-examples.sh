@@ -22,7 +22,7 @@ start_server() { # args...
 start_prog() { # PROGRAM args...
     local prog=$1
     shift
-    : >"$tmp/out" # not the last server's line: the new one may not have opened it yet
+    rm -f "$tmp/out" # the new process truncates it only once it runs
     "$prog" "$@" >"$tmp/out" 2>"$tmp/err" &
     pid=$!
     for _ in $(seq 400); do # up to 20 s: libtool may relink on a first run

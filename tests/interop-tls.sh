@@ -29,7 +29,10 @@ sh "$top/tests/gen-pki.sh" "$tmp/pki" || fail "gen-pki.sh"
 p=$tmp/pki
 head -c 60000 /dev/urandom | base64 >"$tmp/in" # 80 KB of lines
 
+# Each start removes the last one's output first: the new process truncates
+# it only once it runs, and the old "listening" line must not be read.
 start_lib_server() { # echo-server flags...: sets port
+    rm -f "$tmp/srv.out"
     "$srv" --port 0 "$@" >"$tmp/srv.out" 2>"$tmp/srv.err" &
     pids+=($!)
     for _ in $(seq 100); do [ -s "$tmp/srv.out" ] && break; sleep 0.05; done
@@ -97,6 +100,7 @@ stop_lib_server
 
 # ---- the library's client ----------------------------------------------------------
 start_s_server() { # flags...: sets port
+    rm -f "$tmp/ss.out"
     openssl s_server -rev -accept 127.0.0.1:0 -naccept 1 "$@" >"$tmp/ss.out" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do grep -q '^ACCEPT' "$tmp/ss.out" && break; sleep 0.05; done
