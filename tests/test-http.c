@@ -123,6 +123,9 @@ static void test_target_forms(void)
     const char *f = "\r\n\r\nGET / HTTP/1.1\r\n\r\n";
     SN_ASSERT_RC(parse_guarded(f, strlen(f), NULL, h, MAXH, &r), (int)strlen(f));
     CU_ASSERT(eq(r.method, r.method_len, "GET"));
+    /* and every prefix of them asks for more (a CR alone too: found by fuzzing) */
+    for (size_t cut = 0; cut < strlen(f); cut++)
+        SN_ASSERT_RC(parse_guarded(f, cut, NULL, h, MAXH, &r), SN_EAGAIN);
 }
 
 static void test_malformed(void)
