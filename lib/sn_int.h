@@ -199,6 +199,13 @@ void sn__conn_wake(sn_conn *c, int level);
 int sn__conn_woken(const sn_conn *c);
 /* Replaces the plain transport (for TLS). The connection takes t. */
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
+/* sn_read_exact without the detour through the read buffer: when the bytes
+ * still missing are at least the initial read buffer's size, they are
+ * received straight into buf (no copy, no buffer growth), and a timeout
+ * after some bytes were taken is then sticky, as for a read beyond
+ * read_buffer_max. For a caller whose timeouts inside a read are fatal
+ * anyway (a WebSocket frame's payload). */
+ssize_t sn__read_exact_into(sn_conn *c, void *buf, size_t n, sn_deadline dl);
 
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
 /* opcodes: enum sn_ws_type in socknet/ws.h */
