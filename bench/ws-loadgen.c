@@ -11,11 +11,17 @@
  *   with level-triggered epoll. Latency (send start to the last byte of the echo, inflated
  *   and verified) goes into the histogram of sn-loadgen; only exchanges completing after the
  *   warm-up count, and starved=N counts the connections that completed none.
- *   --compressible: text made of JSON-like lines that differ per message (compresses about
- *   8:1) instead of pseudo-random letters. --deflate: offers permessage-deflate as a browser
- *   does ("permessage-deflate; client_max_window_bits") and fails unless the server accepts;
- *   then the client compresses each message with zlib (level 1, context takeover unless the
- *   server asks otherwise) and inflates the echo.
+ *   The messages are made before the clock starts, so that the client spends its time on
+ *   the exchange and not on making data: a pool of 64, each kept as its payload and as a
+ *   whole masked frame ready to send (one mask key for every frame: a server cannot tell,
+ *   and unmasking costs it the same). Each connection sends them in turn from its own
+ *   starting point. Text is pseudo-random letters, or with --compressible JSON-like lines
+ *   that differ per message (about 8:1 on their own); --binary sends bytes.
+ *   --deflate: offers permessage-deflate as a browser does ("permessage-deflate;
+ *   client_max_window_bits") and fails unless the server accepts; each pool message is then
+ *   compressed on its own (zlib level 6, a fresh stream: valid with or without context
+ *   takeover, for any window that holds the message) and the echo is inflated (context
+ *   takeover unless the server said server_no_context_takeover).
  * handshake: T threads loop: connect, upgrade (verifying the 101 and its accept key), send a
  *   close 1000, wait for the server's close frame, close with a RST (SO_LINGER {1, 0}: no
  *   TIME_WAIT), until S seconds pass. The figure is completed cycles per second.
@@ -315,15 +321,26 @@ static int buf_add(struct buf *b, const void *p, size_t n)
 
 /* ---- echo ------------------------------------------------------------------- */
 
+/* The messages the connections send, made before the clock starts: each as the plain
+ * payload (what the echo must inflate to) and as a whole masked frame ready to send,
+ * compressed on its own (a fresh deflate stream) with --deflate. */
+struct pool {
+    long n;
+    unsigned char **plain;
+    struct buf *frame;
+};
+
+static struct pool g_pool;
+
 struct ec_conn {
     int fd;
     int want_out; /* EPOLLOUT registered */
-    uint32_t seq;
-    unsigned char key[4];
+    uint32_t seq;  /* messages sent */
+    long cur;      /* the pool message in flight */
+    size_t tx_off; /* bytes of its frame sent */
     struct pmd pmd;
-    z_stream zd, zi; /* deflater, inflater (when pmd.on) */
-    struct buf msg;  /* the message in flight, as sent (before compression) */
-    struct buf out;  /* frames to send; out_off of them sent */
+    z_stream zi;    /* the inflater (when pmd.on) */
+    struct buf out; /* pongs to send after the frame; out_off of them sent */
     size_t out_off;
     struct buf in;   /* received bytes not yet parsed */
     struct buf frag; /* a fragmented message's payload so far */
@@ -338,7 +355,7 @@ struct ec_thread {
     const struct opts *o;
     pthread_barrier_t *ready; /* every thread's upgrades done: the clock starts */
     int *fds;
-    long nconns;
+    long first, nconns; /* its connections' numbers */
     uint64_t t_measure, t_end;
     struct hist hist;
     long starved, errors;
@@ -346,14 +363,13 @@ struct ec_thread {
 
 static const char *const words[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot"};
 
-/* Fills c->msg with message seq: letters, bytes, or JSON-like lines. */
-static int ec_fill(struct ec_conn *c, const struct opts *o)
+#define POOL_MAX 64
+static const unsigned char g_key[4] = {0x37, 0xfa, 0x21, 0x3d};
+
+/* Message s of the pool (o->size bytes at p, which has 256 more): letters, bytes, or
+ * JSON-like lines. */
+static void pool_fill(unsigned char *p, uint32_t s, const struct opts *o)
 {
-    c->msg.len = 0;
-    if (buf_reserve(&c->msg, (size_t)o->size + 256) < 0)
-        return -1;
-    unsigned char *p = c->msg.p;
-    uint32_t s = c->seq;
     if (o->binary) {
         for (long j = 0; j < o->size; j++)
             p[j] = (unsigned char)(s * 131u + (uint32_t)j * 7u + ((uint32_t)j >> 8));
@@ -368,44 +384,78 @@ static int ec_fill(struct ec_conn *c, const struct opts *o)
                           "brown fox jumps over the lazy dog\",\"ts\":%u}\n",
                           s * 64u + line, words[(s + line) % 6], 1700000000u + s);
     }
-    c->msg.len = (size_t)o->size;
-    return 0;
 }
 
-/* Appends a masked frame with payload p (n bytes) to c->out, masked in place in c->out. */
-static int ec_frame(struct ec_conn *c, int rsv1, int opcode, const void *p, size_t n)
+/* Appends a masked frame with payload p (n bytes) to b. */
+static int frame_add(struct buf *b, int rsv1, int opcode, const void *p, size_t n)
 {
-    if (buf_reserve(&c->out, n + 14) < 0)
+    if (buf_reserve(b, n + 14) < 0)
         return -1;
-    unsigned char *f = c->out.p + c->out.len;
-    size_t h = frame_head(f, 1, rsv1, opcode, n, c->key);
+    unsigned char *f = b->p + b->len;
+    size_t h = frame_head(f, 1, rsv1, opcode, n, g_key);
     memcpy(f + h, p, n);
-    mask_bytes(f + h, n, c->key);
-    c->out.len += h + n;
+    mask_bytes(f + h, n, g_key);
+    b->len += h + n;
     return 0;
 }
 
-/* Compresses c->msg as one permessage-deflate message into a frame in c->out. */
-static int ec_frame_deflated(struct ec_conn *c, int opcode)
+/* Compresses n bytes at p on their own (permessage-deflate, no tail) into z. */
+static int pool_deflate(z_stream *zs, const unsigned char *p, size_t n, struct buf *z)
 {
-    size_t bound = deflateBound(&c->zd, c->msg.len) + 32;
-    if (buf_reserve(&c->out, bound + 14) < 0)
+    size_t bound = deflateBound(zs, n) + 32;
+    if (deflateReset(zs) != Z_OK || buf_reserve(z, bound) < 0)
         return -1;
-    unsigned char *f = c->out.p + c->out.len;
-    c->zd.next_in = c->msg.p;
-    c->zd.avail_in = (uInt)c->msg.len;
-    c->zd.next_out = f + 14;
-    c->zd.avail_out = (uInt)bound;
-    if (deflate(&c->zd, Z_SYNC_FLUSH) != Z_OK || c->zd.avail_in != 0 || c->zd.avail_out == 0)
+    zs->next_in = (unsigned char *)p;
+    zs->avail_in = (uInt)n;
+    zs->next_out = z->p;
+    zs->avail_out = (uInt)bound;
+    if (deflate(zs, Z_SYNC_FLUSH) != Z_OK || zs->avail_in != 0 || zs->avail_out == 0)
         return -1;
-    size_t n = bound - c->zd.avail_out - 4; /* without the 00 00 ff ff tail */
-    if (c->pmd.client_no_ctx)
-        deflateReset(&c->zd);
-    size_t h = frame_head(f, 1, 1, opcode, n, c->key);
-    memmove(f + h, f + 14, n);
-    mask_bytes(f + h, n, c->key);
-    c->out.len += h + n;
+    z->len = bound - zs->avail_out - 4; /* without the 00 00 ff ff tail */
     return 0;
+}
+
+static int pool_make(const struct opts *o)
+{
+    struct buf z = {0};
+    z_stream zs = {0};
+    int opcode = o->binary ? 2 : 1, rc = -1;
+    long n = POOL_MAX;
+
+    if (o->deflate && deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    g_pool.plain = calloc((size_t)n, sizeof *g_pool.plain);
+    g_pool.frame = calloc((size_t)n, sizeof *g_pool.frame);
+    if (!g_pool.plain || !g_pool.frame)
+        goto out;
+    for (g_pool.n = 0; g_pool.n < n; g_pool.n++) {
+        unsigned char *p = malloc((size_t)o->size + 256);
+        struct buf *f = &g_pool.frame[g_pool.n];
+        if (!p)
+            goto out;
+        g_pool.plain[g_pool.n] = p;
+        pool_fill(p, (uint32_t)g_pool.n + 1, o);
+        if (o->deflate ? pool_deflate(&zs, p, (size_t)o->size, &z) < 0 ||
+                             frame_add(f, 1, opcode, z.p, z.len) < 0
+                       : frame_add(f, 0, opcode, p, (size_t)o->size) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    if (o->deflate)
+        deflateEnd(&zs);
+    free(z.p);
+    return rc;
+}
+
+static void pool_free(void)
+{
+    for (long i = 0; i < g_pool.n; i++) {
+        free(g_pool.plain[i]);
+        free(g_pool.frame[i].p);
+    }
+    free(g_pool.plain);
+    free(g_pool.frame);
 }
 
 static int ec_interest(int ep, struct ec_conn *c, int want_out)
@@ -417,46 +467,55 @@ static int ec_interest(int ep, struct ec_conn *c, int want_out)
     return epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-/* Sends what c->out holds; EPOLLOUT while some is left. */
-static int ec_flush(int ep, struct ec_conn *c)
+/* Sends the rest of p (len bytes, *off sent); 1 when all is sent, 0 on EAGAIN, -1. */
+static int send_some(int fd, const unsigned char *p, size_t len, size_t *off)
 {
-    while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    while (*off < len) {
+        ssize_t n = send(fd, p + *off, len - *off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return ec_interest(ep, c, 1);
+            return 0;
         if (n < 0) {
             perror("ws-loadgen: send");
             return -1;
         }
-        c->out_off += (size_t)n;
+        *off += (size_t)n;
     }
-    c->out.len = c->out_off = 0;
-    return ec_interest(ep, c, 0);
+    return 1;
 }
 
-static int ec_start(int ep, struct ec_conn *c, const struct opts *o)
+/* Sends the message's frame, then any pongs; EPOLLOUT while some is left. */
+static int ec_flush(int ep, struct ec_conn *c)
 {
-    int opcode = o->binary ? 2 : 1;
+    const struct buf *f = &g_pool.frame[c->cur];
+    int rc = send_some(c->fd, f->p, f->len, &c->tx_off);
+    if (rc == 1)
+        rc = send_some(c->fd, c->out.p, c->out.len, &c->out_off);
+    if (rc == 1)
+        c->out.len = c->out_off = 0;
+    return rc < 0 ? -1 : ec_interest(ep, c, rc == 0);
+}
+
+/* Sends the connection's next message of the pool. */
+static int ec_start(int ep, struct ec_conn *c)
+{
+    c->cur = (c->cur + 1) % g_pool.n;
     c->seq++;
-    if (ec_fill(c, o) < 0)
-        return -1;
+    c->tx_off = 0;
     c->t0 = now_ns();
-    if (c->pmd.on ? ec_frame_deflated(c, opcode) : ec_frame(c, 0, opcode, c->msg.p, c->msg.len))
-        return -1;
     return ec_flush(ep, c);
 }
 
 /* Inflates a compressed message (n bytes at p) into c->infl. */
-static int ec_inflate(struct ec_conn *c, const unsigned char *p, size_t n)
+static int ec_inflate(struct ec_conn *c, const unsigned char *p, size_t n, size_t want)
 {
     static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
     c->infl.len = 0;
-    if (buf_reserve(&c->infl, c->msg.len + 1) < 0)
+    if (buf_reserve(&c->infl, want + 1) < 0)
         return -1;
     c->zi.next_out = c->infl.p;
-    c->zi.avail_out = (uInt)(c->msg.len + 1); /* one more: an over-long echo shows */
+    c->zi.avail_out = (uInt)(want + 1); /* one more: an over-long echo shows */
     for (int part = 0; part < 2; part++) {
         c->zi.next_in = (unsigned char *)(part ? tail : p);
         c->zi.avail_in = (uInt)(part ? 4 : n);
@@ -464,7 +523,7 @@ static int ec_inflate(struct ec_conn *c, const unsigned char *p, size_t n)
         if ((rc != Z_OK && rc != Z_BUF_ERROR) || c->zi.avail_in != 0)
             return -1;
     }
-    c->infl.len = c->msg.len + 1 - c->zi.avail_out;
+    c->infl.len = want + 1 - c->zi.avail_out;
     if (c->pmd.server_no_ctx)
         inflateReset(&c->zi);
     return 0;
@@ -475,15 +534,16 @@ static int ec_inflate(struct ec_conn *c, const unsigned char *p, size_t n)
 static int ec_message(int ep, struct ec_thread *t, struct ec_conn *c, int opcode, int rsv1,
                       const unsigned char *p, size_t n)
 {
+    size_t want = (size_t)t->o->size;
     if (rsv1) {
-        if (!c->pmd.on || ec_inflate(c, p, n) < 0) {
+        if (!c->pmd.on || ec_inflate(c, p, n, want) < 0) {
             fprintf(stderr, "ws-loadgen: bad compressed message\n");
             return -1;
         }
         p = c->infl.p;
         n = c->infl.len;
     }
-    if (opcode != (t->o->binary ? 2 : 1) || n != c->msg.len || memcmp(p, c->msg.p, n) != 0) {
+    if (opcode != (t->o->binary ? 2 : 1) || n != want || memcmp(p, g_pool.plain[c->cur], n)) {
         fprintf(stderr, "ws-loadgen: echo mismatch in message %u (opcode %d, %zu bytes)\n",
                 (unsigned)c->seq, opcode, n);
         return -1;
@@ -493,7 +553,7 @@ static int ec_message(int ep, struct ec_thread *t, struct ec_conn *c, int opcode
         hist_add(&t->hist, now - c->t0);
         c->measured++;
     }
-    return ec_start(ep, c, t->o);
+    return ec_start(ep, c);
 }
 
 /* Handles one whole frame; 0 or -1. */
@@ -521,7 +581,7 @@ static int ec_frame_in(int ep, struct ec_thread *t, struct ec_conn *c, const str
         c->frag_op = 0;
         return ec_message(ep, t, c, op, c->frag_rsv1, c->frag.p, c->frag.len);
     case 9: /* ping: pong */
-        if (ec_frame(c, 0, 10, p, n) < 0)
+        if (frame_add(&c->out, 0, 10, p, n) < 0)
             return -1;
         return ec_flush(ep, c);
     case 10:
@@ -570,36 +630,33 @@ static int ec_readable(int ep, struct ec_thread *t, struct ec_conn *c)
 
 static void ec_conn_free(struct ec_conn *c)
 {
-    if (c->pmd.on) {
-        deflateEnd(&c->zd);
+    if (c->pmd.on)
         inflateEnd(&c->zi);
-    }
-    free(c->msg.p);
     free(c->out.p);
     free(c->in.p);
     free(c->frag.p);
     free(c->infl.p);
 }
 
-/* Upgrades connection i of the thread and readies its zlib streams. */
+/* Upgrades connection i of the thread and readies its inflater. */
 static int ec_open(struct ec_thread *t, struct ec_conn *c, int fd, long i)
 {
     char rest[HEAD_MAX];
     size_t nrest = 0;
-    uint32_t k = (uint32_t)(i * 2654435761u) ^ 0x5a5aa5a5u;
 
-    *c = (struct ec_conn){.fd = fd};
-    memcpy(c->key, &k, 4);
+    *c = (struct ec_conn){.fd = fd, .cur = i % g_pool.n}; /* connections start apart */
     if (ws_upgrade(fd, t->o, &c->pmd, rest, &nrest) < 0)
         return -1;
     if (buf_reserve(&c->in, 65536) < 0 || buf_add(&c->in, rest, nrest) < 0)
         return -1;
-    if (!c->pmd.on)
-        return 0;
-    if (deflateInit2(&c->zd, 1, Z_DEFLATED, -c->pmd.client_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (c->pmd.on && t->o->size + 262 > 1L << c->pmd.client_bits) {
+        fprintf(stderr, "ws-loadgen: the server's client_max_window_bits=%d is too small for "
+                        "messages compressed on their own\n", c->pmd.client_bits);
+        c->pmd.on = 0;
         return -1;
-    if (inflateInit2(&c->zi, -15) != Z_OK) {
-        deflateEnd(&c->zd);
+    }
+    if (c->pmd.on && inflateInit2(&c->zi, -15) != Z_OK) {
+        c->pmd.on = 0;
         return -1;
     }
     return 0;
@@ -610,10 +667,8 @@ static int ec_setup(struct ec_thread *t, int ep, struct ec_conn *cs)
 {
     for (long i = 0; i < t->nconns; i++) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
-        if (ec_open(t, &cs[i], t->fds[i], i) < 0) {
-            cs[i].pmd.on = 0; /* ec_open frees its own zlib state on failure */
-            return -1;
-        }
+        if (ec_open(t, &cs[i], t->fds[i], t->first + i) < 0)
+            return -1; /* ec_open leaves no zlib state behind on failure */
         if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
             return -1;
     }
@@ -658,7 +713,7 @@ static void *ec_main(void *arg)
     t->t_measure = now_ns() + (uint64_t)(t->o->warmup * 1e9);
     t->t_end = t->t_measure + (uint64_t)(t->o->seconds * 1e9);
     for (long i = 0; ok && i < t->nconns; i++)
-        ok = ec_start(ep, &cs[i], t->o) == 0;
+        ok = ec_start(ep, &cs[i]) == 0;
     if (!ok) {
         fprintf(stderr, "ws-loadgen: thread setup failed\n");
         t->errors++;
@@ -686,14 +741,15 @@ static int cmd_echo(const struct opts *o)
     pthread_barrier_t ready;
     int rc = -1;
 
-    if (!th || !fds || pthread_barrier_init(&ready, NULL, (unsigned)nth) != 0)
+    if (!th || !fds || pool_make(o) < 0 || pthread_barrier_init(&ready, NULL, (unsigned)nth) != 0)
         goto out;
     fprintf(stderr, "echo: connecting %ld to %s:%s%s\n", o->conns, o->host, o->port, o->path);
     if (connect_many(fds, o->conns) < 0)
         goto out_barrier;
     for (int i = 0; i < nth; i++) {
         long share = o->conns / nth + (i < o->conns % nth);
-        th[i] = (struct ec_thread){.o = o, .ready = &ready, .fds = fds + base, .nconns = share};
+        th[i] = (struct ec_thread){
+            .o = o, .ready = &ready, .fds = fds + base, .first = base, .nconns = share};
         base += share;
         if (pthread_create(&th[i].tid, NULL, ec_main, &th[i]) != 0)
             abort(); /* the others would wait at the barrier for ever */
@@ -728,6 +784,7 @@ static int cmd_echo(const struct opts *o)
 out_barrier:
     pthread_barrier_destroy(&ready);
 out:
+    pool_free();
     free(fds);
     free(th);
     return rc;
