@@ -2,10 +2,11 @@
  * ws-echo: a WebSocket echo server at path /echo.
  *
  *   ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
- *           [--max-message BYTES]
+ *           [--max-message BYTES] [--deflate-level 1-9]
  *
  * Each text message comes back as text, each binary one as binary; pings
- * are answered; permessage-deflate is accepted when a client offers it;
+ * are answered; permessage-deflate is accepted when a client offers it
+ * (compressing at the library's default zlib level unless --deflate-level);
  * other paths get 404. Prints "listening on H:PORT" once ready; SIGINT or
  * SIGTERM stops it gracefully: every open session gets close 1001 (going
  * away), and the exit status is 0.
@@ -28,7 +29,7 @@ static void echo(sn_ws *ws, void *user)
 static void usage(void)
 {
     fprintf(stderr, "usage: ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] "
-                    "[--threads N] [--max-message BYTES]\n");
+                    "[--threads N] [--max-message BYTES] [--deflate-level 1-9]\n");
     exit(2);
 }
 
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
             cfg.fiber_threads = (int)num_arg(argv[++i], 1, 1024);
         else if (strcmp(argv[i], "--max-message") == 0)
             wc.max_message = wc.max_frame = (size_t)num_arg(argv[++i], 1, 1L << 30);
+        else if (strcmp(argv[i], "--deflate-level") == 0)
+            wc.deflate_cfg.level = (int)num_arg(argv[++i], 1, 9);
         else
             usage();
     }
