@@ -80,7 +80,7 @@ int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg)
     if (c.close_timeout_ms == 0)
         c.close_timeout_ms = SN_WS_CLOSE_TIMEOUT_DEFAULT;
     if (c.deflate_cfg.level == 0)
-        c.deflate_cfg.level = 6;
+        c.deflate_cfg.level = 1; /* zlib's fastest: see ws.h */
     if (c.deflate_cfg.mem_level == 0)
         c.deflate_cfg.mem_level = 8;
     if (c.deflate_cfg.threshold == 0)
