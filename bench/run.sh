@@ -214,7 +214,7 @@ start_server() {
     fi
     srv_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out" | head -n 1)
     if [ -z "$srv_port" ]; then
-        log "$name: no port in its 'listening on' line"
+        log "$name: no port in its 'listening on' line: $(head -c 200 "$tmp/$name.out")"
         stop_server
         return 1
     fi
@@ -254,6 +254,7 @@ run_load() {
     else
         log "$name: FAILED: ${lg##*/} $sub --host $host --port $srv_port $*"
         tail -n 3 "$tmp/load.err" >&2
+        log "$name: server stderr: $(tail -n 3 "$tmp/$name.err" | tr '\n' ' ')"
         failed=1
     fi
     if ! kill -0 "$srv_pid" 2>/dev/null; then
