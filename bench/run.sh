@@ -2,8 +2,8 @@
 # bench/run.sh — the libsocknet echo servers ("ours") against the references ("ref").
 #
 #   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
-#                [--loadgen PATH] [--out FILE] [--only tcp|udp|local] [--quick] [--rounds N]
-#                [--note TEXT]
+#                [--wours CMD] [--wref CMD] [--loadgen PATH] [--wsloadgen PATH] [--out FILE]
+#                [--only tcp|udp|local|ws] [--quick] [--rounds N] [--note TEXT]
 #
 #   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
 #                   current directory if it holds bench/sn-loadgen, else ./build)
@@ -11,20 +11,26 @@
 #   --ref CMD       reference server (env REF; default DIR/bench/epoll-echo)
 #   --uours CMD     UDP server under test (env UOURS; default DIR/examples/udp-echo)
 #   --uref CMD      UDP reference server (env UREF; default DIR/bench/udp-echo-ref)
+#   --wours CMD     WebSocket server under test (env WOURS; default DIR/examples/ws-echo)
+#   --wref CMD      WebSocket reference (env WREF; default: bench/ws-echo-ref.js under node,
+#                   on the npm ws package of bench/package.json, which this script installs
+#                   into DIR/bench/ws-ref with npm when it is not there yet)
 #   --loadgen PATH  load generator (env LOADGEN; default DIR/bench/sn-loadgen)
+#   --wsloadgen PATH  WebSocket load generator (env WSLOADGEN; default DIR/bench/ws-loadgen)
 #   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
-#   --only WHICH    only the TCP figures, only the UDP ones, or only the local-socket ones
-#                   (with TCP ping-pong at 1 and 16 conns beside them); default: all
-#   --quick         shorter runs, one round: about 50 s (on 2 CPUs, with a fast server)
+#   --only WHICH    only the TCP figures, only the UDP ones, only the local-socket ones (with
+#                   TCP ping-pong at 1 and 16 conns beside them) or only the WebSocket ones;
+#                   default: all
+#   --quick         shorter runs, one round: about 50 s per group (on 2 CPUs, with a fast server)
 #   --rounds N      rounds per throughput figure, ref and ours alternating; the table shows
 #                   the median of each and the range of the per-round ratios (default 3,
-#                   with --quick 1; a full run with 3 rounds takes about 5 minutes)
+#                   with --quick 1; a full run with 3 rounds takes about 5 minutes per group)
 #   --note TEXT     a line of text put under the section's heading
 #
 # Each server command gets "--host 127.0.0.1 --port 0" appended and must print
-# "listening on H:PORT" on stdout (the UDP ones get "--batch B" too for the batch figure);
-# for the local-socket rows the TCP servers get "--unix PATH" instead and must print
-# "listening on unix:PATH".
+# "listening on H:PORT" on stdout (the UDP ones get "--batch B" too for the batch figure, the
+# WebSocket reference "--deflate" for the deflate figure); for the local-socket rows the TCP
+# servers get "--unix PATH" instead and must print "listening on unix:PATH".
 # Every measurement runs on a freshly started server, ref then ours, round after round. Progress goes to stderr, the
 # results section to stdout and FILE. Exit status 1 if any measurement failed (its cell says
 # FAIL), 2 on bad usage.
@@ -36,7 +42,10 @@ ours=${OURS:-}
 ref=${REF:-}
 uours=${UOURS:-}
 uref=${UREF:-}
+wours=${WOURS:-}
+wref=${WREF:-}
 loadgen=${LOADGEN:-}
+wsloadgen=${WSLOADGEN:-}
 out=
 only=
 rounds=
@@ -48,7 +57,7 @@ for arg in "$@"; do # the exact command, quoted only where the shell needs it
 done
 
 usage() { # [STATUS]
-    sed -n '2,23p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit "${1:-2}"
 }
 
@@ -59,9 +68,12 @@ while [ $# -gt 0 ]; do
     --ref) [ $# -ge 2 ] || usage; ref=$2; shift 2 ;;
     --uours) [ $# -ge 2 ] || usage; uours=$2; shift 2 ;;
     --uref) [ $# -ge 2 ] || usage; uref=$2; shift 2 ;;
-    --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp|local)$ ]] || usage; only=$2; shift 2 ;;
+    --wours) [ $# -ge 2 ] || usage; wours=$2; shift 2 ;;
+    --wref) [ $# -ge 2 ] || usage; wref=$2; shift 2 ;;
+    --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp|local|ws)$ ]] || usage; only=$2; shift 2 ;;
     --rounds) [ $# -ge 2 ] && [[ $2 =~ ^[1-9]$ ]] || usage; rounds=$2; shift 2 ;;
     --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
+    --wsloadgen) [ $# -ge 2 ] || usage; wsloadgen=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --note) [ $# -ge 2 ] || usage; note=$2; shift 2 ;;
@@ -77,6 +89,14 @@ fi
 : "${uours:=$builddir/examples/udp-echo}"
 : "${uref:=$builddir/bench/udp-echo-ref}"
 : "${loadgen:=$builddir/bench/sn-loadgen}"
+: "${wsloadgen:=$builddir/bench/ws-loadgen}"
+: "${wours:=$builddir/examples/ws-echo}"
+ws_modules=$builddir/bench/ws-ref/node_modules
+default_wref=0
+if [ -z "$wref" ]; then
+    wref="env NODE_PATH=$ws_modules node $here/ws-echo-ref.js"
+    default_wref=1
+fi
 : "${out:=$here/RESULTS.md}"
 
 if [ "$quick" = 1 ]; then
@@ -89,15 +109,18 @@ fi
 idle_conns=2000
 host=127.0.0.1
 
-run_tcp=1 run_udp=1 run_local=1
-case $only in
-tcp) run_udp=0 run_local=0 ;;
-udp) run_tcp=0 run_local=0 ;;
-local) run_tcp=0 run_udp=0 ;;
-esac
-bins=("$loadgen")
+run_tcp=1 run_udp=1 run_local=1 run_ws=1
+if [ -n "$only" ]; then
+    [ "$only" = tcp ] || run_tcp=0
+    [ "$only" = udp ] || run_udp=0
+    [ "$only" = local ] || run_local=0
+    [ "$only" = ws ] || run_ws=0
+fi
+bins=()
+[ $run_tcp = 1 ] || [ $run_udp = 1 ] || [ $run_local = 1 ] && bins+=("$loadgen")
 [ $run_tcp = 1 ] || [ $run_local = 1 ] && bins+=("${ref%% *}" "${ours%% *}")
 [ $run_udp = 1 ] && bins+=("${uref%% *}" "${uours%% *}")
+[ $run_ws = 1 ] && bins+=("$wsloadgen" "${wref%% *}" "${wours%% *}")
 for bin in "${bins[@]}"; do
     if ! command -v "$bin" >/dev/null; then
         echo "run.sh: $bin: not a command (build it, or see --builddir/--ours/--ref/--loadgen)" \
@@ -105,6 +128,17 @@ for bin in "${bins[@]}"; do
         exit 1
     fi
 done
+
+# The npm ws package of bench/package.json (pinned), installed once into DIR/bench/ws-ref.
+if [ $run_ws = 1 ] && [ $default_wref = 1 ] && [ ! -f "$ws_modules/ws/package.json" ]; then
+    echo "run.sh: npm install into $builddir/bench/ws-ref (bench/package.json)" >&2
+    mkdir -p "$builddir/bench/ws-ref" && cp "$here/package.json" "$builddir/bench/ws-ref/" &&
+        (cd "$builddir/bench/ws-ref" && timeout 300 npm install --no-package-lock --no-audit \
+            --no-fund --loglevel=error >npm.log 2>&1) || {
+        echo "run.sh: npm install failed (see $builddir/bench/ws-ref/npm.log)" >&2
+        exit 1
+    }
+fi
 
 # sn-loadgen holds up to 2000 client sockets and the server as many; both inherit this limit
 # (and raise their own soft limit to the hard one as well).
@@ -156,10 +190,13 @@ wait_line() {
     return 1
 }
 
-# start_server NAME: starts ref, ours, uref or uours on port 0 (or, when local_sock is set,
-# on that local socket path), with the extra arguments in the array srv_extra; sets srv_pid,
-# srv_port and target (the loadgen's arguments that reach the server)
+# start_server NAME: starts ref, ours, uref, uours, wref or wours on port 0 (or, when
+# local_sock is set, on that local socket path), with the extra arguments in the array
+# srv_extra (and in wref_extra or wours_extra); sets srv_pid, srv_port and target (the
+# loadgen's arguments that reach the server)
 srv_extra=()
+wref_extra=()
+wours_extra=()
 local_sock=
 start_server() {
     local name=$1 cmd
@@ -167,7 +204,9 @@ start_server() {
     ref) cmd=$ref ;;
     ours) cmd=$ours ;;
     uref) cmd=$uref ;;
-    *) cmd=$uours ;;
+    uours) cmd=$uours ;;
+    wref) cmd="$wref ${wref_extra[*]}" ;;
+    *) cmd="$wours ${wours_extra[*]}" ;;
     esac
     local where=(--host "$host" --port 0) line='^listening on .*:[0-9]+$'
     if [ -n "$local_sock" ]; then
@@ -185,6 +224,11 @@ start_server() {
         return 1
     fi
     srv_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out" | head -n 1)
+    if [ -z "$srv_port" ] && [ -z "$local_sock" ]; then
+        log "$name: no port in its 'listening on' line: $(head -c 200 "$tmp/$name.out")"
+        stop_server
+        return 1
+    fi
     target=(--host "$host" --port "$srv_port")
     [ -n "$local_sock" ] && target=(--unix "$local_sock")
     return 0
@@ -205,14 +249,16 @@ stop_server() {
 # field NAME LINE: the value of NAME=... in a result line
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-# run_load NAME SUBCOMMAND ARGS...: one sn-loadgen run on a fresh server; sets res to the
-# "result ..." line, or to "" if the run or the server failed
+# run_load NAME SUBCOMMAND ARGS...: one run of the load generator (sn-loadgen, or ws-loadgen
+# for wref and wours) on a fresh server; sets res to the "result ..." line, or to "" if the
+# run or the server failed
 run_load() {
-    local name=$1 sub=$2
+    local name=$1 sub=$2 lg=$loadgen
     shift 2
     res=
+    [[ $name == w* ]] && lg=$wsloadgen
     start_server "$name" || { failed=1; return; }
-    if timeout --foreground -k 5 120 "$loadgen" "$sub" "${target[@]}" "$@" \
+    if timeout --foreground -k 5 120 "$lg" "$sub" "${target[@]}" "$@" \
         >"$tmp/load.out" 2>"$tmp/load.err"; then
         res=$(grep -m 1 '^result ' "$tmp/load.out")
     fi
@@ -220,8 +266,9 @@ run_load() {
     if [ -n "$res" ]; then
         log "$name: $res"
     else
-        log "$name: FAILED: sn-loadgen $sub $*"
+        log "$name: FAILED: ${lg##*/} $sub ${target[*]} $*"
         tail -n 3 "$tmp/load.err" >&2
+        log "$name: server stderr: $(tail -n 3 "$tmp/$name.err" | tr '\n' ' ')"
         failed=1
     fi
     if ! kill -0 "$srv_pid" 2>/dev/null; then
@@ -392,7 +439,26 @@ udp_figure() {
         "" ""
 }
 
+# ws_echo_figure CONNS SIZE FIELD LABEL TARGET WS-LOADGEN-ARGS...: ws-loadgen echo
+ws_echo_figure() {
+    local conns=$1 size=$2 f=$3 label=$4 target=$5
+    shift 5
+    measure wref wours "$f" echo --conns "$conns" --size "$size" --seconds "$pp_secs" \
+        --warmup "$pp_warm" "$@"
+    add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$target"
+    add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
+}
+
+# 4 blocking client threads: with 2, a handshake's round trips leave both servers idle
+# between steps and the figure is mostly latency; ws saturates its one thread at 4
+handshake_figure() {
+    measure wref wours handshakes_per_s handshake --seconds "$conn_secs" --threads 4
+    add_row "ws upgrade + close handshake + RST: handshakes/s" "$m_ref" "$m_ours" \
+        "$m_ratio$m_range" "≥ 2.0"
+}
+
 log "loadgen=$loadgen ref='$ref' ours='$ours' uref='$uref' uours='$uours' quick=$quick"
+[ $run_ws = 1 ] && log "wsloadgen=$wsloadgen wref='$wref' wours='$wours'"
 load_at_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 t_start=$SECONDS
 if [ $run_tcp = 1 ]; then
@@ -421,6 +487,30 @@ if [ $run_udp = 1 ]; then
     udp_figure 16 1
     udp_figure 4 16
 fi
+if [ $run_ws = 1 ]; then
+    ws_echo_figure 1 32 msgs_per_s "ws echo 32 B text, 1 conn: round trips/s" "—"
+    ws_echo_figure 64 32 msgs_per_s "ws echo 32 B text, 64 conns: round trips/s" "≥ 2.0"
+    ws_echo_figure 1000 32 msgs_per_s "ws echo 32 B text, 1000 conns: round trips/s" "≥ 2.0"
+    ws_echo_figure 16 65536 mib_per_s "ws echo 64 KiB binary, 16 conns: MiB/s each way" "≥ 1.5" \
+        --binary
+    wref_extra=(--deflate)
+    ws_echo_figure 16 4096 msgs_per_s \
+        "ws echo 4 KiB compressible text, permessage-deflate, 16 conns: round trips/s" "≥ 3.0" \
+        --compressible --deflate
+    if [ "$wours" = "$builddir/examples/ws-echo" ]; then # ours at ws's zlib level
+        wours_extra=(--deflate-level 6)
+        ws_echo_figure 16 4096 msgs_per_s "↳ the same, ours at zlib level 6 as ws: round trips/s" \
+            "—" --compressible --deflate
+        wours_extra=()
+    fi
+    wref_extra=()
+    handshake_figure
+fi
+
+ws_version() {
+    sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$ws_modules/ws/package.json" 2>/dev/null |
+        head -n 1
+}
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 {
@@ -438,6 +528,10 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
         "instead of \`--host --port\`; sn-loadgen \`--unix PATH\`."
     [ $run_udp = 1 ] && echo "- udp ref: \`$uref\`; udp ours: \`$uours\` (\`--batch 16\` added to" \
         "both for the batch row); sn-loadgen udp-pingpong, loss counted after 200 ms."
+    [ $run_ws = 1 ] && echo "- ws ref: \`$wref\` (ws $(ws_version), \`--deflate\` added for the" \
+        "deflate rows); ws ours: \`$wours\` (zlib level 1 by default; \`--deflate-level 6\` for" \
+        "the level-6 row); ws-loadgen echo (2 threads, one message in flight per connection," \
+        "every echo verified) and handshake (4 threads)."
     echo "- Machine: $(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, Linux $(uname -r)," \
         "load average at start $load_at_start."
     echo "- Command: \`$cmdline\` ($((SECONDS - t_start)) s)."

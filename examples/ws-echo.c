@@ -2,13 +2,15 @@
  * ws-echo: a WebSocket echo server at path /echo.
  *
  *   ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
- *           [--max-message BYTES] [--tls-cert FILE --tls-key FILE]
+ *           [--max-message BYTES] [--deflate-level 1-9]
+ *           [--tls-cert FILE --tls-key FILE]
  *
  * With --tls-cert and --tls-key (PEM or DER) it serves wss:// (TLS 1.2 and
  * 1.3), the handshake on the connection's worker before the router.
  *
  * Each text message comes back as text, each binary one as binary; pings
- * are answered; permessage-deflate is accepted when a client offers it;
+ * are answered; permessage-deflate is accepted when a client offers it
+ * (compressing at the library's default zlib level unless --deflate-level);
  * other paths get 404. Prints "listening on H:PORT" once ready; SIGINT or
  * SIGTERM stops it gracefully: every open session gets close 1001 (going
  * away), and the exit status is 0.
@@ -31,7 +33,7 @@ static void echo(sn_ws *ws, void *user)
 static void usage(void)
 {
     fprintf(stderr, "usage: ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] "
-                    "[--threads N] [--max-message BYTES]\n"
+                    "[--threads N] [--max-message BYTES] [--deflate-level 1-9]\n"
                     "               [--tls-cert FILE --tls-key FILE]\n");
     exit(2);
 }
@@ -77,6 +79,8 @@ int main(int argc, char **argv)
             tc.cert.chain.file = argv[++i];
         else if (strcmp(argv[i], "--tls-key") == 0)
             tc.cert.key.file = argv[++i];
+        else if (strcmp(argv[i], "--deflate-level") == 0)
+            wc.deflate_cfg.level = (int)num_arg(argv[++i], 1, 9);
         else
             usage();
     }

@@ -80,7 +80,7 @@ int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg)
     if (c.close_timeout_ms == 0)
         c.close_timeout_ms = SN_WS_CLOSE_TIMEOUT_DEFAULT;
     if (c.deflate_cfg.level == 0)
-        c.deflate_cfg.level = 6;
+        c.deflate_cfg.level = 1; /* zlib's fastest: see ws.h */
     if (c.deflate_cfg.mem_level == 0)
         c.deflate_cfg.mem_level = 8;
     if (c.deflate_cfg.threshold == 0)
@@ -497,7 +497,7 @@ static int read_head(sn_ws *ws, sn__ws_head *h, int64_t dl)
 static int read_payload(sn_ws *ws, const sn__ws_head *h, uint8_t *dst, size_t len, uint64_t pos,
                         int64_t dl)
 {
-    ssize_t n = sn_read_exact(ws->c, dst, len, dl);
+    ssize_t n = sn__read_exact_into(ws->c, dst, len, dl); /* large: no copy */
     if (n < 0)
         return n == SN_EOF || n == SN_EUNTERMINATED ? SN_ECLOSED : (int)n;
     if (h->masked)

@@ -121,6 +121,15 @@ void sn__ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
     uint64_t word;
     memcpy(&word, m, 8);
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* four words per step: compilers use vector registers */
+        uint64_t v[4];
+        memcpy(v, p + i, 32);
+        v[0] ^= word;
+        v[1] ^= word;
+        v[2] ^= word;
+        v[3] ^= word;
+        memcpy(p + i, v, 32);
+    }
     for (; i + 8 <= n; i += 8) { /* eight bytes at a time: the mask repeats every 4 */
         uint64_t v;
         memcpy(&v, p + i, 8);

@@ -82,7 +82,9 @@ enum sn_ws_close_code {
  * stay under the threshold, costs nothing. Receive buffers come on top
  * (the largest message received whole, or 64 KiB when streamed). */
 typedef struct sn_ws_deflate_config {
-    int level;        /* zlib level 1-9; 0 = 6 */
+    int level;        /* zlib level 1-9; 0 = 1 (fastest: on 4 KiB JSON-like
+                         messages with context takeover, half the CPU of
+                         level 6 for about 20 % more bytes) */
     int mem_level;    /* zlib memLevel 1-9; 0 = 8 */
     size_t threshold; /* messages shorter than this go uncompressed; 0 = 64 */
     /* Window bits 8-15 (0 = 15). A server asks the client for at most
