@@ -2,8 +2,9 @@
 # check.sh: sets everything up, then runs the whole test suite:
 #   1. make check                      (build/)
 #   2. AddressSanitizer + UBSan        (build-asan/; fibers switch with
-#      swapcontext here, so the portable switch is tested too)
-#   3. ThreadSanitizer                 (build-tsan/)
+#      swapcontext here, so the portable switch is tested too), and the
+#      interop tests (below) against that build
+#   3. ThreadSanitizer                 (build-tsan/), and the interop tests
 #   4. valgrind memcheck on the unit tests
 #   5. make install into a scratch root, and a program built against it
 #      with `cc app.c $(pkg-config --cflags --libs socknet)`
