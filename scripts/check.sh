@@ -113,7 +113,7 @@ stage_fuzz() {
         { [ -f Makefile ] || "$top/configure" -q CC=clang CFLAGS="$f -fno-sanitize-recover=all" \
             LDFLAGS="-fsanitize=address,undefined"; } &&
         make -s -j"$jobs" fuzz >/dev/null) || return 1
-    for t in http ws-frame ws-recv inflate; do
+    for t in http ws-frame ws-recv ws-handshake inflate; do
         case $t in http | ws-frame) max=4096 ;; *) max=16384 ;; esac
         mkdir -p "$dir/corpus/$t"
         if "$dir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -max_len=$max -timeout=10 \
