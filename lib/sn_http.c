@@ -211,7 +211,7 @@ int sn_http_parse_request(const char *buf, size_t len, const sn_http_limits *lim
     while (p + 1 < ps.n && buf[p] == '\r' && buf[p + 1] == '\n')
         p += 2; /* empty lines before the request line */
     if (p + 1 == ps.n && buf[p] == '\r')
-        return need_more(&ps, p, true); /* the start of one more */
+        return need_more(&ps, p, true); /* the CR of one more: its LF may follow */
     int rc = request_line(&ps, &p, out);
     if (rc < 0)
         return rc;

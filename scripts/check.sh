@@ -2,8 +2,9 @@
 # check.sh: sets everything up, then runs the whole test suite:
 #   1. make check                      (build/)
 #   2. AddressSanitizer + UBSan        (build-asan/; fibers switch with
-#      swapcontext here, so the portable switch is tested too)
-#   3. ThreadSanitizer                 (build-tsan/)
+#      swapcontext here, so the portable switch is tested too), and the
+#      interop tests (below) against that build
+#   3. ThreadSanitizer                 (build-tsan/), and the interop tests
 #   4. valgrind memcheck on the unit tests
 #   5. make install into a scratch root, and a program built against it
 #      with `cc app.c $(pkg-config --cflags --libs socknet)`
@@ -114,7 +115,7 @@ stage_fuzz() {
         { [ -f Makefile ] || "$top/configure" -q CC=clang CFLAGS="$f -fno-sanitize-recover=all" \
             LDFLAGS="-fsanitize=address,undefined"; } &&
         make -s -j"$jobs" fuzz >/dev/null) || return 1
-    for t in http ws-frame ws-recv inflate; do
+    for t in http ws-frame ws-recv ws-handshake inflate; do
         case $t in http | ws-frame) max=4096 ;; *) max=16384 ;; esac
         mkdir -p "$dir/corpus/$t"
         if "$dir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -max_len=$max -timeout=10 \
