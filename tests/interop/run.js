@@ -8,8 +8,10 @@
 //   server   BUILDDIR/tests/interop/ws-interop-client against a `ws` server,
 //            deflate offered or not, accepted or not
 //   browser  headless Chromium against ws-echo, with permessage-deflate
+//   wss      the npm `ws` client against ws-echo --tls-cert/--tls-key (a
+//            PKI from tests/gen-pki.sh, in BUILDDIR/tests/pki)
 //
-// With no part named, all three run. Prints one line per part and exits
+// With no part named, all four run. Prints one line per part and exits
 // non-zero at the first failure.
 'use strict';
 const { spawn } = require('child_process');
@@ -105,11 +107,30 @@ async function browser(build) {
     return `chromium vs ws-echo: ${n} checks passed`;
 }
 
+async function wss(build) {
+    const pki = path.join(build, 'tests/pki');
+    await runProgram('sh', [path.join(__dirname, '..', 'gen-pki.sh'), pki]);
+    const { p, port } = await startServer(path.join(build, 'examples/ws-echo'),
+        ['--port', '0', '--tls-cert', path.join(pki, 'server-rsa.pem'),
+            '--tls-key', path.join(pki, 'server-rsa.key')]);
+    let n;
+    try {
+        const ca = require('fs').readFileSync(path.join(pki, 'ca.pem'));
+        n = await require('./ws-client').runTls(`wss://localhost:${port}/echo`, ca);
+    } finally {
+        p.kill('SIGTERM');
+    }
+    const e = await within(10000, 'ws-echo exit', p.exited);
+    if (e.code !== 0)
+        throw new Error(`ws-echo (TLS) exited with ${e} after SIGTERM`);
+    return `ws client vs ws-echo over TLS: ${n} checks passed`;
+}
+
 async function main() {
     const [build, ...parts] = process.argv.slice(2);
     if (!build)
-        throw new Error('usage: node run.js BUILDDIR [client] [server] [browser]');
-    const all = { client, server, browser };
+        throw new Error('usage: node run.js BUILDDIR [client] [server] [browser] [wss]');
+    const all = { client, server, browser, wss };
     for (const name of parts.length ? parts : Object.keys(all)) {
         if (!all[name])
             throw new Error(`no part ${name}`);

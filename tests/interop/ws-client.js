@@ -9,11 +9,14 @@ const { binary, text, Checks, within } = require('./util');
 const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 1 << 20, 8 << 20];
 const T = 30000; // ms for any one step
 
+let tlsOptions = {}; // for wss:// (runTls): the CA that signed the server's certificate
+
 // A connected client whose messages and closes are awaited in order.
 async function open(url, deflate) {
     const ws = new WebSocket(url, {
         perMessageDeflate: deflate ? { threshold: 0 } : false,
         maxPayload: 64 << 20,
+        ...tlsOptions,
     });
     const inbox = [], waiters = [];
     ws.on('message', (data, isBinary) => {
@@ -137,4 +140,25 @@ async function run(url, { limit, stop } = {}) {
     return c.passed;
 }
 
-module.exports = { run };
+// Over wss://: the same sessions (every size and type, deflate on and off,
+// pings), the server's certificate checked against ca (PEM) and its name.
+async function runTls(url, ca) {
+    const c = new Checks('ws client vs ws-echo over TLS');
+    tlsOptions = { ca };
+    try {
+        await session(c, url, false);
+        await session(c, url, true);
+    } finally {
+        tlsOptions = {};
+    }
+    let refused = false; // and without the CA, the certificate is not trusted
+    try {
+        (await open(url, false)).terminate();
+    } catch (e) {
+        refused = true;
+    }
+    c.ok(refused, 'a client that does not trust the CA refuses the server');
+    return c.passed;
+}
+
+module.exports = { run, runTls };
