@@ -199,6 +199,14 @@ void sn__conn_wake(sn_conn *c, int level);
 int sn__conn_woken(const sn_conn *c);
 /* Replaces the plain transport (for TLS). The connection takes t. */
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
+/* The hub's non-blocking writes; the caller holds the connection's writing
+ * side. try_flush: one send of what is buffered: 0 (all out), SN_EAGAIN
+ * (some left) or the sticky error. try_write: with nothing buffered, one
+ * send of buf: 0 (all out), 1 (the rest is buffered, for try_flush),
+ * SN_EAGAIN (nothing taken: the socket is full or bytes are buffered
+ * already) or the sticky error. */
+int sn__conn_try_flush(sn_conn *c);
+int sn__conn_try_write(sn_conn *c, const void *buf, size_t len);
 
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
 /* opcodes: enum sn_ws_type in socknet/ws.h */
@@ -246,6 +254,25 @@ int sn__ws_close_parse(const uint8_t *p, size_t n, int *code, size_t *reason_len
 /* The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 4.2.2):
  * 0, or SN_EINVAL (a key over 64 bytes). */
 int sn__ws_accept_key(const char *key, size_t key_len, char out[SN_WS_ACCEPT_LEN + 1]);
+
+/* ---- sharing encoded frames (sn_ws_share.c), for the hub ------------------
+ * Never wait: a lock that is taken gives SN_EBUSY. */
+/* Sends a complete unmasked frame: 0 (all out), 1 (the rest is buffered:
+ * sn__ws_try_flush when the socket is writable), SN_EAGAIN (the socket is
+ * full, nothing taken), SN_EBUSY (another sender holds the session),
+ * SN_EBADSTATE (a close was sent), SN_EOPNOTSUPP (the session masks), or
+ * the connection's error. is_close: the frame is a close (none may follow). */
+int sn__ws_try_send_frame(sn_ws *ws, const void *frame, size_t len, bool is_close);
+/* Sends what try_send_frame buffered: 0, SN_EAGAIN, SN_EBUSY, or an error. */
+int sn__ws_try_flush(sn_ws *ws);
+/* Whether sessions's frames are masked (then frames cannot be shared). */
+bool sn__ws_masks(const sn_ws *ws);
+/* The descriptor under the session (for epoll). */
+int sn__ws_fd(sn_ws *ws);
+/* A higher layer's pointer: release(ws, ext) runs first in sn_ws_free. The
+ * caller serializes get and set. */
+void *sn__ws_ext(const sn_ws *ws);
+void sn__ws_set_ext(sn_ws *ws, void *ext, void (*release)(sn_ws *ws, void *ext));
 
 /* ---- permessage-deflate (sn_ws_deflate.c): zlib, no I/O -------------------- */
 /* A growable byte buffer. */

@@ -153,6 +153,8 @@ void sn_ws_free(sn_ws *ws)
 {
     if (ws == NULL)
         return;
+    if (ws->ext_release != NULL)
+        ws->ext_release(ws, ws->ext);
     sn__deflate_end(&ws->def);
     sn__inflate_end(&ws->inf);
     sn__bytes_free(&ws->msg);
