@@ -55,7 +55,7 @@ struct sn_conn {
     /* writer */
     char *wbuf;
     size_t wcap, woff, wlen;
-    size_t wcap0; /* wcap as configured (sn__conn_try_write may grow it) */
+    size_t wcap0;      /* wcap as configured (sn__conn_try_writev may grow it) */
     atomic_int werr;   /* sticky */
     atomic_bool wshut; /* sn_shutdown_write done: writes fail, not an error */
     bool autoflush;
@@ -940,31 +940,35 @@ int sn__conn_try_flush(sn_conn *c)
     return 0;
 }
 
-int sn__conn_try_write(sn_conn *c, const void *buf, size_t len)
+int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken)
 {
     int rc = wcheck(c);
+    *taken = 0;
     if (rc < 0)
         return rc;
     if (c->woff != c->wlen)
         return SN_EAGAIN;
-    struct iovec iov = {(void *)buf, len};
-    ssize_t sent = send_once(c, &iov, 1);
+    ssize_t sent = send_once(c, iov, n);
     if (sent < 0)
         return (int)sent;
-    if (sent == 0 && len > 0)
-        return SN_EAGAIN;
-    size_t rest = len - (size_t)sent;
-    if (rest == 0)
-        return 0;
-    if (rest > c->wcap) { /* the rest of one frame: grow until it is sent */
+    size_t left = (size_t)sent;
+    int k = 0;
+    while (k < n && left >= iov[k].iov_len) /* whole buffers sent */
+        left -= iov[k++].iov_len;
+    *taken = k;
+    if (k == n || left == 0)
+        return k > 0 || n == 0 ? 0 : SN_EAGAIN;
+    size_t rest = iov[k].iov_len - left; /* buffer k went in part: keep its rest */
+    if (rest > c->wcap) {                /* grown for this one buffer, until it is sent */
         sn__free(c->wbuf);
         c->wbuf = NULL;
         c->wcap = rest;
     }
     if (c->wbuf == NULL && (c->wbuf = sn__malloc(c->wcap + 1)) == NULL)
         return set_werr(c, SN_ENOMEM); /* the stream is cut mid-frame */
-    memcpy(c->wbuf, (const char *)buf + sent, rest);
+    memcpy(c->wbuf, (const char *)iov[k].iov_base + left, rest);
     c->wlen = rest;
+    *taken = k + 1;
     return 1;
 }
 

@@ -201,12 +201,14 @@ int sn__conn_woken(const sn_conn *c);
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
 /* The hub's non-blocking writes; the caller holds the connection's writing
  * side. try_flush: one send of what is buffered: 0 (all out), SN_EAGAIN
- * (some left) or the sticky error. try_write: with nothing buffered, one
- * send of buf: 0 (all out), 1 (the rest is buffered, for try_flush),
- * SN_EAGAIN (nothing taken: the socket is full or bytes are buffered
- * already) or the sticky error. */
+ * (some left) or the sticky error. try_writev: with nothing buffered, one
+ * send of the n buffers (frames, for the hub); *taken = the buffers taken:
+ * sent whole, or the last one in part with its rest buffered (for
+ * try_flush). Returns 0 (nothing of a taken buffer is left), 1 (the rest
+ * of the last taken one is buffered), SN_EAGAIN (none taken: the socket is
+ * full or bytes are buffered already) or the sticky error. */
 int sn__conn_try_flush(sn_conn *c);
-int sn__conn_try_write(sn_conn *c, const void *buf, size_t len);
+int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken);
 
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
 /* opcodes: enum sn_ws_type in socknet/ws.h */
@@ -263,6 +265,10 @@ int sn__ws_accept_key(const char *key, size_t key_len, char out[SN_WS_ACCEPT_LEN
  * SN_EBADSTATE (a close was sent), SN_EOPNOTSUPP (the session masks), or
  * the connection's error. is_close: the frame is a close (none may follow). */
 int sn__ws_try_send_frame(sn_ws *ws, const void *frame, size_t len, bool is_close);
+/* Sends n complete unmasked frames in one system call, as many as the
+ * socket takes: *taken frames (the last maybe in part, its rest buffered:
+ * then 1 is returned); else as sn__ws_try_send_frame. */
+int sn__ws_try_send_frames(sn_ws *ws, const struct iovec *frames, int n, int *taken);
 /* Sends what try_send_frame buffered: 0, SN_EAGAIN, SN_EBUSY, or an error. */
 int sn__ws_try_flush(sn_ws *ws);
 /* Whether sessions's frames are masked (then frames cannot be shared). */

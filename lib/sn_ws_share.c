@@ -17,23 +17,50 @@ static void release(sn__flock *l)
     sn__mutex_unlock(&l->mu);
 }
 
+/* The session's locks, tried: true when both are taken. */
+static bool try_hold(sn_ws *ws)
+{
+    if (!try_take(&ws->msg_lock))
+        return false; /* a message, maybe in fragments, is on its way */
+    if (try_take(&ws->frame_lock))
+        return true;
+    release(&ws->msg_lock);
+    return false;
+}
+
+static void unhold(sn_ws *ws)
+{
+    release(&ws->frame_lock);
+    release(&ws->msg_lock);
+}
+
+int sn__ws_try_send_frames(sn_ws *ws, const struct iovec *frames, int n, int *taken)
+{
+    *taken = 0;
+    if (ws->mask_out)
+        return SN_EOPNOTSUPP;
+    if (!try_hold(ws))
+        return SN_EBUSY;
+    int rc = SN_EBADSTATE;
+    if (!atomic_load(&ws->close_sent) && (rc = sn__conn_try_flush(ws->c)) == 0)
+        rc = sn__conn_try_writev(ws->c, frames, n, taken);
+    unhold(ws);
+    return rc;
+}
+
 int sn__ws_try_send_frame(sn_ws *ws, const void *frame, size_t len, bool is_close)
 {
     if (ws->mask_out)
         return SN_EOPNOTSUPP;
-    if (!try_take(&ws->msg_lock))
-        return SN_EBUSY; /* a message, maybe in fragments, is on its way */
-    int rc = SN_EBUSY;
-    if (try_take(&ws->frame_lock)) {
-        if (atomic_load(&ws->close_sent))
-            rc = SN_EBADSTATE;
-        else if ((rc = sn__conn_try_flush(ws->c)) == 0)
-            rc = sn__conn_try_write(ws->c, frame, len);
-        if (rc >= 0 && is_close)
-            atomic_store(&ws->close_sent, true);
-        release(&ws->frame_lock);
-    }
-    release(&ws->msg_lock);
+    if (!try_hold(ws))
+        return SN_EBUSY;
+    struct iovec iov = {(void *)frame, len};
+    int taken, rc = SN_EBADSTATE;
+    if (!atomic_load(&ws->close_sent) && (rc = sn__conn_try_flush(ws->c)) == 0)
+        rc = sn__conn_try_writev(ws->c, &iov, 1, &taken);
+    if (rc >= 0 && is_close)
+        atomic_store(&ws->close_sent, true);
+    unhold(ws);
     return rc;
 }
 
