@@ -3,13 +3,14 @@
  *
  *   chat [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
  *        [--writers N] [--policy drop-oldest|drop-newest|disconnect|wait]
- *        [--max-queue N] [--tls-cert FILE --tls-key FILE]
+ *        [--max-queue N] [--presence on|off] [--tls-cert FILE --tls-key FILE]
  *
  * GET / serves the chat page; GET /rooms lists the rooms as JSON; a
  * WebSocket at /chat/ROOM?name=NAME joins ROOM. Every text message a member
  * sends goes to every member of the room, the sender included, in the order
  * the hub accepted it, as {"t":"msg","from":NAME,"text":TEXT}; joins and
- * leaves go out as {"t":"join"|"leave","name":NAME,"who":[NAMES]}.
+ * leaves go out as {"t":"join"|"leave","name":NAME,"who":[NAMES],"count":N}
+ * (at most 50 names; --presence off sends none, for benchmarks).
  * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM sends close
  * 1001 to every member and exits with status 0.
  */
@@ -28,8 +29,11 @@ static const char page[] =
 #include "chat-page.h"
     ;
 
+#define WHO_MAX 50 /* names listed in a presence message */
+
 typedef struct app {
     sn_hub *hub;
+    bool presence_on;
     pthread_mutex_t presence; /* one join or leave announced at a time */
 } app;
 
@@ -149,19 +153,35 @@ static bool parse_target(const char *target, char room[ROOM_MAX_LEN + 1],
 
 /* ---- the chat ------------------------------------------------------------------ */
 
+typedef struct who {
+    buf *b;
+    int n;
+} who;
+
 static void add_name(sn_ws *ws, void *user)
 {
-    buf *b = user;
+    who *w = user;
     const member *m = sn_conn_data(sn_ws_conn(ws));
-    if (b->p[b->len - 1] != '[')
-        put(b, ",", 1);
-    put_json(b, m->name, strlen(m->name));
+    if (m == NULL || w->n++ >= WHO_MAX)
+        return;
+    if (w->n > 1)
+        put(w->b, ",", 1);
+    put_json(w->b, m->name, strlen(m->name));
 }
 
 /* Joins or leaves and tells the room, with who is there now. */
 static void presence(app *a, const char *room, sn_ws *ws, const member *m, bool join)
 {
     buf b = {0};
+    who w = {&b, 0};
+    char count[32];
+    if (!a->presence_on) {
+        if (join)
+            sn_hub_join(a->hub, room, ws);
+        else
+            sn_hub_leave(a->hub, room, ws);
+        return;
+    }
     pthread_mutex_lock(&a->presence);
     if (join)
         sn_hub_join(a->hub, room, ws);
@@ -170,8 +190,9 @@ static void presence(app *a, const char *room, sn_ws *ws, const member *m, bool 
     puts_(&b, join ? "{\"t\":\"join\",\"name\":" : "{\"t\":\"leave\",\"name\":");
     put_json(&b, m->name, strlen(m->name));
     puts_(&b, ",\"who\":[");
-    sn_hub_room_sessions(a->hub, room, add_name, &b);
-    puts_(&b, "]}");
+    sn_hub_room_sessions(a->hub, room, add_name, &w);
+    snprintf(count, sizeof count, "],\"count\":%d}", w.n);
+    puts_(&b, count);
     sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
     pthread_mutex_unlock(&a->presence);
     free(b.p);
@@ -245,7 +266,7 @@ static void usage(void)
     fprintf(stderr, "usage: chat [--host H] [--port N] [--workers N] [--fibers on|off] "
                     "[--threads N] [--writers N]\n"
                     "            [--policy drop-oldest|drop-newest|disconnect|wait] "
-                    "[--max-queue N] [--tls-cert FILE --tls-key FILE]\n");
+                    "[--max-queue N] [--presence on|off] [--tls-cert FILE --tls-key FILE]\n");
     exit(2);
 }
 
@@ -278,6 +299,7 @@ int main(int argc, char **argv)
     };
     sn_hub_config hc = {0};
     const char *cert = NULL, *key = NULL;
+    app a = {.presence_on = true};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();
@@ -298,6 +320,8 @@ int main(int argc, char **argv)
             hc.room.policy = policy_arg(v);
         else if (strcmp(argv[i - 1], "--max-queue") == 0)
             hc.room.max_queue = (size_t)num_arg(v, 1, 1L << 24);
+        else if (strcmp(argv[i - 1], "--presence") == 0)
+            a.presence_on = strcmp(v, "off") != 0;
         else if (strcmp(argv[i - 1], "--tls-cert") == 0)
             cert = v;
         else if (strcmp(argv[i - 1], "--tls-key") == 0)
@@ -319,7 +343,6 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-    app a;
     pthread_mutex_init(&a.presence, NULL);
     sn_ws_config wc = {.max_message = 16384, .ping_period_ms = 30000};
     sn_web *web = NULL;

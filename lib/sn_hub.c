@@ -14,8 +14,9 @@
  *    stale event never reaches a freed link).
  *
  * Locks, in the order they are taken: hub->mu (rooms by name, links,
- * memberships), then a room's mu (its members' queues and counters), then
- * a session's write locks, only ever tried (sn__ws_try_send_frame).
+ * memberships), then a room's mu (its members' queues and counters, its
+ * dirty list), then hub->runq_mu (rooms waiting for a writer's flush) or a
+ * session's write locks, only ever tried (sn__ws_try_send_frames).
  * Delivery under a room's mutex is a non-blocking send and nothing else.
  * A writer thread serving a link counts itself in link->users (under
  * hub->mu); whoever changes a link's memberships or frees it waits for
@@ -29,6 +30,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include "sn_int.h"
 
@@ -40,6 +42,11 @@
 #define HUB_CLOSE_TIMEOUT_DEFAULT 2000
 #define HUB_SWEEP_MS 100
 #define HUB_STOP_KEY UINT64_MAX
+#define HUB_KICK_KEY (UINT64_MAX - 1)
+#define HUB_BATCH 64        /* frames in one writev */
+#define HUB_FLUSH_CHUNK 64  /* members flushed per hold of a room's mutex */
+#define HUB_BUSY_MEMBERS 16 /* a room this big ... */
+#define HUB_BUSY_NS 1000000 /* ... publishing again within this is busy */
 #define HUB_EVENTS 64
 #define HUB_RETRY_MAX 64
 #define HUB_PAYLOAD 16 /* a message's payload starts here in its buffer (aligned) */
@@ -72,7 +79,9 @@ typedef struct member {
     bool dead;         /* no more deliveries (closed, failed, evicted) */
     bool disconnected; /* evicted by SN_HUB_DISCONNECT */
     int closing;       /* evicted, its close frame (this code) not sent yet */
-    int64_t close_by;  /* when to cut the connection if it is still not sent */
+    bool dirty;        /* in its room's dirty list */
+    size_t dirty_idx;
+    int64_t close_by; /* when to cut the connection if it is still not sent */
 } member;
 
 struct sn_hub_sub {
@@ -92,6 +101,11 @@ struct room {
     int waiters;
     member **members;
     size_t n, cap;
+    member **dirty; /* members with queued messages for the room's flush */
+    size_t ndirty, dcap;
+    bool scheduled;      /* in the hub's run queue, or being flushed */
+    room *run_next;      /* the run queue; under hub->runq_mu */
+    int64_t last_pub_ns; /* when the last publish ended */
     uint64_t seq, delivered, direct, dropped, disconnected;
 };
 
@@ -117,10 +131,19 @@ struct sn_hub {
     atomic_long messages;
     atomic_long closing; /* members with a close frame waiting */
     atomic_uint_fast64_t published, wakeups;
-    int ep, stopfd;
+    int ep, stopfd, kickfd;
+    pthread_mutex_t runq_mu; /* the run queue: rooms with dirty members */
+    room *runq_head, *runq_tail;
     pthread_t *writers;
     int nwriters;
 };
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- messages ------------------------------------------------------------------- */
 
@@ -307,19 +330,27 @@ static int drain(room *r, member *m)
     if (m->closing)
         return send_close(m);
     while (m->qlen > 0 && !m->dead) {
-        const sn_hub_msg *msg = m->q[m->qhead].msg;
-        int rc = sn__ws_try_send_frame(m->link->ws, msg->frame, msg->flen, false);
+        struct iovec iov[HUB_BATCH]; /* queued frames, in order, in one writev */
+        int n = 0, taken;
+        for (; n < HUB_BATCH && (size_t)n < m->qlen; n++) {
+            const sn_hub_msg *msg = m->q[(m->qhead + (size_t)n) % m->qcap].msg;
+            iov[n] = (struct iovec){msg->frame, msg->flen};
+        }
+        int rc = sn__ws_try_send_frames(m->link->ws, iov, n, &taken);
+        for (int i = 0; i < taken; i++) {
+            sn_hub_msg_unref(q_pop(m).msg);
+            delivered(r, m, false);
+        }
+        if (taken > 0)
+            room_space(r);
         if (rc == SN_EAGAIN || rc == SN_EBUSY)
             return rc;
-        sn_hub_msg_unref(q_pop(m).msg);
-        room_space(r);
         if (rc < 0) {
             member_fail(r, m);
             return rc;
         }
-        delivered(r, m, false);
-        if (rc == 1)
-            return SN_EAGAIN; /* the rest of the frame waits in the session's buffer */
+        if (rc == 1 || taken < n)
+            return SN_EAGAIN; /* the socket is full, or the rest of a frame waits */
     }
     return 0;
 }
@@ -351,9 +382,59 @@ static bool apply_policy(sn_hub *h, room *r, member *m, const sn_hub_msg *msg, b
 
 /* Gives the message to one member: straight to its socket when nothing is
  * queued before it, else to its queue. Returns whether the member got it. */
-static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, bool *missed)
+/* Puts the member in its room's dirty list (the room's next flush). */
+static void mark_dirty(room *r, member *m)
 {
-    if (m->qlen == 0 && m->link != NULL) {
+    if (m->dirty)
+        return;
+    if (r->ndirty == r->dcap) {
+        size_t cap = r->dcap ? r->dcap * 2 : 16;
+        member **d = sn__realloc(r->dirty, cap * sizeof *d);
+        if (d == NULL)
+            return; /* the member's queue waits for its next publish or EPOLLOUT */
+        r->dirty = d;
+        r->dcap = cap;
+    }
+    m->dirty = true;
+    m->dirty_idx = r->ndirty;
+    r->dirty[r->ndirty++] = m;
+}
+
+static void unmark_dirty(room *r, member *m)
+{
+    if (!m->dirty)
+        return;
+    r->dirty[m->dirty_idx] = r->dirty[--r->ndirty];
+    r->dirty[m->dirty_idx]->dirty_idx = m->dirty_idx;
+    m->dirty = false;
+}
+
+/* Gives the room's dirty members to the writer threads. */
+static void schedule(sn_hub *h, room *r)
+{
+    if (r->scheduled || r->ndirty == 0)
+        return;
+    r->scheduled = true;
+    sn__mutex_lock(&h->runq_mu);
+    r->run_next = NULL;
+    if (h->runq_tail != NULL)
+        h->runq_tail->run_next = r;
+    else
+        h->runq_head = r;
+    h->runq_tail = r;
+    sn__mutex_unlock(&h->runq_mu);
+    eventfd_write(h->kickfd, 1);
+}
+
+/* Gives the message to one member: straight to its socket when nothing is
+ * queued before it and the room is not busy; else to its queue, flushed by
+ * a writer thread: at the room's flush when it is busy (many frames per
+ * writev), when its socket becomes writable otherwise. Returns whether the
+ * member got it. */
+static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, bool batch,
+                  bool *missed)
+{
+    if (m->qlen == 0 && m->link != NULL && !batch) {
         int rc = sn__ws_try_send_frame(m->link->ws, msg->frame, msg->flen, false);
         if (rc == 0 || rc == 1) {
             delivered(r, m, true);
@@ -366,6 +447,8 @@ static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, 
             return false;
         }
     }
+    if (q_full(m, msg) && m->link != NULL && batch && drain(r, m) < 0 && m->dead)
+        return false; /* full before its flush: written now if the socket takes it */
     if (q_full(m, msg) && !apply_policy(h, r, m, msg, missed))
         return false;
     if (q_push(m, msg, seq) < 0) {
@@ -373,10 +456,12 @@ static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, 
         r->dropped++;
         return false;
     }
-    if (m->link != NULL)
-        arm(h, m->link);
-    else
+    if (m->link == NULL)
         sn__cond_signal(&((sn_hub_sub *)m)->avail);
+    else if (batch)
+        mark_dirty(r, m);
+    else
+        arm(h, m->link);
     return true;
 }
 
@@ -412,11 +497,17 @@ static int publish_room(sn_hub *h, room *r, sn_hub_msg *msg, const sn_ws *exclud
     uint64_t seq = ++r->seq;
     int reached = 0;
     bool missed = false;
+    /* a busy room (a big one publishing again soon, or a flush under way)
+     * is written by the writer threads, many frames per system call */
+    bool batch =
+        r->scheduled || (r->n >= HUB_BUSY_MEMBERS && now_ns() - r->last_pub_ns < HUB_BUSY_NS);
     for (size_t i = 0; i < r->n; i++) {
         member *m = r->members[i];
-        if (!excluded(m, exclude) && offer(h, r, m, msg, seq, &missed))
+        if (!excluded(m, exclude) && offer(h, r, m, msg, seq, batch, &missed))
             reached++;
     }
+    schedule(h, r);
+    r->last_pub_ns = now_ns(); /* the end of this one: the next one soon is "busy" */
     sn__mutex_unlock(&r->mu);
     atomic_fetch_add_explicit(&h->published, 1, memory_order_relaxed);
     return missed ? SN_ETIMEDOUT : reached;
@@ -482,8 +573,11 @@ static int room_get(sn_hub *h, const char *name, room **out)
 /* Frees the room if nobody is in it or about to publish to it. */
 static void room_release(sn_hub *h, room *r)
 {
-    if (r->n > 0 || r->refs > 0)
-        return;
+    sn__mutex_lock(&r->mu);
+    bool busy = r->n > 0 || r->refs > 0 || r->scheduled;
+    sn__mutex_unlock(&r->mu);
+    if (busy)
+        return; /* a writer flushing it releases it when done */
     room **p = &h->buckets[r->hash % HUB_BUCKETS];
     while (*p != r)
         p = &(*p)->next;
@@ -492,6 +586,7 @@ static void room_release(sn_hub *h, room *r)
     sn__mutex_destroy(&r->mu);
     sn__cond_destroy(&r->space);
     sn__free(r->members);
+    sn__free(r->dirty);
     sn__free(r->name);
     sn__free(r);
 }
@@ -527,6 +622,7 @@ static void member_remove(sn_hub *h, member *m)
     sn__mutex_lock(&r->mu);
     r->members[m->idx] = r->members[--r->n];
     r->members[m->idx]->idx = m->idx;
+    unmark_dirty(r, m);
     size_t n = q_clear(m);
     m->dropped += n;
     if (m->closing)
@@ -996,6 +1092,50 @@ static bool serve(sn_hub *h, uint64_t key)
     return busy && !more;
 }
 
+/* Flushes a scheduled room: every dirty member's queue in as few writes as
+ * the sockets allow, a chunk of members per hold of the room's mutex so
+ * that publishers go on meanwhile (and queue more for the next pass). A
+ * member whose socket is full is left to EPOLLOUT. */
+static void flush_room(sn_hub *h, room *r)
+{
+    sn__mutex_lock(&r->mu);
+    while (r->ndirty > 0) {
+        for (int i = 0; i < HUB_FLUSH_CHUNK && r->ndirty > 0; i++) {
+            member *m = r->dirty[r->ndirty - 1];
+            unmark_dirty(r, m);
+            int rc = drain(r, m);
+            if (rc == SN_EAGAIN || rc == SN_EBUSY)
+                arm(h, m->link);
+        }
+        sn__mutex_unlock(&r->mu);
+        sn__mutex_lock(&r->mu);
+    }
+    r->scheduled = false;
+    bool empty = r->n == 0;
+    sn__mutex_unlock(&r->mu);
+    if (empty) { /* its last member left while it was scheduled */
+        sn__mutex_lock(&h->mu);
+        room_release(h, r);
+        sn__mutex_unlock(&h->mu);
+    }
+}
+
+static void run_rooms(sn_hub *h)
+{
+    eventfd_t v;
+    eventfd_read(h->kickfd, &v);
+    for (;;) {
+        sn__mutex_lock(&h->runq_mu);
+        room *r = h->runq_head;
+        if (r != NULL && (h->runq_head = r->run_next) == NULL)
+            h->runq_tail = NULL;
+        sn__mutex_unlock(&h->runq_mu);
+        if (r == NULL)
+            return;
+        flush_room(h, r);
+    }
+}
+
 /* Cuts the connections of evicted members whose close frame could not go
  * out in time (their peer reads nothing). */
 static void sweep(sn_hub *h)
@@ -1043,6 +1183,10 @@ static void *writer_main(void *arg)
         for (int i = 0; i < n; i++) {
             if (ev[i].data.u64 == HUB_STOP_KEY)
                 return NULL;
+            if (ev[i].data.u64 == HUB_KICK_KEY) {
+                run_rooms(h);
+                continue;
+            }
             if (serve(h, ev[i].data.u64) && nagain < HUB_RETRY_MAX)
                 again[nagain++] = ev[i].data.u64;
         }
@@ -1084,10 +1228,14 @@ static int resolve(sn_hub_config *out, const sn_hub_config *cfg)
 static int hub_fds(sn_hub *h)
 {
     if ((h->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-        (h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        (h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        (h->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         return -errno;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = HUB_STOP_KEY};
-    return epoll_ctl(h->ep, EPOLL_CTL_ADD, h->stopfd, &ev) < 0 ? -errno : 0;
+    if (epoll_ctl(h->ep, EPOLL_CTL_ADD, h->stopfd, &ev) < 0)
+        return -errno;
+    ev = (struct epoll_event){.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = HUB_KICK_KEY};
+    return epoll_ctl(h->ep, EPOLL_CTL_ADD, h->kickfd, &ev) < 0 ? -errno : 0;
 }
 
 int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
@@ -1102,7 +1250,8 @@ int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
     if (h == NULL)
         return SN_ENOMEM;
     h->cfg = c;
-    h->ep = h->stopfd = -1;
+    h->ep = h->stopfd = h->kickfd = -1;
+    sn__mutex_init(&h->runq_mu);
     sn__mutex_init(&h->mu);
     sn__cond_init(&h->idle);
     atomic_init(&h->messages, 0);
@@ -1128,6 +1277,11 @@ void sn_hub_free(sn_hub *h)
     if (h->stopfd >= 0 && eventfd_write(h->stopfd, 1) == 0)
         for (int i = 0; i < h->nwriters; i++)
             pthread_join(h->writers[i], NULL);
+    for (room *r; (r = h->runq_head) != NULL;) { /* flushes the writers did not start */
+        h->runq_head = r->run_next;
+        r->scheduled = false;
+        room_release(h, r);
+    }
     for (size_t i = 0; i < h->nslots; i++) /* sessions that never left (a misuse) */
         if (h->slots[i] != NULL)
             sn_hub_leave_all(h, h->slots[i]->ws);
@@ -1135,6 +1289,9 @@ void sn_hub_free(sn_hub *h)
         close(h->ep);
     if (h->stopfd >= 0)
         close(h->stopfd);
+    if (h->kickfd >= 0)
+        close(h->kickfd);
+    sn__mutex_destroy(&h->runq_mu);
     sn__free(h->writers);
     sn__free(h->slots);
     sn__free(h->gens);

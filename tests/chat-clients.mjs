@@ -34,7 +34,7 @@ if (mode === 'shutdown') {
     const ws = c.ws = await open(`${base}/chat/${room}?name=c${i}`, (data) => {
       const m = JSON.parse(data.toString());
       if (m.t === 'msg') c.got.push(m.from + ':' + m.text);
-      else if (m.t === 'join') c.joins = m.who.length;
+      else if (m.t === 'join') c.joins = m.count;
     });
     ws.on('close', (code) => { if (!c.done) fail(`client ${i} closed ${code}`); });
     clients.push(c);

@@ -105,6 +105,10 @@ static void hub_empty(sn_hub *h)
 {
     sn_hub_stats st;
     sn_hub_stats_get(h, &st);
+    for (int i = 0; i < 100 && st.rooms > 0; i++) { /* a writer may still be ending a flush */
+        sn_test_sleep_ms(10);
+        sn_hub_stats_get(h, &st);
+    }
     CU_ASSERT_EQUAL(st.rooms, 0);
     CU_ASSERT_EQUAL(st.members, 0);
     CU_ASSERT_EQUAL(st.sessions, 0);
@@ -510,6 +514,53 @@ static void test_ws_delivery_and_exclude(void)
     CU_ASSERT_EQUAL(sn__alloc_live(), live);
 }
 
+/* A big room publishing fast is flushed by the writer threads, many frames
+ * per write: still everything, in order, with a slow member in it. */
+#define BIG 24
+static void test_ws_big_room_batched(void)
+{
+    long live = sn__alloc_live();
+    sn_hub *h;
+    sn_hub_config c = {.writers = 2, .room = {.max_queue = 8}};
+    SN_ASSERT_RC(sn_hub_new(&h, &c), 0);
+    peer p[BIG], slow;
+    struct reader r[BIG];
+    pthread_t t[BIG];
+    peer_open(&slow, true);
+    SN_ASSERT_RC(sn_hub_join(h, "big", slow.ws), 0);
+    for (int i = 0; i < BIG; i++) {
+        peer_open(&p[i], false);
+        SN_ASSERT_RC(sn_hub_join(h, "big", p[i].ws), 0);
+    }
+    for (int i = 0; i < BIG; i++) {
+        r[i] = (struct reader){.p = &p[i], .count = 3000};
+        CU_ASSERT_FATAL(pthread_create(&t[i], NULL, reader_main, &r[i]) == 0);
+    }
+    for (long n = 1; n <= 3000; n++) {
+        SN_ASSERT_RC(publish_number(h, "big", n), BIG + 1);
+        if (n % 8 == 0) /* keep the readers' pace: the fast members never fill */
+            sn_test_sleep_ms(1);
+    }
+    sn_hub_room_stats rs;
+    SN_ASSERT_RC(sn_hub_room_stats_get(h, "big", &rs), 0);
+    for (int i = 0; i < BIG; i++) {
+        pthread_join(t[i], NULL);
+        CU_ASSERT_EQUAL(r[i].got, 3000);
+        CU_ASSERT_EQUAL(r[i].errors, 0);
+    }
+    CU_ASSERT(rs.direct < rs.delivered); /* the writers' flushes took part */
+    sn_hub_member_stats ms;
+    SN_ASSERT_RC(sn_hub_member_stats_get(h, "big", slow.ws, &ms), 0);
+    CU_ASSERT(ms.dropped > 0);
+    CU_ASSERT(ms.queued <= 8);
+    for (int i = 0; i < BIG; i++)
+        peer_close(&p[i]);
+    peer_close(&slow);
+    hub_empty(h);
+    sn_hub_free(h);
+    CU_ASSERT_EQUAL(sn__alloc_live(), live);
+}
+
 #define SLOW_COUNT 5000
 
 /* One member stops reading; the others get everything, in order. */
@@ -773,6 +824,7 @@ static CU_TestInfo tests[] = {
     {"policy: disconnect (pull)", test_policy_disconnect_pull},
     {"policy: wait", test_policy_wait},
     {"sessions: delivery, exclude, two rooms", test_ws_delivery_and_exclude},
+    {"sessions: a big room, batched", test_ws_big_room_batched},
     {"sessions: slow member, drop oldest", test_ws_slow_member_drop_oldest},
     {"sessions: slow member, drop newest", test_ws_slow_member_drop_newest},
     {"sessions: slow member, disconnect", test_ws_slow_member_disconnect},
