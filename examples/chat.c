@@ -296,6 +296,7 @@ int main(int argc, char **argv)
         .handler = sn_web_serve,
         .workers = 65536,
         .fibers = SN_ON,
+        .conn = {.read_buffer = 1024}, /* grows for a bigger head or frame */
     };
     sn_hub_config hc = {0};
     const char *cert = NULL, *key = NULL;

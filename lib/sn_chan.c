@@ -924,6 +924,16 @@ static ssize_t send_once(sn_conn *c, const struct iovec *iov, int n)
     return sent;
 }
 
+void sn__conn_trim(sn_conn *c)
+{
+    if (c->woff == c->wlen) {
+        sn__free(c->wbuf);
+        c->wbuf = NULL;
+        c->woff = c->wlen = 0;
+        c->wcap = c->wcap0;
+    }
+}
+
 int sn__conn_try_flush(sn_conn *c)
 {
     int rc = wcheck(c);

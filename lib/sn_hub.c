@@ -766,6 +766,8 @@ int sn_hub_join(sn_hub *h, const char *name, sn_ws *ws)
         m = NULL;
     }
     sn__free(m);
+    if (rc == 0)
+        sn__ws_trim(ws); /* an idle member holds no write buffer */
     if (rc < 0 && made)
         link_free(h, l);
     if (rc < 0 && r != NULL)

@@ -208,6 +208,9 @@ void sn__conn_set_transport(sn_conn *c, sn_transport *t);
  * of the last taken one is buffered), SN_EAGAIN (none taken: the socket is
  * full or bytes are buffered already) or the sticky error. */
 int sn__conn_try_flush(sn_conn *c);
+/* Frees the write buffer if it holds nothing (it is made again when
+ * needed): for connections about to idle. The caller holds the writing side. */
+void sn__conn_trim(sn_conn *c);
 int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken);
 
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
@@ -271,6 +274,10 @@ int sn__ws_try_send_frame(sn_ws *ws, const void *frame, size_t len, bool is_clos
 int sn__ws_try_send_frames(sn_ws *ws, const struct iovec *frames, int n, int *taken);
 /* Sends what try_send_frame buffered: 0, SN_EAGAIN, SN_EBUSY, or an error. */
 int sn__ws_try_flush(sn_ws *ws);
+/* Gives back the session's empty write buffer (the hub's members idle
+ * between messages, which it writes without that buffer); nothing when
+ * another sender holds the session. */
+void sn__ws_trim(sn_ws *ws);
 /* Whether sessions's frames are masked (then frames cannot be shared). */
 bool sn__ws_masks(const sn_ws *ws);
 /* The descriptor under the session (for epoll). */

@@ -64,6 +64,14 @@ int sn__ws_try_send_frame(sn_ws *ws, const void *frame, size_t len, bool is_clos
     return rc;
 }
 
+void sn__ws_trim(sn_ws *ws)
+{
+    if (!try_hold(ws))
+        return;
+    sn__conn_trim(ws->c);
+    unhold(ws);
+}
+
 int sn__ws_try_flush(sn_ws *ws)
 {
     if (!try_take(&ws->frame_lock))

@@ -4,7 +4,8 @@
  * from its socket) and pull subscriptions: one order under many concurrent
  * publishers, every slow-member policy with a peer that stops reading,
  * members leaving and sessions freed mid-broadcast, counters, and every
- * message's reference count back to zero.
+ * message's reference count back to zero. SN_TEST_QUICK=1 (valgrind) runs
+ * every test with fewer messages and rounds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 #include "sn_test.h"
 #include "sn_ws_int.h"
+
+static long MANY = 3000; /* messages in the no-loss tests */
 
 /* ---- a member: a server session the hub writes to, its client's socket ---------- */
 
@@ -213,7 +216,7 @@ static void test_bad_arguments(void)
 /* ---- one order under many publishers ------------------------------------------------------ */
 
 #define PUBLISHERS 8
-#define PER_PUBLISHER 1500
+static int PER_PUBLISHER = 1500; /* SN_TEST_QUICK (valgrind): fewer of everything */
 #define SUBSCRIBERS 4
 
 struct pub_arg {
@@ -243,7 +246,7 @@ static void *subscriber(void *arg)
 {
     struct sub_arg *a = arg;
     int next[PUBLISHERS] = {0};
-    for (uint64_t want = 1; want <= PUBLISHERS * PER_PUBLISHER; want++) {
+    for (uint64_t want = 1; want <= (uint64_t)PUBLISHERS * PER_PUBLISHER; want++) {
         sn_hub_msg *m;
         uint64_t seq;
         if (sn_hub_sub_recv(a->s, &m, &seq, sn_deadline_in(10000)) < 0) {
@@ -284,10 +287,10 @@ static void test_one_order_many_publishers(void)
         pthread_join(st[i], NULL);
         CU_ASSERT_EQUAL(subs[i].errors, 0);
         /* every subscriber saw the one order */
-        CU_ASSERT(memcmp(subs[i].got, subs[0].got, PUBLISHERS * PER_PUBLISHER * 4) == 0);
+        CU_ASSERT(memcmp(subs[i].got, subs[0].got, (size_t)PUBLISHERS * PER_PUBLISHER * 4) == 0);
         sn_hub_member_stats ms;
         sn_hub_sub_stats_get(subs[i].s, &ms);
-        CU_ASSERT_EQUAL(ms.delivered, PUBLISHERS * PER_PUBLISHER);
+        CU_ASSERT_EQUAL(ms.delivered, (uint64_t)PUBLISHERS * PER_PUBLISHER);
         CU_ASSERT_EQUAL(ms.dropped, 0);
     }
     for (int i = 0; i < SUBSCRIBERS; i++) {
@@ -476,14 +479,14 @@ static void test_ws_delivery_and_exclude(void)
     struct reader r[3];
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
-        r[i] = (struct reader){.p = &p[i], .count = 2000};
+        r[i] = (struct reader){.p = &p[i], .count = MANY};
         CU_ASSERT_FATAL(pthread_create(&t[i], NULL, reader_main, &r[i]) == 0);
     }
-    for (long n = 1; n <= 2000; n++)
+    for (long n = 1; n <= MANY; n++)
         SN_ASSERT_RC(publish_number(h, "lobby", n), 3);
     for (int i = 0; i < 3; i++) {
         pthread_join(t[i], NULL);
-        CU_ASSERT_EQUAL(r[i].got, 2000);
+        CU_ASSERT_EQUAL(r[i].got, MANY);
         CU_ASSERT_EQUAL(r[i].errors, 0);
     }
     /* excluding the sender; a session in two rooms */
@@ -498,11 +501,11 @@ static void test_ws_delivery_and_exclude(void)
     CU_ASSERT_EQUAL(read_number(p[0].client, 1000), 3); /* in both rooms */
     sn_hub_room_stats rs;
     SN_ASSERT_RC(sn_hub_room_stats_get(h, "lobby", &rs), 0);
-    CU_ASSERT_EQUAL(rs.delivered, 3 * 2000 + 2 + 3);
+    CU_ASSERT_EQUAL(rs.delivered, (uint64_t)(3 * MANY + 2 + 3));
     CU_ASSERT(rs.direct > 0);
     sn_hub_member_stats ms;
     SN_ASSERT_RC(sn_hub_member_stats_get(h, "lobby", p[1].ws, &ms), 0);
-    CU_ASSERT_EQUAL(ms.delivered, 2002);
+    CU_ASSERT_EQUAL(ms.delivered, (uint64_t)(MANY + 2));
     sn_hub_stats hs;
     sn_hub_stats_get(h, &hs);
     CU_ASSERT_EQUAL(hs.sessions, 3);
@@ -533,10 +536,10 @@ static void test_ws_big_room_batched(void)
         SN_ASSERT_RC(sn_hub_join(h, "big", p[i].ws), 0);
     }
     for (int i = 0; i < BIG; i++) {
-        r[i] = (struct reader){.p = &p[i], .count = 3000};
+        r[i] = (struct reader){.p = &p[i], .count = MANY};
         CU_ASSERT_FATAL(pthread_create(&t[i], NULL, reader_main, &r[i]) == 0);
     }
-    for (long n = 1; n <= 3000; n++) {
+    for (long n = 1; n <= MANY; n++) {
         SN_ASSERT_RC(publish_number(h, "big", n), BIG + 1);
         if (n % 8 == 0) /* keep the readers' pace: the fast members never fill */
             sn_test_sleep_ms(1);
@@ -545,7 +548,7 @@ static void test_ws_big_room_batched(void)
     SN_ASSERT_RC(sn_hub_room_stats_get(h, "big", &rs), 0);
     for (int i = 0; i < BIG; i++) {
         pthread_join(t[i], NULL);
-        CU_ASSERT_EQUAL(r[i].got, 3000);
+        CU_ASSERT_EQUAL(r[i].got, MANY);
         CU_ASSERT_EQUAL(r[i].errors, 0);
     }
     CU_ASSERT(rs.direct < rs.delivered); /* the writers' flushes took part */
@@ -561,7 +564,7 @@ static void test_ws_big_room_batched(void)
     CU_ASSERT_EQUAL(sn__alloc_live(), live);
 }
 
-#define SLOW_COUNT 5000
+static long SLOW_COUNT = 5000;
 
 /* One member stops reading; the others get everything, in order. */
 static void slow_member(int policy, sn_hub_member_stats *slow_stats, peer *slow)
@@ -645,18 +648,18 @@ static void test_ws_wait_no_loss(void)
     peer p;
     peer_open(&p, true);
     SN_ASSERT_RC(sn_hub_join(h, "r", p.ws), 0);
-    struct reader r = {.p = &p, .count = 3000};
+    struct reader r = {.p = &p, .count = MANY};
     pthread_t t;
     CU_ASSERT_FATAL(pthread_create(&t, NULL, reader_main, &r) == 0);
     char pad[600];
     memset(pad, '.', sizeof pad);
-    for (long n = 1; n <= 3000; n++) {
+    for (long n = 1; n <= MANY; n++) {
         char text[700];
         int len = snprintf(text, sizeof text, "%ld %s", n, n % 7 ? "" : "x");
         SN_ASSERT_RC(sn_hub_publish(h, "r", SN_WS_TEXT, text, (size_t)len, NULL, 0), 1);
     }
     pthread_join(t, NULL);
-    CU_ASSERT_EQUAL(r.got, 3000);
+    CU_ASSERT_EQUAL(r.got, MANY);
     CU_ASSERT_EQUAL(r.errors, 0);
     peer_close(&p);
     hub_empty(h);
@@ -717,7 +720,7 @@ static void test_ws_disconnect_close(void)
 /* ---- leaving and closing mid-broadcast, many threads --------------------------------------- */
 
 #define CHURNERS 8
-#define CHURN_ROUNDS 60
+static int CHURN_ROUNDS = 60;
 
 struct churn {
     sn_hub *h;
@@ -838,5 +841,12 @@ static CU_TestInfo tests[] = {
 
 int main(void)
 {
-    return sn_test_main("hub", tests, 240);
+    const char *q = getenv("SN_TEST_QUICK");
+    if (q != NULL && *q != '\0' && *q != '0') {
+        PER_PUBLISHER = 150;
+        CHURN_ROUNDS = 6;
+        SLOW_COUNT = 1500;
+        MANY = 500;
+    }
+    return sn_test_main("hub", tests, 600);
 }
