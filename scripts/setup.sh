@@ -14,6 +14,9 @@ pkgs=(build-essential autoconf automake libtool pkg-config
       libwolfssl-dev zlib1g-dev libcunit1-dev)
 if [ $want_check = 1 ]; then
     pkgs+=(valgrind procps iproute2 psmisc)
+    # the chat test's real peers: node (npm ws, playwright-core) and Chromium
+    pkgs+=(nodejs chromium curl)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm) # some nodejs packages bring their own
 fi
 
 missing=()
