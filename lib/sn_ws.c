@@ -266,7 +266,8 @@ static int close_payload(uint8_t out[125], int code, const char *reason, size_t 
         return SN_EINVAL;
     out[0] = (uint8_t)(code >> 8);
     out[1] = (uint8_t)code;
-    memcpy(out + 2, reason, rlen);
+    if (rlen > 0) /* reason may be NULL */
+        memcpy(out + 2, reason, rlen);
     *len = 2 + rlen;
     return 0;
 }
