@@ -18,5 +18,6 @@
 #include "socknet/http.h"
 #include "socknet/ws.h"
 #include "socknet/web.h"
+#include "socknet/hub.h"
 
 #endif

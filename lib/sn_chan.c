@@ -55,6 +55,7 @@ struct sn_conn {
     /* writer */
     char *wbuf;
     size_t wcap, woff, wlen;
+    size_t wcap0;      /* wcap as configured (sn__conn_try_writev may grow it) */
     atomic_int werr;   /* sticky */
     atomic_bool wshut; /* sn_shutdown_write done: writes fail, not an error */
     bool autoflush;
@@ -143,6 +144,7 @@ int sn_conn_new(sn_conn **out, sn_sock *sock, const sn_conn_config *cfg)
     c->rinit = rinit;
     c->rmax = rmax;
     c->wcap = cfg->write_buffer ? cfg->write_buffer : SN_WBUF_DEFAULT;
+    c->wcap0 = c->wcap;
     c->autoflush = cfg->autoflush == SN_ON;
     *out = c;
     return 0;
@@ -698,6 +700,17 @@ static int werror(sn_conn *c, int rc)
     return rc;
 }
 
+/* The buffer is empty: back to the configured size if a try grew it. */
+static void wreset(sn_conn *c)
+{
+    c->woff = c->wlen = 0;
+    if (c->wcap != c->wcap0) {
+        sn__free(c->wbuf);
+        c->wbuf = NULL;
+        c->wcap = c->wcap0;
+    }
+}
+
 static int wflush(sn_conn *c, int64_t dl)
 {
     if (c->woff == c->wlen)
@@ -707,7 +720,7 @@ static int wflush(sn_conn *c, int64_t dl)
     int rc = send_all(c, &iov, 1, dl, &sent);
     c->woff += sent;
     if (c->woff == c->wlen)
-        c->woff = c->wlen = 0;
+        wreset(c);
     return rc < 0 ? werror(c, rc) : 0;
 }
 
@@ -914,6 +927,81 @@ int sn_flush(sn_conn *c, sn_deadline dl)
 size_t sn_pending(const sn_conn *c)
 {
     return c->wlen - c->woff;
+}
+
+/* ---- non-blocking writes, for the hub ----------------------------------------- */
+
+/* One non-blocking send of iov; bytes sent (0 when the socket is full) or
+ * an error (made sticky). */
+static ssize_t send_once(sn_conn *c, const struct iovec *iov, int n)
+{
+    short want = POLLOUT;
+    ssize_t sent = c->t->vt->sendv(c->t, iov, n, &want);
+    if (sent == SN_EAGAIN)
+        return 0;
+    if (sent < 0)
+        return werror(c, (int)sent);
+    count(&c->bytes_written, (uint64_t)sent);
+    count(&c->write_calls, 1);
+    return sent;
+}
+
+void sn__conn_trim(sn_conn *c)
+{
+    if (c->woff == c->wlen) {
+        sn__free(c->wbuf);
+        c->wbuf = NULL;
+        c->woff = c->wlen = 0;
+        c->wcap = c->wcap0;
+    }
+}
+
+int sn__conn_try_flush(sn_conn *c)
+{
+    int rc = wcheck(c);
+    if (rc < 0 || c->woff == c->wlen)
+        return rc;
+    struct iovec iov = {c->wbuf + c->woff, c->wlen - c->woff};
+    ssize_t sent = send_once(c, &iov, 1);
+    if (sent < 0)
+        return (int)sent;
+    c->woff += (size_t)sent;
+    if (c->woff < c->wlen)
+        return SN_EAGAIN;
+    wreset(c);
+    return 0;
+}
+
+int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken)
+{
+    int rc = wcheck(c);
+    *taken = 0;
+    if (rc < 0)
+        return rc;
+    if (c->woff != c->wlen)
+        return SN_EAGAIN;
+    ssize_t sent = send_once(c, iov, n);
+    if (sent < 0)
+        return (int)sent;
+    size_t left = (size_t)sent;
+    int k = 0;
+    while (k < n && left >= iov[k].iov_len) /* whole buffers sent */
+        left -= iov[k++].iov_len;
+    *taken = k;
+    if (k == n || left == 0)
+        return k > 0 || n == 0 ? 0 : SN_EAGAIN;
+    size_t rest = iov[k].iov_len - left; /* buffer k went in part: keep its rest */
+    if (rest > c->wcap) {                /* grown for this one buffer, until it is sent */
+        sn__free(c->wbuf);
+        c->wbuf = NULL;
+        c->wcap = rest;
+    }
+    if (c->wbuf == NULL && (c->wbuf = sn__malloc(c->wcap + 1)) == NULL)
+        return set_werr(c, SN_ENOMEM); /* the stream is cut mid-frame */
+    memcpy(c->wbuf, (const char *)iov[k].iov_base + left, rest);
+    c->wlen = rest;
+    *taken = k + 1;
+    return 1;
 }
 
 int sn_shutdown_write(sn_conn *c, sn_deadline dl)

@@ -217,6 +217,20 @@ void sn__conn_fail(sn_conn *c, int err);
  * anyway (a WebSocket frame's payload). */
 ssize_t sn__read_exact_into(sn_conn *c, void *buf, size_t n, sn_deadline dl);
 
+/* The hub's non-blocking writes; the caller holds the connection's writing
+ * side. try_flush: one send of what is buffered: 0 (all out), SN_EAGAIN
+ * (some left) or the sticky error. try_writev: with nothing buffered, one
+ * send of the n buffers (frames, for the hub); *taken = the buffers taken:
+ * sent whole, or the last one in part with its rest buffered (for
+ * try_flush). Returns 0 (nothing of a taken buffer is left), 1 (the rest
+ * of the last taken one is buffered), SN_EAGAIN (none taken: the socket is
+ * full or bytes are buffered already) or the sticky error. */
+int sn__conn_try_flush(sn_conn *c);
+/* Frees the write buffer if it holds nothing (it is made again when
+ * needed): for connections about to idle. The caller holds the writing side. */
+void sn__conn_trim(sn_conn *c);
+int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken);
+
 /* ---- the WebSocket codec (sn_ws_frame.c): no I/O ------------------------ */
 /* opcodes: enum sn_ws_type in socknet/ws.h */
 #define SN_WS_HEAD_MAX 14          /* bytes of the longest frame header */
@@ -263,6 +277,33 @@ int sn__ws_close_parse(const uint8_t *p, size_t n, int *code, size_t *reason_len
 /* The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 4.2.2):
  * 0, or SN_EINVAL (a key over 64 bytes). */
 int sn__ws_accept_key(const char *key, size_t key_len, char out[SN_WS_ACCEPT_LEN + 1]);
+
+/* ---- sharing encoded frames (sn_ws_share.c), for the hub ------------------
+ * Never wait: a lock that is taken gives SN_EBUSY. */
+/* Sends a complete unmasked frame: 0 (all out), 1 (the rest is buffered:
+ * sn__ws_try_flush when the socket is writable), SN_EAGAIN (the socket is
+ * full, nothing taken), SN_EBUSY (another sender holds the session),
+ * SN_EBADSTATE (a close was sent), SN_EOPNOTSUPP (the session masks), or
+ * the connection's error. is_close: the frame is a close (none may follow). */
+int sn__ws_try_send_frame(sn_ws *ws, const void *frame, size_t len, bool is_close);
+/* Sends n complete unmasked frames in one system call, as many as the
+ * socket takes: *taken frames (the last maybe in part, its rest buffered:
+ * then 1 is returned); else as sn__ws_try_send_frame. */
+int sn__ws_try_send_frames(sn_ws *ws, const struct iovec *frames, int n, int *taken);
+/* Sends what try_send_frame buffered: 0, SN_EAGAIN, SN_EBUSY, or an error. */
+int sn__ws_try_flush(sn_ws *ws);
+/* Gives back the session's empty write buffer (the hub's members idle
+ * between messages, which it writes without that buffer); nothing when
+ * another sender holds the session. */
+void sn__ws_trim(sn_ws *ws);
+/* Whether sessions's frames are masked (then frames cannot be shared). */
+bool sn__ws_masks(const sn_ws *ws);
+/* The descriptor under the session (for epoll). */
+int sn__ws_fd(sn_ws *ws);
+/* A higher layer's pointer: release(ws, ext) runs first in sn_ws_free. The
+ * caller serializes get and set. */
+void *sn__ws_ext(const sn_ws *ws);
+void sn__ws_set_ext(sn_ws *ws, void *ext, void (*release)(sn_ws *ws, void *ext));
 
 /* ---- permessage-deflate (sn_ws_deflate.c): zlib, no I/O -------------------- */
 /* A growable byte buffer. */

@@ -153,6 +153,8 @@ void sn_ws_free(sn_ws *ws)
 {
     if (ws == NULL)
         return;
+    if (ws->ext_release != NULL)
+        ws->ext_release(ws, ws->ext);
     sn__deflate_end(&ws->def);
     sn__inflate_end(&ws->inf);
     sn__bytes_free(&ws->msg);
@@ -267,7 +269,8 @@ static int close_payload(uint8_t out[125], int code, const char *reason, size_t 
         return SN_EINVAL;
     out[0] = (uint8_t)(code >> 8);
     out[1] = (uint8_t)code;
-    memcpy(out + 2, reason, rlen);
+    if (rlen > 0) /* reason may be NULL */
+        memcpy(out + 2, reason, rlen);
     *len = 2 + rlen;
     return 0;
 }

@@ -70,6 +70,10 @@ struct sn_ws {
     /* the peer's close */
     atomic_int close_code;
     char close_reason[124];
+
+    /* a higher layer's state (the hub's), released first by sn_ws_free */
+    void *ext;
+    void (*ext_release)(sn_ws *ws, void *ext);
 };
 
 /* Makes a session over c with the resolved configuration and what the

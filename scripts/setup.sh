@@ -13,9 +13,9 @@ build=${1:-$top/build}
 pkgs=(build-essential autoconf automake libtool pkg-config
       libwolfssl-dev zlib1g-dev libcunit1-dev)
 if [ $want_check = 1 ]; then
-    # clang for the libFuzzer targets, chromium for the browser interop test,
-    # openssl and gnutls-cli for the TLS interop test
-    pkgs+=(valgrind procps iproute2 psmisc clang chromium openssl gnutls-bin)
+    # clang for the libFuzzer targets, chromium for the browser tests (interop, chat),
+    # openssl and gnutls-cli for the TLS interop test, curl for the chat test
+    pkgs+=(valgrind procps iproute2 psmisc clang chromium openssl gnutls-bin curl)
 fi
 
 missing=()

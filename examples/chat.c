@@ -1,0 +1,384 @@
+/*
+ * chat: WebSocket chat rooms over the broadcast hub.
+ *
+ *   chat [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
+ *        [--writers N] [--policy drop-oldest|drop-newest|disconnect|wait]
+ *        [--max-queue N] [--presence on|off] [--tls-cert FILE --tls-key FILE]
+ *
+ * GET / serves the chat page; GET /rooms lists the rooms as JSON; a
+ * WebSocket at /chat/ROOM?name=NAME joins ROOM. Every text message a member
+ * sends goes to every member of the room, the sender included, in the order
+ * the hub accepted it, as {"t":"msg","from":NAME,"text":TEXT}; joins and
+ * leaves go out as {"t":"join"|"leave","name":NAME,"who":[NAMES],"count":N}
+ * (at most 50 names; --presence off sends none, for benchmarks).
+ * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM sends close
+ * 1001 to every member and exits with status 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <socknet.h>
+
+#define NAME_MAX_LEN 32
+#define ROOM_MAX_LEN 64
+#define TEXT_MAX_LEN 4000
+
+static const char page[] =
+#include "chat-page.h"
+    ;
+
+#define WHO_MAX 50 /* names listed in a presence message */
+
+typedef struct app {
+    sn_hub *hub;
+    bool presence_on;
+    pthread_mutex_t presence; /* one join or leave announced at a time */
+} app;
+
+typedef struct member {
+    char name[NAME_MAX_LEN + 1];
+} member;
+
+/* ---- small JSON and URL helpers ---------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+static void put(buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            abort();
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void puts_(buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* A JSON string of UTF-8 text. */
+static void put_json(buf *b, const char *s, size_t n)
+{
+    put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c;
+            put(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            put(b, esc, 6);
+        } else {
+            put(b, (const char *)&c, 1);
+        }
+    }
+    put(b, "\"", 1);
+}
+
+static int hex(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Decodes %XX and '+' of a URL component [s, s + n) into out (cap bytes).
+ * Returns the length, or -1. */
+static int url_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%' && i + 2 < n && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+            c = hex(s[i + 1]) * 16 + hex(s[i + 2]);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (o + 1 >= cap || c < 0x20 || c == 0x7f)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+static bool room_ok(const char *r)
+{
+    size_t n = strlen(r);
+    if (n == 0 || n > ROOM_MAX_LEN)
+        return false;
+    for (; *r; r++)
+        if (!((*r >= 'a' && *r <= 'z') || (*r >= 'A' && *r <= 'Z') || (*r >= '0' && *r <= '9') ||
+              *r == '-' || *r == '_'))
+            return false;
+    return true;
+}
+
+/* "/chat/ROOM?name=NAME" into room and name. */
+static bool parse_target(const char *target, char room[ROOM_MAX_LEN + 1],
+                         char name[NAME_MAX_LEN + 1])
+{
+    if (strncmp(target, "/chat/", 6) != 0)
+        return false;
+    const char *r = target + 6;
+    const char *q = strchr(r, '?');
+    size_t rn = q ? (size_t)(q - r) : strlen(r);
+    if (url_decode(r, rn, room, ROOM_MAX_LEN + 1) < 0 || !room_ok(room))
+        return false;
+    strcpy(name, "guest");
+    for (const char *p = q; p != NULL; p = strchr(p + 1, '&'))
+        if (strncmp(p + 1, "name=", 5) == 0) {
+            const char *v = p + 6, *end = strchr(v, '&');
+            int n = url_decode(v, end ? (size_t)(end - v) : strlen(v), name, NAME_MAX_LEN + 1);
+            if (n <= 0)
+                return false;
+        }
+    return true;
+}
+
+/* ---- the chat ------------------------------------------------------------------ */
+
+typedef struct who {
+    buf *b;
+    int n;
+} who;
+
+static void add_name(sn_ws *ws, void *user)
+{
+    who *w = user;
+    const member *m = sn_conn_data(sn_ws_conn(ws));
+    if (m == NULL || w->n++ >= WHO_MAX)
+        return;
+    if (w->n > 1)
+        put(w->b, ",", 1);
+    put_json(w->b, m->name, strlen(m->name));
+}
+
+/* Joins or leaves and tells the room, with who is there now. */
+static void presence(app *a, const char *room, sn_ws *ws, const member *m, bool join)
+{
+    buf b = {0};
+    who w = {&b, 0};
+    char count[32];
+    if (!a->presence_on) {
+        if (join)
+            sn_hub_join(a->hub, room, ws);
+        else
+            sn_hub_leave(a->hub, room, ws);
+        return;
+    }
+    pthread_mutex_lock(&a->presence);
+    if (join)
+        sn_hub_join(a->hub, room, ws);
+    else
+        sn_hub_leave(a->hub, room, ws);
+    puts_(&b, join ? "{\"t\":\"join\",\"name\":" : "{\"t\":\"leave\",\"name\":");
+    put_json(&b, m->name, strlen(m->name));
+    puts_(&b, ",\"who\":[");
+    sn_hub_room_sessions(a->hub, room, add_name, &w);
+    snprintf(count, sizeof count, "],\"count\":%d}", w.n);
+    puts_(&b, count);
+    sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
+    pthread_mutex_unlock(&a->presence);
+    free(b.p);
+}
+
+static void chat(sn_ws *ws, void *user)
+{
+    app *a = user;
+    char room[ROOM_MAX_LEN + 1];
+    member m;
+    if (!parse_target(sn_ws_target(ws), room, m.name)) {
+        sn_ws_close(ws, SN_WS_POLICY, "bad room or name", sn_deadline_in(2000));
+        return;
+    }
+    sn_conn_set_data(sn_ws_conn(ws), &m);
+    presence(a, room, ws, &m, true);
+    buf b = {0};
+    sn_ws_msg msg;
+    while (sn_ws_recv(ws, &msg, SN_DEADLINE_NEVER) == 0) {
+        if (msg.type != SN_WS_TEXT || msg.len > TEXT_MAX_LEN)
+            continue;
+        b.len = 0;
+        puts_(&b, "{\"t\":\"msg\",\"from\":");
+        put_json(&b, m.name, strlen(m.name));
+        puts_(&b, ",\"text\":");
+        put_json(&b, msg.data, msg.len);
+        puts_(&b, "}");
+        sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
+    }
+    free(b.p);
+    presence(a, room, ws, &m, false);
+    sn_conn_set_data(sn_ws_conn(ws), NULL);
+}
+
+static int index_page(sn_conn *c, const sn_http_request *req, const void *body, size_t len,
+                      void *user)
+{
+    (void)req, (void)body, (void)len, (void)user;
+    return sn_http_respond(c, 200, "Content-Type: text/html; charset=utf-8\r\n", page,
+                           sizeof page - 1, false, sn_deadline_in(5000));
+}
+
+static int room_list(sn_conn *c, const sn_http_request *req, const void *body, size_t len,
+                     void *user)
+{
+    (void)req, (void)body, (void)len;
+    app *a = user;
+    sn_hub_room_info info[64];
+    size_t n = sn_hub_rooms(a->hub, info, 64);
+    buf b = {0};
+    puts_(&b, "[");
+    for (size_t i = 0; i < n && i < 64; i++) {
+        char count[32];
+        puts_(&b, i ? ",{\"room\":" : "{\"room\":");
+        put_json(&b, info[i].name, strlen(info[i].name));
+        snprintf(count, sizeof count, ",\"members\":%zu}", info[i].members);
+        puts_(&b, count);
+    }
+    puts_(&b, "]");
+    int rc =
+        sn_http_respond(c, 200, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
+                        b.p, b.len, false, sn_deadline_in(5000));
+    free(b.p);
+    return rc;
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: chat [--host H] [--port N] [--workers N] [--fibers on|off] "
+                    "[--threads N] [--writers N]\n"
+                    "            [--policy drop-oldest|drop-newest|disconnect|wait] "
+                    "[--max-queue N] [--presence on|off] [--tls-cert FILE --tls-key FILE]\n");
+    exit(2);
+}
+
+static long num_arg(const char *s, long lo, long hi)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        usage();
+    return v;
+}
+
+static int policy_arg(const char *s)
+{
+    static const char *const names[] = {"drop-oldest", "drop-newest", "disconnect", "wait"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    usage();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sn_server_config cfg = {
+        .host = "127.0.0.1",
+        .handler = sn_web_serve,
+        .workers = 65536,
+        .fibers = SN_ON,
+        .conn = {.read_buffer = 1024}, /* grows for a bigger head or frame */
+    };
+    sn_hub_config hc = {0};
+    const char *cert = NULL, *key = NULL;
+    app a = {.presence_on = true};
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        const char *v = argv[++i];
+        if (strcmp(argv[i - 1], "--host") == 0)
+            cfg.host = v;
+        else if (strcmp(argv[i - 1], "--port") == 0)
+            cfg.port = (int)num_arg(v, 0, 65535);
+        else if (strcmp(argv[i - 1], "--workers") == 0)
+            cfg.workers = (int)num_arg(v, 1, 1048576);
+        else if (strcmp(argv[i - 1], "--fibers") == 0)
+            cfg.fibers = strcmp(v, "on") == 0 ? SN_ON : strcmp(v, "off") == 0 ? SN_OFF : 0;
+        else if (strcmp(argv[i - 1], "--threads") == 0)
+            cfg.fiber_threads = (int)num_arg(v, 1, 1024);
+        else if (strcmp(argv[i - 1], "--writers") == 0)
+            hc.writers = (int)num_arg(v, 1, 64);
+        else if (strcmp(argv[i - 1], "--policy") == 0)
+            hc.room.policy = policy_arg(v);
+        else if (strcmp(argv[i - 1], "--max-queue") == 0)
+            hc.room.max_queue = (size_t)num_arg(v, 1, 1L << 24);
+        else if (strcmp(argv[i - 1], "--presence") == 0)
+            a.presence_on = strcmp(v, "off") != 0;
+        else if (strcmp(argv[i - 1], "--tls-cert") == 0)
+            cert = v;
+        else if (strcmp(argv[i - 1], "--tls-key") == 0)
+            key = v;
+        else
+            usage();
+    }
+    if (cfg.fibers == 0)
+        usage();
+    if (cert != NULL || key != NULL) {
+        /* TODO: serve wss:// with the TLS layer once it is on this branch */
+        fprintf(stderr, "chat: TLS is not in this build yet (--tls-cert/--tls-key)\n");
+        return 2;
+    }
+
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    pthread_mutex_init(&a.presence, NULL);
+    sn_ws_config wc = {.max_message = 16384, .ping_period_ms = 30000};
+    sn_web *web = NULL;
+    sn_server *srv = NULL;
+    int rc = sn_hub_new(&a.hub, &hc);
+    if (rc == 0)
+        rc = sn_web_new(&web, NULL);
+    if (rc == 0)
+        rc = sn_web_route_ws(web, "/chat", SN_ROUTE_PREFIX, &wc, chat, &a);
+    if (rc == 0)
+        rc = sn_web_route_http(web, "/", SN_ROUTE_EXACT, index_page, &a);
+    if (rc == 0)
+        rc = sn_web_route_http(web, "/rooms", SN_ROUTE_EXACT, room_list, &a);
+    cfg.user = web;
+    if (rc == 0)
+        rc = sn_server_new(&srv, &cfg);
+    if (rc == 0)
+        rc = sn_server_start(srv);
+    if (rc < 0) {
+        fprintf(stderr, "chat: %s\n", sn_strerror(rc));
+        return 1;
+    }
+    sn_addr local;
+    char text[SN_ADDR_STRLEN];
+    sn_server_local_addr(srv, 0, &local);
+    sn_addr_format(&local, text, sizeof text);
+    printf("listening on %s\n", text);
+    fflush(stdout);
+
+    int sig;
+    sigwait(&stop, &sig);
+    sn_server_stop(srv, 2000); /* every member gets close 1001 */
+    sn_server_free(srv);
+    sn_web_free(web);
+    sn_hub_free(a.hub);
+    pthread_mutex_destroy(&a.presence);
+    return 0;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The chat demo with real peers: examples/chat prints "listening on H:PORT"
+# and serves its page; the npm `ws` client (200 clients in one room, none
+# losing a message, all in one order); the page in headless Chromium (two
+# pages, both sending, the same order on both; a screenshot is kept as
+# tests/chat-browser.png next to this test's log); SIGTERM sends close 1001
+# to every member and exits 0. The npm packages (pinned in tests/npm) are
+# installed into the build tree; without node, npm or the registry, or
+# without /usr/bin/chromium (SN_CHROMIUM), the test is skipped.
+set -u
+src=${top_srcdir:-.}
+b=${top_builddir:-.}
+chat=$b/examples/chat
+chromium=${SN_CHROMIUM:-/usr/bin/chromium}
+[ -x "$chat" ] || { echo "chat not built"; exit 77; }
+command -v node >/dev/null && command -v npm >/dev/null || { echo "no node/npm"; exit 77; }
+npmdir=$b/tests/npm
+if [ ! -d "$npmdir/node_modules/ws" ] || [ ! -d "$npmdir/node_modules/playwright-core" ]; then
+    mkdir -p "$npmdir"
+    cp "$src/tests/npm/package.json" "$src/tests/npm/package-lock.json" "$npmdir/"
+    chmod u+w "$npmdir"/package*.json
+    (cd "$npmdir" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) ||
+        { echo "npm ci failed (offline?)"; exit 77; }
+fi
+export NODE_PATH=$npmdir/node_modules
+tmp=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; cat "$tmp/err" 2>/dev/null; exit 1; }
+# node resolves imports next to the script: run copies from the npm dir
+cp "$src/tests/chat-clients.mjs" "$src/tests/chat-browser.mjs" "$npmdir/"
+
+"$chat" --port 0 --workers 512 --max-queue 65536 >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 100); do [ -s "$tmp/out" ] && break; sleep 0.05; done
+line=$(head -n 1 "$tmp/out")
+case "$line" in "listening on 127.0.0.1:"*) ;; *) fail "chat printed '$line'" ;; esac
+port=${line##*:}
+base=ws://127.0.0.1:$port
+
+page=$(curl -s "http://127.0.0.1:$port/") || fail "GET / failed"
+case "$page" in *"<title>socknet chat</title>"*) ;; *) fail "GET / is not the chat page" ;; esac
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/nowhere")" = 404 ] ||
+    fail "an unknown path is not 404"
+
+node "$npmdir/chat-clients.mjs" order "$base" 200 5 || fail "200 ws clients"
+
+if [ -x "$chromium" ]; then
+    node "$npmdir/chat-browser.mjs" "http://127.0.0.1:$port/" "$b/tests/chat-browser.png" \
+        "$chromium" || fail "the page in Chromium"
+else
+    echo "no $chromium: browser part skipped"
+fi
+
+# SIGTERM: close 1001 to the member, exit 0
+node "$npmdir/chat-clients.mjs" shutdown "$base" >"$tmp/stop" &
+cpid=$!
+for _ in $(seq 100); do grep -q open "$tmp/stop" && break; sleep 0.05; done
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+[ $rc = 0 ] || fail "chat exited $rc after SIGTERM"
+wait "$cpid" || fail "the member did not get close 1001: $(cat "$tmp/stop")"
+echo "ok: chat page, 200 ws clients, Chromium, close 1001 on SIGTERM"
