@@ -11,8 +11,9 @@
  * the hub accepted it, as {"t":"msg","from":NAME,"text":TEXT}; joins and
  * leaves go out as {"t":"join"|"leave","name":NAME,"who":[NAMES],"count":N}
  * (at most 50 names; --presence off sends none, for benchmarks).
- * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM sends close
- * 1001 to every member and exits with status 0.
+ * With --tls-cert and --tls-key (PEM or DER) the page is served over https://
+ * and the rooms over wss://. Prints "listening on H:PORT" once ready; SIGINT
+ * or SIGTERM sends close 1001 to every member and exits with status 0.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -332,11 +333,8 @@ int main(int argc, char **argv)
     }
     if (cfg.fibers == 0)
         usage();
-    if (cert != NULL || key != NULL) {
-        /* TODO: serve wss:// with the TLS layer once it is on this branch */
-        fprintf(stderr, "chat: TLS is not in this build yet (--tls-cert/--tls-key)\n");
-        return 2;
-    }
+    if ((cert == NULL) != (key == NULL))
+        usage();
 
     sigset_t stop;
     sigemptyset(&stop);
@@ -348,7 +346,12 @@ int main(int argc, char **argv)
     sn_ws_config wc = {.max_message = 16384, .ping_period_ms = 30000};
     sn_web *web = NULL;
     sn_server *srv = NULL;
-    int rc = sn_hub_new(&a.hub, &hc);
+    sn_tls *tls = NULL;
+    sn_tls_config tc = {.role = SN_TLS_SERVER, .cert = {.chain = {.file = cert}, .key = {.file = key}}};
+    int rc = cert != NULL ? sn_tls_new(&tls, &tc) : 0; /* https:// and wss:// */
+    cfg.tls = tls; /* the server keeps its own reference */
+    if (rc == 0)
+        rc = sn_hub_new(&a.hub, &hc);
     if (rc == 0)
         rc = sn_web_new(&web, NULL);
     if (rc == 0)
@@ -379,6 +382,7 @@ int main(int argc, char **argv)
     sn_server_free(srv);
     sn_web_free(web);
     sn_hub_free(a.hub);
+    sn_tls_free(tls);
     pthread_mutex_destroy(&a.presence);
     return 0;
 }

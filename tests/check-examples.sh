@@ -183,6 +183,14 @@ if command -v openssl >/dev/null; then
     "$b/examples/ws-client" "wss://localhost:$port/echo" </dev/null >/dev/null 2>&1 &&
         fail "ws-client trusted the test CA without --tls-ca"
     stop_server TERM
+    # the chat over wss: a member's message comes back to it from the room
+    start_prog "$b/examples/chat" --port 0 --tls-cert "$p/server-rsa.pem" \
+        --tls-key "$p/server-rsa.key"
+    echo 'over tls' | "$b/examples/ws-client" --tls-ca "$p/ca.pem" \
+        "wss://localhost:$port/chat/lobby?name=ann" >"$tmp/got" 2>"$tmp/cerr" ||
+        fail "wss chat: $(cat "$tmp/cerr")"
+    grep -q '"from":"ann","text":"over tls"' "$tmp/got" || fail "wss chat got '$(cat "$tmp/got")'"
+    stop_server TERM
     "$srv" --tls-cert "$p/server-rsa.pem" >/dev/null 2>&1 && fail "--tls-cert without --tls-key accepted"
     "$cli" 127.0.0.1 1 --alpn h2 >/dev/null 2>&1 && fail "--alpn without --tls accepted"
 else
