@@ -179,11 +179,13 @@ forget() {
 log() { echo "run.sh: $*" >&2; }
 failed=0
 
-# wait_line FILE REGEX SECS PID: waits for a line matching REGEX in FILE while PID lives
+# wait_line FILE REGEX SECS PID: waits for a line matching REGEX in FILE while PID lives;
+# sets wl_line to the first such line (read once: the file is not read again)
+wl_line=
 wait_line() {
     local i
     for ((i = 0; i < $3 * 20; i++)); do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
+        wl_line=$(grep -m 1 -E "$2" "$1" 2>/dev/null) && return 0
         kill -0 "$4" 2>/dev/null || return 1
         sleep 0.05
     done
@@ -223,9 +225,9 @@ start_server() {
         stop_server
         return 1
     fi
-    srv_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out" | head -n 1)
-    if [ -z "$srv_port" ] && [ -z "$local_sock" ]; then
-        log "$name: no port in its 'listening on' line: $(head -c 200 "$tmp/$name.out")"
+    srv_port=${wl_line##*:}
+    if [ -z "$local_sock" ] && ! [[ $srv_port =~ ^[0-9]+$ ]]; then
+        log "$name: no port in its 'listening on' line: $wl_line"
         stop_server
         return 1
     fi
