@@ -443,11 +443,11 @@ udp_figure() {
 
 # ws_echo_figure CONNS SIZE FIELD LABEL TARGET WS-LOADGEN-ARGS...: ws-loadgen echo
 ws_echo_figure() {
-    local conns=$1 size=$2 f=$3 label=$4 target=$5
+    local conns=$1 size=$2 f=$3 label=$4 goal=$5
     shift 5
     measure wref wours "$f" echo --conns "$conns" --size "$size" --seconds "$pp_secs" \
         --warmup "$pp_warm" "$@"
-    add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$target"
+    add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$goal"
     add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
 }
 
