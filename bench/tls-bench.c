@@ -2,13 +2,13 @@
  * tls-bench: TLS figures of libsocknet against references measured in the
  * same run, in one process over loopback (bench/run-tls.sh runs it).
  *
- *   tls-bench PKI_DIR [--seconds S]
+ *   tls-bench PKI_DIR [--seconds S] [--rounds N] [--only pingpong|handshakes|bulk]
  *
  * Rows (each "row NAME ours REF ratio" on stdout, human text on stderr):
  *   pingpong-16, pingpong-64  64-byte echo round trips per second over C
  *       connections (a client thread each), TLS 1.3 through the socknet
- *       server (fiber mode) against plain TCP through the same server; 5
- *       alternating rounds of each, medians.
+ *       server (fiber mode) against plain TCP through the same server;
+ *       alternating rounds of each (5, or --rounds), medians.
  *   handshakes-full, handshakes-resumed  TLS 1.3 handshakes per second (two
  *       client threads: connect, handshake, one echoed byte, close), the
  *       socknet server (thread mode) against a bare wolfSSL server with a
@@ -459,6 +459,7 @@ static double aesgcm_pair(void)
 }
 
 #define PP_ROUNDS 5
+#define PP_ROUNDS_MAX 21
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -479,27 +480,15 @@ static void row(const char *name, double ours, double ref, const char *unit)
     fflush(stdout);
 }
 
-int main(int argc, char **argv)
+static void run_pingpong(sn_tls *st, sn_tls *ct, int rounds)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: tls-bench PKI_DIR [--seconds S]\n");
-        return 2;
-    }
-    pki = argv[1];
-    if (argc == 4 && strcmp(argv[2], "--seconds") == 0)
-        seconds = atof(argv[3]);
-    if (seconds <= 0 || seconds > 60)
-        return 2;
-    sn_tls *st = server_tls(), *ct = client_tls();
-    printf("#   %-20s %12s %12s %6s\n", "figure", "ours", "reference", "ratio");
-
     sn_server *tls_fib = serve(st, echo, 1), *plain_fib = serve(NULL, echo, 1);
     int conns[] = {16, 64};
     for (int i = 0; i < 2; i++) {
-        /* plain and TLS alternate for PP_ROUNDS rounds; the row has the
+        /* plain and TLS alternate for `rounds` rounds; the row has the
          * medians (the machine's noise moves single rounds by 20 %) */
-        double ref[PP_ROUNDS], ours[PP_ROUNDS];
-        for (int r = 0; r < PP_ROUNDS; r++) {
+        double ref[PP_ROUNDS_MAX], ours[PP_ROUNDS_MAX];
+        for (int r = 0; r < rounds; r++) {
             ref[r] = pingpong(NULL, sn_server_port(plain_fib), conns[i]);
             ours[r] = pingpong(ct, sn_server_port(tls_fib), conns[i]);
             fprintf(stderr, "pingpong-%d round %d: %.0f / %.0f = %.2f\n", conns[i], r + 1,
@@ -507,12 +496,15 @@ int main(int argc, char **argv)
         }
         char name[32];
         snprintf(name, sizeof name, "pingpong-%d", conns[i]);
-        row(name, median(ours, PP_ROUNDS), median(ref, PP_ROUNDS),
+        row(name, median(ours, rounds), median(ref, rounds),
             "round trips/s (TLS vs plain TCP, medians of alternating rounds)");
     }
     sn_server_free(tls_fib);
     sn_server_free(plain_fib);
+}
 
+static void run_handshakes(sn_tls *st)
+{
     struct bare b = {0}, bi = {.iterative = 1};
     pthread_t btid, bitid;
     int bport = bare_start(&b, &btid), biport = bare_start(&bi, &bitid);
@@ -534,7 +526,12 @@ int main(int argc, char **argv)
         close(bares[i]->lfd);
     }
     sn_server_free(tls_thr);
+    wolfSSL_CTX_free(b.ctx);
+    wolfSSL_CTX_free(bi.ctx);
+}
 
+static void run_bulk(sn_tls *st, sn_tls *ct)
+{
     sn_server *tls_sink = serve(st, sink, 0), *plain_sink = serve(NULL, sink, 0);
     struct bare bs = {.sink = 1};
     pthread_t bstid;
@@ -553,8 +550,39 @@ int main(int argc, char **argv)
     wolfSSL_CTX_free(bs.ctx);
     sn_server_free(tls_sink);
     sn_server_free(plain_sink);
-    wolfSSL_CTX_free(b.ctx);
-    wolfSSL_CTX_free(bi.ctx);
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = NULL;
+    int rounds = PP_ROUNDS;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--seconds") == 0)
+            seconds = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--rounds") == 0)
+            rounds = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--only") == 0)
+            only = argv[i + 1];
+        else
+            argc = 0;
+    }
+    if (argc < 2 || argc % 2 != 0 || seconds <= 0 || seconds > 60 || rounds < 1 ||
+        rounds > PP_ROUNDS_MAX ||
+        (only && strcmp(only, "pingpong") && strcmp(only, "handshakes") && strcmp(only, "bulk"))) {
+        fprintf(stderr, "usage: tls-bench PKI_DIR [--seconds S (0-60)] [--rounds N (1-%d)]"
+                        " [--only pingpong|handshakes|bulk]\n", PP_ROUNDS_MAX);
+        return 2;
+    }
+    pki = argv[1];
+    sn_tls *st = server_tls(), *ct = client_tls();
+    printf("#   %-20s %12s %12s %6s\n", "figure", "ours", "reference", "ratio");
+
+    if (only == NULL || strcmp(only, "pingpong") == 0)
+        run_pingpong(st, ct, rounds);
+    if (only == NULL || strcmp(only, "handshakes") == 0)
+        run_handshakes(st);
+    if (only == NULL || strcmp(only, "bulk") == 0)
+        run_bulk(st, ct);
     sn_tls_free(st);
     sn_tls_free(ct);
     return 0;

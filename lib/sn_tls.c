@@ -14,7 +14,10 @@
  * the handshake loop here) waits with sn__wait_fd, which parks the fiber in
  * fiber mode. A wolfSSL session cannot be read and written by two threads
  * at once, so every call into it takes the transport's mutex; none of them
- * waits, so the lock is held for the time of one record at most.
+ * waits, so the lock is held for the time of one record at most. The one
+ * wait in the kernel, a thread-mode reader's blocking recv (tls_recv_wait,
+ * one system call where poll + recv would be two), fills the read-ahead
+ * buffer without the mutex, so a writer on another thread goes on.
  *
  * Locks: tt->mu (a session) and t->cache_mu (a context's session cache) are
  * never nested.
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <wolfssl/options.h>
@@ -93,6 +97,9 @@ typedef struct tls_transport {
     uint8_t *in;
     size_t in_pos, in_len;
     bool more;
+    /* a thread blocks in recv into `in`, outside mu (tls_recv_wait): until
+     * it is back, wolfSSL calls made by others read nothing */
+    bool reading;
     char reason[256];
 } tls_transport;
 
@@ -401,6 +408,8 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
     (void)ssl;
     tls_transport *tt = arg;
+    if (tt->reading)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
     while (tt->in_pos == tt->in_len) {
         ssize_t n = recv(tt->base.fd, tt->in, SN_TLS_INBUF, MSG_DONTWAIT);
         if (n > 0) {
@@ -917,6 +926,57 @@ static ssize_t tls_recv(sn_transport *t, void *buf, size_t len, short *want)
     return n;
 }
 
+/* The channel found nothing to read and must wait: block in recv itself,
+ * bounded by SO_RCVTIMEO, as the plain transport does, rather than poll
+ * then recv. The recv fills the empty read-ahead buffer without holding mu,
+ * so a writer on another thread is not held back; wolfSSL then decrypts
+ * under mu. A partial record means waiting again. */
+static ssize_t tls_recv_wait(sn_transport *t, void *buf, size_t len, int64_t deadline_ms)
+{
+    tls_transport *tt = (tls_transport *)t;
+    if (!t->blocking) {
+        int off = 0;
+        if (ioctl(t->fd, FIONBIO, &off) < 0)
+            return -errno;
+        t->blocking = true;
+    }
+    if (len > INT_MAX)
+        len = INT_MAX;
+    for (;;) {
+        int rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms);
+        if (rc < 0)
+            return rc;
+        sn__mutex_lock(&tt->mu);
+        if (tt->in_pos == tt->in_len && !tt->more && !wolfSSL_has_pending(tt->ssl)) {
+            tt->reading = true;
+            tt->in_pos = tt->in_len = 0;
+            sn__mutex_unlock(&tt->mu);
+            ssize_t got = recv(t->fd, tt->in, SN_TLS_INBUF, 0);
+            int err = errno;
+            sn__mutex_lock(&tt->mu);
+            tt->reading = false;
+            if (got > 0) {
+                tt->in_len = (size_t)got;
+                tt->more = got == SN_TLS_INBUF;
+            } else if (got < 0) {
+                sn__mutex_unlock(&tt->mu);
+                if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK)
+                    continue; /* a signal, or SO_RCVTIMEO ran out: the deadline decides */
+                return -err;
+            }
+            /* got == 0: wolfSSL's own recv meets the end of the stream */
+        }
+        short want = POLLIN;
+        int r = wolfSSL_read(tt->ssl, buf, (int)len);
+        ssize_t n = r > 0 ? r : after_call(tt, r, &want);
+        sn__mutex_unlock(&tt->mu);
+        if (n != SN_EAGAIN)
+            return n;
+        if (want == POLLOUT && (rc = sn__wait_fd(t->fd, POLLOUT, deadline_ms)) < 0)
+            return rc;
+    }
+}
+
 /* Several small buffers go out as one record, through the scratch buffer;
  * a large first buffer goes alone. After SN_EAGAIN the channel calls again
  * with the same leading bytes, which is what wolfSSL requires. */
@@ -998,6 +1058,7 @@ static void tls_release(sn_transport *t)
 static const sn_transport_vtable tls_vtable = {
     .name = "tls",
     .recv = tls_recv,
+    .recv_wait = tls_recv_wait,
     .sendv = tls_sendv,
     .shutdown = tls_shutdown,
     .pending = tls_pending,
@@ -1157,6 +1218,8 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     int fd = sn_sock_fd(sn_conn_sock(c));
     if ((rc = new_transport(&tt, tls, fd, name)) < 0)
         return rc;
+    tt->base.blocking = sn__conn_transport(c)->blocking; /* the same descriptor */
+    tt->base.timeo_ms = sn__conn_transport(c)->timeo_ms;
     sn__conn_set_transport(c, &tt->base);
     note_ecc_thread();
     if ((rc = take_turn(tls, abs)) == 0) {

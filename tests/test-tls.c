@@ -1167,6 +1167,81 @@ static void test_fibers_bulk_and_stop(void)
     sn_tls_free(ct);
 }
 
+/* One thread reads while another writes on the same TLS connection: the
+ * reader blocks in the kernel (outside the session lock) while the writer
+ * encrypts; every byte comes back in order. Then a read times out without
+ * harming the connection, and stop wakes a thread-mode handler blocked in
+ * a TLS read. */
+enum { RW_TOTAL = 2000000 };
+
+static unsigned char rw_byte(size_t i)
+{
+    return (unsigned char)(i * 131 + i / 977);
+}
+
+static void *rw_reader(void *arg)
+{
+    sn_conn *c = arg;
+    static unsigned char buf[4096];
+    size_t got = 0;
+    intptr_t bad = 0;
+    while (got < RW_TOTAL && !bad) {
+        size_t want = SN_MIN(sizeof buf, (size_t)RW_TOTAL - got);
+        ssize_t n = sn_read(c, buf, want, sn_deadline_in(10000));
+        if (n <= 0) {
+            bad = n < 0 ? n : -1;
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != rw_byte(got + (size_t)i))
+                bad = -2;
+        got += (size_t)n;
+    }
+    return (void *)bad;
+}
+
+static void test_reader_and_writer_threads(void)
+{
+    sn_tls *st = server_ctx("server-ec.pem"), *ct = client_ctx();
+    sn_server *s = start(st, raw_echo, NULL, false);
+    sn_conn *c;
+    SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
+    pthread_t tid;
+    pthread_create(&tid, NULL, rw_reader, c);
+    usleep(20000); /* the reader is blocked before the first byte */
+    static unsigned char out[65536];
+    size_t sent = 0, step = 1;
+    while (sent < RW_TOTAL) {
+        size_t n = SN_MIN(step, (size_t)RW_TOTAL - sent);
+        for (size_t i = 0; i < n; i++)
+            out[i] = rw_byte(sent + i);
+        if (sn_write(c, out, n, sn_deadline_in(10000)) != (ssize_t)n ||
+            sn_flush(c, sn_deadline_in(10000)) != 0) {
+            CU_FAIL("write");
+            break;
+        }
+        sent += n;
+        step = step * 3 % sizeof out + 1; /* 1 B to 64 KiB, records of every size */
+    }
+    void *res;
+    pthread_join(tid, &res);
+    SN_ASSERT_RC((int)(intptr_t)res, 0);
+    /* nothing comes: the deadline, not an error, and the connection still works */
+    char b;
+    SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(100)), SN_ETIMEDOUT);
+    SN_ASSERT_RC(sn_write(c, "z", 1, 0), 1);
+    SN_ASSERT_RC(sn_flush(c, 0), 0);
+    SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(5000)), 1);
+    CU_ASSERT_EQUAL(b, 'z');
+    /* the server's handler (a thread) now waits in a TLS read: stop wakes it */
+    SN_ASSERT_RC(sn_server_stop(s, 2000), 0);
+    SN_ASSERT_RC(sn_read(c, &b, 1, sn_deadline_in(5000)), SN_EOF);
+    sn_conn_free(c);
+    sn_server_free(s);
+    sn_tls_free(st);
+    sn_tls_free(ct);
+}
+
 static void test_tls_connect(void)
 {
     sn_tls *st = server_ctx("server-rsa.pem"), *ct = client_ctx();
@@ -1186,6 +1261,7 @@ static CU_TestInfo tests[] = {
     {"one way, introspection", test_one_way},
     {"plain connection is not TLS", test_plain_conn_is_not_tls},
     {"sn_tls_connect", test_tls_connect},
+    {"a reader and a writer thread on one connection", test_reader_and_writer_threads},
     {"mutual TLS, RSA and ECDSA", test_mutual},
     {"client certificate missing, wrong CA, expired", test_client_cert_rejected},
     {"optional client certificate", test_optional_client_cert},
