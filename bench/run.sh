@@ -260,7 +260,9 @@ run_load() {
     res=
     [[ $name == w* ]] && lg=$wsloadgen
     start_server "$name" || { failed=1; return; }
-    if timeout --foreground -k 5 120 "$lg" "$sub" "${target[@]}" "$@" \
+    local cpu=()
+    [[ $name == w* && $sub == echo ]] && cpu=(--server-pid "$srv_pid")
+    if timeout --foreground -k 5 120 "$lg" "$sub" "${target[@]}" "$@" "${cpu[@]}" \
         >"$tmp/load.out" 2>"$tmp/load.err"; then
         res=$(grep -m 1 '^result ' "$tmp/load.out")
     fi
@@ -449,6 +451,15 @@ ws_echo_figure() {
         --warmup "$pp_warm" "$@"
     add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$goal"
     add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
+    add_row "↳ CPU per message, µs: server + load generator (lower is better)" \
+        "$(cpu_pair "$m_rres")" "$(cpu_pair "$m_ores")" \
+        "$(ratio "$(field server_cpu_us "$m_ores")" "$(field server_cpu_us "$m_rres")")" ""
+}
+
+# cpu_pair RESULT: "server + client" CPU µs per exchange of a ws-loadgen echo result
+cpu_pair() {
+    [ -n "$1" ] && [ -n "$(field server_cpu_us "$1")" ] &&
+        echo "$(field server_cpu_us "$1") + $(field client_cpu_us "$1")"
 }
 
 # 4 blocking client threads: with 2, a handshake's round trips leave both servers idle

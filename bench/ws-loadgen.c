@@ -3,6 +3,7 @@
  *
  *   ws-loadgen echo      --host H --port P [--path /echo] --conns C --size N --seconds S
  *                        [--warmup S] [--threads T] [--binary] [--deflate] [--compressible]
+ *                        [--server-pid PID]
  *   ws-loadgen handshake --host H --port P [--path /echo] --seconds S [--threads T]
  *
  * echo: C WebSocket connections (the upgrades done first, then not timed), each sends an
@@ -22,6 +23,10 @@
  *   compressed on its own (zlib level 6, a fresh stream: valid with or without context
  *   takeover, for any window that holds the message) and the echo is inflated (context
  *   takeover unless the server said server_no_context_takeover).
+ *   --server-pid PID: also reads the CPU time (user + system, /proc/PID/stat) the server
+ *   and this process use over the measured window, and reports each per exchange
+ *   (server_cpu_us=, client_cpu_us=): on a machine where both share a few CPUs, the rate
+ *   alone cannot tell a server that is cheaper from one that leaves the client more CPU.
  * handshake: T threads loop: connect, upgrade (verifying the 101 and its accept key), send a
  *   close 1000, wait for the server's close frame, close with a RST (SO_LINGER {1, 0}: no
  *   TIME_WAIT), until S seconds pass. The figure is completed cycles per second.
@@ -48,7 +53,7 @@
 
 struct opts {
     const char *host, *port, *path;
-    long conns, size, threads;
+    long conns, size, threads, server_pid;
     double seconds, warmup;
     int binary, deflate, compressible;
 };
@@ -731,6 +736,35 @@ out:
     return NULL;
 }
 
+/* CPU seconds (user + system) process pid (0: this one) has used, or -1. */
+static double proc_cpu_s(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, pid ? "/proc/%ld/stat" : "/proc/self/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    unsigned long ut, st;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                     &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void sleep_until(uint64_t t)
+{
+    uint64_t n;
+    while (!g_stop && (n = now_ns()) < t) {
+        uint64_t d = t - n;
+        struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int cmd_echo(const struct opts *o)
 {
     int nth = (int)(o->threads < o->conns ? o->threads : o->conns), started = 0;
@@ -741,7 +775,11 @@ static int cmd_echo(const struct opts *o)
     pthread_barrier_t ready;
     int rc = -1;
 
-    if (!th || !fds || pool_make(o) < 0 || pthread_barrier_init(&ready, NULL, (unsigned)nth) != 0)
+    double cpu[2][2] = {{-1, -1}, {-1, -1}}; /* [server, client][window start, end] */
+
+    /* this thread waits at the barrier too, to time the window for --server-pid */
+    if (!th || !fds || pool_make(o) < 0 ||
+        pthread_barrier_init(&ready, NULL, (unsigned)nth + 1) != 0)
         goto out;
     fprintf(stderr, "echo: connecting %ld to %s:%s%s\n", o->conns, o->host, o->port, o->path);
     if (connect_many(fds, o->conns) < 0)
@@ -754,6 +792,14 @@ static int cmd_echo(const struct opts *o)
         if (pthread_create(&th[i].tid, NULL, ec_main, &th[i]) != 0)
             abort(); /* the others would wait at the barrier for ever */
         started++;
+    }
+    pthread_barrier_wait(&ready); /* the threads start their clocks as this one does */
+    uint64_t t0 = now_ns() + (uint64_t)(o->warmup * 1e9);
+    if (o->server_pid) {
+        sleep_until(t0);
+        cpu[0][0] = proc_cpu_s(o->server_pid), cpu[1][0] = proc_cpu_s(0);
+        sleep_until(t0 + (uint64_t)(o->seconds * 1e9));
+        cpu[0][1] = proc_cpu_s(o->server_pid), cpu[1][1] = proc_cpu_s(0);
     }
     for (int i = 0; i < started; i++) {
         pthread_join(th[i].tid, NULL);
@@ -778,8 +824,22 @@ static int cmd_echo(const struct opts *o)
         goto out_barrier;
     }
     printf("result ws-echo conns=%ld size=%ld msgs_per_s=%.0f mib_per_s=%.1f p50_us=%.1f "
-           "p99_us=%.1f p999_us=%.1f exchanges=%llu starved=%ld\n",
+           "p99_us=%.1f p999_us=%.1f exchanges=%llu starved=%ld",
            o->conns, o->size, rate, mib, p50, p99, p999, (unsigned long long)all.n, starved);
+    if (o->server_pid) {
+        if (cpu[0][0] < 0 || cpu[0][1] < 0 || cpu[1][0] < 0 || cpu[1][1] < 0) {
+            fprintf(stderr, "ws-loadgen: cannot read the CPU time of process %ld\n",
+                    o->server_pid);
+            printf("\n");
+            goto out_barrier;
+        }
+        double s_us = (cpu[0][1] - cpu[0][0]) * 1e6 / (double)all.n;
+        double c_us = (cpu[1][1] - cpu[1][0]) * 1e6 / (double)all.n;
+        printf(" server_cpu_us=%.2f client_cpu_us=%.2f", s_us, c_us);
+        fprintf(stderr, "echo: CPU per exchange: server %.2f us, this client %.2f us\n", s_us,
+                c_us);
+    }
+    printf("\n");
     rc = 0;
 out_barrier:
     pthread_barrier_destroy(&ready);
@@ -911,7 +971,7 @@ static _Noreturn void usage(void)
     fprintf(stderr,
             "usage: ws-loadgen echo --host H --port P [--path /echo] --conns C --size N\n"
             "                       --seconds S [--warmup S] [--threads T] [--binary]\n"
-            "                       [--deflate] [--compressible]\n"
+            "                       [--deflate] [--compressible] [--server-pid PID]\n"
             "       ws-loadgen handshake --host H --port P [--path /echo] --seconds S\n"
             "                       [--threads T]\n");
     exit(2);
@@ -945,6 +1005,8 @@ static void parse(struct opts *o, int argc, char **argv)
             o->seconds = secs_arg(v);
         else if (!strcmp(k, "--warmup"))
             o->warmup = secs_arg(v);
+        else if (!strcmp(k, "--server-pid"))
+            o->server_pid = num(v, 1, 1L << 22);
         else
             usage();
     }
