@@ -29,6 +29,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
@@ -286,19 +287,55 @@ static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
-/* The suites a session of ctx would offer: TLS 1.3 ones and the others. */
-static int count_suites(WOLFSSL_CTX *ctx, int *n13, int *n12)
+/* What a TLS 1.2 suite or a certificate's key authenticates with: a
+ * suite is usable with a key when they share a bit. RSA: RSA suites, RSA
+ * and RSA-PSS keys. EC: ECDSA suites, EC, Ed25519 and Ed448 keys (wolfSSL
+ * serves the ECDSA suites with EdDSA keys). */
+#define SN_AUTH_RSA 1u
+#define SN_AUTH_EC 2u
+#define SN_AUTH_ANY (SN_AUTH_RSA | SN_AUTH_EC)
+
+/* The suites a session of ctx would offer: how many are TLS 1.3 ones and
+ * how many others, and what the others authenticate with. */
+struct suites {
+    int n13, n12;
+    unsigned auth12; /* SN_AUTH_* bits */
+};
+
+/* A TLS 1.2 suite's SN_AUTH_* bits. Anonymous suites need no key (any);
+ * PSK suites need keys that sn_tls_config cannot give (none). wolfSSL 5.5
+ * calls "ADH-AES128-SHA" an RSA suite, hence the names first. */
+static unsigned suite_auth(const WOLFSSL_CIPHER *c, const char *name)
+{
+    if (strncmp(name, "ADH-", 4) == 0 || strncmp(name, "AECDH-", 6) == 0)
+        return SN_AUTH_ANY;
+    switch (wolfSSL_CIPHER_get_auth_nid(c)) {
+    case NID_auth_rsa: return SN_AUTH_RSA;
+    case NID_auth_ecdsa: return SN_AUTH_EC;
+    case NID_auth_null: return SN_AUTH_ANY;
+    default: return 0;
+    }
+}
+
+static int scan_suites(WOLFSSL_CTX *ctx, struct suites *out)
 {
     WOLFSSL *ssl = wolfSSL_new(ctx);
     if (ssl == NULL)
         return SN_ENOMEM;
-    *n13 = *n12 = 0;
+    *out = (struct suites){0};
     WOLF_STACK_OF(WOLFSSL_CIPHER) *sk = wolfSSL_get_ciphers_compat(ssl); /* the session's */
     int n = sk != NULL ? wolfSSL_sk_SSL_CIPHER_num(sk) : 0;
     for (int i = 0; i < n; i++) {
-        const char *name = wolfSSL_CIPHER_get_name(wolfSSL_sk_SSL_CIPHER_value(sk, i));
-        if (name != NULL)
-            (*(strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0 ? n13 : n12))++;
+        const WOLFSSL_CIPHER *c = wolfSSL_sk_SSL_CIPHER_value(sk, i);
+        const char *name = wolfSSL_CIPHER_get_name(c);
+        if (name == NULL)
+            continue;
+        if (strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0) {
+            out->n13++;
+        } else {
+            out->n12++;
+            out->auth12 |= suite_auth(c, name);
+        }
     }
     wolfSSL_free(ssl);
     return 0;
@@ -316,12 +353,13 @@ static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
         memcpy(name, p, n);
         name[n] = '\0';
         p += n + (p[n] == ':');
-        int n13, n12, rc;
+        struct suites su;
+        int rc;
         if (wolfSSL_CTX_set_cipher_list(ctx, name) != WOLFSSL_SUCCESS)
             return SN_ETLS_CONFIG;
-        if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+        if ((rc = scan_suites(ctx, &su)) < 0)
             return rc;
-        if ((v13 ? n13 : n12) == 0)
+        if ((v13 ? su.n13 : su.n12) == 0)
             return SN_ETLS_CONFIG;
     }
     return *list ? 0 : SN_ETLS_CONFIG;
@@ -334,7 +372,8 @@ static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int
     bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
     const char *l13 = cfg->ciphers_tls13 != NULL ? cfg->ciphers_tls13 : SN_TLS13_DEFAULT;
     const char *l12 = cfg->ciphers_tls12 != NULL ? cfg->ciphers_tls12 : SN_TLS12_DEFAULT;
-    int rc, n13, n12;
+    struct suites su;
+    int rc;
     if (cfg->ciphers_tls13 != NULL && want13 && (rc = check_list(ctx, l13, true)) < 0)
         return rc;
     if (cfg->ciphers_tls12 != NULL && want12 && (rc = check_list(ctx, l12, false)) < 0)
@@ -346,9 +385,9 @@ static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int
         return SN_ETLS_CONFIG;
     if (wolfSSL_CTX_set_cipher_list(ctx, all) != WOLFSSL_SUCCESS)
         return SN_ETLS_CONFIG;
-    if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+    if ((rc = scan_suites(ctx, &su)) < 0)
         return rc;
-    if ((want13 && n13 == 0) || (want12 && n12 == 0))
+    if ((want13 && su.n13 == 0) || (want12 && su.n12 == 0))
         return SN_ETLS_CONFIG;
     return 0;
 }
@@ -629,6 +668,42 @@ static int check_config(const sn_tls_config *cfg)
     return 0;
 }
 
+/* The SN_AUTH_* bits of the key of ctx's certificate; SN_AUTH_ANY for a
+ * key of another kind (not judged here) or no certificate. */
+static unsigned key_auth(WOLFSSL_CTX *ctx)
+{
+    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* owned by ctx */
+    switch (x != NULL ? wolfSSL_X509_get_pubkey_type(x) : 0) {
+    case RSAk:
+    case RSAPSSk: return SN_AUTH_RSA;
+    case ECDSAk:
+    case ED25519k:
+    case ED448k: return SN_AUTH_EC;
+    default: return SN_AUTH_ANY;
+    }
+}
+
+/* Servers offering TLS 1.2: some suite of the 1.2 list must be one that
+ * some certificate (the default one or one per name) can serve. A list
+ * serving none is refused even when TLS 1.3 is on too, whose suites do not
+ * depend on the key: its 1.2 suites could never be chosen. (Signature
+ * algorithms are not checked against the keys: wolfSSL signs with the
+ * key's own algorithm whatever the list, which names what the peer may
+ * use.) */
+static int check_keys(const sn_tls *t, const sn_tls_config *cfg)
+{
+    if (cfg->role != SN_TLS_SERVER || cfg->min_version == SN_TLS_1_3)
+        return 0;
+    struct suites su;
+    int rc = scan_suites(t->ctx, &su);
+    if (rc < 0)
+        return rc;
+    unsigned keys = key_auth(t->ctx);
+    for (int i = 0; i < t->nsni; i++)
+        keys |= key_auth(t->sni[i].ctx);
+    return (su.auth12 & keys) != 0 ? 0 : SN_ETLS_CONFIG;
+}
+
 static void tls_destroy(sn_tls *t)
 {
     wc_ecc_fp_free(); /* the caller's cache (a main thread has no destructor) */
@@ -708,7 +783,7 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     if ((rc = build_sni(t, cfg)) < 0)
         goto fail;
     const sn_tls_cert *own = source_set(&cfg->cert.chain) ? &cfg->cert : NULL;
-    if ((rc = build_ctx(t, cfg, own, &t->ctx)) < 0)
+    if ((rc = build_ctx(t, cfg, own, &t->ctx)) < 0 || (rc = check_keys(t, cfg)) < 0)
         goto fail;
     *out = t;
     return 0;
