@@ -5,8 +5,9 @@
  * A context (struct sn_tls) wraps a WOLFSSL_CTX built once from the
  * configuration and never changed afterwards, plus one WOLFSSL_CTX per SNI
  * certificate (the servername callback moves a session onto one of them).
- * The only mutable parts are the count of handshakes in progress (an
- * atomic) and the clients' session cache (under cache_mu).
+ * The only mutable parts are the count of handshakes in progress (under
+ * turn_mu, with turn_cv for threads waiting for a turn) and the clients'
+ * session cache (under cache_mu).
  *
  * The transport: wolfSSL reads and writes the descriptor through our I/O
  * callbacks, which use MSG_DONTWAIT and never wait; a call that would wait
@@ -16,8 +17,8 @@
  * at once, so every call into it takes the transport's mutex; none of them
  * waits, so the lock is held for the time of one record at most.
  *
- * Locks: tt->mu (a session) and t->cache_mu (a context's session cache) are
- * never nested.
+ * Locks: tt->mu (a session), t->cache_mu (a context's session cache) and
+ * t->turn_mu (its handshake turns) are never nested.
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -40,7 +41,7 @@
 #define SN_TLS_FILE_MAX (16 << 20) /* bytes of a certificate or key file */
 #define SN_TLS_CACHE 16            /* client sessions kept per context */
 #define SN_TLS_SCRATCH 16384       /* gathers small iovecs into one record */
-#define SN_TLS_TURN_MS 2           /* poll step while waiting for a handshake turn */
+#define SN_TLS_TURN_MS 2           /* fibers: poll step while waiting for a handshake turn */
 #define SN_TLS_INBUF 17408         /* read-ahead: a whole record and its header */
 
 struct sni_entry {
@@ -68,7 +69,10 @@ struct sn_tls {
     bool tickets;
     int handshake_ms; /* -1 never */
     int handshakes_max;
-    atomic_int handshakes;
+    pthread_mutex_t turn_mu;
+    pthread_cond_t turn_cv; /* a turn was given back (threads wait on it) */
+    int handshakes;         /* in progress, under turn_mu */
+    int turn_waiters;       /* threads waiting on turn_cv */
     char *sigalgs;
     pthread_mutex_t cache_mu;
     struct cached cache[SN_TLS_CACHE];
@@ -721,6 +725,8 @@ static void tls_destroy(sn_tls *t)
     sn__free(t->alpn_wire);
     sn__free(t->sigalgs);
     sn__mutex_destroy(&t->cache_mu);
+    sn__mutex_destroy(&t->turn_mu);
+    sn__cond_destroy(&t->turn_cv);
     sn__free(t);
 }
 
@@ -758,6 +764,8 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     if (t == NULL)
         return SN_ENOMEM;
     sn__mutex_init(&t->cache_mu);
+    sn__mutex_init(&t->turn_mu);
+    sn__cond_init(&t->turn_cv);
     atomic_init(&t->refs, 1);
     t->role = cfg->role;
     t->verify = cfg->verify ? cfg->verify
@@ -1150,29 +1158,51 @@ static int new_transport(tls_transport **out, sn_tls *t, int fd, const char *nam
     return 0;
 }
 
-/* Waits (polling, so that it works on a fiber too) for a turn among the
- * server's handshakes_max concurrent handshakes. */
+/* Waits for a turn among the server's handshakes_max concurrent
+ * handshakes, until the absolute deadline dl. A thread sleeps on turn_cv,
+ * which give_turn signals; a fiber must not block its thread, so it polls
+ * (parking only itself) every SN_TLS_TURN_MS. A free turn is taken before
+ * the deadline is looked at, so a waiter woken by give_turn never leaves
+ * the turn it was woken for unused (its timed wait may report a timeout
+ * and a wake-up at once). */
 static int take_turn(sn_tls *t, int64_t dl)
 {
     if (t->role != SN_TLS_SERVER || t->handshakes_max == 0)
         return 0;
-    for (;;) {
-        int cur = atomic_load(&t->handshakes);
-        if (cur < t->handshakes_max) {
-            if (atomic_compare_exchange_weak(&t->handshakes, &cur, cur + 1))
-                return 0;
+    bool fiber = sn__fiber_self() != NULL;
+    int rc = 0;
+    sn__mutex_lock(&t->turn_mu);
+    while (t->handshakes >= t->handshakes_max) {
+        int64_t now = sn_now_ms();
+        if (now >= dl) {
+            rc = SN_ETIMEDOUT;
+            break;
+        }
+        if (fiber) {
+            sn__mutex_unlock(&t->turn_mu);
+            sn__fiber_sleep_until(SN_MIN(now + SN_TLS_TURN_MS, dl));
+            sn__mutex_lock(&t->turn_mu);
             continue;
         }
-        if (sn_now_ms() >= dl)
-            return SN_ETIMEDOUT;
-        sn_sleep_ms(SN_TLS_TURN_MS);
+        t->turn_waiters++;
+        sn__cond_wait_until(&t->turn_cv, &t->turn_mu, dl); /* the loop tells why it woke */
+        t->turn_waiters--;
     }
+    if (rc == 0)
+        t->handshakes++;
+    sn__mutex_unlock(&t->turn_mu);
+    return rc;
 }
 
 static void give_turn(sn_tls *t)
 {
-    if (t->role == SN_TLS_SERVER && t->handshakes_max > 0)
-        atomic_fetch_sub(&t->handshakes, 1);
+    if (t->role != SN_TLS_SERVER || t->handshakes_max == 0)
+        return;
+    sn__mutex_lock(&t->turn_mu);
+    t->handshakes--;
+    if (t->turn_waiters > 0)
+        sn__cond_signal(&t->turn_cv); /* one turn, one waiter */
+    sn__mutex_unlock(&t->turn_mu);
 }
 
 /* After the handshake: ALPN required and not agreed. */
@@ -1237,6 +1267,9 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if ((rc = take_turn(tls, abs)) == 0) {
         rc = run_handshake(tt, abs);
         give_turn(tls);
+    } else {
+        snprintf(tt->reason, sizeof tt->reason,
+                 "no handshake turn free by the deadline (handshakes_max %d)", tls->handshakes_max);
     }
     if (rc < 0) {
         if (rc == SN_ETIMEDOUT && tt->reason[0] == '\0')

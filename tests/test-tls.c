@@ -1085,42 +1085,83 @@ static void *dial_loop(void *arg)
     return NULL;
 }
 
+/* One handshake at a time and six clients dialing at once, each within its
+ * 5 s deadline: every one completes, in thread mode (waiters sleep until
+ * a turn is given back: a lost wake-up leaves one asleep until its
+ * deadline) and in fiber mode (waiters poll). */
 static void test_handshake_limit(void)
 {
     sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
                           .handshakes_max = 1};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
-    sn_server *s = start(st, echo, NULL, false);
-    struct dialer d[6];
-    pthread_t tid[6];
-    for (int i = 0; i < 6; i++) {
-        d[i] = (struct dialer){ct, sn_server_port(s), 5, 0, sn_now_ms() + 20000};
-        pthread_create(&tid[i], NULL, dial_loop, &d[i]);
+    for (int fibers = 0; fibers < 2; fibers++) {
+        sn_server *s = start(st, echo, NULL, fibers);
+        struct dialer d[6];
+        pthread_t tid[6];
+        for (int i = 0; i < 6; i++) {
+            d[i] = (struct dialer){ct, sn_server_port(s), 5, 0, sn_now_ms() + 20000};
+            pthread_create(&tid[i], NULL, dial_loop, &d[i]);
+        }
+        int ok = 0;
+        for (int i = 0; i < 6; i++) {
+            pthread_join(tid[i], NULL);
+            ok += d[i].ok;
+        }
+        CU_ASSERT_EQUAL(ok, 30);
+        CU_ASSERT_EQUAL(sstats(s).tls_failures, 0);
+        sn_server_free(s);
     }
-    int ok = 0;
-    for (int i = 0; i < 6; i++) {
-        pthread_join(tid[i], NULL);
-        ok += d[i].ok;
-    }
-    CU_ASSERT_EQUAL(ok, 30);
-    CU_ASSERT_EQUAL(sstats(s).tls_failures, 0);
-    sn_server_free(s);
     sn_tls_free(st);
     sn_tls_free(ct);
 }
 
+/* A client upgrading its end of a socket pair (the server side's turn
+ * test below); its result does not matter. */
+static void *client_hello(void *arg)
+{
+    struct side *cl = arg;
+    cl->rc = sn_tls_upgrade(cl->c, cl->t, "localhost", sn_deadline_in(5000));
+    return NULL;
+}
+
 /* With one handshake at a time, a peer that never speaks holds the turn
- * until its deadline: a real client that came later completes only after
- * that handshake has failed. */
+ * until its deadline: a handshake whose deadline comes first fails with
+ * SN_ETIMEDOUT without starting, and a real client that came later
+ * completes only after that handshake has failed. */
 static void test_handshake_limit_waits(void)
 {
     sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                          .handshakes_max = 1, .handshake_timeout_ms = 1500};
+                          .handshakes_max = 1, .handshake_timeout_ms = 3000};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     sn_server *s = start(st, echo, NULL, false);
     int fd = raw_dial(s);
     WAIT_UNTIL(sstats(s).active == 1, 5000); /* its handshake holds the turn */
-    sn_test_sleep_ms(600); /* ours then has 600 ms of its deadline left after the turn */
+
+    /* a server-side upgrade on the same context whose deadline comes
+     * before the turn is free gives up without starting: the client's
+     * hello is still unread */
+    sn_sock *a, *b;
+    SN_ASSERT_RC(sn_test_sock_pair(&a, &b), 0);
+    struct side cl = {.t = ct};
+    sn_conn *sc;
+    SN_ASSERT_RC(sn_conn_new(&cl.c, a, NULL), 0);
+    SN_ASSERT_RC(sn_conn_new(&sc, b, NULL), 0);
+    pthread_t tid;
+    pthread_create(&tid, NULL, client_hello, &cl);
+    char peek[5];
+    int fd_b = sn_sock_fd(sn_conn_sock(sc));
+    WAIT_UNTIL(recv(fd_b, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT) == 5, 5000);
+    SN_ASSERT_RC(sn_tls_upgrade(sc, st, NULL, sn_deadline_in(200)), SN_ETIMEDOUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(sn_tls_reason(sc), "no handshake turn"));
+    CU_ASSERT_EQUAL(recv(fd_b, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT), 5);
+    CU_ASSERT_EQUAL(peek[0], 22); /* a handshake record */
+    CU_ASSERT_EQUAL(sstats(s).tls_failures, 0); /* the silent peer holds the turn still */
+    sn_conn_free(sc); /* the client sees the end */
+    pthread_join(tid, NULL);
+    CU_ASSERT(cl.rc < 0);
+    sn_conn_free(cl.c);
+
+    sn_test_sleep_ms(400); /* ours then has ~600 ms of its deadline left after the turn */
     sn_conn *c;
     SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 1); /* the silent one failed first */

@@ -154,7 +154,10 @@ typedef struct sn_tls_config {
     int handshakes_max;       /* servers: handshakes at once over all the
                                  connections of this context; more wait
                                  (within their handshake deadline) for a
-                                 turn; 0 = no limit */
+                                 turn: a thread sleeps until one is given
+                                 back, a fiber checks every 2 ms (parking
+                                 only itself); one that gets none in time
+                                 fails with SN_ETIMEDOUT; 0 = no limit */
 } sn_tls_config;
 
 /* Builds a context: loads and checks every certificate, key and list.
@@ -197,7 +200,8 @@ SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port
  * error (SN_EBADSTATE: the peer spoke TLS before the upgrade was agreed).
  * name: clients, the server name to send and to verify (NULL: no SNI and,
  * with hostname verification on, SN_EINVAL); servers: ignored.
- * dl: SN_DEADLINE_DEFAULT = the context's handshake timeout.
+ * dl: SN_DEADLINE_DEFAULT = the context's handshake timeout; a server
+ * context with handshakes_max waits within it for a turn first.
  * Returns 0, SN_ETIMEDOUT, SN_ETLS_HANDSHAKE, SN_ETLS_VERIFY,
  * SN_ETLS_HOSTNAME, SN_ETLS_NO_CERT, SN_ETLS_VERSION, SN_ETLS_CIPHER,
  * SN_ETLS_ALPN, SN_ETLS_ALERT, SN_EOF / SN_ECONNRESET (the peer left),
