@@ -577,6 +577,13 @@ static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cer
     wolfSSL_CTX_SetIOSend(ctx, io_send);
     if (cert != NULL && (rc = load_cert(ctx, cert)) < 0)
         goto fail;
+    /* wolfSSL makes the certificate's X509 on first demand and keeps it in
+     * the context (sessions' wolfSSL_get_certificate included): made here,
+     * before the context is shared, no connection writes to it later */
+    if (cert != NULL && wolfSSL_CTX_get0_certificate(ctx) == NULL) {
+        rc = SN_ENOMEM; /* it was parsed once already */
+        goto fail;
+    }
     if ((rc = load_trust(ctx, cfg)) < 0)
         goto fail;
     wolfSSL_CTX_set_verify(ctx, verify_mode(cfg), NULL);
@@ -676,7 +683,7 @@ static int check_config(const sn_tls_config *cfg)
  * key of another kind (not judged here) or no certificate. */
 static unsigned key_auth(WOLFSSL_CTX *ctx)
 {
-    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* owned by ctx */
+    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* made by build_ctx, owned by ctx */
     switch (x != NULL ? wolfSSL_X509_get_pubkey_type(x) : 0) {
     case RSAk:
     case RSAPSSk: return SN_AUTH_RSA;
