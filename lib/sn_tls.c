@@ -5,8 +5,9 @@
  * A context (struct sn_tls) wraps a WOLFSSL_CTX built once from the
  * configuration and never changed afterwards, plus one WOLFSSL_CTX per SNI
  * certificate (the servername callback moves a session onto one of them).
- * The only mutable parts are the count of handshakes in progress (an
- * atomic) and the clients' session cache (under cache_mu).
+ * The only mutable parts are the count of handshakes in progress (under
+ * turn_mu, with turn_cv for threads waiting for a turn) and the clients'
+ * session cache (under cache_mu).
  *
  * The transport: wolfSSL reads and writes the descriptor through our I/O
  * callbacks, which use MSG_DONTWAIT and never wait; a call that would wait
@@ -19,8 +20,8 @@
  * one system call where poll + recv would be two), fills the read-ahead
  * buffer without the mutex, so a writer on another thread goes on.
  *
- * Locks: tt->mu (a session) and t->cache_mu (a context's session cache) are
- * never nested.
+ * Locks: tt->mu (a session), t->cache_mu (a context's session cache) and
+ * t->turn_mu (its handshake turns) are never nested.
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -33,6 +34,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
@@ -43,7 +45,7 @@
 #define SN_TLS_FILE_MAX (16 << 20) /* bytes of a certificate or key file */
 #define SN_TLS_CACHE 16            /* client sessions kept per context */
 #define SN_TLS_SCRATCH 16384       /* gathers small iovecs into one record */
-#define SN_TLS_TURN_MS 2           /* poll step while waiting for a handshake turn */
+#define SN_TLS_TURN_MS 2           /* fibers: poll step while waiting for a handshake turn */
 #define SN_TLS_INBUF 17408         /* read-ahead: a whole record and its header */
 
 struct sni_entry {
@@ -71,7 +73,10 @@ struct sn_tls {
     bool tickets;
     int handshake_ms; /* -1 never */
     int handshakes_max;
-    atomic_int handshakes;
+    pthread_mutex_t turn_mu;
+    pthread_cond_t turn_cv; /* a turn was given back (threads wait on it) */
+    int handshakes;         /* in progress, under turn_mu */
+    int turn_waiters;       /* threads waiting on turn_cv */
     char *sigalgs;
     pthread_mutex_t cache_mu;
     struct cached cache[SN_TLS_CACHE];
@@ -293,19 +298,55 @@ static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
-/* The suites a session of ctx would offer: TLS 1.3 ones and the others. */
-static int count_suites(WOLFSSL_CTX *ctx, int *n13, int *n12)
+/* What a TLS 1.2 suite or a certificate's key authenticates with: a
+ * suite is usable with a key when they share a bit. RSA: RSA suites, RSA
+ * and RSA-PSS keys. EC: ECDSA suites, EC, Ed25519 and Ed448 keys (wolfSSL
+ * serves the ECDSA suites with EdDSA keys). */
+#define SN_AUTH_RSA 1u
+#define SN_AUTH_EC 2u
+#define SN_AUTH_ANY (SN_AUTH_RSA | SN_AUTH_EC)
+
+/* The suites a session of ctx would offer: how many are TLS 1.3 ones and
+ * how many others, and what the others authenticate with. */
+struct suites {
+    int n13, n12;
+    unsigned auth12; /* SN_AUTH_* bits */
+};
+
+/* A TLS 1.2 suite's SN_AUTH_* bits. Anonymous suites need no key (any);
+ * PSK suites need keys that sn_tls_config cannot give (none). wolfSSL 5.5
+ * calls "ADH-AES128-SHA" an RSA suite, hence the names first. */
+static unsigned suite_auth(const WOLFSSL_CIPHER *c, const char *name)
+{
+    if (strncmp(name, "ADH-", 4) == 0 || strncmp(name, "AECDH-", 6) == 0)
+        return SN_AUTH_ANY;
+    switch (wolfSSL_CIPHER_get_auth_nid(c)) {
+    case NID_auth_rsa: return SN_AUTH_RSA;
+    case NID_auth_ecdsa: return SN_AUTH_EC;
+    case NID_auth_null: return SN_AUTH_ANY;
+    default: return 0;
+    }
+}
+
+static int scan_suites(WOLFSSL_CTX *ctx, struct suites *out)
 {
     WOLFSSL *ssl = wolfSSL_new(ctx);
     if (ssl == NULL)
         return SN_ENOMEM;
-    *n13 = *n12 = 0;
+    *out = (struct suites){0};
     WOLF_STACK_OF(WOLFSSL_CIPHER) *sk = wolfSSL_get_ciphers_compat(ssl); /* the session's */
     int n = sk != NULL ? wolfSSL_sk_SSL_CIPHER_num(sk) : 0;
     for (int i = 0; i < n; i++) {
-        const char *name = wolfSSL_CIPHER_get_name(wolfSSL_sk_SSL_CIPHER_value(sk, i));
-        if (name != NULL)
-            (*(strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0 ? n13 : n12))++;
+        const WOLFSSL_CIPHER *c = wolfSSL_sk_SSL_CIPHER_value(sk, i);
+        const char *name = wolfSSL_CIPHER_get_name(c);
+        if (name == NULL)
+            continue;
+        if (strncmp(name, "TLS13-", 6) == 0 || strncmp(name, "TLS_", 4) == 0) {
+            out->n13++;
+        } else {
+            out->n12++;
+            out->auth12 |= suite_auth(c, name);
+        }
     }
     wolfSSL_free(ssl);
     return 0;
@@ -323,12 +364,13 @@ static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
         memcpy(name, p, n);
         name[n] = '\0';
         p += n + (p[n] == ':');
-        int n13, n12, rc;
+        struct suites su;
+        int rc;
         if (wolfSSL_CTX_set_cipher_list(ctx, name) != WOLFSSL_SUCCESS)
             return SN_ETLS_CONFIG;
-        if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+        if ((rc = scan_suites(ctx, &su)) < 0)
             return rc;
-        if ((v13 ? n13 : n12) == 0)
+        if ((v13 ? su.n13 : su.n12) == 0)
             return SN_ETLS_CONFIG;
     }
     return *list ? 0 : SN_ETLS_CONFIG;
@@ -341,7 +383,8 @@ static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int
     bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
     const char *l13 = cfg->ciphers_tls13 != NULL ? cfg->ciphers_tls13 : SN_TLS13_DEFAULT;
     const char *l12 = cfg->ciphers_tls12 != NULL ? cfg->ciphers_tls12 : SN_TLS12_DEFAULT;
-    int rc, n13, n12;
+    struct suites su;
+    int rc;
     if (cfg->ciphers_tls13 != NULL && want13 && (rc = check_list(ctx, l13, true)) < 0)
         return rc;
     if (cfg->ciphers_tls12 != NULL && want12 && (rc = check_list(ctx, l12, false)) < 0)
@@ -353,9 +396,9 @@ static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int
         return SN_ETLS_CONFIG;
     if (wolfSSL_CTX_set_cipher_list(ctx, all) != WOLFSSL_SUCCESS)
         return SN_ETLS_CONFIG;
-    if ((rc = count_suites(ctx, &n13, &n12)) < 0)
+    if ((rc = scan_suites(ctx, &su)) < 0)
         return rc;
-    if ((want13 && n13 == 0) || (want12 && n12 == 0))
+    if ((want13 && su.n13 == 0) || (want12 && su.n12 == 0))
         return SN_ETLS_CONFIG;
     return 0;
 }
@@ -543,6 +586,13 @@ static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cer
     wolfSSL_CTX_SetIOSend(ctx, io_send);
     if (cert != NULL && (rc = load_cert(ctx, cert)) < 0)
         goto fail;
+    /* wolfSSL makes the certificate's X509 on first demand and keeps it in
+     * the context (sessions' wolfSSL_get_certificate included): made here,
+     * before the context is shared, no connection writes to it later */
+    if (cert != NULL && wolfSSL_CTX_get0_certificate(ctx) == NULL) {
+        rc = SN_ENOMEM; /* it was parsed once already */
+        goto fail;
+    }
     if ((rc = load_trust(ctx, cfg)) < 0)
         goto fail;
     wolfSSL_CTX_set_verify(ctx, verify_mode(cfg), NULL);
@@ -638,6 +688,42 @@ static int check_config(const sn_tls_config *cfg)
     return 0;
 }
 
+/* The SN_AUTH_* bits of the key of ctx's certificate; SN_AUTH_ANY for a
+ * key of another kind (not judged here) or no certificate. */
+static unsigned key_auth(WOLFSSL_CTX *ctx)
+{
+    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* made by build_ctx, owned by ctx */
+    switch (x != NULL ? wolfSSL_X509_get_pubkey_type(x) : 0) {
+    case RSAk:
+    case RSAPSSk: return SN_AUTH_RSA;
+    case ECDSAk:
+    case ED25519k:
+    case ED448k: return SN_AUTH_EC;
+    default: return SN_AUTH_ANY;
+    }
+}
+
+/* Servers offering TLS 1.2: some suite of the 1.2 list must be one that
+ * some certificate (the default one or one per name) can serve. A list
+ * serving none is refused even when TLS 1.3 is on too, whose suites do not
+ * depend on the key: its 1.2 suites could never be chosen. (Signature
+ * algorithms are not checked against the keys: wolfSSL signs with the
+ * key's own algorithm whatever the list, which names what the peer may
+ * use.) */
+static int check_keys(const sn_tls *t, const sn_tls_config *cfg)
+{
+    if (cfg->role != SN_TLS_SERVER || cfg->min_version == SN_TLS_1_3)
+        return 0;
+    struct suites su;
+    int rc = scan_suites(t->ctx, &su);
+    if (rc < 0)
+        return rc;
+    unsigned keys = key_auth(t->ctx);
+    for (int i = 0; i < t->nsni; i++)
+        keys |= key_auth(t->sni[i].ctx);
+    return (su.auth12 & keys) != 0 ? 0 : SN_ETLS_CONFIG;
+}
+
 static void tls_destroy(sn_tls *t)
 {
     wc_ecc_fp_free(); /* the caller's cache (a main thread has no destructor) */
@@ -655,6 +741,8 @@ static void tls_destroy(sn_tls *t)
     sn__free(t->alpn_wire);
     sn__free(t->sigalgs);
     sn__mutex_destroy(&t->cache_mu);
+    sn__mutex_destroy(&t->turn_mu);
+    sn__cond_destroy(&t->turn_cv);
     sn__free(t);
 }
 
@@ -692,6 +780,8 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     if (t == NULL)
         return SN_ENOMEM;
     sn__mutex_init(&t->cache_mu);
+    sn__mutex_init(&t->turn_mu);
+    sn__cond_init(&t->turn_cv);
     atomic_init(&t->refs, 1);
     t->role = cfg->role;
     t->verify = cfg->verify ? cfg->verify
@@ -717,7 +807,7 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     if ((rc = build_sni(t, cfg)) < 0)
         goto fail;
     const sn_tls_cert *own = source_set(&cfg->cert.chain) ? &cfg->cert : NULL;
-    if ((rc = build_ctx(t, cfg, own, &t->ctx)) < 0)
+    if ((rc = build_ctx(t, cfg, own, &t->ctx)) < 0 || (rc = check_keys(t, cfg)) < 0)
         goto fail;
     *out = t;
     return 0;
@@ -1136,29 +1226,51 @@ static int new_transport(tls_transport **out, sn_tls *t, int fd, const char *nam
     return 0;
 }
 
-/* Waits (polling, so that it works on a fiber too) for a turn among the
- * server's handshakes_max concurrent handshakes. */
+/* Waits for a turn among the server's handshakes_max concurrent
+ * handshakes, until the absolute deadline dl. A thread sleeps on turn_cv,
+ * which give_turn signals; a fiber must not block its thread, so it polls
+ * (parking only itself) every SN_TLS_TURN_MS. A free turn is taken before
+ * the deadline is looked at, so a waiter woken by give_turn never leaves
+ * the turn it was woken for unused (its timed wait may report a timeout
+ * and a wake-up at once). */
 static int take_turn(sn_tls *t, int64_t dl)
 {
     if (t->role != SN_TLS_SERVER || t->handshakes_max == 0)
         return 0;
-    for (;;) {
-        int cur = atomic_load(&t->handshakes);
-        if (cur < t->handshakes_max) {
-            if (atomic_compare_exchange_weak(&t->handshakes, &cur, cur + 1))
-                return 0;
+    bool fiber = sn__fiber_self() != NULL;
+    int rc = 0;
+    sn__mutex_lock(&t->turn_mu);
+    while (t->handshakes >= t->handshakes_max) {
+        int64_t now = sn_now_ms();
+        if (now >= dl) {
+            rc = SN_ETIMEDOUT;
+            break;
+        }
+        if (fiber) {
+            sn__mutex_unlock(&t->turn_mu);
+            sn__fiber_sleep_until(SN_MIN(now + SN_TLS_TURN_MS, dl));
+            sn__mutex_lock(&t->turn_mu);
             continue;
         }
-        if (sn_now_ms() >= dl)
-            return SN_ETIMEDOUT;
-        sn_sleep_ms(SN_TLS_TURN_MS);
+        t->turn_waiters++;
+        sn__cond_wait_until(&t->turn_cv, &t->turn_mu, dl); /* the loop tells why it woke */
+        t->turn_waiters--;
     }
+    if (rc == 0)
+        t->handshakes++;
+    sn__mutex_unlock(&t->turn_mu);
+    return rc;
 }
 
 static void give_turn(sn_tls *t)
 {
-    if (t->role == SN_TLS_SERVER && t->handshakes_max > 0)
-        atomic_fetch_sub(&t->handshakes, 1);
+    if (t->role != SN_TLS_SERVER || t->handshakes_max == 0)
+        return;
+    sn__mutex_lock(&t->turn_mu);
+    t->handshakes--;
+    if (t->turn_waiters > 0)
+        sn__cond_signal(&t->turn_cv); /* one turn, one waiter */
+    sn__mutex_unlock(&t->turn_mu);
 }
 
 /* After the handshake: ALPN required and not agreed. */
@@ -1225,6 +1337,9 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if ((rc = take_turn(tls, abs)) == 0) {
         rc = run_handshake(tt, abs);
         give_turn(tls);
+    } else {
+        snprintf(tt->reason, sizeof tt->reason,
+                 "no handshake turn free by the deadline (handshakes_max %d)", tls->handshakes_max);
     }
     if (rc < 0) {
         if (rc == SN_ETIMEDOUT && tt->reason[0] == '\0')

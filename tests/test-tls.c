@@ -7,9 +7,9 @@
  * Covered: one-way and mutual TLS (RSA and ECDSA); client certificates
  * missing, from another CA, expired; host name mismatch (and the opt-out);
  * an untrusted server; TLS 1.0/1.1 refused; each version with a chosen
- * cipher; configuration errors (lists that select nothing, bad keys and
- * passwords); ALPN chosen by the server and mismatched; SNI choosing the
- * certificate; resumption with tickets and without; upgrade of a plain
+ * cipher; configuration errors (lists that select nothing, TLS 1.2 suites
+ * that no key of the server can serve, bad keys and passwords); ALPN
+ * chosen by the server and mismatched; SNI choosing the certificate; resumption with tickets and without; upgrade of a plain
  * connection; the handshake deadline against a silent peer; the limit on
  * concurrent handshakes; reload under load; close_notify and half-close;
  * fiber mode; introspection.
@@ -716,6 +716,102 @@ static void test_config_errors(void)
     sn_tls_free(t);
 }
 
+/* A server's TLS 1.2 suites must fit one of its keys (any certificate,
+ * the default one or one per name); clients are not checked (they cannot
+ * know the server's key), nor are signature algorithms. */
+static void test_suites_fit_keys(void)
+{
+    const char *rsa12 = "ECDHE-RSA-AES128-GCM-SHA256";
+    sn_tls *t = NULL;
+    /* an ECDSA key and RSA suites only: with 1.2 alone, and with 1.3 too */
+    sn_tls_config c = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
+                       .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    c.max_version = 0;
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    c.min_version = SN_TLS_1_3; /* the 1.2 list is not used */
+    SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
+    sn_tls_free(t);
+    /* an RSA key and ECDSA suites, or PSK suites (no PSK can be set up) */
+    c = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+                        .max_version = SN_TLS_1_2,
+                        .ciphers_tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256"};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    c.ciphers_tls12 = "PSK-CHACHA20-POLY1305";
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    /* one suite that fits is enough; anonymous suites need no key */
+    c.ciphers_tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:PSK-CHACHA20-POLY1305:"
+                      "DHE-RSA-AES128-GCM-SHA256";
+    SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
+    sn_tls_free(t);
+    c = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
+                        .max_version = SN_TLS_1_2, .ciphers_tls12 = "ADH-AES128-SHA"};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
+    sn_tls_free(t);
+    /* a client with an ECDSA certificate may list RSA suites */
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .cert = CERT("client-ec"), .ca = &ca_src,
+                        .nca = 1, .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
+    sn_tls_free(t);
+
+    /* RSA suites with an RSA key: taken, and a handshake uses them */
+    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+                          .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    sn_tls *st = mk(&scfg), *ct = client_ctx();
+    sn_conn *cc;
+    sn_tls_info info;
+    sn_server *s = start_dial(st, ct, &cc, &info);
+    CU_ASSERT_STRING_EQUAL(info.cipher_openssl, rsa12);
+    SN_ASSERT_RC(roundtrip(cc, "rsa suites, rsa key"), 0);
+    sn_conn_free(cc);
+    sn_server_free(s);
+    sn_tls_free(st);
+
+    /* certificates per name: an RSA one fits although the default (ECDSA)
+     * does not; a client asking for that name gets it, one asking for
+     * the default's cannot agree on a suite */
+    sn_tls_cert other = CERT("server-other");
+    other.name = "other.test";
+    scfg = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
+                           .sni_certs = &other, .nsni_certs = 1,
+                           .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    st = mk(&scfg);
+    s = start(st, echo, NULL, false);
+    if (tls_dial(&cc, ct, sn_server_port(s), "other.test") == 0) {
+        SN_ASSERT_RC(sn_tls_info_get(cc, &info), 0);
+        CU_ASSERT_STRING_EQUAL(info.cipher_openssl, rsa12);
+        SN_ASSERT_RC(roundtrip(cc, "by name"), 0);
+        sn_conn_free(cc);
+    } else {
+        CU_FAIL("no handshake with other.test");
+    }
+    CU_ASSERT(is_tls_error(tls_dial(&cc, ct, sn_server_port(s), "localhost")));
+    sn_server_free(s);
+    sn_tls_free(st);
+    /* ... but ECDSA keys for every name still serve no RSA suite */
+    sn_tls_cert ec_named = CERT("server-ec");
+    ec_named.name = "ec.test";
+    scfg.sni_certs = &ec_named;
+    SN_ASSERT_RC(sn_tls_new(&t, &scfg), SN_ETLS_CONFIG);
+
+    /* signature algorithms without the key's type are not an error:
+     * wolfSSL signs with ECDSA anyway, and the client accepts it */
+    scfg = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
+                           .sigalgs = "RSA-PSS+SHA256:RSA+SHA256"};
+    for (int v = 0; v < 2; v++) {
+        scfg.max_version = v == 0 ? SN_TLS_1_2 : SN_TLS_1_3;
+        st = mk(&scfg);
+        sn_tls *fresh = client_ctx();
+        int src, crc;
+        pair(st, fresh, "localhost", &src, &crc);
+        SN_ASSERT_RC(src, 0);
+        SN_ASSERT_RC(crc, 0);
+        sn_tls_free(st);
+        sn_tls_free(fresh);
+    }
+    sn_tls_free(ct);
+}
+
 /* Certificates and CAs from memory, PEM and DER. */
 static void test_memory_sources(void)
 {
@@ -989,42 +1085,83 @@ static void *dial_loop(void *arg)
     return NULL;
 }
 
+/* One handshake at a time and six clients dialing at once, each within its
+ * 5 s deadline: every one completes, in thread mode (waiters sleep until
+ * a turn is given back: a lost wake-up leaves one asleep until its
+ * deadline) and in fiber mode (waiters poll). */
 static void test_handshake_limit(void)
 {
     sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
                           .handshakes_max = 1};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
-    sn_server *s = start(st, echo, NULL, false);
-    struct dialer d[6];
-    pthread_t tid[6];
-    for (int i = 0; i < 6; i++) {
-        d[i] = (struct dialer){ct, sn_server_port(s), 5, 0, sn_now_ms() + 20000};
-        pthread_create(&tid[i], NULL, dial_loop, &d[i]);
+    for (int fibers = 0; fibers < 2; fibers++) {
+        sn_server *s = start(st, echo, NULL, fibers);
+        struct dialer d[6];
+        pthread_t tid[6];
+        for (int i = 0; i < 6; i++) {
+            d[i] = (struct dialer){ct, sn_server_port(s), 5, 0, sn_now_ms() + 20000};
+            pthread_create(&tid[i], NULL, dial_loop, &d[i]);
+        }
+        int ok = 0;
+        for (int i = 0; i < 6; i++) {
+            pthread_join(tid[i], NULL);
+            ok += d[i].ok;
+        }
+        CU_ASSERT_EQUAL(ok, 30);
+        CU_ASSERT_EQUAL(sstats(s).tls_failures, 0);
+        sn_server_free(s);
     }
-    int ok = 0;
-    for (int i = 0; i < 6; i++) {
-        pthread_join(tid[i], NULL);
-        ok += d[i].ok;
-    }
-    CU_ASSERT_EQUAL(ok, 30);
-    CU_ASSERT_EQUAL(sstats(s).tls_failures, 0);
-    sn_server_free(s);
     sn_tls_free(st);
     sn_tls_free(ct);
 }
 
+/* A client upgrading its end of a socket pair (the server side's turn
+ * test below); its result does not matter. */
+static void *client_hello(void *arg)
+{
+    struct side *cl = arg;
+    cl->rc = sn_tls_upgrade(cl->c, cl->t, "localhost", sn_deadline_in(5000));
+    return NULL;
+}
+
 /* With one handshake at a time, a peer that never speaks holds the turn
- * until its deadline: a real client that came later completes only after
- * that handshake has failed. */
+ * until its deadline: a handshake whose deadline comes first fails with
+ * SN_ETIMEDOUT without starting, and a real client that came later
+ * completes only after that handshake has failed. */
 static void test_handshake_limit_waits(void)
 {
     sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                          .handshakes_max = 1, .handshake_timeout_ms = 1500};
+                          .handshakes_max = 1, .handshake_timeout_ms = 3000};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     sn_server *s = start(st, echo, NULL, false);
     int fd = raw_dial(s);
     WAIT_UNTIL(sstats(s).active == 1, 5000); /* its handshake holds the turn */
-    sn_test_sleep_ms(600); /* ours then has 600 ms of its deadline left after the turn */
+
+    /* a server-side upgrade on the same context whose deadline comes
+     * before the turn is free gives up without starting: the client's
+     * hello is still unread */
+    sn_sock *a, *b;
+    SN_ASSERT_RC(sn_test_sock_pair(&a, &b), 0);
+    struct side cl = {.t = ct};
+    sn_conn *sc;
+    SN_ASSERT_RC(sn_conn_new(&cl.c, a, NULL), 0);
+    SN_ASSERT_RC(sn_conn_new(&sc, b, NULL), 0);
+    pthread_t tid;
+    pthread_create(&tid, NULL, client_hello, &cl);
+    char peek[5];
+    int fd_b = sn_sock_fd(sn_conn_sock(sc));
+    WAIT_UNTIL(recv(fd_b, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT) == 5, 5000);
+    SN_ASSERT_RC(sn_tls_upgrade(sc, st, NULL, sn_deadline_in(200)), SN_ETIMEDOUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(sn_tls_reason(sc), "no handshake turn"));
+    CU_ASSERT_EQUAL(recv(fd_b, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT), 5);
+    CU_ASSERT_EQUAL(peek[0], 22); /* a handshake record */
+    CU_ASSERT_EQUAL(sstats(s).tls_failures, 0); /* the silent peer holds the turn still */
+    sn_conn_free(sc); /* the client sees the end */
+    pthread_join(tid, NULL);
+    CU_ASSERT(cl.rc < 0);
+    sn_conn_free(cl.c);
+
+    sn_test_sleep_ms(400); /* ours then has ~600 ms of its deadline left after the turn */
     sn_conn *c;
     SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 1); /* the silent one failed first */
@@ -1273,6 +1410,7 @@ static CU_TestInfo tests[] = {
     {"no shared cipher or version", test_no_shared_cipher_or_version},
     {"cipher order and group", test_cipher_order_and_group},
     {"configuration errors", test_config_errors},
+    {"a server's TLS 1.2 suites fit its keys", test_suites_fit_keys},
     {"sources in memory, PEM and DER", test_memory_sources},
     {"ALPN", test_alpn},
     {"SNI picks the certificate", test_sni},

@@ -120,10 +120,23 @@ typedef struct sn_tls_config {
      * list; sigalgs and groups default to wolfSSL's. A name wolfSSL does
      * not know, a suite in the other version's list, or a list leaving an
      * enabled version without a suite is an error of sn_tls_new
-     * (SN_ETLS_CONFIG), never a silent fallback. A suite the certificate
-     * cannot serve (ECDSA suites with an RSA key) is not detected here. */
+     * (SN_ETLS_CONFIG), never a silent fallback. */
+    /* Servers allowing TLS 1.2 (with or without 1.3): the list must hold a
+     * suite that one of the certificates (cert or any of sni_certs) can
+     * serve: ECDSA suites need an EC (or Ed25519/Ed448) key, RSA suites an
+     * RSA key; anonymous suites need none, PSK suites cannot be set up
+     * here. A list serving none of them is SN_ETLS_CONFIG even when TLS 1.3
+     * is allowed too (1.3 suites do not depend on the key): its 1.2 suites
+     * could never be chosen. Clients cannot know the server's key: their
+     * lists are not checked this way. */
     const char *ciphers_tls12; /* OpenSSL names: "ECDHE-RSA-AES128-GCM-SHA256" */
     const char *ciphers_tls13; /* IANA names: "TLS_AES_256_GCM_SHA384" */
+    /* Signature algorithms this side offers the peer: what it accepts in
+     * the peer's signatures (in TLS 1.2 a server refuses a client
+     * certificate signed otherwise). With wolfSSL 5.5 they do not bind this
+     * side's own signature, made with its key's algorithm from the peer's
+     * list: a list without the own key's type (RSA only, an ECDSA key) is
+     * therefore no error. */
     const char *sigalgs;       /* "RSA-PSS+SHA256:ECDSA+SHA256:RSA+SHA256" */
     const char *groups;        /* "X25519:P-256:P-384" */
     int prefer_server_ciphers; /* servers: SN_ON (default) the server's order;
@@ -141,16 +154,21 @@ typedef struct sn_tls_config {
     int handshakes_max;       /* servers: handshakes at once over all the
                                  connections of this context; more wait
                                  (within their handshake deadline) for a
-                                 turn; 0 = no limit */
+                                 turn: a thread sleeps until one is given
+                                 back, a fiber checks every 2 ms (parking
+                                 only itself); one that gets none in time
+                                 fails with SN_ETIMEDOUT; 0 = no limit */
 } sn_tls_config;
 
 /* Builds a context: loads and checks every certificate, key and list.
  * Returns 0, SN_EINVAL (NULL arguments, bad role, switch, version or
  * count), SN_ETLS_CERT (a certificate, key or CA that cannot be read or
- * parsed, a wrong password, a key that does not match its certificate;
- * sn_tls_config_error may not say more), SN_ETLS_CONFIG (a list selecting
- * nothing usable, a server without a certificate, min above max),
- * SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. */
+ * parsed, a wrong password, a key that does not match its certificate),
+ * SN_ETLS_CONFIG (a list selecting nothing usable: an unknown name, a
+ * version left without a suite, a server's TLS 1.2 suites that none of
+ * its keys can serve; a server without a certificate; min above max),
+ * SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. The code is all it tells:
+ * there is no detailed reason for a configuration error. */
 SN_API int sn_tls_new(sn_tls **out, const sn_tls_config *cfg);
 
 /* Takes one more reference (returns t). */
@@ -182,7 +200,8 @@ SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port
  * error (SN_EBADSTATE: the peer spoke TLS before the upgrade was agreed).
  * name: clients, the server name to send and to verify (NULL: no SNI and,
  * with hostname verification on, SN_EINVAL); servers: ignored.
- * dl: SN_DEADLINE_DEFAULT = the context's handshake timeout.
+ * dl: SN_DEADLINE_DEFAULT = the context's handshake timeout; a server
+ * context with handshakes_max waits within it for a turn first.
  * Returns 0, SN_ETIMEDOUT, SN_ETLS_HANDSHAKE, SN_ETLS_VERIFY,
  * SN_ETLS_HOSTNAME, SN_ETLS_NO_CERT, SN_ETLS_VERSION, SN_ETLS_CIPHER,
  * SN_ETLS_ALPN, SN_ETLS_ALERT, SN_EOF / SN_ECONNRESET (the peer left),
