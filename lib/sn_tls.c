@@ -71,6 +71,7 @@ struct sn_tls {
     size_t alpn_wire_len;
     bool alpn_required;
     bool tickets;
+    bool max13;       /* TLS 1.3 allowed */
     int handshake_ms; /* -1 never */
     int handshakes_max;
     pthread_mutex_t turn_mu;
@@ -311,19 +312,25 @@ static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
 struct suites {
     int n13, n12;
     unsigned auth12; /* SN_AUTH_* bits */
+    bool anon12;     /* an anonymous suite: no certificate at all */
 };
 
+/* wolfSSL 5.5 calls "ADH-AES128-SHA" an RSA suite, hence the names first. */
+static bool suite_anon(const WOLFSSL_CIPHER *c, const char *name)
+{
+    return strncmp(name, "ADH-", 4) == 0 || strncmp(name, "AECDH-", 6) == 0 ||
+           wolfSSL_CIPHER_get_auth_nid(c) == NID_auth_null;
+}
+
 /* A TLS 1.2 suite's SN_AUTH_* bits. Anonymous suites need no key (any);
- * PSK suites need keys that sn_tls_config cannot give (none). wolfSSL 5.5
- * calls "ADH-AES128-SHA" an RSA suite, hence the names first. */
+ * PSK suites need keys that sn_tls_config cannot give (none). */
 static unsigned suite_auth(const WOLFSSL_CIPHER *c, const char *name)
 {
-    if (strncmp(name, "ADH-", 4) == 0 || strncmp(name, "AECDH-", 6) == 0)
+    if (suite_anon(c, name))
         return SN_AUTH_ANY;
     switch (wolfSSL_CIPHER_get_auth_nid(c)) {
     case NID_auth_rsa: return SN_AUTH_RSA;
     case NID_auth_ecdsa: return SN_AUTH_EC;
-    case NID_auth_null: return SN_AUTH_ANY;
     default: return 0;
     }
 }
@@ -346,6 +353,7 @@ static int scan_suites(WOLFSSL_CTX *ctx, struct suites *out)
         } else {
             out->n12++;
             out->auth12 |= suite_auth(c, name);
+            out->anon12 |= suite_anon(c, name);
         }
     }
     wolfSSL_free(ssl);
@@ -377,7 +385,10 @@ static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
 }
 
 /* Sets the suites of both versions (the defaults where a list is NULL),
- * only those of versions in [minv, maxv]. */
+ * only those of versions in [minv, maxv]. An anonymous suite is refused
+ * where certificates are verified: a client would accept a server with no
+ * certificate (anyone in the middle picks the suite), and a server cannot
+ * ask for a client's certificate in one. */
 static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int maxv)
 {
     bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
@@ -399,6 +410,10 @@ static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int
     if ((rc = scan_suites(ctx, &su)) < 0)
         return rc;
     if ((want13 && su.n13 == 0) || (want12 && su.n12 == 0))
+        return SN_ETLS_CONFIG;
+    bool verifies = cfg->verify != 0 ? cfg->verify != SN_TLS_VERIFY_NONE
+                                     : cfg->role == SN_TLS_CLIENT; /* the defaults */
+    if (want12 && su.anon12 && verifies)
         return SN_ETLS_CONFIG;
     return 0;
 }
@@ -791,6 +806,7 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
                          t->verify != SN_TLS_VERIFY_NONE;
     t->alpn_required = cfg->alpn_required != SN_OFF;
     t->tickets = cfg->tickets != SN_OFF;
+    t->max13 = cfg->max_version == 0 || cfg->max_version == SN_TLS_1_3;
     t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms
                                                 : SN_TLS_HANDSHAKE_DEFAULT;
     t->handshakes_max = cfg->handshakes_max;
@@ -1131,7 +1147,11 @@ static void tls_release(sn_transport *t)
     tls_transport *tt = (tls_transport *)t;
     if (tt->done && !tt->failed && !tt->notified)
         wolfSSL_shutdown(tt->ssl); /* close_notify, if the socket takes it now */
-    if (tt->done && !tt->failed && tt->tls->role == SN_TLS_CLIENT && tt->tls->tickets) {
+    /* a client that allows TLS 1.3 keeps only TLS 1.3 sessions: wolfSSL 5.5
+     * fails the handshake (out of order message) when it offers a TLS 1.2
+     * session to a server that answers with TLS 1.3 */
+    if (tt->done && !tt->failed && tt->tls->role == SN_TLS_CLIENT && tt->tls->tickets &&
+        (!tt->tls->max13 || wolfSSL_version(tt->ssl) == TLS1_3_VERSION)) {
         WOLFSSL_SESSION *s = wolfSSL_get1_session(tt->ssl);
         if (s != NULL)
             cache_put(tt->tls, tt->name ? tt->name : "", s);

@@ -748,6 +748,20 @@ static void test_suites_fit_keys(void)
                         .max_version = SN_TLS_1_2, .ciphers_tls12 = "ADH-AES128-SHA"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
+    /* ...but not where certificates are verified: a server asking for client
+     * certificates, or a client (verifying by default), would be fooled */
+    c.verify = SN_TLS_VERIFY_REQUIRED;
+    c.ca = &ca_src;
+    c.nca = 1;
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
+                        .ciphers_tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:AECDH-AES128-SHA"};
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    c.ciphers_tls12 = "ADH-AES128-SHA";
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
+    c.verify = SN_TLS_VERIFY_NONE; /* said outright: no authentication */
+    SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
+    sn_tls_free(t);
     /* a client with an ECDSA certificate may list RSA suites */
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .cert = CERT("client-ec"), .ca = &ca_src,
                         .nca = 1, .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
@@ -976,6 +990,43 @@ static void test_resumption(void)
             sn_tls_free(ct);
         }
     }
+}
+
+/* A client that allows TLS 1.3 keeps no TLS 1.2 session: offered to a
+ * server under the same name that now speaks TLS 1.3 (a new server, or new
+ * settings), wolfSSL 5.5 would fail that handshake. */
+static void test_resumption_across_versions(void)
+{
+    sn_tls_config old_cfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+                             .max_version = SN_TLS_1_2};
+    sn_tls_config new_cfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa")};
+    sn_tls *old_st = mk(&old_cfg), *new_st = mk(&new_cfg), *ct = client_ctx();
+    sn_server *old_s = start(old_st, echo, NULL, false), *new_s = start(new_st, echo, NULL, false);
+    /* TLS 1.2 with the old server: not resumed, so nothing is kept */
+    CU_ASSERT_EQUAL(resumed_after_two(ct, sn_server_port(old_s)), 0);
+    sn_conn *c;
+    SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(old_s), "localhost"), 0);
+    SN_ASSERT_RC(roundtrip(c, "old"), 0);
+    sn_conn_free(c);
+    /* the same name, now TLS 1.3: a full handshake that works */
+    SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(new_s), "localhost"), 0);
+    SN_ASSERT_RC(roundtrip(c, "new"), 0);
+    sn_tls_info info;
+    SN_ASSERT_RC(sn_tls_info_get(c, &info), 0);
+    CU_ASSERT_EQUAL(info.version, SN_TLS_1_3);
+    CU_ASSERT_EQUAL(info.resumed, 0);
+    sn_conn_free(c);
+    /* and its TLS 1.3 session is resumed as before */
+    SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(new_s), "localhost"), 0);
+    SN_ASSERT_RC(roundtrip(c, "again"), 0);
+    SN_ASSERT_RC(sn_tls_info_get(c, &info), 0);
+    CU_ASSERT_EQUAL(info.resumed, 1);
+    sn_conn_free(c);
+    sn_server_free(old_s);
+    sn_server_free(new_s);
+    sn_tls_free(old_st);
+    sn_tls_free(new_st);
+    sn_tls_free(ct);
 }
 
 /* ---- upgrade (STARTTLS) ------------------------------------------------------------- */
@@ -1398,6 +1449,7 @@ static CU_TestInfo tests[] = {
     {"one way, introspection", test_one_way},
     {"plain connection is not TLS", test_plain_conn_is_not_tls},
     {"sn_tls_connect", test_tls_connect},
+    {"resumption across versions", test_resumption_across_versions},
     {"a reader and a writer thread on one connection", test_reader_and_writer_threads},
     {"mutual TLS, RSA and ECDSA", test_mutual},
     {"client certificate missing, wrong CA, expired", test_client_cert_rejected},

@@ -128,7 +128,11 @@ typedef struct sn_tls_config {
      * here. A list serving none of them is SN_ETLS_CONFIG even when TLS 1.3
      * is allowed too (1.3 suites do not depend on the key): its 1.2 suites
      * could never be chosen. Clients cannot know the server's key: their
-     * lists are not checked this way. */
+     * lists are not checked this way.
+     * Anonymous suites (ADH-*, AECDH-*) are SN_ETLS_CONFIG wherever
+     * certificates are verified (clients by default, servers with verify
+     * set): the peer could pick one and show no certificate at all. Set
+     * verify to SN_TLS_VERIFY_NONE to use them. */
     const char *ciphers_tls12; /* OpenSSL names: "ECDHE-RSA-AES128-GCM-SHA256" */
     const char *ciphers_tls13; /* IANA names: "TLS_AES_256_GCM_SHA384" */
     /* Signature algorithms this side offers the peer: what it accepts in
@@ -149,7 +153,13 @@ typedef struct sn_tls_config {
     int alpn_required; /* SN_ON (default): no protocol in common fails the
                           handshake (SN_ETLS_ALPN); SN_OFF: go on without */
 
-    int tickets;              /* session resumption by tickets; SN_ON (default) */
+    /* Session resumption by tickets; SN_ON (default). A client keeps the
+     * last session per server name, for one use. A client that allows TLS
+     * 1.3 keeps only TLS 1.3 sessions, so it does not resume with servers
+     * that stop at TLS 1.2: wolfSSL 5.5 fails the handshake when a TLS 1.2
+     * session is offered to a server that answers in TLS 1.3 (one that
+     * was upgraded, or another under the same name). */
+    int tickets;
     int handshake_timeout_ms; /* ms; 0 = 10000; SN_TIMEOUT_NEVER */
     int handshakes_max;       /* servers: handshakes at once over all the
                                  connections of this context; more wait
