@@ -174,35 +174,19 @@ void sn__inflate_end(sn__inflate *f)
  * final block (which RFC 7692 section 7.2.3.4 allows) is ignored. */
 static int inflate_run(sn__inflate *f, const uint8_t *in, size_t len, size_t max, sn__bytes *out)
 {
-    f->zs.next_in = (Bytef *)in;
-    f->zs.avail_in = (uInt)len;
-    while (!f->ended) {
-        uint8_t probe;
+    bool more;
+    do {
         size_t room = max > out->len ? SN_MIN(max - out->len, (size_t)65536) : 0;
-        if (room > 0 && sn__bytes_reserve(out, room) < 0)
-            return SN_ENOMEM;
-        uint8_t *at = room > 0 ? out->p + out->len : &probe;
-        uInt give = room > 0 ? (uInt)room : 1;
-        uInt in_before = f->zs.avail_in;
-        f->zs.next_out = at;
-        f->zs.avail_out = give;
-        int rc = inflate(&f->zs, Z_SYNC_FLUSH);
-        size_t made = give - f->zs.avail_out;
-        if (room == 0 && made > 0)
-            return SN_EWS_TOO_BIG; /* more than max bytes */
-        out->len += room > 0 ? made : 0;
-        if (rc == Z_STREAM_END)
-            f->ended = true;
-        else if (rc == Z_MEM_ERROR)
-            return SN_ENOMEM;
-        else if (rc != Z_OK && rc != Z_BUF_ERROR)
-            return SN_EWS_DEFLATE; /* corrupt data, or a dictionary asked for */
-        if (f->zs.avail_in == 0 && f->zs.avail_out != 0)
-            return 0; /* all taken, nothing held back */
-        if (made == 0 && f->zs.avail_in == in_before && !f->ended)
-            return SN_EWS_DEFLATE; /* no progress at all */
-    }
-    f->zs.avail_in = 0;
+        if (room == 0) {
+            uint8_t byte;
+            sn__bytes probe = {.p = &byte, .cap = 1};
+            int rc = sn__inflate_some(f, &in, &len, 1, &probe, &more);
+            return rc < 0 ? rc : probe.len > 0 ? SN_EWS_TOO_BIG : 0;
+        }
+        int rc = sn__inflate_some(f, &in, &len, room, out, &more);
+        if (rc < 0)
+            return rc;
+    } while (more || len > 0);
     return 0;
 }
 
