@@ -663,12 +663,6 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
         iov++;
         iovcnt--;
     }
-    /* Fiber mode: the thread's other ready fibers (connections that have
-     * input) read first, so that the replies of one scheduler pass leave
-     * together and the peers' threads wake once for them, not once each:
-     * 14-17 % more WebSocket echoes at 1000 connections (bench/RESULTS.md). */
-    if (iovcnt > 0)
-        sn__fiber_yield_to_ready();
     while (iovcnt > 0) {
         if (woken(c) >= 2)
             return SN_ESTOPPED;

@@ -545,16 +545,6 @@ int sn__fiber_sleep_until(int64_t deadline)
     return park_until(s, f, deadline);
 }
 
-bool sn__fiber_yield_to_ready(void)
-{
-    sn_sched *s = tl_sched;
-    if (s == NULL || s->cur == NULL || s->head == NULL)
-        return false;
-    make_ready(s, s->cur);
-    park(s, s->cur);
-    return true;
-}
-
 void sn__fiber_yield(void)
 {
     sn_sched *s = tl_sched;

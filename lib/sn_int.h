@@ -164,10 +164,6 @@ int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_siz
 /* The calling fiber, or NULL on a plain thread. */
 sn_fiber *sn__fiber_self(void);
 void sn__fiber_yield(void);
-/* On a fiber, and only when other fibers of the thread are ready: lets
- * them run first (the caller goes to the back of the run queue). True if
- * it yielded. */
-bool sn__fiber_yield_to_ready(void);
 int sn__fiber_sleep_until(int64_t deadline_ms);
 /* Like sn__wait_fd, parking the fiber instead of blocking the thread. */
 int sn__fiber_wait_fd(int fd, short events, int64_t deadline_ms);

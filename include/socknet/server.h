@@ -117,11 +117,7 @@ typedef struct sn_server_config {
      * may go up to 1,048,576. The price: a handler must not block its
      * thread outside socknet calls (sleep, a long lock, slow file or
      * database I/O), which would stall every connection of that thread;
-     * such handlers belong in the default thread mode. Nor may it hold a
-     * lock of its own across a socknet call: any of them may switch to
-     * another fiber of the thread, which may want the lock. (A send, when
-     * other fibers of the thread are ready, lets them run first, so that
-     * one pass's replies leave together.) min_workers and
+     * such handlers belong in the default thread mode. min_workers and
      * worker_idle_ms do not apply; stats.threads counts the fiber threads.
      * Each fiber thread also accepts: an acceptor fiber per listener waits
      * on it (the kernel wakes one thread per new connection), and the new
