@@ -35,6 +35,21 @@ int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds)
     alarm(seconds);
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
+    /* SN_TEST_ONLY=TEXT: only the tests whose name contains TEXT */
+    const char *only = getenv("SN_TEST_ONLY");
+    CU_TestInfo *chosen = NULL;
+    if (only != NULL && *only != '\0') {
+        size_t n = 0, k = 0;
+        while (tests[n].pName != NULL)
+            n++;
+        if ((chosen = calloc(n + 1, sizeof *chosen)) == NULL)
+            return 1;
+        for (size_t i = 0; i < n; i++)
+            if (strstr(tests[i].pName, only) != NULL)
+                chosen[k++] = tests[i];
+        chosen[k] = (CU_TestInfo)CU_TEST_INFO_NULL;
+        tests = chosen;
+    }
     CU_SuiteInfo suites[] = {
         {suite, NULL, NULL, NULL, NULL, tests},
         CU_SUITE_INFO_NULL,
@@ -48,6 +63,7 @@ int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds)
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
     unsigned run = CU_get_number_of_tests_run();
     CU_cleanup_registry();
+    free(chosen);
     if (run == 0) {
         fprintf(stderr, "no test ran\n");
         return 1;

@@ -6,6 +6,9 @@
  *
  *     static CU_TestInfo tests[] = { {"name", fn}, ..., CU_TEST_INFO_NULL };
  *     int main(void) { return sn_test_main("chan", tests, 60); }
+ *
+ * SN_TEST_ONLY=TEXT in the environment runs only the tests whose name
+ * contains TEXT (for chasing one test in a loop).
  */
 #ifndef SN_TEST_H
 #define SN_TEST_H

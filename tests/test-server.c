@@ -768,8 +768,16 @@ static void test_stop_forces_stubborn_handlers(void)
     for (int i = 0; i < 2; i++) {
         size_t got = 0;
         int rc = read_to_end(fd[i], 5000, &got);
-        if (rc != SN_EOF && rc != SN_ECONNRESET)
-            fprintf(stderr, "(connection %d: %s after %zu bytes) ", i, sn_err_name(rc), got);
+        if (rc != SN_EOF && rc != SN_ECONNRESET) {
+            sn_server_stats d = sstats(s);
+            fprintf(stderr,
+                    "(connection %d: %s after %zu bytes; handlers %d started, %d returned; "
+                    "server: %d active, %d queued, %llu accepted, %llu refused, %llu closed) ",
+                    i, sn_err_name(rc), got, atomic_load(&app.handled),
+                    atomic_load(&app.returned), d.active, d.queued,
+                    (unsigned long long)d.accepted, (unsigned long long)d.refused,
+                    (unsigned long long)d.closed);
+        }
         CU_ASSERT(rc == SN_EOF || rc == SN_ECONNRESET);
         CU_ASSERT(got >= 1); /* it kept writing after the wake */
         close(fd[i]);
@@ -1110,15 +1118,27 @@ static void test_out_of_descriptors(void)
     double cpu = cpu_seconds() - cpu0;
     /* Each is refused (closed unread) or, when another acceptor took the
      * descriptor the spare freed (fiber mode has one per thread), served:
-     * "x" comes back. Either way it ends. */
+     * "x" comes back. Either way it ends. All are finished before any is
+     * read: a served one holds a descriptor until its line and EOF come, and
+     * with every spare taken that way, the others wait in the backlog for it. */
+    for (int i = 0; i < N; i++) {
+        (void)!send(fd[i], "x\n", 2, MSG_NOSIGNAL);
+        shutdown(fd[i], SHUT_WR);
+    }
     int served = 0;
     for (int i = 0; i < N; i++) {
         size_t got = 0;
-        (void)!send(fd[i], "x\n", 2, MSG_NOSIGNAL);
-        shutdown(fd[i], SHUT_WR);
         int rc = read_to_end(fd[i], 5000, &got);
-        if (rc != SN_EOF && rc != SN_ECONNRESET)
-            fprintf(stderr, "(connection %d: %s after %zu bytes) ", i, sn_err_name(rc), got);
+        if (rc != SN_EOF && rc != SN_ECONNRESET) {
+            sn_server_stats d = sstats(s);
+            fprintf(stderr,
+                    "(connection %d: %s after %zu bytes; handlers %d started, %d returned; "
+                    "server: %d active, %d queued, %llu accepted, %llu refused, %llu closed) ",
+                    i, sn_err_name(rc), got, atomic_load(&app.handled),
+                    atomic_load(&app.returned), d.active, d.queued,
+                    (unsigned long long)d.accepted, (unsigned long long)d.refused,
+                    (unsigned long long)d.closed);
+        }
         CU_ASSERT(rc == SN_EOF || rc == SN_ECONNRESET);
         CU_ASSERT(got == 0 || got == 2);
         served += got == 2;
