@@ -2,7 +2,8 @@
 # bench/run.sh — the libsocknet echo servers ("ours") against the references ("ref").
 #
 #   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
-#                [--wours CMD] [--wref CMD] [--loadgen PATH] [--wsloadgen PATH] [--out FILE]
+#                [--wours CMD] [--wref CMD] [--wfloor CMD] [--loadgen PATH] [--wsloadgen PATH]
+#                [--out FILE]
 #                [--only tcp|udp|local|ws] [--quick] [--rounds N] [--note TEXT]
 #
 #   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
@@ -15,6 +16,9 @@
 #   --wref CMD      WebSocket reference (env WREF; default: bench/ws-echo-ref.js under node,
 #                   on the npm ws package of bench/package.json, which this script installs
 #                   into DIR/bench/ws-ref with npm when it is not there yet)
+#   --wfloor CMD    the WebSocket floor (env WFLOOR; default DIR/bench/ws-floor; "" for none):
+#                   measured in the same rounds as ws and ours for the 32 B echo rows, in a
+#                   row of its own, to show what the machine leaves to any server
 #   --loadgen PATH  load generator (env LOADGEN; default DIR/bench/sn-loadgen)
 #   --wsloadgen PATH  WebSocket load generator (env WSLOADGEN; default DIR/bench/ws-loadgen)
 #   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
@@ -44,6 +48,7 @@ uours=${UOURS:-}
 uref=${UREF:-}
 wours=${WOURS:-}
 wref=${WREF:-}
+[ -n "${WFLOOR+set}" ] && wfloor=$WFLOOR
 loadgen=${LOADGEN:-}
 wsloadgen=${WSLOADGEN:-}
 out=
@@ -57,7 +62,7 @@ for arg in "$@"; do # the exact command, quoted only where the shell needs it
 done
 
 usage() { # [STATUS]
-    sed -n '2,30p' "$0" >&2
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2
     exit "${1:-2}"
 }
 
@@ -70,6 +75,7 @@ while [ $# -gt 0 ]; do
     --uref) [ $# -ge 2 ] || usage; uref=$2; shift 2 ;;
     --wours) [ $# -ge 2 ] || usage; wours=$2; shift 2 ;;
     --wref) [ $# -ge 2 ] || usage; wref=$2; shift 2 ;;
+    --wfloor) [ $# -ge 2 ] || usage; wfloor=$2; shift 2 ;;
     --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp|local|ws)$ ]] || usage; only=$2; shift 2 ;;
     --rounds) [ $# -ge 2 ] && [[ $2 =~ ^[1-9]$ ]] || usage; rounds=$2; shift 2 ;;
     --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
@@ -91,6 +97,7 @@ fi
 : "${loadgen:=$builddir/bench/sn-loadgen}"
 : "${wsloadgen:=$builddir/bench/ws-loadgen}"
 : "${wours:=$builddir/examples/ws-echo}"
+: "${wfloor=$builddir/bench/ws-floor}"
 ws_modules=$builddir/bench/ws-ref/node_modules
 default_wref=0
 if [ -z "$wref" ]; then
@@ -121,6 +128,7 @@ bins=()
 [ $run_tcp = 1 ] || [ $run_local = 1 ] && bins+=("${ref%% *}" "${ours%% *}")
 [ $run_udp = 1 ] && bins+=("${uref%% *}" "${uours%% *}")
 [ $run_ws = 1 ] && bins+=("$wsloadgen" "${wref%% *}" "${wours%% *}")
+[ $run_ws = 1 ] && [ -n "$wfloor" ] && bins+=("${wfloor%% *}")
 for bin in "${bins[@]}"; do
     if ! command -v "$bin" >/dev/null; then
         echo "run.sh: $bin: not a command (build it, or see --builddir/--ours/--ref/--loadgen)" \
@@ -205,6 +213,7 @@ start_server() {
     case $name in
     ref) cmd=$ref ;;
     ours) cmd=$ours ;;
+    wfloor) cmd=$wfloor ;;
     uref) cmd=$uref ;;
     uours) cmd=$uours ;;
     wref) cmd="$wref ${wref_extra[*]}" ;;
@@ -353,11 +362,14 @@ median_index() {
 # measure REF OURS FIELD SUBCOMMAND ARGS...: the load `rounds` times on each server, ref and
 # ours alternating (so that a slow spell of the machine hits both); sets m_ref and m_ours
 # (the medians of FIELD), m_rres and m_ores (the result lines of those rounds), m_ratio (of
-# the medians) and m_range (" (lowest–highest per-round ratio)" when rounds > 1)
+# the medians) and m_range (" (lowest–highest per-round ratio)" when rounds > 1). With
+# m_third set to a server name, that server runs third in every round: m_tval, m_tres,
+# m_tratio (its median against ref's) and m_trange, the same for it.
+m_third=
 measure() {
     local rn=$1 on=$2 f=$3 i k lo hi q
     shift 3
-    local rv=() ov=() rl=() ol=() qs=()
+    local rv=() ov=() rl=() ol=() qs=() tv=() tl=() ts=()
     for ((i = 0; i < rounds; i++)); do
         run_load "$rn" "$@"
         rl+=("$res")
@@ -367,13 +379,29 @@ measure() {
         ov+=("$(field "$f" "$res")")
         q=$(ratio "${ov[i]}" "${rv[i]}")
         [ "$q" != n/a ] && qs+=("$q")
+        if [ -n "$m_third" ]; then
+            run_load "$m_third" "$@"
+            tl+=("$res")
+            tv+=("$(field "$f" "$res")")
+            q=$(ratio "${tv[i]}" "${rv[i]}")
+            [ "$q" != n/a ] && ts+=("$q")
+        fi
     done
-    m_ref='' m_ours='' m_rres='' m_ores='' m_range=''
+    m_ref='' m_ours='' m_rres='' m_ores='' m_range='' m_tval='' m_tres='' m_trange=''
     k=$(median_index "${rv[@]}")
     [ -n "$k" ] && m_ref=${rv[k]} m_rres=${rl[k]}
     k=$(median_index "${ov[@]}")
     [ -n "$k" ] && m_ours=${ov[k]} m_ores=${ol[k]}
     m_ratio=$(ratio "$m_ours" "$m_ref")
+    if [ -n "$m_third" ]; then
+        k=$(median_index "${tv[@]}")
+        [ -n "$k" ] && m_tval=${tv[k]} m_tres=${tl[k]}
+        m_tratio=$(ratio "$m_tval" "$m_ref")
+        if [ "$rounds" -gt 1 ] && [ ${#ts[@]} -gt 1 ]; then
+            m_trange=" ($(printf '%s\n' "${ts[@]}" | sort -g | head -n 1)–$(printf '%s\n' \
+                "${ts[@]}" | sort -g | tail -n 1))"
+        fi
+    fi
     if [ "$rounds" -gt 1 ] && [ ${#qs[@]} -gt 1 ]; then
         lo=$(printf '%s\n' "${qs[@]}" | sort -g | head -n 1)
         hi=$(printf '%s\n' "${qs[@]}" | sort -g | tail -n 1)
@@ -443,10 +471,14 @@ udp_figure() {
         "" ""
 }
 
-# ws_echo_figure CONNS SIZE FIELD LABEL TARGET WS-LOADGEN-ARGS...: ws-loadgen echo
+# ws_echo_figure CONNS SIZE FIELD LABEL TARGET WS-LOADGEN-ARGS...: ws-loadgen echo; with
+# with_floor=1 the floor server too (plain echoes only: it does not deflate)
+with_floor=0
 ws_echo_figure() {
     local conns=$1 size=$2 f=$3 label=$4 goal=$5
     shift 5
+    m_third=
+    [ "$with_floor" = 1 ] && [ -n "$wfloor" ] && m_third=wfloor
     measure wref wours "$f" echo --conns "$conns" --size "$size" --seconds "$pp_secs" \
         --warmup "$pp_warm" "$@"
     add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$goal"
@@ -454,6 +486,12 @@ ws_echo_figure() {
     add_row "↳ CPU per message, µs: server + load generator (lower is better)" \
         "$(cpu_pair "$m_rres")" "$(cpu_pair "$m_ores")" \
         "$(ratio "$(field server_cpu_us "$m_ores")" "$(field server_cpu_us "$m_rres")")" ""
+    if [ -n "$m_third" ]; then
+        rows+=("| ↳ bench/ws-floor, the least any server does: round trips/s; CPU as above" \
+            "| — | $(orfail "$m_tval"); $(cpu_pair "$m_tres") | $m_tratio$m_trange | |")
+        rows+=("| ↳ ours / ws-floor | | | $(ratio "$m_ours" "$m_tval") | |")
+    fi
+    m_third=
 }
 
 # cpu_pair RESULT: "server + client" CPU µs per exchange of a ws-loadgen echo result
@@ -501,9 +539,11 @@ if [ $run_udp = 1 ]; then
     udp_figure 4 16
 fi
 if [ $run_ws = 1 ]; then
+    with_floor=1
     ws_echo_figure 1 32 msgs_per_s "ws echo 32 B text, 1 conn: round trips/s" "—"
     ws_echo_figure 64 32 msgs_per_s "ws echo 32 B text, 64 conns: round trips/s" "≥ 2.0"
     ws_echo_figure 1000 32 msgs_per_s "ws echo 32 B text, 1000 conns: round trips/s" "≥ 2.0"
+    with_floor=0
     ws_echo_figure 16 65536 mib_per_s "ws echo 64 KiB binary, 16 conns: MiB/s each way" "≥ 1.5" \
         --binary
     wref_extra=(--deflate)
@@ -545,6 +585,12 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
         "deflate rows); ws ours: \`$wours\` (zlib level 1 by default; \`--deflate-level 6\` for" \
         "the level-6 row); ws-loadgen echo (2 threads, one message in flight per connection," \
         "every echo verified) and handshake (4 threads)."
+    [ $run_ws = 1 ] && [ -n "$wfloor" ] && echo "- ws-floor: \`$wfloor\`, the least a" \
+        "WebSocket echo server can do (2 epoll threads with their own SO_REUSEPORT listeners," \
+        "frames echoed as read: no UTF-8 check, no limits, no deadlines, no locks), run third" \
+        "in each round of the 32 B echo rows: what this machine's kernel and CPUs leave to any" \
+        "server under this load generator. (With large messages it is no floor: it reads 64 KiB" \
+        "at a time and copies, so it is not measured there.)"
     echo "- Machine: $(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, Linux $(uname -r)," \
         "load average at start $load_at_start."
     echo "- Command: \`$cmdline\` ($((SECONDS - t_start)) s)."
