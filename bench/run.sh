@@ -487,8 +487,8 @@ ws_echo_figure() {
         "$(cpu_pair "$m_rres")" "$(cpu_pair "$m_ores")" \
         "$(ratio "$(field server_cpu_us "$m_ores")" "$(field server_cpu_us "$m_rres")")" ""
     if [ -n "$m_third" ]; then
-        rows+=("| ↳ bench/ws-floor, the least any server does: round trips/s; CPU as above" \
-            "| — | $(orfail "$m_tval"); $(cpu_pair "$m_tres") | $m_tratio$m_trange | |")
+        local fl="↳ bench/ws-floor, the least any server does: round trips/s; CPU as above"
+        rows+=("| $fl | — | $(orfail "$m_tval"); $(cpu_pair "$m_tres") | $m_tratio$m_trange | |")
         rows+=("| ↳ ours / ws-floor | | | $(ratio "$m_ours" "$m_tval") | |")
     fi
     m_third=
