@@ -480,13 +480,21 @@ static void wake_waiter(sn_sched *s, sn_fiber **w, uint32_t events)
     make_ready(s, f);
 }
 
+/* What a wait consumes of the edges kept in slot->ready. EPOLLRDHUP (and
+ * SN_EV_BAD) are never consumed: the peer's end is for good, and it may come
+ * in the same edge as the last data, which a receive returns without the
+ * end; a reader that then waits before it receives again (a short receive
+ * left the socket drained, as far as it can tell) must not wait for an edge
+ * that has already come. */
+#define SN_EV_CONSUMED (EPOLLIN | EPOLLOUT)
+
 /* An edge on a registered descriptor: wakes the waiters it is for, and
  * keeps the rest for the next wait. */
 static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
 {
     slot->ready |= events;
     if (slot->rd != NULL && (events & (SN_EV_RD | SN_EV_BAD))) {
-        slot->ready &= ~SN_EV_RD;
+        slot->ready &= ~EPOLLIN;
         wake_waiter(s, &slot->rd, events);
     }
     if (slot->wr != NULL && (events & (EPOLLOUT | SN_EV_BAD))) {
@@ -605,7 +613,7 @@ static int wait_fd(int fd, short events, int64_t deadline, uint32_t reg_events)
     }
     uint32_t want = (events & POLLIN ? SN_EV_RD : 0) | (events & POLLOUT ? EPOLLOUT : 0);
     if (slot->ready & (want | SN_EV_BAD)) { /* an edge came meanwhile */
-        slot->ready &= ~want;
+        slot->ready &= ~(want & SN_EV_CONSUMED);
         return 0;
     }
     if (want & SN_EV_RD)

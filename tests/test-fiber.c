@@ -321,6 +321,65 @@ static void test_close_and_reuse(void)
     close(sv[1]);
 }
 
+/* The last line and the peer's FIN arrive before the scheduler looks: one
+ * edge carries both. The reader gets the line from a short receive (so its
+ * connection counts the socket as drained and waits before it receives
+ * again), and must then see the end at once rather than wait for an edge
+ * that has already come. */
+struct line_eof {
+    sn_conn *c;
+    int peer;
+    ssize_t first, second;
+    int64_t second_ms;
+    char line[32];
+};
+
+static void line_eof_reader(void *arg)
+{
+    struct line_eof *e = arg;
+    e->first = sn_read_line(e->c, e->line, sizeof e->line, SN_LINE_ANY, sn_deadline_in(3000));
+    int64_t t0 = sn_now_ms();
+    e->second = sn_read_line(e->c, e->line, sizeof e->line, SN_LINE_ANY, sn_deadline_in(3000));
+    e->second_ms = sn_now_ms() - t0;
+}
+
+static void line_eof_sender(void *arg)
+{
+    struct line_eof *e = arg;
+    (void)!send(e->peer, "last\n", 5, MSG_NOSIGNAL); /* loopback: delivered in the call */
+    shutdown(e->peer, SHUT_WR);
+}
+
+static void test_line_and_eof_in_one_edge(void)
+{
+    for (int round = 0; round < 2; round++) { /* TCP, then a local socket pair */
+        int a, b;
+        if (round == 0) {
+            CU_ASSERT_FATAL(sn_test_tcp_pair(&a, &b) == 0);
+        } else {
+            int sv[2];
+            CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+            a = sv[0], b = sv[1];
+        }
+        sn_sock *sock;
+        struct line_eof e = {.peer = b};
+        SN_ASSERT_RC(sn_sock_from_fd(&sock, a), 0);
+        SN_ASSERT_RC(sn_conn_new(&e.c, sock, NULL), 0);
+        sn_sched *s;
+        SN_ASSERT_RC(sn__sched_new(&s), 0);
+        SN_ASSERT_RC(sn__fiber_spawn(s, line_eof_reader, &e, 0), 0); /* parks: nothing yet */
+        SN_ASSERT_RC(sn__fiber_spawn(s, line_eof_sender, &e, 0), 0);
+        sn__sched_run(s);
+        sn__sched_free(s);
+        CU_ASSERT_EQUAL(e.first, 4);
+        CU_ASSERT_STRING_EQUAL(e.line, "last");
+        SN_ASSERT_RC(e.second, SN_EOF);
+        CU_ASSERT(e.second_ms < 1000);
+        sn_conn_free(e.c);
+        close(b);
+    }
+}
+
 /* sn_sleep_ms and sn_yield on a fiber leave the thread to the others. */
 static void public_sleeper(void *arg)
 {
@@ -641,6 +700,7 @@ static CU_TestInfo tests[] = {
     {"an edge while the fiber is busy is kept", test_edge_while_busy},
     {"a reader and a writer on one descriptor", test_reader_and_writer},
     {"close wakes the waiter; numbers reused", test_close_and_reuse},
+    {"a line and the peer's FIN in one edge", test_line_and_eof_in_one_edge},
     {"sn_sleep_ms and sn_yield", test_public_sleep_and_yield},
     {"1,000 sleepers wake in order", test_many_sleepers},
     {"deep stack", test_deep_stack},
