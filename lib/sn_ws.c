@@ -541,25 +541,37 @@ static int on_control(sn_ws *ws, const sn__ws_head *h, int64_t dl)
     }
 }
 
+/* Inflates n bytes of a compressed frame's payload (from pos) onto the
+ * message. Its own function, kept out of line, so that its 4 KiB buffer is on
+ * the stack only for compressed messages: every plain message would
+ * otherwise touch one more page of its fiber's stack. */
+static __attribute__((noinline)) int take_zchunk(sn_ws *ws, const sn__ws_head *h, size_t n,
+                                                 uint64_t pos, size_t max, int64_t dl)
+{
+    uint8_t zchunk[4096];
+    n = SN_MIN(n, sizeof zchunk);
+    int rc = n > 0 ? read_payload(ws, h, zchunk, n, pos, dl) : 0;
+    bool last = h->fin && pos + n == h->len;
+    if (rc == 0)
+        rc = sn__inflate_push(&ws->inf, zchunk, n, last, max, &ws->msg);
+    return rc < 0 ? rc : (int)n;
+}
+
 /* Appends a data frame's payload to the message, in chunks: inflated when
  * the message is compressed, and checked as UTF-8 for text as it grows. */
 static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32_t *utf8,
                      int64_t dl)
 {
     size_t max = ws->cfg.max_message;
-    uint8_t zchunk[4096];
     uint64_t pos = 0;
     do { /* once at least: an empty last frame still ends a compressed message */
         size_t n = (size_t)SN_MIN(h->len - pos, (uint64_t)SN_WS_CHUNK);
         size_t before = ws->msg.len;
         if (z) {
-            n = SN_MIN(n, sizeof zchunk);
-            int rc = n > 0 ? read_payload(ws, h, zchunk, n, pos, dl) : 0;
-            bool last = h->fin && pos + n == h->len;
-            if (rc == 0)
-                rc = sn__inflate_push(&ws->inf, zchunk, n, last, max, &ws->msg);
+            int rc = take_zchunk(ws, h, n, pos, max, dl);
             if (rc < 0)
                 return rc;
+            n = (size_t)rc;
         } else if (n > 0) {
             if (ws->msg.len + n > max)
                 return SN_EWS_TOO_BIG;
