@@ -503,12 +503,28 @@ static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
     }
 }
 
+/* Starts loading the part of a parked fiber's stack that it touches first
+ * when it resumes: the switch's saved registers and the frames it returns
+ * through. Called for the next ready fiber while the current one runs, so
+ * that with many connections the resume does not wait on memory. */
+#define SN_FIBER_PREFETCH 1024 /* bytes above the saved stack pointer */
+static void prefetch_stack(const sn_fiber *f)
+{
+    const char *sp = f->ctx.sp; /* NULL with ucontext switching */
+    if (sp == NULL)
+        return;
+    for (size_t off = 0; off < SN_FIBER_PREFETCH; off += 64)
+        __builtin_prefetch(sp + off, 1);
+}
+
 void sn__sched_run(sn_sched *s)
 {
     struct epoll_event evs[SN_FIBER_EVENTS];
     while (s->live > 0 || s->hold) {
         sn_fiber *f;
         while ((f = take_ready(s)) != NULL) {
+            if (s->head != NULL)
+                prefetch_stack(s->head);
             run_fiber(s, f);
             if (f->done)
                 retire(s, f);
