@@ -249,6 +249,20 @@ static void on_error(sn_server *s, int err, const char *what, void *user)
         atomic_fetch_add(&app->emfile_reports, 1);
 }
 
+/* For a client connection i that did not end with EOF or a reset (rc, after
+ * got bytes): what the handlers and the server had done, so that a failure
+ * says whether the handler is stuck or the close was lost. */
+static void tell_unclean_end(sn_server *s, struct app *app, int i, int rc, size_t got)
+{
+    sn_server_stats d = sstats(s);
+    fprintf(stderr,
+            "(connection %d: %s after %zu bytes; handlers %d started, %d returned; "
+            "server: %d active, %d queued, %llu accepted, %llu refused, %llu closed) ",
+            i, sn_err_name(rc), got, atomic_load(&app->handled), atomic_load(&app->returned),
+            d.active, d.queued, (unsigned long long)d.accepted, (unsigned long long)d.refused,
+            (unsigned long long)d.closed);
+}
+
 /* Makes and starts a server; returns its port (> 0) or an error. */
 /* test-server-fibers is this file built with SN_TEST_FIBERS=1: every
  * server then runs in fiber mode, and the suite checks that it keeps every
@@ -768,16 +782,8 @@ static void test_stop_forces_stubborn_handlers(void)
     for (int i = 0; i < 2; i++) {
         size_t got = 0;
         int rc = read_to_end(fd[i], 5000, &got);
-        if (rc != SN_EOF && rc != SN_ECONNRESET) {
-            sn_server_stats d = sstats(s);
-            fprintf(stderr,
-                    "(connection %d: %s after %zu bytes; handlers %d started, %d returned; "
-                    "server: %d active, %d queued, %llu accepted, %llu refused, %llu closed) ",
-                    i, sn_err_name(rc), got, atomic_load(&app.handled),
-                    atomic_load(&app.returned), d.active, d.queued,
-                    (unsigned long long)d.accepted, (unsigned long long)d.refused,
-                    (unsigned long long)d.closed);
-        }
+        if (rc != SN_EOF && rc != SN_ECONNRESET)
+            tell_unclean_end(s, &app, i, rc, got);
         CU_ASSERT(rc == SN_EOF || rc == SN_ECONNRESET);
         CU_ASSERT(got >= 1); /* it kept writing after the wake */
         close(fd[i]);
@@ -1129,16 +1135,8 @@ static void test_out_of_descriptors(void)
     for (int i = 0; i < N; i++) {
         size_t got = 0;
         int rc = read_to_end(fd[i], 5000, &got);
-        if (rc != SN_EOF && rc != SN_ECONNRESET) {
-            sn_server_stats d = sstats(s);
-            fprintf(stderr,
-                    "(connection %d: %s after %zu bytes; handlers %d started, %d returned; "
-                    "server: %d active, %d queued, %llu accepted, %llu refused, %llu closed) ",
-                    i, sn_err_name(rc), got, atomic_load(&app.handled),
-                    atomic_load(&app.returned), d.active, d.queued,
-                    (unsigned long long)d.accepted, (unsigned long long)d.refused,
-                    (unsigned long long)d.closed);
-        }
+        if (rc != SN_EOF && rc != SN_ECONNRESET)
+            tell_unclean_end(s, &app, i, rc, got);
         CU_ASSERT(rc == SN_EOF || rc == SN_ECONNRESET);
         CU_ASSERT(got == 0 || got == 2);
         served += got == 2;
