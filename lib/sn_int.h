@@ -138,6 +138,9 @@ struct sn_transport {
 /* blocking: the descriptor is known to be in blocking mode already;
  * timeo_ms: its SO_RCVTIMEO if known (ms, 0 none), else -1. */
 void sn__transport_plain_init(sn_transport *t, int fd, bool blocking, int timeo_ms);
+/* For a recv_wait: puts t's descriptor in blocking mode, once (t->blocking
+ * remembers it). 0 or -errno. */
+int sn__transport_blocking(sn_transport *t);
 
 /* ---- fibers (sn_fiber.c) -------------------------------------------------
  * One scheduler per thread, made and run on that thread; fibers never move.

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <wolfssl/options.h>
@@ -1040,17 +1039,13 @@ static ssize_t tls_recv(sn_transport *t, void *buf, size_t len, short *want)
 static ssize_t tls_recv_wait(sn_transport *t, void *buf, size_t len, int64_t deadline_ms)
 {
     tls_transport *tt = (tls_transport *)t;
-    if (!t->blocking) {
-        int off = 0;
-        if (ioctl(t->fd, FIONBIO, &off) < 0)
-            return -errno;
-        t->blocking = true;
-    }
+    int rc = sn__transport_blocking(t);
+    if (rc < 0)
+        return rc;
     if (len > INT_MAX)
         len = INT_MAX;
     for (;;) {
-        int rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms);
-        if (rc < 0)
+        if ((rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms)) < 0)
             return rc;
         sn__mutex_lock(&tt->mu);
         if (tt->in_pos == tt->in_len && !tt->more && !wolfSSL_has_pending(tt->ssl)) {

@@ -28,7 +28,7 @@ static ssize_t plain_recv(sn_transport *t, void *buf, size_t len, short *want)
     }
 }
 
-static ssize_t plain_recv_wait(sn_transport *t, void *buf, size_t len, int64_t deadline_ms)
+int sn__transport_blocking(sn_transport *t)
 {
     if (!t->blocking) {
         int off = 0;
@@ -36,9 +36,16 @@ static ssize_t plain_recv_wait(sn_transport *t, void *buf, size_t len, int64_t d
             return -errno;
         t->blocking = true;
     }
+    return 0;
+}
+
+static ssize_t plain_recv_wait(sn_transport *t, void *buf, size_t len, int64_t deadline_ms)
+{
+    int rc = sn__transport_blocking(t);
+    if (rc < 0)
+        return rc;
     for (;;) {
-        int rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms);
-        if (rc < 0)
+        if ((rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms)) < 0)
             return rc;
         ssize_t n = recv(t->fd, buf, len, 0);
         if (n >= 0)
