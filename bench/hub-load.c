@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "procstat.h"
 
 #define READERS 2
 #define HIST_US 1000000 /* latency buckets of 1 µs up to 1 s */
@@ -73,24 +74,10 @@ static void server_status(long *rss_kb, long *threads)
         fclose(f);
 }
 
-/* CPU time (user + system, seconds) the server has used. */
+/* CPU time (user + system, seconds) the server has used, or -1. */
 static double server_cpu(void)
 {
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", server_pid);
-    FILE *f = server_pid > 0 ? fopen(path, "r") : NULL;
-    if (f == NULL || fgets(line, sizeof line, f) == NULL) {
-        if (f != NULL)
-            fclose(f);
-        return -1;
-    }
-    fclose(f);
-    const char *p = strrchr(line, ')'); /* fields after the command's name */
-    unsigned long ut = 0, st = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return server_pid > 0 ? proc_cpu_s(server_pid) : -1;
 }
 
 /* A blocking connect and WebSocket handshake to /chat/ROOM?name=NAME. */

@@ -40,6 +40,7 @@
  */
 #define LG_NAME "ws-loadgen"
 #include "loadgen.h"
+#include "procstat.h"
 
 #include <fcntl.h>
 #include <zlib.h>
@@ -734,25 +735,6 @@ out:
         ec_conn_free(&cs[i]);
     free(cs);
     return NULL;
-}
-
-/* CPU seconds (user + system) process pid (0: this one) has used, or -1. */
-static double proc_cpu_s(long pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, pid ? "/proc/%ld/stat" : "/proc/self/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    unsigned long ut, st;
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                     &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static void sleep_until(uint64_t t)
