@@ -367,7 +367,7 @@ median_index() {
 # m_tratio (its median against ref's) and m_trange, the same for it.
 m_third=
 measure() {
-    local rn=$1 on=$2 f=$3 i k lo hi q
+    local rn=$1 on=$2 f=$3 i k q
     shift 3
     local rv=() ov=() rl=() ol=() qs=() tv=() tl=() ts=()
     for ((i = 0; i < rounds; i++)); do
@@ -397,16 +397,17 @@ measure() {
         k=$(median_index "${tv[@]}")
         [ -n "$k" ] && m_tval=${tv[k]} m_tres=${tl[k]}
         m_tratio=$(ratio "$m_tval" "$m_ref")
-        if [ "$rounds" -gt 1 ] && [ ${#ts[@]} -gt 1 ]; then
-            m_trange=" ($(printf '%s\n' "${ts[@]}" | sort -g | head -n 1)–$(printf '%s\n' \
-                "${ts[@]}" | sort -g | tail -n 1))"
-        fi
+        m_trange=$(ratio_range "${ts[@]}")
     fi
-    if [ "$rounds" -gt 1 ] && [ ${#qs[@]} -gt 1 ]; then
-        lo=$(printf '%s\n' "${qs[@]}" | sort -g | head -n 1)
-        hi=$(printf '%s\n' "${qs[@]}" | sort -g | tail -n 1)
-        m_range=" ($lo–$hi)"
-    fi
+    m_range=$(ratio_range "${qs[@]}")
+}
+
+# ratio_range RATIOS...: " (lowest–highest)" of the per-round ratios, or nothing with
+# fewer than two (or one round)
+ratio_range() {
+    [ "$rounds" -gt 1 ] && [ $# -gt 1 ] || return 0
+    echo " ($(printf '%s\n' "$@" | sort -g | head -n 1)–$(printf '%s\n' "$@" | sort -g |
+        tail -n 1))"
 }
 
 pingpong_figure() { # CONNS TARGET [LABEL]
