@@ -1,6 +1,7 @@
 /*
  * loadgen.h: what the load generators of bench/ share (sn-loadgen, ws-loadgen): the clock,
- * process setup, the server address, batched non-blocking connects and the latency histogram.
+ * process setup, the server address, batched non-blocking connects, holding idle connections
+ * and the latency histogram.
  * Static functions in a header, included by one .c file each: each program stays a single
  * self-contained translation unit. The includer defines LG_NAME (its name, for messages).
  */
@@ -195,6 +196,43 @@ fail:
 fail_quiet:
     close_all(fds, n);
     return -1;
+}
+
+/* ---- holding idle connections ------------------------------------------- */
+
+/* True when stdin is a pipe or socket: only then does its end-of-file mean "stop holding".
+ * A terminal or /dev/null (what a background job of a script gets) is ignored. */
+static inline int stdin_watchable(void)
+{
+    struct stat st;
+    return fstat(STDIN_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* Sleeps for secs, or until SIGTERM/SIGINT, or until a watched stdin reaches end-of-file. */
+static inline void idle_hold(double secs)
+{
+    struct pollfd pfd = {.fd = stdin_watchable() ? STDIN_FILENO : -1, .events = POLLIN};
+    uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+    char buf[256];
+
+    while (!g_stop && now_ns() < end) {
+        if (poll(&pfd, 1, 50) <= 0 || !pfd.revents)
+            continue;
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf); /* input is discarded */
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            break;
+    }
+}
+
+/* Says "idle N ready" on stdout, holds for secs (as idle_hold), then prints the result line
+ * "result NAME conns=N held_s=S". */
+static inline void idle_report_hold(const char *name, long n, double secs)
+{
+    printf("idle %ld ready\n", n);
+    fflush(stdout);
+    uint64_t t0 = now_ns();
+    idle_hold(secs);
+    printf("result %s conns=%ld held_s=%.2f\n", name, n, (double)(now_ns() - t0) / 1e9);
 }
 
 /* ---- latency histogram ----------------------------------------------------- */

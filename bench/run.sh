@@ -296,13 +296,15 @@ run_load() {
 status_field() { sed -n "s/^$2:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$1/status"; }
 
 # run_idle NAME: sets idle_res to "rss_before_kib rss_with_kib threads", or "" on failure
+# (sn-loadgen idle, or ws-loadgen idle for wref and wours)
 run_idle() {
-    local name=$1 before lpid
+    local name=$1 before lpid lg=$loadgen
     idle_res=
+    [[ $name == w* ]] && lg=$wsloadgen
     start_server "$name" || { failed=1; return; }
     sleep 0.3
     before=$(status_field "$srv_pid" VmRSS)
-    "$loadgen" idle --host "$host" --port "$srv_port" --conns "$idle_conns" --hold 60 \
+    "$lg" idle --host "$host" --port "$srv_port" --conns "$idle_conns" --hold 60 \
         >"$tmp/idle.out" 2>>"$tmp/loadgen.err" &
     lpid=$!
     pids+=("$lpid")
@@ -437,19 +439,20 @@ per_conn() { # BEFORE WITH THREADS
 }
 rss() { [ $# -eq 3 ] && echo "$1 → $2"; }
 
+# idle_figure REF OURS WHAT TARGET: the servers' memory with idle_conns idle connections
 idle_figure() {
     local ri oi rp op
-    run_idle ref
+    run_idle "$1"
     read -ra ri <<<"$idle_res"
-    run_idle ours
+    run_idle "$2"
     read -ra oi <<<"$idle_res"
     rp=$(per_conn "${ri[@]}")
     op=$(per_conn "${oi[@]}")
-    add_row "server VmRSS, KiB: before → with $idle_conns idle conns" "$(rss "${ri[@]}")" \
-        "$(rss "${oi[@]}")" "" ""
-    add_row "RSS per idle conn, KiB (lower is better)" "$rp" "$op" "$(ratio "$op" "$rp")" \
-        "ours ≤ 16"
-    add_row "server threads with $idle_conns idle conns" "${ri[2]:-}" "${oi[2]:-}" "" ""
+    add_row "${3}server VmRSS, KiB: before → with $idle_conns idle ${3}conns" \
+        "$(rss "${ri[@]}")" "$(rss "${oi[@]}")" "" ""
+    add_row "RSS per idle ${3}conn, KiB (lower is better)" "$rp" "$op" "$(ratio "$op" "$rp")" \
+        "$4"
+    add_row "${3}server threads with $idle_conns idle ${3}conns" "${ri[2]:-}" "${oi[2]:-}" "" ""
 }
 
 # udp_figure SOCKETS BATCH: udp-pingpong of 64-byte datagrams, BATCH in flight per socket
@@ -520,7 +523,7 @@ if [ $run_tcp = 1 ]; then
     pingpong_figure 2000 "≥ 0.6"
     bulk_figure
     connect_figure
-    idle_figure
+    idle_figure ref ours "" "ours ≤ 16"
 fi
 if [ $run_local = 1 ]; then
     # local (Unix-domain) sockets: the same servers with --unix, next to TCP at 1 and 16 conns
@@ -559,6 +562,7 @@ if [ $run_ws = 1 ]; then
     fi
     wref_extra=()
     handshake_figure
+    idle_figure wref wours "ws " "—"
 fi
 
 ws_version() {

@@ -550,30 +550,6 @@ out:
     return rc;
 }
 
-/* True when stdin is a pipe or socket: only then does its end-of-file mean "stop holding".
- * A terminal or /dev/null (what a background job of a script gets) is ignored. */
-static int stdin_watchable(void)
-{
-    struct stat st;
-    return fstat(STDIN_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
-}
-
-/* Sleeps for secs, or until SIGTERM/SIGINT, or until a watched stdin reaches end-of-file. */
-static void idle_hold(double secs)
-{
-    struct pollfd pfd = {.fd = stdin_watchable() ? STDIN_FILENO : -1, .events = POLLIN};
-    uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
-    char buf[256];
-
-    while (!g_stop && now_ns() < end) {
-        if (poll(&pfd, 1, 50) <= 0 || !pfd.revents)
-            continue;
-        ssize_t n = read(STDIN_FILENO, buf, sizeof buf); /* input is discarded */
-        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-            break;
-    }
-}
-
 static int cmd_idle(const struct opts *o)
 {
     int *fds = malloc((size_t)o->conns * sizeof *fds);
@@ -586,11 +562,7 @@ static int cmd_idle(const struct opts *o)
         goto out;
     if (idle_ping(fds, o->conns) < 0)
         goto close;
-    printf("idle %ld ready\n", o->conns);
-    fflush(stdout);
-    uint64_t t0 = now_ns();
-    idle_hold(o->hold);
-    printf("result idle conns=%ld held_s=%.2f\n", o->conns, (double)(now_ns() - t0) / 1e9);
+    idle_report_hold("idle", o->conns, o->hold);
     rc = 0;
 close:
     close_all(fds, o->conns);

@@ -69,9 +69,9 @@ static void die(const char *what, int rc)
 
 static sn_tls *server_tls(void)
 {
-    sn_tls_config c = {.role = SN_TLS_SERVER,
-                       .cert = {.chain = {.file = path("server-ec.pem")},
-                                .key = {.file = path("server-ec.key")}}};
+    sn_tls_config c = {
+        .role = SN_TLS_SERVER,
+        .cert = {.chain = {.file = path("server-ec.pem")}, .key = {.file = path("server-ec.key")}}};
     sn_tls *t;
     int rc = sn_tls_new(&t, &c);
     if (rc < 0)
@@ -82,8 +82,8 @@ static sn_tls *server_tls(void)
 static sn_tls *client_tls(void)
 {
     sn_tls_source ca = {.file = path("ca.pem")};
-    sn_tls_config c = {.role = SN_TLS_CLIENT, .ca = &ca, .nca = 1,
-                       .ciphers_tls13 = "TLS13-AES128-GCM-SHA256"};
+    sn_tls_config c = {
+        .role = SN_TLS_CLIENT, .ca = &ca, .nca = 1, .ciphers_tls13 = "TLS13-AES128-GCM-SHA256"};
     sn_tls *t;
     int rc = sn_tls_new(&t, &c);
     if (rc < 0)
@@ -117,8 +117,12 @@ static void sink(sn_conn *c, void *user)
 
 static sn_server *serve(sn_tls *tls, sn_handler h, int fibers)
 {
-    sn_server_config cfg = {.host = "127.0.0.1", .tls = tls, .handler = h, .workers = 1024,
-                            .fibers = fibers ? SN_ON : SN_OFF, .queue = 1024};
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .tls = tls,
+                            .handler = h,
+                            .workers = 1024,
+                            .fibers = fibers ? SN_ON : SN_OFF,
+                            .queue = 1024};
     sn_server *s;
     int rc = sn_server_new(&s, &cfg);
     if (rc == 0)
@@ -235,7 +239,7 @@ static void *bare_acceptor(void *arg)
         int fd = accept(b->lfd, NULL, NULL);
         if (fd < 0)
             return NULL; /* the listener was shut down */
-        int one = 1; /* as socknet's sockets: no Nagle delay on the last flight */
+        int one = 1;     /* as socknet's sockets: no Nagle delay on the last flight */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         WOLFSSL *ssl = wolfSSL_new(b->ctx);
         wolfSSL_set_fd(ssl, fd);
@@ -286,7 +290,8 @@ static int dial(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         die("connect", -errno);
@@ -491,8 +496,8 @@ static void run_pingpong(sn_tls *st, sn_tls *ct, int rounds)
         for (int r = 0; r < rounds; r++) {
             ref[r] = pingpong(NULL, sn_server_port(plain_fib), conns[i]);
             ours[r] = pingpong(ct, sn_server_port(tls_fib), conns[i]);
-            fprintf(stderr, "pingpong-%d round %d: %.0f / %.0f = %.2f\n", conns[i], r + 1,
-                    ours[r], ref[r], ours[r] / ref[r]);
+            fprintf(stderr, "pingpong-%d round %d: %.0f / %.0f = %.2f\n", conns[i], r + 1, ours[r],
+                    ref[r], ours[r] / ref[r]);
         }
         char name[32];
         snprintf(name, sizeof name, "pingpong-%d", conns[i]);
@@ -569,8 +574,10 @@ int main(int argc, char **argv)
     if (argc < 2 || argc % 2 != 0 || seconds <= 0 || seconds > 60 || rounds < 1 ||
         rounds > PP_ROUNDS_MAX ||
         (only && strcmp(only, "pingpong") && strcmp(only, "handshakes") && strcmp(only, "bulk"))) {
-        fprintf(stderr, "usage: tls-bench PKI_DIR [--seconds S (0-60)] [--rounds N (1-%d)]"
-                        " [--only pingpong|handshakes|bulk]\n", PP_ROUNDS_MAX);
+        fprintf(stderr,
+                "usage: tls-bench PKI_DIR [--seconds S (0-60)] [--rounds N (1-%d)]"
+                " [--only pingpong|handshakes|bulk]\n",
+                PP_ROUNDS_MAX);
         return 2;
     }
     pki = argv[1];

@@ -5,6 +5,7 @@
  *                        [--warmup S] [--threads T] [--binary] [--deflate] [--compressible]
  *                        [--server-pid PID]
  *   ws-loadgen handshake --host H --port P [--path /echo] --seconds S [--threads T]
+ *   ws-loadgen idle      --host H --port P [--path /echo] --conns C [--hold S]
  *
  * echo: C WebSocket connections (the upgrades done first, then not timed), each sends an
  *   N-byte message (text, or binary with --binary) and waits for the whole echo before
@@ -30,6 +31,11 @@
  * handshake: T threads loop: connect, upgrade (verifying the 101 and its accept key), send a
  *   close 1000, wait for the server's close frame, close with a RST (SO_LINGER {1, 0}: no
  *   TIME_WAIT), until S seconds pass. The figure is completed cycles per second.
+ * idle: C connections upgraded, and one 4-byte text message echoed (and checked) on each, so
+ *   that every session has received and sent; then "idle C ready" on stdout, and the
+ *   connections are held for S seconds (default 10), or until SIGTERM/SIGINT, or until stdin
+ *   (when it is a pipe) reaches end-of-file; then "result idle ...". bench/run.sh reads the
+ *   server's VmRSS meanwhile: the memory an idle WebSocket connection costs.
  *
  * The client's framing is its own and minimal: frames masked as RFC 6455 wants of a client
  * (one key per connection), fragments reassembled, pings answered with pongs; any protocol
@@ -55,7 +61,7 @@
 struct opts {
     const char *host, *port, *path;
     long conns, size, threads, server_pid;
-    double seconds, warmup;
+    double seconds, warmup, hold;
     int binary, deflate, compressible;
 };
 
@@ -194,6 +200,7 @@ static int ws_upgrade(int fd, const struct opts *o, struct pmd *pmd, char *rest,
     long hl = read_head(fd, head, sizeof head, &extra, deadline);
     if (hl < 0)
         goto fail;
+    errno = 0; /* what fails from here on is the response, not a system call */
     why = "not 101";
     if (strncmp(head, "HTTP/1.1 101 ", 13) != 0)
         goto fail;
@@ -213,8 +220,7 @@ static int ws_upgrade(int fd, const struct opts *o, struct pmd *pmd, char *rest,
     return 0;
 fail:
     if (!g_stop)
-        fprintf(stderr, "ws-loadgen: upgrade: %s: %s\n", why,
-                errno ? strerror(errno) : "protocol");
+        fprintf(stderr, "ws-loadgen: upgrade: %s: %s\n", why, errno ? strerror(errno) : "protocol");
     return -1;
 }
 
@@ -340,7 +346,7 @@ static struct pool g_pool;
 
 struct ec_conn {
     int fd;
-    int want_out; /* EPOLLOUT registered */
+    int want_out;  /* EPOLLOUT registered */
     uint32_t seq;  /* messages sent */
     long cur;      /* the pool message in flight */
     size_t tx_off; /* bytes of its frame sent */
@@ -656,8 +662,10 @@ static int ec_open(struct ec_thread *t, struct ec_conn *c, int fd, long i)
     if (buf_reserve(&c->in, 65536) < 0 || buf_add(&c->in, rest, nrest) < 0)
         return -1;
     if (c->pmd.on && t->o->size + 262 > 1L << c->pmd.client_bits) {
-        fprintf(stderr, "ws-loadgen: the server's client_max_window_bits=%d is too small for "
-                        "messages compressed on their own\n", c->pmd.client_bits);
+        fprintf(stderr,
+                "ws-loadgen: the server's client_max_window_bits=%d is too small for "
+                "messages compressed on their own\n",
+                c->pmd.client_bits);
         c->pmd.on = 0;
         return -1;
     }
@@ -801,8 +809,8 @@ static int cmd_echo(const struct opts *o)
             o->conns, o->size, o->binary ? "binary" : "text", o->deflate ? " deflated" : "", rate,
             mib, p50, p99, p999, errors, starved);
     if (errors || all.n == 0) {
-        fprintf(stderr, "ws-loadgen: echo failed (%ld connection errors, %llu exchanges)\n",
-                errors, (unsigned long long)all.n);
+        fprintf(stderr, "ws-loadgen: echo failed (%ld connection errors, %llu exchanges)\n", errors,
+                (unsigned long long)all.n);
         goto out_barrier;
     }
     printf("result ws-echo conns=%ld size=%ld msgs_per_s=%.0f mib_per_s=%.1f p50_us=%.1f "
@@ -810,8 +818,7 @@ static int cmd_echo(const struct opts *o)
            o->conns, o->size, rate, mib, p50, p99, p999, (unsigned long long)all.n, starved);
     if (o->server_pid) {
         if (cpu[0][0] < 0 || cpu[0][1] < 0 || cpu[1][0] < 0 || cpu[1][1] < 0) {
-            fprintf(stderr, "ws-loadgen: cannot read the CPU time of process %ld\n",
-                    o->server_pid);
+            fprintf(stderr, "ws-loadgen: cannot read the CPU time of process %ld\n", o->server_pid);
             printf("\n");
             goto out_barrier;
         }
@@ -829,6 +836,63 @@ out:
     pool_free();
     free(fds);
     free(th);
+    return rc;
+}
+
+/* ---- idle connections ------------------------------------------------------------ */
+
+/* Upgrades connection fd, sends a masked text message and reads its echo back; 0 or -1. */
+static int idle_one(int fd, const struct opts *o, const struct buf *msg)
+{
+    unsigned char got[HEAD_MAX + 16];
+    uint64_t deadline = now_ns() + (uint64_t)IO_TIMEOUT_S * 1000000000u;
+    static const unsigned char want[] = {0x81, 4, 'i', 'd', 'l', 'e'};
+    size_t have = 0;
+    struct pmd pmd;
+
+    if (ws_upgrade(fd, o, &pmd, (char *)got, &have) < 0 ||
+        send_all(fd, msg->p, msg->len, deadline) < 0)
+        return -1;
+    while (have < sizeof want) {
+        ssize_t n = recv(fd, got + have, sizeof got - have, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && wait_fd(fd, POLLIN, deadline) > 0)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "ws-loadgen: idle: recv: %s\n", io_error(n));
+            return -1;
+        }
+        have += (size_t)n;
+    }
+    if (have != sizeof want || memcmp(got, want, sizeof want) != 0) {
+        fprintf(stderr, "ws-loadgen: idle: the echo is not the 4-byte text sent\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_idle(const struct opts *o)
+{
+    int *fds = malloc((size_t)o->conns * sizeof *fds);
+    struct buf msg = {0};
+    int rc = -1;
+
+    if (!fds || frame_add(&msg, 0, 1, "idle", 4) < 0)
+        goto out;
+    fprintf(stderr, "idle: connecting %ld to %s:%s%s\n", o->conns, o->host, o->port, o->path);
+    if (connect_many(fds, o->conns) < 0)
+        goto out;
+    for (long i = 0; i < o->conns; i++)
+        if (idle_one(fds[i], o, &msg) < 0) {
+            fprintf(stderr, "ws-loadgen: idle: connection %ld failed\n", i);
+            goto close;
+        }
+    idle_report_hold("ws-idle", o->conns, o->hold);
+    rc = 0;
+close:
+    close_all(fds, o->conns);
+out:
+    free(msg.p);
+    free(fds);
     return rc;
 }
 
@@ -955,7 +1019,8 @@ static _Noreturn void usage(void)
             "                       --seconds S [--warmup S] [--threads T] [--binary]\n"
             "                       [--deflate] [--compressible] [--server-pid PID]\n"
             "       ws-loadgen handshake --host H --port P [--path /echo] --seconds S\n"
-            "                       [--threads T]\n");
+            "                       [--threads T]\n"
+            "       ws-loadgen idle --host H --port P [--path /echo] --conns C [--hold S]\n");
     exit(2);
 }
 
@@ -985,6 +1050,8 @@ static void parse(struct opts *o, int argc, char **argv)
             o->threads = num(v, 1, MAX_THREADS);
         else if (!strcmp(k, "--seconds"))
             o->seconds = secs_arg(v);
+        else if (!strcmp(k, "--hold"))
+            o->hold = secs_arg(v);
         else if (!strcmp(k, "--warmup"))
             o->warmup = secs_arg(v);
         else if (!strcmp(k, "--server-pid"))
@@ -999,7 +1066,8 @@ static void parse(struct opts *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.path = "/echo", .conns = 1, .size = 32, .threads = 2, .seconds = 5};
+    struct opts o = {
+        .path = "/echo", .conns = 1, .size = 32, .threads = 2, .seconds = 5, .hold = 10};
     int rc;
 
     if (argc < 2)
@@ -1012,6 +1080,8 @@ int main(int argc, char **argv)
         rc = cmd_echo(&o);
     else if (!strcmp(argv[1], "handshake"))
         rc = cmd_handshake(&o);
+    else if (!strcmp(argv[1], "idle") && !o.deflate)
+        rc = cmd_idle(&o);
     else
         usage();
     return rc == 0 ? 0 : 1;
