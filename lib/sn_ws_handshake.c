@@ -132,6 +132,30 @@ static bool next_offer(struct cursor *c)
 
 /* Server: the first acceptable permessage-deflate offer in the request, as
  * agreed (into *pmd) and as answered (into answer). */
+/* Appends s to the NUL-terminated text at out (cap bytes, *n of them used), cutting it short
+ * rather than overflow. The server's handshake builds its answer with this and not with
+ * printf: vsnprintf's frame alone is about 1.5 KiB of stack, and every page of a fiber's
+ * stack that the handshake touches stays resident for the whole session. */
+static void append(char *out, size_t cap, size_t *n, const char *s)
+{
+    size_t len = strlen(s);
+    if (len > cap - 1 - *n)
+        len = cap - 1 - *n;
+    memcpy(out + *n, s, len);
+    *n += len;
+    out[*n] = '\0';
+}
+
+/* Appends "; NAME=BITS" for a window size of 8-15. */
+static void append_bits(char *out, size_t cap, size_t *n, const char *name, int bits)
+{
+    char num[3] = {(char)('0' + bits / 10), (char)('0' + bits % 10), '\0'};
+    append(out, cap, n, "; ");
+    append(out, cap, n, name);
+    append(out, cap, n, "=");
+    append(out, cap, n, bits < 10 ? num + 1 : num);
+}
+
 static void negotiate_pmd(const sn_http_request *req, const sn_ws_config *cfg, sn__pmd *pmd,
                           char *answer, size_t cap)
 {
@@ -160,16 +184,16 @@ static void negotiate_pmd(const sn_http_request *req, const sn_ws_config *cfg, s
                                            : d->client_max_window_bits;
             pmd->tx_reset = pp.snct || d->server_no_context_takeover == SN_ON;
             pmd->rx_reset = pp.cnct || d->client_no_context_takeover == SN_ON;
-            size_t n = (size_t)snprintf(answer, cap, "permessage-deflate");
+            size_t n = 0;
+            append(answer, cap, &n, "permessage-deflate");
             if (pmd->tx_reset)
-                n += (size_t)snprintf(answer + n, cap - n, "; server_no_context_takeover");
+                append(answer, cap, &n, "; server_no_context_takeover");
             if (pmd->rx_reset)
-                n += (size_t)snprintf(answer + n, cap - n, "; client_no_context_takeover");
+                append(answer, cap, &n, "; client_no_context_takeover");
             if (pp.smwb > 0 || pmd->tx_bits < 15)
-                n += (size_t)snprintf(answer + n, cap - n, "; server_max_window_bits=%d",
-                                      pmd->tx_bits);
+                append_bits(answer, cap, &n, "server_max_window_bits", pmd->tx_bits);
             if (pp.cmwb != 0 && pmd->rx_bits < 15)
-                snprintf(answer + n, cap - n, "; client_max_window_bits=%d", pmd->rx_bits);
+                append_bits(answer, cap, &n, "client_max_window_bits", pmd->rx_bits);
             return;
         } while (next_offer(&c));
     }
@@ -245,17 +269,23 @@ int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_w
     const char *proto = pick_subprotocol(req, &conf);
     negotiate_pmd(req, &conf, &pmd, ext, sizeof ext);
     sn_ws *ws;
-    if ((rc = sn__ws_new(&ws, c, true, &conf, &pmd, proto, proto ? strlen(proto) : 0,
-                         req->target, req->target_len)) < 0) {
+    if ((rc = sn__ws_new(&ws, c, true, &conf, &pmd, proto, proto ? strlen(proto) : 0, req->target,
+                         req->target_len)) < 0) {
         refuse(c, 503, NULL, deadline);
         return rc;
     }
-    ssize_t w = sn_printf(c, deadline,
-                          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                          "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
-                          accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
-                          proto ? "\r\n" : "", pmd.on ? "Sec-WebSocket-Extensions: " : "", ext,
-                          pmd.on ? "\r\n" : "");
+    const char *part[] = {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: ",
+                          accept,
+                          proto ? "\r\nSec-WebSocket-Protocol: " : "",
+                          proto ? proto : "",
+                          pmd.on ? "\r\nSec-WebSocket-Extensions: " : "",
+                          ext,
+                          "\r\n\r\n"};
+    struct iovec iov[SN_ARRAY_SIZE(part)];
+    for (size_t i = 0; i < SN_ARRAY_SIZE(part); i++)
+        iov[i] = (struct iovec){(void *)part[i], strlen(part[i])};
+    ssize_t w = sn_writev(c, iov, (int)SN_ARRAY_SIZE(part), deadline); /* no printf: see append */
     if (w >= 0)
         w = sn_flush(c, deadline);
     if (w < 0) {

@@ -80,7 +80,13 @@ enum sn_ws_close_code {
  * Each is allocated when the first compressed message goes out or comes
  * in, and held until sn_ws_free: an idle session, or one whose messages
  * stay under the threshold, costs nothing. Receive buffers come on top
- * (the largest message received whole, or 64 KiB when streamed). */
+ * (the largest message received whole, or 64 KiB when streamed).
+ *
+ * Without deflate an idle server session costs its connection's read and
+ * write buffers (4 KiB each unless configured), about 1 KiB of session,
+ * and in fiber mode the one page of stack that its handshake and a plain
+ * message touch: about 15 KiB per idle connection in ws-echo, measured
+ * (bench/run.sh --only ws; a wss session's handshake goes deeper). */
 typedef struct sn_ws_deflate_config {
     int level;        /* zlib level 1-9; 0 = 1 (fastest: on 4 KiB JSON-like
                          messages with context takeover, half the CPU of
