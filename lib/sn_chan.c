@@ -25,6 +25,15 @@
  * lines, delimiters, peeks and exact reads. One spare byte past rcap lets
  * sn_read_line_ref NUL-terminate any line in place. The write buffer holds
  * unsent bytes in wbuf[woff, wlen), plus one spare byte for vsnprintf's NUL.
+ *
+ * On a scheduler's thread (fiber mode) a connection holds its buffers only
+ * while it uses them: a read that must wait with nothing buffered hands the
+ * read buffer back to the scheduler before it parks (rpark), and a flush that
+ * empties the write buffer hands that back (wreset). An idle connection then
+ * holds neither, and the busy connections of a thread take turns with the few
+ * buffers the scheduler keeps (sn__sched_buf_take), warm in the cache. On a
+ * plain thread the buffers stay with the connection, which blocks in recv
+ * into its read buffer.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -120,6 +129,20 @@ static inline void rconsume(sn_conn *c, size_t n)
         c->rpos = c->rlen = 0;
 }
 
+/* A buffer of size bytes: one the thread's scheduler keeps, else a new one. */
+static char *buf_new(size_t size)
+{
+    char *p = sn__sched_buf_take(size);
+    return p != NULL ? p : sn__malloc(size);
+}
+
+/* Hands a buffer that holds nothing back to the thread's scheduler, or frees it. */
+static void buf_drop(char *p, size_t size)
+{
+    if (p != NULL && !sn__sched_buf_give(p, size))
+        sn__free(p);
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 int sn_conn_new(sn_conn **out, sn_sock *sock, const sn_conn_config *cfg)
@@ -210,8 +233,8 @@ void sn_conn_free(sn_conn *c)
         return;
     release_transport(c);
     sn_sock_free(c->sock);
-    sn__free(c->rbuf);
-    sn__free(c->wbuf);
+    buf_drop(c->rbuf, c->rcap + 1);
+    buf_drop(c->wbuf, c->wcap + 1);
     sn__free(c);
 }
 
@@ -277,12 +300,22 @@ static int read_end(sn_conn *c)
     return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
 }
 
+/* Whether the next receive must wait, on a fiber, with nothing buffered: the
+ * last receive emptied the socket and the transport holds nothing decrypted. */
+static bool rpark_due(const sn_conn *c)
+{
+    return c->rdrained && rbuffered(c) == 0 && sn__fiber_self() != NULL &&
+           c->t->vt->pending(c->t) == 0;
+}
+
 /* Receives up to len bytes into buf, waiting until the deadline. Returns the
  * count, SN_ETIMEDOUT (not sticky), or the sticky end or error of the stream.
  * When the last receive emptied the socket, it waits first: with a transport
  * that can block in its receive that is one system call, else poll + recv;
- * either way no receive that only says EAGAIN. */
-static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
+ * either way no receive that only says EAGAIN. With park (buf is the empty
+ * read buffer), a receive on a fiber that finds the socket empty returns
+ * SN_EAGAIN instead of waiting, for rfill to wait without the buffer. */
+static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
 {
     const sn_transport_vtable *vt = c->t->vt;
     short want = POLLIN;
@@ -308,6 +341,10 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl)
         n = vt->recv(c->t, buf, len, &want);
         if (n != SN_EAGAIN)
             break;
+        if (park && want == POLLIN && sn__fiber_self() != NULL && vt->pending(c->t) == 0) {
+            c->rdrained = true; /* rfill parks, then receives */
+            return SN_EAGAIN;
+        }
         wait_first = true;
     }
     if (n > 0) {
@@ -341,7 +378,8 @@ static int rreserve(sn_conn *c, size_t need)
         cap *= 2;
     cap = SN_MIN(cap, c->rmax);
     if (cap > c->rcap || c->rbuf == NULL) {
-        char *p = sn__realloc(c->rbuf, cap + 1); /* + 1: room for a NUL */
+        /* + 1: room for a NUL */
+        char *p = c->rbuf == NULL ? buf_new(cap + 1) : sn__realloc(c->rbuf, cap + 1);
         if (p == NULL)
             return SN_ENOMEM;
         c->rbuf = p;
@@ -355,6 +393,27 @@ static int rreserve(sn_conn *c, size_t need)
     return 0;
 }
 
+/* Hands the read buffer back to the thread's scheduler, then waits for the
+ * socket to be readable: an idle connection's wait may last for ever, and its
+ * buffer meanwhile serves the thread's other connections. A deadline already
+ * past still takes what has arrived: the first time (!tried) it does not
+ * wait. Returns 0 (receive now), or what xrecv would for its wait. */
+static int rpark(sn_conn *c, int64_t dl, bool tried)
+{
+    if (woken(c) >= 2)
+        return set_rerr(c, SN_ESTOPPED);
+    buf_drop(c->rbuf, c->rcap + 1);
+    c->rbuf = NULL;
+    c->rcap = c->rpos = c->rlen = 0;
+    int rc = !tried && sn__poll_timeout(dl) == 0 ? 0 : sn__wait_fd(c->t->fd, POLLIN, dl);
+    if (rc == SN_ETIMEDOUT)
+        return rc;
+    if (rc < 0)
+        return set_rerr(c, rc);
+    c->rdrained = false;
+    return 0;
+}
+
 /* Receives more bytes into the buffer, growing it toward `need` unread bytes
  * if that is what the caller waits for. Returns the count received or an
  * error (SN_ETOOBIG when the buffer is full at rmax). */
@@ -363,13 +422,17 @@ static ssize_t rfill(sn_conn *c, size_t need, int64_t dl)
     int rc = rerr(c);
     if (rc)
         return rc;
-    rc = rreserve(c, need);
-    if (rc < 0)
-        return rc;
-    ssize_t n = xrecv(c, c->rbuf + c->rlen, c->rcap - c->rlen, dl);
-    if (n > 0)
-        c->rlen += (size_t)n;
-    return n;
+    for (bool tried = false;; tried = true) {
+        if (rpark_due(c) && (rc = rpark(c, dl, tried)) < 0)
+            return rc;
+        if ((rc = rreserve(c, need)) < 0)
+            return rc;
+        ssize_t n = xrecv(c, c->rbuf + c->rlen, c->rcap - c->rlen, dl, rbuffered(c) == 0);
+        if (n > 0)
+            c->rlen += (size_t)n;
+        if (n != SN_EAGAIN) /* else the socket was empty: park without the buffer */
+            return n;
+    }
 }
 
 /* ---- reading: the calls ------------------------------------------------------ */
@@ -381,7 +444,7 @@ ssize_t sn_read(sn_conn *c, void *buf, size_t len, sn_deadline dl)
     size_t have = rbuffered(c);
     if (have == 0) {
         if (len >= c->rinit) /* large enough: no copy through the buffer */
-            return xrecv(c, buf, len, rdeadline(c, dl));
+            return xrecv(c, buf, len, rdeadline(c, dl), false);
         ssize_t n = rfill(c, 1, rdeadline(c, dl));
         if (n < 0)
             return n;
@@ -417,7 +480,7 @@ static ssize_t read_exact_direct(sn_conn *c, char *buf, size_t n, int64_t dl)
         rconsume(c, done);
     }
     while (done < n) {
-        ssize_t got = xrecv(c, buf + done, n - done, dl);
+        ssize_t got = xrecv(c, buf + done, n - done, dl, false);
         if (got == SN_ETIMEDOUT && done > 0)
             return set_rerr(c, SN_ETIMEDOUT);
         if (got < 0)
@@ -700,12 +763,14 @@ static int werror(sn_conn *c, int rc)
     return rc;
 }
 
-/* The buffer is empty: back to the configured size if a try grew it. */
+/* The buffer is empty. On a scheduler's thread it goes back to the scheduler
+ * (the connection may now wait for long); elsewhere it stays, unless a try
+ * grew it past the configured size. */
 static void wreset(sn_conn *c)
 {
     c->woff = c->wlen = 0;
-    if (c->wcap != c->wcap0) {
-        sn__free(c->wbuf);
+    if (c->wcap != c->wcap0 || sn__sched_self() != NULL) {
+        buf_drop(c->wbuf, c->wcap + 1);
         c->wbuf = NULL;
         c->wcap = c->wcap0;
     }
@@ -737,7 +802,7 @@ static int wcheck(sn_conn *c)
 /* Room for len more bytes in the buffer, flushing if needed. len < wcap. */
 static int wroom(sn_conn *c, size_t len, int64_t dl)
 {
-    if (c->wbuf == NULL && (c->wbuf = sn__malloc(c->wcap + 1)) == NULL)
+    if (c->wbuf == NULL && (c->wbuf = buf_new(c->wcap + 1)) == NULL)
         return SN_ENOMEM;
     if (c->wcap - c->wlen >= len)
         return 0;
@@ -797,7 +862,7 @@ static ssize_t write_through(sn_conn *c, const struct iovec *user, int n, size_t
         return (ssize_t)total;
     if (rc != SN_ETIMEDOUT)
         return werror(c, rc);
-    if (c->wbuf == NULL && (c->wbuf = sn__malloc(c->wcap + 1)) == NULL)
+    if (c->wbuf == NULL && (c->wbuf = buf_new(c->wcap + 1)) == NULL)
         return set_werr(c, SN_ENOMEM); /* bytes lost mid-stream */
     for (int i = 0; i < n; i++) {
         size_t skip = SN_MIN(sent, user[i].iov_len);
@@ -949,7 +1014,7 @@ static ssize_t send_once(sn_conn *c, const struct iovec *iov, int n)
 void sn__conn_trim(sn_conn *c)
 {
     if (c->woff == c->wlen) {
-        sn__free(c->wbuf);
+        buf_drop(c->wbuf, c->wcap + 1);
         c->wbuf = NULL;
         c->woff = c->wlen = 0;
         c->wcap = c->wcap0;
@@ -992,11 +1057,11 @@ int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken)
         return k > 0 || n == 0 ? 0 : SN_EAGAIN;
     size_t rest = iov[k].iov_len - left; /* buffer k went in part: keep its rest */
     if (rest > c->wcap) {                /* grown for this one buffer, until it is sent */
-        sn__free(c->wbuf);
+        buf_drop(c->wbuf, c->wcap + 1);
         c->wbuf = NULL;
         c->wcap = rest;
     }
-    if (c->wbuf == NULL && (c->wbuf = sn__malloc(c->wcap + 1)) == NULL)
+    if (c->wbuf == NULL && (c->wbuf = buf_new(c->wcap + 1)) == NULL)
         return set_werr(c, SN_ENOMEM); /* the stream is cut mid-frame */
     memcpy(c->wbuf, (const char *)iov[k].iov_base + left, rest);
     c->wlen = rest;

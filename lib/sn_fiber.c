@@ -17,6 +17,11 @@
  * Stacks: mmap'd with a guard page below, and kept on a free list for reuse,
  * so a connection costs no mmap once the scheduler is warm.
  *
+ * Buffers: a connection's empty read and write buffers go back to its
+ * thread's scheduler while it waits (sn_chan.c), up to SN_SCHED_BUFS of
+ * them, and the next connection to need one takes the one given last: an
+ * idle connection holds no buffer, and the busy ones share a few warm ones.
+ *
  * Descriptors: the first wait on a descriptor registers it in the epoll set
  * once, edge-triggered for reading and writing, and it stays there until it
  * is closed, so a wait costs no epoll_ctl. The scheduler keeps a slot per
@@ -38,6 +43,7 @@
 
 #define SN_FIBER_STACK_DEFAULT (256 * 1024)
 #define SN_FIBER_EVENTS 256
+#define SN_SCHED_BUFS 32
 #define SN_INBOX_KEY UINT64_MAX /* the epoll key of the inbox; others are fds */
 
 /* ---- telling the sanitizers and valgrind about stacks ------------------------- */
@@ -104,6 +110,8 @@ struct sn_sched {
     bool hold;   /* keep running with no fiber left */
     void (*inbox_fn)(void *arg);
     void *inbox_arg;
+    void *bufs[SN_SCHED_BUFS]; /* connection buffers of SN_SCHED_BUF_BYTES */
+    size_t nbufs;
 };
 
 static _Thread_local sn_sched *tl_sched;
@@ -381,6 +389,8 @@ void sn__sched_free(sn_sched *s)
         s->free = f->next;
         fiber_destroy(f);
     }
+    while (s->nbufs > 0)
+        sn__free(s->bufs[--s->nbufs]);
     sn__free(s->heap);
     sn__free(s->fds);
     close(s->ep);
@@ -428,6 +438,23 @@ sn_fiber *sn__fiber_self(void)
 sn_sched *sn__sched_self(void)
 {
     return tl_sched;
+}
+
+void *sn__sched_buf_take(size_t size)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || size != SN_SCHED_BUF_BYTES || s->nbufs == 0)
+        return NULL;
+    return s->bufs[--s->nbufs];
+}
+
+bool sn__sched_buf_give(void *p, size_t size)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || size != SN_SCHED_BUF_BYTES || s->nbufs == SN_SCHED_BUFS)
+        return false;
+    s->bufs[s->nbufs++] = p;
+    return true;
 }
 
 void *sn__fiber_local(const sn_fiber *f)

@@ -159,6 +159,15 @@ void sn__sched_hold(sn_sched *s, bool hold);
 int sn__sched_set_inbox(sn_sched *s, int fd, void (*fn)(void *arg), void *arg);
 /* The calling thread's scheduler, or NULL. */
 sn_sched *sn__sched_self(void);
+/* Connection buffers of SN_SCHED_BUF_BYTES (a default-sized read or write
+ * buffer and its spare byte) that connections on a scheduler's thread hand
+ * back while they wait, for the thread's other connections to reuse. take
+ * gives one of size bytes, or NULL (none kept, another size, or not a
+ * scheduler's thread); give keeps p, or returns false for the caller to
+ * free it. */
+#define SN_SCHED_BUF_BYTES (4096 + 1)
+void *sn__sched_buf_take(size_t size);
+bool sn__sched_buf_give(void *p, size_t size);
 /* A pointer of the fiber's owner, NULL at first. */
 void *sn__fiber_local(const sn_fiber *f);
 void sn__fiber_set_local(sn_fiber *f, void *p);

@@ -1,7 +1,9 @@
 /*
  * test-fiber.c: fibers and the per-thread scheduler: order of running,
  * yields, waits on descriptors with and without deadlines, sleeps, many
- * fibers, deep stacks, stack reuse, one scheduler per thread.
+ * fibers, deep stacks, stack reuse, one scheduler per thread; connections
+ * on a fiber that give their buffers back while they wait, and reads past
+ * their deadline.
  * Checks inside fibers only record; the assertions run on the test's own
  * stack (a failed fatal assertion must not jump across stacks).
  */
@@ -380,6 +382,181 @@ static void test_line_and_eof_in_one_edge(void)
     }
 }
 
+/* Connections on a scheduler's thread hold their buffers only while they use
+ * them: three readers echo lines; whenever all of them wait with nothing
+ * buffered, every buffer they used is back in the scheduler's cache, and while
+ * each holds half a line, each holds exactly its read buffer. */
+#define BUF_CONNS 3
+#define BUF_ROUNDS 3
+
+struct buf_conn {
+    sn_conn *c;
+    int peer, idx, errors;
+};
+
+struct buf_drive {
+    struct buf_conn *bc;
+    long base, idle[BUF_ROUNDS], partial, after;
+    int errors;
+};
+
+static void buf_reader(void *arg)
+{
+    struct buf_conn *b = arg;
+    char line[64], want[64];
+    for (int k = 0; k <= BUF_ROUNDS; k++) { /* the last line comes in two halves */
+        sn_deadline dl = sn_deadline_in(3000);
+        ssize_t n = sn_read_line(b->c, line, sizeof line, SN_LINE_LF, dl);
+        snprintf(want, sizeof want, "c%d r%d", b->idx, k);
+        if (n != (ssize_t)strlen(want) || strcmp(line, want) != 0 ||
+            sn_write_str(b->c, line, dl) < 0 || sn_write(b->c, "\n", 1, dl) < 0 ||
+            sn_flush(b->c, dl) < 0) {
+            b->errors++;
+            return;
+        }
+    }
+    if (sn_read_line(b->c, line, sizeof line, SN_LINE_LF, sn_deadline_in(3000)) != SN_EOF)
+        b->errors++; /* waits, holding nothing, until the driver is done */
+}
+
+/* The library's live allocations, less the buffers the scheduler keeps. */
+static long held(void)
+{
+    void *p[64];
+    int n = 0;
+    while (n < 64 && (p[n] = sn__sched_buf_take(SN_SCHED_BUF_BYTES)) != NULL)
+        n++;
+    long live = sn__alloc_live() - n;
+    while (n > 0)
+        sn__sched_buf_give(p[--n], SN_SCHED_BUF_BYTES);
+    return live;
+}
+
+/* Sends line k to every peer: whole (half 0), or its first or second half. */
+static void buf_send(struct buf_drive *d, int k, int half)
+{
+    for (int i = 0; i < BUF_CONNS; i++) {
+        char msg[64];
+        int n = half == 2 ? snprintf(msg, sizeof msg, "%d\n", k)
+                          : snprintf(msg, sizeof msg, half ? "c%d r" : "c%d r%d\n", i, k);
+        d->errors += send(d->bc[i].peer, msg, (size_t)n, MSG_NOSIGNAL) != n;
+    }
+    sn_sleep_ms(30); /* the readers take it and go back to waiting */
+}
+
+/* Every peer gets its echo of line k. */
+static void buf_echoes(struct buf_drive *d, int k)
+{
+    for (int i = 0; i < BUF_CONNS; i++) {
+        char want[64], got[64];
+        size_t n = (size_t)snprintf(want, sizeof want, "c%d r%d\n", i, k), have = 0;
+        for (int tries = 0; have < n && tries < 100; tries++) {
+            ssize_t r = recv(d->bc[i].peer, got + have, n - have, MSG_DONTWAIT);
+            if (r > 0)
+                have += (size_t)r;
+            else
+                sn_sleep_ms(10);
+        }
+        d->errors += have != n || memcmp(got, want, n) != 0;
+    }
+}
+
+static void buf_driver(void *arg)
+{
+    struct buf_drive *d = arg;
+    sn_sleep_ms(30); /* every reader waits on its empty socket */
+    d->base = held();
+    for (int k = 0; k < BUF_ROUNDS; k++) {
+        buf_send(d, k, 0);
+        d->idle[k] = held();
+        buf_echoes(d, k);
+    }
+    buf_send(d, BUF_ROUNDS, 1);
+    d->partial = held();
+    buf_send(d, BUF_ROUNDS, 2);
+    d->after = held();
+    buf_echoes(d, BUF_ROUNDS);
+    for (int i = 0; i < BUF_CONNS; i++)
+        shutdown(d->bc[i].peer, SHUT_WR);
+}
+
+static void test_idle_holds_no_buffer(void)
+{
+    struct buf_conn bc[BUF_CONNS];
+    struct buf_drive d = {.bc = bc};
+    const sn_conn_config cfg = {.autoflush = SN_OFF};
+    sn_sched *s;
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    for (int i = 0; i < BUF_CONNS; i++) {
+        int a;
+        sn_sock *sock;
+        bc[i] = (struct buf_conn){.idx = i};
+        CU_ASSERT_FATAL(sn_test_tcp_pair(&a, &bc[i].peer) == 0);
+        SN_ASSERT_RC(sn_sock_from_fd(&sock, a), 0);
+        SN_ASSERT_RC(sn_conn_new(&bc[i].c, sock, &cfg), 0);
+        SN_ASSERT_RC(sn__fiber_spawn(s, buf_reader, &bc[i], 0), 0);
+    }
+    SN_ASSERT_RC(sn__fiber_spawn(s, buf_driver, &d, 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(d.errors, 0);
+    for (int k = 0; k < BUF_ROUNDS; k++)
+        CU_ASSERT_EQUAL(d.idle[k], d.base);
+    CU_ASSERT_EQUAL(d.partial, d.base + BUF_CONNS); /* each holds its read buffer */
+    CU_ASSERT_EQUAL(d.after, d.base);
+    for (int i = 0; i < BUF_CONNS; i++) {
+        CU_ASSERT_EQUAL(bc[i].errors, 0);
+        sn_conn_free(bc[i].c); /* its buffers (none) and the scheduler's go */
+        close(bc[i].peer);
+    }
+    sn__sched_free(s);
+}
+
+/* On a fiber, a read whose deadline has passed still takes what has arrived,
+ * also right after a receive that emptied the socket. */
+struct late_read {
+    sn_conn *c;
+    int peer;
+    ssize_t first, second;
+    char got[2];
+};
+
+static void late_reader(void *arg)
+{
+    struct late_read *l = arg;
+    l->first = sn_read(l->c, l->got, 1, sn_deadline_in(3000)); /* "a": the socket is empty */
+    sn_sleep_ms(30);                                           /* "b" arrives meanwhile */
+    l->second = sn_read(l->c, l->got + 1, 1, sn_deadline_in(0));
+}
+
+static void late_sender(void *arg)
+{
+    struct late_read *l = arg;
+    (void)!send(l->peer, "a", 1, MSG_NOSIGNAL);
+    sn_sleep_ms(10);
+    (void)!send(l->peer, "b", 1, MSG_NOSIGNAL);
+}
+
+static void test_late_read_takes_what_arrived(void)
+{
+    int a;
+    sn_sock *sock;
+    struct late_read l = {0};
+    sn_sched *s;
+    CU_ASSERT_FATAL(sn_test_tcp_pair(&a, &l.peer) == 0);
+    SN_ASSERT_RC(sn_sock_from_fd(&sock, a), 0);
+    SN_ASSERT_RC(sn_conn_new(&l.c, sock, NULL), 0);
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, late_reader, &l, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, late_sender, &l, 0), 0);
+    sn__sched_run(s);
+    sn__sched_free(s);
+    SN_ASSERT_RC(l.first, 1);
+    SN_ASSERT_RC(l.second, 1);
+    CU_ASSERT(memcmp(l.got, "ab", 2) == 0);
+    sn_conn_free(l.c);
+    close(l.peer);
+}
+
 /* sn_sleep_ms and sn_yield on a fiber leave the thread to the others. */
 static void public_sleeper(void *arg)
 {
@@ -701,6 +878,8 @@ static CU_TestInfo tests[] = {
     {"a reader and a writer on one descriptor", test_reader_and_writer},
     {"close wakes the waiter; numbers reused", test_close_and_reuse},
     {"a line and the peer's FIN in one edge", test_line_and_eof_in_one_edge},
+    {"a connection waiting with nothing buffered holds no buffer", test_idle_holds_no_buffer},
+    {"a read past its deadline takes what has arrived", test_late_read_takes_what_arrived},
     {"sn_sleep_ms and sn_yield", test_public_sleep_and_yield},
     {"1,000 sleepers wake in order", test_many_sleepers},
     {"deep stack", test_deep_stack},

@@ -36,6 +36,12 @@
  * writes each go out whole). Reads into a caller buffer at least as large as the
  * read buffer, and writes at least as large as the write buffer, skip the
  * copy and go straight between the caller's memory and the socket.
+ * On a fiber (fiber mode) a connection holds its buffers only while it uses
+ * them: a read that must wait with nothing buffered gives the read buffer
+ * back before it parks, and a flush that empties the write buffer gives that
+ * back, to a few the thread keeps for its connections; an idle connection
+ * holds neither. Pointers into the read buffer (sn_peek, sn_read_line_ref)
+ * are valid until the next read call, as always.
  *
  * Thread safety: one thread may read while another writes; two readers or
  * two writers need the caller's own lock. sn_conn_error, sn_conn_sock and
