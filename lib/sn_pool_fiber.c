@@ -11,9 +11,13 @@
  * job in that thread's inbox and writes its eventfd; the thread spawns a
  * fiber for each job it finds there. A submit from one of the pool's own
  * threads (the server's acceptor fibers) spawns the fiber right there, with
- * no inbox and no wake-up, unless that thread has SN_FPOOL_LOCAL_SLACK jobs
- * more than the least loaded one. A finished job's fiber takes the next
- * queued job and starts it on its own thread.
+ * no inbox and no wake-up, unless that thread is busier than the least
+ * loaded one by more than the slack: two jobs, plus an eighth of the least
+ * loaded thread's. So a burst of a few connections is spread over the
+ * threads (all 16 of a burst on one thread left the other CPUs idle while
+ * that one was saturated), and thousands are handed over only when a thread
+ * is an eighth ahead. A finished job's fiber takes the next queued job and
+ * starts it on its own thread.
  *
  * Service fibers (sn__fpool_spawn_each) run on every thread outside the
  * count of jobs; the thread lives on until they return.
@@ -28,7 +32,7 @@
 #include "sn_int.h"
 
 #define SN_FPOOL_THREADS_MAX 1024
-#define SN_FPOOL_LOCAL_SLACK 16
+#define SN_FPOOL_SLACK_SHIFT 3 /* the slack: 2 + the least load >> this */
 
 struct fjob {
     sn_job_fn fn;
@@ -279,7 +283,8 @@ static struct fthread *pick_thread(sn__fpool *fp)
 {
     struct fthread *least = least_loaded(fp);
     struct fthread *own = tl_fthread;
-    if (own != NULL && own->fp == fp && own->load <= least->load + SN_FPOOL_LOCAL_SLACK)
+    int slack = 2 + (least->load >> SN_FPOOL_SLACK_SHIFT);
+    if (own != NULL && own->fp == fp && own->load <= least->load + slack)
         return own;
     return least;
 }

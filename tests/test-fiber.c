@@ -783,6 +783,58 @@ static void test_pool_limits(void)
     CU_ASSERT_EQUAL(sn__alloc_live(), live);
 }
 
+/* Jobs submitted from one of the pool's own threads (as the server's acceptor
+ * fibers do) are spread over the threads: of 16 long jobs submitted in a row
+ * from a job on one of two threads, each thread gets at least 6. (With a slack
+ * of 16 jobs, all 16 went to the submitter's thread, and the other CPU idled.) */
+#define SPREAD_JOBS 16
+
+struct spread {
+    sn_pool *p;
+    sn_sched *where[SPREAD_JOBS];
+    atomic_int started, errors;
+};
+
+static struct spread g_spread;
+
+static void spread_job(void *arg)
+{
+    sn_sched **where = arg;
+    *where = sn__sched_self();
+    atomic_fetch_add(&g_spread.started, 1);
+    while (!atomic_load(&gate_open))
+        sn__fiber_sleep_until(sn_deadline_in(2));
+}
+
+static void spread_submitter(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < SPREAD_JOBS; i++)
+        if (sn_pool_submit(g_spread.p, spread_job, &g_spread.where[i]) != 0)
+            atomic_fetch_add(&g_spread.errors, 1);
+}
+
+static void test_pool_spreads_own_submits(void)
+{
+    atomic_store(&gate_open, 0);
+    memset(&g_spread, 0, sizeof g_spread);
+    sn_pool_config cfg = {.fibers = SN_ON, .fiber_threads = 2, .max_threads = 100};
+    SN_ASSERT_RC(sn_pool_new(&g_spread.p, &cfg), 0);
+    SN_ASSERT_RC(sn_pool_submit(g_spread.p, spread_submitter, NULL), 0);
+    WAIT_UNTIL(atomic_load(&g_spread.started) == SPREAD_JOBS, 5000);
+    CU_ASSERT_EQUAL(atomic_load(&g_spread.errors), 0);
+    CU_ASSERT_EQUAL_FATAL(atomic_load(&g_spread.started), SPREAD_JOBS);
+    int on_first = 0;
+    for (int i = 0; i < SPREAD_JOBS; i++)
+        on_first += g_spread.where[i] == g_spread.where[0];
+    if (on_first < 6 || SPREAD_JOBS - on_first < 6)
+        fprintf(stderr, "pool spread: %d and %d jobs\n", on_first, SPREAD_JOBS - on_first);
+    CU_ASSERT(on_first >= 6 && SPREAD_JOBS - on_first >= 6);
+    atomic_store(&gate_open, 1);
+    SN_ASSERT_RC(sn_pool_stop(g_spread.p), 0);
+    sn_pool_free(g_spread.p);
+}
+
 struct stopper {
     sn_pool *p;
     atomic_int done;
@@ -886,6 +938,7 @@ static CU_TestInfo tests[] = {
     {"stacks are reused", test_stack_reuse},
     {"one scheduler per thread", test_one_per_thread},
     {"pool: limits, queue, refusal", test_pool_limits},
+    {"pool: a pool thread's submits are spread over the threads", test_pool_spreads_own_submits},
     {"pool: stop with and without drop", test_pool_stop},
     {"pool: many submitters", test_pool_many_submitters},
     {"pool: bad configuration", test_pool_bad_config},
