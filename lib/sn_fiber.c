@@ -440,6 +440,14 @@ sn_sched *sn__sched_self(void)
     return tl_sched;
 }
 
+size_t sn__fiber_stack_touched(const sn_fiber *f)
+{
+    const char *p = f->stack, *top = f->stack + f->stack_size;
+    while (p < top && *p == 0)
+        p++;
+    return (size_t)(top - p);
+}
+
 void *sn__sched_buf_take(size_t size)
 {
     sn_sched *s = tl_sched;

@@ -175,6 +175,11 @@ void sn__fiber_set_local(sn_fiber *f, void *p);
 int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_size);
 /* The calling fiber, or NULL on a plain thread. */
 sn_fiber *sn__fiber_self(void);
+/* Tests: how far below its top f's stack has ever been written (the lowest
+ * non-zero byte), in bytes. Meaningful for a stack the fiber got fresh (a
+ * reused one remembers its earlier fibers), and not under valgrind, which
+ * calls the bytes below the stack pointer undefined. */
+size_t sn__fiber_stack_touched(const sn_fiber *f);
 void sn__fiber_yield(void);
 int sn__fiber_sleep_until(int64_t deadline_ms);
 /* Like sn__wait_fd, parking the fiber instead of blocking the thread. */

@@ -71,6 +71,12 @@ int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds)
     return failed ? 1 : 0;
 }
 
+bool sn_test_under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p != NULL && strstr(p, "valgrind") != NULL;
+}
+
 int sn_test_tcp_pair(int *a, int *b)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -50,6 +50,9 @@ int sn_test_open_fds(void);
  * process ends (256 names at most). */
 const char *sn_test_pki(const char *name);
 
+/* Whether valgrind runs the test (its preload library is in the environment). */
+bool sn_test_under_valgrind(void);
+
 /* Polls cond every 2 ms until it holds or ms milliseconds have passed. */
 #define WAIT_UNTIL(cond, ms)                                                                       \
     do {                                                                                           \

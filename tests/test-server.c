@@ -37,13 +37,6 @@ static void end(void)
     CU_ASSERT_EQUAL(sn__alloc_live(), allocs_at_start);
 }
 
-/* valgrind's preload library is in the environment when it runs us */
-static bool under_valgrind(void)
-{
-    const char *p = getenv("LD_PRELOAD");
-    return p != NULL && strstr(p, "valgrind") != NULL;
-}
-
 static bool quick(void)
 {
     const char *q = getenv("SN_TEST_QUICK");
@@ -1154,7 +1147,7 @@ static void test_out_of_descriptors(void)
      * descriptor limit is its own, some are closed inside accept instead and
      * count as accept errors only */
     CU_ASSERT(st.refused + st.accepted <= N && st.refused + st.accepted + st.accept_errors >= N);
-    if (!under_valgrind())
+    if (!sn_test_under_valgrind())
         CU_ASSERT_EQUAL(st.refused + st.accepted, N);
     CU_ASSERT_EQUAL(st.accepted, (uint64_t)served);
     CU_ASSERT(served < N);
