@@ -405,6 +405,8 @@ static int rpark(sn_conn *c, int64_t dl, bool tried)
     buf_drop(c->rbuf, c->rcap + 1);
     c->rbuf = NULL;
     c->rcap = c->rpos = c->rlen = 0;
+    if (c->t->vt->idle != NULL)
+        c->t->vt->idle(c->t);
     int rc = !tried && sn__poll_timeout(dl) == 0 ? 0 : sn__wait_fd(c->t->fd, POLLIN, dl);
     if (rc == SN_ETIMEDOUT)
         return rc;

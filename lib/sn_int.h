@@ -124,9 +124,16 @@ typedef struct sn_transport_vtable {
     ssize_t (*recv_wait)(sn_transport *t, void *buf, size_t len, int64_t deadline_ms);
     /* Bytes the transport holds that can be read without the descriptor. */
     size_t (*pending)(sn_transport *t);
+    /* Optional: the channel is about to wait on a fiber for input, with
+     * nothing buffered; the transport may free what it holds for reading
+     * and writing until it is used again. */
+    void (*idle)(sn_transport *t);
     /* Releases the transport's own state; never closes the descriptor. */
     void (*release)(sn_transport *t);
 } sn_transport_vtable;
+/* Tests: bytes of the buffers a TLS connection's transport holds now (its
+ * read-ahead and scratch buffers); 0 for a plain connection. */
+size_t sn__tls_held(const sn_conn *c);
 
 struct sn_transport {
     const sn_transport_vtable *vt;

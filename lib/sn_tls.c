@@ -95,10 +95,12 @@ typedef struct tls_transport {
     bool alpn_offered; /* servers: the client sent ALPN */
     int sig_oid;       /* the signature this side made (wolfSSL's OID sum), or 0 */
     char *name;        /* clients: the server name sent */
-    char *scratch;
+    char *scratch;     /* under mu; NULL until a gathered send needs it */
+    bool send_again;   /* the last send said SN_EAGAIN: it comes again */
     /* read-ahead: one recv takes what the socket has (wolfSSL asks for a
      * record header, then its body); `more` says the last recv filled the
-     * buffer, so the socket may hold more (the channel must not wait) */
+     * buffer, so the socket may hold more (the channel must not wait).
+     * NULL while a fiber waits with nothing read ahead (tls_idle). */
     uint8_t *in;
     size_t in_pos, in_len;
     bool more;
@@ -467,6 +469,10 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
     tls_transport *tt = arg;
     if (tt->reading)
         return WOLFSSL_CBIO_ERR_WANT_READ;
+    if (tt->in == NULL && (tt->in = sn__malloc(SN_TLS_INBUF)) == NULL) {
+        tt->sys_err = SN_ENOMEM;
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
     while (tt->in_pos == tt->in_len) {
         ssize_t n = recv(tt->base.fd, tt->in, SN_TLS_INBUF, MSG_DONTWAIT);
         if (n > 0) {
@@ -1048,6 +1054,10 @@ static ssize_t tls_recv_wait(sn_transport *t, void *buf, size_t len, int64_t dea
         if ((rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms)) < 0)
             return rc;
         sn__mutex_lock(&tt->mu);
+        if (tt->in == NULL && (tt->in = sn__malloc(SN_TLS_INBUF)) == NULL) {
+            sn__mutex_unlock(&tt->mu);
+            return SN_ENOMEM;
+        }
         if (tt->in_pos == tt->in_len && !tt->more && !wolfSSL_has_pending(tt->ssl)) {
             tt->reading = true;
             tt->in_pos = tt->in_len = 0;
@@ -1078,17 +1088,21 @@ static ssize_t tls_recv_wait(sn_transport *t, void *buf, size_t len, int64_t dea
     }
 }
 
-/* Several small buffers go out as one record, through the scratch buffer;
- * a large first buffer goes alone. After SN_EAGAIN the channel calls again
- * with the same leading bytes, which is what wolfSSL requires. */
+/* Several small buffers go out as one record, through the scratch buffer
+ * (used under mu only, so that tls_idle may free it); a large first buffer
+ * goes alone. After SN_EAGAIN the channel calls again with the same leading
+ * bytes, which is what wolfSSL requires. */
 static ssize_t tls_sendv(sn_transport *t, const struct iovec *iov, int iovcnt, short *want)
 {
     tls_transport *tt = (tls_transport *)t;
     const void *p = iov[0].iov_base;
     size_t len = iov[0].iov_len;
+    sn__mutex_lock(&tt->mu);
     if (iovcnt > 1 && len < SN_TLS_SCRATCH) {
-        if (tt->scratch == NULL && (tt->scratch = sn__malloc(SN_TLS_SCRATCH)) == NULL)
+        if (tt->scratch == NULL && (tt->scratch = sn__malloc(SN_TLS_SCRATCH)) == NULL) {
+            sn__mutex_unlock(&tt->mu);
             return SN_ENOMEM;
+        }
         len = 0;
         for (int i = 0; i < iovcnt && len < SN_TLS_SCRATCH; i++) {
             size_t k = SN_MIN(iov[i].iov_len, SN_TLS_SCRATCH - len);
@@ -1099,9 +1113,9 @@ static ssize_t tls_sendv(sn_transport *t, const struct iovec *iov, int iovcnt, s
     }
     if (len > INT_MAX)
         len = INT_MAX;
-    sn__mutex_lock(&tt->mu);
     int r = tt->failed ? -1 : wolfSSL_write(tt->ssl, p, (int)len);
     ssize_t n = r > 0 ? r : tt->failed && r == -1 ? SN_EPIPE : after_call(tt, r, want);
+    tt->send_again = n == SN_EAGAIN;
     sn__mutex_unlock(&tt->mu);
     return n == 0 ? SN_EPIPE : n;
 }
@@ -1137,6 +1151,27 @@ static size_t tls_pending(sn_transport *t)
     return k;
 }
 
+/* A fiber waits for input with nothing buffered, maybe for long: the
+ * read-ahead buffer goes if it holds nothing, and the scratch buffer unless
+ * a send is to be repeated (wolfSSL wants the same bytes again): up to
+ * 33 KiB that an idle connection need not hold. */
+static void tls_idle(sn_transport *t)
+{
+    tls_transport *tt = (tls_transport *)t;
+    sn__mutex_lock(&tt->mu);
+    if (!tt->reading && tt->in_pos == tt->in_len && !tt->more &&
+        !wolfSSL_has_pending(tt->ssl)) {
+        sn__free(tt->in);
+        tt->in = NULL;
+        tt->in_pos = tt->in_len = 0;
+    }
+    if (!tt->send_again) {
+        sn__free(tt->scratch);
+        tt->scratch = NULL;
+    }
+    sn__mutex_unlock(&tt->mu);
+}
+
 static void tls_release(sn_transport *t)
 {
     tls_transport *tt = (tls_transport *)t;
@@ -1167,6 +1202,7 @@ static const sn_transport_vtable tls_vtable = {
     .sendv = tls_sendv,
     .shutdown = tls_shutdown,
     .pending = tls_pending,
+    .idle = tls_idle,
     .release = tls_release,
 };
 
@@ -1174,6 +1210,17 @@ static tls_transport *tls_of(const sn_conn *c)
 {
     sn_transport *t = sn__conn_transport(c);
     return t->vt == &tls_vtable ? (tls_transport *)t : NULL;
+}
+
+size_t sn__tls_held(const sn_conn *c)
+{
+    tls_transport *tt = tls_of(c);
+    if (tt == NULL)
+        return 0;
+    sn__mutex_lock(&tt->mu);
+    size_t n = (tt->in ? SN_TLS_INBUF : 0) + (tt->scratch ? SN_TLS_SCRATCH : 0);
+    sn__mutex_unlock(&tt->mu);
+    return n;
 }
 
 /* ---- the handshake ----------------------------------------------------------------- */

@@ -1430,6 +1430,65 @@ static void test_reader_and_writer_threads(void)
     sn_tls_free(ct);
 }
 
+/* A TLS client on a fiber gives its read-ahead buffer back while it waits
+ * with nothing to read, and takes one again to read. The reader fiber does a
+ * round trip, then waits for a line that does not come; the other fiber looks
+ * at what the transport holds meanwhile. */
+struct tls_idle {
+    sn_tls *ct;
+    int port;
+    sn_conn *c;
+    int connect_rc, trip_rc, wait_rc, again_rc;
+    size_t busy, idle, after;
+};
+
+static void tls_idle_reader(void *arg)
+{
+    struct tls_idle *t = arg;
+    char line[64];
+    t->connect_rc = sn_tls_connect(&t->c, t->ct, "localhost", t->port, NULL, NULL, 0);
+    if (t->connect_rc != 0)
+        return;
+    t->trip_rc = roundtrip(t->c, "one");
+    t->busy = sn__tls_held(t->c); /* just read: the read-ahead buffer is there */
+    t->wait_rc = (int)sn_read_line(t->c, line, sizeof line, SN_LINE_LF, sn_deadline_in(300));
+    t->again_rc = roundtrip(t->c, "two");
+    t->after = sn__tls_held(t->c);
+}
+
+static void tls_idle_looker(void *arg)
+{
+    struct tls_idle *t = arg;
+    sn_sleep_ms(150); /* the reader waits for a line that does not come */
+    t->idle = t->c != NULL ? sn__tls_held(t->c) : (size_t)-1;
+}
+
+static void test_idle_fiber_gives_back_read_ahead(void)
+{
+    sn_tls *st = server_ctx("server-rsa.pem");
+    struct tls_idle t = {.ct = client_ctx()};
+    sn_server *s = start(st, echo, NULL, false);
+    t.port = sn_server_port(s);
+    sn_sched *sch;
+    SN_ASSERT_RC(sn__sched_new(&sch), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(sch, tls_idle_reader, &t, 0), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(sch, tls_idle_looker, &t, 0), 0);
+    sn__sched_run(sch);
+    sn__sched_free(sch);
+    SN_ASSERT_RC(t.connect_rc, 0);
+    SN_ASSERT_RC(t.trip_rc, 0);
+    SN_ASSERT_RC(t.wait_rc, SN_ETIMEDOUT);
+    SN_ASSERT_RC(t.again_rc, 0);
+    CU_ASSERT(t.busy >= 16384);
+    CU_ASSERT_EQUAL(t.idle, 0);
+    CU_ASSERT(t.after >= 16384);
+    if (t.c != NULL)
+        sn_conn_free(t.c);
+    sn_server_free(s);
+    sn_tls_free(st);
+    sn_tls_free(t.ct);
+}
+
 static void test_tls_connect(void)
 {
     sn_tls *st = server_ctx("server-rsa.pem"), *ct = client_ctx();
@@ -1446,6 +1505,8 @@ static void test_tls_connect(void)
 }
 
 static CU_TestInfo tests[] = {
+    {"a client on a fiber gives back its read-ahead while it waits",
+     test_idle_fiber_gives_back_read_ahead},
     {"one way, introspection", test_one_way},
     {"plain connection is not TLS", test_plain_conn_is_not_tls},
     {"sn_tls_connect", test_tls_connect},
