@@ -1432,12 +1432,14 @@ static void test_reader_and_writer_threads(void)
 
 /* A TLS client on a fiber gives its read-ahead buffer back while it waits
  * with nothing to read, and takes one again to read. The reader fiber does a
- * round trip, then waits for a line that does not come; the other fiber looks
- * at what the transport holds meanwhile. */
+ * round trip, then waits for a line that does not come; the other fiber, on
+ * the same thread, looks at what the transport holds once the reader is
+ * parked in that wait (it cannot run before: fibers switch only at waits). */
 struct tls_idle {
     sn_tls *ct;
     int port;
     sn_conn *c;
+    bool waiting; /* the reader is about to wait for the line */
     int connect_rc, trip_rc, wait_rc, again_rc;
     size_t busy, idle, after;
 };
@@ -1451,7 +1453,8 @@ static void tls_idle_reader(void *arg)
         return;
     t->trip_rc = roundtrip(t->c, "one");
     t->busy = sn__tls_held(t->c); /* just read: the read-ahead buffer is there */
-    t->wait_rc = (int)sn_read_line(t->c, line, sizeof line, SN_LINE_LF, sn_deadline_in(300));
+    t->waiting = true;
+    t->wait_rc = (int)sn_read_line(t->c, line, sizeof line, SN_LINE_LF, sn_deadline_in(1000));
     t->again_rc = roundtrip(t->c, "two");
     t->after = sn__tls_held(t->c);
 }
@@ -1459,8 +1462,9 @@ static void tls_idle_reader(void *arg)
 static void tls_idle_looker(void *arg)
 {
     struct tls_idle *t = arg;
-    sn_sleep_ms(150); /* the reader waits for a line that does not come */
-    t->idle = t->c != NULL ? sn__tls_held(t->c) : (size_t)-1;
+    for (int i = 0; i < 6000 && !t->waiting && t->connect_rc == 0; i++)
+        sn_sleep_ms(5); /* the handshake and the first round trip: slow under valgrind */
+    t->idle = t->waiting ? sn__tls_held(t->c) : (size_t)-1;
 }
 
 static void test_idle_fiber_gives_back_read_ahead(void)
