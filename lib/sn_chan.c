@@ -42,9 +42,9 @@
 #include <sys/socket.h>
 #include "sn_int.h"
 
-#define SN_RBUF_DEFAULT 4096
+#define SN_RBUF_DEFAULT SN_CONN_BUF_DEFAULT
 #define SN_RBUF_MAX_DEFAULT 65536
-#define SN_WBUF_DEFAULT 4096
+#define SN_WBUF_DEFAULT SN_CONN_BUF_DEFAULT
 #define SN_IOV_STACK 16
 
 struct sn_conn {

@@ -172,7 +172,8 @@ sn_sched *sn__sched_self(void);
  * gives one of size bytes, or NULL (none kept, another size, or not a
  * scheduler's thread); give keeps p, or returns false for the caller to
  * free it. */
-#define SN_SCHED_BUF_BYTES (4096 + 1)
+#define SN_CONN_BUF_DEFAULT 4096 /* a connection's read and write buffers */
+#define SN_SCHED_BUF_BYTES (SN_CONN_BUF_DEFAULT + 1)
 void *sn__sched_buf_take(size_t size);
 bool sn__sched_buf_give(void *p, size_t size);
 /* A pointer of the fiber's owner, NULL at first. */
