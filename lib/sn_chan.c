@@ -300,12 +300,17 @@ static int read_end(sn_conn *c)
     return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
 }
 
-/* Whether the next receive must wait, on a fiber, with nothing buffered: the
- * last receive emptied the socket and the transport holds nothing decrypted. */
+/* Whether a wait for input could go without the read buffer: on a fiber,
+ * with nothing buffered here or in the transport (nothing decrypted). */
+static bool rparkable(const sn_conn *c)
+{
+    return rbuffered(c) == 0 && sn__fiber_self() != NULL && c->t->vt->pending(c->t) == 0;
+}
+
+/* Whether the next receive must wait that way: the last one emptied the socket. */
 static bool rpark_due(const sn_conn *c)
 {
-    return c->rdrained && rbuffered(c) == 0 && sn__fiber_self() != NULL &&
-           c->t->vt->pending(c->t) == 0;
+    return c->rdrained && rparkable(c);
 }
 
 /* Receives up to len bytes into buf, waiting until the deadline. Returns the
@@ -341,7 +346,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
         n = vt->recv(c->t, buf, len, &want);
         if (n != SN_EAGAIN)
             break;
-        if (park && want == POLLIN && sn__fiber_self() != NULL && vt->pending(c->t) == 0) {
+        if (park && want == POLLIN && rparkable(c)) {
             c->rdrained = true; /* rfill parks, then receives */
             return SN_EAGAIN;
         }
