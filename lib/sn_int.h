@@ -131,9 +131,6 @@ typedef struct sn_transport_vtable {
     /* Releases the transport's own state; never closes the descriptor. */
     void (*release)(sn_transport *t);
 } sn_transport_vtable;
-/* Tests: bytes of the buffers a TLS connection's transport holds now (its
- * read-ahead and scratch buffers); 0 for a plain connection. */
-size_t sn__tls_held(const sn_conn *c);
 
 struct sn_transport {
     const sn_transport_vtable *vt;
@@ -231,6 +228,9 @@ int sn__conn_woken(const sn_conn *c);
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
 /* The connection's transport (its plain one unless replaced). */
 sn_transport *sn__conn_transport(const sn_conn *c);
+/* Tests: bytes of the buffers a TLS connection's transport holds now (its
+ * read-ahead and scratch buffers); 0 for a plain connection (sn_tls.c). */
+size_t sn__tls_held(const sn_conn *c);
 /* Makes err the sticky error of both directions (a failed TLS upgrade). */
 void sn__conn_fail(sn_conn *c, int err);
 

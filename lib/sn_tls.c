@@ -460,6 +460,20 @@ static int set_groups(WOLFSSL_CTX *ctx, const char *list)
 
 /* ---- callbacks: I/O, ALPN, SNI ------------------------------------------------ */
 
+/* The read-ahead buffer, allocated again after tls_idle freed it (under mu,
+ * or with reading not yet set); false when there is no memory. */
+static bool read_ahead_buf(tls_transport *tt)
+{
+    return tt->in != NULL || (tt->in = sn__malloc(SN_TLS_INBUF)) != NULL;
+}
+
+/* Nothing is read ahead or held by wolfSSL, and the socket was not left with
+ * more: a receive must go to the socket (under mu). */
+static bool read_ahead_empty(tls_transport *tt)
+{
+    return tt->in_pos == tt->in_len && !tt->more && !wolfSSL_has_pending(tt->ssl);
+}
+
 /* wolfSSL's reads come from the read-ahead buffer, refilled by one recv
  * of what the socket holds. A WANT_READ thus always means the socket said
  * EAGAIN, which is what an edge-triggered wait (fiber mode) needs. */
@@ -469,7 +483,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
     tls_transport *tt = arg;
     if (tt->reading)
         return WOLFSSL_CBIO_ERR_WANT_READ;
-    if (tt->in == NULL && (tt->in = sn__malloc(SN_TLS_INBUF)) == NULL) {
+    if (!read_ahead_buf(tt)) {
         tt->sys_err = SN_ENOMEM;
         return WOLFSSL_CBIO_ERR_GENERAL;
     }
@@ -1054,11 +1068,11 @@ static ssize_t tls_recv_wait(sn_transport *t, void *buf, size_t len, int64_t dea
         if ((rc = sn__rcvtimeo_until(t->fd, &t->timeo_ms, deadline_ms)) < 0)
             return rc;
         sn__mutex_lock(&tt->mu);
-        if (tt->in == NULL && (tt->in = sn__malloc(SN_TLS_INBUF)) == NULL) {
+        if (!read_ahead_buf(tt)) {
             sn__mutex_unlock(&tt->mu);
             return SN_ENOMEM;
         }
-        if (tt->in_pos == tt->in_len && !tt->more && !wolfSSL_has_pending(tt->ssl)) {
+        if (read_ahead_empty(tt)) {
             tt->reading = true;
             tt->in_pos = tt->in_len = 0;
             sn__mutex_unlock(&tt->mu);
@@ -1159,8 +1173,7 @@ static void tls_idle(sn_transport *t)
 {
     tls_transport *tt = (tls_transport *)t;
     sn__mutex_lock(&tt->mu);
-    if (!tt->reading && tt->in_pos == tt->in_len && !tt->more &&
-        !wolfSSL_has_pending(tt->ssl)) {
+    if (!tt->reading && read_ahead_empty(tt)) {
         sn__free(tt->in);
         tt->in = NULL;
         tt->in_pos = tt->in_len = 0;
