@@ -529,7 +529,7 @@ static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
 {
     slot->ready |= events;
     if (slot->rd != NULL && (events & (SN_EV_RD | SN_EV_BAD))) {
-        slot->ready &= ~EPOLLIN;
+        slot->ready &= ~(SN_EV_RD & SN_EV_CONSUMED);
         wake_waiter(s, &slot->rd, events);
     }
     if (slot->wr != NULL && (events & (EPOLLOUT | SN_EV_BAD))) {
