@@ -302,16 +302,19 @@ int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_w
 static void client_offer(const sn_ws_config *cfg, char *out, size_t cap)
 {
     const sn_ws_deflate_config *d = &cfg->deflate_cfg;
-    size_t n = (size_t)snprintf(out, cap, "permessage-deflate; client_max_window_bits");
+    size_t n = 0;
+    out[0] = '\0';
+    append(out, cap, &n, "permessage-deflate");
     if (d->client_max_window_bits < 15)
-        n += (size_t)snprintf(out + n, cap - n, "=%d", d->client_max_window_bits);
+        append_bits(out, cap, &n, "client_max_window_bits", d->client_max_window_bits);
+    else
+        append(out, cap, &n, "; client_max_window_bits");
     if (d->server_max_window_bits < 15)
-        n += (size_t)snprintf(out + n, cap - n, "; server_max_window_bits=%d",
-                              d->server_max_window_bits);
+        append_bits(out, cap, &n, "server_max_window_bits", d->server_max_window_bits);
     if (d->client_no_context_takeover == SN_ON)
-        n += (size_t)snprintf(out + n, cap - n, "; client_no_context_takeover");
+        append(out, cap, &n, "; client_no_context_takeover");
     if (d->server_no_context_takeover == SN_ON)
-        snprintf(out + n, cap - n, "; server_no_context_takeover");
+        append(out, cap, &n, "; server_no_context_takeover");
 }
 
 /* The server's answer to our offer: what it agreed, or false when the
