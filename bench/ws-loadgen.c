@@ -109,6 +109,23 @@ static int send_all(int fd, const void *p, size_t len, uint64_t deadline)
     return 0;
 }
 
+/* One recv on a non-blocking fd, waiting for it until deadline: the count, 0 at the end of
+ * the stream, or -1 (errno; EAGAIN when the deadline passed). */
+static ssize_t recv_by(int fd, void *buf, size_t len, uint64_t deadline)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+            return n;
+        int w = wait_fd(fd, POLLIN, deadline);
+        if (w <= 0) {
+            if (w == 0)
+                errno = EAGAIN;
+            return -1;
+        }
+    }
+}
+
 /* Reads until the end of the response head (at most HEAD_MAX bytes) into buf, NUL-terminated;
  * the bytes after the head stay in buf after it: *extra is their count. Returns the head's
  * length or -1. */
@@ -116,12 +133,7 @@ static long read_head(int fd, char *buf, size_t cap, size_t *extra, uint64_t dea
 {
     size_t have = 0;
     while (have < cap - 1) {
-        ssize_t n = recv(fd, buf + have, cap - 1 - have, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLIN, deadline) <= 0)
-                return -1;
-            continue;
-        }
+        ssize_t n = recv_by(fd, buf + have, cap - 1 - have, deadline);
         if (n <= 0)
             return -1;
         have += (size_t)n;
@@ -854,9 +866,7 @@ static int idle_one(int fd, const struct opts *o, const struct buf *msg)
         send_all(fd, msg->p, msg->len, deadline) < 0)
         return -1;
     while (have < sizeof want) {
-        ssize_t n = recv(fd, got + have, sizeof got - have, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR) && wait_fd(fd, POLLIN, deadline) > 0)
-            continue;
+        ssize_t n = recv_by(fd, got + have, sizeof got - have, deadline);
         if (n <= 0) {
             fprintf(stderr, "ws-loadgen: idle: recv: %s\n", io_error(n));
             return -1;
