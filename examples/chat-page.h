@@ -1,4 +1,6 @@
 /* The chat page (examples/chat.c): HTML, CSS and script in one C string. */
+/* The page is kept one line of HTML per line of C: clang-format leaves it. */
+// clang-format off
 "<!doctype html>\n"
 "<html lang=\"en\">\n"
 "<head>\n"
@@ -122,3 +124,4 @@
 "</script>\n"
 "</body>\n"
 "</html>\n"
+    // clang-format on

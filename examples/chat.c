@@ -347,9 +347,10 @@ int main(int argc, char **argv)
     sn_web *web = NULL;
     sn_server *srv = NULL;
     sn_tls *tls = NULL;
-    sn_tls_config tc = {.role = SN_TLS_SERVER, .cert = {.chain = {.file = cert}, .key = {.file = key}}};
+    sn_tls_config tc = {.role = SN_TLS_SERVER,
+                        .cert = {.chain = {.file = cert}, .key = {.file = key}}};
     int rc = cert != NULL ? sn_tls_new(&tls, &tc) : 0; /* https:// and wss:// */
-    cfg.tls = tls; /* the server keeps its own reference */
+    cfg.tls = tls;                                     /* the server keeps its own reference */
     if (rc == 0)
         rc = sn_hub_new(&a.hub, &hc);
     if (rc == 0)

@@ -33,8 +33,7 @@ static void usage(void)
 }
 
 /* Parses the TLS flags into *tc; returns whether --tls was given. */
-static int tls_flags(int argc, char **argv, sn_tls_config *tc, sn_tls_source *ca,
-                     const char **sni)
+static int tls_flags(int argc, char **argv, sn_tls_config *tc, sn_tls_source *ca, const char **sni)
 {
     int on = 0;
     for (int i = 3; i < argc; i++) {

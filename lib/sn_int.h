@@ -362,7 +362,7 @@ typedef struct sn__inflate {
     bool ready;      /* zs is allocated */
     bool reset_each; /* no context takeover */
     int bits;
-    bool ended;      /* the message had a final block */
+    bool ended; /* the message had a final block */
 } sn__inflate;
 int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover);
 /* Inflates a piece of a compressed message, appending to out but never
@@ -377,8 +377,8 @@ int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size
  * with no input). The caller feeds sn__inflate_tail()'s 4 bytes after the
  * message's last byte, then calls sn__inflate_finish. 0, SN_EWS_DEFLATE,
  * SN_ENOMEM. */
-int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room,
-                     sn__bytes *out, bool *more);
+int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room, sn__bytes *out,
+                     bool *more);
 const uint8_t *sn__inflate_tail(void);
 int sn__inflate_finish(sn__inflate *f);
 void sn__inflate_end(sn__inflate *f);

@@ -65,8 +65,8 @@ struct sn_tls {
     int nsni;
     int verify;
     bool verify_hostname;
-    char *alpn;          /* ','-separated, as wolfSSL_UseALPN takes it */
-    uint8_t *alpn_wire;  /* servers: the same in wire format (length-prefixed) */
+    char *alpn;         /* ','-separated, as wolfSSL_UseALPN takes it */
+    uint8_t *alpn_wire; /* servers: the same in wire format (length-prefixed) */
     size_t alpn_wire_len;
     bool alpn_required;
     bool tickets;
@@ -253,7 +253,7 @@ static int load_cert(WOLFSSL_CTX *ctx, const sn_tls_cert *cert)
     wolfSSL_CTX_set_default_passwd_cb(ctx, password_cb);
     wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cert->password);
     if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, chain.p, (long)chain.len,
-                                                         chain.format) != WOLFSSL_SUCCESS ||
+                                                        chain.format) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_use_PrivateKey_buffer(ctx, key.p, (long)key.len, key.format) !=
             WOLFSSL_SUCCESS ||
         wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
@@ -293,7 +293,8 @@ static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
 /* The defaults: AEAD suites with forward secrecy only. (wolfSSL's own
  * default list, as Debian builds it, also offers RC4, 3DES, NULL and
  * anonymous suites.) */
-#define SN_TLS13_DEFAULT "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256"
+#define SN_TLS13_DEFAULT                                                                           \
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256"
 #define SN_TLS12_DEFAULT                                                                           \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
@@ -330,9 +331,12 @@ static unsigned suite_auth(const WOLFSSL_CIPHER *c, const char *name)
     if (suite_anon(c, name))
         return SN_AUTH_ANY;
     switch (wolfSSL_CIPHER_get_auth_nid(c)) {
-    case NID_auth_rsa: return SN_AUTH_RSA;
-    case NID_auth_ecdsa: return SN_AUTH_EC;
-    default: return 0;
+    case NID_auth_rsa:
+        return SN_AUTH_RSA;
+    case NID_auth_ecdsa:
+        return SN_AUTH_EC;
+    default:
+        return 0;
     }
 }
 
@@ -429,11 +433,16 @@ static int group_id(const char *name, size_t n)
         const char *name;
         int id;
     } map[] = {
-        {"P-256", WOLFSSL_ECC_SECP256R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
-        {"prime256v1", WOLFSSL_ECC_SECP256R1}, {"P-384", WOLFSSL_ECC_SECP384R1},
-        {"secp384r1", WOLFSSL_ECC_SECP384R1}, {"P-521", WOLFSSL_ECC_SECP521R1},
-        {"secp521r1", WOLFSSL_ECC_SECP521R1}, {"X25519", WOLFSSL_ECC_X25519},
-        {"X448", WOLFSSL_ECC_X448}, {"ffdhe2048", WOLFSSL_FFDHE_2048},
+        {"P-256", WOLFSSL_ECC_SECP256R1},
+        {"secp256r1", WOLFSSL_ECC_SECP256R1},
+        {"prime256v1", WOLFSSL_ECC_SECP256R1},
+        {"P-384", WOLFSSL_ECC_SECP384R1},
+        {"secp384r1", WOLFSSL_ECC_SECP384R1},
+        {"P-521", WOLFSSL_ECC_SECP521R1},
+        {"secp521r1", WOLFSSL_ECC_SECP521R1},
+        {"X25519", WOLFSSL_ECC_X25519},
+        {"X448", WOLFSSL_ECC_X448},
+        {"ffdhe2048", WOLFSSL_FFDHE_2048},
         {"ffdhe3072", WOLFSSL_FFDHE_3072},
     };
     for (size_t i = 0; i < SN_ARRAY_SIZE(map); i++)
@@ -591,8 +600,9 @@ static WOLFSSL_METHOD *method_for(int role, int minv, int maxv)
 
 static int verify_mode(const sn_tls_config *cfg)
 {
-    int v = cfg->verify ? cfg->verify
-                        : (cfg->role == SN_TLS_CLIENT ? SN_TLS_VERIFY_REQUIRED : SN_TLS_VERIFY_NONE);
+    int v = cfg->verify
+                ? cfg->verify
+                : (cfg->role == SN_TLS_CLIENT ? SN_TLS_VERIFY_REQUIRED : SN_TLS_VERIFY_NONE);
     if (v == SN_TLS_VERIFY_NONE)
         return WOLFSSL_VERIFY_NONE;
     if (v == SN_TLS_VERIFY_OPTIONAL && cfg->role == SN_TLS_SERVER)
@@ -705,8 +715,7 @@ static int check_config(const sn_tls_config *cfg)
         return SN_EINVAL;
     if ((cfg->min_version != 0 && cfg->min_version != SN_TLS_1_2 &&
          cfg->min_version != SN_TLS_1_3) ||
-        (cfg->max_version != 0 && cfg->max_version != SN_TLS_1_2 &&
-         cfg->max_version != SN_TLS_1_3))
+        (cfg->max_version != 0 && cfg->max_version != SN_TLS_1_2 && cfg->max_version != SN_TLS_1_3))
         return SN_EINVAL;
     if (cfg->min_version == SN_TLS_1_3 && cfg->max_version == SN_TLS_1_2)
         return SN_ETLS_CONFIG;
@@ -729,11 +738,14 @@ static unsigned key_auth(WOLFSSL_CTX *ctx)
     WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* made by build_ctx, owned by ctx */
     switch (x != NULL ? wolfSSL_X509_get_pubkey_type(x) : 0) {
     case RSAk:
-    case RSAPSSk: return SN_AUTH_RSA;
+    case RSAPSSk:
+        return SN_AUTH_RSA;
     case ECDSAk:
     case ED25519k:
-    case ED448k: return SN_AUTH_EC;
-    default: return SN_AUTH_ANY;
+    case ED448k:
+        return SN_AUTH_EC;
+    default:
+        return SN_AUTH_ANY;
     }
 }
 
@@ -818,16 +830,16 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     sn__cond_init(&t->turn_cv);
     atomic_init(&t->refs, 1);
     t->role = cfg->role;
-    t->verify = cfg->verify ? cfg->verify
-                            : (cfg->role == SN_TLS_CLIENT ? SN_TLS_VERIFY_REQUIRED
-                                                          : SN_TLS_VERIFY_NONE);
+    t->verify = cfg->verify
+                    ? cfg->verify
+                    : (cfg->role == SN_TLS_CLIENT ? SN_TLS_VERIFY_REQUIRED : SN_TLS_VERIFY_NONE);
     t->verify_hostname = cfg->role == SN_TLS_CLIENT && cfg->verify_hostname != SN_OFF &&
                          t->verify != SN_TLS_VERIFY_NONE;
     t->alpn_required = cfg->alpn_required != SN_OFF;
     t->tickets = cfg->tickets != SN_OFF;
     t->max13 = cfg->max_version == 0 || cfg->max_version == SN_TLS_1_3;
-    t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms
-                                                : SN_TLS_HANDSHAKE_DEFAULT;
+    t->handshake_ms =
+        cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : SN_TLS_HANDSHAKE_DEFAULT;
     t->handshakes_max = cfg->handshakes_max;
     if (cfg->alpn != NULL && (rc = alpn_to_wire(t, cfg->alpn)) < 0)
         goto fail;
@@ -914,54 +926,93 @@ static void cache_put(sn_tls *t, const char *name, WOLFSSL_SESSION *s)
 static const char *alert_name(int code)
 {
     switch (code) {
-    case 10: return "unexpected_message";
-    case 20: return "bad_record_mac";
-    case 40: return "handshake_failure";
-    case 42: return "bad_certificate";
-    case 43: return "unsupported_certificate";
-    case 44: return "certificate_revoked";
-    case 45: return "certificate_expired";
-    case 46: return "certificate_unknown";
-    case 47: return "illegal_parameter";
-    case 48: return "unknown_ca";
-    case 50: return "decode_error";
-    case 51: return "decrypt_error";
-    case 70: return "protocol_version";
-    case 71: return "insufficient_security";
-    case 80: return "internal_error";
-    case 86: return "inappropriate_fallback";
-    case 109: return "missing_extension";
-    case 112: return "unrecognized_name";
-    case 116: return "certificate_required";
-    case 120: return "no_application_protocol";
-    default: return "alert";
+    case 10:
+        return "unexpected_message";
+    case 20:
+        return "bad_record_mac";
+    case 40:
+        return "handshake_failure";
+    case 42:
+        return "bad_certificate";
+    case 43:
+        return "unsupported_certificate";
+    case 44:
+        return "certificate_revoked";
+    case 45:
+        return "certificate_expired";
+    case 46:
+        return "certificate_unknown";
+    case 47:
+        return "illegal_parameter";
+    case 48:
+        return "unknown_ca";
+    case 50:
+        return "decode_error";
+    case 51:
+        return "decrypt_error";
+    case 70:
+        return "protocol_version";
+    case 71:
+        return "insufficient_security";
+    case 80:
+        return "internal_error";
+    case 86:
+        return "inappropriate_fallback";
+    case 109:
+        return "missing_extension";
+    case 112:
+        return "unrecognized_name";
+    case 116:
+        return "certificate_required";
+    case 120:
+        return "no_application_protocol";
+    default:
+        return "alert";
     }
 }
 
 static int alert_error(int code)
 {
     switch (code) {
-    case 70: return SN_ETLS_VERSION;
+    case 70:
+        return SN_ETLS_VERSION;
     case 71:
-    case 40: return SN_ETLS_HANDSHAKE;
-    case 120: return SN_ETLS_ALPN;
-    case 116: return SN_ETLS_NO_CERT;
-    case 42: case 43: case 44: case 45: case 46: case 48: return SN_ETLS_VERIFY;
-    default: return SN_ETLS_ALERT;
+    case 40:
+        return SN_ETLS_HANDSHAKE;
+    case 120:
+        return SN_ETLS_ALPN;
+    case 116:
+        return SN_ETLS_NO_CERT;
+    case 42:
+    case 43:
+    case 44:
+    case 45:
+    case 46:
+    case 48:
+        return SN_ETLS_VERIFY;
+    default:
+        return SN_ETLS_ALERT;
     }
 }
 
 static int wolf_error(int e)
 {
     switch (e) {
-    case DOMAIN_NAME_MISMATCH: return SN_ETLS_HOSTNAME;
-    case NO_PEER_CERT: return SN_ETLS_NO_CERT;
+    case DOMAIN_NAME_MISMATCH:
+        return SN_ETLS_HOSTNAME;
+    case NO_PEER_CERT:
+        return SN_ETLS_NO_CERT;
     case VERSION_ERROR:
-    case UNSUPPORTED_PROTO_VERSION: return SN_ETLS_VERSION;
-    case MATCH_SUITE_ERROR: return SN_ETLS_CIPHER;
-    case UNKNOWN_ALPN_PROTOCOL_NAME_E: return SN_ETLS_ALPN;
-    case VERIFY_CERT_ERROR: return SN_ETLS_VERIFY;
-    default: break;
+    case UNSUPPORTED_PROTO_VERSION:
+        return SN_ETLS_VERSION;
+    case MATCH_SUITE_ERROR:
+        return SN_ETLS_CIPHER;
+    case UNKNOWN_ALPN_PROTOCOL_NAME_E:
+        return SN_ETLS_ALPN;
+    case VERIFY_CERT_ERROR:
+        return SN_ETLS_VERIFY;
+    default:
+        break;
     }
     if (e <= -140 && e >= -299) /* wolfCrypt's ASN errors: a certificate */
         return SN_ETLS_VERIFY;
@@ -973,19 +1024,32 @@ static int wolf_error(int e)
 static const char *verify_text(long v)
 {
     switch (v) {
-    case 0: return "ok";
-    case 2: return "unable to get issuer certificate";
-    case 7: return "certificate signature failure";
-    case 9: return "certificate is not yet valid";
-    case 10: return "certificate has expired";
-    case 18: return "self-signed certificate";
-    case 19: return "self-signed certificate in chain";
-    case 20: return "unable to get local issuer certificate";
-    case 21: return "unable to verify the first certificate";
-    case 22: return "certificate chain too long";
-    case 26: return "unsupported certificate purpose";
-    case 62: return "host name mismatch";
-    default: return wolfSSL_X509_verify_cert_error_string(v);
+    case 0:
+        return "ok";
+    case 2:
+        return "unable to get issuer certificate";
+    case 7:
+        return "certificate signature failure";
+    case 9:
+        return "certificate is not yet valid";
+    case 10:
+        return "certificate has expired";
+    case 18:
+        return "self-signed certificate";
+    case 19:
+        return "self-signed certificate in chain";
+    case 20:
+        return "unable to get local issuer certificate";
+    case 21:
+        return "unable to verify the first certificate";
+    case 22:
+        return "certificate chain too long";
+    case 26:
+        return "unsupported certificate purpose";
+    case 62:
+        return "host name mismatch";
+    default:
+        return wolfSSL_X509_verify_cert_error_string(v);
     }
 }
 
@@ -1285,8 +1349,8 @@ static int new_transport(tls_transport **out, sn_tls *t, int fd, const char *nam
     if (rc == 0) {
         wolfSSL_SetIOReadCtx(tt->ssl, tt);
         wolfSSL_SetIOWriteCtx(tt->ssl, tt);
-        unsigned char opt = t->alpn_required ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
-                                             : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH;
+        unsigned char opt =
+            t->alpn_required ? WOLFSSL_ALPN_FAILED_ON_MISMATCH : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH;
         if (t->alpn != NULL &&
             wolfSSL_UseALPN(tt->ssl, t->alpn, (unsigned)strlen(t->alpn), opt) != WOLFSSL_SUCCESS)
             rc = SN_ENOMEM;
@@ -1479,8 +1543,8 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
     int suite = wolfSSL_get_current_cipher_suite(ssl);
     unsigned char s0 = (unsigned char)(suite >> 8), s1 = (unsigned char)suite;
     out->cipher = wolfSSL_get_cipher_name_iana_from_suite(s0, s1);
-    out->cipher_openssl = out->version == SN_TLS_1_3 ? out->cipher
-                                                     : wolfSSL_get_cipher_name_from_suite(s0, s1);
+    out->cipher_openssl =
+        out->version == SN_TLS_1_3 ? out->cipher : wolfSSL_get_cipher_name_from_suite(s0, s1);
     out->group = wolfSSL_get_curve_name(ssl);
     char *proto = NULL;
     unsigned short plen = 0;
@@ -1493,8 +1557,8 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
     out->resumed = wolfSSL_session_reused(ssl) ? 1 : 0;
     WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(ssl);
     out->verify_result = wolfSSL_get_verify_result(ssl);
-    out->peer_verified = peer != NULL && out->verify_result == 0 &&
-                         tt->tls->verify != SN_TLS_VERIFY_NONE;
+    out->peer_verified =
+        peer != NULL && out->verify_result == 0 && tt->tls->verify != SN_TLS_VERIFY_NONE;
     wolfSSL_X509_free(peer);
     out->verify_reason = verify_text(out->verify_result);
     out->sigalgs = tt->tls->sigalgs;
@@ -1515,15 +1579,24 @@ int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap)
 static const char *sigalg_name(int oid, bool tls13)
 {
     switch (oid) {
-    case CTC_SHA256wECDSA: return "ECDSA+SHA256";
-    case CTC_SHA384wECDSA: return "ECDSA+SHA384";
-    case CTC_SHA512wECDSA: return "ECDSA+SHA512";
-    case CTC_SHA256wRSA: return tls13 ? "RSA-PSS+SHA256" : NULL;
-    case CTC_SHA384wRSA: return tls13 ? "RSA-PSS+SHA384" : NULL;
-    case CTC_SHA512wRSA: return tls13 ? "RSA-PSS+SHA512" : NULL;
-    case CTC_ED25519: return "ED25519";
-    case CTC_ED448: return "ED448";
-    default: return NULL;
+    case CTC_SHA256wECDSA:
+        return "ECDSA+SHA256";
+    case CTC_SHA384wECDSA:
+        return "ECDSA+SHA384";
+    case CTC_SHA512wECDSA:
+        return "ECDSA+SHA512";
+    case CTC_SHA256wRSA:
+        return tls13 ? "RSA-PSS+SHA256" : NULL;
+    case CTC_SHA384wRSA:
+        return tls13 ? "RSA-PSS+SHA384" : NULL;
+    case CTC_SHA512wRSA:
+        return tls13 ? "RSA-PSS+SHA512" : NULL;
+    case CTC_ED25519:
+        return "ED25519";
+    case CTC_ED448:
+        return "ED448";
+    default:
+        return NULL;
     }
 }
 

@@ -41,8 +41,7 @@ int sn_web_new(sn_web **out, const sn_web_config *cfg)
     sn_web_config c = {0};
     if (cfg != NULL)
         c = *cfg;
-    if (c.head_timeout_ms < 0 || c.idle_timeout_ms < 0 || c.max_requests < 0 ||
-        c.max_sessions < 0)
+    if (c.head_timeout_ms < 0 || c.idle_timeout_ms < 0 || c.max_requests < 0 || c.max_sessions < 0)
         return SN_EINVAL;
     if (c.head_timeout_ms == 0)
         c.head_timeout_ms = 10000;
@@ -154,8 +153,7 @@ static void refuse(sn_web *w, sn_conn *c, int status, const char *headers)
 /* A WebSocket route: checks the origin and the session limit, upgrades and
  * runs the handler. The request's pointers die at the session's first read,
  * so everything is looked at before the handshake. */
-static void serve_ws(sn_web *w, sn_conn *c, const route *r, const sn_http_request *req,
-                     size_t used)
+static void serve_ws(sn_web *w, sn_conn *c, const route *r, const sn_http_request *req, size_t used)
 {
     if (w->cfg.origin != NULL) {
         const sn_http_header *o = sn_http_find(req, "Origin");

@@ -703,8 +703,8 @@ static int take_zpart(sn_ws *ws, int64_t dl)
         }
         const uint8_t *in = ws->zin + st->zoff;
         size_t len = st->zlen;
-        int rc = sn__inflate_some(&ws->inf, &in, &len, SN_WS_CHUNK - ws->msg.len, &ws->msg,
-                                  &st->zmore);
+        int rc =
+            sn__inflate_some(&ws->inf, &in, &len, SN_WS_CHUNK - ws->msg.len, &ws->msg, &st->zmore);
         if (rc < 0)
             return rc;
         st->zoff = (size_t)(in - ws->zin);
@@ -745,8 +745,8 @@ static int take_part(sn_ws *ws, int64_t dl)
 /* Whether the current frame is used up (a compressed one: inflated too). */
 static bool part_frame_done(const struct sn__ws_part *st)
 {
-    return st->pos == st->h.len && (!st->z || (st->zlen == 0 && !st->zmore &&
-                                               (st->ztail || !st->h.fin)));
+    return st->pos == st->h.len &&
+           (!st->z || (st->zlen == 0 && !st->zmore && (st->ztail || !st->h.fin)));
 }
 
 int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl)
@@ -783,8 +783,8 @@ int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl)
         return recv_end(ws, rc, true);
     st->in_frame = !part_frame_done(st);
     ws->msg.p[ws->msg.len] = '\0';
-    *part = (sn_ws_part){.type = st->type, .data = ws->msg.p, .len = ws->msg.len, .first = first,
-                         .last = last};
+    *part = (sn_ws_part){
+        .type = st->type, .data = ws->msg.p, .len = ws->msg.len, .first = first, .last = last};
     if (last)
         st->type = 0;
     return 0;

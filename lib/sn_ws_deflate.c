@@ -62,8 +62,7 @@ static int deflate_ready(sn__deflate *d)
 {
     if (d->ready)
         return 0;
-    int rc = deflateInit2(&d->zs, d->level, Z_DEFLATED, -d->bits, d->mem_level,
-                          Z_DEFAULT_STRATEGY);
+    int rc = deflateInit2(&d->zs, d->level, Z_DEFLATED, -d->bits, d->mem_level, Z_DEFAULT_STRATEGY);
     if (rc != Z_OK)
         return rc == Z_MEM_ERROR ? SN_ENOMEM : SN_EINVAL;
     d->ready = true;
@@ -226,8 +225,8 @@ int sn__inflate_push(sn__inflate *f, const void *in, size_t len, bool last, size
     return rc < 0 ? rc : sn__inflate_finish(f);
 }
 
-int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room,
-                     sn__bytes *out, bool *more)
+int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t room, sn__bytes *out,
+                     bool *more)
 {
     int ready = inflate_ready(f);
     if (ready < 0)

@@ -9,10 +9,10 @@
  * an untrusted server; TLS 1.0/1.1 refused; each version with a chosen
  * cipher; configuration errors (lists that select nothing, TLS 1.2 suites
  * that no key of the server can serve, bad keys and passwords); ALPN
- * chosen by the server and mismatched; SNI choosing the certificate; resumption with tickets and without; upgrade of a plain
- * connection; the handshake deadline against a silent peer; the limit on
- * concurrent handshakes; reload under load; close_notify and half-close;
- * fiber mode; introspection.
+ * chosen by the server and mismatched; SNI choosing the certificate; resumption with tickets and
+ * without; upgrade of a plain connection; the handshake deadline against a silent peer; the limit
+ * on concurrent handshakes; reload under load; close_notify and half-close; fiber mode;
+ * introspection.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -38,7 +38,7 @@ static sn_tls_source ca_src, ca2_src;
 #define CERT(base)                                                                                 \
     (sn_tls_cert)                                                                                  \
     {                                                                                              \
-        .chain = {.file = pki(base ".pem")}, .key = {.file = pki(base ".key")}                     \
+        .chain = {.file = pki(base ".pem")}, .key = {.file = pki(base ".key") }                    \
     }
 
 /* ---- helpers ---------------------------------------------------------------------- */
@@ -130,8 +130,12 @@ static void echo(sn_conn *c, void *user)
 
 static sn_server *start(sn_tls *tls, sn_handler h, void *user, bool fibers)
 {
-    sn_server_config cfg = {.host = "127.0.0.1", .tls = tls, .handler = h, .user = user,
-                            .fibers = fibers ? SN_ON : 0, .fiber_threads = 2};
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .tls = tls,
+                            .handler = h,
+                            .user = user,
+                            .fibers = fibers ? SN_ON : 0,
+                            .fiber_threads = 2};
     sn_server *s = NULL;
     SN_ASSERT_RC(sn_server_new(&s, &cfg), 0);
     if (s != NULL)
@@ -336,8 +340,8 @@ static void test_mutual(void)
     const char *pairs[][2] = {{"server-rsa", "client-rsa"}, {"server-ec", "client-ec"}};
     for (int i = 0; i < 2; i++) {
         seen sv = {0};
-        sn_tls_config scfg = {.role = SN_TLS_SERVER, .ca = &ca_src, .nca = 1,
-                              .verify = SN_TLS_VERIFY_REQUIRED};
+        sn_tls_config scfg = {
+            .role = SN_TLS_SERVER, .ca = &ca_src, .nca = 1, .verify = SN_TLS_VERIFY_REQUIRED};
         char chain[1200], key[1200];
         snprintf(chain, sizeof chain, "%s.pem", pki(pairs[i][0]));
         snprintf(key, sizeof key, "%s.key", pki(pairs[i][0]));
@@ -379,8 +383,12 @@ static void test_client_cert_rejected(void)
     const int want_server[] = {SN_ETLS_NO_CERT, SN_ETLS_VERIFY, SN_ETLS_VERIFY};
     for (int v = 0; v < 2; v++) {
         int ver = v == 0 ? SN_TLS_1_2 : SN_TLS_1_3;
-        sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .ca = &ca_src,
-                              .nca = 1, .verify = SN_TLS_VERIFY_REQUIRED, .max_version = ver,
+        sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                              .cert = CERT("server-rsa"),
+                              .ca = &ca_src,
+                              .nca = 1,
+                              .verify = SN_TLS_VERIFY_REQUIRED,
+                              .max_version = ver,
                               .min_version = ver};
         sn_tls *st = mk(&scfg);
         for (int i = 0; i < 3; i++) {
@@ -404,15 +412,18 @@ static void test_client_cert_rejected(void)
 
 static void test_optional_client_cert(void)
 {
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .ca = &ca_src,
-                          .nca = 1, .verify = SN_TLS_VERIFY_OPTIONAL};
+    sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                          .cert = CERT("server-rsa"),
+                          .ca = &ca_src,
+                          .nca = 1,
+                          .verify = SN_TLS_VERIFY_OPTIONAL};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     int src, crc;
     pair(st, ct, "localhost", &src, &crc);
     SN_ASSERT_RC(src, 0);
     SN_ASSERT_RC(crc, 0);
-    sn_tls_config bad = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                         .cert = CERT("client-ca2")};
+    sn_tls_config bad = {
+        .role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1, .cert = CERT("client-ca2")};
     sn_tls *ct2 = mk(&bad);
     pair(st, ct2, "localhost", &src, &crc);
     SN_ASSERT_RC(src, SN_ETLS_VERIFY); /* sent, so verified */
@@ -433,8 +444,7 @@ static void test_hostname(void)
     SN_ASSERT_RC(src, 0);
 
     /* the explicit opt-out: the chain is still verified */
-    sn_tls_config cfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                         .verify_hostname = SN_OFF};
+    sn_tls_config cfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1, .verify_hostname = SN_OFF};
     sn_tls *lax = mk(&cfg);
     pair(st, lax, "localhost", &src, &crc);
     SN_ASSERT_RC(crc, 0);
@@ -589,11 +599,16 @@ static void test_versions_and_ciphers(void)
         {SN_TLS_1_3, NULL, "TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"},
     };
     for (size_t i = 0; i < SN_ARRAY_SIZE(cases); i++) {
-        sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                              .ciphers_tls12 = cases[i].c12, .ciphers_tls13 = cases[i].c13};
+        sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                              .cert = CERT("server-rsa"),
+                              .ciphers_tls12 = cases[i].c12,
+                              .ciphers_tls13 = cases[i].c13};
         sn_tls *st = mk(&scfg);
-        sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                              .min_version = cases[i].ver, .max_version = cases[i].ver};
+        sn_tls_config ccfg = {.role = SN_TLS_CLIENT,
+                              .ca = &ca_src,
+                              .nca = 1,
+                              .min_version = cases[i].ver,
+                              .max_version = cases[i].ver};
         sn_tls *ct = mk(&ccfg);
         sn_conn *c;
         sn_tls_info info;
@@ -617,17 +632,22 @@ static void test_cipher_order_and_group(void)
     const char *server_list = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256";
     const char *client_list = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
     for (int order = 0; order < 2; order++) {
-        sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                              .max_version = SN_TLS_1_2, .ciphers_tls12 = server_list,
+        sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                              .cert = CERT("server-rsa"),
+                              .max_version = SN_TLS_1_2,
+                              .ciphers_tls12 = server_list,
                               .prefer_server_ciphers = order ? SN_OFF : SN_ON};
-        sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                              .ciphers_tls12 = client_list, .groups = "P-384"};
+        sn_tls_config ccfg = {.role = SN_TLS_CLIENT,
+                              .ca = &ca_src,
+                              .nca = 1,
+                              .ciphers_tls12 = client_list,
+                              .groups = "P-384"};
         sn_tls *st = mk(&scfg), *ct = mk(&ccfg);
         sn_conn *c;
         sn_tls_info info;
         sn_server *s = start_dial(st, ct, &c, &info);
-        CU_ASSERT_STRING_EQUAL(info.cipher_openssl,
-                               order ? "ECDHE-RSA-AES128-GCM-SHA256" : "ECDHE-RSA-AES256-GCM-SHA384");
+        CU_ASSERT_STRING_EQUAL(info.cipher_openssl, order ? "ECDHE-RSA-AES128-GCM-SHA256"
+                                                          : "ECDHE-RSA-AES256-GCM-SHA384");
         CU_ASSERT_PTR_NOT_NULL(info.group);
         if (info.group != NULL)
             CU_ASSERT_PTR_NOT_NULL(strstr(info.group, "384"));
@@ -640,11 +660,14 @@ static void test_cipher_order_and_group(void)
 
 static void test_no_shared_cipher_or_version(void)
 {
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+    sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                          .cert = CERT("server-rsa"),
                           .max_version = SN_TLS_1_2,
                           .ciphers_tls12 = "ECDHE-RSA-AES256-GCM-SHA384"};
     sn_tls *st = mk(&scfg);
-    sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
+    sn_tls_config ccfg = {.role = SN_TLS_CLIENT,
+                          .ca = &ca_src,
+                          .nca = 1,
                           .ciphers_tls12 = "ECDHE-RSA-CHACHA20-POLY1305"};
     sn_tls *ct = mk(&ccfg);
     int src, crc;
@@ -654,10 +677,9 @@ static void test_no_shared_cipher_or_version(void)
 
     /* a TLS 1.3-only server and a TLS 1.2-only client (the other way
      * round, wolfSSL's TLS 1.2 server sees no suite it knows: SN_ETLS_CIPHER) */
-    sn_tls_config s13 = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                         .min_version = SN_TLS_1_3};
-    sn_tls_config c12 = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                         .max_version = SN_TLS_1_2};
+    sn_tls_config s13 = {
+        .role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .min_version = SN_TLS_1_3};
+    sn_tls_config c12 = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1, .max_version = SN_TLS_1_2};
     sn_tls *st13 = mk(&s13), *ct13 = mk(&c12);
     pair(st13, ct13, "localhost", &src, &crc);
     SN_ASSERT_RC(src, SN_ETLS_VERSION);
@@ -680,8 +702,8 @@ static void test_config_errors(void)
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .groups = "no-such-group"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
-    c = (sn_tls_config){.role = SN_TLS_CLIENT, .min_version = SN_TLS_1_3,
-                        .max_version = SN_TLS_1_2};
+    c = (sn_tls_config){
+        .role = SN_TLS_CLIENT, .min_version = SN_TLS_1_3, .max_version = SN_TLS_1_2};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .min_version = 0x0302}; /* TLS 1.1 */
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_EINVAL);
@@ -689,9 +711,9 @@ static void test_config_errors(void)
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
     c = (sn_tls_config){.role = 7};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_EINVAL);
-    c = (sn_tls_config){.role = SN_TLS_SERVER,
-                        .cert = {.chain = {.file = pki("server-rsa.pem")},
-                                 .key = {.file = pki("server-ec.key")}}};
+    c = (sn_tls_config){
+        .role = SN_TLS_SERVER,
+        .cert = {.chain = {.file = pki("server-rsa.pem")}, .key = {.file = pki("server-ec.key")}}};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CERT);
     c = (sn_tls_config){.role = SN_TLS_SERVER,
                         .cert = {.chain = {.file = pki("nonexistent.pem")},
@@ -710,8 +732,10 @@ static void test_config_errors(void)
     /* good lists are taken */
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers_tls12 = "ECDHE-RSA-AES128-GCM-SHA256:TYPO"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG); /* one bad name is enough */
-    c = (sn_tls_config){.role = SN_TLS_CLIENT, .sigalgs = "ECDSA+SHA256:RSA-PSS+SHA256",
-                        .groups = "P-256:X25519", .ciphers_tls13 = "TLS13-AES128-GCM-SHA256"};
+    c = (sn_tls_config){.role = SN_TLS_CLIENT,
+                        .sigalgs = "ECDSA+SHA256:RSA-PSS+SHA256",
+                        .groups = "P-256:X25519",
+                        .ciphers_tls13 = "TLS13-AES128-GCM-SHA256"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
 }
@@ -724,8 +748,10 @@ static void test_suites_fit_keys(void)
     const char *rsa12 = "ECDHE-RSA-AES128-GCM-SHA256";
     sn_tls *t = NULL;
     /* an ECDSA key and RSA suites only: with 1.2 alone, and with 1.3 too */
-    sn_tls_config c = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                       .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    sn_tls_config c = {.role = SN_TLS_SERVER,
+                       .cert = CERT("server-ec"),
+                       .max_version = SN_TLS_1_2,
+                       .ciphers_tls12 = rsa12};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
     c.max_version = 0;
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
@@ -733,7 +759,8 @@ static void test_suites_fit_keys(void)
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
     /* an RSA key and ECDSA suites, or PSK suites (no PSK can be set up) */
-    c = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+    c = (sn_tls_config){.role = SN_TLS_SERVER,
+                        .cert = CERT("server-rsa"),
                         .max_version = SN_TLS_1_2,
                         .ciphers_tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
@@ -744,8 +771,10 @@ static void test_suites_fit_keys(void)
                       "DHE-RSA-AES128-GCM-SHA256";
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
-    c = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                        .max_version = SN_TLS_1_2, .ciphers_tls12 = "ADH-AES128-SHA"};
+    c = (sn_tls_config){.role = SN_TLS_SERVER,
+                        .cert = CERT("server-ec"),
+                        .max_version = SN_TLS_1_2,
+                        .ciphers_tls12 = "ADH-AES128-SHA"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
     /* ...but not where certificates are verified: a server asking for client
@@ -754,7 +783,9 @@ static void test_suites_fit_keys(void)
     c.ca = &ca_src;
     c.nca = 1;
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
-    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
+    c = (sn_tls_config){.role = SN_TLS_CLIENT,
+                        .ca = &ca_src,
+                        .nca = 1,
                         .ciphers_tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:AECDH-AES128-SHA"};
     SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
     c.ciphers_tls12 = "ADH-AES128-SHA";
@@ -763,14 +794,20 @@ static void test_suites_fit_keys(void)
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
     /* a client with an ECDSA certificate may list RSA suites */
-    c = (sn_tls_config){.role = SN_TLS_CLIENT, .cert = CERT("client-ec"), .ca = &ca_src,
-                        .nca = 1, .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    c = (sn_tls_config){.role = SN_TLS_CLIENT,
+                        .cert = CERT("client-ec"),
+                        .ca = &ca_src,
+                        .nca = 1,
+                        .max_version = SN_TLS_1_2,
+                        .ciphers_tls12 = rsa12};
     SN_ASSERT_RC(sn_tls_new(&t, &c), 0);
     sn_tls_free(t);
 
     /* RSA suites with an RSA key: taken, and a handshake uses them */
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                          .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                          .cert = CERT("server-rsa"),
+                          .max_version = SN_TLS_1_2,
+                          .ciphers_tls12 = rsa12};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     sn_conn *cc;
     sn_tls_info info;
@@ -786,9 +823,12 @@ static void test_suites_fit_keys(void)
      * the default's cannot agree on a suite */
     sn_tls_cert other = CERT("server-other");
     other.name = "other.test";
-    scfg = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                           .sni_certs = &other, .nsni_certs = 1,
-                           .max_version = SN_TLS_1_2, .ciphers_tls12 = rsa12};
+    scfg = (sn_tls_config){.role = SN_TLS_SERVER,
+                           .cert = CERT("server-ec"),
+                           .sni_certs = &other,
+                           .nsni_certs = 1,
+                           .max_version = SN_TLS_1_2,
+                           .ciphers_tls12 = rsa12};
     st = mk(&scfg);
     s = start(st, echo, NULL, false);
     if (tls_dial(&cc, ct, sn_server_port(s), "other.test") == 0) {
@@ -810,8 +850,8 @@ static void test_suites_fit_keys(void)
 
     /* signature algorithms without the key's type are not an error:
      * wolfSSL signs with ECDSA anyway, and the client accepts it */
-    scfg = (sn_tls_config){.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                           .sigalgs = "RSA-PSS+SHA256:RSA+SHA256"};
+    scfg = (sn_tls_config){
+        .role = SN_TLS_SERVER, .cert = CERT("server-ec"), .sigalgs = "RSA-PSS+SHA256:RSA+SHA256"};
     for (int v = 0; v < 2; v++) {
         scfg.max_version = v == 0 ? SN_TLS_1_2 : SN_TLS_1_3;
         st = mk(&scfg);
@@ -844,13 +884,13 @@ static void test_memory_sources(void)
     f = fopen(pki("server-ec.key"), "rb");
     size_t klen = fread(key, 1, sizeof key, f);
     fclose(f);
-    sn_tls_config scfg = {.role = SN_TLS_SERVER,
-                          .cert = {.chain = {.data = pem, .len = plen},
-                                   .key = {.data = key, .len = klen}}};
+    sn_tls_config scfg = {
+        .role = SN_TLS_SERVER,
+        .cert = {.chain = {.data = pem, .len = plen}, .key = {.data = key, .len = klen}}};
     sn_tls *st = mk(&scfg);
     sn_tls_source mem_ca = {.data = der, .len = dlen};
-    sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &mem_ca, .nca = 1,
-                          .sigalgs = "ECDSA+SHA256"};
+    sn_tls_config ccfg = {
+        .role = SN_TLS_CLIENT, .ca = &mem_ca, .nca = 1, .sigalgs = "ECDSA+SHA256"};
     sn_tls *ct = mk(&ccfg);
     sn_conn *c;
     sn_tls_info info;
@@ -870,14 +910,12 @@ static void test_memory_sources(void)
 
 static void test_alpn(void)
 {
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                          .alpn = "h2,http/1.1"};
+    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .alpn = "h2,http/1.1"};
     sn_tls *st = mk(&scfg);
     seen sv = {0};
     sn_server *s = start(st, echo, &sv, false);
     /* the server's preference wins over the client's order */
-    sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                          .alpn = "http/1.1,h2"};
+    sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1, .alpn = "http/1.1,h2"};
     sn_tls *ct = mk(&ccfg);
     sn_conn *c;
     SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
@@ -926,8 +964,8 @@ static void test_sni(void)
     sn_tls_cert wild = CERT("server-other");
     wild.name = "*.other.test";
     sn_tls_cert list[] = {other, wild};
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                          .sni_certs = list, .nsni_certs = 2};
+    sn_tls_config scfg = {
+        .role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .sni_certs = list, .nsni_certs = 2};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     seen sv = {0};
     sn_server *s = start(st, echo, &sv, false);
@@ -974,10 +1012,14 @@ static void test_resumption(void)
     for (int v = 0; v < 2; v++) {
         int ver = v == 0 ? SN_TLS_1_2 : SN_TLS_1_3;
         for (int tickets = 0; tickets < 2; tickets++) {
-            sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
+            sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                                  .cert = CERT("server-rsa"),
                                   .tickets = tickets ? SN_ON : SN_OFF};
-            sn_tls_config ccfg = {.role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1,
-                                  .max_version = ver, .min_version = ver,
+            sn_tls_config ccfg = {.role = SN_TLS_CLIENT,
+                                  .ca = &ca_src,
+                                  .nca = 1,
+                                  .max_version = ver,
+                                  .min_version = ver,
                                   .tickets = tickets ? SN_ON : SN_OFF};
             sn_tls *st = mk(&scfg), *ct = mk(&ccfg);
             sn_server *s = start(st, echo, NULL, false);
@@ -997,8 +1039,8 @@ static void test_resumption(void)
  * settings), wolfSSL 5.5 would fail that handshake. */
 static void test_resumption_across_versions(void)
 {
-    sn_tls_config old_cfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                             .max_version = SN_TLS_1_2};
+    sn_tls_config old_cfg = {
+        .role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .max_version = SN_TLS_1_2};
     sn_tls_config new_cfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa")};
     sn_tls *old_st = mk(&old_cfg), *new_st = mk(&new_cfg), *ct = client_ctx();
     sn_server *old_s = start(old_st, echo, NULL, false), *new_s = start(new_st, echo, NULL, false);
@@ -1085,8 +1127,8 @@ static void test_upgrade(void)
 
 static void test_handshake_deadline(void)
 {
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-rsa"),
-                          .handshake_timeout_ms = 300};
+    sn_tls_config scfg = {
+        .role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .handshake_timeout_ms = 300};
     sn_tls *st = mk(&scfg);
     seen sv = {0};
     sn_server *s = start(st, echo, &sv, false);
@@ -1142,8 +1184,7 @@ static void *dial_loop(void *arg)
  * deadline) and in fiber mode (waiters poll). */
 static void test_handshake_limit(void)
 {
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                          .handshakes_max = 1};
+    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"), .handshakes_max = 1};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     for (int fibers = 0; fibers < 2; fibers++) {
         sn_server *s = start(st, echo, NULL, fibers);
@@ -1181,8 +1222,10 @@ static void *client_hello(void *arg)
  * completes only after that handshake has failed. */
 static void test_handshake_limit_waits(void)
 {
-    sn_tls_config scfg = {.role = SN_TLS_SERVER, .cert = CERT("server-ec"),
-                          .handshakes_max = 1, .handshake_timeout_ms = 3000};
+    sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                          .cert = CERT("server-ec"),
+                          .handshakes_max = 1,
+                          .handshake_timeout_ms = 3000};
     sn_tls *st = mk(&scfg), *ct = client_ctx();
     sn_server *s = start(st, echo, NULL, false);
     int fd = raw_dial(s);
@@ -1205,9 +1248,9 @@ static void test_handshake_limit_waits(void)
     SN_ASSERT_RC(sn_tls_upgrade(sc, st, NULL, sn_deadline_in(200)), SN_ETIMEDOUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(sn_tls_reason(sc), "no handshake turn"));
     CU_ASSERT_EQUAL(recv(fd_b, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT), 5);
-    CU_ASSERT_EQUAL(peek[0], 22); /* a handshake record */
+    CU_ASSERT_EQUAL(peek[0], 22);               /* a handshake record */
     CU_ASSERT_EQUAL(sstats(s).tls_failures, 0); /* the silent peer holds the turn still */
-    sn_conn_free(sc); /* the client sees the end */
+    sn_conn_free(sc);                           /* the client sees the end */
     pthread_join(tid, NULL);
     CU_ASSERT(cl.rc < 0);
     sn_conn_free(cl.c);

@@ -20,7 +20,6 @@
 #include <unistd.h>
 #include "sn_test.h"
 
-
 static void begin(void)
 {
     sn_test_leaks_begin();
@@ -1098,9 +1097,9 @@ static void test_server_echo(void)
     }
     /* a reply is counted after its send returns: the client may be faster;
      * datagrams sent again are received and echoed again */
-    WAIT_UNTIL((sn_udp_server_stats_get(s, &st),
-                st.sent >= CLIENTS * ROUNDS && st.sent == st.received),
-               5000);
+    WAIT_UNTIL(
+        (sn_udp_server_stats_get(s, &st), st.sent >= CLIENTS * ROUNDS && st.sent == st.received),
+        5000);
     CU_ASSERT_EQUAL(st.workers, 4);
     CU_ASSERT(st.received >= CLIENTS * ROUNDS);
     CU_ASSERT_EQUAL(st.sent, st.received);

@@ -42,8 +42,8 @@
 #include <zlib.h>
 #include "sn_test.h"
 
-#define BIG (16u << 20)   /* the largest message: 16 MiB */
-#define LIMIT (BIG + 64)  /* the SUT's frame and message limit */
+#define BIG (16u << 20)  /* the largest message: 16 MiB */
+#define LIMIT (BIG + 64) /* the SUT's frame and message limit */
 #define TIMEOUT_MS 10000
 
 /* ---- the tester: one end of a connection --------------------------------------------- */
@@ -629,9 +629,9 @@ static bool echo_sized(peer *p, const void *arg)
 static void test_framing(void)
 {
     static const struct sized s[] = {
-        {1, 0, 0},     {1, 125, 0},    {1, 126, 0},       {1, 127, 0},      {1, 128, 0},
-        {1, 65535, 0}, {1, 65536, 0},  {2, 0, 0},         {2, 125, 0},      {2, 126, 0},
-        {2, 65535, 0}, {2, 65536, 0},  {2, 1 << 20, 0},   {1, BIG, 0},      {2, BIG - 1, 0},
+        {1, 0, 0},     {1, 125, 0},     {1, 126, 0},         {1, 127, 0}, {1, 128, 0},
+        {1, 65535, 0}, {1, 65536, 0},   {2, 0, 0},           {2, 125, 0}, {2, 126, 0},
+        {2, 65535, 0}, {2, 65536, 0},   {2, 1 << 20, 0},     {1, BIG, 0}, {2, BIG - 1, 0},
         {1, 200, 1},   {2, 65536, 997}, {1, 1 << 20, 65536},
     };
     conf_case c[SN_ARRAY_SIZE(s)];
@@ -644,7 +644,8 @@ static void test_framing(void)
     run_cases(c, n, NULL, NULL);
 }
 
-/* ---- 2 pings ---------------------------------------------------------------------------------- */
+/* ---- 2 pings ----------------------------------------------------------------------------------
+ */
 
 static bool ping_payload(peer *p, const void *arg)
 {
@@ -699,9 +700,9 @@ static void test_pings(void)
 {
     static const size_t zero = 0, full = 125, mid = 17;
     const conf_case c[] = {
-        {"2.1", ping_payload, &zero, false},  {"2.2", ping_payload, &mid, false},
-        {"2.4", ping_payload, &full, false},  {"2.5", ping_too_long, NULL, false},
-        {"2.6", pong_unsolicited, NULL, false}, {"2.10", ping_burst, NULL, false},
+        {"2.1", ping_payload, &zero, false},      {"2.2", ping_payload, &mid, false},
+        {"2.4", ping_payload, &full, false},      {"2.5", ping_too_long, NULL, false},
+        {"2.6", pong_unsolicited, NULL, false},   {"2.10", ping_burst, NULL, false},
         {"2.11", ping_byte_by_byte, NULL, false},
     };
     run_cases(c, SN_ARRAY_SIZE(c), NULL, NULL);
@@ -723,11 +724,24 @@ static bool bad_frame(peer *p, const void *arg)
 static void test_reserved_and_opcodes(void)
 {
     static const int b0[] = {
-        0x80 | 0x40 | 1, 0x80 | 0x20 | 1, 0x80 | 0x10 | 2, 0x80 | 0x70 | 2, 0x80 | 0x40 | 9,
-        0x80 | 0x20 | 10, 0x80 | 0x10 | 8, /* RSV bits without an extension */
-        0x83, 0x84, 0x85, 0x86, 0x87,       /* reserved data opcodes */
-        0x8b, 0x8c, 0x8d, 0x8e, 0x8f,       /* reserved control opcodes */
-        0x03,                               /* a reserved opcode, fragmented */
+        0x80 | 0x40 | 1,
+        0x80 | 0x20 | 1,
+        0x80 | 0x10 | 2,
+        0x80 | 0x70 | 2,
+        0x80 | 0x40 | 9,
+        0x80 | 0x20 | 10,
+        0x80 | 0x10 | 8, /* RSV bits without an extension */
+        0x83,
+        0x84,
+        0x85,
+        0x86,
+        0x87, /* reserved data opcodes */
+        0x8b,
+        0x8c,
+        0x8d,
+        0x8e,
+        0x8f, /* reserved control opcodes */
+        0x03, /* a reserved opcode, fragmented */
     };
     conf_case c[SN_ARRAY_SIZE(b0)];
     for (size_t i = 0; i < SN_ARRAY_SIZE(b0); i++)
@@ -802,16 +816,11 @@ static void test_fragments(void)
     static const int text = 1, binary = 2;
     static const int bad[] = {0, 1, 2, 3, 4, 5};
     const conf_case c[] = {
-        {"5.3", frag_simple, &text, false},
-        {"5.4", frag_simple, &binary, false},
-        {"5.6", frag_with_controls, NULL, false},
-        {"5.9", frag_one_byte_each, NULL, false},
-        {"5.10", frag_bad_sequence, &bad[0], false},
-        {"5.11", frag_bad_sequence, &bad[1], false},
-        {"5.18", frag_bad_sequence, &bad[2], false},
-        {"5.19", frag_bad_sequence, &bad[3], false},
-        {"5.1", frag_bad_sequence, &bad[4], false},
-        {"5.2", frag_bad_sequence, &bad[5], false},
+        {"5.3", frag_simple, &text, false},          {"5.4", frag_simple, &binary, false},
+        {"5.6", frag_with_controls, NULL, false},    {"5.9", frag_one_byte_each, NULL, false},
+        {"5.10", frag_bad_sequence, &bad[0], false}, {"5.11", frag_bad_sequence, &bad[1], false},
+        {"5.18", frag_bad_sequence, &bad[2], false}, {"5.19", frag_bad_sequence, &bad[3], false},
+        {"5.1", frag_bad_sequence, &bad[4], false},  {"5.2", frag_bad_sequence, &bad[5], false},
     };
     run_cases(c, SN_ARRAY_SIZE(c), NULL, NULL);
 }
@@ -823,20 +832,47 @@ struct text {
     size_t len;
 };
 
-#define T(lit) {lit, sizeof lit - 1}
+#define T(lit)                                                                                     \
+    {                                                                                              \
+        lit, sizeof lit - 1                                                                        \
+    }
 
 static const struct text valid_texts[] = {
-    T(""), T("Hello-µ@ßöäüàá-UTF-8!!"), T("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"),
-    T("\x7f"), T("\xc2\x80"), T("\xdf\xbf"), T("\xe0\xa0\x80"), T("\xef\xbf\xbf"),
-    T("\xf0\x90\x80\x80"), T("\xf4\x8f\xbf\xbf"), T("\xed\x9f\xbf"), T("\xee\x80\x80"),
+    T(""),
+    T("Hello-µ@ßöäüàá-UTF-8!!"),
+    T("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"),
+    T("\x7f"),
+    T("\xc2\x80"),
+    T("\xdf\xbf"),
+    T("\xe0\xa0\x80"),
+    T("\xef\xbf\xbf"),
+    T("\xf0\x90\x80\x80"),
+    T("\xf4\x8f\xbf\xbf"),
+    T("\xed\x9f\xbf"),
+    T("\xee\x80\x80"),
     T("\xef\xbf\xbe"), /* a noncharacter is valid UTF-8 */
 };
 
 static const struct text invalid_texts[] = {
-    T("\x80"), T("\xbf"), T("\xc0\xaf"), T("\xc1\xbf"), T("\xe0\x80\xaf"), T("\xe0\x9f\xbf"),
-    T("\xf0\x80\x80\xaf"), T("\xf0\x8f\xbf\xbf"), T("\xf4\x90\x80\x80"), T("\xf5\x80\x80\x80"),
-    T("\xf8\x88\x80\x80\x80"), T("\xfe"), T("\xff"), T("\xed\xa0\x80"), T("\xed\xbf\xbf"),
-    T("\xed\xa0\x80\xed\xb0\x80"), T("\xce\xba\xe1\xbd"), T("\xc2"), T("a\xe2\x82"),
+    T("\x80"),
+    T("\xbf"),
+    T("\xc0\xaf"),
+    T("\xc1\xbf"),
+    T("\xe0\x80\xaf"),
+    T("\xe0\x9f\xbf"),
+    T("\xf0\x80\x80\xaf"),
+    T("\xf0\x8f\xbf\xbf"),
+    T("\xf4\x90\x80\x80"),
+    T("\xf5\x80\x80\x80"),
+    T("\xf8\x88\x80\x80\x80"),
+    T("\xfe"),
+    T("\xff"),
+    T("\xed\xa0\x80"),
+    T("\xed\xbf\xbf"),
+    T("\xed\xa0\x80\xed\xb0\x80"),
+    T("\xce\xba\xe1\xbd"),
+    T("\xc2"),
+    T("a\xe2\x82"),
     T("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64"),
 };
 
@@ -944,7 +980,7 @@ static bool close_then_data(peer *p, const void *arg)
 static void test_close(void)
 {
     static const int codes[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000,
-                                3999, 4000, 4999, 0, 999, 1004, 1005, 1006, 1012, 1013,
+                                3999, 4000, 4999, 0,    999,  1004, 1005, 1006, 1012, 1013,
                                 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535};
     static const int bad[] = {0, 1};
     conf_case c[SN_ARRAY_SIZE(codes) + 5];

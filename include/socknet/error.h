@@ -102,7 +102,7 @@ extern "C" {
     XX(EWS_HANDSHAKE, -1404, "WebSocket handshake refused or malformed")                           \
     XX(ESTOPPED, -1500, "stopped")                                                                 \
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
-    XX(EREFUSED, -1502, "refused by the application")                                             \
+    XX(EREFUSED, -1502, "refused by the application")                                              \
     XX(EHUB_SLOW, -1503, "disconnected from the room for being too slow")                          \
     XX(EHUB_NOROOM, -1504, "no such room")
 

@@ -274,11 +274,11 @@ typedef struct sn_tls_x509 {
     size_t der_len;
     char subject[256]; /* one line: "/C=FR/O=Example/CN=www.example.net" */
     char issuer[256];
-    char serial[80];      /* hex, colon-separated */
-    int64_t not_before;   /* Unix time, s */
-    int64_t not_after;    /* Unix time, s */
-    char san[512];        /* subject alternative DNS names, ','-separated
-                             (truncated at a name boundary if longer) */
+    char serial[80];    /* hex, colon-separated */
+    int64_t not_before; /* Unix time, s */
+    int64_t not_after;  /* Unix time, s */
+    char san[512];      /* subject alternative DNS names, ','-separated
+                           (truncated at a name boundary if longer) */
 } sn_tls_x509;
 
 /* The peer's certificate chain as it sent it: idx 0 is its own, 1.. the

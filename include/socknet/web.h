@@ -68,8 +68,8 @@ typedef void (*sn_web_ws_fn)(sn_ws *ws, void *user);
 /* An HTTP endpoint: req and body (len bytes, NULL when 0) stay valid until
  * it returns; it must not read from c. Returns 0 to keep the connection
  * (see above), non-zero to close it. */
-typedef int (*sn_web_http_fn)(sn_conn *c, const sn_http_request *req, const void *body,
-                              size_t len, void *user);
+typedef int (*sn_web_http_fn)(sn_conn *c, const sn_http_request *req, const void *body, size_t len,
+                              void *user);
 
 /* The origin hook: origin is the Origin header's value (not NUL-terminated;
  * NULL when the client sent none, as non-browser clients do). Returns true
@@ -78,15 +78,15 @@ typedef bool (*sn_web_origin_fn)(const char *origin, size_t len, const sn_http_r
                                  void *user);
 
 typedef struct sn_web_config {
-    sn_http_limits limits; /* request heads; zero = http.h's defaults; the
-                              connection's read_buffer_max must hold a head
-                              (and a body) */
-    int head_timeout_ms;   /* for each whole head (slowloris); 0 = 10000 */
-    int idle_timeout_ms;   /* between requests on a kept connection; 0 = 5000 */
-    size_t max_body;       /* bytes of an HTTP request's body; 0 = 16384 */
-    int max_requests;      /* per connection; 0 = 1000 */
-    int max_sessions;      /* WebSocket sessions open at once, beyond which
-                              handshakes get 503; 0 = no limit */
+    sn_http_limits limits;   /* request heads; zero = http.h's defaults; the
+                                connection's read_buffer_max must hold a head
+                                (and a body) */
+    int head_timeout_ms;     /* for each whole head (slowloris); 0 = 10000 */
+    int idle_timeout_ms;     /* between requests on a kept connection; 0 = 5000 */
+    size_t max_body;         /* bytes of an HTTP request's body; 0 = 16384 */
+    int max_requests;        /* per connection; 0 = 1000 */
+    int max_sessions;        /* WebSocket sessions open at once, beyond which
+                                handshakes get 503; 0 = no limit */
     sn_web_origin_fn origin; /* NULL = every origin */
     void *origin_user;
 } sn_web_config;
@@ -101,19 +101,18 @@ SN_API int sn_web_route_ws(sn_web *w, const char *path, int match, const sn_ws_c
                            sn_web_ws_fn fn, void *user);
 
 /* Adds an HTTP route; as sn_web_route_ws. */
-SN_API int sn_web_route_http(sn_web *w, const char *path, int match, sn_web_http_fn fn,
-                             void *user);
+SN_API int sn_web_route_http(sn_web *w, const char *path, int match, sn_web_http_fn fn, void *user);
 
 /* The server handler: pass it as sn_server_config.handler with the router
  * as .user. */
 SN_API void sn_web_serve(sn_conn *c, void *web);
 
 typedef struct sn_web_stats {
-    int sessions;             /* WebSocket sessions open now */
-    uint64_t requests;        /* request heads read */
-    uint64_t upgrades;        /* WebSocket handshakes completed */
-    uint64_t refused;         /* answered 4xx/5xx by the router itself */
-    uint64_t http;            /* requests given to HTTP handlers */
+    int sessions;      /* WebSocket sessions open now */
+    uint64_t requests; /* request heads read */
+    uint64_t upgrades; /* WebSocket handshakes completed */
+    uint64_t refused;  /* answered 4xx/5xx by the router itself */
+    uint64_t http;     /* requests given to HTTP handlers */
 } sn_web_stats;
 
 SN_API void sn_web_stats_get(sn_web *w, sn_web_stats *out);
