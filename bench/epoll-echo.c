@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * epoll-echo: the reference server for bench/run.sh.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hub-load: load for a chat server (examples/chat, or the npm ws reference
  * bench/ws-chat-ref.mjs): WebSocket clients in one room at /chat/ROOM.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/hub-run.sh — the broadcast hub (examples/chat) against a chat server on the npm `ws`
 # package (bench/ws-chat-ref.mjs), same protocol, same load, in the same run.
 #

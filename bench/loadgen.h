@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * loadgen.h: what the load generators of bench/ share (sn-loadgen, ws-loadgen): the clock,
  * process setup, the server address, batched non-blocking connects, holding idle connections

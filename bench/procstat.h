@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * procstat.h: the CPU time a process has used, from /proc/PID/stat, for the load generators
  * of bench/ that report a server's CPU per message (ws-loadgen, hub-load). A static function

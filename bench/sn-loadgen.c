@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn-loadgen: TCP and UDP load generator for echo servers (bench/run.sh).
  *

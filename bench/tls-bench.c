@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tls-bench: TLS figures of libsocknet against references measured in the
  * same run, in one process over loopback (bench/run-tls.sh runs it).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udp-echo-ref: the reference UDP echo server for bench/run.sh.
  *

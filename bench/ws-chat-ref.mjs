@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ws-chat-ref.mjs: the reference chat server for bench/hub-run.sh, on the npm
 // `ws` package (the common Node.js WebSocket server): rooms at /chat/ROOM,
 // every text a member sends goes to every member of the room as

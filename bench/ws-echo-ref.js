@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ws-echo-ref.js: the reference WebSocket echo server of bench/run.sh, on the npm `ws`
 // package (pinned in bench/package.json, with its optional native helper bufferutil for
 // masking, as ws recommends for speed).

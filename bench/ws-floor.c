@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ws-floor: the least a WebSocket echo server can do, as a yardstick for bench/run.sh.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ws-loadgen: WebSocket load generator for echo servers (bench/run.sh --only ws).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The chat page (examples/chat.c): HTML, CSS and script in one C string. */
 /* The page is kept one line of HTML per line of C: clang-format leaves it. */
 // clang-format off

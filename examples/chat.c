@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chat: WebSocket chat rooms over the broadcast hub.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo-client: sends each line of standard input to an echo server and
  * prints each reply.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo-server: a byte-stream echo server, over TCP or a local socket.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udp-echo: a UDP echo server: every datagram received is sent back to its
  * sender unchanged (empty ones and 65,507-byte ones too).

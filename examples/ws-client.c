@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ws-client: sends each line of stdin to a WebSocket server as a text
  * message and prints every message that arrives, one per line.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ws-echo: a WebSocket echo server at path /echo.
  *

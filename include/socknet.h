@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet.h: everything. A program writes `#include <socknet.h>` and links
  * with -lsocknet (pkg-config socknet). Each socknet/ header also compiles

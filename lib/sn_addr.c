@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_addr.c: socket addresses: strict parsing of "ip:port" / "[ip6]:port"
  * and "unix:PATH" / "unix:@NAME", formatting, comparison, and name

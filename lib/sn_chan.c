@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_chan.c: connections and their buffered channels.
  *

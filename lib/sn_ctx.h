@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ctx.h: execution contexts for fibers (internal). Two implementations,
  * chosen by configure (--with-context): sn_ctx_x86_64.c with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sn_ctx_ucontext.c: fiber contexts with getcontext/makecontext/swapcontext,
  * for machines without an assembly switch (see sn_ctx.h). */
 #include <stdlib.h>

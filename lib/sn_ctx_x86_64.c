@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ctx_x86_64.c: a new fiber's first frame for the assembly switch in
  * sn_ctx_x86_64_switch.S. The switch pops, from the saved stack pointer up: the

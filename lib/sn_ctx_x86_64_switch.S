@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ctx_x86_64_switch.S: sn__ctx_switch(from, to) for x86-64 System V:
  * saves the callee-saved registers, the x87 control word and MXCSR on the running

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sn_error.c: messages and names for the SN_E* codes. */
 #include <string.h>
 #include "sn_int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_fiber.c: fibers and the per-thread scheduler (internal), the ground of
  * the pool's and the server's fiber mode: each connection's handler runs on

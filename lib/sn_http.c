@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_http.c: the HTTP/1.1 request-head parser (strict, stateless,
  * allocation-free; see socknet/http.h for what strict means), reading a head

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_hub.c: rooms, members, reference-counted messages, fan-out with
  * per-member bounded queues, pull subscriptions, writer threads on epoll.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_int.h: what several files of the library share. Not installed.
  * Internal names start with sn__; nothing here is exported from the shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_pool.c: the worker pool (the shape of libuv's threadpool).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_pool_fiber.c: the worker pool in fiber mode (sn_pool_config.fibers).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_server.c: listeners, acceptor threads, admission, handler dispatch and
  * the graceful stop.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_sock.c: stream sockets, TCP and local (Unix-domain): connect with one
  * deadline over every resolved address, listen (for local paths: a stale

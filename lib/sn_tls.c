@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_tls.c: TLS contexts over wolfSSL, the TLS transport under the
  * channels, the handshake with its deadline, and introspection.

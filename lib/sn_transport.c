@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_transport.c: the plain-TCP transport. recv and sendmsg with
  * MSG_DONTWAIT never wait, whatever the descriptor's mode; the channel above

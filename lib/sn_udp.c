@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_udp.c: UDP sockets: bind, connect, send to, receive from (truncation
  * reported through MSG_TRUNC), batches through recvmmsg / sendmmsg,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_udp_server.c: the datagram server: one bound UDP socket and a pool of
  * workers, each blocked in recvmsg (or recvmmsg, for batches) on it. The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sn_util.c: allocation, locks, clocks and deadlines shared by the library. */
 #include <fcntl.h>
 #include <limits.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_web.c: routes by path for sn_server, WebSocket and HTTP side by side
  * (see socknet/web.h).

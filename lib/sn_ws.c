@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ws.c: the WebSocket session after the handshake: frames in and out,
  * whole messages (reassembled, inflated, validated), fragments, control

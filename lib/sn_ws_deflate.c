@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ws_deflate.c: permessage-deflate's compression (RFC 7692) over zlib,
  * pure code with no I/O: a message (or a message in pieces, for fragments)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ws_frame.c: the WebSocket codec (RFC 6455), pure code with no I/O, as
  * in wslay: frame headers decoded and encoded, payloads masked, close

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ws_handshake.c: the WebSocket opening handshakes (RFC 6455 section 4),
  * server and client, with subprotocol and permessage-deflate negotiation

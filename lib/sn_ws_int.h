@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ws_int.h: the WebSocket session as sn_ws.c (frames, messages, close)
  * and sn_ws_handshake.c (the opening handshakes, extension negotiation)

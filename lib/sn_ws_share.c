@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_ws_share.c: what the hub needs of a session to share one encoded
  * frame among many sessions: a send that never waits (a taken lock or a

@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # check.sh: sets everything up, then runs the whole test suite:
+#   0. bootstrap: the committed tree (git archive of SN_BOOTSTRAP_REV, HEAD
+#      by default) bootstraps with aclocal unable to see autoconf-archive
+#      (as on a bare machine), configures, builds, installs and refuses
+#      make check without CUnit (naming the package), and make clean and
+#      make distclean of that in-tree build leave every tracked file
+#   format: every C file as .clang-format wants it, an SPDX line in every
+#      source file
 #   1. make check                      (build/)
 #   2. AddressSanitizer + UBSan        (build-asan/; fibers switch with
 #      swapcontext here, so the portable switch is tested too), and the
@@ -23,7 +31,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
-stages=${SN_CHECK_STAGES:-"default interop fuzz asan tsan valgrind install distcheck"}
+stages=${SN_CHECK_STAGES:-"bootstrap format default interop fuzz asan tsan valgrind install distcheck"}
 passed=0
 failed=0
 failed_names=""
@@ -75,6 +83,93 @@ make_check() { # BUILDDIR [configure flags...]
 }
 
 stage_default() { make_check "$top/build"; }
+
+# A directory of the system's aclocal macros without autoconf-archive's (if it is
+# installed): aclocal given it sees what a bare machine has.
+bare_acdir() { # DIR
+    local sys f
+    sys=$(aclocal --print-ac-dir)
+    mkdir -p "$1"
+    for f in "$sys"/*; do ln -s "$f" "$1/"; done
+    for f in $(dpkg -L autoconf-archive 2>/dev/null | grep "^$sys/"); do
+        rm -f "$1/$(basename "$f")"
+    done
+    return 0
+}
+
+# The pkg-config files of what the library links (wolfSSL, zlib), without CUnit's.
+bare_pcdir() { # DIR
+    local pc
+    mkdir -p "$1"
+    for pc in wolfssl zlib; do
+        ln -s "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" "$1/" || return 1
+    done
+}
+
+# In the exported tree $1 (cwd), with scratch directory $2: bootstrap as on a
+# bare machine, build without CUnit, install, make check must refuse, clean.
+bootstrap_in() { # TMP
+    local tmp=$1 f
+    echo "bootstrap: autoreconf -fi, aclocal without autoconf-archive"
+    ACLOCAL="aclocal --system-acdir=$tmp/aclocal" autoreconf -fi >"$tmp/autoreconf.log" 2>&1 ||
+        { tail -n 20 "$tmp/autoreconf.log"; return 1; }
+    echo "bootstrap: configure, make, make install with no CUnit in sight"
+    PKG_CONFIG_LIBDIR=$tmp/pkgconfig ./configure -q >"$tmp/configure.log" 2>&1 ||
+        { tail -n 20 "$tmp/configure.log"; return 1; }
+    grep -q 'libcunit1-dev' "$tmp/configure.log" ||
+        { echo "bootstrap: configure did not warn about CUnit"; return 1; }
+    make -s -j"$jobs" >"$tmp/make.log" 2>&1 || { tail -n 30 "$tmp/make.log"; return 1; }
+    make -s install DESTDIR="$tmp/root" >"$tmp/install.log" 2>&1 ||
+        { tail -n 30 "$tmp/install.log"; return 1; }
+    [ -n "$(find "$tmp/root" -name 'libsocknet.so*' -print -quit)" ] ||
+        { echo "bootstrap: make install installed no libsocknet.so"; return 1; }
+    if make check >"$tmp/check.log" 2>&1; then
+        echo "bootstrap: make check without CUnit did not fail"
+        return 1
+    fi
+    grep -q 'apt-get install libcunit1-dev' "$tmp/check.log" ||
+        { echo "bootstrap: make check failed without naming CUnit's package:"; tail "$tmp/check.log"; return 1; }
+    echo "bootstrap: make clean, make distclean; every tracked file must stay"
+    make -s clean >/dev/null 2>&1 && make -s distclean >/dev/null 2>&1 ||
+        { echo "bootstrap: make clean or distclean failed"; return 1; }
+    while read -r f; do [ -e "$f" ] || [ -L "$f" ] || echo "$f"; done <"$tmp/tracked" >"$tmp/lost"
+    [ ! -s "$tmp/lost" ] || { echo "bootstrap: make clean/distclean deleted:"; cat "$tmp/lost"; return 1; }
+}
+
+stage_bootstrap() {
+    local tmp rev=${SN_BOOTSTRAP_REV:-HEAD} rc=1
+    if ! git -C "$top" rev-parse -q --verify "$rev^{commit}" >/dev/null 2>&1; then
+        echo "bootstrap: not a git checkout (a tarball needs no bootstrap): skipped"
+        return 0
+    fi
+    tmp=$(mktemp -d)
+    mkdir "$tmp/tree"
+    if git -C "$top" archive "$rev" | tar -x -C "$tmp/tree" &&
+        git -C "$top" ls-tree -r --name-only "$rev" >"$tmp/tracked" &&
+        bare_acdir "$tmp/aclocal" && bare_pcdir "$tmp/pkgconfig"; then
+        echo "bootstrap: the tree of $rev ($(git -C "$top" rev-parse --short "$rev"))"
+        (cd "$tmp/tree" && bootstrap_in "$tmp") && rc=0
+    fi
+    rm -rf "$tmp"
+    return $rc
+}
+
+# Every C file formatted as .clang-format says; every source file carries its
+# SPDX-License-Identifier line.
+stage_format() {
+    local f rc=0
+    git -C "$top" rev-parse -q --verify HEAD >/dev/null 2>&1 ||
+        { echo "format: not a git checkout: skipped"; return 0; }
+    command -v clang-format >/dev/null || { echo "format: clang-format not installed"; return 1; }
+    while read -r f; do
+        clang-format --dry-run -Werror "$top/$f" >/dev/null 2>&1 || { echo "format: $f differs"; rc=1; }
+    done < <(git -C "$top" ls-files '*.c' '*.h')
+    while read -r f; do
+        head -n 3 "$top/$f" | grep -q 'SPDX-License-Identifier: MIT' || { echo "format: $f has no SPDX line"; rc=1; }
+    done < <(git -C "$top" ls-files '*.c' '*.h' '*.S' '*.sh' '*.js' '*.mjs' '*.am' '*.ac' .ci/run)
+    [ $rc = 0 ] && echo "format: every file as .clang-format says, with its SPDX line"
+    return $rc
+}
 
 # The npm packages of tests/interop/package.json, in build/interop: installed
 # only when a pinned version is not there yet.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # demo.sh: sets everything up and runs the project's main demo in the
 # foreground: the chat rooms (examples/chat). It prints the URL to open in
 # a browser; open it twice, pick a name and the same room. Ctrl-C stops it

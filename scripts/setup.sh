@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # setup.sh [--check] [BUILDDIR]: installs what is missing (Debian packages),
 # bootstraps, configures and builds libsocknet in BUILDDIR (default build/).
 # --check also installs what the test suite needs. Used by demo.sh and
@@ -13,9 +14,10 @@ build=${1:-$top/build}
 pkgs=(build-essential autoconf automake libtool pkg-config
       libwolfssl-dev zlib1g-dev libcunit1-dev)
 if [ $want_check = 1 ]; then
-    # clang for the libFuzzer targets, chromium for the browser tests (interop, chat),
+    # clang for the libFuzzer targets, clang-format for the format stage,
+    # chromium for the browser tests (interop, chat),
     # openssl and gnutls-cli for the TLS interop test, curl for the chat test
-    pkgs+=(valgrind procps iproute2 psmisc clang chromium openssl gnutls-bin curl)
+    pkgs+=(valgrind procps iproute2 psmisc clang clang-format chromium openssl gnutls-bin curl)
 fi
 
 missing=()

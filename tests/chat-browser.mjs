@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // chat-browser.mjs: the chat page in headless Chromium (the system's
 // browser, driven by playwright-core): two pages join one room, both send,
 // and both must show both pages' messages in the same order.

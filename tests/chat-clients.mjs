@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // chat-clients.mjs: the npm `ws` client against examples/chat.
 //   node chat-clients.mjs order URL CLIENTS PER_CLIENT
 //     CLIENTS clients join one room; each sends PER_CLIENT messages at once;

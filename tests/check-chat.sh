@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The chat demo with real peers: examples/chat prints "listening on H:PORT"
 # and serves its page; the npm `ws` client (200 clients in one room, none
 # losing a message, all in one order); the page in headless Chromium (two
 # pages, both sending, the same order on both; a screenshot is kept as
 # tests/chat-browser.png next to this test's log); SIGTERM sends close 1001
 # to every member and exits 0. The npm packages (pinned in tests/npm) are
-# installed into the build tree; without node, npm or the registry, or
+# installed into tests/chat-npm of the build tree; without node, npm or the registry, or
 # without /usr/bin/chromium (SN_CHROMIUM), the test is skipped.
 set -u
 src=${top_srcdir:-.}
@@ -14,7 +15,7 @@ chat=$b/examples/chat
 chromium=${SN_CHROMIUM:-/usr/bin/chromium}
 [ -x "$chat" ] || { echo "chat not built"; exit 77; }
 command -v node >/dev/null && command -v npm >/dev/null || { echo "no node/npm"; exit 77; }
-npmdir=$b/tests/npm
+npmdir=$b/tests/chat-npm
 if [ ! -d "$npmdir/node_modules/ws" ] || [ ! -d "$npmdir/node_modules/playwright-core" ]; then
     mkdir -p "$npmdir"
     cp "$src/tests/npm/package.json" "$src/tests/npm/package-lock.json" "$npmdir/"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The examples' command-line contract: echo-server prints exactly one line
 # "listening on H:PORT", echoes bytes, and exits 0 on SIGINT and SIGTERM;
 # echo-client prints each reply; udp-echo does the same for datagrams

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The shared library exports the sn_* API and nothing else.
 lib=${top_builddir:-.}/lib/.libs/libsocknet.so
 if [ ! -f "$lib" ]; then echo "no $lib (static-only build?)"; exit 77; fi

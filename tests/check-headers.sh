@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Each public header compiles on its own, as C11 and as C++ (extern "C").
 src=${top_srcdir:-.}
 cc=${CC:-cc}

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The README's echo server compiles as shown, is about 25 lines, and echoes; the README's UDP
 # example (the first C block of its UDP section) compiles as shown and prints "ping"; the
 # TLS section's mutual-TLS example compiles and, with openssl, runs; the WebSocket echo server

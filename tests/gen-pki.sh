@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tests/gen-pki.sh DIR: the test PKI, made with openssl at test time.
 #
 #   ca.pem, ca.key            "socknet test CA" (RSA)

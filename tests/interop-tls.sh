@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # interop-tls.sh BUILDDIR: the library's TLS against real peers, data
 # compared byte for byte:
 #   - its server (examples/echo-server) against openssl s_client and

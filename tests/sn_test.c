@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sn_test.c: the shared test helpers (see sn_test.h). */
 #include <arpa/inet.h>
 #include <dirent.h>

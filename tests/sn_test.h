@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sn_test.h: what every test program shares: a watchdog, loopback and
  * socketpair helpers, and the CUnit runner.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test-addr.c: address parsing, formatting, comparison and resolution. */
 #include <arpa/inet.h>
 #include <net/if.h>

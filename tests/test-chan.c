@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-chan.c: connections and their buffered channels, over real TCP
  * sockets on 127.0.0.1. The peer is a raw descriptor driven with send and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test-error.c: the error list, its messages and names. */
 #include <string.h>
 #include "sn_test.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-fiber.c: fibers and the per-thread scheduler: order of running,
  * yields, waits on descriptors with and without deadlines, sleeps, many

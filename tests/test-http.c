@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-http.c: the HTTP/1.1 request-head parser, strict about every rule it
  * states, fed whole, byte by byte, and right before a guard page (so that a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-hub.c: the broadcast hub with real sessions over loopback TCP (the
  * server side an sn_ws the hub writes to, the client side reading frames

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-local.c: local (Unix-domain) stream sockets: "unix:" addresses,
  * listen / connect / accept on paths and abstract names, peer credentials,

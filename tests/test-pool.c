@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test-pool.c: the worker pool: admission, limits, reaping, stop, stats. */
 #include <pthread.h>
 #include <string.h>

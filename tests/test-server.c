@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-server.c: the server over loopback, with real handlers and clients:
  * echo, listeners, events, admission and overload, stop in every situation,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test-sock.c: TCP sockets over real loopback: listen, connect, accept,
  * options, states, half-close, deadlines, allocation failures. */
 #include <fcntl.h>

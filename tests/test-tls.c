@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-tls.c: TLS over loopback with real peers: the library's server and
  * client against each other, a bare wolfSSL client speaking TLS 1.1, and

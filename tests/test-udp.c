@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-udp.c: UDP sockets and the datagram server over real loopback:
  * round trips of 0 B to 65,507 B, truncation, connected sockets and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-web.c: the router (socknet/web.h) behind a real sn_server on
  * loopback, in thread mode and in fiber mode: routing (exact, prefix,

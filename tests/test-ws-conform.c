@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-ws-conform.c: a WebSocket conformance suite organised like the
  * Autobahn testsuite's categories, run against the server (sn_web + an echo

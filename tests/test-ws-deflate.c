@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-ws-deflate.c: permessage-deflate's compression against RFC 7692's
  * examples (section 7.2.3), round trips at every window size with and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-ws-frame.c: the WebSocket codec against RFC 6455: the examples of
  * section 5.7 (decoded whole and one byte at a time, and encoded back), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test-ws.c: WebSocket sessions end to end over loopback TCP: the server
  * side (sn_http_read_request + sn_ws_accept) on a thread, the client side

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/addr.h: socket addresses: IPv4, IPv6 and local (Unix-domain).
  *

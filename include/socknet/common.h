@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/common.h: what every socknet header shares: the export macro,
  * version numbers, deadlines and the on/off/default switch.

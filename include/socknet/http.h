@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/http.h: a strict, stateless, allocation-free parser for HTTP/1.1
  * request heads (RFC 9112), reading a head from a connection with limits and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/hub.h: the broadcast hub: rooms of WebSocket sessions (and pull
  * subscriptions), fan-out where no slow member holds back the others.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/pool.h: the worker pool.
  *

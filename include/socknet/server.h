@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/server.h: the threaded server.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/sock.h: stream sockets, TCP and local (Unix-domain): connect
  * with a deadline, listen, accept, socket options with getters, state,

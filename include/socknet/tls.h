@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/tls.h: TLS over wolfSSL: contexts, TLS connections, introspection.
  *

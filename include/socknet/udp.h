@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/udp.h: UDP sockets: bind, connect to a default peer, send to an
  * address, receive with the sender's address and a deadline, truncation

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/web.h: routes by path for the server: WebSocket endpoints (Ktor's
  * webSocket("/path")) and plain HTTP handlers side by side, behind the

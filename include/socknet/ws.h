@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * socknet/ws.h: WebSocket sessions (RFC 6455) with permessage-deflate (RFC
  * 7692), server and client, over a buffered connection (plain or TLS).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-http: the HTTP/1.1 request-head parser (sn_http_parse_request) and
  * the helpers that read a parsed head. The first byte chooses tight or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-inflate: permessage-deflate's inflater (sn__inflate_push) on
  * arbitrary compressed messages, and the deflate/inflate round trip. The

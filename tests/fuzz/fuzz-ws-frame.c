@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-ws-frame: the WebSocket frame codec of sn_ws_frame.c, walked over
  * the input as a stream of frames, as a session reads them. The first byte

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-ws-handshake: the opening handshakes on a real socket, each side
  * against arbitrary bytes from its peer. The first byte chooses the side

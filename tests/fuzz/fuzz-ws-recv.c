@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-ws-recv: a WebSocket session receiving what a peer sent, as bytes on
  * a real socket: frame headers, payloads, fragments, control frames between

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz.h: what the libFuzzer targets of tests/fuzz share. Each target
  * defines LLVMFuzzerTestOneInput; a property that does not hold aborts, so

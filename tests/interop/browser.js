@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // browser.js: headless Chromium (the system's /usr/bin/chromium) opens
 // browser.html, which talks to ws-echo; driven over the DevTools protocol
 // with the npm `ws` client, so no browser automation package is needed.

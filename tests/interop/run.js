@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // run.js: the interop tests with real peers, as scripts/check.sh's
 // "interop" stage runs them (NODE_PATH pointing at the `ws` package):
 //

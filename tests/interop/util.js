@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // util.js: what the interop scripts share: deterministic test data, byte
 // comparison, a check counter, and promises with a time limit.
 'use strict';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ws-client.js: the npm `ws` client against examples/ws-echo. Every message
 // must come back byte for byte with its type, with permessage-deflate on and
 // off; pings get their pongs; closes get their codes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ws-interop-client: the library's WebSocket client against a real peer,
  * the npm `ws` server of tests/interop/ws-server.js (started by run.js).

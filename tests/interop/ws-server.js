@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ws-server.js: an npm `ws` server for the library's client
 // (tests/interop/ws-interop-client). Paths:
 //   /echo            each message back with its type
