@@ -277,9 +277,21 @@ static bool name_is(const char *s, size_t len, const char *name)
 
 const sn_http_header *sn_http_find(const sn_http_request *r, const char *name)
 {
-    for (size_t i = 0; r != NULL && name != NULL && i < r->nheaders; i++)
-        if (name_is(r->headers[i].name, r->headers[i].name_len, name))
-            return &r->headers[i];
+    return sn_http_find_next(r, name, NULL);
+}
+
+/* One pass: prev is found by equality, not by comparing addresses, which C
+ * defines only inside one array. */
+const sn_http_header *sn_http_find_next(const sn_http_request *r, const char *name,
+                                        const sn_http_header *prev)
+{
+    bool after = prev == NULL;
+    for (size_t i = 0; r != NULL && name != NULL && i < r->nheaders; i++) {
+        const sn_http_header *h = &r->headers[i];
+        if (after && name_is(h->name, h->name_len, name))
+            return h;
+        after = after || h == prev;
+    }
     return NULL;
 }
 
@@ -311,6 +323,14 @@ bool sn_http_has_token(const char *value, size_t len, const char *token)
     return false;
 }
 
+bool sn_http_field_has_token(const sn_http_request *r, const char *name, const char *token)
+{
+    for (const sn_http_header *h = NULL; (h = sn_http_find_next(r, name, h)) != NULL;)
+        if (sn_http_has_token(h->value, h->value_len, token))
+            return true;
+    return false;
+}
+
 bool sn_http_method_is(const sn_http_request *r, const char *m)
 {
     return r != NULL && m != NULL && strlen(m) == r->method_len &&
@@ -319,12 +339,9 @@ bool sn_http_method_is(const sn_http_request *r, const char *m)
 
 bool sn_http_keep_alive(const sn_http_request *r)
 {
-    const sn_http_header *h = sn_http_find(r, "Connection");
-    if (r == NULL)
+    if (r == NULL || sn_http_field_has_token(r, "Connection", "close"))
         return false;
-    if (r->minor_version == 0)
-        return h != NULL && sn_http_has_token(h->value, h->value_len, "keep-alive");
-    return h == NULL || !sn_http_has_token(h->value, h->value_len, "close");
+    return r->minor_version > 0 || sn_http_field_has_token(r, "Connection", "keep-alive");
 }
 
 int sn_http_content_length(const sn_http_request *r, size_t *len)

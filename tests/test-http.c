@@ -96,6 +96,75 @@ static void test_simple_get(void)
     check_prefixes(req, (int)head);
 }
 
+/* A field on several lines is one list: sn_http_find_next walks its lines in
+ * order, sn_http_field_has_token searches them all, and sn_http_keep_alive
+ * reads every Connection line. */
+static void test_repeated_fields(void)
+{
+    const char *req = "GET / HTTP/1.1\r\n"
+                      "Connection: keep-alive\r\n"
+                      "Host: a\r\n"
+                      "connection: Upgrade\r\n"
+                      "Sec-WebSocket-Protocol: a, b\r\n"
+                      "CONNECTION:\r\n"
+                      "Sec-WebSocket-Protocol: c\r\n"
+                      "\r\n";
+    sn_http_header h[MAXH];
+    sn_http_request r;
+    SN_ASSERT_RC(parse_guarded(req, strlen(req), NULL, h, MAXH, &r), (int)strlen(req));
+    CU_ASSERT_FATAL(r.nheaders == 6);
+    const sn_http_header *want[] = {&h[0], &h[2], &h[4]};
+    size_t n = 0;
+    for (const sn_http_header *c = NULL; (c = sn_http_find_next(&r, "Connection", c)) != NULL;)
+        CU_ASSERT(n < 3 && c == want[n++]);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT_EQUAL(n, sn_http_count(&r, "Connection"));
+    CU_ASSERT_PTR_EQUAL(sn_http_find_next(&r, "connection", NULL), sn_http_find(&r, "Connection"));
+    CU_ASSERT_PTR_EQUAL(sn_http_find_next(&r, "Connection", &h[1]), &h[2]); /* after any header */
+    CU_ASSERT_PTR_EQUAL(sn_http_find_next(&r, "Sec-WebSocket-Protocol", &h[3]), &h[5]);
+    CU_ASSERT_PTR_NULL(sn_http_find_next(&r, "Sec-WebSocket-Protocol", &h[5]));
+    CU_ASSERT_PTR_NULL(sn_http_find_next(&r, "Origin", NULL));
+    sn_http_header other = h[0];
+    CU_ASSERT_PTR_NULL(sn_http_find_next(&r, "Connection", &other)); /* not one of r's */
+    CU_ASSERT_PTR_NULL(sn_http_find_next(NULL, "Connection", NULL));
+    CU_ASSERT_PTR_NULL(sn_http_find_next(&r, NULL, NULL));
+
+    CU_ASSERT(sn_http_field_has_token(&r, "Connection", "upgrade")); /* the second line */
+    CU_ASSERT(sn_http_field_has_token(&r, "connection", "KEEP-ALIVE"));
+    CU_ASSERT(!sn_http_field_has_token(&r, "Connection", "close"));
+    CU_ASSERT(!sn_http_field_has_token(&r, "Connection", "upgr"));
+    CU_ASSERT(!sn_http_field_has_token(&r, "Connection", ""));
+    CU_ASSERT(sn_http_field_has_token(&r, "Sec-WebSocket-Protocol", "b"));
+    CU_ASSERT(sn_http_field_has_token(&r, "Sec-WebSocket-Protocol", "c"));
+    CU_ASSERT(!sn_http_field_has_token(&r, "Sec-WebSocket-Protocol", "a, b"));
+    CU_ASSERT(!sn_http_field_has_token(&r, "Origin", "a"));
+    CU_ASSERT(!sn_http_field_has_token(NULL, "Connection", "upgrade"));
+    CU_ASSERT(!sn_http_field_has_token(&r, NULL, "upgrade"));
+    CU_ASSERT(!sn_http_field_has_token(&r, "Connection", NULL));
+    CU_ASSERT(sn_http_keep_alive(&r));
+    check_prefixes(req, (int)strlen(req));
+
+    static const struct {
+        const char *head;
+        bool keep;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nConnection: Upgrade\r\nConnection: x, CLOSE\r\n\r\n", false},
+        {"GET / HTTP/1.0\r\n\r\n", false},
+        {"GET / HTTP/1.0\r\nConnection: x\r\nConnection: keep-alive\r\n\r\n", true},
+        {"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false},
+    };
+    for (size_t i = 0; i < SN_ARRAY_SIZE(cases); i++) {
+        SN_ASSERT_RC(parse_guarded(cases[i].head, strlen(cases[i].head), NULL, h, MAXH, &r),
+                     (int)strlen(cases[i].head));
+        if (sn_http_keep_alive(&r) != cases[i].keep)
+            fprintf(stderr, "keep-alive of %s: not %d\n", cases[i].head, cases[i].keep);
+        CU_ASSERT_EQUAL(sn_http_keep_alive(&r), cases[i].keep);
+    }
+    CU_ASSERT(!sn_http_keep_alive(NULL));
+}
+
 static void test_target_forms(void)
 {
     sn_http_header h[MAXH];
@@ -383,6 +452,7 @@ static void test_respond(void)
 
 static CU_TestInfo tests[] = {
     {"a GET with headers, whole and in every prefix", test_simple_get},
+    {"a field on several lines is one list", test_repeated_fields},
     {"origin, asterisk and absolute forms; versions; empty lines", test_target_forms},
     {"malformed heads are rejected at the first bad byte", test_malformed},
     {"limits: line, header count, head size", test_limits},

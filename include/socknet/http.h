@@ -16,6 +16,12 @@
  * HTTP/1.x (another major version is SN_EHTTP_VERSION). Empty lines before
  * the request line are skipped, as RFC 9112 section 2.2 allows.
  *
+ * A field sent on several lines is one list: the lines' values joined by
+ * commas, in order (RFC 9110 section 5.3). sn_http_find_next walks those
+ * lines, and sn_http_field_has_token looks for a token in all of them;
+ * sn_http_find gives the first line only, for fields that must appear once
+ * (sn_http_count tells how often one did).
+ *
  * Errors map to the status a server should answer (sn_http_status_for):
  * SN_EHTTP_BAD 400, SN_EHTTP_URI_TOO_LONG 414, SN_EHTTP_HEAD_TOO_BIG 431,
  * SN_EHTTP_VERSION 505; for bodies, SN_EHTTP_LENGTH 411 and
@@ -103,8 +109,10 @@ SN_API int sn_http_read_request(sn_conn *c, const sn_http_limits *lim, sn_http_h
 SN_API int sn_http_peek_request(sn_conn *c, const sn_http_limits *lim, sn_http_header *headers,
                                 size_t max_headers, sn_http_request *out, sn_deadline dl);
 
-/* Whether the client lets the connection carry another request: HTTP/1.1
- * unless "Connection: close", HTTP/1.0 only with "Connection: keep-alive". */
+/* Whether the client lets the connection carry another request (RFC 9112
+ * section 9.3): never with the "close" option in Connection, else HTTP/1.1
+ * always and HTTP/1.0 only with the "keep-alive" option; every Connection
+ * line is read. false for NULL. */
 SN_API bool sn_http_keep_alive(const sn_http_request *r);
 
 /* The request body's length from its one Content-Length (0 when there is
@@ -116,6 +124,21 @@ SN_API int sn_http_content_length(const sn_http_request *r, size_t *len);
 /* The first header named name (case-insensitive), or NULL. */
 SN_API const sn_http_header *sn_http_find(const sn_http_request *r, const char *name);
 
+/* The next header named name (case-insensitive) after prev, in the order
+ * they were sent; prev NULL gives the first (as sn_http_find). This walks
+ * every line of a field sent on several lines:
+ *
+ *   for (const sn_http_header *h = NULL; (h = sn_http_find_next(r, "Via", h)) != NULL;)
+ *       use(h->value, h->value_len);
+ *
+ * r: a parsed request; name: NUL-terminated; prev: NULL, or one of
+ * r->headers (usually the one this function or sn_http_find returned).
+ * Returns a header of r->headers (valid as long as r's), or NULL when no
+ * later header has that name, r or name is NULL, or prev is not one of
+ * r's headers. */
+SN_API const sn_http_header *sn_http_find_next(const sn_http_request *r, const char *name,
+                                               const sn_http_header *prev);
+
 /* How many headers are named name (case-insensitive). */
 SN_API size_t sn_http_count(const sn_http_request *r, const char *name);
 
@@ -123,6 +146,14 @@ SN_API size_t sn_http_count(const sn_http_request *r, const char *name);
  * (case-insensitive, whitespace around elements ignored), as in
  * "Connection: keep-alive, Upgrade". */
 SN_API bool sn_http_has_token(const char *value, size_t len, const char *token);
+
+/* Whether the list of the field name (case-insensitive) holds token
+ * (case-insensitive), the field's lines taken as one list (RFC 9110
+ * section 5.3): "Connection: keep-alive" and "Connection: Upgrade" on two
+ * lines hold "upgrade" as "Connection: keep-alive, Upgrade" does. Returns
+ * false when no line holds it, no header has that name, or an argument is
+ * NULL. */
+SN_API bool sn_http_field_has_token(const sn_http_request *r, const char *name, const char *token);
 
 /* Whether the request's method is m (case-sensitive, as RFC 9110 says). */
 SN_API bool sn_http_method_is(const sn_http_request *r, const char *m);

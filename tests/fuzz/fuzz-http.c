@@ -5,7 +5,9 @@
  * default limits; the rest is the head. Properties: the parser returns a
  * length within the input or one of its documented errors; everything it
  * fills in points into the input; a strict prefix of a complete head is
- * incomplete (SN_EAGAIN), never a different verdict.
+ * incomplete (SN_EAGAIN), never a different verdict; sn_http_find_next walks
+ * as many lines of a field as sn_http_count counts, and a token is in the
+ * field (sn_http_field_has_token) when it is in one of its lines.
  */
 #include "fuzz.h"
 
@@ -37,6 +39,12 @@ static void read_head(const uint8_t *buf, int rc, const sn_http_request *r)
     sn_http_method_is(r, "GET");
     const sn_http_header *h = sn_http_find(r, "sec-websocket-key");
     FUZZ_ASSERT(h == NULL || sn_http_count(r, "Sec-WebSocket-Key") >= 1);
+    size_t lines = 0;
+    bool upgrade = false;
+    for (h = NULL; (h = sn_http_find_next(r, "connection", h)) != NULL; lines++)
+        upgrade = upgrade || sn_http_has_token(h->value, h->value_len, "upgrade");
+    FUZZ_ASSERT(lines == sn_http_count(r, "Connection"));
+    FUZZ_ASSERT(sn_http_field_has_token(r, "Connection", "Upgrade") == upgrade);
 }
 
 static bool known_error(int rc)
