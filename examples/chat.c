@@ -15,8 +15,19 @@
  * With --tls-cert and --tls-key (PEM or DER) the page is served over https://
  * and the rooms over wss://. Prints "listening on H:PORT" once ready; SIGINT
  * or SIGTERM sends close 1001 to every member and exits with status 0.
+ *
+ * --workers is the most members at once (default 65536; 1-1048576, or
+ * 1-65536 with --fibers off, the range echo-server and ws-echo take too),
+ * --threads the threads that run the fibers (1-1024; default: one per
+ * CPU), --writers the hub's writer threads (1-64), --max-queue the
+ * messages queued per slow member (1-16777216; default 1024) and --policy
+ * what happens when that queue is full (socknet/hub.h).
+ * A bad flag or value is named, with what it takes, before the usage line
+ * ("chat: --fibers maybe: expected on or off"); the exit status is then 2.
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,7 +274,10 @@ static int room_list(sn_conn *c, const sn_http_request *req, const void *body, s
 
 /* ---- main ------------------------------------------------------------------------ */
 
-static void usage(void)
+#define WORKERS_MAX 1048576      /* members at once, in fiber mode */
+#define THREAD_WORKERS_MAX 65536 /* with --fibers off: a thread each */
+
+_Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: chat [--host H] [--port N] [--workers N] [--fibers on|off] "
                     "[--threads N] [--writers N]\n"
@@ -272,23 +286,58 @@ static void usage(void)
     exit(2);
 }
 
-static long num_arg(const char *s, long lo, long hi)
+/* Says which flag was wrong and what it takes, then the usage line. */
+_Noreturn static void bad(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("chat: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage();
+}
+
+/* The value of the flag argv[*i]; *i moves past it. */
+static const char *str_arg(char **argv, int *i)
+{
+    if (argv[*i + 1] == NULL)
+        bad("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The value of the flag argv[*i], a whole number from lo to hi. */
+static long num_arg(char **argv, int *i, long lo, long hi)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
     char *end;
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        usage();
+    if (*s == '\0' || *end != '\0')
+        bad("%s %s: not a number (%ld-%ld)", flag, s, lo, hi);
+    if (errno == ERANGE || v < lo || v > hi)
+        bad("%s %s: out of range (%ld-%ld)", flag, s, lo, hi);
     return v;
 }
 
-static int policy_arg(const char *s)
+static int on_off(char **argv, int *i)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    if (strcmp(s, "on") == 0)
+        return SN_ON;
+    if (strcmp(s, "off") == 0)
+        return SN_OFF;
+    bad("%s %s: expected on or off", flag, s);
+}
+
+static int policy_arg(char **argv, int *i)
 {
     static const char *const names[] = {"drop-oldest", "drop-newest", "disconnect", "wait"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    usage();
-    return 0;
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    for (int p = 0; p < 4; p++)
+        if (strcmp(s, names[p]) == 0)
+            return p; /* SN_HUB_DROP_OLDEST ... SN_HUB_WAIT */
+    bad("%s %s: expected drop-oldest, drop-newest, disconnect or wait", flag, s);
 }
 
 int main(int argc, char **argv)
@@ -304,38 +353,36 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL;
     app a = {.presence_on = true};
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
-            usage();
-        const char *v = argv[++i];
-        if (strcmp(argv[i - 1], "--host") == 0)
-            cfg.host = v;
-        else if (strcmp(argv[i - 1], "--port") == 0)
-            cfg.port = (int)num_arg(v, 0, 65535);
-        else if (strcmp(argv[i - 1], "--workers") == 0)
-            cfg.workers = (int)num_arg(v, 1, 1048576);
-        else if (strcmp(argv[i - 1], "--fibers") == 0)
-            cfg.fibers = strcmp(v, "on") == 0 ? SN_ON : strcmp(v, "off") == 0 ? SN_OFF : 0;
-        else if (strcmp(argv[i - 1], "--threads") == 0)
-            cfg.fiber_threads = (int)num_arg(v, 1, 1024);
-        else if (strcmp(argv[i - 1], "--writers") == 0)
-            hc.writers = (int)num_arg(v, 1, 64);
-        else if (strcmp(argv[i - 1], "--policy") == 0)
-            hc.room.policy = policy_arg(v);
-        else if (strcmp(argv[i - 1], "--max-queue") == 0)
-            hc.room.max_queue = (size_t)num_arg(v, 1, 1L << 24);
-        else if (strcmp(argv[i - 1], "--presence") == 0)
-            a.presence_on = strcmp(v, "off") != 0;
-        else if (strcmp(argv[i - 1], "--tls-cert") == 0)
-            cert = v;
-        else if (strcmp(argv[i - 1], "--tls-key") == 0)
-            key = v;
+        const char *f = argv[i];
+        if (strcmp(f, "--host") == 0)
+            cfg.host = str_arg(argv, &i);
+        else if (strcmp(f, "--port") == 0)
+            cfg.port = (int)num_arg(argv, &i, 0, 65535);
+        else if (strcmp(f, "--workers") == 0)
+            cfg.workers = (int)num_arg(argv, &i, 1, WORKERS_MAX);
+        else if (strcmp(f, "--fibers") == 0)
+            cfg.fibers = on_off(argv, &i);
+        else if (strcmp(f, "--threads") == 0)
+            cfg.fiber_threads = (int)num_arg(argv, &i, 1, 1024);
+        else if (strcmp(f, "--writers") == 0)
+            hc.writers = (int)num_arg(argv, &i, 1, 64);
+        else if (strcmp(f, "--policy") == 0)
+            hc.room.policy = policy_arg(argv, &i);
+        else if (strcmp(f, "--max-queue") == 0)
+            hc.room.max_queue = (size_t)num_arg(argv, &i, 1, 1L << 24);
+        else if (strcmp(f, "--presence") == 0)
+            a.presence_on = on_off(argv, &i) == SN_ON;
+        else if (strcmp(f, "--tls-cert") == 0)
+            cert = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-key") == 0)
+            key = str_arg(argv, &i);
         else
-            usage();
+            bad("unknown flag %s", f);
     }
-    if (cfg.fibers == 0)
-        usage();
+    if (cfg.fibers == SN_OFF && cfg.workers > THREAD_WORKERS_MAX)
+        bad("--workers %d: out of range with --fibers off (1-%d)", cfg.workers, THREAD_WORKERS_MAX);
     if ((cert == NULL) != (key == NULL))
-        usage();
+        bad("--tls-cert and --tls-key go together");
 
     sigset_t stop;
     sigemptyset(&stop);

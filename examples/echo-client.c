@@ -12,7 +12,13 @@
  * --tls-cert/--tls-key present a client certificate (mutual TLS); --alpn
  * offers protocols ("h2,http/1.1"). The negotiated version, cipher and ALPN
  * protocol go to standard error.
+ *
+ * A bad argument, flag or value is named, with what it takes, before the
+ * usage line ("echo-client: --sni needs a value", "echo-client: PORT 0: out
+ * of range (1-65535)"); the exit status is then 2.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +31,7 @@ static int fail(const char *what, int rc)
     return 1;
 }
 
-static void usage(void)
+_Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: echo-client HOST PORT [--tls [--tls-ca FILE] [--tls-cert FILE "
                     "--tls-key FILE] [--alpn LIST] [--sni NAME]]\n"
@@ -33,34 +39,70 @@ static void usage(void)
     exit(2);
 }
 
-/* Parses the TLS flags into *tc; returns whether --tls was given. */
-static int tls_flags(int argc, char **argv, sn_tls_config *tc, sn_tls_source *ca, const char **sni)
+/* Says which argument or flag was wrong and what it takes, then the usage. */
+_Noreturn static void bad(const char *fmt, ...)
 {
-    int on = 0;
-    for (int i = 3; i < argc; i++) {
-        if (strcmp(argv[i], "--tls") == 0) {
-            on = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("echo-client: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage();
+}
+
+/* The value of the flag argv[*i]; *i moves past it. */
+static const char *str_arg(char **argv, int *i)
+{
+    if (argv[*i + 1] == NULL)
+        bad("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The PORT argument: a whole number from 1 to 65535. */
+static int port_arg(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0')
+        bad("PORT %s: not a number (1-65535)", s);
+    if (errno == ERANGE || v < 1 || v > 65535)
+        bad("PORT %s: out of range (1-65535)", s);
+    return (int)v;
+}
+
+/* Parses the TLS flags (after HOST PORT) into *tc; returns whether --tls
+ * was given. */
+static bool tls_flags(char **argv, sn_tls_config *tc, sn_tls_source *ca, const char **sni)
+{
+    bool on = false;
+    const char *first = NULL; /* the first flag that needs --tls */
+    for (int i = 3; argv[i] != NULL; i++) {
+        const char *f = argv[i];
+        if (strcmp(f, "--tls") == 0) {
+            on = true;
             continue;
         }
-        if (i + 1 >= argc)
-            usage();
-        if (strcmp(argv[i], "--tls-ca") == 0)
-            ca->file = argv[++i];
-        else if (strcmp(argv[i], "--tls-cert") == 0)
-            tc->cert.chain.file = argv[++i];
-        else if (strcmp(argv[i], "--tls-key") == 0)
-            tc->cert.key.file = argv[++i];
-        else if (strcmp(argv[i], "--alpn") == 0)
-            tc->alpn = argv[++i];
-        else if (strcmp(argv[i], "--sni") == 0)
-            *sni = argv[++i];
+        if (first == NULL)
+            first = f;
+        if (strcmp(f, "--tls-ca") == 0)
+            ca->file = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-cert") == 0)
+            tc->cert.chain.file = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-key") == 0)
+            tc->cert.key.file = str_arg(argv, &i);
+        else if (strcmp(f, "--alpn") == 0)
+            tc->alpn = str_arg(argv, &i);
+        else if (strcmp(f, "--sni") == 0)
+            *sni = str_arg(argv, &i);
         else
-            usage();
+            bad("unknown flag %s", f);
     }
-    if (!on && argc > 3)
-        usage(); /* TLS flags without --tls */
+    if (!on && first != NULL)
+        bad("%s needs --tls", first);
     if ((tc->cert.chain.file == NULL) != (tc->cert.key.file == NULL))
-        usage();
+        bad("--tls-cert and --tls-key go together");
     if (ca->file != NULL) {
         tc->ca = ca;
         tc->nca = 1;
@@ -89,27 +131,28 @@ static int dial(sn_conn **c, const char *host, int port, sn_tls *tls, const char
 
 int main(int argc, char **argv)
 {
-    bool local = argc == 2 && strncmp(argv[1], "unix:", 5) == 0;
-    if (argc < 3 && !local)
-        usage();
-    char *end;
-    long port = local ? 0 : strtol(argv[2], &end, 10);
-    if (!local && (*argv[2] == '\0' || *end != '\0' || port < 1 || port > 65535)) {
-        fprintf(stderr, "echo-client: bad port: %s\n", argv[2]);
-        return 2;
-    }
+    bool local = argc >= 2 && strncmp(argv[1], "unix:", 5) == 0;
+    if (argc < 2)
+        bad("needs HOST PORT, or unix:PATH");
+    if (argv[1][0] == '-')
+        bad("HOST PORT come first, then the flags (%s came first)", argv[1]);
+    if (local && argc > 2)
+        bad("%s: a local socket takes no PORT and no flags (%s)", argv[1], argv[2]);
+    if (!local && argc < 3)
+        bad("HOST %s needs a PORT after it", argv[1]);
+    int port = local ? 0 : port_arg(argv[2]);
     sn_tls_config tc = {.role = SN_TLS_CLIENT};
     sn_tls_source ca = {0};
     const char *sni = argv[1];
     sn_tls *tls = NULL;
-    if (tls_flags(argc, argv, &tc, &ca, &sni)) {
+    if (!local && tls_flags(argv, &tc, &ca, &sni)) {
         int rc = sn_tls_new(&tls, &tc);
         if (rc < 0)
             return fail("TLS configuration", rc);
     }
 
     sn_conn *c;
-    int status = dial(&c, argv[1], (int)port, tls, sni);
+    int status = dial(&c, argv[1], port, tls, sni);
     sn_tls_free(tls); /* the connection keeps its own reference */
     if (status != 0)
         return status;

@@ -17,10 +17,18 @@
  * not go with --host or --port). SIGINT or SIGTERM stops it
  * gracefully (exit status 0). The handler only calls socknet, so it runs in
  * the server's fiber mode by default (--fibers off: a thread per
- * connection); --workers is the most connections served at once and
- * --threads the threads that run the fibers (default: one per CPU).
+ * connection); --workers is the most connections served at once (default
+ * 4096; 1-1048576, or 1-65536 with --fibers off, the range ws-echo and chat
+ * take too) and --threads the threads that run the fibers (1-1024; default:
+ * one per CPU); --stack-kib is each fiber's or thread's stack (16-65536).
+ *
+ * A bad flag or value is named, with what it takes, before the usage line
+ * ("echo-server: --workers 0: out of range (1-1048576)"); the exit status
+ * is then 2.
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +47,10 @@ static void echo(sn_conn *c, void *user)
             break;
 }
 
-static void usage(void)
+#define WORKERS_MAX 1048576      /* connections served at once, in fiber mode */
+#define THREAD_WORKERS_MAX 65536 /* with --fibers off: a thread each */
+
+_Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: echo-server [--host H] [--port N | --unix PATH] [--workers N] "
                     "[--fibers on|off] [--threads N] [--stack-kib N]\n"
@@ -48,22 +59,48 @@ static void usage(void)
     exit(2);
 }
 
-static long num_arg(const char *s, long lo, long hi)
+/* Says which flag was wrong and what it takes, then the usage line. */
+_Noreturn static void bad(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("echo-server: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage();
+}
+
+/* The value of the flag argv[*i]; *i moves past it. */
+static const char *str_arg(char **argv, int *i)
+{
+    if (argv[*i + 1] == NULL)
+        bad("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The value of the flag argv[*i], a whole number from lo to hi. */
+static long num_arg(char **argv, int *i, long lo, long hi)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
     char *end;
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        usage();
+    if (*s == '\0' || *end != '\0')
+        bad("%s %s: not a number (%ld-%ld)", flag, s, lo, hi);
+    if (errno == ERANGE || v < lo || v > hi)
+        bad("%s %s: out of range (%ld-%ld)", flag, s, lo, hi);
     return v;
 }
 
-static int on_off(const char *s)
+static int on_off(char **argv, int *i)
 {
+    const char *flag = argv[*i], *s = str_arg(argv, i);
     if (strcmp(s, "on") == 0)
         return SN_ON;
-    if (strcmp(s, "off") != 0)
-        usage();
-    return SN_OFF;
+    if (strcmp(s, "off") == 0)
+        return SN_OFF;
+    bad("%s %s: expected on or off", flag, s);
 }
 
 int main(int argc, char **argv)
@@ -78,49 +115,54 @@ int main(int argc, char **argv)
     };
     sn_tls_config tc = {.role = SN_TLS_SERVER};
     sn_tls_source ca = {0};
-    char unix_host[SN_ADDR_STRLEN] = "";
+    const char *unix_path = NULL;
+    char unix_host[SN_ADDR_STRLEN];
     bool ip = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--tls-verify-peer") == 0) {
+        const char *f = argv[i];
+        ip |= strcmp(f, "--host") == 0 || strcmp(f, "--port") == 0;
+        if (strcmp(f, "--tls-verify-peer") == 0)
             tc.verify = SN_TLS_VERIFY_REQUIRED;
-            continue;
-        }
-        if (i + 1 >= argc)
-            usage();
-        ip |= strcmp(argv[i], "--host") == 0 || strcmp(argv[i], "--port") == 0;
-        if (strcmp(argv[i], "--tls-cert") == 0)
-            tc.cert.chain.file = argv[++i];
-        else if (strcmp(argv[i], "--tls-key") == 0)
-            tc.cert.key.file = argv[++i];
-        else if (strcmp(argv[i], "--tls-ca") == 0)
-            ca.file = argv[++i];
-        else if (strcmp(argv[i], "--host") == 0)
-            cfg.host = argv[++i];
-        else if (strcmp(argv[i], "--port") == 0)
-            cfg.port = (int)num_arg(argv[++i], 0, 65535);
-        else if (strcmp(argv[i], "--unix") == 0 && argv[i + 1][0] != '\0')
-            snprintf(unix_host, sizeof unix_host, "unix:%s", argv[++i]);
-        else if (strcmp(argv[i], "--workers") == 0)
-            cfg.workers = (int)num_arg(argv[++i], 1, 65536);
-        else if (strcmp(argv[i], "--fibers") == 0)
-            cfg.fibers = on_off(argv[++i]);
-        else if (strcmp(argv[i], "--threads") == 0)
-            cfg.fiber_threads = (int)num_arg(argv[++i], 1, 1024);
-        else if (strcmp(argv[i], "--stack-kib") == 0)
-            cfg.stack_size = (size_t)num_arg(argv[++i], 16, 65536) * 1024;
+        else if (strcmp(f, "--tls-cert") == 0)
+            tc.cert.chain.file = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-key") == 0)
+            tc.cert.key.file = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-ca") == 0)
+            ca.file = str_arg(argv, &i);
+        else if (strcmp(f, "--host") == 0)
+            cfg.host = str_arg(argv, &i);
+        else if (strcmp(f, "--port") == 0)
+            cfg.port = (int)num_arg(argv, &i, 0, 65535);
+        else if (strcmp(f, "--unix") == 0)
+            unix_path = str_arg(argv, &i);
+        else if (strcmp(f, "--workers") == 0)
+            cfg.workers = (int)num_arg(argv, &i, 1, WORKERS_MAX);
+        else if (strcmp(f, "--fibers") == 0)
+            cfg.fibers = on_off(argv, &i);
+        else if (strcmp(f, "--threads") == 0)
+            cfg.fiber_threads = (int)num_arg(argv, &i, 1, 1024);
+        else if (strcmp(f, "--stack-kib") == 0)
+            cfg.stack_size = (size_t)num_arg(argv, &i, 16, 65536) * 1024;
         else
-            usage();
+            bad("unknown flag %s", f);
     }
-    if (unix_host[0] != '\0') {
+    if (cfg.fibers == SN_OFF && cfg.workers > THREAD_WORKERS_MAX)
+        bad("--workers %d: out of range with --fibers off (1-%d)", cfg.workers, THREAD_WORKERS_MAX);
+    if (unix_path != NULL) {
+        if (unix_path[0] == '\0')
+            bad("--unix needs a path or @NAME, not an empty string");
         if (ip)
-            usage();
+            bad("--unix does not go with --host or --port");
+        if (snprintf(unix_host, sizeof unix_host, "unix:%s", unix_path) >= (int)sizeof unix_host)
+            bad("--unix %s: too long (at most %zu bytes)", unix_path, sizeof unix_host - 6);
         cfg.host = unix_host;
     }
-
-    if ((tc.cert.chain.file == NULL) != (tc.cert.key.file == NULL) ||
-        (tc.cert.chain.file == NULL && (ca.file != NULL || tc.verify != 0)) ||
-        (tc.verify != 0 && ca.file == NULL))
-        usage();
+    if ((tc.cert.chain.file == NULL) != (tc.cert.key.file == NULL))
+        bad("--tls-cert and --tls-key go together");
+    if (tc.cert.chain.file == NULL && (ca.file != NULL || tc.verify != 0))
+        bad("--tls-ca and --tls-verify-peer need --tls-cert and --tls-key");
+    if (tc.verify != 0 && ca.file == NULL)
+        bad("--tls-verify-peer needs --tls-ca");
     sn_tls *tls = NULL;
     if (tc.cert.chain.file != NULL) {
         if (ca.file != NULL) {

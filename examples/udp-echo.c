@@ -7,10 +7,19 @@
  *
  * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM stops it
  * (exit status 0). --workers is the number of threads receiving from the
- * one socket (default: one per CPU); --batch N lets each take up to N
- * queued datagrams per system call (recvmmsg).
+ * one socket (default: one per CPU). It takes the TCP and WebSocket
+ * servers' range, 1-1048576, so one --workers fits every example server,
+ * but more than 1024 threads on one socket only cost memory: above 1024 it
+ * warns on standard error and runs 1024. --batch N (1-64) lets each take
+ * up to N queued datagrams per system call (recvmmsg).
+ *
+ * A bad flag or value is named, with what it takes, before the usage line
+ * ("udp-echo: --workers 0: out of range (1-1048576)"); the exit status is
+ * then 2.
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +31,46 @@ static void echo(const sn_udp_dgram *d, void *user)
     sn_udp_reply(d, d->data, d->len);
 }
 
-static void usage(void)
+#define WORKERS_MAX 1048576 /* the range of the TCP and WebSocket example servers */
+#define WORKERS_CAP 1024    /* what a UDP server runs at most (sn_udp_server_config) */
+
+_Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: udp-echo [--host H] [--port N] [--workers N] [--batch N]\n");
     exit(2);
 }
 
-static long num_arg(const char *s, long lo, long hi)
+/* Says which flag was wrong and what it takes, then the usage line. */
+_Noreturn static void bad(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("udp-echo: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage();
+}
+
+/* The value of the flag argv[*i]; *i moves past it. */
+static const char *str_arg(char **argv, int *i)
+{
+    if (argv[*i + 1] == NULL)
+        bad("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The value of the flag argv[*i], a whole number from lo to hi. */
+static long num_arg(char **argv, int *i, long lo, long hi)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
     char *end;
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        usage();
+    if (*s == '\0' || *end != '\0')
+        bad("%s %s: not a number (%ld-%ld)", flag, s, lo, hi);
+    if (errno == ERANGE || v < lo || v > hi)
+        bad("%s %s: out of range (%ld-%ld)", flag, s, lo, hi);
     return v;
 }
 
@@ -47,18 +84,23 @@ int main(int argc, char **argv)
         .opt = {.rcvbuf = 4 * 1024 * 1024},
     };
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
-            usage();
-        if (strcmp(argv[i], "--host") == 0)
-            cfg.host = argv[++i];
-        else if (strcmp(argv[i], "--port") == 0)
-            cfg.port = (int)num_arg(argv[++i], 0, 65535);
-        else if (strcmp(argv[i], "--workers") == 0)
-            cfg.workers = (int)num_arg(argv[++i], 1, 1024);
-        else if (strcmp(argv[i], "--batch") == 0)
-            cfg.batch = (int)num_arg(argv[++i], 1, 64);
+        const char *f = argv[i];
+        if (strcmp(f, "--host") == 0)
+            cfg.host = str_arg(argv, &i);
+        else if (strcmp(f, "--port") == 0)
+            cfg.port = (int)num_arg(argv, &i, 0, 65535);
+        else if (strcmp(f, "--workers") == 0)
+            cfg.workers = (int)num_arg(argv, &i, 1, WORKERS_MAX);
+        else if (strcmp(f, "--batch") == 0)
+            cfg.batch = (int)num_arg(argv, &i, 1, 64);
         else
-            usage();
+            bad("unknown flag %s", f);
+    }
+    if (cfg.workers > WORKERS_CAP) {
+        fprintf(stderr,
+                "udp-echo: --workers %d: capped at %d (threads receiving from one socket)\n",
+                cfg.workers, WORKERS_CAP);
+        cfg.workers = WORKERS_CAP;
     }
 
     /* Block the stop signals before any thread starts, then wait for them. */

@@ -12,9 +12,16 @@
  * At the end of stdin it closes the session (1000) and waits for the
  * server's close, so every echo of what was sent is printed first. Exit
  * status: 0 after a clean close, 1 when the connection or handshake failed.
- * Binary messages are printed as they are.
+ * Binary messages are printed as they are. --timeout-ms (1-3600000;
+ * default 10000) bounds the handshake, each send and the close.
+ *
+ * A bad flag or value is named, with what it takes, before the usage line
+ * ("ws-client: --timeout-ms 0: out of range (1-3600000)"); the exit status
+ * is then 2.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +40,45 @@ static void *printer(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-static void usage(void)
+_Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: ws-client [--deflate] [--timeout-ms N] [--tls-ca FILE] "
                     "ws[s]://host[:port]/path\n");
     exit(2);
+}
+
+/* Says which flag was wrong and what it takes, then the usage line. */
+_Noreturn static void bad(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ws-client: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage();
+}
+
+/* The value of the flag argv[*i]; *i moves past it. */
+static const char *str_arg(char **argv, int *i)
+{
+    if (argv[*i + 1] == NULL)
+        bad("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The value of the flag argv[*i], a whole number from lo to hi. */
+static long num_arg(char **argv, int *i, long lo, long hi)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0')
+        bad("%s %s: not a number (%ld-%ld)", flag, s, lo, hi);
+    if (errno == ERANGE || v < lo || v > hi)
+        bad("%s %s: out of range (%ld-%ld)", flag, s, lo, hi);
+    return v;
 }
 
 int main(int argc, char **argv)
@@ -47,19 +88,22 @@ int main(int argc, char **argv)
     int timeout = 10000;
     const char *url = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--deflate") == 0)
+        const char *f = argv[i];
+        if (strcmp(f, "--deflate") == 0)
             wc.deflate = SN_ON;
-        else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
-            timeout = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc)
-            ca.file = argv[++i];
-        else if (argv[i][0] != '-' && url == NULL)
-            url = argv[i];
+        else if (strcmp(f, "--timeout-ms") == 0)
+            timeout = (int)num_arg(argv, &i, 1, 3600000);
+        else if (strcmp(f, "--tls-ca") == 0)
+            ca.file = str_arg(argv, &i);
+        else if (f[0] == '-')
+            bad("unknown flag %s", f);
+        else if (url != NULL)
+            bad("one URL only (%s, then %s)", url, f);
         else
-            usage();
+            url = f;
     }
-    if (url == NULL || timeout <= 0)
-        usage();
+    if (url == NULL)
+        bad("no URL: ws://host[:port]/path or wss://host[:port]/path");
 
     int rc = 0;
     if (ca.file != NULL) {

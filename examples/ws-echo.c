@@ -15,8 +15,18 @@
  * other paths get 404. Prints "listening on H:PORT" once ready; SIGINT or
  * SIGTERM stops it gracefully: every open session gets close 1001 (going
  * away), and the exit status is 0.
+ *
+ * --workers is the most sessions served at once (default 65536; 1-1048576,
+ * or 1-65536 with --fibers off, the range echo-server and chat take too),
+ * --threads the threads that run the fibers (1-1024; default: one per
+ * CPU); --max-message (1-1073741824; default 16 MiB) limits a received
+ * message and frame: a bigger one gets close 1009 (message too big).
+ * A bad flag or value is named, with what it takes, before the usage line
+ * ("ws-echo: unknown flag --frobnicate"); the exit status is then 2.
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +41,10 @@ static void echo(sn_ws *ws, void *user)
             break;
 }
 
-static void usage(void)
+#define WORKERS_MAX 1048576      /* sessions served at once, in fiber mode */
+#define THREAD_WORKERS_MAX 65536 /* with --fibers off: a thread each */
+
+_Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] "
                     "[--threads N] [--max-message BYTES] [--deflate-level 1-9]\n"
@@ -39,13 +52,48 @@ static void usage(void)
     exit(2);
 }
 
-static long num_arg(const char *s, long lo, long hi)
+/* Says which flag was wrong and what it takes, then the usage line. */
+_Noreturn static void bad(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ws-echo: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage();
+}
+
+/* The value of the flag argv[*i]; *i moves past it. */
+static const char *str_arg(char **argv, int *i)
+{
+    if (argv[*i + 1] == NULL)
+        bad("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+/* The value of the flag argv[*i], a whole number from lo to hi. */
+static long num_arg(char **argv, int *i, long lo, long hi)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
     char *end;
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        usage();
+    if (*s == '\0' || *end != '\0')
+        bad("%s %s: not a number (%ld-%ld)", flag, s, lo, hi);
+    if (errno == ERANGE || v < lo || v > hi)
+        bad("%s %s: out of range (%ld-%ld)", flag, s, lo, hi);
     return v;
+}
+
+static int on_off(char **argv, int *i)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    if (strcmp(s, "on") == 0)
+        return SN_ON;
+    if (strcmp(s, "off") == 0)
+        return SN_OFF;
+    bad("%s %s: expected on or off", flag, s);
 }
 
 int main(int argc, char **argv)
@@ -60,33 +108,32 @@ int main(int argc, char **argv)
         .conn = {.autoflush = SN_OFF},
     };
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
-            usage();
-        if (strcmp(argv[i], "--host") == 0)
-            cfg.host = argv[++i];
-        else if (strcmp(argv[i], "--port") == 0)
-            cfg.port = (int)num_arg(argv[++i], 0, 65535);
-        else if (strcmp(argv[i], "--workers") == 0)
-            cfg.workers = (int)num_arg(argv[++i], 1, 1048576);
-        else if (strcmp(argv[i], "--fibers") == 0 && strcmp(argv[i + 1], "on") == 0)
-            cfg.fibers = SN_ON, i++;
-        else if (strcmp(argv[i], "--fibers") == 0 && strcmp(argv[i + 1], "off") == 0)
-            cfg.fibers = SN_OFF, i++;
-        else if (strcmp(argv[i], "--threads") == 0)
-            cfg.fiber_threads = (int)num_arg(argv[++i], 1, 1024);
-        else if (strcmp(argv[i], "--max-message") == 0)
-            wc.max_message = wc.max_frame = (size_t)num_arg(argv[++i], 1, 1L << 30);
-        else if (strcmp(argv[i], "--tls-cert") == 0)
-            tc.cert.chain.file = argv[++i];
-        else if (strcmp(argv[i], "--tls-key") == 0)
-            tc.cert.key.file = argv[++i];
-        else if (strcmp(argv[i], "--deflate-level") == 0)
-            wc.deflate_cfg.level = (int)num_arg(argv[++i], 1, 9);
+        const char *f = argv[i];
+        if (strcmp(f, "--host") == 0)
+            cfg.host = str_arg(argv, &i);
+        else if (strcmp(f, "--port") == 0)
+            cfg.port = (int)num_arg(argv, &i, 0, 65535);
+        else if (strcmp(f, "--workers") == 0)
+            cfg.workers = (int)num_arg(argv, &i, 1, WORKERS_MAX);
+        else if (strcmp(f, "--fibers") == 0)
+            cfg.fibers = on_off(argv, &i);
+        else if (strcmp(f, "--threads") == 0)
+            cfg.fiber_threads = (int)num_arg(argv, &i, 1, 1024);
+        else if (strcmp(f, "--max-message") == 0)
+            wc.max_message = wc.max_frame = (size_t)num_arg(argv, &i, 1, 1L << 30);
+        else if (strcmp(f, "--tls-cert") == 0)
+            tc.cert.chain.file = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-key") == 0)
+            tc.cert.key.file = str_arg(argv, &i);
+        else if (strcmp(f, "--deflate-level") == 0)
+            wc.deflate_cfg.level = (int)num_arg(argv, &i, 1, 9);
         else
-            usage();
+            bad("unknown flag %s", f);
     }
+    if (cfg.fibers == SN_OFF && cfg.workers > THREAD_WORKERS_MAX)
+        bad("--workers %d: out of range with --fibers off (1-%d)", cfg.workers, THREAD_WORKERS_MAX);
     if ((tc.cert.chain.file == NULL) != (tc.cert.key.file == NULL))
-        usage();
+        bad("--tls-cert and --tls-key go together");
 
     sigset_t stop;
     sigemptyset(&stop);
