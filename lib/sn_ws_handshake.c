@@ -131,8 +131,6 @@ static bool next_offer(struct cursor *c)
     return true;
 }
 
-/* Server: the first acceptable permessage-deflate offer in the request, as
- * agreed (into *pmd) and as answered (into answer). */
 /* Appends s to the NUL-terminated text at out (cap bytes, *n of them used), cutting it short
  * rather than overflow. The server's handshake builds its answer with this and not with
  * printf: vsnprintf's frame alone is about 1.5 KiB of stack, and every page of a fiber's
@@ -157,18 +155,19 @@ static void append_bits(char *out, size_t cap, size_t *n, const char *name, int 
     append(out, cap, n, bits < 10 ? num + 1 : num);
 }
 
+/* Server: the first acceptable permessage-deflate offer in the request, as
+ * agreed (into *pmd) and as answered (into answer). The offers are those of
+ * every Sec-WebSocket-Extensions line, in order: the lines are one list. */
 static void negotiate_pmd(const sn_http_request *req, const sn_ws_config *cfg, sn__pmd *pmd,
                           char *answer, size_t cap)
 {
     const sn_ws_deflate_config *d = &cfg->deflate_cfg;
+    const sn_http_header *h = NULL;
     *pmd = (sn__pmd){0};
     answer[0] = '\0';
     if (cfg->deflate != SN_ON)
         return;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const sn_http_header *h = &req->headers[i];
-        if (h->name_len != 24 || strncasecmp(h->name, "Sec-WebSocket-Extensions", 24) != 0)
-            continue;
+    while ((h = sn_http_find_next(req, "Sec-WebSocket-Extensions", h)) != NULL) {
         struct cursor c = {h->value, h->value + h->value_len};
         do {
             char name[64];
@@ -200,17 +199,13 @@ static void negotiate_pmd(const sn_http_request *req, const sn_ws_config *cfg, s
     }
 }
 
-/* Server: the first of our subprotocols the client offers, or NULL. */
+/* Server: the first of our subprotocols the client offers on any of its
+ * Sec-WebSocket-Protocol lines, or NULL. */
 static const char *pick_subprotocol(const sn_http_request *req, const sn_ws_config *cfg)
 {
-    for (size_t k = 0; k < cfg->nsubprotocols; k++) {
-        for (size_t i = 0; i < req->nheaders; i++) {
-            const sn_http_header *h = &req->headers[i];
-            if (h->name_len == 22 && strncasecmp(h->name, "Sec-WebSocket-Protocol", 22) == 0 &&
-                sn_http_has_token(h->value, h->value_len, cfg->subprotocols[k]))
-                return cfg->subprotocols[k];
-        }
-    }
+    for (size_t k = 0; k < cfg->nsubprotocols; k++)
+        if (sn_http_field_has_token(req, "Sec-WebSocket-Protocol", cfg->subprotocols[k]))
+            return cfg->subprotocols[k];
     return NULL;
 }
 
@@ -237,30 +232,49 @@ static bool key_ok(const sn_http_header *key)
            Base64_Decode((const byte *)key->value, SN_WS_KEY_LEN, raw, &n) == 0 && n == 16;
 }
 
-int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_ws_config *cfg,
-                 sn_deadline dl)
+/* What is wrong with an upgrade request: 0, or the status to refuse it with
+ * and, in *extra, the header lines to add. Upgrade and Connection are lists,
+ * read on every line (RFC 9110 section 5.3); Host, Sec-WebSocket-Key and
+ * Sec-WebSocket-Version must appear once (RFC 9112 section 3.2, RFC 6455
+ * section 11.3), and a repeated one is a bad request. */
+static int check_request(const sn_http_request *req, const char **extra)
 {
     static const char upgrade_needed[] = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                                          "Sec-WebSocket-Version: 13\r\n";
+    const sn_http_header *ver = sn_http_find(req, "Sec-WebSocket-Version");
+    *extra = NULL;
+    if (!sn_http_method_is(req, "GET")) {
+        *extra = "Allow: GET\r\n";
+        return 405;
+    }
+    if (req->minor_version < 1 || only(req, "Host") == NULL)
+        return 400;
+    if (!sn_http_field_has_token(req, "Upgrade", "websocket") ||
+        !sn_http_field_has_token(req, "Connection", "upgrade")) {
+        *extra = upgrade_needed;
+        return 426;
+    }
+    if (sn_http_count(req, "Sec-WebSocket-Version") > 1)
+        return 400;
+    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {
+        *extra = "Sec-WebSocket-Version: 13\r\n";
+        return 426;
+    }
+    return key_ok(only(req, "Sec-WebSocket-Key")) ? 0 : 400;
+}
+
+int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_ws_config *cfg,
+                 sn_deadline dl)
+{
     sn_ws_config conf;
+    const char *extra;
     if (out == NULL || c == NULL || req == NULL || sn__ws_resolve(&conf, cfg) < 0)
         return SN_EINVAL;
     int64_t deadline = sn__deadline_abs(dl, sn_conn_sock(c)->write_timeout_ms);
-    const sn_http_header *up = sn_http_find(req, "Upgrade");
-    const sn_http_header *conn = sn_http_find(req, "Connection");
-    const sn_http_header *ver = only(req, "Sec-WebSocket-Version");
-    if (!sn_http_method_is(req, "GET"))
-        return refuse(c, 405, "Allow: GET\r\n", deadline);
-    if (req->minor_version < 1 || only(req, "Host") == NULL)
-        return refuse(c, 400, NULL, deadline);
-    if (up == NULL || !sn_http_has_token(up->value, up->value_len, "websocket") || conn == NULL ||
-        !sn_http_has_token(conn->value, conn->value_len, "upgrade"))
-        return refuse(c, 426, upgrade_needed, deadline);
-    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0)
-        return refuse(c, 426, "Sec-WebSocket-Version: 13\r\n", deadline);
-    const sn_http_header *key = only(req, "Sec-WebSocket-Key");
-    if (!key_ok(key))
-        return refuse(c, 400, NULL, deadline);
+    int status = check_request(req, &extra);
+    if (status != 0)
+        return refuse(c, status, extra, deadline);
+    const sn_http_header *key = sn_http_find(req, "Sec-WebSocket-Key");
 
     char accept[SN_WS_ACCEPT_LEN + 1], ext[160];
     sn__pmd pmd;
@@ -318,17 +332,16 @@ static void client_offer(const sn_ws_config *cfg, char *out, size_t cap)
         append(out, cap, &n, "; server_no_context_takeover");
 }
 
-/* The server's answer to our offer: what it agreed, or false when the
- * answer is not one our offer allows. */
-static bool client_accept_pmd(const char *v, size_t len, const sn_ws_config *cfg, sn__pmd *pmd)
+/* The server's answer to our offer, the list element at the cursor: what it
+ * agreed, or false when the answer is not one our offer allows. */
+static bool client_accept_pmd(struct cursor *c, const sn_ws_config *cfg, sn__pmd *pmd)
 {
     const sn_ws_deflate_config *d = &cfg->deflate_cfg;
-    struct cursor c = {v, v + len};
     char name[64];
     struct pmd_params pp;
-    if (!take_token(&c, name, sizeof name, false) || strcmp(name, "permessage-deflate") != 0 ||
-        !read_params(&c, &pp) || c.p != c.end)
-        return false; /* one extension only, and only this one */
+    if (!take_token(c, name, sizeof name, false) || strcmp(name, "permessage-deflate") != 0 ||
+        !read_params(c, &pp))
+        return false; /* only the extension we offered */
     if (pp.cmwb == -1 || (pp.cmwb > 0 && pp.cmwb > d->client_max_window_bits))
         return false;
     if ((d->server_max_window_bits < 15 && (pp.smwb == 0 || pp.smwb > d->server_max_window_bits)) ||
@@ -342,6 +355,23 @@ static bool client_accept_pmd(const char *v, size_t len, const sn_ws_config *cfg
         .rx_reset = pp.snct,
     };
     return true;
+}
+
+/* One Sec-WebSocket-Extensions line of the server's answer. The lines are
+ * one list (RFC 6455 erratum 3433), which may hold the one extension we
+ * offer, once; empty elements are ignored (RFC 9110 section 5.6.1). pmd->on
+ * says an earlier line agreed to it. */
+static bool client_accept_exts(const char *v, size_t len, const sn_ws_config *cfg, sn__pmd *pmd)
+{
+    struct cursor c = {v, v + len};
+    for (;;) {
+        while (c.p < c.end && (*c.p == ',' || *c.p == ' ' || *c.p == '\t'))
+            c.p++;
+        if (c.p == c.end)
+            return true;
+        if (cfg->deflate != SN_ON || pmd->on || !client_accept_pmd(&c, cfg, pmd))
+            return false; /* an extension we did not offer, or ours twice */
+    }
 }
 
 /* Reads the answer's head (status line and headers) into the connection's
@@ -395,7 +425,9 @@ static bool header_is(const sn_http_header *h, const char *name)
     return h->name_len == strlen(name) && strncasecmp(h->name, name, h->name_len) == 0;
 }
 
-/* Checks the server's answer against our request. */
+/* Checks the server's answer against our request. Upgrade, Connection and
+ * Sec-WebSocket-Extensions are lists, read on every line; Sec-WebSocket-Accept
+ * and Sec-WebSocket-Protocol must appear once (RFC 6455 section 11.3). */
 static int check_response(const char *head, size_t len, const char *accept, const sn_ws_config *cfg,
                           sn__pmd *pmd, const char **proto, size_t *proto_len, int *status)
 {
@@ -406,7 +438,8 @@ static int check_response(const char *head, size_t len, const char *accept, cons
     if (*status != 101)
         return SN_EWS_HANDSHAKE;
     p = memmem(head, len, "\r\n", 2) + 2;
-    bool upgrade = false, connection = false, accepted = false, ext_seen = false;
+    bool upgrade = false, connection = false, accepted = false;
+    int accepts = 0;
     sn_http_header h;
     *pmd = (sn__pmd){0};
     *proto = NULL;
@@ -414,25 +447,24 @@ static int check_response(const char *head, size_t len, const char *accept, cons
         if (h.name_len == 0)
             return SN_EWS_HANDSHAKE;
         if (header_is(&h, "Upgrade"))
-            upgrade = sn_http_has_token(h.value, h.value_len, "websocket");
+            upgrade = upgrade || sn_http_has_token(h.value, h.value_len, "websocket");
         else if (header_is(&h, "Connection"))
-            connection = sn_http_has_token(h.value, h.value_len, "upgrade");
+            connection = connection || sn_http_has_token(h.value, h.value_len, "upgrade");
         else if (header_is(&h, "Sec-WebSocket-Accept"))
-            accepted = h.value_len == SN_WS_ACCEPT_LEN && memcmp(h.value, accept, h.value_len) == 0;
+            accepted = accepts++ == 0 && h.value_len == SN_WS_ACCEPT_LEN &&
+                       memcmp(h.value, accept, h.value_len) == 0; /* a second one: no */
         else if (header_is(&h, "Sec-WebSocket-Protocol")) {
             bool offered = false;
             for (size_t i = 0; i < cfg->nsubprotocols && !offered; i++)
                 offered = strlen(cfg->subprotocols[i]) == h.value_len &&
                           memcmp(cfg->subprotocols[i], h.value, h.value_len) == 0;
             if (!offered || *proto != NULL)
-                return SN_EWS_HANDSHAKE; /* not one we offered */
+                return SN_EWS_HANDSHAKE; /* not one we offered, or a second one */
             *proto = h.value;
             *proto_len = h.value_len;
-        } else if (header_is(&h, "Sec-WebSocket-Extensions")) {
-            if (cfg->deflate != SN_ON || ext_seen ||
-                !client_accept_pmd(h.value, h.value_len, cfg, pmd))
-                return SN_EWS_HANDSHAKE; /* an extension we did not offer */
-            ext_seen = true;
+        } else if (header_is(&h, "Sec-WebSocket-Extensions") &&
+                   !client_accept_exts(h.value, h.value_len, cfg, pmd)) {
+            return SN_EWS_HANDSHAKE;
         }
     }
     return upgrade && connection && accepted ? 0 : SN_EWS_HANDSHAKE;

@@ -55,6 +55,8 @@ static bool origin_ok(const char *origin, size_t len, const sn_http_request *req
 }
 
 static const sn_ws_config deflate_on = {.deflate = SN_ON};
+static const char *const protos[] = {"chat.v2", "chat.v1"}; /* the server's preference */
+static const sn_ws_config with_protos = {.subprotocols = protos, .nsubprotocols = 2};
 
 static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, sn_tls *tls)
 {
@@ -63,6 +65,7 @@ static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, 
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/echo", SN_ROUTE_EXACT, NULL, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/rooms/", SN_ROUTE_PREFIX, NULL, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/zecho", SN_ROUTE_EXACT, &deflate_on, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/proto", SN_ROUTE_EXACT, &with_protos, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/", SN_ROUTE_EXACT, http_show, "root"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static", SN_ROUTE_PREFIX, http_show, "static"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static/deep", SN_ROUTE_PREFIX, http_show, "deep"), 0);
@@ -174,6 +177,104 @@ static void test_routing_threads(void)
 static void test_routing_fibers(void)
 {
     routing(SN_ON);
+}
+
+/* Sends raw request bytes and returns the answer's head (up to its empty
+ * line, NUL-terminated) in buf; "" when none came. */
+static void answer_head(int port, const char *request, char *buf, size_t cap)
+{
+    sn_conn *c;
+    SN_ASSERT_RC(sn_conn_connect(&c, "127.0.0.1", port, NULL, NULL, sn_deadline_in(2000)), 0);
+    SN_ASSERT_RC(sn_test_write_all(sn_sock_fd(sn_conn_sock(c)), request, strlen(request)), 0);
+    ssize_t n = sn_read_until(c, "\r\n\r\n", 4, buf, cap - 5, sn_deadline_in(3000));
+    if (n < 0)
+        n = 0;
+    strcpy(buf + n, n > 0 ? "\r\n\r\n" : "");
+    sn_conn_free(c);
+}
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: a\r\n"
+#define KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+#define V13 "Sec-WebSocket-Version: 13\r\n"
+#define UP "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+/* the answer to KEY, RFC 6455 section 1.3's example */
+#define SWITCHING                                                                                  \
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"            \
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+#define REFUSED(status) "HTTP/1.1 " status "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+/* A field on several lines is one list (RFC 9110 section 5.3): Connection
+ * and Upgrade are searched on every line, extension offers and
+ * subprotocols taken from every line in order; Sec-WebSocket-Key and
+ * Sec-WebSocket-Version must come once. Byte-exact answers. */
+static void handshake_lists(int fibers)
+{
+    static const struct {
+        const char *request, *answer;
+    } cases[] = {
+        /* Connection on two lines, "Upgrade" on the second */
+        {GET("/echo") "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n" KEY
+             V13 "\r\n",
+         SWITCHING "\r\n"},
+        /* Upgrade on two lines, apart */
+        {GET("/echo") "Upgrade: h2c\r\nConnection: Upgrade\r\n" KEY "upgrade: websocket\r\n" V13
+                      "\r\n",
+         SWITCHING "\r\n"},
+        /* two Connection lines, neither with "upgrade" */
+        {GET("/echo") "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: close\r\n" KEY
+             V13 "\r\n",
+         "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+        /* the first line's offer is declined (window bits 7), the second's taken */
+        {GET("/zecho") UP KEY V13 "Sec-WebSocket-Extensions: x-webkit-deflate-frame, "
+                                  "permessage-deflate; server_max_window_bits=7\r\n"
+                                  "Sec-WebSocket-Extensions: permessage-deflate; "
+                                  "server_max_window_bits=10\r\n\r\n",
+         SWITCHING
+         "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n\r\n"},
+        /* both acceptable: the first offer wins */
+        {GET("/zecho") UP KEY V13 "Sec-WebSocket-Extensions: permessage-deflate; "
+                                  "server_max_window_bits=12\r\n"
+                                  "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+         SWITCHING
+         "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12\r\n\r\n"},
+        /* chat.v2 is on the second line, and the server prefers it */
+        {GET("/proto") UP KEY V13 "Sec-WebSocket-Protocol: other, chat.v1\r\n"
+                                  "Sec-WebSocket-Protocol: chat.v2\r\n\r\n",
+         SWITCHING "Sec-WebSocket-Protocol: chat.v2\r\n\r\n"},
+        {GET("/proto") UP KEY V13 "Sec-WebSocket-Protocol: other\r\n"
+                                  "Sec-WebSocket-Protocol: x, chat.v1\r\n\r\n",
+         SWITCHING "Sec-WebSocket-Protocol: chat.v1\r\n\r\n"},
+        /* Sec-WebSocket-Key twice, the same or another; Sec-WebSocket-Version twice */
+        {GET("/echo") UP KEY KEY V13 "\r\n", REFUSED("400 Bad Request")},
+        {GET("/echo") UP KEY "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n" V13 "\r\n",
+         REFUSED("400 Bad Request")},
+        {GET("/echo") UP KEY V13 V13 "\r\n", REFUSED("400 Bad Request")},
+    };
+    struct fixture f;
+    start(&f, fibers, NULL);
+    for (size_t i = 0; i < SN_ARRAY_SIZE(cases); i++) {
+        char buf[1024];
+        answer_head(f.port, cases[i].request, buf, sizeof buf);
+        if (strcmp(buf, cases[i].answer) != 0)
+            fprintf(stderr, "case %zu: got\n%s\nwant\n%s\n", i, buf, cases[i].answer);
+        CU_ASSERT_STRING_EQUAL(buf, cases[i].answer);
+    }
+    sn_web_stats st; /* counted after the answer went: it may lag behind it */
+    WAIT_UNTIL((sn_web_stats_get(f.web, &st), st.upgrades == 6 && st.refused == 4), 3000);
+    CU_ASSERT_EQUAL(st.upgrades, 6);
+    CU_ASSERT_EQUAL(st.refused, 4);
+    finish(&f);
+}
+
+static void test_handshake_lists_threads(void)
+{
+    handshake_lists(SN_OFF);
+}
+
+static void test_handshake_lists_fibers(void)
+{
+    handshake_lists(SN_ON);
 }
 
 static void test_keep_alive_and_bodies(void)
@@ -398,6 +499,10 @@ static void test_wss(void)
 static CU_TestInfo tests[] = {
     {"routing and the router's own answers, thread mode", test_routing_threads},
     {"routing and the router's own answers, fiber mode", test_routing_fibers},
+    {"handshake fields on several lines, byte-exact answers, thread mode",
+     test_handshake_lists_threads},
+    {"handshake fields on several lines, byte-exact answers, fiber mode",
+     test_handshake_lists_fibers},
     {"keep-alive, pipelining, bodies, HTTP/1.0", test_keep_alive_and_bodies},
     {"a slow head and an idle connection time out", test_idle_and_slow_heads},
     {"session limit, a returning handler, close 1001 on stop", test_sessions},

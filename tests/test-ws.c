@@ -628,6 +628,103 @@ static void test_client_rejects_bad_answers(void)
     }
 }
 
+/* A server that reads the client's upgrade request and answers with a head
+ * of its own: before, the accept key for the client's key, then after. */
+struct fake {
+    sn_conn *c;
+    const char *before, *after;
+    pthread_t tid;
+};
+
+static void *fake_main(void *arg)
+{
+    struct fake *fk = arg;
+    sn_http_header h[32];
+    sn_http_request req;
+    char accept[SN_WS_ACCEPT_LEN + 1];
+    if (sn_http_read_request(fk->c, NULL, h, 32, &req, sn_deadline_in(5000)) <= 0)
+        return NULL;
+    const sn_http_header *key = sn_http_find(&req, "Sec-WebSocket-Key");
+    if (key == NULL || sn__ws_accept_key(key->value, key->value_len, accept) < 0)
+        return NULL;
+    sn_printf(fk->c, sn_deadline_in(5000), "%s%s%s", fk->before, accept, fk->after);
+    sn_flush(fk->c, sn_deadline_in(5000));
+    return NULL;
+}
+
+#define SWITCHING "HTTP/1.1 101 Switching Protocols\r\n"
+#define UP "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+#define ACCEPT "Sec-WebSocket-Accept: "
+
+/* The client reads the server's answer with the rule of RFC 9110 section
+ * 5.3 where RFC 6455 lets a field be a list (Upgrade, Connection,
+ * Sec-WebSocket-Extensions: every line, one list), and refuses a second
+ * Sec-WebSocket-Accept or Sec-WebSocket-Protocol (section 11.3). */
+static void test_client_reads_lists(void)
+{
+    static const char *const cli_protos[] = {"chat.v1", "chat.v2"};
+    static const struct {
+        const char *before, *after;
+        int rc;
+        bool deflate;
+    } cases[] = {
+        /* the token on the first line of a field, or on the last */
+        {SWITCHING "Upgrade: websocket\r\nConnection: Upgrade\r\nConnection: keep-alive\r\n" ACCEPT,
+         "\r\n\r\n", 0, false},
+        {SWITCHING "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n" ACCEPT,
+         "\r\n\r\n", 0, false},
+        {SWITCHING "Upgrade: websocket\r\nConnection: Upgrade\r\n" ACCEPT,
+         "\r\nUpgrade: h2c\r\n\r\n", 0, false},
+        {SWITCHING "Upgrade: h2c\r\nConnection: Upgrade\r\n" ACCEPT,
+         "\r\nupgrade: websocket\r\n\r\n", 0, false},
+        {SWITCHING "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: x\r\n" ACCEPT,
+         "\r\n\r\n", SN_EWS_HANDSHAKE, false},
+        /* our extension on the second line; empty elements ignored */
+        {SWITCHING UP "Sec-WebSocket-Extensions: ,\r\n" ACCEPT,
+         "\r\nSec-WebSocket-Extensions: , permessage-deflate; server_max_window_bits=10\r\n\r\n", 0,
+         true},
+        /* ours twice, on two lines or one; another one beside it */
+        {SWITCHING UP "Sec-WebSocket-Extensions: permessage-deflate\r\n" ACCEPT,
+         "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", SN_EWS_HANDSHAKE, false},
+        {SWITCHING UP "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n" ACCEPT,
+         "\r\n\r\n", SN_EWS_HANDSHAKE, false},
+        {SWITCHING UP "Sec-WebSocket-Extensions: permessage-deflate\r\n" ACCEPT,
+         "\r\nSec-WebSocket-Extensions: x-other\r\n\r\n", SN_EWS_HANDSHAKE, false},
+        /* Sec-WebSocket-Accept twice, the right one first or last */
+        {SWITCHING UP ACCEPT, "\r\n" ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+         SN_EWS_HANDSHAKE, false},
+        {SWITCHING UP ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" ACCEPT, "\r\n\r\n",
+         SN_EWS_HANDSHAKE, false},
+        /* one subprotocol, once */
+        {SWITCHING UP ACCEPT, "\r\nSec-WebSocket-Protocol: chat.v2\r\n\r\n", 0, false},
+        {SWITCHING UP ACCEPT,
+         "\r\nSec-WebSocket-Protocol: chat.v2\r\nSec-WebSocket-Protocol: chat.v1\r\n\r\n",
+         SN_EWS_HANDSHAKE, false},
+    };
+    sn_ws_config cfg = {.deflate = SN_ON, .subprotocols = cli_protos, .nsubprotocols = 2};
+    for (size_t i = 0; i < SN_ARRAY_SIZE(cases); i++) {
+        struct fake fk = {.before = cases[i].before, .after = cases[i].after};
+        sn_sock *a, *b;
+        sn_conn *c;
+        SN_ASSERT_RC(sn_test_sock_pair(&a, &b), 0);
+        SN_ASSERT_RC(sn_conn_new(&c, a, NULL), 0);
+        SN_ASSERT_RC(sn_conn_new(&fk.c, b, NULL), 0);
+        CU_ASSERT_FATAL(pthread_create(&fk.tid, NULL, fake_main, &fk) == 0);
+        sn_ws *ws = NULL;
+        int rc = client(&ws, c, &cfg, NULL);
+        if (rc != cases[i].rc)
+            fprintf(stderr, "case %zu: %s\n", i, sn_err_name(rc));
+        SN_ASSERT_RC(rc, cases[i].rc);
+        CU_ASSERT_EQUAL(sn_ws_deflate_on(ws), cases[i].deflate);
+        CU_ASSERT(ws == NULL || sn_ws_subprotocol(ws) == NULL ||
+                  strcmp(sn_ws_subprotocol(ws), "chat.v2") == 0);
+        pthread_join(fk.tid, NULL);
+        sn_ws_free(ws);
+        sn_conn_free(c);
+        sn_conn_free(fk.c);
+    }
+}
+
 static void test_bad_arguments(void)
 {
     sn_ws *ws;
@@ -655,6 +752,7 @@ static CU_TestInfo tests[] = {
     {"pings answered; a close without a code", test_ping_answered},
     {"handshakes refused: 426, 405, 400", test_refusals},
     {"the client rejects bad answers", test_client_rejects_bad_answers},
+    {"the client reads list fields on every line, others once", test_client_reads_lists},
     {"bad arguments", test_bad_arguments},
     CU_TEST_INFO_NULL,
 };

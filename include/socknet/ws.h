@@ -156,22 +156,31 @@ typedef struct sn_ws_frame {
 } sn_ws_frame;
 
 /* Server side: completes the opening handshake of the upgrade request req
- * (read from c with sn_http_read_request): checks it (GET, HTTP/1.1,
- * Upgrade: websocket, Connection: upgrade, a 16-byte Sec-WebSocket-Key,
- * Sec-WebSocket-Version 13), negotiates subprotocol and permessage-deflate,
- * sends 101 and makes the session. A bad request is answered (400, or 426
- * with Sec-WebSocket-Version: 13 for another version) and refused with
- * SN_EWS_HANDSHAKE. cfg may be NULL. The session uses c (which stays the
- * caller's to free after sn_ws_free). Returns 0, SN_EWS_HANDSHAKE, SN_EINVAL,
- * SN_ENOMEM, or the connection's error. */
+ * (read from c with sn_http_read_request): checks it (GET, HTTP/1.1, one
+ * Host, "websocket" in Upgrade and "upgrade" in Connection, one
+ * Sec-WebSocket-Key of 16 bytes, one Sec-WebSocket-Version: 13), negotiates
+ * subprotocol and permessage-deflate, sends 101 and makes the session.
+ * Upgrade, Connection, Sec-WebSocket-Protocol and Sec-WebSocket-Extensions
+ * may each come on several lines, one list (RFC 9110 section 5.3): tokens
+ * are looked for on every line, offers taken from every line in order. A
+ * bad request is answered (405 for another method; 426 without the upgrade
+ * tokens, or with Sec-WebSocket-Version: 13 for another version; 400
+ * otherwise, a repeated Host, Sec-WebSocket-Key or Sec-WebSocket-Version
+ * included) and refused with SN_EWS_HANDSHAKE. cfg may be NULL. The
+ * session uses c (which stays the caller's to free after sn_ws_free).
+ * Returns 0, SN_EWS_HANDSHAKE, SN_EINVAL, SN_ENOMEM, or the connection's
+ * error. */
 SN_API int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req,
                         const sn_ws_config *cfg, sn_deadline dl);
 
 /* Client side on a connected c: sends the upgrade request for host and
  * path (extra_headers: lines ending in CRLF, or NULL), checks the 101 and its
- * Sec-WebSocket-Accept, subprotocol and extensions. *status (may be NULL)
- * gets the answer's HTTP status, or 0 when none came. Returns 0,
- * SN_EWS_HANDSHAKE (refused, or a bad answer), or the connection's error. */
+ * Sec-WebSocket-Accept, subprotocol and extensions (Upgrade, Connection and
+ * Sec-WebSocket-Extensions are read on every line, as one list each; a
+ * second Sec-WebSocket-Accept or Sec-WebSocket-Protocol is refused).
+ * *status (may be NULL) gets the answer's HTTP status, or 0 when none came.
+ * Returns 0, SN_EWS_HANDSHAKE (refused, or a bad answer), or the
+ * connection's error. */
 SN_API int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
                            const char *extra_headers, const sn_ws_config *cfg, int *status,
                            sn_deadline dl);
