@@ -4,7 +4,8 @@
  *
  *   chat [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
  *        [--writers N] [--policy drop-oldest|drop-newest|disconnect|wait]
- *        [--max-queue N] [--presence on|off] [--tls-cert FILE --tls-key FILE]
+ *        [--max-queue N] [--max-text BYTES] [--presence on|off]
+ *        [--tls-cert FILE --tls-key FILE]
  *
  * GET / serves the chat page; GET /rooms lists the rooms as JSON; a
  * WebSocket at /chat/ROOM?name=NAME joins ROOM. Every text message a member
@@ -12,6 +13,15 @@
  * the hub accepted it, as {"t":"msg","from":NAME,"text":TEXT}; joins and
  * leaves go out as {"t":"join"|"leave","name":NAME,"who":[NAMES],"count":N}
  * (at most 50 names; --presence off sends none, for benchmarks).
+ *
+ * A text over --max-text bytes (default 131072, 128 KiB; 1-16777216) does
+ * not go to the room: its sender alone gets a notice,
+ * {"t":"error","code":"too-long","text":WHY}, and stays in the room (the
+ * page shows the notice). The session reads messages of up to 4 times
+ * --max-text (its max_message and max_frame, so an over-long text is
+ * still read whole and answered); a bigger one is not read to its end:
+ * the library closes the session with 1009 (message too big).
+ *
  * With --tls-cert and --tls-key (PEM or DER) the page is served over https://
  * and the rooms over wss://. Prints "listening on H:PORT" once ready; SIGINT
  * or SIGTERM sends close 1001 to every member and exits with status 0.
@@ -36,7 +46,9 @@
 
 #define NAME_MAX_LEN 32
 #define ROOM_MAX_LEN 64
-#define TEXT_MAX_LEN 4000
+#define MAX_TEXT_DEFAULT 131072 /* bytes of a text (--max-text) */
+#define MAX_TEXT_MAX 16777216
+#define READ_FACTOR 4 /* a session reads messages of up to 4 x --max-text */
 
 static const char page[] =
 #include "chat-page.h"
@@ -47,6 +59,7 @@ static const char page[] =
 typedef struct app {
     sn_hub *hub;
     bool presence_on;
+    size_t max_text;          /* bytes of a text that goes to the room */
     pthread_mutex_t presence; /* one join or leave announced at a time */
 } app;
 
@@ -211,6 +224,41 @@ static void presence(app *a, const char *room, sn_ws *ws, const member *m, bool 
     free(b.p);
 }
 
+/* Tells the member alone why what it sent went nowhere:
+ * {"t":"error","code":CODE,"text":WHY}. The session stays open. */
+static void notice(sn_ws *ws, const char *code, const char *why)
+{
+    buf b = {0};
+    puts_(&b, "{\"t\":\"error\",\"code\":");
+    put_json(&b, code, strlen(code));
+    puts_(&b, ",\"text\":");
+    put_json(&b, why, strlen(why));
+    puts_(&b, "}");
+    sn_ws_send(ws, SN_WS_TEXT, b.p, b.len, sn_deadline_in(5000)); /* a failure ends the recv */
+    free(b.p);
+}
+
+/* A member's message: a text goes to the room; one too long is answered. */
+static void say(app *a, const char *room, sn_ws *ws, const member *m, const sn_ws_msg *msg, buf *b)
+{
+    char why[128];
+    if (msg->type != SN_WS_TEXT)
+        return;
+    if (msg->len > a->max_text) {
+        snprintf(why, sizeof why, "not sent: the text is %zu bytes, over the limit of %zu bytes",
+                 msg->len, a->max_text);
+        notice(ws, "too-long", why);
+        return;
+    }
+    b->len = 0;
+    puts_(b, "{\"t\":\"msg\",\"from\":");
+    put_json(b, m->name, strlen(m->name));
+    puts_(b, ",\"text\":");
+    put_json(b, msg->data, msg->len);
+    puts_(b, "}");
+    sn_hub_publish(a->hub, room, SN_WS_TEXT, b->p, b->len, NULL, SN_DEADLINE_DEFAULT);
+}
+
 static void chat(sn_ws *ws, void *user)
 {
     app *a = user;
@@ -224,17 +272,8 @@ static void chat(sn_ws *ws, void *user)
     presence(a, room, ws, &m, true);
     buf b = {0};
     sn_ws_msg msg;
-    while (sn_ws_recv(ws, &msg, SN_DEADLINE_NEVER) == 0) {
-        if (msg.type != SN_WS_TEXT || msg.len > TEXT_MAX_LEN)
-            continue;
-        b.len = 0;
-        puts_(&b, "{\"t\":\"msg\",\"from\":");
-        put_json(&b, m.name, strlen(m.name));
-        puts_(&b, ",\"text\":");
-        put_json(&b, msg.data, msg.len);
-        puts_(&b, "}");
-        sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
-    }
+    while (sn_ws_recv(ws, &msg, SN_DEADLINE_NEVER) == 0)
+        say(a, room, ws, &m, &msg, &b);
     free(b.p);
     presence(a, room, ws, &m, false);
     sn_conn_set_data(sn_ws_conn(ws), NULL);
@@ -282,7 +321,8 @@ _Noreturn static void usage(void)
     fprintf(stderr, "usage: chat [--host H] [--port N] [--workers N] [--fibers on|off] "
                     "[--threads N] [--writers N]\n"
                     "            [--policy drop-oldest|drop-newest|disconnect|wait] "
-                    "[--max-queue N] [--presence on|off] [--tls-cert FILE --tls-key FILE]\n");
+                    "[--max-queue N] [--max-text BYTES] [--presence on|off]\n"
+                    "            [--tls-cert FILE --tls-key FILE]\n");
     exit(2);
 }
 
@@ -351,7 +391,7 @@ int main(int argc, char **argv)
     };
     sn_hub_config hc = {0};
     const char *cert = NULL, *key = NULL;
-    app a = {.presence_on = true};
+    app a = {.presence_on = true, .max_text = MAX_TEXT_DEFAULT};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (strcmp(f, "--host") == 0)
@@ -370,6 +410,8 @@ int main(int argc, char **argv)
             hc.room.policy = policy_arg(argv, &i);
         else if (strcmp(f, "--max-queue") == 0)
             hc.room.max_queue = (size_t)num_arg(argv, &i, 1, 1L << 24);
+        else if (strcmp(f, "--max-text") == 0)
+            a.max_text = (size_t)num_arg(argv, &i, 1, MAX_TEXT_MAX);
         else if (strcmp(f, "--presence") == 0)
             a.presence_on = on_off(argv, &i) == SN_ON;
         else if (strcmp(f, "--tls-cert") == 0)
@@ -391,7 +433,14 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     pthread_mutex_init(&a.presence, NULL);
-    sn_ws_config wc = {.max_message = 16384, .ping_period_ms = 30000};
+    /* A text over --max-text is still read whole, to be answered; a message
+     * over READ_FACTOR times --max-text gets the library's close 1009. The
+     * hub takes any text up to --max-text, escaped as JSON (at most 6 bytes
+     * a byte) with its sender's name. */
+    sn_ws_config wc = {.max_message = READ_FACTOR * a.max_text,
+                       .max_frame = READ_FACTOR * a.max_text,
+                       .ping_period_ms = 30000};
+    hc.max_message = 6 * (a.max_text + NAME_MAX_LEN) + 64;
     sn_web *web = NULL;
     sn_server *srv = NULL;
     sn_tls *tls = NULL;

@@ -7,6 +7,13 @@
 //   node chat-clients.mjs shutdown URL
 //     connects, reports when open ("open"), then expects close 1001 when the
 //     server is stopped (prints "closed 1001").
+//   node chat-clients.mjs big URL BYTES
+//     two members; one sends a text of BYTES bytes; both must receive it whole.
+//   node chat-clients.mjs limit URL MAX   (the chat runs with --max-text MAX)
+//     a text of MAX + 1 bytes: its sender alone gets the notice "too-long"
+//     and stays; a text of MAX bytes goes to the room; one over 4 x MAX (the
+//     session's limit) gets the library's close 1009. The other member gets
+//     the MAX-byte text only.
 import WebSocket from 'ws';
 
 const [mode, base, nArg, kArg] = process.argv.slice(2);
@@ -22,6 +29,36 @@ function open(url, onMessage = () => {}) {
     ws.once('error', reject);
   });
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const until = async (cond, what) => {
+  for (let t = 0; !cond(); t++) {
+    if (t > 3000) fail('waiting for ' + what);
+    await sleep(10);
+  }
+};
+
+// a member that keeps what it receives (parsed), its close and its error
+async function member(url) {
+  const c = { got: [], close: null, error: null };
+  c.ws = await open(url, (data) => c.got.push(JSON.parse(data.toString())));
+  c.ws.on('close', (code, reason) => { c.close = { code, reason: reason.toString() }; });
+  c.ws.on('error', (e) => { c.error = e; });
+  return c;
+}
+const msgs = (c) => c.got.filter((m) => m.t === 'msg');
+const errors = (c) => c.got.filter((m) => m.t === 'error');
+// two members of a fresh room, each in once its own join came back
+async function pair(room) {
+  const ann = await member(`${base}/chat/${room}?name=ann`);
+  const bob = await member(`${base}/chat/${room}?name=bob`);
+  for (const [name, c] of [['ann', ann], ['bob', bob]])
+    await until(() => c.got.some((m) => m.t === 'join' && m.name === name), name + "'s join");
+  return [ann, bob];
+}
+// n bytes of text that JSON must escape in places: letters, quote, backslash, newline
+const ALPHABET = 'abcdefghij"\\\n';
+const text = (n) => Array.from({ length: n }, (_, i) => ALPHABET[i % ALPHABET.length]).join('');
 
 if (mode === 'shutdown') {
   const ws = await open(base + '/chat/stop?name=last');
@@ -41,12 +78,6 @@ if (mode === 'shutdown') {
     clients.push(c);
   }
   // everybody is in once the last join reached everyone
-  const until = async (cond, what) => {
-    for (let t = 0; !cond(); t++) {
-      if (t > 3000) fail('waiting for ' + what);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
   await until(() => clients.every((c) => c.joins === n), 'the joins');
   for (let j = 0; j < k; j++)
     for (let i = 0; i < n; i++) clients[i].ws.send(`m${j}`);
@@ -66,6 +97,44 @@ if (mode === 'shutdown') {
   for (const c of clients) { c.done = true; c.ws.close(1000); }
   console.log(`ok: ${n} clients, ${n * k} messages each, one order`);
   process.exit(0);
+} else if (mode === 'big') {
+  const size = Number(nArg);
+  const [ann, bob] = await pair('big' + process.pid);
+  ann.ws.send(text(size));
+  await until(() => msgs(ann).length > 0 && msgs(bob).length > 0, `the ${size}-byte text`);
+  for (const [name, c] of [['ann', ann], ['bob', bob]]) {
+    const m = msgs(c)[0];
+    if (m.from !== 'ann' || m.text !== text(size))
+      fail(`${name} got ${m.text.length} characters from ${m.from}, want ${size} from ann`);
+    if (errors(c).length > 0) fail(`${name} got a notice: ${JSON.stringify(errors(c))}`);
+  }
+  ann.ws.close(1000);
+  bob.ws.close(1000);
+  console.log(`ok: a ${size}-byte text reached the room whole`);
+  process.exit(0);
+} else if (mode === 'limit') {
+  const max = Number(nArg);
+  const [ann, bob] = await pair('limit' + process.pid);
+  ann.ws.send(text(max + 1));
+  await until(() => errors(ann).length > 0, 'the notice for a text over --max-text');
+  const e = errors(ann)[0];
+  if (e.code !== 'too-long' || !e.text.includes(`${max + 1} bytes`) || !e.text.includes(`${max}`))
+    fail('the notice was ' + JSON.stringify(e));
+  console.log('ann is told: ' + e.text);
+  ann.ws.send(text(max)); // still in the room: a text at the limit goes
+  await until(() => msgs(ann).length > 0 && msgs(bob).length > 0, 'the text at the limit');
+  for (const [name, c] of [['ann', ann], ['bob', bob]])
+    if (msgs(c).length !== 1 || msgs(c)[0].text !== text(max))
+      fail(`${name} got ${msgs(c).map((m) => m.text.length)} characters, want only ${max}`);
+  if (errors(bob).length > 0) fail('bob got a notice');
+  ann.ws.send(text(4 * max + 1)); // over the session's max_message
+  await until(() => ann.close !== null, 'the close for a text over the session limit');
+  if (ann.close.code !== 1009) fail(`ann was closed with ${ann.close.code}, want 1009`);
+  await until(() => bob.got.some((m) => m.t === 'leave' && m.name === 'ann'), "ann's leave");
+  if (msgs(bob).length !== 1) fail('bob got an over-long text');
+  bob.ws.close(1000);
+  console.log(`ok: over ${max} bytes a notice to the sender alone, over ${4 * max} close 1009`);
+  process.exit(0);
 } else {
-  fail('usage: chat-clients.mjs order URL N K | shutdown URL');
+  fail('usage: chat-clients.mjs order URL N K | shutdown URL | big URL BYTES | limit URL MAX');
 }

@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: MIT
 # The chat demo with real peers: examples/chat prints "listening on H:PORT"
 # and serves its page; the npm `ws` client (200 clients in one room, none
-# losing a message, all in one order); the page in headless Chromium (two
-# pages, both sending, the same order on both; a screenshot is kept as
-# tests/chat-browser.png next to this test's log); SIGTERM sends close 1001
-# to every member and exits 0. The npm packages (pinned in tests/npm) are
+# losing a message, all in one order; a 70,000-byte text reaches the room
+# whole with the default flags; with --max-text 1000 a longer text gets a
+# notice to its sender alone, and one over 4,000 bytes close 1009); the page
+# in headless Chromium (two pages, both sending, the same order on both; a
+# text over --max-text shows the notice on the sender's page only; a
+# screenshot is kept as tests/chat-browser.png next to this test's log);
+# SIGTERM sends close 1001 to every member and exits 0. The npm packages (pinned in tests/npm) are
 # installed into tests/chat-npm of the build tree; without node, npm or the registry, or
 # without /usr/bin/chromium (SN_CHROMIUM), the test is skipped.
 set -u
@@ -32,13 +35,25 @@ fail() { echo "FAIL: $*"; cat "$tmp/err" 2>/dev/null; exit 1; }
 # node resolves imports next to the script: run copies from the npm dir
 cp "$src/tests/chat-clients.mjs" "$src/tests/chat-browser.mjs" "$npmdir/"
 
-"$chat" --port 0 --workers 512 --max-queue 65536 >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-for _ in $(seq 100); do [ -s "$tmp/out" ] && break; sleep 0.05; done
-line=$(head -n 1 "$tmp/out")
-case "$line" in "listening on 127.0.0.1:"*) ;; *) fail "chat printed '$line'" ;; esac
-port=${line##*:}
-base=ws://127.0.0.1:$port
+start_chat() { # flags...: sets pid, port and base
+    rm -f "$tmp/out"
+    "$chat" --port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
+    pid=$!
+    for _ in $(seq 100); do [ -s "$tmp/out" ] && break; sleep 0.05; done
+    line=$(head -n 1 "$tmp/out")
+    case "$line" in "listening on 127.0.0.1:"*) ;; *) fail "chat printed '$line'" ;; esac
+    port=${line##*:}
+    base=ws://127.0.0.1:$port
+}
+
+# --max-text: a text over it gets a notice, one over 4 times it close 1009
+start_chat --max-text 1000
+node "$npmdir/chat-clients.mjs" limit "$base" 1000 || fail "--max-text 1000"
+kill -TERM "$pid"
+wait "$pid" || fail "chat --max-text 1000 exited $? after SIGTERM"
+pid=""
+
+start_chat --workers 512 --max-queue 65536
 
 page=$(curl -s "http://127.0.0.1:$port/") || fail "GET / failed"
 case "$page" in *"<title>socknet chat</title>"*) ;; *) fail "GET / is not the chat page" ;; esac
@@ -46,10 +61,12 @@ case "$page" in *"<title>socknet chat</title>"*) ;; *) fail "GET / is not the ch
     fail "an unknown path is not 404"
 
 node "$npmdir/chat-clients.mjs" order "$base" 200 5 || fail "200 ws clients"
+node "$npmdir/chat-clients.mjs" big "$base" 70000 || fail "a 70,000-byte text"
 
+# the page, with the default --max-text (131072)
 if [ -x "$chromium" ]; then
     node "$npmdir/chat-browser.mjs" "http://127.0.0.1:$port/" "$b/tests/chat-browser.png" \
-        "$chromium" || fail "the page in Chromium"
+        "$chromium" 131072 || fail "the page in Chromium"
 else
     echo "no $chromium: browser part skipped"
 fi
@@ -64,4 +81,4 @@ wait "$pid" || rc=$?
 pid=""
 [ $rc = 0 ] || fail "chat exited $rc after SIGTERM"
 wait "$cpid" || fail "the member did not get close 1001: $(cat "$tmp/stop")"
-echo "ok: chat page, 200 ws clients, Chromium, close 1001 on SIGTERM"
+echo "ok: chat page, 200 ws clients, long texts and --max-text, Chromium, close 1001 on SIGTERM"
