@@ -123,6 +123,7 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
      * was asked to mask (not RFC 6455: a client must refuse them) */
     ws->masking_in = server ? SN_WS_MASKED : cfg->mask == SN_ON ? SN_WS_EITHER : SN_WS_UNMASKED;
     ws->pmd = *pmd;
+    ws->last_ping = sn_now_ms(); /* the first ping waits a period too */
     flock_init(&ws->msg_lock);
     flock_init(&ws->frame_lock);
     int rc = 0;
@@ -435,8 +436,10 @@ static int code_for(int err)
     }
 }
 
-/* Waits for a frame's first byte until dl, sending pings on the period and
- * failing when one goes unanswered for timeout_ms. */
+/* Waits for a frame's first byte until dl, sending a ping whenever a period
+ * has passed since the last one (or since the session began: the first
+ * waits a period too) and failing when one goes unanswered for
+ * timeout_ms. */
 static int wait_frame(sn_ws *ws, int64_t dl)
 {
     const void *p;

@@ -57,6 +57,7 @@ static bool origin_ok(const char *origin, size_t len, const sn_http_request *req
 static const sn_ws_config deflate_on = {.deflate = SN_ON};
 static const char *const protos[] = {"chat.v2", "chat.v1"}; /* the server's preference */
 static const sn_ws_config with_protos = {.subprotocols = protos, .nsubprotocols = 2};
+static const sn_ws_config pinging = {.ping_period_ms = 300};
 
 static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, sn_tls *tls)
 {
@@ -66,6 +67,7 @@ static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, 
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/rooms/", SN_ROUTE_PREFIX, NULL, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/zecho", SN_ROUTE_EXACT, &deflate_on, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/proto", SN_ROUTE_EXACT, &with_protos, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/ping", SN_ROUTE_EXACT, &pinging, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/", SN_ROUTE_EXACT, http_show, "root"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static", SN_ROUTE_PREFIX, http_show, "static"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static/deep", SN_ROUTE_PREFIX, http_show, "deep"), 0);
@@ -275,6 +277,65 @@ static void test_handshake_lists_threads(void)
 static void test_handshake_lists_fibers(void)
 {
     handshake_lists(SN_ON);
+}
+
+/* Reads a ping from the server (unmasked, whole) and answers it with a
+ * masked pong. Returns the time the ping's first bytes came, or -1. */
+static int64_t take_ping(sn_conn *c)
+{
+    static const uint8_t key[4] = {1, 2, 3, 4};
+    uint8_t head[SN_WS_HEAD_MAX], payload[125];
+    if (sn_read_exact(c, head, 2, sn_deadline_in(5000)) != 2)
+        return -1;
+    int64_t at = sn_now_ms();
+    size_t len = head[1];
+    CU_ASSERT_EQUAL(head[0], 0x89); /* FIN, ping */
+    CU_ASSERT_FATAL(len <= 125);    /* and unmasked */
+    SN_ASSERT_RC(sn_read_exact(c, payload, len, sn_deadline_in(5000)), (ssize_t)len);
+    size_t n = sn__ws_head_encode(head, true, 0, SN_WS_PONG, key, len);
+    sn__ws_mask(payload, len, key, 0);
+    SN_ASSERT_RC(sn_write(c, head, n, 0), (ssize_t)n);
+    SN_ASSERT_RC(sn_write(c, payload, len, 0), (ssize_t)len);
+    SN_ASSERT_RC(sn_flush(c, sn_deadline_in(2000)), 0);
+    return at;
+}
+
+/* The first ping goes one period (300 ms) after the session began, not at
+ * once, then one each period. A raw client times it from before its request
+ * (the session cannot begin earlier), so the bound is a lower one: a loaded
+ * machine delays pings, never hastens them. */
+static void first_ping(int fibers)
+{
+    struct fixture f;
+    start(&f, fibers, NULL);
+    sn_conn *c;
+    char head[512];
+    SN_ASSERT_RC(sn_conn_connect(&c, "127.0.0.1", f.port, NULL, NULL, sn_deadline_in(2000)), 0);
+    int64_t t0 = sn_now_ms();
+    const char *req = UPGRADE("/ping", "");
+    SN_ASSERT_RC(sn_test_write_all(sn_sock_fd(sn_conn_sock(c)), req, strlen(req)), 0);
+    ssize_t n = sn_read_until(c, "\r\n\r\n", 4, head, sizeof head - 1, sn_deadline_in(3000));
+    CU_ASSERT_FATAL(n > 0);
+    head[n] = '\0';
+    CU_ASSERT(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
+    int64_t first = take_ping(c);
+    int64_t second = take_ping(c);
+    if (first - t0 < 300)
+        fprintf(stderr, "the first ping came %lld ms after the request\n", (long long)(first - t0));
+    CU_ASSERT(first >= 0 && first - t0 >= 300);
+    CU_ASSERT(second >= 0); /* and the next period's */
+    sn_conn_free(c);
+    finish(&f);
+}
+
+static void test_first_ping_threads(void)
+{
+    first_ping(SN_OFF);
+}
+
+static void test_first_ping_fibers(void)
+{
+    first_ping(SN_ON);
 }
 
 static void test_keep_alive_and_bodies(void)
@@ -503,6 +564,8 @@ static CU_TestInfo tests[] = {
      test_handshake_lists_threads},
     {"handshake fields on several lines, byte-exact answers, fiber mode",
      test_handshake_lists_fibers},
+    {"the first ping goes a period after the handshake, thread mode", test_first_ping_threads},
+    {"the first ping goes a period after the handshake, fiber mode", test_first_ping_fibers},
     {"keep-alive, pipelining, bodies, HTTP/1.0", test_keep_alive_and_bodies},
     {"a slow head and an idle connection time out", test_idle_and_slow_heads},
     {"session limit, a returning handler, close 1001 on stop", test_sessions},

@@ -13,11 +13,14 @@
  *
  * What the session does by itself (unless raw): answers pings, reassembles
  * fragments, validates text as UTF-8 as it arrives, enforces the frame and
- * message limits, sends pings every ping_period_ms while a receive waits and
- * gives up after timeout_ms without an answer, answers a close and reports
- * it (sn_ws_close_code / sn_ws_close_reason). A peer that breaks the
- * protocol gets the close code RFC 6455 section 7.4.1 names (1002, 1007,
- * 1009) and the call returns the matching error; errors are sticky.
+ * message limits, sends a ping whenever ping_period_ms has passed without
+ * one while a receive waits (the session's beginning counts as one: the
+ * first ping goes a period after the handshake, as Ktor's pingPeriod, not
+ * at once), gives up after timeout_ms without an answer, answers a close
+ * and reports it (sn_ws_close_code / sn_ws_close_reason). A peer that
+ * breaks the protocol gets the close code RFC 6455 section 7.4.1 names
+ * (1002, 1007, 1009) and the call returns the matching error; errors are
+ * sticky.
  *
  * Thread safety: one thread (or fiber) receives at a time; sends (messages,
  * fragments, pings, close) are safe from any thread at any time, also while
@@ -113,7 +116,9 @@ typedef struct sn_ws_config {
     size_t max_frame;     /* payload bytes of one received frame; 0 = 16 MiB */
     size_t max_message;   /* bytes of one received message, inflated; 0 = 16 MiB */
     int ping_period_ms;   /* a ping after this long without a ping sent, while a
-                             receive waits; 0 = none */
+                             receive waits; the session's beginning counts as
+                             a ping sent, so the first goes one period after
+                             the handshake; 0 = none */
     int timeout_ms;       /* after a ping, no frame for this long: the session
                              fails with SN_ETIMEDOUT (close 1011 is sent);
                              0 = 15000 */
