@@ -7,20 +7,36 @@
  *        [--max-queue N] [--max-text BYTES] [--presence on|off]
  *        [--tls-cert FILE --tls-key FILE]
  *
- * GET / serves the chat page; GET /rooms lists the rooms as JSON; a
- * WebSocket at /chat/ROOM?name=NAME joins ROOM. Every text message a member
- * sends goes to every member of the room, the sender included, in the order
- * the hub accepted it, as {"t":"msg","from":NAME,"text":TEXT}; joins and
- * leaves go out as {"t":"join"|"leave","name":NAME,"who":[NAMES],"count":N}
- * (at most 50 names; --presence off sends none, for benchmarks).
+ * GET / serves the chat page; GET /rooms lists the rooms as JSON,
+ * [{"room":NAME,"members":N}] (the first 1000; the header X-Rooms-Total
+ * says how many there are); a WebSocket at /chat/ROOM?name=NAME joins ROOM
+ * (1-64 letters, digits, - and _) as NAME (1-32 bytes of UTF-8 without
+ * control characters; "guest" when absent). A bad room or name is closed
+ * with 1008 and a reason that says which and why; a member the hub cannot
+ * take (out of memory) is closed with 1011 and the reason.
  *
- * A text over --max-text bytes (default 131072, 128 KiB; 1-16777216) does
- * not go to the room: its sender alone gets a notice,
- * {"t":"error","code":"too-long","text":WHY}, and stays in the room (the
- * page shows the notice). The session reads messages of up to 4 times
- * --max-text (its max_message and max_frame, so an over-long text is
- * still read whole and answered); a bigger one is not read to its end:
- * the library closes the session with 1009 (message too big).
+ * Every text message a member sends goes to every member of the room, the
+ * sender included, in the order the hub accepted it, as
+ * {"t":"msg","from":NAME,"text":TEXT}; joins and leaves go out as
+ * {"t":"join"|"leave","name":NAME,"who":[NAMES],"count":N} (at most 50
+ * names, count counts all; --presence off sends none, for benchmarks).
+ *
+ * What a member sends does not vanish without a word: what does not go to
+ * the room is answered to its sender alone with a notice,
+ * {"t":"error","code":CODE,"text":WHY}, and the session stays in the room
+ * (the page shows notices in its log). CODE is
+ *   too-long     a text over --max-text bytes (default 131072, 128 KiB;
+ *                1-16777216);
+ *   binary       a binary message (the chat is text);
+ *   partly-sent  (--policy wait) some members were too slow to take the
+ *                text in time; the others have it;
+ *   not-sent     the hub refused the text (out of memory).
+ * The session reads messages of up to 4 times --max-text (its max_message
+ * and max_frame, so a text somewhat over --max-text is still read whole
+ * and answered); a bigger one is not read to its end: the library closes
+ * the session with 1009 (message too big). A member too slow for its room
+ * misses messages as --policy says (drop-oldest by default, see
+ * socknet/hub.h), and is not told.
  *
  * With --tls-cert and --tls-key (PEM or DER) the page is served over https://
  * and the rooms over wss://. Prints "listening on H:PORT" once ready; SIGINT
@@ -38,6 +54,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +71,8 @@ static const char page[] =
 #include "chat-page.h"
     ;
 
-#define WHO_MAX 50 /* names listed in a presence message */
+#define WHO_MAX 50        /* names listed in a presence message */
+#define ROOMS_LISTED 1000 /* rooms listed by GET /rooms */
 
 typedef struct app {
     sn_hub *hub;
@@ -122,8 +140,8 @@ static int hex(int c)
                                   : -1;
 }
 
-/* Decodes %XX and '+' of a URL component [s, s + n) into out (cap bytes).
- * Returns the length, or -1. */
+/* Decodes %XX and '+' of a URL component [s, s + n) into out (cap bytes,
+ * NUL-terminated). Returns the length, or -1 when it does not fit. */
 static int url_decode(const char *s, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
@@ -135,7 +153,7 @@ static int url_decode(const char *s, size_t n, char *out, size_t cap)
         } else if (c == '+') {
             c = ' ';
         }
-        if (o + 1 >= cap || c < 0x20 || c == 0x7f)
+        if (o + 1 >= cap)
             return -1;
         out[o++] = (char)c;
     }
@@ -143,38 +161,76 @@ static int url_decode(const char *s, size_t n, char *out, size_t cap)
     return (int)o;
 }
 
-static bool room_ok(const char *r)
+/* Whether [s, s + n) is UTF-8: no stray or overlong sequence, no
+ * surrogate, nothing past U+10FFFF (what a WebSocket text must be). */
+static bool utf8_ok(const unsigned char *s, size_t n)
 {
-    size_t n = strlen(r);
-    if (n == 0 || n > ROOM_MAX_LEN)
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000}; /* by length */
+    for (size_t i = 0; i < n;) {
+        size_t len = s[i] < 0x80             ? 1
+                     : (s[i] & 0xe0) == 0xc0 ? 2
+                     : (s[i] & 0xf0) == 0xe0 ? 3
+                     : (s[i] & 0xf8) == 0xf0 ? 4
+                                             : 0;
+        if (len == 0 || len > n - i)
+            return false;
+        uint32_t cp = len == 1 ? s[i] : s[i] & (0x7fu >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        if (cp < least[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+static bool room_ok(const char *r, size_t n)
+{
+    if (n == 0)
         return false;
-    for (; *r; r++)
-        if (!((*r >= 'a' && *r <= 'z') || (*r >= 'A' && *r <= 'Z') || (*r >= '0' && *r <= '9') ||
-              *r == '-' || *r == '_'))
+    for (size_t i = 0; i < n; i++)
+        if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= 'A' && r[i] <= 'Z') ||
+              (r[i] >= '0' && r[i] <= '9') || r[i] == '-' || r[i] == '_'))
             return false;
     return true;
 }
 
-/* "/chat/ROOM?name=NAME" into room and name. */
-static bool parse_target(const char *target, char room[ROOM_MAX_LEN + 1],
-                         char name[NAME_MAX_LEN + 1])
+/* A name goes into every member's text frames: UTF-8, no control bytes. */
+static bool name_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return n > 0 && utf8_ok((const unsigned char *)s, n);
+}
+
+/* "/chat/ROOM?name=NAME" into room and name. Returns NULL, or why not (a
+ * close reason). */
+static const char *parse_target(const char *target, char room[ROOM_MAX_LEN + 1],
+                                char name[NAME_MAX_LEN + 1])
 {
     if (strncmp(target, "/chat/", 6) != 0)
-        return false;
+        return "no room: join /chat/ROOM?name=NAME";
     const char *r = target + 6;
     const char *q = strchr(r, '?');
     size_t rn = q ? (size_t)(q - r) : strlen(r);
-    if (url_decode(r, rn, room, ROOM_MAX_LEN + 1) < 0 || !room_ok(room))
-        return false;
+    int n = url_decode(r, rn, room, ROOM_MAX_LEN + 1);
+    if (n < 0 || !room_ok(room, (size_t)n))
+        return "bad room: 1-64 characters, each a letter, a digit, - or _";
     strcpy(name, "guest");
     for (const char *p = q; p != NULL; p = strchr(p + 1, '&'))
         if (strncmp(p + 1, "name=", 5) == 0) {
             const char *v = p + 6, *end = strchr(v, '&');
-            int n = url_decode(v, end ? (size_t)(end - v) : strlen(v), name, NAME_MAX_LEN + 1);
-            if (n <= 0)
-                return false;
+            n = url_decode(v, end ? (size_t)(end - v) : strlen(v), name, NAME_MAX_LEN + 1);
+            if (n < 0)
+                return "bad name: over 32 bytes";
+            if (!name_ok(name, (size_t)n))
+                return "bad name: 1-32 bytes of UTF-8 text, no control characters";
         }
-    return true;
+    return NULL;
 }
 
 /* ---- the chat ------------------------------------------------------------------ */
@@ -195,24 +251,21 @@ static void add_name(sn_ws *ws, void *user)
     put_json(w->b, m->name, strlen(m->name));
 }
 
-/* Joins or leaves and tells the room, with who is there now. */
-static void presence(app *a, const char *room, sn_ws *ws, const member *m, bool join)
+/* Joins or leaves and tells the room, with who is there now. Returns 0, or
+ * the hub's error (a join that failed is not told). */
+static int presence(app *a, const char *room, sn_ws *ws, const member *m, bool join)
 {
     buf b = {0};
     who w = {&b, 0};
     char count[32];
-    if (!a->presence_on) {
-        if (join)
-            sn_hub_join(a->hub, room, ws);
-        else
-            sn_hub_leave(a->hub, room, ws);
-        return;
-    }
+    if (!a->presence_on)
+        return join ? sn_hub_join(a->hub, room, ws) : sn_hub_leave(a->hub, room, ws);
     pthread_mutex_lock(&a->presence);
-    if (join)
-        sn_hub_join(a->hub, room, ws);
-    else
-        sn_hub_leave(a->hub, room, ws);
+    int rc = join ? sn_hub_join(a->hub, room, ws) : sn_hub_leave(a->hub, room, ws);
+    if (rc < 0 && join) {
+        pthread_mutex_unlock(&a->presence);
+        return rc;
+    }
     puts_(&b, join ? "{\"t\":\"join\",\"name\":" : "{\"t\":\"leave\",\"name\":");
     put_json(&b, m->name, strlen(m->name));
     puts_(&b, ",\"who\":[");
@@ -222,6 +275,7 @@ static void presence(app *a, const char *room, sn_ws *ws, const member *m, bool 
     sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
     pthread_mutex_unlock(&a->presence);
     free(b.p);
+    return rc;
 }
 
 /* Tells the member alone why what it sent went nowhere:
@@ -238,12 +292,14 @@ static void notice(sn_ws *ws, const char *code, const char *why)
     free(b.p);
 }
 
-/* A member's message: a text goes to the room; one too long is answered. */
+/* A member's message: a text goes to the room; what does not is answered. */
 static void say(app *a, const char *room, sn_ws *ws, const member *m, const sn_ws_msg *msg, buf *b)
 {
     char why[128];
-    if (msg->type != SN_WS_TEXT)
+    if (msg->type != SN_WS_TEXT) {
+        notice(ws, "binary", "not sent: the chat takes text messages, not binary ones");
         return;
+    }
     if (msg->len > a->max_text) {
         snprintf(why, sizeof why, "not sent: the text is %zu bytes, over the limit of %zu bytes",
                  msg->len, a->max_text);
@@ -256,7 +312,13 @@ static void say(app *a, const char *room, sn_ws *ws, const member *m, const sn_w
     puts_(b, ",\"text\":");
     put_json(b, msg->data, msg->len);
     puts_(b, "}");
-    sn_hub_publish(a->hub, room, SN_WS_TEXT, b->p, b->len, NULL, SN_DEADLINE_DEFAULT);
+    int rc = sn_hub_publish(a->hub, room, SN_WS_TEXT, b->p, b->len, NULL, SN_DEADLINE_DEFAULT);
+    if (rc == SN_ETIMEDOUT) { /* --policy wait: the others have it */
+        notice(ws, "partly-sent", "not sent to every member: some were too slow to take it");
+    } else if (rc < 0) {
+        snprintf(why, sizeof why, "not sent: %s", sn_strerror(rc));
+        notice(ws, "not-sent", why);
+    }
 }
 
 static void chat(sn_ws *ws, void *user)
@@ -264,12 +326,20 @@ static void chat(sn_ws *ws, void *user)
     app *a = user;
     char room[ROOM_MAX_LEN + 1];
     member m;
-    if (!parse_target(sn_ws_target(ws), room, m.name)) {
-        sn_ws_close(ws, SN_WS_POLICY, "bad room or name", sn_deadline_in(2000));
+    const char *refused = parse_target(sn_ws_target(ws), room, m.name);
+    if (refused != NULL) {
+        sn_ws_close(ws, SN_WS_POLICY, refused, sn_deadline_in(2000));
         return;
     }
     sn_conn_set_data(sn_ws_conn(ws), &m);
-    presence(a, room, ws, &m, true);
+    int rc = presence(a, room, ws, &m, true);
+    if (rc < 0) {
+        char why[124]; /* a close reason: at most 123 bytes */
+        snprintf(why, sizeof why, "cannot join %s: %s", room, sn_strerror(rc));
+        sn_conn_set_data(sn_ws_conn(ws), NULL);
+        sn_ws_close(ws, SN_WS_INTERNAL, why, sn_deadline_in(2000));
+        return;
+    }
     buf b = {0};
     sn_ws_msg msg;
     while (sn_ws_recv(ws, &msg, SN_DEADLINE_NEVER) == 0)
@@ -287,16 +357,20 @@ static int index_page(sn_conn *c, const sn_http_request *req, const void *body, 
                            sizeof page - 1, false, sn_deadline_in(5000));
 }
 
+/* The rooms as [{"room":NAME,"members":N}], the first ROOMS_LISTED of
+ * them; the header X-Rooms-Total says how many there are. */
 static int room_list(sn_conn *c, const sn_http_request *req, const void *body, size_t len,
                      void *user)
 {
     (void)req, (void)body, (void)len;
     app *a = user;
-    sn_hub_room_info info[64];
-    size_t n = sn_hub_rooms(a->hub, info, 64);
+    sn_hub_room_info *info = malloc(ROOMS_LISTED * sizeof *info);
+    if (info == NULL)
+        abort();
+    size_t total = sn_hub_rooms(a->hub, info, ROOMS_LISTED);
     buf b = {0};
     puts_(&b, "[");
-    for (size_t i = 0; i < n && i < 64; i++) {
+    for (size_t i = 0; i < total && i < ROOMS_LISTED; i++) {
         char count[32];
         puts_(&b, i ? ",{\"room\":" : "{\"room\":");
         put_json(&b, info[i].name, strlen(info[i].name));
@@ -304,10 +378,14 @@ static int room_list(sn_conn *c, const sn_http_request *req, const void *body, s
         puts_(&b, count);
     }
     puts_(&b, "]");
-    int rc =
-        sn_http_respond(c, 200, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
-                        b.p, b.len, false, sn_deadline_in(5000));
+    char head[128];
+    snprintf(head, sizeof head,
+             "Content-Type: application/json\r\nCache-Control: no-store\r\n"
+             "X-Rooms-Total: %zu\r\n",
+             total);
+    int rc = sn_http_respond(c, 200, head, b.p, b.len, false, sn_deadline_in(5000));
     free(b.p);
+    free(info);
     return rc;
 }
 

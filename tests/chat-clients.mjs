@@ -14,6 +14,14 @@
 //     and stays; a text of MAX bytes goes to the room; one over 4 x MAX (the
 //     session's limit) gets the library's close 1009. The other member gets
 //     the MAX-byte text only.
+//   node chat-clients.mjs refuse URL
+//     bad rooms and names (none, bad characters, too long, not UTF-8, a
+//     control character) get close 1008 with a reason naming which; the
+//     room's members are not disturbed; a binary message gets the notice
+//     "binary" and its sender stays.
+//   node chat-clients.mjs slow URL   (the chat runs with --policy wait --max-queue 1)
+//     a member stops reading; the sender's texts go on until one gets the
+//     notice "partly-sent".
 import WebSocket from 'ws';
 
 const [mode, base, nArg, kArg] = process.argv.slice(2);
@@ -135,6 +143,58 @@ if (mode === 'shutdown') {
   bob.ws.close(1000);
   console.log(`ok: over ${max} bytes a notice to the sender alone, over ${4 * max} close 1009`);
   process.exit(0);
+} else if (mode === 'refuse') {
+  const room = 'refuse' + process.pid;
+  const [ann, bob] = await pair(room);
+  const closedWith = (path) => new Promise((resolve) => {
+    const ws = new WebSocket(base + path);
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+    ws.on('error', () => {}); // the close follows
+  });
+  for (const [path, want] of [
+    ['/chat', 'no room'],
+    ['/chat/a.b?name=x', 'bad room'],
+    ['/chat/' + 'r'.repeat(65), 'bad room'],
+    [`/chat/${room}?name=${'n'.repeat(33)}`, 'bad name: over 32 bytes'],
+    [`/chat/${room}?name=`, 'bad name'],
+    [`/chat/${room}?name=%FF`, 'bad name'], // not UTF-8: every member's frames would break
+    [`/chat/${room}?name=a%0Ab`, 'bad name'],
+  ]) {
+    const c = await closedWith(path);
+    if (c.code !== 1008 || !c.reason.startsWith(want))
+      fail(`${path}: closed ${c.code} '${c.reason}', want 1008 '${want}...'`);
+  }
+  const long = 'é'.repeat(16); // 32 bytes: the longest name
+  const eve = await member(`${base}/chat/${room}?name=${encodeURIComponent(long)}`);
+  await until(() => bob.got.some((m) => m.t === 'join' && m.name === long), 'a 32-byte name');
+  ann.ws.send(Buffer.from([1, 2, 3])); // binary: a notice to ann alone
+  await until(() => errors(ann).length > 0, 'the notice for a binary message');
+  if (errors(ann)[0].code !== 'binary') fail('the notice was ' + JSON.stringify(errors(ann)[0]));
+  console.log('ann is told: ' + errors(ann)[0].text);
+  ann.ws.send('still here');
+  await until(() => msgs(bob).length > 0 && msgs(ann).length > 0, 'the text after the notice');
+  for (const [name, c] of [['ann', ann], ['bob', bob], ['eve', eve]]) {
+    if (c.close !== null || c.error !== null) fail(`${name} was disturbed: ${c.close?.code} ${c.error}`);
+    if (name !== 'ann' && errors(c).length > 0) fail(`${name} got ann's notice`);
+  }
+  if (msgs(bob).length !== 1 || msgs(bob)[0].text !== 'still here') fail('bob got ' + JSON.stringify(msgs(bob)));
+  for (const c of [ann, bob, eve]) c.ws.close(1000);
+  console.log('ok: bad rooms and names closed 1008 with a reason; a binary message answered');
+  process.exit(0);
+} else if (mode === 'slow') {
+  const [ann, bob] = await pair('slow' + process.pid);
+  bob.ws._socket.pause(); // bob stops reading: his socket, then his queue, fill
+  const t = text(60000);
+  for (let i = 0; errors(ann).length === 0; i++) {
+    if (i === 2000) fail('no notice after 2000 texts to a member that does not read');
+    ann.ws.send(t);
+    await until(() => msgs(ann).length > i || errors(ann).length > 0, `text ${i} back`);
+  }
+  const e = errors(ann)[0];
+  if (e.code !== 'partly-sent') fail('the notice was ' + JSON.stringify(e));
+  console.log(`ann is told, after ${msgs(ann).length} texts: ${e.text}`);
+  process.exit(0);
 } else {
-  fail('usage: chat-clients.mjs order URL N K | shutdown URL | big URL BYTES | limit URL MAX');
+  fail('usage: chat-clients.mjs order URL N K | shutdown URL | big URL BYTES | limit URL MAX |' +
+    ' refuse URL | slow URL');
 }

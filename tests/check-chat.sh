@@ -4,7 +4,9 @@
 # and serves its page; the npm `ws` client (200 clients in one room, none
 # losing a message, all in one order; a 70,000-byte text reaches the room
 # whole with the default flags; with --max-text 1000 a longer text gets a
-# notice to its sender alone, and one over 4,000 bytes close 1009); the page
+# notice to its sender alone, and one over 4,000 bytes close 1009; bad rooms
+# and names get close 1008 with a reason, a binary message a notice; with
+# --policy wait a text some member was too slow for a notice); the page
 # in headless Chromium (two pages, both sending, the same order on both; a
 # text over --max-text shows the notice on the sender's page only; a
 # screenshot is kept as tests/chat-browser.png next to this test's log);
@@ -53,15 +55,25 @@ kill -TERM "$pid"
 wait "$pid" || fail "chat --max-text 1000 exited $? after SIGTERM"
 pid=""
 
+# --policy wait: a text that a member was too slow for gets a notice
+start_chat --policy wait --max-queue 1
+node "$npmdir/chat-clients.mjs" slow "$base" || fail "--policy wait"
+kill -TERM "$pid"
+wait "$pid" || fail "chat --policy wait exited $? after SIGTERM"
+pid=""
+
 start_chat --workers 512 --max-queue 65536
 
 page=$(curl -s "http://127.0.0.1:$port/") || fail "GET / failed"
 case "$page" in *"<title>socknet chat</title>"*) ;; *) fail "GET / is not the chat page" ;; esac
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/nowhere")" = 404 ] ||
     fail "an unknown path is not 404"
+curl -s -D "$tmp/head" -o /dev/null "http://127.0.0.1:$port/rooms" || fail "GET /rooms failed"
+grep -qi '^X-Rooms-Total: 0' "$tmp/head" || fail "GET /rooms: no X-Rooms-Total: $(cat "$tmp/head")"
 
 node "$npmdir/chat-clients.mjs" order "$base" 200 5 || fail "200 ws clients"
 node "$npmdir/chat-clients.mjs" big "$base" 70000 || fail "a 70,000-byte text"
+node "$npmdir/chat-clients.mjs" refuse "$base" || fail "refusals"
 
 # the page, with the default --max-text (131072)
 if [ -x "$chromium" ]; then
@@ -81,4 +93,4 @@ wait "$pid" || rc=$?
 pid=""
 [ $rc = 0 ] || fail "chat exited $rc after SIGTERM"
 wait "$cpid" || fail "the member did not get close 1001: $(cat "$tmp/stop")"
-echo "ok: chat page, 200 ws clients, long texts and --max-text, Chromium, close 1001 on SIGTERM"
+echo "ok: chat page, 200 ws clients, long texts and --max-text, refusals, Chromium, close 1001 on SIGTERM"
