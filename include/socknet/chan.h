@@ -214,7 +214,20 @@ SN_API ssize_t sn_write(sn_conn *c, const void *buf, size_t len, sn_deadline dl)
 /* sn_write of a NUL-terminated string (without the NUL). */
 SN_API ssize_t sn_write_str(sn_conn *c, const char *s, sn_deadline dl);
 
-/* Gathers several buffers in one write (total bytes returned). */
+/* Writes iovcnt buffers in order as one sn_write of their bytes: appended
+ * to the write buffer, or, when the total is at least the write buffer's
+ * size, sent straight after what is buffered, in one writev, without a
+ * copy. Returns the total of the iov_len (0 when it is 0), or:
+ * SN_EINVAL (iovcnt negative or above IOV_MAX - 1, or a total above
+ * SSIZE_MAX; nothing taken); SN_ETIMEDOUT (nothing of this call taken,
+ * except in a direct write that had sent some of it, where the error is
+ * then sticky, and in an autoflush write smaller than the write buffer,
+ * where the unsent rest stays buffered: retry with sn_flush, not the
+ * write); SN_ENOMEM (no buffer: nothing taken, except when such an
+ * autoflush write timed out and cannot keep its rest, which is then
+ * sticky); SN_ESTOPPED (a stopping server's deadline has passed;
+ * sticky); or the stream's sticky error (SN_EPIPE after sn_shutdown_write
+ * or from the peer, SN_ECONNRESET, SN_ECLOSED after sn_conn_close). */
 SN_API ssize_t sn_writev(sn_conn *c, const struct iovec *iov, int iovcnt, sn_deadline dl);
 
 /* Formats into the write buffer. Returns the bytes written, or an error as
