@@ -10,10 +10,12 @@
  *
  * Local (Unix-domain) stream sockets are named in the same text, with a
  * "unix:" prefix and no port:
- *   "unix:/run/app.sock"  a path in the file system (relative paths too:
- *                         "unix:app.sock"), at most 107 bytes (sun_path)
- *   "unix:@app"           a Linux abstract name ("app" with a leading NUL
- *                         byte in the kernel, no file), at most 106 bytes
+ *
+ *     "unix:/run/app.sock"  a path in the file system (relative paths too:
+ *                           "unix:app.sock"), at most 107 bytes (sun_path)
+ *     "unix:@app"           a Linux abstract name ("app" with a leading NUL
+ *                           byte in the kernel, no file), at most 106 bytes
+ *
  * Wherever the library takes a host (sn_resolve, sn_tcp_connect,
  * sn_listen_config, the server's listeners), "unix:PATH" or "unix:@NAME"
  * means that local socket and the port is ignored, so one configuration

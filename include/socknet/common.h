@@ -48,10 +48,12 @@ SN_API const char *sn_version(void);
  *     sn_read_exact(c, body, len, dl);
  *
  * Two special values:
- *   SN_DEADLINE_DEFAULT (0)  the object's default timeout applies, counted
- *                            from the start of the call (for a connection,
- *                            its read or write timeout).
- *   SN_DEADLINE_NEVER        wait for as long as it takes.
+ *
+ *     SN_DEADLINE_DEFAULT (0)  the object's default timeout applies, counted
+ *                              from the start of the call (for a connection,
+ *                              its read or write timeout).
+ *     SN_DEADLINE_NEVER        wait for as long as it takes.
+ *
  * A deadline already in the past still lets a call complete from data that
  * is already buffered; only waiting fails, with SN_ETIMEDOUT.
  */

@@ -5,9 +5,11 @@
  * Every call returns 0 (or a byte count) on success and a negative SN_E*
  * code on failure. System errors are -errno (SN_ECONNRESET == -ECONNRESET
  * on Linux); the library's own codes live from -1000 down, grouped by layer:
- *   -1000..-1099  streams and channels      -1300..-1399  HTTP
- *   -1100..-1199  addresses and sockets     -1400..-1499  WebSocket
- *   -1200..-1299  TLS                       -1500..-1599  pool, server, hub
+ *
+ *     -1000..-1099  streams and channels      -1300..-1399  HTTP
+ *     -1100..-1199  addresses and sockets     -1400..-1499  WebSocket
+ *     -1200..-1299  TLS                       -1500..-1599  pool, server, hub
+ *
  * There is no thread-local "last error": the code returned is the error.
  */
 #ifndef SOCKNET_ERROR_H

@@ -3,14 +3,14 @@
  * socknet/hub.h: the broadcast hub: rooms of WebSocket sessions (and pull
  * subscriptions), fan-out where no slow member holds back the others.
  *
- *   sn_hub *hub;
- *   sn_hub_config hc = { .room = { .policy = SN_HUB_DROP_OLDEST } };
- *   sn_hub_new(&hub, &hc);
- *   // in a WebSocket handler:
- *   sn_hub_join(hub, "lobby", ws);
- *   while (sn_ws_recv(ws, &m, SN_DEADLINE_NEVER) == 0)
- *       sn_hub_publish(hub, "lobby", m.type, m.data, m.len, NULL, SN_DEADLINE_DEFAULT);
- *   // leaving is automatic when the session is freed
+ *     sn_hub *hub;
+ *     sn_hub_config hc = { .room = { .policy = SN_HUB_DROP_OLDEST } };
+ *     sn_hub_new(&hub, &hc);
+ *     // in a WebSocket handler:
+ *     sn_hub_join(hub, "lobby", ws);
+ *     while (sn_ws_recv(ws, &m, SN_DEADLINE_NEVER) == 0)
+ *         sn_hub_publish(hub, "lobby", m.type, m.data, m.len, NULL, SN_DEADLINE_DEFAULT);
+ *     // leaving is automatic when the session is freed
  *
  * Rooms are made by the first join (or subscription) and removed when their
  * last member leaves. A session may be in many rooms (of one hub).
@@ -51,18 +51,20 @@
  *    mutex the hub only tries non-blocking sends.
  *
  * Slow members: when a member's queue is full the room's policy decides.
- *  SN_HUB_DROP_OLDEST  the oldest queued message is dropped for that member
- *                      (the default; live feeds, chat);
- *  SN_HUB_DROP_NEWEST  the new message is dropped for that member;
- *  SN_HUB_DISCONNECT   the member's queue is dropped and it is closed with
- *                      close_code (1008 or 1013) as soon as its socket
- *                      takes the close frame (at most close_timeout_ms,
- *                      then the connection is cut); its session's receive
- *                      then ends. A pull subscription gets SN_EHUB_SLOW;
- *  SN_HUB_WAIT         the publisher waits, up to wait_ms and its own
- *                      deadline, for room in every full queue; a member
- *                      still full then misses the message and the call
- *                      returns SN_ETIMEDOUT (the others got it).
+ *
+ *     SN_HUB_DROP_OLDEST  the oldest queued message is dropped for that member
+ *                         (the default; live feeds, chat);
+ *     SN_HUB_DROP_NEWEST  the new message is dropped for that member;
+ *     SN_HUB_DISCONNECT   the member's queue is dropped and it is closed with
+ *                         close_code (1008 or 1013) as soon as its socket
+ *                         takes the close frame (at most close_timeout_ms,
+ *                         then the connection is cut); its session's receive
+ *                         then ends. A pull subscription gets SN_EHUB_SLOW;
+ *     SN_HUB_WAIT         the publisher waits, up to wait_ms and its own
+ *                         deadline, for room in every full queue; a member
+ *                         still full then misses the message and the call
+ *                         returns SN_ETIMEDOUT (the others got it).
+ *
  * A member that keeps up never loses a message. Only SN_HUB_WAIT lets a
  * slow member slow a publisher, and then only up to the deadline.
  *

@@ -23,6 +23,7 @@
  *         one connection open and close: the probe);
  *       - by anything that is not a socket: SN_EEXIST, and nothing is
  *         removed.
+ *
  *     The check and the removal are not one atomic step: two processes
  *     starting on the same stale path at the same moment need a lock file
  *     of their own. Closing the listener (sn_sock_close, sn_sock_free, a
@@ -87,23 +88,24 @@ SN_API const char *sn_sock_state_name(int state);
  * connections a listener accepts).
  *
  * Defaults, and why:
- *   NODELAY     on. Writes go through a buffered writer that sends a whole
- *               message per flush, so Nagle's algorithm can only add delay
- *               (up to 40 ms against delayed ACKs). Ktor does the same;
- *               OpenHarmony leaves Nagle on.
- *   KEEPALIVE   off, as the system; KEEPIDLE/KEEPINTVL/KEEPCNT system.
- *   LINGER      off: close returns at once, the kernel sends what is left.
- *   RCVBUF, SNDBUF  system: setting one turns off the kernel's autotuning.
- *   REUSEADDR   on for listeners (restart without waiting out TIME_WAIT),
- *               off for clients.
- *   REUSEPORT   off.
- *   READ_TIMEOUT, WRITE_TIMEOUT  60000 ms: the default deadline of a read
- *               or write on a connection (SN_DEADLINE_DEFAULT), so a silent
- *               peer cannot hold a thread forever. SN_TIMEOUT_NEVER lifts it.
- *   CONNECT_TIMEOUT  30000 ms: the default deadline of sn_tcp_connect.
- *   TOS         system (0).
- *   OOBINLINE   off.
- *   FASTOPEN    off.
+ *
+ *     NODELAY     on. Writes go through a buffered writer that sends a whole
+ *                 message per flush, so Nagle's algorithm can only add delay
+ *                 (up to 40 ms against delayed ACKs). Ktor does the same;
+ *                 OpenHarmony leaves Nagle on.
+ *     KEEPALIVE   off, as the system; KEEPIDLE/KEEPINTVL/KEEPCNT system.
+ *     LINGER      off: close returns at once, the kernel sends what is left.
+ *     RCVBUF, SNDBUF  system: setting one turns off the kernel's autotuning.
+ *     REUSEADDR   on for listeners (restart without waiting out TIME_WAIT),
+ *                 off for clients.
+ *     REUSEPORT   off.
+ *     READ_TIMEOUT, WRITE_TIMEOUT  60000 ms: the default deadline of a read
+ *                 or write on a connection (SN_DEADLINE_DEFAULT), so a silent
+ *                 peer cannot hold a thread forever. SN_TIMEOUT_NEVER lifts it.
+ *     CONNECT_TIMEOUT  30000 ms: the default deadline of sn_tcp_connect.
+ *     TOS         system (0).
+ *     OOBINLINE   off.
+ *     FASTOPEN    off.
  */
 typedef enum sn_sock_opt {
     SN_OPT_NODELAY = 1,     /* 0/1: TCP_NODELAY */
