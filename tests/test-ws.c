@@ -725,6 +725,63 @@ static void test_client_reads_lists(void)
     }
 }
 
+/* What ws.h says sn_ws_send_begin, sn_ws_send_part, sn_ws_ping,
+ * sn_ws_close_send and sn_ws_send_frame return, case by case. */
+static void test_send_contracts(void)
+{
+    struct srv s = {.mode = RECV_ONE};
+    sn_conn *c;
+    sn_ws *ws;
+    char long_reason[125];
+    memset(long_reason, 'r', sizeof long_reason - 1);
+    long_reason[124] = '\0';
+    srv_start(&s, &c);
+    SN_ASSERT_RC(client(&ws, c, NULL, NULL), 0);
+    SN_ASSERT_RC(sn_ws_send_begin(NULL, SN_WS_TEXT, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_send_begin(ws, SN_WS_PING, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_send_part(ws, "x", 1, true, 0), SN_EBADSTATE); /* nothing open */
+    SN_ASSERT_RC(sn_ws_ping(ws, long_reason, 126, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_ping(ws, NULL, 1, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_ping(ws, NULL, 0, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_ws_send_frame(ws, true, SN_WS_TEXT, "x", 1, 0), SN_EBADSTATE); /* not raw */
+    SN_ASSERT_RC(sn_ws_close_send(ws, 1005, NULL, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_close_send(ws, 1015, NULL, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_close_send(ws, 0, "why", 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_close_send(ws, 1000, long_reason, 0), SN_EINVAL); /* 124 bytes */
+    SN_ASSERT_RC(sn_ws_close_send(ws, 4000, "\xff", 0), SN_EINVAL);
+    /* a message open when the close goes: its next part fails and ends it */
+    SN_ASSERT_RC(sn_ws_send_begin(ws, SN_WS_BINARY, 0), 0);
+    SN_ASSERT_RC(sn_ws_send_part(ws, NULL, 1, false, 0), SN_EINVAL); /* still open */
+    SN_ASSERT_RC(sn_ws_send_part(ws, "a", 1, false, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_ws_close_send(ws, 1000, "bye", sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_ws_close_send(ws, 1001, NULL, 0), 0); /* already sent: nothing goes */
+    SN_ASSERT_RC(sn_ws_send_part(ws, "b", 1, false, 0), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_ws_send_part(ws, "c", 1, true, 0), SN_EBADSTATE); /* ended */
+    SN_ASSERT_RC(sn_ws_send_begin(ws, SN_WS_TEXT, 0), 0);             /* the lock was given back */
+    SN_ASSERT_RC(sn_ws_send_part(ws, "d", 1, true, 0), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_ws_ping(ws, "p", 1, 0), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_ws_send(ws, SN_WS_TEXT, "e", 1, 0), SN_EBADSTATE);
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    srv_join(&s);
+
+    /* raw mode: anything goes, and a close frame is the session's close */
+    s = (struct srv){.mode = RECV_ONE};
+    srv_start(&s, &c);
+    sn_ws_config raw = {.raw = SN_ON};
+    SN_ASSERT_RC(client(&ws, c, &raw, NULL), 0);
+    SN_ASSERT_RC(sn_ws_send_frame(NULL, true, SN_WS_TEXT, "x", 1, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_send_frame(ws, true, 16, "x", 1, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_send_frame(ws, true, SN_WS_TEXT, NULL, 1, 0), SN_EINVAL);
+    SN_ASSERT_RC(sn_ws_send_frame(ws, true, SN_WS_CLOSE, "\x03\xe8", 2, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_ws_close_send(ws, 1000, NULL, 0), 0);
+    SN_ASSERT_RC(sn_ws_send(ws, SN_WS_TEXT, "x", 1, 0), SN_EBADSTATE);
+    SN_ASSERT_RC(sn_ws_send_frame(ws, true, SN_WS_TEXT, "x", 1, sn_deadline_in(5000)), 0);
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    srv_join(&s);
+}
+
 static void test_bad_arguments(void)
 {
     sn_ws *ws;
@@ -753,6 +810,7 @@ static CU_TestInfo tests[] = {
     {"handshakes refused: 426, 405, 400", test_refusals},
     {"the client rejects bad answers", test_client_rejects_bad_answers},
     {"the client reads list fields on every line, others once", test_client_reads_lists},
+    {"the send calls return what ws.h says", test_send_contracts},
     {"bad arguments", test_bad_arguments},
     CU_TEST_INFO_NULL,
 };

@@ -27,6 +27,16 @@
  * another receives: a per-session lock keeps frames whole, and a message
  * sent in fragments keeps other messages out until its last part (control
  * frames still go between its fragments). The locks are fiber-aware.
+ * Ownership: sn_ws_accept and sn_ws_handshake give the caller a session over
+ * the caller's connection, which must outlive the session and is still the
+ * caller's to free after sn_ws_free; a session from sn_ws_connect owns its
+ * connection, and sn_ws_free frees both. A session handed to an sn_web
+ * handler belongs to the router, which frees it when the handler returns.
+ * The configuration is copied; its subprotocol list and TLS context are
+ * used only while the handshake runs. What a receive gives (sn_ws_msg,
+ * sn_ws_part, sn_ws_frame) points into the session until the next receive;
+ * the strings of sn_ws_target, sn_ws_subprotocol and sn_ws_close_reason
+ * live until sn_ws_free.
  */
 #ifndef SOCKNET_WS_H
 #define SOCKNET_WS_H
@@ -44,6 +54,8 @@
 extern "C" {
 #endif
 
+/* A WebSocket session (thread safety and ownership: see the top of this
+ * file). */
 typedef struct sn_ws sn_ws;
 
 /* Message and frame types (the opcodes of RFC 6455). */
@@ -255,11 +267,38 @@ SN_API int sn_ws_send(sn_ws *ws, int type, const void *data, size_t len, sn_dead
 
 /* Sends a message in parts, as fragments: begin with its type, then parts,
  * the one with last true ending it. Other messages wait until it ends;
- * control frames do not. Any thread, the same one from begin to end. */
+ * control frames do not. Any thread, the same one from begin to end.
+ *
+ * sn_ws_send_begin opens the message of type SN_WS_TEXT or SN_WS_BINARY and
+ * sends nothing: it waits (without a deadline: dl is not used) for a
+ * message that another thread is sending to end. Calling it again on the
+ * same thread before the last part never returns. Returns 0, or SN_EINVAL
+ * (ws NULL, or another type). */
 SN_API int sn_ws_send_begin(sn_ws *ws, int type, sn_deadline dl);
+
+/* Sends the next part of the message sn_ws_send_begin opened as one frame
+ * (len may be 0; compressed with the rest of the message when
+ * permessage-deflate is on), flushed before dl; last ends the message.
+ * Returns 0, or:
+ *   SN_EINVAL     ws NULL, or data NULL with len > 0;
+ *   SN_EBADSTATE  no message is open (no sn_ws_send_begin, or its last part
+ *                 or a failed part ended it), or a close was sent;
+ *   SN_ENOMEM     no memory to compress or mask the part;
+ *   SN_EIO        no random mask key (a session that masks);
+ *   the connection's error (SN_ETIMEDOUT when dl passes, ...).
+ * Bad arguments (SN_EINVAL) and SN_EBADSTATE with no message open change
+ * nothing. Any other error ends the message, unfinished for the peer:
+ * close the session (sn_ws_close_send) or free it. */
 SN_API int sn_ws_send_part(sn_ws *ws, const void *data, size_t len, bool last, sn_deadline dl);
 
-/* Sends a ping with up to 125 bytes of payload. Any thread. */
+/* Sends a ping with len bytes of payload (at most 125; data may be NULL
+ * when len is 0), flushed before dl. Any thread, also between the
+ * fragments of a message. The pong comes to the receiver (sn_ws_recv takes
+ * it on the way; raw mode gives it); this ping does not count for
+ * ping_period_ms or timeout_ms.
+ * Returns 0, SN_EINVAL (ws NULL, len over 125, or data NULL with len > 0),
+ * SN_EBADSTATE (a close was sent), SN_ENOMEM or SN_EIO (masking, as for
+ * sn_ws_send_part), or the connection's error. */
 SN_API int sn_ws_ping(sn_ws *ws, const void *data, size_t len, sn_deadline dl);
 
 /* The close handshake: sends a close with code (a code that may be sent;
@@ -270,8 +309,15 @@ SN_API int sn_ws_ping(sn_ws *ws, const void *data, size_t len, sn_deadline dl);
  * one receives. */
 SN_API int sn_ws_close(sn_ws *ws, int code, const char *reason, sn_deadline dl);
 
-/* Only sends the close frame (any thread); the receiver then sees the
- * peer's answer as SN_ECLOSED. */
+/* Only sends the close frame (any thread), with code and reason as for
+ * sn_ws_close, flushed before dl; the receiver then sees the peer's answer
+ * as SN_ECLOSED. Once a close is sent, nothing else is: sends and pings
+ * return SN_EBADSTATE (raw mode's sn_ws_send_frame aside).
+ * Returns 0 (sent, or a close had been sent already, by another call or by
+ * the session on an error: none is sent again), SN_EINVAL (ws NULL; a code
+ * that may not be sent: only 1000-1003, 1007-1014 and 3000-4999 may; a
+ * reason without a code, over 123 bytes or not UTF-8), SN_ENOMEM or SN_EIO
+ * (masking, as for sn_ws_send_part), or the connection's error. */
 SN_API int sn_ws_close_send(sn_ws *ws, int code, const char *reason, sn_deadline dl);
 
 /* The peer's close code (SN_WS_NO_STATUS when its close had none,
@@ -287,7 +333,14 @@ SN_API const char *sn_ws_close_reason(const sn_ws *ws);
  * or the connection's error. */
 SN_API int sn_ws_recv_frame(sn_ws *ws, sn_ws_frame *f, sn_deadline dl);
 
-/* Raw mode: sends one frame as given (masked when the session masks). */
+/* Raw mode: sends one frame as given (masked when the session masks; RSV
+ * bits clear), flushed before dl. Nothing is checked against RFC 6455: a
+ * control frame over 125 bytes or without fin, a reserved opcode, a frame
+ * after a close all go out (for testing peers). A close frame counts as
+ * the session's close: sn_ws_close_send then returns 0 and sends nothing.
+ * Returns 0, SN_EINVAL (ws NULL, opcode outside 0-15, or data NULL with
+ * len > 0), SN_EBADSTATE (not raw mode), SN_ENOMEM or SN_EIO (masking, as
+ * for sn_ws_send_part), or the connection's error. */
 SN_API int sn_ws_send_frame(sn_ws *ws, bool fin, int opcode, const void *data, size_t len,
                             sn_deadline dl);
 
