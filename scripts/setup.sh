@@ -11,13 +11,16 @@ want_check=0
 if [ "${1:-}" = "--check" ]; then want_check=1; shift; fi
 build=${1:-$top/build}
 
-pkgs=(build-essential autoconf automake libtool pkg-config
+# doxygen makes the manual pages from the headers (a release tarball ships them)
+pkgs=(build-essential autoconf automake libtool pkg-config doxygen
       libwolfssl-dev zlib1g-dev libcunit1-dev)
 if [ $want_check = 1 ]; then
     # clang for the libFuzzer targets, clang-format for the format stage,
     # chromium for the browser tests (interop, chat),
-    # openssl and gnutls-cli for the TLS interop test, curl for the chat test
-    pkgs+=(valgrind procps iproute2 psmisc clang clang-format chromium openssl gnutls-bin curl)
+    # openssl and gnutls-cli for the TLS interop test, curl for the chat test,
+    # man-db (and groff) to render the manual pages in tests/check-man.sh
+    pkgs+=(valgrind procps iproute2 psmisc clang clang-format chromium openssl gnutls-bin curl
+           man-db)
 fi
 
 missing=()

@@ -151,6 +151,7 @@ refused "chat: --workers 70000: out of range with --fibers off (1-65536)" "$ex/c
 refused "chat: --policy fast: expected drop-oldest, drop-newest, disconnect or wait" \
     "$ex/chat" --policy fast
 refused "chat: --max-queue none: not a number (1-16777216)" "$ex/chat" --max-queue none
+refused "chat: --max-text 0: out of range (1-16777216)" "$ex/chat" --max-text 0
 refused "chat: unknown flag --frobnicate" "$ex/chat" --frobnicate
 
 # 4. udp-echo: datagrams of 0, 1, 1,400 and 65,507 bytes come back unchanged
