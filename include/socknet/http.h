@@ -128,8 +128,8 @@ SN_API const sn_http_header *sn_http_find(const sn_http_request *r, const char *
  * they were sent; prev NULL gives the first (as sn_http_find). This walks
  * every line of a field sent on several lines:
  *
- *   for (const sn_http_header *h = NULL; (h = sn_http_find_next(r, "Via", h)) != NULL;)
- *       use(h->value, h->value_len);
+ *     for (const sn_http_header *h = NULL; (h = sn_http_find_next(r, "Via", h)) != NULL;)
+ *         use(h->value, h->value_len);
  *
  * r: a parsed request; name: NUL-terminated; prev: NULL, or one of
  * r->headers (usually the one this function or sn_http_find returned).

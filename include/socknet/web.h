@@ -4,11 +4,11 @@
  * webSocket("/path")) and plain HTTP handlers side by side, behind the
  * strict HTTP front door of socknet/http.h.
  *
- *   sn_web *web;
- *   sn_web_new(&web, NULL);
- *   sn_web_route_ws(web, "/echo", SN_ROUTE_EXACT, &wscfg, echo, NULL);
- *   sn_web_route_http(web, "/", SN_ROUTE_EXACT, index_page, NULL);
- *   sn_server_config sc = { .port = 8080, .handler = sn_web_serve, .user = web };
+ *     sn_web *web;
+ *     sn_web_new(&web, NULL);
+ *     sn_web_route_ws(web, "/echo", SN_ROUTE_EXACT, &wscfg, echo, NULL);
+ *     sn_web_route_http(web, "/", SN_ROUTE_EXACT, index_page, NULL);
+ *     sn_server_config sc = { .port = 8080, .handler = sn_web_serve, .user = web };
  *
  * For each connection sn_web_serve reads request heads (one deadline per
  * head, limits from the configuration), finds the route and answers what it

@@ -6,10 +6,10 @@
  * A session is made by sn_ws_accept (server: from a request head read with
  * sn_http_read_request) or sn_ws_connect / sn_ws_handshake (client). Then:
  *
- *   sn_ws_msg m;
- *   while (sn_ws_recv(ws, &m, SN_DEADLINE_NEVER) == 0)       // whole messages
- *       sn_ws_send(ws, m.type, m.data, m.len, sn_deadline_in(5000));
- *   sn_ws_close(ws, SN_WS_NORMAL, "bye", sn_deadline_in(5000));
+ *     sn_ws_msg m;
+ *     while (sn_ws_recv(ws, &m, SN_DEADLINE_NEVER) == 0)       // whole messages
+ *         sn_ws_send(ws, m.type, m.data, m.len, sn_deadline_in(5000));
+ *     sn_ws_close(ws, SN_WS_NORMAL, "bye", sn_deadline_in(5000));
  *
  * What the session does by itself (unless raw): answers pings, reassembles
  * fragments, validates text as UTF-8 as it arrives, enforces the frame and
@@ -89,10 +89,12 @@ enum sn_ws_close_code {
  *
  * Memory per session with deflate on (zlib 1.2.13's allocations, measured;
  * a 256-byte window compresses with 512, see lib/sn_ws_deflate.c):
- *   compressing, by window bits / mem_level:
- *     15/8 (default) 262 KiB   15/4 142 KiB   15/1 135 KiB
- *     12/8 150 KiB   12/4 30 KiB   10/4 18 KiB   9/4 16 KiB   9/1 9 KiB
- *   decompressing, by window bits: 15: 39 KiB, 12: 11 KiB, 9 or 8: 7.5 KiB
+ *
+ *     compressing, by window bits / mem_level:
+ *       15/8 (default) 262 KiB   15/4 142 KiB   15/1 135 KiB
+ *       12/8 150 KiB   12/4 30 KiB   10/4 18 KiB   9/4 16 KiB   9/1 9 KiB
+ *     decompressing, by window bits: 15: 39 KiB, 12: 11 KiB, 9 or 8: 7.5 KiB
+ *
  * Each is allocated when the first compressed message goes out or comes
  * in, and held until sn_ws_free: an idle session, or one whose messages
  * stay under the threshold, costs nothing. Receive buffers come on top
@@ -280,12 +282,14 @@ SN_API int sn_ws_send_begin(sn_ws *ws, int type, sn_deadline dl);
  * (len may be 0; compressed with the rest of the message when
  * permessage-deflate is on), flushed before dl; last ends the message.
  * Returns 0, or:
- *   SN_EINVAL     ws NULL, or data NULL with len > 0;
- *   SN_EBADSTATE  no message is open (no sn_ws_send_begin, or its last part
- *                 or a failed part ended it), or a close was sent;
- *   SN_ENOMEM     no memory to compress or mask the part;
- *   SN_EIO        no random mask key (a session that masks);
- *   the connection's error (SN_ETIMEDOUT when dl passes, ...).
+ *
+ *     SN_EINVAL     ws NULL, or data NULL with len > 0
+ *     SN_EBADSTATE  no message is open (no sn_ws_send_begin, or its last
+ *                   part or a failed part ended it), or a close was sent
+ *     SN_ENOMEM     no memory to compress or mask the part
+ *     SN_EIO        no random mask key (a session that masks)
+ *     (others)      the connection's error (SN_ETIMEDOUT when dl passes)
+ *
  * Bad arguments (SN_EINVAL) and SN_EBADSTATE with no message open change
  * nothing. Any other error ends the message, unfinished for the peer:
  * close the session (sn_ws_close_send) or free it. */
