@@ -401,13 +401,18 @@ static int64_t recv_deadline(const sn_ws *ws, sn_deadline dl)
     return sn__deadline_abs(dl, sn_conn_sock(ws->c)->read_timeout_ms);
 }
 
-/* The session fails: the peer gets a close with code (when one is to be
- * sent and none was), and err sticks. */
+/* The session fails: the peer gets a close with code and the error's text as
+ * its reason (when one is to be sent and none was), and err sticks. */
 static int fail(sn_ws *ws, int code, int err)
 {
     if (code != 0 && !atomic_load(&ws->close_sent)) {
-        uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-        send_control(ws, SN_WS_CLOSE, p, 2, sn_deadline_in(1000));
+        uint8_t p[125]; /* a control frame's payload at most */
+        const char *why = sn_strerror(err);
+        size_t n = strnlen(why, sizeof p - 2);
+        p[0] = (uint8_t)(code >> 8);
+        p[1] = (uint8_t)code;
+        memcpy(p + 2, why, n);
+        send_control(ws, SN_WS_CLOSE, p, 2 + n, sn_deadline_in(1000));
     }
     if (ws->rerr == 0)
         ws->rerr = err;

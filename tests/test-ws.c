@@ -442,6 +442,10 @@ static void expect_failure(const char *what, void (*send)(sn_conn *c), int want_
     if (code != want_code)
         fprintf(stderr, "%s: close %d, want %d\n", what, code, want_code);
     CU_ASSERT_EQUAL(code, want_code);
+    /* the reason says why: the text of the error the server's receive returns */
+    const char *why = sn_strerror(want_rc);
+    CU_ASSERT_EQUAL(f.len, 2 + strlen(why));
+    CU_ASSERT(f.len >= 2 && memcmp((const uint8_t *)f.data + 2, why, f.len - 2) == 0);
     sn_ws_free(ws);
     sn_conn_free(c);
     srv_join(&s);

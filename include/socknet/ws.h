@@ -19,8 +19,9 @@
  * at once), gives up after timeout_ms without an answer, answers a close
  * and reports it (sn_ws_close_code / sn_ws_close_reason). A peer that
  * breaks the protocol gets the close code RFC 6455 section 7.4.1 names
- * (1002, 1007, 1009) and the call returns the matching error; errors are
- * sticky.
+ * (1002, 1007, 1009; 1011 when no pong came in time) with the error's
+ * text as the reason (sn_strerror: "WebSocket frame or message larger than
+ * the limit"), and the call returns the matching error; errors are sticky.
  *
  * Thread safety: one thread (or fiber) receives at a time; sends (messages,
  * fragments, pings, close) are safe from any thread at any time, also while
