@@ -13,8 +13,10 @@ build=${1:-$top/build}
 
 # doxygen makes the manual pages from the headers (a release tarball ships them)
 pkgs=(build-essential autoconf automake libtool pkg-config doxygen
-      libwolfssl-dev zlib1g-dev libcunit1-dev)
+      libwolfssl-dev zlib1g-dev)
 if [ $want_check = 1 ]; then
+    # CUnit for the unit tests (make check)
+    pkgs+=(libcunit1-dev)
     # clang for the libFuzzer targets, clang-format for the format stage,
     # chromium for the browser tests (interop, chat),
     # openssl and gnutls-cli for the TLS interop test, curl for the chat test,
