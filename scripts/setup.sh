@@ -17,12 +17,14 @@ pkgs=(build-essential autoconf automake libtool pkg-config doxygen
 if [ $want_check = 1 ]; then
     # CUnit for the unit tests (make check)
     pkgs+=(libcunit1-dev)
-    # clang for the libFuzzer targets, clang-format for the format stage,
+    # clang and its sanitizer and libFuzzer runtimes (libclang-rt-dev, which
+    # installing clang does not bring) for the fuzz targets, clang-format for
+    # the format stage,
     # chromium for the browser tests (interop, chat),
     # openssl and gnutls-cli for the TLS interop test, curl for the chat test,
     # man-db (and groff) to render the manual pages in tests/check-man.sh
-    pkgs+=(valgrind procps iproute2 psmisc clang clang-format chromium openssl gnutls-bin curl
-           man-db)
+    pkgs+=(valgrind procps iproute2 psmisc clang libclang-rt-dev clang-format chromium openssl
+           gnutls-bin curl man-db)
 fi
 
 missing=()
@@ -55,10 +57,13 @@ fi
 check_missing() { sed -n 's/^S\["SN_CHECK_MISSING"\]="\(.*\)"$/\1/p' config.status; }
 mkdir -p "$build"
 cd "$build"
-if [ ! -f Makefile ] || [ "$top/configure" -nt config.status ] ||
-    { [ $want_check = 1 ] && [ -n "$(check_missing)" ]; }; then
+if [ ! -f Makefile ]; then
     echo "setup: configuring in $build" >&2
     "$top/configure" -q ${SN_CONFIGURE_FLAGS:-}
+elif [ "$top/configure" -nt config.status ] ||
+    { [ $want_check = 1 ] && [ -n "$(check_missing)" ]; }; then
+    echo "setup: configuring again in $build (with its first flags)" >&2
+    ./config.status --recheck >/dev/null && ./config.status >/dev/null
 fi
 echo "setup: building" >&2
 make -s -j"$(nproc)" >/dev/null
