@@ -280,17 +280,29 @@ const sn_http_header *sn_http_find(const sn_http_request *r, const char *name)
     return sn_http_find_next(r, name, NULL);
 }
 
-/* One pass: prev is found by equality, not by comparing addresses, which C
- * defines only inside one array. */
+/* The index just after prev in r's headers: 0 for NULL, r->nheaders when
+ * prev is not one of them. The range is checked on integers first, since C
+ * defines pointer subtraction only inside one array; then the walk over a
+ * field's lines is linear, not quadratic in the number of headers. */
+static size_t index_after(const sn_http_request *r, const sn_http_header *prev)
+{
+    if (prev == NULL)
+        return 0;
+    uintptr_t p = (uintptr_t)prev, first = (uintptr_t)r->headers;
+    if (p < first || p >= first + r->nheaders * sizeof *prev || (p - first) % sizeof *prev)
+        return r->nheaders;
+    return (size_t)(prev - r->headers) + 1;
+}
+
 const sn_http_header *sn_http_find_next(const sn_http_request *r, const char *name,
                                         const sn_http_header *prev)
 {
-    bool after = prev == NULL;
-    for (size_t i = 0; r != NULL && name != NULL && i < r->nheaders; i++) {
+    if (r == NULL || name == NULL)
+        return NULL;
+    for (size_t i = index_after(r, prev); i < r->nheaders; i++) {
         const sn_http_header *h = &r->headers[i];
-        if (after && name_is(h->name, h->name_len, name))
+        if (name_is(h->name, h->name_len, name))
             return h;
-        after = after || h == prev;
     }
     return NULL;
 }

@@ -2,8 +2,9 @@
 /*
  * socknet/http.h: a strict, stateless, allocation-free parser for HTTP/1.1
  * request heads (RFC 9112), reading a head from a connection with limits and
- * one deadline, and tiny responses. It is the front door of the WebSocket
- * server: enough HTTP to route a request, answer it simply, or upgrade it.
+ * one deadline, and tiny responses.
+ * It is the front door of the WebSocket server: enough HTTP to route a
+ * request, answer it simply, or upgrade it.
  *
  * The parser is given the bytes received so far and parses them from the
  * start each time (picohttpparser's way): it keeps no state and allocates
