@@ -11,7 +11,7 @@
  * [{"room":NAME,"members":N}] (the first 1000; the header X-Rooms-Total
  * says how many there are); a WebSocket at /chat/ROOM?name=NAME joins ROOM
  * (1-64 letters, digits, - and _) as NAME (1-32 bytes of UTF-8 without
- * control characters; "guest" when absent). A bad room or name is closed
+ * control characters or bidirectional overrides; "guest" when absent). A bad room or name is closed
  * with 1008 and a reason that says which and why; a member the hub cannot
  * take (out of memory) is closed with 1011 and the reason.
  *
@@ -71,7 +71,10 @@ static const char page[] =
 #include "chat-page.h"
     ;
 
-#define WHO_MAX 50        /* names listed in a presence message */
+#define WHO_MAX 50 /* names listed in a presence message */
+/* the longest presence message: its frame, the name and WHO_MAX names, each
+ * escaped as JSON (at most 6 bytes a byte) with its quotes and comma */
+#define PRESENCE_MAX (64 + (WHO_MAX + 1) * (6 * NAME_MAX_LEN + 3))
 #define ROOMS_LISTED 1000 /* rooms listed by GET /rooms */
 
 typedef struct app {
@@ -198,13 +201,25 @@ static bool room_ok(const char *r, size_t n)
     return true;
 }
 
-/* A name goes into every member's text frames: UTF-8, no control bytes. */
+/* A name goes into every member's text frames: UTF-8 with no control
+ * characters (C0, DEL, C1: U+0080-U+009F, encoded 0xC2 0x80-0x9F) and no
+ * bidirectional overrides or isolates (U+202A-U+202E, U+2066-U+2069, encoded
+ * 0xE2 0x80 0xAA-0xAE and 0xE2 0x81 0xA6-0xA9), which would turn the
+ * names and texts around them on every member's page. */
 static bool name_ok(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] < 0x20 || u[i] == 0x7f)
             return false;
-    return n > 0 && utf8_ok((const unsigned char *)s, n);
+        if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+            return false;
+        if (u[i] == 0xe2 && i + 2 < n &&
+            ((u[i + 1] == 0x80 && u[i + 2] >= 0xaa && u[i + 2] <= 0xae) ||
+             (u[i + 1] == 0x81 && u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9)))
+            return false;
+    }
+    return n > 0 && utf8_ok(u, n);
 }
 
 /* "/chat/ROOM?name=NAME" into room and name. Returns NULL, or why not (a
@@ -272,8 +287,11 @@ static int presence(app *a, const char *room, sn_ws *ws, const member *m, bool j
     sn_hub_room_sessions(a->hub, room, add_name, &w);
     snprintf(count, sizeof count, "],\"count\":%d}", w.n);
     puts_(&b, count);
-    sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
+    int prc = sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
     pthread_mutex_unlock(&a->presence);
+    if (prc < 0)
+        fprintf(stderr, "chat: room %s: %s of %s not told: %s\n", room, join ? "join" : "leave",
+                m->name, sn_strerror(prc));
     free(b.p);
     return rc;
 }
@@ -366,7 +384,7 @@ static int room_list(sn_conn *c, const sn_http_request *req, const void *body, s
     app *a = user;
     sn_hub_room_info *info = malloc(ROOMS_LISTED * sizeof *info);
     if (info == NULL)
-        abort();
+        return sn_http_respond(c, 503, "Retry-After: 1\r\n", NULL, 0, false, sn_deadline_in(5000));
     size_t total = sn_hub_rooms(a->hub, info, ROOMS_LISTED);
     buf b = {0};
     puts_(&b, "[");
@@ -519,6 +537,8 @@ int main(int argc, char **argv)
                        .max_frame = READ_FACTOR * a.max_text,
                        .ping_period_ms = 30000};
     hc.max_message = 6 * (a.max_text + NAME_MAX_LEN) + 64;
+    if (hc.max_message < PRESENCE_MAX)
+        hc.max_message = PRESENCE_MAX; /* a join or leave with WHO_MAX names */
     sn_web *web = NULL;
     sn_server *srv = NULL;
     sn_tls *tls = NULL;

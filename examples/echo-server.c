@@ -153,8 +153,9 @@ int main(int argc, char **argv)
             bad("--unix needs a path or @NAME, not an empty string");
         if (ip)
             bad("--unix does not go with --host or --port");
-        if (snprintf(unix_host, sizeof unix_host, "unix:%s", unix_path) >= (int)sizeof unix_host)
-            bad("--unix %s: too long (at most %zu bytes)", unix_path, sizeof unix_host - 6);
+        if (strlen(unix_path) > SN_LOCAL_PATH_MAX)
+            bad("--unix %s: too long (at most %d bytes)", unix_path, SN_LOCAL_PATH_MAX);
+        snprintf(unix_host, sizeof unix_host, "unix:%s", unix_path);
         cfg.host = unix_host;
     }
     if ((tc.cert.chain.file == NULL) != (tc.cert.key.file == NULL))

@@ -159,6 +159,8 @@ if (mode === 'shutdown') {
     [`/chat/${room}?name=`, 'bad name'],
     [`/chat/${room}?name=%FF`, 'bad name'], // not UTF-8: every member's frames would break
     [`/chat/${room}?name=a%0Ab`, 'bad name'],
+    [`/chat/${room}?name=a%C2%85b`, 'bad name'], // U+0085, a C1 control
+    [`/chat/${room}?name=a%E2%80%AEb`, 'bad name'], // U+202E turns the page's lines around
   ]) {
     const c = await closedWith(path);
     if (c.code !== 1008 || !c.reason.startsWith(want))

@@ -115,6 +115,8 @@ ex=$b/examples
 refused "echo-server: --port 70000: out of range (0-65535)" "$srv" --port 70000
 refused "echo-server: unknown flag --bogus" "$srv" --bogus
 refused "echo-server: --port needs a value" "$srv" --port
+long=/tmp/$(printf 'p%.0s' $(seq 1 120))
+refused "echo-server: --unix $long: too long (at most 107 bytes)" "$srv" --unix "$long"
 refused "echo-server: --workers 0: out of range (1-1048576)" "$srv" --workers 0
 refused "echo-server: --workers 70000: out of range with --fibers off (1-65536)" \
     "$srv" --workers 70000 --fibers off
