@@ -4,12 +4,14 @@
  * whole messages (reassembled, inflated, validated), fragments, control
  * frames, pings on a period, the close handshake, raw mode.
  *
- * Receiving is straight-line blocking code: wait for a frame's first byte
- * (sending pings meanwhile when a period is set), read its header, read its
- * payload in chunks (unmasked, inflated and UTF-8-checked chunk by chunk, so
- * a bad byte fails at once and a bomb stops at the limit), and loop until a
- * data frame with FIN. A peer's error is answered with a close carrying
- * the code of RFC 6455 section 7.4.1 and the error is sticky.
+ * Receiving is straight-line blocking code: wait for a frame's first byte,
+ * read its header, read its payload in chunks (unmasked, inflated and
+ * UTF-8-checked chunk by chunk, so a bad byte fails at once and a bomb stops
+ * at the limit), and loop until a data frame with FIN. Every one of those
+ * waits keeps the session's liveness: pings on their period, and a failure
+ * when one goes unanswered (see live_until). A peer's error is answered
+ * with a close carrying the code of RFC 6455 section 7.4.1 and the error is
+ * sticky.
  *
  * Locks, in the order they are taken: msg_lock (a whole message, or a
  * fragmented one from begin to end), then frame_lock (one frame). Control
@@ -441,53 +443,92 @@ static int code_for(int err)
     }
 }
 
-/* Waits for a frame's first byte until dl, sending a ping whenever a period
- * has passed since the last one (or since the session began: the first
- * waits a period too) and failing when one goes unanswered for
- * timeout_ms. */
+/* Liveness, wherever a receive waits (for a frame, inside a header, inside
+ * a payload, between fragments): a ping goes when ping_period_ms has passed
+ * since the last one (or since the session began: the first waits a period
+ * too), and the session fails when one goes unanswered for timeout_ms.
+ * Between messages any frame answers; inside a message only a pong, or
+ * SN_WS_ALIVE bytes of data payload (a peer inside a frame cannot send a
+ * pong before the frame ends; a trickle is no answer). */
+#define SN_WS_ALIVE 4096
+
+/* When a wait must stop to look at the pings: the next one's time, the end
+ * of the unanswered one's wait, or dl, whichever comes first. */
+static int64_t live_until(const sn_ws *ws, int64_t dl)
+{
+    int64_t until = dl;
+    if (ws->cfg.ping_period_ms > 0)
+        until = SN_MIN(until, ws->last_ping + ws->cfg.ping_period_ms);
+    if (ws->ping_sent_at != 0)
+        until = SN_MIN(until, ws->ping_sent_at + ws->cfg.timeout_ms);
+    return until;
+}
+
+/* After a wait stopped at live_until: fails the session (close 1011) when a
+ * ping went unanswered for timeout_ms, sends a ping when one is due.
+ * Returns 0 (wait again), SN_ETIMEDOUT (dl passed), or the error. */
+static int live_tick(sn_ws *ws, int64_t dl)
+{
+    int64_t now = sn_now_ms();
+    if (ws->ping_sent_at != 0 && now >= ws->ping_sent_at + ws->cfg.timeout_ms)
+        return fail(ws, SN_WS_INTERNAL, SN_ETIMEDOUT); /* the peer is gone */
+    int64_t period = ws->cfg.ping_period_ms;
+    if (period > 0 && now >= ws->last_ping + period) {
+        uint8_t stamp[8];
+        for (int i = 0; i < 8; i++)
+            stamp[i] = (uint8_t)(now >> (56 - 8 * i));
+        int rc = send_control(ws, SN_WS_PING, stamp, sizeof stamp, sn_deadline_in(1000));
+        if (rc < 0 && rc != SN_EBADSTATE)
+            return rc;
+        ws->last_ping = now;
+        if (rc == 0 && ws->ping_sent_at == 0) { /* (none after our close) */
+            ws->ping_sent_at = now;
+            ws->alive_bytes = 0;
+        }
+        return 0;
+    }
+    return now >= dl ? SN_ETIMEDOUT : 0;
+}
+
+/* The peer answered the ping (or nothing was waiting for an answer). */
+static void live_answered(sn_ws *ws)
+{
+    ws->ping_sent_at = 0;
+}
+
+/* Waits until n bytes are buffered, keeping liveness (sn_peek's returns). */
+static ssize_t peek_live(sn_ws *ws, size_t n, const void **p, int64_t dl)
+{
+    for (;;) {
+        ssize_t got = sn_peek(ws->c, n, p, live_until(ws, dl));
+        if (got != SN_ETIMEDOUT)
+            return got;
+        int rc = live_tick(ws, dl);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* Waits for a frame's first byte until dl, keeping liveness. */
 static int wait_frame(sn_ws *ws, int64_t dl)
 {
     const void *p;
-    for (;;) {
-        int64_t until = dl;
-        int64_t period = ws->cfg.ping_period_ms;
-        if (period > 0)
-            until = SN_MIN(until, ws->last_ping + period);
-        if (ws->ping_sent_at != 0)
-            until = SN_MIN(until, ws->ping_sent_at + ws->cfg.timeout_ms);
-        ssize_t n = sn_peek(ws->c, 1, &p, until);
-        if (n > 0)
-            return 0;
-        if (n != SN_ETIMEDOUT)
-            return n == SN_EOF ? SN_ECLOSED : (int)n;
-        int64_t now = sn_now_ms();
-        if (ws->ping_sent_at != 0 && now >= ws->ping_sent_at + ws->cfg.timeout_ms)
-            return fail(ws, SN_WS_INTERNAL, SN_ETIMEDOUT); /* the peer is gone */
-        if (period > 0 && now >= ws->last_ping + period) {
-            uint8_t stamp[8];
-            for (int i = 0; i < 8; i++)
-                stamp[i] = (uint8_t)(now >> (56 - 8 * i));
-            int rc = send_control(ws, SN_WS_PING, stamp, sizeof stamp, sn_deadline_in(1000));
-            if (rc < 0)
-                return rc;
-            ws->last_ping = now;
-            if (ws->ping_sent_at == 0)
-                ws->ping_sent_at = now;
-            continue;
-        }
-        if (now >= dl)
-            return SN_ETIMEDOUT;
-    }
+    ssize_t n = peek_live(ws, 1, &p, dl);
+    if (n > 0)
+        return 0;
+    return n == SN_EOF ? SN_ECLOSED : (int)n;
 }
 
 /* Reads and decodes a frame header (its first byte is there). */
 static int read_head(sn_ws *ws, sn__ws_head *h, int64_t dl)
 {
     const void *p;
-    ssize_t n = sn_peek(ws->c, 2, &p, dl);
+    ssize_t n = peek_live(ws, 2, &p, dl);
     for (;;) {
         if (n < 0)
             return n == SN_EOF ? SN_ECLOSED : (int)n;
+        if (n < 2)
+            return SN_ECLOSED; /* the stream ended inside a header */
         int rc = sn__ws_head_decode(p, (size_t)n, h);
         if (rc > 0)
             return sn_discard(ws->c, (size_t)rc, dl);
@@ -498,20 +539,33 @@ static int read_head(sn_ws *ws, sn__ws_head *h, int64_t dl)
         need += l7 == 126 ? 2 : l7 == 127 ? 8 : 0;
         if ((size_t)n >= need)
             return SN_EWS_PROTOCOL; /* not reached: decode had the bytes */
-        n = sn_peek(ws->c, need, &p, dl);
+        n = peek_live(ws, need, &p, dl);
         if (n >= 0 && (size_t)n < need)
             return SN_ECLOSED; /* the stream ended inside a header */
     }
 }
 
 /* Reads len payload bytes into dst, unmasking them (pos: their offset in
- * the frame). */
+ * the frame), keeping liveness; a data frame's bytes count towards an
+ * answer to a ping. */
 static int read_payload(sn_ws *ws, const sn__ws_head *h, uint8_t *dst, size_t len, uint64_t pos,
                         int64_t dl)
 {
-    ssize_t n = sn__read_exact_into(ws->c, dst, len, dl); /* large: no copy */
-    if (n < 0)
-        return n == SN_EOF || n == SN_EUNTERMINATED ? SN_ECLOSED : (int)n;
+    for (size_t got = 0; got < len;) {
+        ssize_t n = sn_read(ws->c, dst + got, len - got, live_until(ws, dl)); /* large: no copy */
+        if (n == SN_ETIMEDOUT) {
+            int rc = live_tick(ws, dl);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (n < 0)
+            return n == SN_EOF ? SN_ECLOSED : (int)n;
+        got += (size_t)n;
+        if (h->opcode < SN_WS_CLOSE && ws->ping_sent_at != 0 &&
+            (ws->alive_bytes += (size_t)n) >= SN_WS_ALIVE)
+            live_answered(ws);
+    }
     if (h->masked)
         sn__ws_mask(dst, len, h->mask, pos);
     return 0;
@@ -529,7 +583,7 @@ static int on_control(sn_ws *ws, const sn__ws_head *h, int64_t dl)
         rc = send_control(ws, SN_WS_PONG, ws->ctl, (size_t)h->len, dl);
         return rc == SN_EBADSTATE ? 0 : rc; /* after our close: no pong */
     case SN_WS_PONG:
-        ws->ping_sent_at = 0;
+        live_answered(ws);
         return 0;
     default: { /* close */
         int code;
@@ -615,7 +669,8 @@ static int next_data_head(sn_ws *ws, sn__ws_head *h, bool in, int64_t deadline)
             rc = SN_EWS_TOO_BIG;
         if (rc < 0)
             return rc;
-        ws->ping_sent_at = 0; /* the peer is there */
+        if (!in)
+            live_answered(ws); /* between messages, any frame will do */
         if (h->opcode < SN_WS_CLOSE)
             return (h->opcode == SN_WS_CONTINUATION) != in ? SN_EWS_PROTOCOL : 0;
         if ((rc = on_control(ws, h, deadline)) < 0)

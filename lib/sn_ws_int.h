@@ -55,6 +55,7 @@ struct sn_ws {
     bool close_received;
     int64_t ping_sent_at; /* the unanswered ping's time, or 0 */
     int64_t last_ping;    /* when the last ping went out, or the session began */
+    size_t alive_bytes;   /* data payload bytes since the unanswered ping */
 
     /* the senders' */
     sn__flock msg_lock;   /* a whole message, or a fragmented one from begin to end */

@@ -5,10 +5,13 @@
  * longest prefix, segment boundaries, query), the statuses the router
  * answers itself, HTTP keep-alive, pipelining and bodies, the origin hook,
  * the session limit, a handler that returns with its session open,
- * close 1001 on a server stop, and the stack depth of a plain session.
+ * close 1001 on a server stop, peers that stall inside a message (cut with
+ * 1011) or are slow but live (kept), and the stack depth of a plain
+ * session.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
 
@@ -17,8 +20,9 @@ struct fixture {
     sn_server *srv;
     int port;
     atomic_int ws_served;
-    atomic_int stop_rc;   /* what sn_ws_recv returned when the server stopped */
+    atomic_int stop_rc;   /* what the handler's last receive returned */
     atomic_int http_hits; /* prefix handler */
+    atomic_int parts;     /* pieces ws_parts received */
 };
 
 static void ws_echo(sn_ws *ws, void *user)
@@ -33,6 +37,17 @@ static void ws_echo(sn_ws *ws, void *user)
         if (sn_ws_send(ws, m.type, m.data, m.len, sn_deadline_in(5000)) < 0)
             break;
     }
+    atomic_store(&f->stop_rc, rc);
+}
+
+/* Receives messages as streams of pieces, without a deadline. */
+static void ws_parts(sn_ws *ws, void *user)
+{
+    struct fixture *f = user;
+    sn_ws_part p;
+    int rc;
+    while ((rc = sn_ws_recv_part(ws, &p, SN_DEADLINE_NEVER)) == 0)
+        atomic_fetch_add(&f->parts, 1);
     atomic_store(&f->stop_rc, rc);
 }
 
@@ -58,6 +73,7 @@ static const sn_ws_config deflate_on = {.deflate = SN_ON};
 static const char *const protos[] = {"chat.v2", "chat.v1"}; /* the server's preference */
 static const sn_ws_config with_protos = {.subprotocols = protos, .nsubprotocols = 2};
 static const sn_ws_config pinging = {.ping_period_ms = 300};
+static const sn_ws_config live = {.ping_period_ms = 200, .timeout_ms = 300};
 
 static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, sn_tls *tls)
 {
@@ -68,6 +84,8 @@ static void start_tls(struct fixture *f, int fibers, const sn_web_config *wcfg, 
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/zecho", SN_ROUTE_EXACT, &deflate_on, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/proto", SN_ROUTE_EXACT, &with_protos, ws_echo, f), 0);
     SN_ASSERT_RC(sn_web_route_ws(f->web, "/ping", SN_ROUTE_EXACT, &pinging, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/live", SN_ROUTE_EXACT, &live, ws_echo, f), 0);
+    SN_ASSERT_RC(sn_web_route_ws(f->web, "/liveparts", SN_ROUTE_EXACT, &live, ws_parts, f), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/", SN_ROUTE_EXACT, http_show, "root"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static", SN_ROUTE_PREFIX, http_show, "static"), 0);
     SN_ASSERT_RC(sn_web_route_http(f->web, "/static/deep", SN_ROUTE_PREFIX, http_show, "deep"), 0);
@@ -338,6 +356,251 @@ static void test_first_ping_fibers(void)
     first_ping(SN_ON);
 }
 
+/* ---- liveness inside a message (issue 16) ---------------------------------------------- */
+
+/* A raw client on path, after its 101: the session has begun. */
+static sn_conn *ws_open(const struct fixture *f, const char *path)
+{
+    sn_conn *c;
+    char req[512], head[512];
+    SN_ASSERT_RC(sn_conn_connect(&c, "127.0.0.1", f->port, NULL, NULL, sn_deadline_in(2000)), 0);
+    snprintf(req, sizeof req, UPGRADE("%s", ""), path);
+    SN_ASSERT_RC(sn_test_write_all(sn_sock_fd(sn_conn_sock(c)), req, strlen(req)), 0);
+    ssize_t n = sn_read_until(c, "\r\n\r\n", 4, head, sizeof head - 1, sn_deadline_in(3000));
+    CU_ASSERT_FATAL(n > 0);
+    head[n] = '\0';
+    CU_ASSERT_FATAL(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
+    return c;
+}
+
+/* Writes bytes as they are (the server may have closed: then they go nowhere). */
+static void put(sn_conn *c, const void *p, size_t n)
+{
+    ssize_t rc = send(sn_sock_fd(sn_conn_sock(c)), p, n, MSG_NOSIGNAL);
+    (void)rc;
+}
+
+/* A frame's header, masked with a zero key: its payload goes as it is. */
+static void put_head(sn_conn *c, bool fin, int opcode, size_t len)
+{
+    static const uint8_t zero_key[4];
+    uint8_t head[SN_WS_HEAD_MAX];
+    put(c, head, sn__ws_head_encode(head, fin, 0, (uint8_t)opcode, zero_key, len));
+}
+
+/* Reads the server's next frame by dl: returns its opcode (or an error),
+ * its length in *len and its first cap bytes in buf. */
+static int take_frame(sn_conn *c, uint8_t *buf, size_t cap, size_t *len, int64_t dl)
+{
+    uint8_t h[10], chunk[4096];
+    ssize_t n = sn_read_exact(c, h, 2, dl);
+    if (n < 0)
+        return (int)n;
+    uint64_t l = h[1] & 0x7f;
+    size_t ext = l == 126 ? 2 : l == 127 ? 8 : 0;
+    if (ext > 0 && (n = sn_read_exact(c, h + 2, ext, sn_deadline_in(3000))) < 0)
+        return (int)n;
+    for (size_t i = 0; ext > 0 && i < ext; i++)
+        l = (i == 0 ? 0 : l << 8) | h[2 + i];
+    for (uint64_t got = 0; got < l; got += (size_t)n) {
+        size_t k = (size_t)SN_MIN(l - got, (uint64_t)sizeof chunk);
+        if ((n = sn_read_exact(c, chunk, k, sn_deadline_in(3000))) < 0)
+            return (int)n;
+        if (got < cap)
+            memcpy(buf + got, chunk, SN_MIN(k, cap - (size_t)got));
+    }
+    *len = (size_t)l;
+    return h[0] & 0x0f;
+}
+
+/* Drops the server's pings until its close (returns the code) or 5 s;
+ * calls step (when given) every 150 ms meanwhile. */
+static int await_close(sn_conn *c, void (*step)(sn_conn *c))
+{
+    uint8_t p[128];
+    size_t len = 0;
+    int64_t end = sn_now_ms() + 5000, next = sn_now_ms() + 150;
+    while (sn_now_ms() < end) {
+        int op = take_frame(c, p, sizeof p, &len, step != NULL ? next : end);
+        if (step != NULL && sn_now_ms() >= next) {
+            step(c);
+            next += 150;
+        }
+        if (op == SN_WS_CLOSE)
+            return len >= 2 ? p[0] << 8 | p[1] : 0;
+        if (op < 0 && op != SN_ETIMEDOUT)
+            return op;
+    }
+    return SN_ETIMEDOUT;
+}
+
+/* What the handler's receive returned (waits up to 5 s for it to end). */
+static int handler_rc(struct fixture *f)
+{
+    int rc;
+    for (int i = 0; (rc = atomic_load(&f->stop_rc)) == 0 && i < 500; i++)
+        usleep(10000);
+    atomic_store(&f->stop_rc, 0);
+    return rc;
+}
+
+static void header_only(sn_conn *c) /* 2 of a masked header's 6 bytes */
+{
+    put(c, "\x81\x8a", 2);
+}
+
+static void length_cut(sn_conn *c) /* 1 of a 16-bit length's 2 bytes */
+{
+    put(c, "\x82\xfe\x01", 3);
+}
+
+static void first_fragment(sn_conn *c) /* a whole fragment, not the last */
+{
+    put_head(c, false, SN_WS_TEXT, 3);
+    put(c, "abc", 3);
+}
+
+static void trickle_head(sn_conn *c) /* a frame of 100 bytes, to come one by one */
+{
+    put_head(c, true, SN_WS_BINARY, 100);
+}
+
+static void trickle(sn_conn *c)
+{
+    put(c, "t", 1);
+}
+
+static void stream_cut(sn_conn *c) /* a piece, then the next frame stops inside */
+{
+    first_fragment(c);
+    put_head(c, true, SN_WS_CONTINUATION, 10);
+    put(c, "de", 2);
+}
+
+static const struct stall {
+    const char *what, *path;
+    void (*send)(sn_conn *c);
+    void (*step)(sn_conn *c);
+} stalls[] = {
+    {"a frame's header", "/live", header_only, NULL},
+    {"its extended length", "/live", length_cut, NULL},
+    {"between fragments", "/live", first_fragment, NULL},
+    {"a payload trickled", "/live", trickle_head, trickle},
+    {"a streamed receive", "/liveparts", stream_cut, NULL},
+};
+
+/* A peer that stops inside a message and ignores pings (period 200 ms,
+ * timeout 300 ms) is cut with 1011 wherever it stops, though the handler
+ * receives without a deadline; its receive returns SN_ETIMEDOUT. */
+static void stalled_peers(int fibers)
+{
+    struct fixture f;
+    start(&f, fibers, NULL);
+    for (size_t i = 0; i < sizeof stalls / sizeof stalls[0]; i++) {
+        const struct stall *t = &stalls[i];
+        sn_conn *c = ws_open(&f, t->path);
+        int64_t t0 = sn_now_ms();
+        t->send(c);
+        int code = await_close(c, t->step);
+        int64_t took = sn_now_ms() - t0;
+        int rc = handler_rc(&f);
+        if (code != 1011 || rc != SN_ETIMEDOUT || took < 250)
+            fprintf(stderr, "%s: close %d after %lld ms, handler %s\n", t->what, code,
+                    (long long)took, sn_err_name(rc));
+        CU_ASSERT_EQUAL(code, 1011);
+        CU_ASSERT_EQUAL(rc, SN_ETIMEDOUT);
+        CU_ASSERT(took >= 250); /* a ping went, and its timeout passed */
+        sn_conn_free(c);
+    }
+    CU_ASSERT(atomic_load(&f.parts) >= 1); /* the streamed message's first piece */
+    finish(&f);
+}
+
+static void test_stalled_peers_threads(void)
+{
+    stalled_peers(SN_OFF);
+}
+
+static void test_stalled_peers_fibers(void)
+{
+    stalled_peers(SN_ON);
+}
+
+/* Answers the server's pings that came within ms; returns how many. */
+static int answer_pings(sn_conn *c, int ms)
+{
+    uint8_t p[128];
+    size_t len;
+    int n = 0, op;
+    int64_t until = sn_now_ms() + ms;
+    while ((op = take_frame(c, p, sizeof p, &len, until)) == SN_WS_PING) {
+        put_head(c, true, SN_WS_PONG, len);
+        put(c, p, len);
+        n++;
+    }
+    CU_ASSERT_EQUAL(op, SN_ETIMEDOUT);
+    return n;
+}
+
+/* The server's next data frame (pings dropped): its opcode and length. */
+static int take_data(sn_conn *c, uint8_t *buf, size_t cap, size_t *len)
+{
+    int op;
+    while ((op = take_frame(c, buf, cap, len, sn_deadline_in(5000))) == SN_WS_PING)
+        ;
+    return op;
+}
+
+/* Slow but live peers are not cut: one that sends a message in 1-byte
+ * fragments every 100 ms for 1.3 s and answers pings between them, and one
+ * that sends a 96 KiB frame in 8 KiB pieces every 100 ms (it cannot answer
+ * inside a frame: its bytes count). Both take more than a ping period and
+ * its timeout (200 + 300 ms). */
+static void slow_peers(int fibers)
+{
+    struct fixture f;
+    start(&f, fibers, NULL);
+    uint8_t buf[128];
+    size_t len;
+    sn_conn *c = ws_open(&f, "/live");
+    int pongs = 0;
+    for (int i = 0; i < 12; i++) {
+        put_head(c, false, i == 0 ? SN_WS_TEXT : SN_WS_CONTINUATION, 1);
+        put(c, "x", 1);
+        pongs += answer_pings(c, 100);
+    }
+    put_head(c, true, SN_WS_CONTINUATION, 1);
+    put(c, "x", 1);
+    CU_ASSERT_EQUAL(take_data(c, buf, sizeof buf, &len), SN_WS_TEXT);
+    CU_ASSERT(len == 13 && memcmp(buf, "xxxxxxxxxxxxx", 13) == 0);
+    CU_ASSERT(pongs >= 1); /* pings came inside the message */
+    sn_conn_free(c);
+
+    c = ws_open(&f, "/live");
+    static uint8_t piece[8192];
+    memset(piece, 'y', sizeof piece);
+    put_head(c, true, SN_WS_BINARY, 12 * sizeof piece);
+    for (int i = 0; i < 12; i++) {
+        put(c, piece, sizeof piece);
+        usleep(100000);
+    }
+    CU_ASSERT_EQUAL(take_data(c, buf, sizeof buf, &len), SN_WS_BINARY);
+    CU_ASSERT_EQUAL(len, 12 * sizeof piece);
+    CU_ASSERT_EQUAL(buf[0], 'y');
+    sn_conn_free(c);
+    finish(&f);
+}
+
+static void test_slow_peers_threads(void)
+{
+    slow_peers(SN_OFF);
+}
+
+static void test_slow_peers_fibers(void)
+{
+    slow_peers(SN_ON);
+}
+
 static void test_keep_alive_and_bodies(void)
 {
     struct fixture f;
@@ -566,6 +829,10 @@ static CU_TestInfo tests[] = {
      test_handshake_lists_fibers},
     {"the first ping goes a period after the handshake, thread mode", test_first_ping_threads},
     {"the first ping goes a period after the handshake, fiber mode", test_first_ping_fibers},
+    {"a peer stalled inside a message is cut with 1011, thread mode", test_stalled_peers_threads},
+    {"a peer stalled inside a message is cut with 1011, fiber mode", test_stalled_peers_fibers},
+    {"slow peers that answer pings or make progress stay, thread mode", test_slow_peers_threads},
+    {"slow peers that answer pings or make progress stay, fiber mode", test_slow_peers_fibers},
     {"keep-alive, pipelining, bodies, HTTP/1.0", test_keep_alive_and_bodies},
     {"a slow head and an idle connection time out", test_idle_and_slow_heads},
     {"session limit, a returning handler, close 1001 on stop", test_sessions},

@@ -4,9 +4,10 @@
  * side (sn_http_read_request + sn_ws_accept) on a thread, the client side
  * (sn_ws_handshake) on the test's thread. Echoes of every size, fragments,
  * subprotocols, permessage-deflate at several settings, pings, the close
- * handshake, a ping period with a silent peer, sends from another thread,
- * and a peer that breaks the rules byte by byte (frames written straight to
- * the socket) getting the right close code.
+ * handshake, a ping period with a silent peer, a receive deadline inside
+ * a message, sends from another thread, and a peer that breaks the rules
+ * byte by byte (frames written straight to the socket) getting the right
+ * close code.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct srv {
     sn_conn *c;
     sn_ws_config cfg;
     enum srv_mode mode;
+    int recv_ms; /* each receive's deadline; 0 = 10 s (3 s when silent) */
     int accept_rc;
     int recv_rc; /* the receive that ended the loop */
     int close_code;
@@ -51,7 +53,8 @@ static void *srv_main(void *arg)
     s->deflate = sn_ws_deflate_on(ws);
     sn_ws_msg m;
     for (;;) {
-        rc = sn_ws_recv(ws, &m, sn_deadline_in(s->mode == SILENT_RECV ? 3000 : 10000));
+        int ms = s->recv_ms ? s->recv_ms : s->mode == SILENT_RECV ? 3000 : 10000;
+        rc = sn_ws_recv(ws, &m, sn_deadline_in(ms));
         if (rc < 0)
             break;
         s->messages++;
@@ -405,6 +408,33 @@ static void test_recv_deadline_not_sticky(void)
     sn_conn_free(c);
     srv_join(&s);
     CU_ASSERT_EQUAL(s.close_code, SN_WS_GOING_AWAY);
+}
+
+/* A caller's deadline shorter than the ping rule still ends a receive that
+ * waits inside a message, as before: SN_ETIMEDOUT, sticky, and no close
+ * (the timeout is the caller's, not the peer's fault). The ping period is
+ * 20 times the deadline, so neither a ping nor a 1011 comes first. */
+static void test_recv_deadline_inside_message(void)
+{
+    struct srv s = {
+        .cfg = {.ping_period_ms = 2000, .timeout_ms = 300}, .mode = ECHO, .recv_ms = 100};
+    sn_conn *c;
+    sn_ws *ws;
+    srv_start(&s, &c);
+    sn_ws_config raw = {.raw = SN_ON};
+    SN_ASSERT_RC(client(&ws, c, &raw, NULL), 0);
+    int fd = sn_sock_fd(sn_conn_sock(c));
+    SN_ASSERT_RC(sn_test_write_all(fd, "\x81\x8a", 2), 0); /* a header's first 2 of 6 bytes */
+    srv_join(&s); /* the receive ended; the server's end of the connection is closed */
+    SN_ASSERT_RC(s.recv_rc, SN_ETIMEDOUT);
+    sn_ws_frame f;
+    int rc = sn_ws_recv_frame(ws, &f, sn_deadline_in(5000));
+    if (rc == 0)
+        fprintf(stderr, "a frame came: opcode %d\n", f.opcode);
+    SN_ASSERT_RC(rc, SN_ECLOSED); /* no ping, no close: just the end */
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    CU_ASSERT_EQUAL(s.messages, 0);
 }
 
 /* ---- a peer that breaks the rules ---------------------------------------------------------- */
@@ -809,6 +839,7 @@ static CU_TestInfo tests[] = {
     {"messages streamed in pieces both ways, with and without deflate", test_streaming},
     {"ping period, then a silent peer: close 1011", test_ping_period},
     {"a receive deadline is not sticky; close codes", test_recv_deadline_not_sticky},
+    {"a receive deadline inside a message still applies", test_recv_deadline_inside_message},
     {"a peer breaking the rules gets the right close code", test_protocol_violations},
     {"pings answered; a close without a code", test_ping_answered},
     {"handshakes refused: 426, 405, 400", test_refusals},

@@ -17,11 +17,32 @@
  * one while a receive waits (the session's beginning counts as one: the
  * first ping goes a period after the handshake, as Ktor's pingPeriod, not
  * at once), gives up after timeout_ms without an answer, answers a close
- * and reports it (sn_ws_close_code / sn_ws_close_reason). A peer that
- * breaks the protocol gets the close code RFC 6455 section 7.4.1 names
- * (1002, 1007, 1009; 1011 when no pong came in time) with the error's
- * text as the reason (sn_strerror: "WebSocket frame or message larger than
- * the limit"), and the call returns the matching error; errors are sticky.
+ * and reports it (sn_ws_close_code / sn_ws_close_reason).
+ *
+ * Pings and their timeout hold wherever a receive waits: for a frame, in
+ * the middle of a frame's header or payload, between a message's fragments,
+ * between the pieces of sn_ws_recv_part. What answers a ping: between
+ * messages, any frame (a pong, a message, the peer's own ping: as Ktor and
+ * OkHttp); inside a message, a pong, or 4 KiB of the message's payload (a
+ * peer in the middle of a frame cannot send a pong until the frame ends, so
+ * its bytes speak for it; a trickle of a few bytes does not, nor do empty
+ * fragments or the peer's own pings). So a peer that stops or trickles in
+ * the middle of a message and ignores pings is cut with 1011 within
+ * ping_period_ms + timeout_ms, however long the caller's deadline (even
+ * SN_DEADLINE_NEVER); a slow honest peer is not: between fragments its
+ * stack answers pings, and inside one frame 4 KiB per timeout_ms (273 bytes
+ * a second at the default) is far below any real link. There is no bound
+ * on a whole message beyond that: a peer that answers pings is alive, and
+ * holds no more than an idle one (its memory is capped by max_message).
+ * For one, give the receive a deadline: sn_ws_recv's dl bounds a whole
+ * message. Without ping_period_ms no ping goes, and only the caller's
+ * deadline ends a wait.
+ *
+ * A peer that breaks the protocol gets the close code RFC 6455 section
+ * 7.4.1 names (1002, 1007, 1009; 1011 when no answer to a ping came in
+ * time) with the error's text as the reason (sn_strerror: "WebSocket frame
+ * or message larger than the limit"), and the call returns the matching
+ * error; errors are sticky.
  *
  * Thread safety: one thread (or fiber) receives at a time; sends (messages,
  * fragments, pings, close) are safe from any thread at any time, also while
@@ -130,13 +151,16 @@ typedef struct sn_ws_deflate_config {
 typedef struct sn_ws_config {
     size_t max_frame;     /* payload bytes of one received frame; 0 = 16 MiB */
     size_t max_message;   /* bytes of one received message, inflated; 0 = 16 MiB */
-    int ping_period_ms;   /* a ping after this long without a ping sent, while a
-                             receive waits; the session's beginning counts as
-                             a ping sent, so the first goes one period after
-                             the handshake; 0 = none */
-    int timeout_ms;       /* after a ping, no frame for this long: the session
-                             fails with SN_ETIMEDOUT (close 1011 is sent);
-                             0 = 15000 */
+    int ping_period_ms;   /* ms; a ping after this long without a ping sent,
+                             while a receive waits (inside a message too); the
+                             session's beginning counts as a ping sent, so the
+                             first goes one period after the handshake;
+                             0 = none */
+    int timeout_ms;       /* ms; after a ping, no answer for this long (any
+                             frame between messages; a pong or 4 KiB of
+                             payload inside one, see the top of this file):
+                             the session fails with SN_ETIMEDOUT (close 1011
+                             is sent); 0 = 15000 */
     int close_timeout_ms; /* the close handshake; 0 = 5000 */
     int mask;             /* SN_ON: a server masks what it sends (a client always
                              does); default off */
@@ -233,11 +257,13 @@ SN_API const char *sn_ws_subprotocol(const sn_ws *ws);
 SN_API bool sn_ws_deflate_on(const sn_ws *ws);
 
 /* Receives the next whole message (control frames are handled on the way).
- * Returns 0, SN_ECLOSED (the peer closed; its close was answered: see
- * sn_ws_close_code), SN_ETIMEDOUT (dl passed; not sticky, unless a ping went
- * unanswered), SN_EWS_PROTOCOL, SN_EWS_UTF8, SN_EWS_TOO_BIG, SN_EWS_DEFLATE
- * (the session sent the matching close), SN_EBADSTATE (raw mode, or after a
- * close), or the connection's error. */
+ * dl bounds the whole call, the message included. Returns 0, SN_ECLOSED
+ * (the peer closed; its close was answered: see sn_ws_close_code),
+ * SN_ETIMEDOUT (dl passed: not sticky before the message began, sticky
+ * inside it, without a close sent; or a ping went unanswered: sticky,
+ * close 1011 sent), SN_EWS_PROTOCOL, SN_EWS_UTF8, SN_EWS_TOO_BIG,
+ * SN_EWS_DEFLATE (the session sent the matching close), SN_EBADSTATE (raw
+ * mode, or after a close), or the connection's error. */
 SN_API int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl);
 
 /* A piece of a message received as a stream (sn_ws_recv_part): data
@@ -257,10 +283,10 @@ typedef struct sn_ws_part {
  * 64 KiB of inflated bytes: memory stays bounded however well the data
  * compresses). Every rule of sn_ws_recv holds
  * (control frames handled on the way, UTF-8 checked as it comes, the
- * message's total still capped by max_message). dl bounds this piece
- * only; a timeout before a piece began is not sticky, one inside a frame
- * is. Do not mix with sn_ws_recv inside a message (SN_EBADSTATE). Returns
- * as sn_ws_recv. */
+ * message's total still capped by max_message; pings and their timeout
+ * inside the message). dl bounds this piece only; a timeout before a piece
+ * began is not sticky, one inside a frame is. Do not mix with sn_ws_recv
+ * inside a message (SN_EBADSTATE). Returns as sn_ws_recv. */
 SN_API int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl);
 
 /* Sends a whole message of type SN_WS_TEXT or SN_WS_BINARY (text must be
