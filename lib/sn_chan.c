@@ -498,30 +498,19 @@ static ssize_t read_exact_direct(sn_conn *c, char *buf, size_t n, int64_t dl)
     return (ssize_t)n;
 }
 
-/* sn_read_exact's work; direct: read straight into buf, whatever n. */
-static ssize_t read_exact(sn_conn *c, void *buf, size_t n, int64_t abs, bool direct)
+ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl)
 {
+    int64_t abs = rdeadline(c, dl);
     int rc = rcheck(c);
     if (rc < 0 || n == 0)
         return rc;
-    if (direct || n > c->rmax)
+    if (n > c->rmax)
         return read_exact_direct(c, buf, n, abs);
     if ((rc = rwant(c, n, abs)) < 0)
         return rc;
     memcpy(buf, c->rbuf + c->rpos, n);
     rconsume(c, n);
     return (ssize_t)n;
-}
-
-ssize_t sn_read_exact(sn_conn *c, void *buf, size_t n, sn_deadline dl)
-{
-    return read_exact(c, buf, n, rdeadline(c, dl), false);
-}
-
-ssize_t sn__read_exact_into(sn_conn *c, void *buf, size_t n, sn_deadline dl)
-{
-    size_t have = rbuffered(c);
-    return read_exact(c, buf, n, rdeadline(c, dl), n > have && n - have >= c->rinit);
 }
 
 /*

@@ -235,14 +235,6 @@ size_t sn__tls_held(const sn_conn *c);
 /* Makes err the sticky error of both directions (a failed TLS upgrade). */
 void sn__conn_fail(sn_conn *c, int err);
 
-/* sn_read_exact without the detour through the read buffer: when the bytes
- * still missing are at least the initial read buffer's size, they are
- * received straight into buf (no copy, no buffer growth), and a timeout
- * after some bytes were taken is then sticky, as for a read beyond
- * read_buffer_max. For a caller whose timeouts inside a read are fatal
- * anyway (a WebSocket frame's payload). */
-ssize_t sn__read_exact_into(sn_conn *c, void *buf, size_t n, sn_deadline dl);
-
 /* The hub's non-blocking writes; the caller holds the connection's writing
  * side. try_flush: one send of what is buffered: 0 (all out), SN_EAGAIN
  * (some left) or the sticky error. try_writev: with nothing buffered, one
