@@ -143,9 +143,9 @@ async function run(url, { limit, stop } = {}) {
 
 // Over wss://: the same sessions (every size and type, deflate on and off,
 // pings), the server's certificate checked against ca (PEM) and its name.
-async function runTls(url, ca) {
+async function runTls(url, ca, servername) {
     const c = new Checks('ws client vs ws-echo over TLS');
-    tlsOptions = { ca };
+    tlsOptions = { ca, servername };
     try {
         await session(c, url, false);
         await session(c, url, true);
