@@ -52,21 +52,28 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
     autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 fi
 
-# A build made before packages were installed here (demo.sh first, then
-# check.sh) is configured again and rebuilt from clean: configure's findings
-# (CUnit, openssl) and the headers the sources saw (valgrind/valgrind.h,
-# which makes fibers known to valgrind) may have changed, and make does not
-# rebuild an object for a header that was absent when it was compiled.
+# An existing build is configured again (keeping its flags) when configure
+# changed. One made before packages were installed here (demo.sh first, then
+# check.sh) is also rebuilt from clean: configure's findings (CUnit, openssl)
+# and the headers the sources saw (valgrind/valgrind.h, which makes fibers
+# known to valgrind) may have changed, and make does not rebuild an object
+# for a header that was absent when it was compiled.
 check_missing() { sed -n 's/^S\["SN_CHECK_MISSING"\]="\(.*\)"$/\1/p' config.status; }
 mkdir -p "$build"
 cd "$build"
+packages_changed=0
+[ -f Makefile ] && { [ ${#missing[@]} -gt 0 ] ||
+    { [ $want_check = 1 ] && [ -n "$(check_missing)" ]; }; } && packages_changed=1
 if [ ! -f Makefile ]; then
     echo "setup: configuring in $build" >&2
     "$top/configure" -q ${SN_CONFIGURE_FLAGS:-}
-elif [ ${#missing[@]} -gt 0 ] || [ "$top/configure" -nt config.status ] ||
-    { [ $want_check = 1 ] && [ -n "$(check_missing)" ]; }; then
-    echo "setup: configuring again in $build (with its first flags), rebuilding" >&2
-    ./config.status --recheck >/dev/null && ./config.status >/dev/null && make -s clean >/dev/null
+elif [ $packages_changed = 1 ] || [ "$top/configure" -nt config.status ]; then
+    echo "setup: configuring again in $build (with its first flags)" >&2
+    ./config.status --recheck >/dev/null && ./config.status >/dev/null
+fi
+if [ $packages_changed = 1 ]; then
+    echo "setup: packages were installed since $build was built: rebuilding from clean" >&2
+    make -s clean >/dev/null
 fi
 echo "setup: building" >&2
 make -s -j"$(nproc)" >/dev/null
