@@ -3,8 +3,8 @@
  * ws-echo: a WebSocket echo server at path /echo.
  *
  *   ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
- *           [--max-message BYTES] [--deflate-level 1-9]
- *           [--tls-cert FILE --tls-key FILE]
+ *           [--max-message BYTES] [--max-buffered BYTES] [--deflate-level 1-9]
+ *           [--ping MS] [--ping-timeout MS] [--tls-cert FILE --tls-key FILE]
  *
  * With --tls-cert and --tls-key (PEM or DER) it serves wss:// (TLS 1.2 and
  * 1.3), the handshake on the connection's worker before the router.
@@ -20,7 +20,15 @@
  * or 1-65536 with --fibers off, the range echo-server and chat take too),
  * --threads the threads that run the fibers (1-1024; default: one per
  * CPU); --max-message (1-1073741824; default 16 MiB) limits a received
- * message and frame: a bigger one gets close 1009 (message too big).
+ * message and frame: a bigger one gets close 1009 (message too big);
+ * --max-buffered (1-1099511627776; default 64 MiB, the router's default)
+ * is what all sessions together may hold of messages still arriving
+ * beyond 128 KiB each: a message that finds it spent gets close 1013 (try
+ * again later). A ping goes every --ping ms (0-3600000; default 30000, 0 =
+ * none), and a session whose peer answers none within --ping-timeout ms
+ * (1-3600000; default 15000) gets close 1011, also in the middle of a
+ * message: a peer that stops sending cannot hold its session, or its part
+ * of --max-buffered, for longer than that.
  * A bad flag or value is named, with what it takes, before the usage line
  * ("ws-echo: unknown flag --frobnicate"); the exit status is then 2.
  */
@@ -47,8 +55,11 @@ static void echo(sn_ws *ws, void *user)
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] "
-                    "[--threads N] [--max-message BYTES] [--deflate-level 1-9]\n"
-                    "               [--tls-cert FILE --tls-key FILE]\n");
+                    "[--threads N]\n"
+                    "               [--max-message BYTES] [--max-buffered BYTES] "
+                    "[--deflate-level 1-9]\n"
+                    "               [--ping MS] [--ping-timeout MS] "
+                    "[--tls-cert FILE --tls-key FILE]\n");
     exit(2);
 }
 
@@ -98,7 +109,8 @@ static int on_off(char **argv, int *i)
 
 int main(int argc, char **argv)
 {
-    sn_ws_config wc = {.deflate = SN_ON};
+    sn_ws_config wc = {.deflate = SN_ON, .ping_period_ms = 30000, .timeout_ms = 15000};
+    sn_web_config webc = {0};
     sn_tls_config tc = {.role = SN_TLS_SERVER};
     sn_server_config cfg = {
         .host = "127.0.0.1",
@@ -121,6 +133,12 @@ int main(int argc, char **argv)
             cfg.fiber_threads = (int)num_arg(argv, &i, 1, 1024);
         else if (strcmp(f, "--max-message") == 0)
             wc.max_message = wc.max_frame = (size_t)num_arg(argv, &i, 1, 1L << 30);
+        else if (strcmp(f, "--max-buffered") == 0)
+            webc.max_buffered = (size_t)num_arg(argv, &i, 1, 1L << 40);
+        else if (strcmp(f, "--ping") == 0)
+            wc.ping_period_ms = (int)num_arg(argv, &i, 0, 3600000);
+        else if (strcmp(f, "--ping-timeout") == 0)
+            wc.timeout_ms = (int)num_arg(argv, &i, 1, 3600000);
         else if (strcmp(f, "--tls-cert") == 0)
             tc.cert.chain.file = str_arg(argv, &i);
         else if (strcmp(f, "--tls-key") == 0)
@@ -147,7 +165,7 @@ int main(int argc, char **argv)
     int rc = tc.cert.chain.file != NULL ? sn_tls_new(&tls, &tc) : 0;
     cfg.tls = tls; /* the server keeps its own reference */
     if (rc == 0)
-        rc = sn_web_new(&web, NULL);
+        rc = sn_web_new(&web, &webc);
     if (rc == 0)
         rc = sn_web_route_ws(web, "/echo", SN_ROUTE_EXACT, &wc, echo, NULL);
     cfg.user = web;

@@ -36,6 +36,7 @@
  * plain thread the buffers stay with the connection, which blocks in recv
  * into its read buffer.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,40 @@ int sn_conn_close(sn_conn *c, sn_deadline dl)
     c->rpos = c->rlen = 0;
     c->woff = c->wlen = 0;
     return rc;
+}
+
+int sn_conn_linger(sn_conn *c, int ms)
+{
+    if (c == NULL || ms < 0)
+        return SN_EINVAL;
+    if (c->closed)
+        return SN_ECLOSED;
+    int64_t end = sn_now_ms() + ms;
+    if (!atomic_load_explicit(&c->wshut, memory_order_relaxed))
+        sn_shutdown_write(c, end); /* flushed, and TLS's close_notify sent, when it can be */
+    int fd = c->sock->fd;
+    shutdown(fd, SHUT_WR); /* whatever the transport did: the peer reads end of stream */
+    c->rpos = c->rlen = 0; /* what was buffered is dropped too */
+    /* TCP drops what MSG_TRUNC asks for without copying it; a local socket
+     * copies, into buf */
+    int trunc = c->sock->family == AF_UNIX ? 0 : MSG_TRUNC;
+    char buf[256];
+    for (;;) {
+        ssize_t n = recv(fd, buf, trunc ? (size_t)1 << 20 : sizeof buf, MSG_DONTWAIT | trunc);
+        if (n > 0)
+            continue;
+        if (n == 0) {
+            set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return set_rerr(c, -errno);
+        int rc = sn__wait_fd(fd, POLLIN, end);
+        if (rc < 0)
+            return rc; /* SN_ETIMEDOUT: the peer is still sending, or silent */
+    }
 }
 
 void sn_conn_free(sn_conn *c)

@@ -394,6 +394,8 @@ int sn_http_status_for(int err)
         return 411;
     case SN_EHTTP_BODY_TOO_BIG:
         return 413;
+    case SN_ETIMEDOUT:
+        return 408; /* the request did not come whole in time */
     default:
         return 500;
     }

@@ -29,6 +29,7 @@ typedef struct route {
 
 struct sn_web {
     sn_web_config cfg;
+    sn_ws_budget *budget; /* NULL with max_buffered SIZE_MAX */
     route *routes;
     size_t nroutes;
     atomic_int sessions;
@@ -42,8 +43,11 @@ int sn_web_new(sn_web **out, const sn_web_config *cfg)
     sn_web_config c = {0};
     if (cfg != NULL)
         c = *cfg;
-    if (c.head_timeout_ms < 0 || c.idle_timeout_ms < 0 || c.max_requests < 0 || c.max_sessions < 0)
+    if (c.head_timeout_ms < 0 || c.idle_timeout_ms < 0 || c.max_requests < 0 ||
+        c.max_sessions < 0 || c.linger_ms < SN_OFF)
         return SN_EINVAL;
+    if (c.linger_ms == 0)
+        c.linger_ms = 2000;
     if (c.head_timeout_ms == 0)
         c.head_timeout_ms = 10000;
     if (c.idle_timeout_ms == 0)
@@ -52,12 +56,18 @@ int sn_web_new(sn_web **out, const sn_web_config *cfg)
         c.max_body = 16384;
     if (c.max_requests == 0)
         c.max_requests = 1000;
+    if (c.max_buffered == 0)
+        c.max_buffered = (size_t)64 << 20;
     if (c.limits.max_headers == 0 || c.limits.max_headers > SN_WEB_HEADERS_MAX)
         c.limits.max_headers = SN_WEB_HEADERS_MAX;
     sn_web *w = sn__calloc(1, sizeof *w);
     if (w == NULL)
         return SN_ENOMEM;
     w->cfg = c;
+    if (c.max_buffered != SIZE_MAX && sn_ws_budget_new(&w->budget, c.max_buffered) < 0) {
+        sn__free(w);
+        return SN_ENOMEM;
+    }
     *out = w;
     return 0;
 }
@@ -69,6 +79,7 @@ void sn_web_free(sn_web *w)
     for (size_t i = 0; i < w->nroutes; i++)
         sn__free(w->routes[i].path);
     sn__free(w->routes);
+    sn_ws_budget_free(w->budget);
     sn__free(w);
 }
 
@@ -109,6 +120,8 @@ int sn_web_route_ws(sn_web *w, const char *path, int match, const sn_ws_config *
         return SN_EINVAL; /* sn_ws_accept resolves it again: the check is early */
     if (cfg != NULL)
         r.cfg = *cfg;
+    if (r.cfg.budget == NULL && w != NULL)
+        r.cfg.budget = w->budget;
     return add_route(w, path, match, &r);
 }
 
@@ -144,11 +157,20 @@ static void count(atomic_uint_fast64_t *ctr)
     atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
 }
 
+/* After an answer that ends the connection: lingers, so that what the
+ * client is still sending does not turn the close into a reset. */
+static void linger(const sn_web *w, sn_conn *c)
+{
+    if (w->cfg.linger_ms > 0 && sn_conn_error(c) == 0)
+        sn_conn_linger(c, w->cfg.linger_ms);
+}
+
 /* Answers status with Connection: close, for what the router refuses. */
 static void refuse(sn_web *w, sn_conn *c, int status, const char *headers)
 {
     count(&w->refused);
-    sn_http_respond(c, status, headers, NULL, 0, true, sn_deadline_in(1000));
+    if (sn_http_respond(c, status, headers, NULL, 0, true, sn_deadline_in(1000)) == 0)
+        linger(w, c);
 }
 
 /* A WebSocket route: checks the origin and the session limit, upgrades and
@@ -180,6 +202,7 @@ static void serve_ws(sn_web *w, sn_conn *c, const route *r, const sn_http_reques
         sn_ws_free(ws);
     } else {
         count(&w->refused); /* sn_ws_accept answered it */
+        linger(w, c);
     }
     atomic_fetch_sub(&w->sessions, 1);
 }
@@ -233,8 +256,8 @@ void sn_web_serve(sn_conn *c, void *web)
         }
         int rc = read_request(w, c, h, &req, &body, &blen, deadline);
         if (rc < 0) {
-            if (rc != SN_EOF && rc != SN_ETIMEDOUT && rc != SN_ESTOPPED && sn_conn_error(c) == 0)
-                refuse(w, c, sn_http_status_for(rc), NULL);
+            if (rc != SN_EOF && rc != SN_ESTOPPED && sn_conn_error(c) == 0)
+                refuse(w, c, sn_http_status_for(rc), NULL); /* 408 for SN_ETIMEDOUT */
             return;
         }
         count(&w->requests);
@@ -263,7 +286,11 @@ void sn_web_stats_get(sn_web *w, sn_web_stats *out)
 {
     if (w == NULL || out == NULL)
         return;
+    sn_ws_budget_stats bs = {0};
+    sn_ws_budget_stats_get(w->budget, &bs);
     *out = (sn_web_stats){
+        .buffered = bs.used,
+        .busy = bs.refused,
         .sessions = atomic_load(&w->sessions),
         .requests = atomic_load(&w->requests),
         .upgrades = atomic_load(&w->upgrades),

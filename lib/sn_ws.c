@@ -125,6 +125,7 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
      * was asked to mask (not RFC 6455: a client must refuse them) */
     ws->masking_in = server ? SN_WS_MASKED : cfg->mask == SN_ON ? SN_WS_EITHER : SN_WS_UNMASKED;
     ws->pmd = *pmd;
+    ws->msg.budget = cfg->budget;
     ws->last_ping = sn_now_ms(); /* the first ping waits a period too */
     flock_init(&ws->msg_lock);
     flock_init(&ws->frame_lock);
@@ -165,6 +166,8 @@ void sn_ws_free(sn_ws *ws)
     sn__free(ws->zin);
     sn__bytes_free(&ws->zout);
     sn__bytes_free(&ws->masked);
+    if (ws->frag_type != 0) /* freed in the middle of a message sent in parts */
+        flock_unlock(&ws->msg_lock);
     if (ws->rng_ready)
         wc_FreeRng(&ws->rng);
     flock_destroy(&ws->msg_lock);
@@ -174,6 +177,35 @@ void sn_ws_free(sn_ws *ws)
     sn__free(ws->subprotocol);
     sn__free(ws->target);
     sn__free(ws);
+}
+
+int sn_ws_budget_new(sn_ws_budget **out, size_t limit)
+{
+    if (out == NULL || limit == 0)
+        return SN_EINVAL;
+    sn_ws_budget *b = sn__calloc(1, sizeof *b);
+    if (b == NULL)
+        return SN_ENOMEM;
+    b->limit = limit;
+    *out = b;
+    return 0;
+}
+
+void sn_ws_budget_stats_get(const sn_ws_budget *b, sn_ws_budget_stats *out)
+{
+    if (b == NULL || out == NULL)
+        return;
+    *out = (sn_ws_budget_stats){
+        .limit = b->limit,
+        .used = atomic_load(&b->used),
+        .peak = atomic_load(&b->peak),
+        .refused = atomic_load(&b->refused),
+    };
+}
+
+void sn_ws_budget_free(sn_ws_budget *b)
+{
+    sn__free(b);
 }
 
 const char *sn_ws_target(const sn_ws *ws)
@@ -404,7 +436,11 @@ static int64_t recv_deadline(const sn_ws *ws, sn_deadline dl)
 }
 
 /* The session fails: the peer gets a close with code and the error's text as
- * its reason (when one is to be sent and none was), and err sticks. */
+ * its reason (when one is to be sent and none was), and err sticks. After
+ * the peer's own error, the connection lingers (sn_conn_linger) for up to
+ * close_timeout_ms: what the peer is still sending (the rest of a message
+ * too big, say) is read and dropped until it closes, so that the close
+ * reaches it instead of a reset. */
 static int fail(sn_ws *ws, int code, int err)
 {
     if (code != 0 && !atomic_load(&ws->close_sent)) {
@@ -414,13 +450,26 @@ static int fail(sn_ws *ws, int code, int err)
         p[0] = (uint8_t)(code >> 8);
         p[1] = (uint8_t)code;
         memcpy(p + 2, why, n);
-        send_control(ws, SN_WS_CLOSE, p, 2 + n, sn_deadline_in(1000));
+        if (send_control(ws, SN_WS_CLOSE, p, 2 + n, sn_deadline_in(1000)) == 0 &&
+            err != SN_ETIMEDOUT && err != SN_ESTOPPED)
+            sn_conn_linger(ws->c, ws->cfg.close_timeout_ms);
     }
     if (ws->rerr == 0)
         ws->rerr = err;
+    sn__bytes_free(&ws->msg); /* nothing more will be received: its budget goes back */
     if (atomic_load(&ws->close_code) == 0)
         atomic_store(&ws->close_code, SN_WS_ABNORMAL);
     return err;
+}
+
+/* Empties the message buffer for the next receive, and frees it when it
+ * grew beyond its own allowance: an idle session keeps at most
+ * SN__BYTES_OWN, and nothing of the budget. */
+static void msg_reset(sn_ws *ws)
+{
+    ws->msg.len = 0;
+    if (ws->msg.cap > SN__BYTES_OWN)
+        sn__bytes_free(&ws->msg);
 }
 
 /* The close code for a receive error. */
@@ -434,6 +483,8 @@ static int code_for(int err)
         return SN_WS_INVALID_DATA;
     case SN_EWS_TOO_BIG:
         return SN_WS_TOO_BIG;
+    case SN_EWS_BUSY:
+        return SN_WS_TRY_AGAIN; /* the server's budget, not this message, is the limit */
     case SN_ESTOPPED:
         return SN_WS_GOING_AWAY; /* the server stops: reads end, writes still go */
     case SN_ENOMEM:
@@ -638,9 +689,10 @@ static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32
         } else if (n > 0) {
             if (ws->msg.len + n > max)
                 return SN_EWS_TOO_BIG;
-            if (sn__bytes_reserve(&ws->msg, n + 1) < 0)
-                return SN_ENOMEM;
-            int rc = read_payload(ws, h, ws->msg.p + ws->msg.len, n, pos, dl);
+            int rc = sn__bytes_reserve(&ws->msg, n + 1);
+            if (rc < 0)
+                return rc;
+            rc = read_payload(ws, h, ws->msg.p + ws->msg.len, n, pos, dl);
             if (rc < 0)
                 return rc;
             ws->msg.len += n;
@@ -711,7 +763,7 @@ int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
     int type = 0;
     bool z = false;
     uint32_t utf8 = 0;
-    ws->msg.len = 0;
+    msg_reset(ws);
     for (;;) {
         sn__ws_head h;
         rc = next_data_head(ws, &h, type != 0, deadline);
@@ -725,8 +777,8 @@ int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
         rc = take_data(ws, &h, z, check, &utf8, deadline);
         if (rc == 0 && h.fin && check && utf8 != 0)
             rc = SN_EWS_UTF8; /* the message ends inside a character */
-        if (rc == 0 && h.fin && sn__bytes_reserve(&ws->msg, 1) < 0)
-            rc = SN_ENOMEM;
+        if (rc == 0 && h.fin)
+            rc = sn__bytes_reserve(&ws->msg, 1);
         if (rc < 0)
             return recv_end(ws, rc, true);
         if (h.fin) {
@@ -783,10 +835,10 @@ static int take_zpart(sn_ws *ws, int64_t dl)
 static int take_part(sn_ws *ws, int64_t dl)
 {
     struct sn__ws_part *st = &ws->part;
-    ws->msg.len = 0;
-    int rc = 0;
-    if (sn__bytes_reserve(&ws->msg, SN_WS_CHUNK + 1) < 0)
-        return SN_ENOMEM;
+    msg_reset(ws);
+    int rc = sn__bytes_reserve(&ws->msg, SN_WS_CHUNK + 1);
+    if (rc < 0)
+        return rc;
     if (st->z) {
         rc = take_zpart(ws, dl);
     } else {
@@ -873,13 +925,16 @@ int sn_ws_recv_frame(sn_ws *ws, sn_ws_frame *f, sn_deadline dl)
         rc = SN_EWS_PROTOCOL;
     if (rc == 0 && h.len > ws->cfg.max_frame)
         rc = SN_EWS_TOO_BIG;
-    if (rc == 0 && sn__bytes_reserve(&ws->msg, (size_t)h.len + 1) < 0)
-        rc = SN_ENOMEM;
+    if (rc == 0) {
+        msg_reset(ws);
+        rc = sn__bytes_reserve(&ws->msg, (size_t)h.len + 1);
+    }
     if (rc == 0)
         rc = read_payload(ws, &h, ws->msg.p, (size_t)h.len, 0, deadline);
     if (rc < 0) {
         if (ws->rerr == 0)
             ws->rerr = rc; /* raw mode sends nothing by itself */
+        sn__bytes_free(&ws->msg);
         return rc;
     }
     ws->msg.len = (size_t)h.len;

@@ -141,6 +141,9 @@ refused "ws-echo: --workers 2000000: out of range (1-1048576)" "$ex/ws-echo" --w
 refused "ws-echo: --deflate-level 10: out of range (1-9)" "$ex/ws-echo" --deflate-level 10
 refused "ws-echo: --max-message 0: out of range (1-1073741824)" "$ex/ws-echo" --max-message 0
 refused "ws-echo: --fibers maybe: expected on or off" "$ex/ws-echo" --fibers maybe
+refused "ws-echo: --ping -1: out of range (0-3600000)" "$ex/ws-echo" --ping -1
+refused "ws-echo: --ping-timeout 0: out of range (1-3600000)" "$ex/ws-echo" --ping-timeout 0
+refused "ws-echo: --max-buffered 0: out of range (1-1099511627776)" "$ex/ws-echo" --max-buffered 0
 refused "ws-client: --timeout-ms 0: out of range (1-3600000)" "$ex/ws-client" --timeout-ms 0 \
     ws://127.0.0.1:1/
 refused "ws-client: --tls-ca needs a value" "$ex/ws-client" ws://127.0.0.1:1/ --tls-ca

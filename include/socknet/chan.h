@@ -104,6 +104,22 @@ SN_API int sn_conn_connect(sn_conn **out, const char *host, int port, const sn_s
  * connection stays valid for its getters until sn_conn_free. */
 SN_API int sn_conn_close(sn_conn *c, sn_deadline dl);
 
+/* A graceful end after an error answer (a lingering close, as web servers
+ * do): flushes, shuts the write side down (TLS: close_notify first), then
+ * reads and drops whatever the peer still sends until it closes its side
+ * or ms pass. Without it, closing with unread input makes the kernel send
+ * a reset, and a reset can destroy the answer before the peer reads it
+ * (an HTTP 400 after a request whose body is still coming, a WebSocket
+ * close 1009 for a message that is still arriving). The WebSocket session
+ * (after a close for a peer's error) and the sn_web router (after its own
+ * error answers) call it; the connection is then only good for closing.
+ * A server stop ends the wait (the stop shuts reads down).
+ * Returns 0 (the peer closed), SN_ETIMEDOUT (ms passed: close anyway; a
+ * peer that keeps sending holds the connection no longer than that),
+ * SN_EINVAL (c NULL, ms negative), SN_ECLOSED (already closed), or the
+ * socket's error. */
+SN_API int sn_conn_linger(sn_conn *c, int ms);
+
 /* Closes without flushing (unsent buffered bytes are dropped) and releases
  * the connection and its socket. NULL is a no-op. */
 SN_API void sn_conn_free(sn_conn *c);

@@ -103,6 +103,7 @@ extern "C" {
     XX(EWS_TOO_BIG, -1402, "WebSocket frame or message larger than the limit")                     \
     XX(EWS_DEFLATE, -1403, "invalid compressed WebSocket data")                                    \
     XX(EWS_HANDSHAKE, -1404, "WebSocket handshake refused or malformed")                           \
+    XX(EWS_BUSY, -1405, "WebSocket message memory budget spent; try again later")                  \
     XX(ESTOPPED, -1500, "stopped")                                                                 \
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")                                              \

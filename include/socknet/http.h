@@ -159,8 +159,9 @@ SN_API bool sn_http_field_has_token(const sn_http_request *r, const char *name, 
 /* Whether the request's method is m (case-sensitive, as RFC 9110 says). */
 SN_API bool sn_http_method_is(const sn_http_request *r, const char *m);
 
-/* The status a server should answer for err (400, 411, 413, 414, 431, 505), or 500
- * for any other code. */
+/* The status a server should answer for err (400, 411, 413, 414, 431, 505;
+ * 408 for SN_ETIMEDOUT: the request did not come whole in time), or 500 for
+ * any other code. */
 SN_API int sn_http_status_for(int err);
 
 /* The reason phrase of status ("Not Found"), or "Unknown" for a status

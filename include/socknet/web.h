@@ -17,7 +17,12 @@
  * GET), 411 (a chunked body), 413 (a body beyond max_body), 414, 426 (a
  * WebSocket route asked without an upgrade, with Sec-WebSocket-Version:
  * 13), 431, 403 (the origin hook said no), 503 (max_sessions sessions are
- * open already), 505. After such an answer the connection closes.
+ * open already), 505, and 408 when a head does not come whole within
+ * head_timeout_ms (slowloris; a kept connection that stays idle, with no
+ * byte of a next request, is closed without one). After such an answer the
+ * connection lingers (sn_conn_linger, up to linger_ms: what the client is
+ * still sending is read and dropped until it closes) and closes, so the
+ * answer reaches the client instead of a reset.
  *
  * Routing: an exact route matches its path only; a prefix route "/chat"
  * matches "/chat" and every path below it ("/chat/", "/chat/room"), never
@@ -88,6 +93,18 @@ typedef struct sn_web_config {
     int max_requests;        /* per connection; 0 = 1000 */
     int max_sessions;        /* WebSocket sessions open at once, beyond which
                                 handshakes get 503; 0 = no limit */
+    size_t max_buffered;     /* bytes: the router's budget for messages being
+                                received (sn_ws_budget, see ws.h), shared by
+                                the sessions of every route whose
+                                configuration names none: each session's
+                                first 128 KiB are its own, the rest comes
+                                from here, and a message that finds it spent
+                                fails with close 1013; 0 = 64 MiB (four
+                                messages of the default max_message at once);
+                                SIZE_MAX = no budget */
+    int linger_ms;           /* ms a connection lingers after the router's own
+                                error answer (see above); 0 = 2000; SN_OFF =
+                                close at once (the client may get a reset) */
     sn_web_origin_fn origin; /* NULL = every origin */
     void *origin_user;
 } sn_web_config;
@@ -114,6 +131,8 @@ typedef struct sn_web_stats {
     uint64_t upgrades; /* WebSocket handshakes completed */
     uint64_t refused;  /* answered 4xx/5xx by the router itself */
     uint64_t http;     /* requests given to HTTP handlers */
+    size_t buffered;   /* bytes of the budget held now (see max_buffered) */
+    uint64_t busy;     /* messages failed with 1013: the budget was spent */
 } sn_web_stats;
 
 SN_API void sn_web_stats_get(sn_web *w, sn_web_stats *out);

@@ -38,11 +38,26 @@
  * message. Without ping_period_ms no ping goes, and only the caller's
  * deadline ends a wait.
  *
+ * Memory: a message being received is held whole (sn_ws_recv) in a buffer
+ * of the session's, which grows as the message does (for a compressed one,
+ * as it inflates: up to about 1,000 times what the peer sent), up to
+ * max_message. Sessions may share a budget (sn_ws_budget, below; every
+ * sn_web router has one, 64 MiB unless configured): each session's buffer
+ * holds its first 128 KiB on its own, and everything beyond that is taken
+ * from the budget as the buffer grows. When the budget is spent, the
+ * message that needs more fails with SN_EWS_BUSY and the session closes
+ * with 1013 (try again later): the process does not grow, and peers that
+ * stop in the middle of large messages can hold no more than the budget,
+ * and only until their pings go unanswered (above). A buffer that grew
+ * beyond 128 KiB is freed (and its share given back) when the next receive
+ * begins, so an idle session holds at most 128 KiB of message buffer; a
+ * streamed receive (sn_ws_recv_part) never needs more than that.
+ *
  * A peer that breaks the protocol gets the close code RFC 6455 section
  * 7.4.1 names (1002, 1007, 1009; 1011 when no answer to a ping came in
- * time) with the error's text as the reason (sn_strerror: "WebSocket frame
- * or message larger than the limit"), and the call returns the matching
- * error; errors are sticky.
+ * time; 1013 when the budget is spent) with the error's text as the reason (sn_strerror: "WebSocket
+ * frame or message larger than the limit"), and the call returns the matching error; errors are
+ * sticky.
  *
  * Thread safety: one thread (or fiber) receives at a time; sends (messages,
  * fragments, pings, close) are safe from any thread at any time, also while
@@ -147,6 +162,25 @@ typedef struct sn_ws_deflate_config {
     int server_no_context_takeover; /* SN_ON: ask for / agree to it */
 } sn_ws_deflate_config;
 
+/* A budget of memory for messages being received, shared by sessions
+ * (see "Memory" at the top of this file): safe from any thread. */
+typedef struct sn_ws_budget sn_ws_budget;
+
+/* A budget of limit bytes (more than 0). Returns 0, SN_EINVAL, SN_ENOMEM. */
+SN_API int sn_ws_budget_new(sn_ws_budget **out, size_t limit);
+
+typedef struct sn_ws_budget_stats {
+    size_t limit;     /* bytes */
+    size_t used;      /* bytes held by message buffers now */
+    size_t peak;      /* the most ever held at once */
+    uint64_t refused; /* growths refused (each failed a message with 1013) */
+} sn_ws_budget_stats;
+
+SN_API void sn_ws_budget_stats_get(const sn_ws_budget *b, sn_ws_budget_stats *out);
+
+/* NULL is a no-op. After every session that uses it is freed. */
+SN_API void sn_ws_budget_free(sn_ws_budget *b);
+
 /* A session's options (Ktor's WebSocketOptions and more). Zero = default. */
 typedef struct sn_ws_config {
     size_t max_frame;     /* payload bytes of one received frame; 0 = 16 MiB */
@@ -178,6 +212,11 @@ typedef struct sn_ws_config {
      * context made for the call: the system's CAs, the host name checked.
      * Servers take TLS from their listener (sn_server_config.tls). */
     sn_tls *tls;
+    /* The budget that message buffers beyond 128 KiB draw on (see "Memory"
+     * at the top of this file); it must outlive the session. NULL = none
+     * (only max_message bounds a session), except on an sn_web route,
+     * where NULL means the router's budget. */
+    sn_ws_budget *budget;
 } sn_ws_config;
 
 /* A received message: data points into the session's buffer and stays
@@ -240,7 +279,9 @@ SN_API int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers
                          const sn_ws_config *cfg, int *status, sn_deadline dl);
 
 /* Frees the session (and its connection, when sn_ws_connect made it)
- * without a close handshake; NULL is fine. */
+ * without a close handshake, also in the middle of a message sent in parts
+ * (by the thread that sends it: the message stays unfinished for the
+ * peer); NULL is fine. */
 SN_API void sn_ws_free(sn_ws *ws);
 
 /* The session's connection. */
@@ -262,7 +303,8 @@ SN_API bool sn_ws_deflate_on(const sn_ws *ws);
  * SN_ETIMEDOUT (dl passed: not sticky before the message began, sticky
  * inside it, without a close sent; or a ping went unanswered: sticky,
  * close 1011 sent), SN_EWS_PROTOCOL, SN_EWS_UTF8, SN_EWS_TOO_BIG,
- * SN_EWS_DEFLATE (the session sent the matching close), SN_EBADSTATE (raw
+ * SN_EWS_DEFLATE, SN_EWS_BUSY (the budget is spent; close 1013), SN_ENOMEM
+ * (close 1011) (the session sent the matching close), SN_EBADSTATE (raw
  * mode, or after a close), or the connection's error. */
 SN_API int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl);
 
@@ -360,7 +402,8 @@ SN_API const char *sn_ws_close_reason(const sn_ws *ws);
 
 /* Raw mode: the next frame as it came (payload unmasked), whatever its
  * type. Returns 0, SN_EWS_PROTOCOL (an invalid header: nothing is sent
- * back in raw mode), SN_EWS_TOO_BIG, SN_ETIMEDOUT, SN_EBADSTATE (not raw),
+ * back in raw mode), SN_EWS_TOO_BIG, SN_EWS_BUSY (the frame needs more of
+ * the budget than is left), SN_ETIMEDOUT, SN_EBADSTATE (not raw),
  * or the connection's error. */
 SN_API int sn_ws_recv_frame(sn_ws *ws, sn_ws_frame *f, sn_deadline dl);
 
