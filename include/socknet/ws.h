@@ -134,8 +134,9 @@ enum sn_ws_close_code {
  *
  * Each is allocated when the first compressed message goes out or comes
  * in, and held until sn_ws_free: an idle session, or one whose messages
- * stay under the threshold, costs nothing. Receive buffers come on top
- * (the largest message received whole, or 64 KiB when streamed).
+ * stay under the threshold, costs nothing. Receive buffers come on top:
+ * the message being received and handled, kept between messages only up
+ * to 128 KiB (64 KiB when streamed; see "Memory" at the top of the file).
  *
  * Without deflate an idle server session in fiber mode costs about 1 KiB of
  * session, the connection's own few hundred bytes and the one page of stack
