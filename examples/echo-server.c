@@ -4,6 +4,8 @@
  *
  *   echo-server [--host H] [--port N | --unix PATH] [--workers N]
  *               [--fibers on|off] [--threads N] [--stack-kib N]
+ *               [--queue N] [--queue-timeout MS|never]
+ *               [--overload close|reset|message[:TEXT]]
  *               [--tls-cert FILE --tls-key FILE [--tls-ca FILE --tls-verify-peer]]
  *
  * With --tls-cert and --tls-key it serves TLS (1.2 and 1.3); --tls-ca and
@@ -21,6 +23,13 @@
  * 4096; 1-1048576, or 1-65536 with --fibers off, the range ws-echo and chat
  * take too) and --threads the threads that run the fibers (1-1024; default:
  * one per CPU); --stack-kib is each fiber's or thread's stack (16-65536).
+ *
+ * Admission: beyond --workers, up to --queue connections (0-16777216;
+ * default 64; 0: none) wait for a worker, each for at most --queue-timeout
+ * ms (1-86400000, or never; default 10000). One that finds the queue full,
+ * or waits that long, is answered per --overload: close (the default: the
+ * peer reads end of stream), reset, message ("server busy" and CRLF, then
+ * close) or message:TEXT (TEXT and CRLF; TEXT up to 1000 bytes).
  *
  * A bad flag or value is named, with what it takes, before the usage line
  * ("echo-server: --workers 0: out of range (1-1048576)"); the exit status
@@ -49,11 +58,16 @@ static void echo(sn_conn *c, void *user)
 
 #define WORKERS_MAX 1048576      /* connections served at once, in fiber mode */
 #define THREAD_WORKERS_MAX 65536 /* with --fibers off: a thread each */
+#define QUEUE_MAX 16777216       /* the pool's limit */
+#define QUEUE_WAIT_MAX 86400000  /* ms: a day */
+#define OVERLOAD_TEXT_MAX 1000
 
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: echo-server [--host H] [--port N | --unix PATH] [--workers N] "
                     "[--fibers on|off] [--threads N] [--stack-kib N]\n"
+                    "                   [--queue N] [--queue-timeout MS|never] "
+                    "[--overload close|reset|message[:TEXT]]\n"
                     "                   [--tls-cert FILE --tls-key FILE [--tls-ca FILE "
                     "--tls-verify-peer]]\n");
     exit(2);
@@ -79,18 +93,60 @@ static const char *str_arg(char **argv, int *i)
     return argv[++*i];
 }
 
-/* The value of the flag argv[*i], a whole number from lo to hi. */
-static long num_arg(char **argv, int *i, long lo, long hi)
+/* s, the value of flag, as a whole number from lo to hi; `also` names what
+ * else the flag takes, for the complaint ("" if nothing). */
+static long num_value(const char *flag, const char *s, long lo, long hi, const char *also)
 {
-    const char *flag = argv[*i], *s = str_arg(argv, i);
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0')
-        bad("%s %s: not a number (%ld-%ld)", flag, s, lo, hi);
+        bad("%s %s: not a number (%ld-%ld%s)", flag, s, lo, hi, also);
     if (errno == ERANGE || v < lo || v > hi)
-        bad("%s %s: out of range (%ld-%ld)", flag, s, lo, hi);
+        bad("%s %s: out of range (%ld-%ld%s)", flag, s, lo, hi, also);
     return v;
+}
+
+/* The value of the flag argv[*i], a whole number from lo to hi. */
+static long num_arg(char **argv, int *i, long lo, long hi)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    return num_value(flag, s, lo, hi, "");
+}
+
+/* --queue: 0 is none (SN_OFF; the library's 0 is its default, 64). */
+static int queue_arg(char **argv, int *i)
+{
+    int n = (int)num_arg(argv, i, 0, QUEUE_MAX);
+    return n > 0 ? n : SN_OFF;
+}
+
+/* --queue-timeout: ms, or never. */
+static int wait_arg(char **argv, int *i)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    if (strcmp(s, "never") == 0)
+        return SN_TIMEOUT_NEVER;
+    return (int)num_value(flag, s, 1, QUEUE_WAIT_MAX, ", or never");
+}
+
+/* --overload: the policy, and with message:TEXT the text (and CRLF) in msg. */
+static int overload_arg(char **argv, int *i, char *msg, size_t cap)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    if (strcmp(s, "close") == 0)
+        return SN_OVERLOAD_CLOSE;
+    if (strcmp(s, "reset") == 0)
+        return SN_OVERLOAD_RESET;
+    if (strcmp(s, "message") == 0)
+        return SN_OVERLOAD_MESSAGE;
+    if (strncmp(s, "message:", 8) == 0 && s[8] != '\0') {
+        if (strlen(s + 8) > OVERLOAD_TEXT_MAX)
+            bad("%s message:TEXT: too long (at most %d bytes)", flag, OVERLOAD_TEXT_MAX);
+        snprintf(msg, cap, "%s\r\n", s + 8);
+        return SN_OVERLOAD_MESSAGE;
+    }
+    bad("%s %s: expected close, reset, message or message:TEXT", flag, s);
 }
 
 static int on_off(char **argv, int *i)
@@ -117,6 +173,7 @@ int main(int argc, char **argv)
     sn_tls_source ca = {0};
     const char *unix_path = NULL;
     char unix_host[SN_ADDR_STRLEN];
+    char busy_text[OVERLOAD_TEXT_MAX + 3] = "";
     bool ip = false;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -143,9 +200,16 @@ int main(int argc, char **argv)
             cfg.fiber_threads = (int)num_arg(argv, &i, 1, 1024);
         else if (strcmp(f, "--stack-kib") == 0)
             cfg.stack_size = (size_t)num_arg(argv, &i, 16, 65536) * 1024;
+        else if (strcmp(f, "--queue") == 0)
+            cfg.queue = queue_arg(argv, &i);
+        else if (strcmp(f, "--queue-timeout") == 0)
+            cfg.queue_timeout_ms = wait_arg(argv, &i);
+        else if (strcmp(f, "--overload") == 0)
+            cfg.overload = overload_arg(argv, &i, busy_text, sizeof busy_text);
         else
             bad("unknown flag %s", f);
     }
+    cfg.overload_message = busy_text[0] != '\0' ? busy_text : NULL;
     if (cfg.fibers == SN_OFF && cfg.workers > THREAD_WORKERS_MAX)
         bad("--workers %d: out of range with --fibers off (1-%d)", cfg.workers, THREAD_WORKERS_MAX);
     if (unix_path != NULL) {

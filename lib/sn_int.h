@@ -212,6 +212,13 @@ int sn__fpool_threads(const sn__fpool *fp);
 /* The fiber engine of a pool made with fibers on, else NULL. */
 sn__fpool *sn__pool_fibers(sn_pool *p);
 void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out);
+/* The queue's wait limit (both engines): takes every job queued at or
+ * before cutoff (an sn_now_ms time) off the queue and calls with(arg) for
+ * each instead of running it, outside the pool's lock, on the calling
+ * thread. Returns when the oldest job still queued was queued, or
+ * SN_DEADLINE_NEVER when none is. */
+int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with);
+int64_t sn__fpool_expire(sn__fpool *fp, int64_t cutoff, sn_job_fn with);
 int sn__fpool_stop(sn__fpool *fp);
 void sn__fpool_free(sn__fpool *fp);
 

@@ -17,7 +17,10 @@
  *   3. else the ring buffer of queue_size slots (allocated once) holds it;
  *   4. else SN_EQUEUEFULL.
  * A worker goes idle only when the ring is empty, and a job is queued only
- * when no worker is idle, so no job waits while a worker sleeps.
+ * when no worker is idle, so no job waits while a worker sleeps. Each queued
+ * job has the time it was queued: sn__pool_expire takes those that waited
+ * too long off the head of the ring (every worker is busy then, so the
+ * caller, the server's acceptor, does it).
  *
  * Thread lifetime: a worker leaving (idle reaping, or stop) puts its record
  * on p->dead and is joined by whoever next takes that list: a submit, the
@@ -39,6 +42,7 @@
 struct job {
     sn_job_fn fn; /* NULL: none */
     void *arg;
+    int64_t at; /* queued jobs: when (sn_now_ms), for sn__pool_expire */
 };
 
 struct worker {
@@ -81,7 +85,7 @@ struct sn_pool {
 static void ring_push(sn_pool *p, sn_job_fn fn, void *arg)
 {
     int i = (p->qhead + p->qcount) % p->queue_size;
-    p->ring[i] = (struct job){fn, arg};
+    p->ring[i] = (struct job){fn, arg, sn_now_ms()};
     p->qcount++;
 }
 
@@ -220,7 +224,7 @@ static int spawn(sn_pool *p, sn_job_fn fn, void *arg)
     if (w == NULL)
         return SN_ENOMEM;
     w->pool = p;
-    w->job = (struct job){fn, arg};
+    w->job = (struct job){fn, arg, 0};
     sn__cond_init(&w->cond);
 
     pthread_attr_t attr;
@@ -324,7 +328,7 @@ int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
     } else if (p->idle != NULL) {
         struct worker *w = p->idle;
         idle_remove(p, w);
-        w->job = (struct job){fn, arg};
+        w->job = (struct job){fn, arg, 0};
         sn__cond_signal(&w->cond);
     } else if (p->threads < p->max_threads && (spawn_rc = spawn(p, fn, arg)) == 0) {
         /* started with the job */
@@ -342,6 +346,23 @@ int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
     if (spawn_rc < 0 && p->on_thread_error != NULL)
         p->on_thread_error(spawn_rc, p->user);
     return rc;
+}
+
+int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with)
+{
+    if (p->fp != NULL)
+        return sn__fpool_expire(p->fp, cutoff, with);
+    sn__mutex_lock(&p->mu);
+    /* the ring is in the order of queueing: the oldest job is at its head */
+    while (p->qcount > 0 && p->ring[p->qhead].at <= cutoff) {
+        struct job j = ring_pop(p);
+        sn__mutex_unlock(&p->mu);
+        with(j.arg);
+        sn__mutex_lock(&p->mu);
+    }
+    int64_t oldest = p->qcount > 0 ? p->ring[p->qhead].at : SN_DEADLINE_NEVER;
+    sn__mutex_unlock(&p->mu);
+    return oldest;
 }
 
 void sn_pool_stats_get(sn_pool *p, sn_pool_stats *out)

@@ -41,6 +41,7 @@ struct fjob {
     struct fthread *t;
     struct fjob *next;
     sn_job_fn undo; /* service fibers only: called when it cannot start */
+    int64_t at;     /* queued jobs: when (sn_now_ms), for sn__fpool_expire */
 };
 
 struct fthread {
@@ -312,6 +313,7 @@ int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg)
             t->inbox = j;
         }
     } else if (fp->qcount < fp->queue_size) {
+        j->at = sn_now_ms();
         if (fp->qtail != NULL)
             fp->qtail->next = j;
         else
@@ -384,6 +386,21 @@ void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out)
         .threads_created = (uint64_t)fp->nthreads,
     };
     sn__mutex_unlock(&fp->mu);
+}
+
+int64_t sn__fpool_expire(sn__fpool *fp, int64_t cutoff, sn_job_fn with)
+{
+    sn__mutex_lock(&fp->mu);
+    while (fp->qcount > 0 && fp->qhead->at <= cutoff) { /* oldest first */
+        struct fjob *j = queue_pop(fp);
+        sn__mutex_unlock(&fp->mu);
+        with(j->arg);
+        sn__free(j);
+        sn__mutex_lock(&fp->mu);
+    }
+    int64_t oldest = fp->qcount > 0 ? fp->qhead->at : SN_DEADLINE_NEVER;
+    sn__mutex_unlock(&fp->mu);
+    return oldest;
 }
 
 int sn__fpool_stop(sn__fpool *fp)

@@ -20,7 +20,11 @@
  * RUNNING while a worker serves it (handler, on_close), CLOSING during the
  * final flush. Stop wakes the RUNNING ones and waits for them; QUEUED ones
  * are closed unserved (by the pool's drop callback, or by the job itself
- * when it starts after the stop began).
+ * when it starts after the stop began). A QUEUED one that has waited
+ * queue_timeout_ms is taken off the pool's queue by an acceptor, which
+ * answers it per `overload` (refuse_expired): every acceptor does that
+ * after each batch of accepts and wakes up for the next one to expire, so
+ * the limit holds while every worker is busy.
  *
  * Stop (sn_server_stop), under s->stop_mu:
  *   1. stopping = 1; the eventfd wakes the acceptors, which exit; join
@@ -48,6 +52,8 @@
 #define SN_SERVER_LISTENERS_MAX 256
 #define SN_SERVER_WORKERS_DEFAULT 256
 #define SN_SERVER_STOP_DEFAULT 5000
+/* ms a connection may wait in the queue: the HTTP head's and TLS handshake's deadline */
+#define SN_SERVER_QUEUE_TIMEOUT_DEFAULT 10000
 #define SN_SERVER_BATCH 32        /* accepts per listener per wakeup */
 #define SN_SERVER_SPARES_MAX 8    /* spare descriptors: one per acceptor, up to this */
 #define SN_SERVER_BACKOFF_MS 10   /* after EMFILE and other accept failures */
@@ -123,7 +129,7 @@ struct sn_server {
     struct sconn *conns;
     int running; /* RUNNING + CLOSING */
     uint64_t closed, bytes_read, bytes_written;
-    atomic_uint_fast64_t accepted, refused, rejected, accept_errors, tls_failures;
+    atomic_uint_fast64_t accepted, refused, expired, rejected, accept_errors, tls_failures;
 };
 
 /* The connection the calling worker serves, and the server whose acceptor
@@ -252,6 +258,34 @@ static void close_unserved(void *arg)
     conn_unlink(s, r);
     sn__mutex_unlock(&s->mu);
     sconn_free(r);
+}
+
+/* The pool's expiry callback: a queued connection waited queue_timeout_ms
+ * for a worker, and is answered as if the queue had been full. */
+static void refuse_expired(void *arg)
+{
+    struct sconn *r = arg;
+    sn_server *s = r->s;
+    sn__mutex_lock(&s->mu);
+    conn_unlink(s, r);
+    sn__mutex_unlock(&s->mu);
+    count(&s->expired);
+    count(&s->refused);
+    answer_overload(s, r->c);
+    sconn_free(r);
+}
+
+/* Answers every connection that has waited its queue_timeout_ms (on an
+ * acceptor, between accepts). Returns when the next one will have waited
+ * as long, for the acceptor's wait, or SN_DEADLINE_NEVER (none queued, or
+ * no limit). */
+static int64_t expire_queued(sn_server *s)
+{
+    int limit = s->cfg.queue_timeout_ms;
+    if (limit < 0)
+        return SN_DEADLINE_NEVER;
+    int64_t oldest = sn__pool_expire(s->pool, sn_now_ms() - limit, refuse_expired);
+    return oldest == SN_DEADLINE_NEVER ? oldest : oldest + limit;
 }
 
 /* ---- the worker's job ------------------------------------------------------------ */
@@ -475,10 +509,11 @@ static void *acceptor_main(void *arg)
     bool run = acceptor_go(s);
     while (run && !atomic_load(&s->stopping)) {
         spares_refill(s);
+        int64_t expiry = expire_queued(s); /* the poll wakes up for it */
         /* backing off: watch only the eventfd until the pause is over */
         bool backoff = backoff_until > sn_now_ms();
         int n = poll(a->pfd, backoff ? 1 : (nfds_t)s->nl + 1,
-                     backoff ? sn__poll_timeout(backoff_until) : -1);
+                     sn__poll_timeout(backoff ? SN_MIN(backoff_until, expiry) : expiry));
         if (n < 0 && errno != EINTR) {
             report(s, -errno, "poll failed");
             backoff_until = sn_now_ms() + SN_SERVER_BACKOFF_MS;
@@ -511,13 +546,16 @@ static void acceptor_fiber(void *arg)
     while (!atomic_load(&s->stopping)) {
         spares_refill(s);
         int next = accept_batch(a, lf->i);
+        /* the queued connections that waited too long, also in a flood;
+         * the wait below wakes up for the next one */
+        int64_t expiry = expire_queued(s);
         if (next == ACC_MORE) {
             sn__fiber_yield();
         } else if (next == ACC_BACKOFF) {
             sn__fiber_sleep_until(sn_now_ms() + SN_SERVER_BACKOFF_MS);
         } else if (!atomic_load(&s->stopping)) {
-            int rc = sn__fiber_wait_accept(lfd, SN_DEADLINE_NEVER);
-            if (rc < 0) {
+            int rc = sn__fiber_wait_accept(lfd, expiry);
+            if (rc < 0 && rc != SN_ETIMEDOUT) {
                 report(s, rc, "waiting for connections failed");
                 sn__fiber_sleep_until(sn_now_ms() + SN_SERVER_BACKOFF_MS);
             }
@@ -569,8 +607,8 @@ static int check_config(const sn_server_config *c)
     if (workers < 1 || workers > most || c->min_workers < 0 || c->min_workers > workers ||
         c->fiber_threads < 0 || c->fiber_threads > 1024)
         return SN_EINVAL;
-    if (c->queue < SN_OFF || c->worker_idle_ms < SN_TIMEOUT_NEVER ||
-        c->stop_timeout_ms < SN_TIMEOUT_NEVER)
+    if (c->queue < SN_OFF || c->queue_timeout_ms < SN_TIMEOUT_NEVER ||
+        c->worker_idle_ms < SN_TIMEOUT_NEVER || c->stop_timeout_ms < SN_TIMEOUT_NEVER)
         return SN_EINVAL;
     if (c->overload < SN_OVERLOAD_CLOSE || c->overload > SN_OVERLOAD_MESSAGE)
         return SN_EINVAL;
@@ -645,6 +683,8 @@ int sn_server_new(sn_server **out, const sn_server_config *cfg)
         s->cfg.acceptors = 1;
     if (s->cfg.stop_timeout_ms == 0)
         s->cfg.stop_timeout_ms = SN_SERVER_STOP_DEFAULT;
+    if (s->cfg.queue_timeout_ms == 0)
+        s->cfg.queue_timeout_ms = SN_SERVER_QUEUE_TIMEOUT_DEFAULT;
     s->wakefd = -1;
     const char *msg = cfg->overload_message ? cfg->overload_message : SN_SERVER_BUSY_MESSAGE;
     if ((rc = copy_listeners(s, cfg)) < 0 || (s->message = sn__strdup(msg)) == NULL) {
@@ -1100,6 +1140,7 @@ void sn_server_stats_get(sn_server *s, sn_server_stats *out)
     }
     out->accepted = atomic_load(&s->accepted);
     out->refused = atomic_load(&s->refused);
+    out->expired = atomic_load(&s->expired);
     out->rejected = atomic_load(&s->rejected);
     out->accept_errors = atomic_load(&s->accept_errors);
     out->tls_failures = atomic_load(&s->tls_failures);

@@ -97,6 +97,34 @@ stop_server INT
 [ -f "$tmp/plain" ] || fail "--unix removed a plain file"
 "$srv" --unix "$sock" --port 0 >/dev/null 2>&1 && fail "--unix with --port accepted"
 
+# 2c. admission: with one worker held by a client, a queued connection is
+# answered per --overload once it has waited --queue-timeout, while the
+# worker is still busy; with --queue 0 at once (both modes)
+for mode in on off; do
+    start_server --port 0 --fibers $mode --workers 1 --queue 1 --queue-timeout 300 \
+        --overload 'message:busy, try later'
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect"
+    printf 'first\n' >&3
+    read -r -t 5 reply <&3 && [ "$reply" = first ] || fail "no echo before the queue test"
+    exec 4<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect a second time"
+    read -r -t 5 reply <&4 || fail "--fibers $mode: no answer to a queued connection"
+    [ "$reply" = $'busy, try later\r' ] || fail "--fibers $mode: a queued connection got '$reply'"
+    read -r -t 5 reply <&4 && fail "--fibers $mode: more after the overload answer"
+    printf 'again\n' >&3
+    read -r -t 5 reply <&3 && [ "$reply" = again ] || fail "the served client lost its worker"
+    exec 3>&- 4>&-
+    stop_server TERM
+done
+start_server --port 0 --workers 1 --queue 0 --overload message
+exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect"
+printf 'first\n' >&3
+read -r -t 5 reply <&3 && [ "$reply" = first ] || fail "no echo before --queue 0"
+exec 4<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect a second time"
+read -r -t 5 reply <&4 || fail "--queue 0: no answer"
+[ "$reply" = $'server busy\r' ] || fail "--queue 0: got '$reply'"
+exec 3>&- 4>&-
+stop_server INT
+
 # 3. a bad flag or value is refused by name: the first line on stderr says
 # which and what it takes (its range or values), the usage line follows, and
 # the exit status is 2
@@ -122,6 +150,13 @@ refused "echo-server: --workers 70000: out of range with --fibers off (1-65536)"
     "$srv" --workers 70000 --fibers off
 refused "echo-server: --fibers maybe: expected on or off" "$srv" --fibers maybe
 refused "echo-server: --stack-kib many: not a number (16-65536)" "$srv" --stack-kib many
+refused "echo-server: --queue -1: out of range (0-16777216)" "$srv" --queue -1
+refused "echo-server: --queue-timeout 0: out of range (1-86400000, or never)" "$srv" \
+    --queue-timeout 0
+refused "echo-server: --queue-timeout soon: not a number (1-86400000, or never)" "$srv" \
+    --queue-timeout soon
+refused "echo-server: --overload drop: expected close, reset, message or message:TEXT" "$srv" \
+    --overload drop
 refused "echo-server: --unix does not go with --host or --port" "$srv" --unix "$tmp/x" --port 0
 refused "echo-server: --tls-cert and --tls-key go together" "$srv" --tls-cert cert.pem
 refused "echo-server: --tls-verify-peer needs --tls-ca" "$srv" --tls-cert c.pem --tls-key k.pem \

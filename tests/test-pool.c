@@ -213,6 +213,60 @@ static void test_queue_off(void)
     leak_check_end();
 }
 
+/* The queue's wait limit (sn__pool_expire, internal: the server's acceptors
+ * call it): jobs queued at or before the cutoff leave the queue, oldest
+ * first, through the callback and not run; the others stay. */
+static void check_expire(const sn_pool_config *cfg)
+{
+    leak_check_begin();
+    sn_pool *p;
+    SN_ASSERT_RC(sn_pool_new(&p, cfg), 0);
+    gate_close();
+    SN_ASSERT_RC(sn_pool_submit(p, gated_job, NULL), 0); /* the one worker */
+    CU_ASSERT_EQUAL(wait_for(&running, 1, 5000), 1);
+    int64_t before = sn_now_ms();
+    SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0);
+    int64_t first = sn_now_ms();
+    while (sn_now_ms() == first)
+        sn_test_sleep_ms(1);
+    SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0);
+    SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0);
+    CU_ASSERT_EQUAL(stats(p).queued, 3);
+
+    /* none queued that early: the oldest's time comes back */
+    int64_t oldest = sn__pool_expire(p, before - 1, drop_job);
+    CU_ASSERT(oldest >= before && oldest <= first);
+    CU_ASSERT_EQUAL(atomic_load(&dropped), 0);
+    /* the first only */
+    oldest = sn__pool_expire(p, first, drop_job);
+    CU_ASSERT(oldest > first && oldest != SN_DEADLINE_NEVER);
+    CU_ASSERT_EQUAL(atomic_load(&dropped), 1);
+    CU_ASSERT_EQUAL(stats(p).queued, 2);
+    /* the rest */
+    CU_ASSERT(sn__pool_expire(p, sn_now_ms(), drop_job) == SN_DEADLINE_NEVER);
+    CU_ASSERT_EQUAL(atomic_load(&dropped), 3);
+    CU_ASSERT_EQUAL(stats(p).queued, 0);
+
+    gate_release();
+    CU_ASSERT_EQUAL(wait_for(&ran, 1, 10000), 1); /* only the gated job ran */
+    SN_ASSERT_RC(sn_pool_stop(p), 0);
+    CU_ASSERT_EQUAL(atomic_load(&ran), 1);
+    CU_ASSERT_EQUAL(atomic_load(&dropped), 3);
+    sn_pool_free(p);
+    leak_check_end();
+}
+
+static void test_queue_expire(void)
+{
+    check_expire(&(sn_pool_config){.max_threads = 1, .queue_size = 4});
+}
+
+static void test_queue_expire_fibers(void)
+{
+    check_expire(
+        &(sn_pool_config){.max_threads = 1, .queue_size = 4, .fibers = SN_ON, .fiber_threads = 1});
+}
+
 static void test_min_threads_at_creation(void)
 {
     leak_check_begin();
@@ -601,6 +655,8 @@ static CU_TestInfo tests[] = {
     {"max_threads respected", test_max_threads_respected},
     {"queue, then SN_EQUEUEFULL", test_queue_full},
     {"queue SN_OFF", test_queue_off},
+    {"queued jobs past a cutoff leave the queue", test_queue_expire},
+    {"queued jobs past a cutoff leave the queue (fibers)", test_queue_expire_fibers},
     {"min_threads started at creation", test_min_threads_at_creation},
     {"idle workers reaped to min_threads", test_idle_reaping},
     {"idle workers reaped to zero", test_idle_reaping_to_zero},

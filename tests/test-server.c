@@ -303,6 +303,9 @@ static void test_config_errors(void)
         SN_EINVAL);
     SN_ASSERT_RC(sn_server_new(&s, &(sn_server_config){.handler = echo_handler, .queue = -2}),
                  SN_EINVAL);
+    SN_ASSERT_RC(
+        sn_server_new(&s, &(sn_server_config){.handler = echo_handler, .queue_timeout_ms = -2}),
+        SN_EINVAL);
     SN_ASSERT_RC(sn_server_new(&s, &(sn_server_config){.handler = echo_handler, .acceptors = -1}),
                  SN_EINVAL);
     SN_ASSERT_RC(sn_server_new(&s, &(sn_server_config){.handler = echo_handler, .overload = 7}),
@@ -711,6 +714,131 @@ static void test_queue_off(void)
     close(a);
     close(b);
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
+    sn_server_free(s);
+    end();
+}
+
+/* workers = 1 and a handler that keeps it: two connections queued with a
+ * 200 ms wait limit are answered per the policy while the worker is still
+ * busy (with the limit checked only when a worker takes a connection, they
+ * would wait as long as the first connection lasts). */
+static void check_queue_timeout(int policy, const char *message, int want_end,
+                                const char *want_text)
+{
+    begin();
+    struct app app = {0};
+    sn_server *s;
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .handler = line_handler,
+                            .workers = 1,
+                            .queue = 4,
+                            .queue_timeout_ms = 200,
+                            .overload = policy,
+                            .overload_message = message};
+    int port = start(&s, &cfg, &app);
+    CU_ASSERT_FATAL(port > 0);
+    int busy = tcp_client("127.0.0.1", port);
+    WAIT_UNTIL(sstats(s).active == 1, 5000);
+    CU_ASSERT_EQUAL(sstats(s).active, 1);
+    int64_t t0 = sn_now_ms();
+    int fd[2];
+    for (int i = 0; i < 2; i++)
+        fd[i] = tcp_client("127.0.0.1", port);
+    CU_ASSERT_FATAL(busy >= 0 && fd[0] >= 0 && fd[1] >= 0);
+    SN_ASSERT_RC(send_str(fd[0], "waiting\n"), 0); /* unread input: still a clean end */
+
+    for (int i = 0; i < 2; i++) {
+        char text[64] = {0};
+        if (want_text != NULL) {
+            SN_ASSERT_RC(sn_test_read_all(fd[i], text, strlen(want_text), 5000), 0);
+            CU_ASSERT_STRING_EQUAL(text, want_text);
+        }
+        SN_ASSERT_RC(read_to_end(fd[i], 5000, NULL), want_end);
+    }
+    CU_ASSERT(sn_now_ms() - t0 >= 190); /* they did wait (the 5 s above bounds the rest) */
+    sn_server_stats st = sstats(s);
+    CU_ASSERT_EQUAL(st.active, 1); /* the worker is still busy */
+    CU_ASSERT_EQUAL(st.queued, 0);
+    CU_ASSERT_EQUAL(st.accepted, 3);
+    CU_ASSERT_EQUAL(st.refused, 2);
+    CU_ASSERT_EQUAL(st.expired, 2);
+    CU_ASSERT_EQUAL(atomic_load(&app.handled), 1);
+
+    /* the busy one is served on, and a new connection waits its turn */
+    char line[64];
+    SN_ASSERT_RC(send_str(busy, "still here\n"), 0);
+    SN_ASSERT_RC(read_line_fd(busy, line, sizeof line, 5000), 11);
+    int next = tcp_client("127.0.0.1", port);
+    CU_ASSERT_FATAL(next >= 0);
+    WAIT_UNTIL(sstats(s).queued == 1, 5000);
+    SN_ASSERT_RC(send_str(busy, "quit\n"), 0);
+    SN_ASSERT_RC(send_str(next, "served\n"), 0);
+    SN_ASSERT_RC(read_line_fd(next, line, sizeof line, 5000), 7);
+    CU_ASSERT_STRING_EQUAL(line, "served\n");
+    st = sstats(s);
+    CU_ASSERT_EQUAL(st.expired, 2);
+    CU_ASSERT_EQUAL(st.refused, 2);
+    close(busy);
+    close(next);
+    for (int i = 0; i < 2; i++)
+        close(fd[i]);
+    WAIT_UNTIL(sstats(s).closed == 2, 5000);
+    SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
+    CU_ASSERT_EQUAL(sstats(s).closed, 2);
+    sn_server_free(s);
+    end();
+}
+
+static void test_queue_timeout_message(void)
+{
+    check_queue_timeout(SN_OVERLOAD_MESSAGE, "waited too long\r\n", SN_EOF, "waited too long\r\n");
+}
+
+static void test_queue_timeout_reset(void)
+{
+    check_queue_timeout(SN_OVERLOAD_RESET, NULL, SN_ECONNRESET, NULL);
+}
+
+static void test_queue_timeout_close(void)
+{
+    check_queue_timeout(SN_OVERLOAD_CLOSE, NULL, SN_EOF, NULL);
+}
+
+/* SN_TIMEOUT_NEVER: a queued connection waits for the worker, however long. */
+static void test_queue_timeout_never(void)
+{
+    begin();
+    struct app app = {0};
+    sn_server *s;
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .handler = line_handler,
+                            .workers = 1,
+                            .queue = 4,
+                            .queue_timeout_ms = SN_TIMEOUT_NEVER};
+    int port = start(&s, &cfg, &app);
+    CU_ASSERT_FATAL(port > 0);
+    int busy = tcp_client("127.0.0.1", port);
+    WAIT_UNTIL(sstats(s).active == 1, 5000);
+    int queued = tcp_client("127.0.0.1", port);
+    CU_ASSERT_FATAL(busy >= 0 && queued >= 0);
+    WAIT_UNTIL(sstats(s).queued == 1, 5000);
+    CU_ASSERT_EQUAL(sstats(s).queued, 1);
+    char line[64];
+    /* nothing comes (500 ms: over twice the limit the other tests use) */
+    SN_ASSERT_RC(read_line_fd(queued, line, sizeof line, 500), SN_ETIMEDOUT);
+    sn_server_stats st = sstats(s);
+    CU_ASSERT_EQUAL(st.queued, 1);
+    CU_ASSERT_EQUAL(st.expired, 0);
+    CU_ASSERT_EQUAL(st.refused, 0);
+    SN_ASSERT_RC(send_str(queued, "my turn\n"), 0);
+    SN_ASSERT_RC(send_str(busy, "quit\n"), 0);
+    SN_ASSERT_RC(read_line_fd(queued, line, sizeof line, 5000), 8);
+    CU_ASSERT_STRING_EQUAL(line, "my turn\n");
+    close(busy);
+    close(queued);
+    WAIT_UNTIL(sstats(s).closed == 2, 5000);
+    SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
+    CU_ASSERT_EQUAL(sstats(s).expired, 0);
     sn_server_free(s);
     end();
 }
@@ -1180,6 +1308,10 @@ static CU_TestInfo tests[] = {
     {"overload: reset", test_overload_reset},
     {"overload: close", test_overload_close},
     {"queue SN_OFF", test_queue_off},
+    {"queue wait limit: message", test_queue_timeout_message},
+    {"queue wait limit: reset", test_queue_timeout_reset},
+    {"queue wait limit: close", test_queue_timeout_close},
+    {"queue wait limit SN_TIMEOUT_NEVER", test_queue_timeout_never},
     {"stop wakes readers", test_stop_wakes_readers},
     {"stop forces stubborn handlers", test_stop_forces_stubborn_handlers},
     {"stop with queued connections", test_stop_with_queued_connections},

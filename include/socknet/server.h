@@ -19,10 +19,14 @@
  * Admission: a connection is served when a worker is idle or can be started
  * (up to `workers`), or waits in the queue (up to `queue`). Beyond that the
  * acceptor answers it at once per `overload` and counts it as refused; it
- * never blocks and never stalls the other listeners. When the process runs
- * out of descriptors (EMFILE), the acceptor closes the pending connection
- * with a spare descriptor kept for the purpose and backs off briefly,
- * rather than spinning.
+ * never blocks and never stalls the other listeners. A connection waits in
+ * the queue for at most `queue_timeout_ms` (10 s by default): then an
+ * acceptor answers it the same way, even when no worker ever frees up, and
+ * counts it as refused and as expired. Both modes queue (in fiber mode
+ * once `workers` connections are being served). When the process runs out
+ * of descriptors (EMFILE), the acceptor closes the pending connection with
+ * a spare descriptor kept for the purpose and backs off briefly, rather
+ * than spinning.
  *
  * Stopping (sn_server_stop, from any thread, a handler included): listeners
  * close; queued connections are closed unserved; every handler blocked in a
@@ -137,6 +141,13 @@ typedef struct sn_server_config {
     int overload;                 /* sn_overload; default SN_OVERLOAD_CLOSE */
     const char *overload_message; /* with SN_OVERLOAD_MESSAGE; copied; NULL =
                                      "server busy\r\n" */
+    /* ms a connection may wait in the queue; 0 = 10000 (the HTTP head's
+     * and the TLS handshake's deadline: a peer that has heard nothing for
+     * that long is better told to try again); SN_TIMEOUT_NEVER = until a
+     * worker frees up or the server stops. Past it an acceptor answers the
+     * connection per `overload`, within a few ms (unless a worker takes it
+     * first). */
+    int queue_timeout_ms;
 
     /* Events (OpenHarmony's listening / connect / close / error). Each may
      * be NULL. on_listening and on_connect run on an acceptor thread (an
@@ -208,7 +219,10 @@ typedef struct sn_server_stats {
     int busy_workers;         /* workers running a handler */
     int threads;              /* worker threads alive */
     uint64_t accepted;        /* connections accepted */
-    uint64_t refused;         /* answered with the overload policy */
+    uint64_t refused;         /* answered with the overload policy: the
+                                 queue was full, or (expired) the wait */
+    uint64_t expired;         /* of refused: waited queue_timeout_ms in
+                                 the queue */
     uint64_t rejected;        /* refused by on_connect */
     uint64_t accept_errors;   /* failed accepts (EMFILE, ...) */
     uint64_t thread_failures; /* worker threads the system refused (the
