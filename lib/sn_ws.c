@@ -92,8 +92,10 @@ int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg)
         c.deflate_cfg.client_max_window_bits = 15;
     if (c.deflate_cfg.server_max_window_bits == 0)
         c.deflate_cfg.server_max_window_bits = 15;
-    if (c.raw == SN_ON)
-        c.deflate = SN_OFF; /* raw mode hands frames over as they are */
+    if (c.raw == SN_ON) {
+        c.deflate = SN_OFF;   /* raw mode hands frames over as they are */
+        c.ping_period_ms = 0; /* and sends nothing by itself */
+    }
     *out = c;
     return 0;
 }

@@ -391,6 +391,28 @@ static void test_ping_period(void)
     SN_ASSERT_RC(s.recv_rc, SN_ETIMEDOUT);
 }
 
+/* Raw mode sends nothing by itself: with a ping period set, no ping goes
+ * (it used to send pings, and then fail a session whose peer sent other
+ * frames, never counted as answers). */
+static void test_raw_no_pings(void)
+{
+    struct srv s = {.mode = ECHO};
+    sn_conn *c;
+    sn_ws *ws;
+    srv_start(&s, &c);
+    sn_ws_config raw = {.raw = SN_ON, .ping_period_ms = 30, .timeout_ms = 30};
+    SN_ASSERT_RC(client(&ws, c, &raw, NULL), 0);
+    sn_ws_frame f;
+    SN_ASSERT_RC(sn_ws_recv_frame(ws, &f, sn_deadline_in(300)), SN_ETIMEDOUT); /* no pong */
+    SN_ASSERT_RC(sn_ws_send_frame(ws, true, SN_WS_TEXT, "hi", 2, sn_deadline_in(1000)), 0);
+    SN_ASSERT_RC(sn_ws_recv_frame(ws, &f, sn_deadline_in(3000)), 0);
+    CU_ASSERT(f.opcode == SN_WS_TEXT && f.len == 2);
+    SN_ASSERT_RC(sn_ws_close(ws, SN_WS_NORMAL, NULL, sn_deadline_in(3000)), 0);
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    srv_join(&s);
+}
+
 static void test_recv_deadline_not_sticky(void)
 {
     struct srv s = {.mode = ECHO};
@@ -838,6 +860,7 @@ static CU_TestInfo tests[] = {
     {"sends from four threads while one receives", test_send_from_other_threads},
     {"messages streamed in pieces both ways, with and without deflate", test_streaming},
     {"ping period, then a silent peer: close 1011", test_ping_period},
+    {"raw mode sends no pings", test_raw_no_pings},
     {"a receive deadline is not sticky; close codes", test_recv_deadline_not_sticky},
     {"a receive deadline inside a message still applies", test_recv_deadline_inside_message},
     {"a peer breaking the rules gets the right close code", test_protocol_violations},

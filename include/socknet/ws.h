@@ -201,7 +201,8 @@ typedef struct sn_ws_config {
                              does); default off */
     int utf8;             /* SN_OFF: text is not validated; default on */
     int raw;              /* SN_ON: raw mode (sn_ws_recv_frame / sn_ws_send_frame,
-                             no automatic behaviour, no deflate) */
+                             no automatic behaviour: no deflate, no pings,
+                             ping_period_ms is ignored) */
     int deflate;          /* SN_ON: permessage-deflate when the peer agrees */
     sn_ws_deflate_config deflate_cfg;
     /* Subprotocols: a server's in its order of preference (the first the
