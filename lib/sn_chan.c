@@ -55,6 +55,7 @@ struct sn_conn {
     sn_transport plain;
     void *data;
     bool closed;
+    bool lingered; /* sn_conn_linger ran: it does not run twice */
 
     /* reader */
     char *rbuf;
@@ -235,6 +236,9 @@ int sn_conn_linger(sn_conn *c, int ms)
         return SN_EINVAL;
     if (c->closed)
         return SN_ECLOSED;
+    if (c->lingered)
+        return 0;
+    c->lingered = true;
     int64_t end = sn_now_ms() + ms;
     if (!atomic_load_explicit(&c->wshut, memory_order_relaxed))
         sn_shutdown_write(c, end); /* flushed, and TLS's close_notify sent, when it can be */

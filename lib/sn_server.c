@@ -44,6 +44,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_int.h"
@@ -54,6 +55,7 @@
 #define SN_SERVER_STOP_DEFAULT 5000
 /* ms a connection may wait in the queue: the HTTP head's and TLS handshake's deadline */
 #define SN_SERVER_QUEUE_TIMEOUT_DEFAULT 10000
+#define SN_SERVER_LINGER_DEFAULT 2000
 #define SN_SERVER_BATCH 32        /* accepts per listener per wakeup */
 #define SN_SERVER_SPARES_MAX 8    /* spare descriptors: one per acceptor, up to this */
 #define SN_SERVER_BACKOFF_MS 10   /* after EMFILE and other accept failures */
@@ -290,6 +292,14 @@ static int64_t expire_queued(sn_server *s)
 
 /* ---- the worker's job ------------------------------------------------------------ */
 
+/* Whether the peer sent input the handler did not read: buffered, or still
+ * in the socket. */
+static bool input_left(sn_conn *c)
+{
+    int n = 0;
+    return sn_available(c) > 0 || (ioctl(sn_sock_fd(sn_conn_sock(c)), FIONREAD, &n) == 0 && n > 0);
+}
+
 static void serve(void *arg)
 {
     struct sconn *r = arg;
@@ -314,6 +324,9 @@ static void serve(void *arg)
         s->cfg.handler(r->c, s->cfg.user);
         if (s->cfg.on_close != NULL)
             s->cfg.on_close(r->c, sn_conn_error(r->c), s->cfg.user);
+        /* still running: a stop ends the linger as it wakes a read */
+        if (s->cfg.linger_ms > 0 && input_left(r->c))
+            sn_conn_linger(r->c, s->cfg.linger_ms);
     }
     set_current_conn(NULL);
 
@@ -607,7 +620,7 @@ static int check_config(const sn_server_config *c)
     if (workers < 1 || workers > most || c->min_workers < 0 || c->min_workers > workers ||
         c->fiber_threads < 0 || c->fiber_threads > 1024)
         return SN_EINVAL;
-    if (c->queue < SN_OFF || c->queue_timeout_ms < SN_TIMEOUT_NEVER ||
+    if (c->queue < SN_OFF || c->queue_timeout_ms < SN_TIMEOUT_NEVER || c->linger_ms < SN_OFF ||
         c->worker_idle_ms < SN_TIMEOUT_NEVER || c->stop_timeout_ms < SN_TIMEOUT_NEVER)
         return SN_EINVAL;
     if (c->overload < SN_OVERLOAD_CLOSE || c->overload > SN_OVERLOAD_MESSAGE)
@@ -685,6 +698,8 @@ int sn_server_new(sn_server **out, const sn_server_config *cfg)
         s->cfg.stop_timeout_ms = SN_SERVER_STOP_DEFAULT;
     if (s->cfg.queue_timeout_ms == 0)
         s->cfg.queue_timeout_ms = SN_SERVER_QUEUE_TIMEOUT_DEFAULT;
+    if (s->cfg.linger_ms == 0)
+        s->cfg.linger_ms = SN_SERVER_LINGER_DEFAULT;
     s->wakefd = -1;
     const char *msg = cfg->overload_message ? cfg->overload_message : SN_SERVER_BUSY_MESSAGE;
     if ((rc = copy_listeners(s, cfg)) < 0 || (s->message = sn__strdup(msg)) == NULL) {

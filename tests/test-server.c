@@ -494,6 +494,79 @@ static void test_echo_round_trip(void)
     end();
 }
 
+/* Reads one line, answers it with an error and returns: the rest of the
+ * peer's input stays unread. */
+static void refuse_handler(sn_conn *c, void *user)
+{
+    struct app *app = user;
+    char line[64];
+    atomic_fetch_add(&app->handled, 1);
+    if (sn_read_line(c, line, sizeof line, SN_LINE_ANY, sn_deadline_in(5000)) > 0)
+        sn_write_str(c, "ERR no thanks\n", 0);
+    atomic_fetch_add(&app->returned, 1);
+}
+
+/* Sends a line and 64 KiB more, lets the server answer and return, then
+ * reads: the answer and how the stream ended. */
+static int answer_then(int port, char *line, size_t cap)
+{
+    int fd = tcp_client("127.0.0.1", port);
+    CU_ASSERT_FATAL(fd >= 0);
+    static char junk[64 << 10];
+    memset(junk, 'j', sizeof junk);
+    SN_ASSERT_RC(send_str(fd, "hello\n"), 0);
+    SN_ASSERT_RC(sn_test_write_all(fd, junk, sizeof junk), 0);
+    usleep(200000);
+    int rc = read_line_fd(fd, line, cap, 3000);
+    if (rc > 0)
+        rc = read_to_end(fd, 3000, NULL);
+    close(fd);
+    return rc;
+}
+
+/* A handler that answers and returns with input unread: the connection
+ * lingers, so the answer arrives and the stream ends cleanly; with
+ * linger_ms SN_OFF the kernel resets it and the answer is lost; a peer
+ * that keeps sending is cut after linger_ms. */
+static void test_linger(void)
+{
+    begin();
+    struct app app = {0};
+    sn_server *s;
+    sn_server_config cfg = {.host = "127.0.0.1", .handler = refuse_handler, .linger_ms = 400};
+    int port = start(&s, &cfg, &app);
+    CU_ASSERT_FATAL(port > 0);
+    char line[64];
+    SN_ASSERT_RC(answer_then(port, line, sizeof line), SN_EOF);
+    CU_ASSERT_STRING_EQUAL(line, "ERR no thanks\n");
+
+    int fd = tcp_client("127.0.0.1", port);
+    CU_ASSERT_FATAL(fd >= 0);
+    SN_ASSERT_RC(send_str(fd, "hello\nmore"), 0); /* input left when the handler returns */
+    int64_t t0 = sn_now_ms(), cut = 0;
+    while (cut == 0 && sn_now_ms() - t0 < 3000) {
+        if (send(fd, "more", 4, MSG_NOSIGNAL) < 0)
+            cut = sn_now_ms() - t0;
+        usleep(20000);
+    }
+    close(fd);
+    CU_ASSERT(cut >= 300 && cut < 2000);
+    if (cut < 300 || cut >= 2000)
+        fprintf(stderr, "a peer that keeps sending was cut after %lld ms\n", (long long)cut);
+    SN_ASSERT_RC(sn_server_stop(s, 1000), 0);
+    sn_server_free(s);
+
+    cfg.linger_ms = SN_OFF;
+    port = start(&s, &cfg, &app);
+    CU_ASSERT_FATAL(port > 0);
+    SN_ASSERT_RC(answer_then(port, line, sizeof line), SN_ECONNRESET);
+    SN_ASSERT_RC(sn_server_stop(s, 1000), 0);
+    sn_server_free(s);
+    cfg.linger_ms = -2;
+    SN_ASSERT_RC(sn_server_new(&s, &cfg), SN_EINVAL);
+    end();
+}
+
 static bool have_ipv6_loopback(void)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1303,6 +1376,7 @@ static CU_TestInfo tests[] = {
     {"echo round trip", test_echo_round_trip},
     {"two listeners (IPv4 and IPv6)", test_two_listeners},
     {"events", test_events},
+    {"a handler that leaves input unread: a lingering close", test_linger},
     {"overload: message", test_overload_message},
     {"overload: default message", test_overload_default_message},
     {"overload: reset", test_overload_reset},

@@ -113,7 +113,8 @@ SN_API int sn_conn_close(sn_conn *c, sn_deadline dl);
  * close 1009 for a message that is still arriving). The WebSocket session
  * (after a close for a peer's error) and the sn_web router (after its own
  * error answers) call it; the connection is then only good for closing.
- * A server stop ends the wait (the stop shuts reads down).
+ * A server stop ends the wait (the stop shuts reads down). A second call
+ * returns 0 at once.
  * Returns 0 (the peer closed), SN_ETIMEDOUT (ms passed: close anyway; a
  * peer that keeps sending holds the connection no longer than that),
  * SN_EINVAL (c NULL, ms negative), SN_ECLOSED (already closed), or the

@@ -6,7 +6,12 @@
  * are watched by acceptor threads, which accept connections and hand each
  * one to the worker pool. A worker calls the handler with the connection and serves it
  * from start to close with plain blocking reads and writes; when the
- * handler returns, the server flushes and closes the connection.
+ * handler returns, the server flushes and closes the connection. When the
+ * handler left input unread (it answered an error and returned, say), the
+ * connection lingers first (sn_conn_linger, up to linger_ms): its write side
+ * is shut and what the peer still sends is dropped until the peer closes,
+ * because closing with unread input makes the kernel send a reset, which
+ * can destroy the answer before the peer reads it.
  *
  *     static void echo(sn_conn *c, void *user) {
  *         char buf[4096];
@@ -137,6 +142,9 @@ typedef struct sn_server_config {
     int stop_timeout_ms; /* ms: sn_server_free's grace period, and
                             sn_server_stop's for timeout 0; 0 = 5000;
                             SN_TIMEOUT_NEVER = wait for the handlers */
+    int linger_ms;       /* ms a connection whose handler left input unread
+                            lingers (see above); 0 = 2000; SN_OFF = close at
+                            once (the peer may get a reset) */
 
     int overload;                 /* sn_overload; default SN_OVERLOAD_CLOSE */
     const char *overload_message; /* with SN_OVERLOAD_MESSAGE; copied; NULL =
