@@ -230,6 +230,8 @@ int sn_conn_close(sn_conn *c, sn_deadline dl)
     return rc;
 }
 
+#define SN_LINGER_CHUNK 65536 /* bytes dropped per receive while lingering */
+
 int sn_conn_linger(sn_conn *c, int ms)
 {
     if (c == NULL || ms < 0)
@@ -245,26 +247,35 @@ int sn_conn_linger(sn_conn *c, int ms)
     int fd = c->sock->fd;
     shutdown(fd, SHUT_WR); /* whatever the transport did: the peer reads end of stream */
     c->rpos = c->rlen = 0; /* what was buffered is dropped too */
-    /* TCP drops what MSG_TRUNC asks for without copying it; a local socket
-     * copies, into buf */
-    int trunc = c->sock->family == AF_UNIX ? 0 : MSG_TRUNC;
-    char buf[256];
+    /* a heap buffer for what is dropped: lingering is rare, a fiber's
+     * stack is small (MSG_TRUNC would drop TCP input without a copy, but
+     * sanitizers take it for a write of that size) */
+    char small[256], *buf = sn__malloc(SN_LINGER_CHUNK);
+    size_t cap = buf != NULL ? SN_LINGER_CHUNK : sizeof small;
+    if (buf == NULL)
+        buf = small;
+    int rc;
     for (;;) {
-        ssize_t n = recv(fd, buf, trunc ? (size_t)1 << 20 : sizeof buf, MSG_DONTWAIT | trunc);
+        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
         if (n > 0)
             continue;
         if (n == 0) {
             set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
-            return 0;
+            rc = 0;
+            break;
         }
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return set_rerr(c, -errno);
-        int rc = sn__wait_fd(fd, POLLIN, end);
-        if (rc < 0)
-            return rc; /* SN_ETIMEDOUT: the peer is still sending, or silent */
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = set_rerr(c, -errno);
+            break;
+        }
+        if ((rc = sn__wait_fd(fd, POLLIN, end)) < 0)
+            break; /* SN_ETIMEDOUT: the peer is still sending, or silent */
     }
+    if (buf != small)
+        sn__free(buf);
+    return rc;
 }
 
 void sn_conn_free(sn_conn *c)
