@@ -12,8 +12,9 @@
 //   node chat-clients.mjs limit URL MAX   (the chat runs with --max-text MAX)
 //     a text of MAX + 1 bytes: its sender alone gets the notice "too-long"
 //     and stays; a text of MAX bytes goes to the room; one over 4 x MAX (the
-//     session's limit) gets the library's close 1009. The other member gets
-//     the MAX-byte text only.
+//     session's limit) gets the library's close 1009, and so do five
+//     members that each send 1 MiB (the server lingers: no reset). The other
+//     member gets the MAX-byte text only.
 //   node chat-clients.mjs refuse URL
 //     bad rooms and names (none, bad characters, too long, not UTF-8, a
 //     control character) get close 1008 with a reason naming which; the
@@ -140,8 +141,18 @@ if (mode === 'shutdown') {
   if (ann.close.code !== 1009) fail(`ann was closed with ${ann.close.code}, want 1009`);
   await until(() => bob.got.some((m) => m.t === 'leave' && m.name === 'ann'), "ann's leave");
   if (msgs(bob).length !== 1) fail('bob got an over-long text');
+  // 1 MiB, still arriving when the server refuses it: the server lingers
+  // until the client closes, so the close 1009 is read, not lost to a reset
+  // (which ws reports as 1006)
+  for (let i = 0; i < 5; i++) {
+    const big = await member(`${base}/chat/limit${process.pid}?name=big${i}`);
+    big.ws.send(text(1 << 20));
+    await until(() => big.close !== null, 'the close for a 1 MiB text');
+    if (big.close.code !== 1009) fail(`a 1 MiB text was closed with ${big.close.code}, want 1009`);
+  }
   bob.ws.close(1000);
-  console.log(`ok: over ${max} bytes a notice to the sender alone, over ${4 * max} close 1009`);
+  console.log(`ok: over ${max} bytes a notice to the sender alone, over ${4 * max} close 1009 ` +
+              '(1 MiB too, 5 of 5)');
   process.exit(0);
 } else if (mode === 'refuse') {
   const room = 'refuse' + process.pid;
