@@ -15,8 +15,29 @@
  * TSan's fiber calls) and valgrind about every stack, so that all three
  * keep working.
  *
- * Stacks: mmap'd with a guard page below, and kept on a free list for reuse,
- * so a connection costs no mmap once the scheduler is warm.
+ * Stacks: mmap'd with a guard page below. A finished fiber's stack is kept
+ * for the next spawn, with its pages, so a connection costs no mmap and no
+ * page fault once the scheduler is warm; but no more than SN_FIBER_CACHE
+ * of them per scheduler: a stack beyond that is unmapped, so a spike of
+ * connections leaves no more than the cap behind. (Giving a stack's pages
+ * back as each fiber finishes, and faulting them in again for the next,
+ * cost a third of the connection rate on a 2-CPU VM: bench/RESULTS.md.)
+ *
+ * Giving memory back after a spike: the scheduler notes the most fibers it
+ * has run at once since it last trimmed. When fewer than half of that are
+ * left (and at least SN_SCHED_TRIM_MIN fewer) for SN_SCHED_TRIM_DELAY_MS,
+ * it trims: the cached stacks give their pages back (madvise
+ * MADV_DONTNEED) but for the top page, which the next fiber writes at
+ * once, and the allocator its free memory (sn__heap_trim: malloc_trim with
+ * glibc, which returns what a spike's TLS sessions and buffers left free
+ * in the middle of its arenas; it costs about 0.4 ms per MiB it returns).
+ * At most once per SN_SCHED_TRIM_EVERY_MS per scheduler: steady load never
+ * trims, a falling one a few times. MADV_DONTNEED rather than MADV_FREE:
+ * the pages leave the process's RSS at once, which is what its owner sees
+ * and what a container's limit counts, where MADV_FREE leaves them counted
+ * until the kernel runs short of memory (6 MiB more after a spike of 3,000
+ * TLS connections, measured); a page reused costs a fault either way once
+ * the kernel has taken it.
  *
  * Buffers: a connection's empty read and write buffers go back to its
  * thread's scheduler while it waits (sn_chan.c), up to SN_SCHED_BUFS of
@@ -35,6 +56,9 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
@@ -43,6 +67,10 @@
 #include "sn_int.h"
 
 #define SN_FIBER_STACK_DEFAULT (256 * 1024)
+#define SN_FIBER_KEEP 4096          /* bytes at a trimmed stack's top kept in memory */
+#define SN_SCHED_TRIM_MIN 16        /* fibers the load must fall by to trim */
+#define SN_SCHED_TRIM_DELAY_MS 250  /* and for this long */
+#define SN_SCHED_TRIM_EVERY_MS 1000 /* at most one trim this often */
 #define SN_FIBER_EVENTS 256
 #define SN_SCHED_BUFS 32
 #define SN_INBOX_KEY UINT64_MAX /* the epoll key of the inbox; others are fds */
@@ -82,7 +110,7 @@ struct sn_fiber {
     short revents;    /* what woke it */
     int64_t deadline; /* ms, while parked; SN_DEADLINE_NEVER */
     size_t heap_idx;  /* in the deadline heap, or SIZE_MAX */
-    sn_fiber *next;   /* run queue or free list */
+    sn_fiber *next;   /* run queue or a cache list */
 };
 
 /* A descriptor as the scheduler knows it (see the top of the file): a
@@ -104,8 +132,14 @@ struct sn_sched {
     size_t main_stack_size;
     sn_fiber *cur;
     sn_fiber *head, *tail; /* run queue */
-    sn_fiber *free;        /* finished fibers whose stacks can be reused */
-    sn_fiber **heap;       /* parked fibers with a deadline, soonest first */
+    sn_fiber *cache;       /* finished fibers kept for their stacks, newest first */
+    size_t ncache;         /* at most SN_FIBER_CACHE */
+    size_t nwarm;          /* the first nwarm of them have their pages */
+    size_t peak;           /* most fibers live since the last trim */
+    int64_t trim_at;       /* when the load fell: trim then; 0 = not falling */
+    int64_t trimmed_at;    /* the last trim */
+    uint64_t mapped, unmapped, trims;
+    sn_fiber **heap; /* parked fibers with a deadline, soonest first */
     size_t nheap, capheap;
     size_t live; /* fibers not finished */
     bool hold;   /* keep running with no fiber left */
@@ -224,6 +258,44 @@ static void fiber_destroy(sn_fiber *f)
     vg_deregister(f->vg_id);
     munmap(f->stack - page_size(), f->stack_size + page_size());
     sn__free(f);
+}
+
+/* Gives the pages of f's stack back, all but the top SN_FIBER_KEEP bytes
+ * (the next fiber's first frames); they read as zeros when touched again.
+ * The guard page below is not part of f->stack and keeps its protection. */
+static void stack_release(sn_fiber *f)
+{
+    if (f->stack_size > SN_FIBER_KEEP)
+        (void)madvise(f->stack, f->stack_size - SN_FIBER_KEEP, MADV_DONTNEED);
+}
+
+/* A finished fiber's stack, kept with its pages while the cache has room,
+ * else unmapped. */
+static void cache_keep(sn_sched *s, sn_fiber *f)
+{
+    if (s->ncache == SN_FIBER_CACHE) {
+        fiber_destroy(f);
+        s->unmapped++;
+        return;
+    }
+    f->next = s->cache;
+    s->cache = f;
+    s->ncache++;
+    s->nwarm++;
+}
+
+/* The newest cached fiber if its stack holds `want` bytes, taken off the
+ * cache; else NULL. */
+static sn_fiber *cache_take(sn_sched *s, size_t want)
+{
+    sn_fiber *f = s->cache;
+    if (f == NULL || f->stack_size < want)
+        return NULL;
+    s->cache = f->next;
+    s->ncache--;
+    if (s->nwarm > 0)
+        s->nwarm--;
+    return f;
 }
 
 /* ---- the deadline heap (parked fibers with a deadline, soonest on top) ------------ */
@@ -351,14 +423,62 @@ static void park(sn_sched *s, sn_fiber *f)
     asan_finish(f->asan_fake, &s->main_stack, &s->main_stack_size);
 }
 
-/* A finished fiber: its stack goes on the free list for the next spawn. */
+/* A finished fiber: its stack is kept for the next spawn, or unmapped. */
 static void retire(sn_sched *s, sn_fiber *f)
 {
     tsan_destroy(f->tsan);
     f->tsan = NULL;
     s->live--;
-    f->next = s->free;
-    s->free = f;
+    cache_keep(s, f);
+}
+
+#if defined(__GLIBC__)
+void sn__heap_trim(void)
+{
+    malloc_trim(0);
+}
+#else
+void sn__heap_trim(void) {}
+#endif
+
+/* The load fell: fewer than half the fibers of the peak are left. */
+static bool load_fell(const sn_sched *s)
+{
+    return s->peak >= 2 * s->live + SN_SCHED_TRIM_MIN;
+}
+
+/* After a spike: the cached stacks give their pages back (those that have
+ * not since the last trim), and the allocator its free memory. */
+static void trim(sn_sched *s, int64_t now)
+{
+    sn_fiber *f = s->cache;
+    for (; s->nwarm > 0; s->nwarm--, f = f->next)
+        stack_release(f);
+    sn__heap_trim();
+    s->peak = s->live;
+    s->trim_at = 0;
+    s->trimmed_at = now;
+    s->trims++;
+}
+
+/* Called before the loop waits: trims when the load has stayed fallen long
+ * enough, and shortens the wait's timeout (ms, -1 = none) to the time the
+ * trim is due. */
+static int trim_when_due(sn_sched *s, int timeout)
+{
+    if (!load_fell(s)) {
+        s->trim_at = 0;
+        return timeout;
+    }
+    int64_t now = sn_now_ms();
+    if (s->trim_at == 0)
+        s->trim_at = SN_MAX(now + SN_SCHED_TRIM_DELAY_MS, s->trimmed_at + SN_SCHED_TRIM_EVERY_MS);
+    if (now >= s->trim_at) {
+        trim(s, now);
+        return timeout;
+    }
+    int due = (int)(s->trim_at - now);
+    return timeout < 0 || due < timeout ? due : timeout;
 }
 
 int sn__sched_new(sn_sched **out)
@@ -385,11 +505,9 @@ void sn__sched_free(sn_sched *s)
 {
     if (s == NULL)
         return;
-    while (s->free != NULL) {
-        sn_fiber *f = s->free;
-        s->free = f->next;
+    sn_fiber *f;
+    while ((f = cache_take(s, 0)) != NULL)
         fiber_destroy(f);
-    }
     while (s->nbufs > 0)
         sn__free(s->bufs[--s->nbufs]);
     sn__free(s->heap);
@@ -403,10 +521,8 @@ void sn__sched_free(sn_sched *s)
 int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_size)
 {
     size_t want = stack_size ? stack_size : SN_FIBER_STACK_DEFAULT;
-    sn_fiber *f = s->free;
-    if (f != NULL && f->stack_size >= want) {
-        s->free = f->next;
-    } else {
+    sn_fiber *f = cache_take(s, want);
+    if (f == NULL) {
         if ((f = sn__calloc(1, sizeof *f)) == NULL)
             return SN_ENOMEM;
         int rc = stack_alloc(f, want);
@@ -414,6 +530,7 @@ int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_siz
             sn__free(f);
             return rc;
         }
+        s->mapped++;
     }
     sn__ctx_make(&f->ctx, f->stack, f->stack_size, fiber_entry);
     f->sched = s;
@@ -426,7 +543,8 @@ int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_siz
     f->tsan = tsan_create();
     f->heap_idx = SIZE_MAX;
     f->revents = 0;
-    s->live++;
+    if (++s->live > s->peak)
+        s->peak = s->live;
     make_ready(s, f);
     return 0;
 }
@@ -439,6 +557,32 @@ sn_fiber *sn__fiber_self(void)
 sn_sched *sn__sched_self(void)
 {
     return tl_sched;
+}
+
+/* Bytes of the pages in [p, p + len) that are in memory. */
+static size_t resident(char *p, size_t len)
+{
+    size_t page = page_size(), n = (len + page - 1) / page, bytes = 0;
+    unsigned char vec[256];
+    for (size_t i = 0; i < n; i += sizeof vec) {
+        size_t k = SN_MIN(sizeof vec, n - i);
+        if (mincore(p + i * page, SN_MIN(k * page, len - i * page), vec) < 0)
+            return 0;
+        for (size_t j = 0; j < k; j++)
+            bytes += (vec[j] & 1) * page;
+    }
+    return bytes;
+}
+
+void sn__sched_mem_get(const sn_sched *s, sn__sched_mem *out)
+{
+    *out = (sn__sched_mem){.cached = s->ncache,
+                           .cached_warm = s->nwarm,
+                           .mapped = s->mapped,
+                           .unmapped = s->unmapped,
+                           .trims = s->trims};
+    for (const sn_fiber *f = s->cache; f != NULL; f = f->next)
+        out->resident += resident(f->stack, f->stack_size);
 }
 
 size_t sn__fiber_stack_touched(const sn_fiber *f)
@@ -568,6 +712,7 @@ void sn__sched_run(sn_sched *s)
         if (s->live == 0 && !s->hold)
             break;
         int timeout = s->nheap > 0 ? sn__poll_timeout(s->heap[0]->deadline) : -1;
+        timeout = trim_when_due(s, timeout);
         int n = epoll_wait(s->ep, evs, SN_FIBER_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 == SN_INBOX_KEY)

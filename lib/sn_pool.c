@@ -26,6 +26,12 @@
  * on p->dead and is joined by whoever next takes that list: a submit, the
  * next worker to leave, or the stopper. So no thread is ever detached and
  * at most a few finished threads wait to be joined.
+ *
+ * Memory after a spike: a reaped worker that leaves the pool at half the
+ * threads it had at its peak (or back at min_threads, SN_POOL_TRIM_MIN
+ * fewer) gives the allocator's free memory back (sn__heap_trim), after it
+ * has joined the workers that left before it, so what they freed on their
+ * way out (their TLS caches too) is free by then.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -38,6 +44,7 @@
 #define SN_POOL_QUEUE_LIMIT (1 << 24)
 #define SN_POOL_IDLE_DEFAULT 10000
 #define SN_POOL_STACK_DEFAULT (256 * 1024)
+#define SN_POOL_TRIM_MIN 16 /* threads the pool must shrink by to trim */
 
 struct job {
     sn_job_fn fn; /* NULL: none */
@@ -74,8 +81,9 @@ struct sn_pool {
     struct worker *idle; /* idle workers, most recent first */
     struct worker *dead; /* workers that left and wait to be joined */
     int threads, busy;
-    bool stopping; /* no more submits; queued jobs are dropped or drained */
-    bool stopped;  /* the stop finished: every worker joined */
+    int threads_peak; /* most threads since the last trim */
+    bool stopping;    /* no more submits; queued jobs are dropped or drained */
+    bool stopped;     /* the stop finished: every worker joined */
 
     uint64_t started, completed, refused, threads_created, threads_reaped, thread_failures;
 };
@@ -146,6 +154,17 @@ static void reap_dead(struct worker *d)
 
 /* ---- workers --------------------------------------------------------------- */
 
+/* Whether the pool shrank enough since its peak to give memory back (under
+ * p->mu); if so, the peak starts again from here. */
+static bool shrank(sn_pool *p)
+{
+    int peak = p->threads_peak, n = p->threads;
+    if (peak < 2 * n + SN_POOL_TRIM_MIN && (n > p->min_threads || peak < n + SN_POOL_TRIM_MIN))
+        return false;
+    p->threads_peak = n;
+    return true;
+}
+
 /* Waits idle (under p->mu) until a job is handed over, the pool stops, or
  * idle_ms pass while more than min_threads run. Returns true when this
  * worker should leave because it was idle too long. */
@@ -209,10 +228,13 @@ static void *worker_main(void *arg)
     p->threads--;
     if (reaped)
         p->threads_reaped++;
+    bool trim = reaped && shrank(p);
     if (p->threads == 0)
         sn__cond_broadcast(&p->done);
     sn__mutex_unlock(&p->mu);
     reap_dead(dead);
+    if (trim)
+        sn__heap_trim(); /* the workers joined have freed what they held */
     return NULL;
 }
 
@@ -241,6 +263,8 @@ static int spawn(sn_pool *p, sn_job_fn fn, void *arg)
     }
     p->threads++;
     p->threads_created++;
+    if (p->threads > p->threads_peak)
+        p->threads_peak = p->threads;
     return 0;
 }
 

