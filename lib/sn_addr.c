@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "sn_int.h"
+#include "sn_sock_int.h"
 
 /* Longest ip text we accept: an IPv6 address, '%', an interface name. */
 #define IP_TEXT_MAX (INET6_ADDRSTRLEN + 1 + IF_NAMESIZE)
@@ -481,4 +481,13 @@ int sn_resolve(const char *host, int port, int family, sn_addr *out, size_t max)
     rc = copy_results(res, out, max);
     freeaddrinfo(res);
     return rc;
+}
+
+/* ---- for the sockets (sn_sock_int.h) -------------------------------------- */
+
+int sn__resolve_peer(const char *host, int port, sn_addr *out, size_t max)
+{
+    if (host == NULL || host[0] == '\0')
+        return SN_EINVAL;
+    return sn_resolve(host, port, SN_AF_ANY, out, max);
 }

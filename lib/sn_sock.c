@@ -7,243 +7,61 @@
  *
  * Every descriptor is non-blocking and close-on-exec from birth.
  */
-#include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_sock_int.h"
 
-#define READ_TIMEOUT_DEFAULT 60000
-#define WRITE_TIMEOUT_DEFAULT 60000
-#define CONNECT_TIMEOUT_DEFAULT 30000
 #define BACKLOG_DEFAULT 511
-#define CONNECT_MAX_ADDRS 16
 
-/* ---- the option table ------------------------------------------------------ */
+/* ---- options: the engine of sn_sockopt.c ------------------------------------ */
 
-/* How an option reaches the kernel. */
-enum opt_kind {
-    K_NONE = 0, /* no such option */
-    K_INT,      /* an int sockopt (0/1 switches are normalised on get) */
-    K_BOOL,     /* an int sockopt read back as 0/1 */
-    K_LINGER,   /* struct linger: -1 = off, else seconds */
-    K_TIMEOUT,  /* a field of struct sn_sock, not the kernel */
-    K_TOS,      /* IP_TOS, or IPV6_TCLASS on IPv6 */
-    K_FASTOPEN, /* TCP_FASTOPEN (listener) or TCP_FASTOPEN_CONNECT */
-    K_V6ONLY,   /* IPV6_V6ONLY, IPv6 sockets only */
-    K_ERROR,    /* SO_ERROR, get only */
+static bool is_listening(const void *sock)
+{
+    return ((const sn_sock *)sock)->state == SN_SOCK_LISTENING;
+}
+
+/* sn_sock to the option engine. */
+static const sn__optkind tcp_opts = {
+    .kind = SN__OPT_TCP,
+    .fd = offsetof(sn_sock, fd),
+    .family = offsetof(sn_sock, family),
+    .listening = is_listening,
+    .kept = {[SN__KEPT_READ_TIMEOUT] = offsetof(sn_sock, read_timeout_ms),
+             [SN__KEPT_WRITE_TIMEOUT] = offsetof(sn_sock, write_timeout_ms),
+             [SN__KEPT_CONNECT_TIMEOUT] = offsetof(sn_sock, connect_timeout_ms)},
 };
 
-/* How sn_sock_options holds it (see sn_sock_apply_options). */
-enum field_kind {
-    F_NONE = 0, /* not in sn_sock_options */
-    F_SWITCH,   /* SN_ON / SN_OFF / 0 */
-    F_VALUE,    /* 0 = leave; anything else is passed on */
-    F_LINGER,   /* linger (switch) + linger_s */
-    F_FASTOPEN, /* 0 = leave, SN_OFF = 0, else passed on */
-};
-
-struct opt_def {
-    int level, name;
-    int min, max;
-    unsigned char kind, fkind;
-    short field; /* offsetof in sn_sock_options */
-};
-
-#define OPTF(f) (short)offsetof(sn_sock_options, f)
-
-static const struct opt_def opt_table[] = {
-    [SN_OPT_NODELAY] = {IPPROTO_TCP, TCP_NODELAY, 0, 1, K_BOOL, F_SWITCH, OPTF(nodelay)},
-    [SN_OPT_KEEPALIVE] = {SOL_SOCKET, SO_KEEPALIVE, 0, 1, K_BOOL, F_SWITCH, OPTF(keepalive)},
-    [SN_OPT_KEEPIDLE] = {IPPROTO_TCP, TCP_KEEPIDLE, 1, 32767, K_INT, F_VALUE,
-                         OPTF(keepalive_idle_s)},
-    [SN_OPT_KEEPINTVL] = {IPPROTO_TCP, TCP_KEEPINTVL, 1, 32767, K_INT, F_VALUE,
-                          OPTF(keepalive_interval_s)},
-    [SN_OPT_KEEPCNT] = {IPPROTO_TCP, TCP_KEEPCNT, 1, 127, K_INT, F_VALUE, OPTF(keepalive_count)},
-    [SN_OPT_LINGER] = {SOL_SOCKET, SO_LINGER, -1, 65535, K_LINGER, F_LINGER, OPTF(linger)},
-    [SN_OPT_RCVBUF] = {SOL_SOCKET, SO_RCVBUF, 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(rcvbuf)},
-    [SN_OPT_SNDBUF] = {SOL_SOCKET, SO_SNDBUF, 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(sndbuf)},
-    [SN_OPT_REUSEADDR] = {SOL_SOCKET, SO_REUSEADDR, 0, 1, K_BOOL, F_SWITCH, OPTF(reuseaddr)},
-    [SN_OPT_REUSEPORT] = {SOL_SOCKET, SO_REUSEPORT, 0, 1, K_BOOL, F_SWITCH, OPTF(reuseport)},
-    [SN_OPT_READ_TIMEOUT] = {0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE, OPTF(read_timeout_ms)},
-    [SN_OPT_WRITE_TIMEOUT] = {0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE, OPTF(write_timeout_ms)},
-    [SN_OPT_CONNECT_TIMEOUT] = {0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE, OPTF(connect_timeout_ms)},
-    [SN_OPT_TOS] = {IPPROTO_IP, IP_TOS, 0, 255, K_TOS, F_VALUE, OPTF(tos)},
-    [SN_OPT_OOBINLINE] = {SOL_SOCKET, SO_OOBINLINE, 0, 1, K_BOOL, F_SWITCH, OPTF(oobinline)},
-    [SN_OPT_FASTOPEN] = {IPPROTO_TCP, TCP_FASTOPEN, 0, 65535, K_FASTOPEN, F_FASTOPEN,
-                         OPTF(fastopen)},
-    [SN_OPT_V6ONLY] = {IPPROTO_IPV6, IPV6_V6ONLY, 0, 1, K_V6ONLY, F_NONE, 0},
-    [SN_OPT_ERROR] = {SOL_SOCKET, SO_ERROR, 0, 0, K_ERROR, F_NONE, 0},
-};
-
-static const struct opt_def *opt_find(int opt)
+/* A listener changed after listen no longer matches its accept_opt:
+ * accepted sockets get accept_opt set one by one from now on. */
+static void options_changed(sn_sock *s)
 {
-    if (opt <= 0 || (size_t)opt >= SN_ARRAY_SIZE(opt_table) || opt_table[opt].kind == K_NONE)
-        return NULL;
-    return &opt_table[opt];
-}
-
-/* The timeout field an option names. */
-static int *timeout_field(sn_sock *s, int opt)
-{
-    if (opt == SN_OPT_READ_TIMEOUT)
-        return &s->read_timeout_ms;
-    if (opt == SN_OPT_WRITE_TIMEOUT)
-        return &s->write_timeout_ms;
-    return &s->connect_timeout_ms;
-}
-
-/* Whether an option means something on a local (Unix-domain) socket: the
- * buffer sizes, the library's timeouts and the pending error do; every
- * TCP and IP option would be a silent no-op there (or fail), so it is an
- * error instead. */
-static bool opt_for_local(const struct opt_def *d)
-{
-    return d->kind == K_TIMEOUT || d->kind == K_ERROR ||
-           (d->level == SOL_SOCKET && (d->name == SO_RCVBUF || d->name == SO_SNDBUF));
-}
-
-/* Picks the kernel's level and name for this socket, and the value range
- * where it depends on the socket. 0 or SN_ENOPROTOOPT. */
-static int opt_resolve(const sn_sock *s, const struct opt_def *d, struct opt_def *out)
-{
-    *out = *d;
-    if (s->family == AF_UNIX && !opt_for_local(d))
-        return SN_ENOPROTOOPT;
-    if (d->kind == K_TOS && s->family == AF_INET6) {
-        out->level = IPPROTO_IPV6;
-        out->name = IPV6_TCLASS;
-    } else if (d->kind == K_FASTOPEN && s->state != SN_SOCK_LISTENING) {
-        out->name = TCP_FASTOPEN_CONNECT;
-        out->max = 1;
-    } else if (d->kind == K_V6ONLY && s->family != AF_INET6) {
-        return SN_ENOPROTOOPT;
-    }
-    return 0;
-}
-
-/* Checks the socket and option, then resolves it. */
-static int opt_prepare(const sn_sock *s, int opt, struct opt_def *d)
-{
-    const struct opt_def *def = opt_find(opt);
-    if (s == NULL || def == NULL)
-        return SN_EINVAL;
-    if (s->fd < 0)
-        return SN_EBADSTATE;
-    return opt_resolve(s, def, d);
-}
-
-static int setsockopt_int(int fd, const struct opt_def *d, int value)
-{
-    if (d->kind == K_LINGER) {
-        struct linger l = {.l_onoff = value >= 0, .l_linger = value >= 0 ? value : 0};
-        return setsockopt(fd, d->level, d->name, &l, sizeof l) < 0 ? -errno : 0;
-    }
-    return setsockopt(fd, d->level, d->name, &value, sizeof value) < 0 ? -errno : 0;
+    atomic_store_explicit(&s->inherits, -1, memory_order_relaxed);
 }
 
 int sn_sock_set_option(sn_sock *s, int opt, int value)
 {
-    struct opt_def d;
-    int rc = opt_prepare(s, opt, &d);
-    if (rc < 0)
-        return rc;
-    if (d.kind == K_ERROR || value < d.min || value > d.max)
-        return SN_EINVAL;
-    /* a listener changed after listen no longer matches its accept_opt:
-     * accepted sockets get accept_opt set one by one from now on */
-    atomic_store_explicit(&s->inherits, -1, memory_order_relaxed);
-    if (d.kind != K_TIMEOUT)
-        return setsockopt_int(s->fd, &d, value);
-    int defaults[] = {READ_TIMEOUT_DEFAULT, WRITE_TIMEOUT_DEFAULT, CONNECT_TIMEOUT_DEFAULT};
-    *timeout_field(s, opt) = value != 0 ? value : defaults[opt - SN_OPT_READ_TIMEOUT];
-    return 0;
-}
-
-/* Reads an option from the kernel, in the form the setter takes. */
-static int getsockopt_int(int fd, const struct opt_def *d, int *value)
-{
-    union {
-        int i;
-        struct linger l;
-    } v = {0};
-    socklen_t len = d->kind == K_LINGER ? sizeof v.l : sizeof v.i;
-    if (getsockopt(fd, d->level, d->name, &v, &len) < 0)
-        return -errno;
-    if (d->kind == K_LINGER)
-        *value = v.l.l_onoff ? v.l.l_linger : -1;
-    else if (d->kind == K_ERROR)
-        *value = -v.i;
-    else if (d->kind == K_BOOL || d->kind == K_V6ONLY)
-        *value = v.i != 0;
-    else
-        *value = v.i;
-    return 0;
+    int rc = sn__opt_set(&tcp_opts, s, opt, value);
+    if (rc == 0)
+        options_changed(s);
+    return rc;
 }
 
 int sn_sock_get_option(const sn_sock *s, int opt, int *value)
 {
-    struct opt_def d;
-    int rc = opt_prepare(s, opt, &d);
-    if (rc < 0)
-        return rc;
-    if (value == NULL)
-        return SN_EINVAL;
-    if (d.kind == K_TIMEOUT) {
-        *value = *timeout_field((sn_sock *)s, opt);
-        return 0;
-    }
-    return getsockopt_int(s->fd, &d, value);
-}
-
-/* The field of sn_sock_options that holds an option. */
-static int opt_field(const sn_sock_options *opt, const struct opt_def *d)
-{
-    return *(const int *)((const char *)opt + d->field);
-}
-
-/* The setter's value for a non-zero field v. SN_EINVAL for a switch other
- * than SN_ON / SN_OFF, or linger on with a negative time. */
-static int field_value(const sn_sock_options *opt, const struct opt_def *d, int v, int *value)
-{
-    if (d->fkind == F_VALUE || d->fkind == F_FASTOPEN) {
-        *value = d->fkind == F_FASTOPEN && v == SN_OFF ? 0 : v;
-        return 0;
-    }
-    if (v != SN_ON && v != SN_OFF)
-        return SN_EINVAL;
-    if (d->fkind == F_SWITCH) {
-        *value = v == SN_ON;
-        return 0;
-    }
-    if (v == SN_ON && opt->linger_s < 0)
-        return SN_EINVAL; /* -1 would read as "off" */
-    *value = v == SN_ON ? opt->linger_s : -1;
-    return 0;
+    return sn__opt_get(&tcp_opts, s, opt, value);
 }
 
 int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt)
 {
-    if (s == NULL || opt == NULL)
-        return SN_EINVAL;
-    for (size_t i = 1; i < SN_ARRAY_SIZE(opt_table); i++) {
-        const struct opt_def *d = &opt_table[i];
-        int v = d->fkind != F_NONE ? opt_field(opt, d) : 0;
-        int value;
-        if (v == 0)
-            continue; /* not in sn_sock_options, or the default */
-        int rc = field_value(opt, d, v, &value);
-        if (rc == 0)
-            rc = sn_sock_set_option(s, (int)i, value);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    int rc = sn__opt_apply(&tcp_opts, s, opt);
+    if (rc > 0 || (rc < 0 && s != NULL))
+        options_changed(s); /* after an error, some may have been set */
+    return SN_MIN(rc, 0);
 }
 
 /* ---- creating and wrapping ------------------------------------------------- */
@@ -256,9 +74,9 @@ int sn__sock_wrap(sn_sock **out, int fd, int state, int family)
     s->fd = fd;
     s->state = state;
     s->family = family;
-    s->read_timeout_ms = READ_TIMEOUT_DEFAULT;
-    s->write_timeout_ms = WRITE_TIMEOUT_DEFAULT;
-    s->connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT;
+    s->read_timeout_ms = SN__READ_TIMEOUT_DEFAULT;
+    s->write_timeout_ms = SN__WRITE_TIMEOUT_DEFAULT;
+    s->connect_timeout_ms = SN__CONNECT_TIMEOUT_DEFAULT;
     s->rcvtimeo_ms = -1;
     *out = s;
     return 0;
@@ -330,69 +148,54 @@ static int connect_wait(int fd, const sn_addr *addr, int64_t deadline)
     return -err;
 }
 
-static int connect_one(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
-                       int64_t deadline)
+/* What a connect tries each address with. */
+struct connect_try {
+    sn_sock **out;
+    const sn_sock_options *opt;
+    int64_t deadline;
+};
+
+static int connect_one(const sn_addr *addr, void *arg)
 {
+    struct connect_try *t = arg;
     sn_sock *s;
-    sn_sock_options o = effective_options(opt, addr->u.sa.sa_family);
+    sn_sock_options o = effective_options(t->opt, addr->u.sa.sa_family);
     int rc = sock_open(&s, addr->u.sa.sa_family);
     if (rc < 0)
         return rc;
     if ((rc = sn_sock_apply_options(s, &o)) < 0)
         goto fail;
-    if ((rc = connect_wait(s->fd, addr, deadline)) < 0)
+    if ((rc = connect_wait(s->fd, addr, t->deadline)) < 0)
         goto fail;
     s->state = SN_SOCK_CONNECTED;
-    *out = s;
+    *t->out = s;
     return 0;
 fail:
     sn_sock_free(s);
     return rc;
 }
 
-/* The absolute deadline of a connect: dl, or the connect timeout of opt. */
-static int connect_deadline(const sn_sock_options *opt, sn_deadline dl, int64_t *deadline)
-{
-    int ms = opt != NULL ? opt->connect_timeout_ms : 0;
-    if (ms < SN_TIMEOUT_NEVER)
-        return SN_EINVAL;
-    *deadline = sn__deadline_abs(dl, ms == 0 ? CONNECT_TIMEOUT_DEFAULT : ms);
-    return 0;
-}
-
-/* Errors after which the next address may still work. */
-static bool try_next(int rc)
-{
-    return rc == SN_ECONNREFUSED || rc == SN_ENETUNREACH || rc == SN_EHOSTUNREACH ||
-           rc == SN_EADDRNOTAVAIL || rc == SN_EAFNOSUPPORT || rc == SN_ECONNRESET;
-}
-
-/* Tries each address in turn within one deadline; the last error wins. */
+/* Tries each address in turn within one deadline, dl or the connect
+ * timeout of opt; the last error wins. */
 static int connect_list(sn_sock **out, const sn_addr *addrs, int n, const sn_sock_options *opt,
                         sn_deadline dl)
 {
-    int64_t deadline;
-    int rc = connect_deadline(opt, dl, &deadline);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; i < n; i++) {
-        rc = connect_one(out, &addrs[i], opt, deadline);
-        if (!try_next(rc))
-            return rc;
-    }
-    return rc;
+    struct connect_try t = {.out = out, .opt = opt};
+    int ms = opt != NULL ? opt->connect_timeout_ms : 0;
+    if (ms < SN_TIMEOUT_NEVER)
+        return SN_EINVAL;
+    t.deadline = sn__deadline_abs(dl, ms == 0 ? SN__CONNECT_TIMEOUT_DEFAULT : ms);
+    return sn__try_each(addrs, n, connect_one, &t);
 }
 
 int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
                    sn_deadline dl)
 {
-    sn_addr addrs[CONNECT_MAX_ADDRS];
-    if (out == NULL || host == NULL || host[0] == '\0')
+    sn_addr addrs[SN__CONNECT_MAX_ADDRS];
+    if (out == NULL)
         return SN_EINVAL;
-    int n = sn_resolve(host, port, SN_AF_ANY, addrs, SN_ARRAY_SIZE(addrs));
-    if (n < 0)
-        return n;
-    return connect_list(out, addrs, n, opt, dl);
+    int n = sn__resolve_peer(host, port, addrs, SN_ARRAY_SIZE(addrs));
+    return n < 0 ? n : connect_list(out, addrs, n, opt, dl);
 }
 
 int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
@@ -564,7 +367,7 @@ static int listen_rcvtimeo(sn_sock *s)
 {
     int t = s->accept_opt.read_timeout_ms;
     if (t == 0)
-        t = READ_TIMEOUT_DEFAULT;
+        t = SN__READ_TIMEOUT_DEFAULT;
     int want = t > 0 ? t - t / 4 : 0;
     struct timeval tv = {.tv_sec = want / 1000, .tv_usec = (want % 1000) * 1000};
     if (setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
@@ -607,16 +410,8 @@ fail:
  * SO_RCVTIMEO. */
 static bool options_inherited(const sn_sock *listener, const sn_sock *s)
 {
-    for (size_t i = 1; i < SN_ARRAY_SIZE(opt_table); i++) {
-        const struct opt_def *d = &opt_table[i];
-        if (d->kind == K_TIMEOUT || d->fkind == F_NONE || opt_field(&listener->accept_opt, d) == 0)
-            continue;
-        int a, b;
-        if (sn_sock_get_option(listener, (int)i, &a) < 0 || sn_sock_get_option(s, (int)i, &b) < 0 ||
-            a != b)
-            return false;
-    }
-    return rcvtimeo_of(s->fd) == listener->rcvtimeo_ms;
+    return sn__opt_inherited(&tcp_opts, listener, s, &listener->accept_opt) &&
+           rcvtimeo_of(s->fd) == listener->rcvtimeo_ms;
 }
 
 /* Gives an accepted socket its listener's options. The first accept checks
@@ -692,19 +487,6 @@ int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl)
 
 /* ---- adopting a descriptor ------------------------------------------------- */
 
-/* getsockname (peer false) or getpeername into an sn_addr. */
-static int sock_name(int fd, sn_addr *out, bool peer)
-{
-    sn_addr a = {0};
-    socklen_t len = sizeof a.u;
-    int rc = peer ? getpeername(fd, &a.u.sa, &len) : getsockname(fd, &a.u.sa, &len);
-    if (rc < 0)
-        return -errno;
-    a.len = len;
-    *out = a;
-    return 0;
-}
-
 /* The state a socket descriptor is in, and its family. */
 static int fd_state(int fd, int *state, int *family)
 {
@@ -713,7 +495,7 @@ static int fd_state(int fd, int *state, int *family)
     socklen_t len = sizeof listening;
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
         return -errno;
-    int rc = sock_name(fd, &local, false);
+    int rc = sn__sock_name(fd, &local, false);
     if (rc < 0)
         return rc;
     *family = local.u.sa.sa_family;
@@ -721,7 +503,7 @@ static int fd_state(int fd, int *state, int *family)
                                     : sn_addr_port(&local) > 0;
     if (listening)
         *state = SN_SOCK_LISTENING;
-    else if (sock_name(fd, &peer, true) == 0)
+    else if (sn__sock_name(fd, &peer, true) == 0)
         *state = SN_SOCK_CONNECTED;
     else
         *state = named ? SN_SOCK_BOUND : SN_SOCK_OPEN;
@@ -767,20 +549,14 @@ int sn_sock_fd(const sn_sock *s)
 
 int sn_sock_local_addr(const sn_sock *s, sn_addr *out)
 {
-    if (s == NULL || out == NULL)
+    if (s == NULL)
         return SN_EINVAL;
-    if (s->fd < 0 || s->state == SN_SOCK_OPEN)
-        return SN_EBADSTATE;
-    return sock_name(s->fd, out, false);
+    return sn__sock_name(s->state != SN_SOCK_OPEN ? s->fd : -1, out, false); /* open: none yet */
 }
 
 int sn_sock_remote_addr(const sn_sock *s, sn_addr *out)
 {
-    if (s == NULL || out == NULL)
-        return SN_EINVAL;
-    if (s->fd < 0)
-        return SN_EBADSTATE;
-    return sock_name(s->fd, out, true);
+    return s != NULL ? sn__sock_name(s->fd, out, true) : SN_EINVAL;
 }
 
 int sn_sock_peer_cred(const sn_sock *s, sn_peer_cred *out)
@@ -816,10 +592,8 @@ int sn_sock_close(sn_sock *s)
 {
     if (s == NULL || s->fd < 0)
         return 0;
-    sn__fiber_forget_fd(s->fd);
     local_unlink(s); /* while the descriptor still holds the name */
-    int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
-    s->fd = -1;
+    int rc = sn__sock_close_fd(&s->fd);
     s->state = SN_SOCK_CLOSED;
     return rc;
 }

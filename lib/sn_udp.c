@@ -16,17 +16,14 @@
 #include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <stddef.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_sock_int.h"
 
-#define READ_TIMEOUT_DEFAULT 60000
-#define WRITE_TIMEOUT_DEFAULT 60000
-#define CONNECT_MAX_ADDRS 16
 #define BATCH_CHUNK 64 /* mmsghdrs on the stack per system call */
 
 struct sn_udp {
@@ -41,184 +38,31 @@ struct sn_udp {
                                               the socket was never bound explicitly */
 };
 
-/* ---- the option table ------------------------------------------------------ */
+/* ---- options: the engine of sn_sockopt.c ------------------------------------ */
 
-enum opt_kind {
-    K_NONE = 0, /* no such option */
-    K_INT,      /* an int sockopt */
-    K_BOOL,     /* an int sockopt read back as 0/1 */
-    K_TIMEOUT,  /* a field of struct sn_udp, not the kernel */
-    K_V6ONLY,   /* IPV6_V6ONLY, IPv6 sockets only */
-    K_MCAST_IF, /* an interface index: ip_mreqn on IPv4, an int on IPv6 */
-    K_ERROR,    /* SO_ERROR, get only */
+/* sn_udp to the option engine. */
+static const sn__optkind udp_opts = {
+    .kind = SN__OPT_UDP,
+    .fd = offsetof(sn_udp, fd),
+    .family = offsetof(sn_udp, family),
+    .kept = {[SN__KEPT_READ_TIMEOUT] = offsetof(sn_udp, read_timeout_ms),
+             [SN__KEPT_WRITE_TIMEOUT] = offsetof(sn_udp, write_timeout_ms),
+             [SN__KEPT_MCAST_IF] = offsetof(sn_udp, mcast_if)},
 };
-
-/* How sn_udp_options holds it (see sn_udp_apply_options). */
-enum field_kind {
-    F_NONE = 0, /* not in sn_udp_options */
-    F_SWITCH,   /* SN_ON / SN_OFF / 0 */
-    F_VALUE,    /* 0 = leave; anything else is passed on */
-    F_OFF_ZERO, /* 0 = leave, SN_OFF = 0, else passed on */
-};
-
-/* level4/name4 for IPv4 sockets, level6/name6 for IPv6 ones. */
-struct opt_def {
-    int level4, name4, level6, name6;
-    int min, max;
-    unsigned char kind, fkind;
-    short field; /* offsetof in sn_udp_options */
-};
-
-#define OPTF(f) (short)offsetof(sn_udp_options, f)
-#define SOCK(name) SOL_SOCKET, name, SOL_SOCKET, name
-#define IP46(n4, n6) IPPROTO_IP, n4, IPPROTO_IPV6, n6
-
-static const struct opt_def opt_table[] = {
-    [SN_UDP_OPT_RCVBUF] = {SOCK(SO_RCVBUF), 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(rcvbuf)},
-    [SN_UDP_OPT_SNDBUF] = {SOCK(SO_SNDBUF), 1, INT_MAX / 2, K_INT, F_VALUE, OPTF(sndbuf)},
-    [SN_UDP_OPT_REUSEADDR] = {SOCK(SO_REUSEADDR), 0, 1, K_BOOL, F_SWITCH, OPTF(reuseaddr)},
-    [SN_UDP_OPT_REUSEPORT] = {SOCK(SO_REUSEPORT), 0, 1, K_BOOL, F_SWITCH, OPTF(reuseport)},
-    [SN_UDP_OPT_BROADCAST] = {SOCK(SO_BROADCAST), 0, 1, K_BOOL, F_SWITCH, OPTF(broadcast)},
-    [SN_UDP_OPT_TOS] = {IP46(IP_TOS, IPV6_TCLASS), 0, 255, K_INT, F_VALUE, OPTF(tos)},
-    [SN_UDP_OPT_TTL] = {IP46(IP_TTL, IPV6_UNICAST_HOPS), 1, 255, K_INT, F_VALUE, OPTF(ttl)},
-    [SN_UDP_OPT_READ_TIMEOUT] = {0, 0, 0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE,
-                                 OPTF(read_timeout_ms)},
-    [SN_UDP_OPT_WRITE_TIMEOUT] = {0, 0, 0, 0, -1, INT_MAX, K_TIMEOUT, F_VALUE,
-                                  OPTF(write_timeout_ms)},
-    [SN_UDP_OPT_V6ONLY] = {0, 0, IPPROTO_IPV6, IPV6_V6ONLY, 0, 1, K_V6ONLY, F_NONE, 0},
-    [SN_UDP_OPT_MULTICAST_TTL] = {IP46(IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS), 0, 255, K_INT,
-                                  F_OFF_ZERO, OPTF(multicast_ttl)},
-    [SN_UDP_OPT_MULTICAST_LOOP] = {IP46(IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP), 0, 1, K_BOOL,
-                                   F_SWITCH, OPTF(multicast_loop)},
-    [SN_UDP_OPT_MULTICAST_IF] = {IP46(IP_MULTICAST_IF, IPV6_MULTICAST_IF), 0, INT_MAX, K_MCAST_IF,
-                                 F_VALUE, OPTF(multicast_if)},
-    [SN_UDP_OPT_ERROR] = {SOCK(SO_ERROR), 0, 0, K_ERROR, F_NONE, 0},
-};
-
-/* Checks the socket and option; gives the kernel's level and name for this
- * socket's family. */
-static int opt_prepare(const sn_udp *u, int opt, const struct opt_def **d, int *level, int *name)
-{
-    if (u == NULL || opt <= 0 || (size_t)opt >= SN_ARRAY_SIZE(opt_table) ||
-        opt_table[opt].kind == K_NONE)
-        return SN_EINVAL;
-    if (u->fd < 0)
-        return SN_EBADSTATE;
-    *d = &opt_table[opt];
-    if ((*d)->kind == K_V6ONLY && u->family != AF_INET6)
-        return SN_ENOPROTOOPT;
-    *level = u->family == AF_INET6 ? (*d)->level6 : (*d)->level4;
-    *name = u->family == AF_INET6 ? (*d)->name6 : (*d)->name4;
-    return 0;
-}
-
-static int *timeout_field(sn_udp *u, int opt)
-{
-    return opt == SN_UDP_OPT_READ_TIMEOUT ? &u->read_timeout_ms : &u->write_timeout_ms;
-}
-
-/* IP_MULTICAST_IF takes an ip_mreqn on IPv4 (by index), an int on IPv6. */
-static int set_mcast_if(sn_udp *u, int level, int name, int index)
-{
-    char ifname[IF_NAMESIZE];
-    int rc;
-    if (index != 0 && if_indextoname((unsigned)index, ifname) == NULL)
-        return SN_ENODEV;
-    if (u->family == AF_INET) {
-        struct ip_mreqn mr = {.imr_ifindex = index};
-        rc = setsockopt(u->fd, level, name, &mr, sizeof mr);
-    } else {
-        rc = setsockopt(u->fd, level, name, &index, sizeof index);
-    }
-    if (rc < 0)
-        return -errno;
-    u->mcast_if = index;
-    return 0;
-}
 
 int sn_udp_set_option(sn_udp *u, int opt, int value)
 {
-    const struct opt_def *d;
-    int level, name;
-    int rc = opt_prepare(u, opt, &d, &level, &name);
-    if (rc < 0)
-        return rc;
-    if (d->kind == K_ERROR || value < d->min || value > d->max)
-        return SN_EINVAL;
-    if (d->kind == K_TIMEOUT) {
-        int def = opt == SN_UDP_OPT_READ_TIMEOUT ? READ_TIMEOUT_DEFAULT : WRITE_TIMEOUT_DEFAULT;
-        *timeout_field(u, opt) = value != 0 ? value : def;
-        return 0;
-    }
-    if (d->kind == K_MCAST_IF)
-        return set_mcast_if(u, level, name, value);
-    return setsockopt(u->fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+    return sn__opt_set(&udp_opts, u, opt, value);
 }
 
 int sn_udp_get_option(const sn_udp *u, int opt, int *value)
 {
-    const struct opt_def *d;
-    int level, name, v = 0;
-    socklen_t len = sizeof v;
-    int rc = opt_prepare(u, opt, &d, &level, &name);
-    if (rc < 0)
-        return rc;
-    if (value == NULL)
-        return SN_EINVAL;
-    if (d->kind == K_TIMEOUT) {
-        *value = *timeout_field((sn_udp *)u, opt);
-        return 0;
-    }
-    if (d->kind == K_MCAST_IF) {
-        *value = u->mcast_if; /* IPv4's getter gives an address, not the index */
-        return 0;
-    }
-    if (getsockopt(u->fd, level, name, &v, &len) < 0)
-        return -errno;
-    if (d->kind == K_ERROR)
-        *value = -v;
-    else if (d->kind == K_BOOL || d->kind == K_V6ONLY)
-        *value = v != 0;
-    else
-        *value = v;
-    return 0;
-}
-
-/* The setter's value for a non-zero field v, or SN_EINVAL for a switch
- * other than SN_ON / SN_OFF. */
-static int field_value(const struct opt_def *d, int v, int *value)
-{
-    if (d->fkind == F_VALUE) {
-        *value = v;
-        return 0;
-    }
-    if (d->fkind == F_OFF_ZERO) {
-        *value = v == SN_OFF ? 0 : v;
-        return 0;
-    }
-    if (v != SN_ON && v != SN_OFF)
-        return SN_EINVAL;
-    *value = v == SN_ON;
-    return 0;
+    return sn__opt_get(&udp_opts, u, opt, value);
 }
 
 int sn_udp_apply_options(sn_udp *u, const sn_udp_options *opt)
 {
-    if (u == NULL || opt == NULL)
-        return SN_EINVAL;
-    for (size_t i = 1; i < SN_ARRAY_SIZE(opt_table); i++) {
-        const struct opt_def *d = &opt_table[i];
-        int v = d->fkind != F_NONE ? *(const int *)((const char *)opt + d->field) : 0;
-        int value;
-        if (v == 0)
-            continue; /* not in sn_udp_options, or the default */
-        int rc = field_value(d, v, &value);
-        if (rc == 0)
-            rc = sn_udp_set_option(u, (int)i, value);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return SN_MIN(sn__opt_apply(&udp_opts, u, opt), 0);
 }
 
 /* ---- creating ---------------------------------------------------------------- */
@@ -239,8 +83,8 @@ static int udp_new(sn_udp **out, int family, const sn_udp_options *opt)
     u->fd = fd;
     atomic_init(&u->state, SN_SOCK_OPEN);
     u->family = family;
-    u->read_timeout_ms = READ_TIMEOUT_DEFAULT;
-    u->write_timeout_ms = WRITE_TIMEOUT_DEFAULT;
+    u->read_timeout_ms = SN__READ_TIMEOUT_DEFAULT;
+    u->write_timeout_ms = SN__WRITE_TIMEOUT_DEFAULT;
     int rc = opt != NULL ? sn_udp_apply_options(u, opt) : 0;
     if (rc < 0) {
         sn_udp_free(u);
@@ -369,40 +213,33 @@ int sn_udp_set_peer(sn_udp *u, const sn_addr *peer)
     return 0;
 }
 
-/* Errors after which the next resolved address may still work. */
-static bool try_next(int rc)
-{
-    return rc == SN_ENETUNREACH || rc == SN_EHOSTUNREACH || rc == SN_EADDRNOTAVAIL ||
-           rc == SN_EAFNOSUPPORT;
-}
+/* What a connect tries each address with. */
+struct connect_try {
+    sn_udp **out;
+    const sn_udp_options *opt;
+};
 
-static int connect_one(sn_udp **out, const sn_addr *addr, const sn_udp_options *opt)
+static int connect_one(const sn_addr *addr, void *arg)
 {
+    struct connect_try *t = arg;
     sn_udp *u;
-    int rc = udp_new(&u, addr->u.sa.sa_family, opt);
+    int rc = udp_new(&u, addr->u.sa.sa_family, t->opt);
     if (rc < 0)
         return rc;
     if ((rc = sn_udp_set_peer(u, addr)) < 0) {
         sn_udp_free(u);
         return rc;
     }
-    *out = u;
+    *t->out = u;
     return 0;
 }
 
 int sn_udp_connect(sn_udp **out, const char *host, int port, const sn_udp_options *opt)
 {
-    sn_addr addrs[CONNECT_MAX_ADDRS];
-    if (out == NULL || host == NULL || host[0] == '\0')
-        return SN_EINVAL;
-    int n = sn_resolve(host, port, SN_AF_ANY, addrs, SN_ARRAY_SIZE(addrs));
-    int rc = n;
-    for (int i = 0; i < n; i++) {
-        rc = connect_one(out, &addrs[i], opt);
-        if (!try_next(rc))
-            break;
-    }
-    return rc;
+    sn_addr addrs[SN__CONNECT_MAX_ADDRS];
+    struct connect_try t = {.out = out, .opt = opt};
+    int n = out != NULL ? sn__resolve_peer(host, port, addrs, SN_ARRAY_SIZE(addrs)) : SN_EINVAL;
+    return n < 0 ? n : sn__try_each(addrs, n, connect_one, &t);
 }
 
 /* ---- sending ------------------------------------------------------------------ */
@@ -743,35 +580,17 @@ int sn_udp_get_state(const sn_udp *u)
     return u != NULL && u->fd >= 0 ? atomic_load(&((sn_udp *)u)->state) : SN_SOCK_CLOSED;
 }
 
-/* getsockname (peer false) or getpeername into an sn_addr. */
-static int sock_name(int fd, sn_addr *out, bool peer)
-{
-    sn_addr a = {0};
-    socklen_t len = sizeof a.u;
-    int rc = peer ? getpeername(fd, &a.u.sa, &len) : getsockname(fd, &a.u.sa, &len);
-    if (rc < 0)
-        return -errno;
-    a.len = len;
-    *out = a;
-    return 0;
-}
-
 int sn_udp_local_addr(const sn_udp *u, sn_addr *out)
 {
-    if (u == NULL || out == NULL)
+    if (u == NULL)
         return SN_EINVAL;
-    if (sn_udp_get_state(u) == SN_SOCK_CLOSED || sn_udp_get_state(u) == SN_SOCK_OPEN)
-        return SN_EBADSTATE;
-    return sock_name(u->fd, out, false);
+    int state = sn_udp_get_state(u); /* open: no address yet */
+    return sn__sock_name(state != SN_SOCK_CLOSED && state != SN_SOCK_OPEN ? u->fd : -1, out, false);
 }
 
 int sn_udp_remote_addr(const sn_udp *u, sn_addr *out)
 {
-    if (u == NULL || out == NULL)
-        return SN_EINVAL;
-    if (u->fd < 0)
-        return SN_EBADSTATE;
-    return sock_name(u->fd, out, true);
+    return u != NULL ? sn__sock_name(u->fd, out, true) : SN_EINVAL;
 }
 
 int sn_udp_family(const sn_udp *u)
@@ -790,11 +609,8 @@ int sn_udp_close(sn_udp *u)
 {
     if (u == NULL || u->fd < 0)
         return 0;
-    sn__fiber_forget_fd(u->fd);
-    int rc = close(u->fd) < 0 && errno != EINTR ? -errno : 0;
-    u->fd = -1;
     atomic_store(&u->state, SN_SOCK_CLOSED);
-    return rc;
+    return sn__sock_close_fd(&u->fd);
 }
 
 void sn_udp_free(sn_udp *u)

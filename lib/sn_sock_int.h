@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sn_sock_int.h: what the stream sockets (sn_sock.c: TCP and local) and
+ * the datagram sockets (sn_udp.c) share, inside the addr / sock layer: one
+ * socket-option engine (sn_sockopt.c), resolving a peer (sn_addr.c), and
+ * the chores of both: a socket's addresses, closing, trying resolved
+ * addresses in turn (sn_sockbase.c). Not installed; included by those
+ * files only.
+ */
+#ifndef SN_SOCK_INT_H
+#define SN_SOCK_INT_H
+
+#include "sn_int.h"
+
+#define SN__READ_TIMEOUT_DEFAULT 60000    /* ms: SN_OPT_READ_TIMEOUT, SN_UDP_OPT_READ_TIMEOUT */
+#define SN__WRITE_TIMEOUT_DEFAULT 60000   /* ms: the write timeouts */
+#define SN__CONNECT_TIMEOUT_DEFAULT 30000 /* ms: SN_OPT_CONNECT_TIMEOUT */
+#define SN__CONNECT_MAX_ADDRS 16          /* resolved addresses a connect tries */
+
+/* ---- resolving a peer (sn_addr.c) -------------------------------------------- */
+
+/* Resolves the host a client connects to (either IP family, or "unix:")
+ * into out[0, max): the number of addresses, SN_EINVAL (NULL or empty
+ * host), or sn_resolve's error. */
+int sn__resolve_peer(const char *host, int port, sn_addr *out, size_t max);
+
+/* ---- the chores of both kinds (sn_sockbase.c) --------------------------------- */
+
+/* Calls try_one(addr, arg) for each of addrs[0, n) in turn until one
+ * succeeds or fails with an error that the next address cannot mend (a
+ * refused, reset or unreachable one can); returns the last result. */
+int sn__try_each(const sn_addr *addrs, int n, int (*try_one)(const sn_addr *addr, void *arg),
+                 void *arg);
+/* getsockname (peer false) or getpeername of fd into *out. 0, SN_EINVAL
+ * (out NULL), SN_EBADSTATE (fd < 0: closed, or not in a state to have
+ * one), or -errno. */
+int sn__sock_name(int fd, sn_addr *out, bool peer);
+/* Closes a socket's descriptor (*fd >= 0), which becomes -1; the calling
+ * thread's scheduler forgets it first. 0 or -errno (EINTR counts as
+ * closed). */
+int sn__sock_close_fd(int *fd);
+
+/* ---- the option engine (sn_sockopt.c) -----------------------------------------
+ * One table describes every option of both kinds of socket: how it reaches
+ * the kernel on each family, its range, how sn_sock_options and
+ * sn_udp_options hold it, and its number in sock.h and udp.h. */
+
+/* Which option numbers and options struct: sock.h's (sn_sock_options) for
+ * TCP and local stream sockets, or udp.h's (sn_udp_options). */
+enum sn__opt_kind { SN__OPT_TCP = 0, SN__OPT_UDP = 1 };
+
+/* The values a socket keeps itself rather than in the kernel: the
+ * library's timeouts, and the multicast interface (IPv4 reads back an
+ * address, not the index that was set). */
+enum sn__opt_kept {
+    SN__KEPT_READ_TIMEOUT,
+    SN__KEPT_WRITE_TIMEOUT,
+    SN__KEPT_CONNECT_TIMEOUT,
+    SN__KEPT_MCAST_IF,
+    SN__KEPT_N
+};
+
+/* A kind of socket as the engine sees it: where its struct holds what the
+ * engine reads and writes, like the options structs' fields in the table. */
+typedef struct sn__optkind {
+    int kind;                /* enum sn__opt_kind */
+    size_t fd;               /* offsetof the descriptor (an int; -1: closed) */
+    size_t family;           /* offsetof the AF_* family (an int) */
+    size_t kept[SN__KEPT_N]; /* offsetof each value it keeps (ints), where it has one */
+    /* Optional: whether sock listens (SN_OPT_FASTOPEN is then the queue
+     * length rather than TCP_FASTOPEN_CONNECT). */
+    bool (*listening)(const void *sock);
+} sn__optkind;
+
+/* Sets option number opt (of the kind's numbers) on sock. Returns 0,
+ * SN_EINVAL (sock NULL, no such option, a value out of its range, or the
+ * get-only error option), SN_EBADSTATE (sock closed), SN_ENOPROTOOPT (not
+ * for this family: V6ONLY on IPv4, TCP and IP options on a local socket),
+ * SN_ENODEV (a multicast interface that does not exist), or the kernel's
+ * -errno. */
+int sn__opt_set(const sn__optkind *k, void *sock, int opt, int value);
+/* Reads option opt in the form the setter takes (switches as 0 or 1,
+ * linger as -1 or seconds, the pending error as -errno). Errors as the
+ * setter's; SN_EINVAL for a NULL value. */
+int sn__opt_get(const sn__optkind *k, const void *sock, int opt, int *value);
+/* Sets every option opts (an sn_sock_options or sn_udp_options, as the
+ * kind says) gives a non-zero value, in the table's order: 1 if it set
+ * any, 0 if none, or the first error (SN_EINVAL for sock or opts NULL, a
+ * switch other than SN_ON / SN_OFF, or linger on with a negative time). */
+int sn__opt_apply(const sn__optkind *k, void *sock, const void *opts);
+/* Whether every kernel option that opts sets reads the same on both
+ * sockets (an accepted socket and its listener: Linux copies them). */
+bool sn__opt_inherited(const sn__optkind *k, const void *from, const void *to, const void *opts);
+
+#endif
