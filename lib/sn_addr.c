@@ -222,11 +222,25 @@ int sn_addr_from_ip(sn_addr *out, const char *ip, int port)
     return parse_ip(out, ip, port);
 }
 
-int sn_addr_family(const sn_addr *a)
+/* ---- families: the one mapping between SN_AF_* and AF_* --------------------- */
+
+int sn__af_of(int family)
 {
-    if (a == NULL || a->len == 0)
-        return 0;
-    switch (a->u.sa.sa_family) {
+    switch (family) {
+    case SN_AF_ANY:
+        return AF_UNSPEC;
+    case SN_AF_INET:
+        return AF_INET;
+    case SN_AF_INET6:
+        return AF_INET6;
+    default:
+        return -1;
+    }
+}
+
+int sn__family_of(int af)
+{
+    switch (af) {
     case AF_INET:
         return SN_AF_INET;
     case AF_INET6:
@@ -236,6 +250,13 @@ int sn_addr_family(const sn_addr *a)
     default:
         return 0;
     }
+}
+
+int sn_addr_family(const sn_addr *a)
+{
+    if (a == NULL || a->len == 0)
+        return 0;
+    return sn__family_of(a->u.sa.sa_family);
 }
 
 /* Bytes of a local address's name: 0 unnamed; an abstract one counts its
@@ -413,20 +434,6 @@ static bool is_invalid_tld(const char *host)
     return n > t && strncasecmp(host + n - t, tld, t) == 0;
 }
 
-static int family_to_af(int family)
-{
-    switch (family) {
-    case SN_AF_ANY:
-        return AF_UNSPEC;
-    case SN_AF_INET:
-        return AF_INET;
-    case SN_AF_INET6:
-        return AF_INET6;
-    default:
-        return -1;
-    }
-}
-
 /* The wildcard address for binding: "0.0.0.0", or "::" for IPv6 only. */
 static int resolve_wildcard(int port, int family, sn_addr *out)
 {
@@ -462,7 +469,7 @@ int sn_resolve(const char *host, int port, int family, sn_addr *out, size_t max)
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
     struct addrinfo *res = NULL;
     char serv[8];
-    hints.ai_family = family_to_af(family);
+    hints.ai_family = sn__af_of(family);
     if (out == NULL || max == 0 || hints.ai_family < 0)
         return SN_EINVAL;
     if (host != NULL && is_local_text(host))

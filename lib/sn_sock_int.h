@@ -2,10 +2,10 @@
 /*
  * sn_sock_int.h: what the stream sockets (sn_sock.c: TCP and local) and
  * the datagram sockets (sn_udp.c) share, inside the addr / sock layer: one
- * socket-option engine (sn_sockopt.c), resolving a peer (sn_addr.c), and
- * the chores of both: a socket's addresses, closing, trying resolved
- * addresses in turn (sn_sockbase.c). Not installed; included by those
- * files only.
+ * socket-option engine (sn_sockopt.c), one mapping between the SN_AF_*
+ * families and the system's (sn_addr.c), and the chores of both: a
+ * socket's addresses, closing, trying resolved addresses in turn
+ * (sn_sockbase.c). Not installed; included by those files only.
  */
 #ifndef SN_SOCK_INT_H
 #define SN_SOCK_INT_H
@@ -16,6 +16,19 @@
 #define SN__WRITE_TIMEOUT_DEFAULT 60000   /* ms: the write timeouts */
 #define SN__CONNECT_TIMEOUT_DEFAULT 30000 /* ms: SN_OPT_CONNECT_TIMEOUT */
 #define SN__CONNECT_MAX_ADDRS 16          /* resolved addresses a connect tries */
+
+/* ---- families (sn_addr.c) --------------------------------------------------- */
+
+/* The system's family for an SN_AF_* a caller asks for: SN_AF_ANY (0) is
+ * AF_UNSPEC, either IP family; SN_AF_INET and SN_AF_INET6 are AF_INET and
+ * AF_INET6. -1 for anything else, SN_AF_UNIX included: a local socket is
+ * chosen by its address ("unix:..."), never by a family argument. A call
+ * that must make one socket without an address picks for AF_UNSPEC itself
+ * (sn_udp_open: IPv4, as udp.h says). */
+int sn__af_of(int family);
+/* The SN_AF_* family of a system one (AF_INET, AF_INET6, AF_UNIX); 0 for
+ * any other. */
+int sn__family_of(int af);
 
 /* ---- resolving a peer (sn_addr.c) -------------------------------------------- */
 

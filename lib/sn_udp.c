@@ -94,25 +94,12 @@ static int udp_new(sn_udp **out, int family, const sn_udp_options *opt)
     return 0;
 }
 
-static int af_of(int family)
-{
-    switch (family) {
-    case 0:
-    case SN_AF_INET:
-        return AF_INET;
-    case SN_AF_INET6:
-        return AF_INET6;
-    default:
-        return -1;
-    }
-}
-
 int sn_udp_open(sn_udp **out, int family, const sn_udp_options *opt)
 {
-    int af = af_of(family);
+    int af = sn__af_of(family);
     if (out == NULL || af < 0)
         return SN_EINVAL;
-    return udp_new(out, af, opt);
+    return udp_new(out, af == AF_UNSPEC ? AF_INET : af, opt); /* a socket needs one: IPv4 */
 }
 
 int sn_udp_bind(sn_udp **out, const sn_udp_config *cfg)
@@ -595,9 +582,7 @@ int sn_udp_remote_addr(const sn_udp *u, sn_addr *out)
 
 int sn_udp_family(const sn_udp *u)
 {
-    if (u == NULL)
-        return 0;
-    return u->family == AF_INET6 ? SN_AF_INET6 : SN_AF_INET;
+    return u != NULL ? sn__family_of(u->family) : 0;
 }
 
 int sn_udp_fd(const sn_udp *u)
