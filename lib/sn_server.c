@@ -56,11 +56,11 @@
 /* ms a connection may wait in the queue: the HTTP head's and TLS handshake's deadline */
 #define SN_SERVER_QUEUE_TIMEOUT_DEFAULT 10000
 #define SN_SERVER_LINGER_DEFAULT 2000
-#define SN_SERVER_BATCH 32        /* accepts per listener per wakeup */
-#define SN_SERVER_SPARES_MAX 8    /* spare descriptors: one per acceptor, up to this */
-#define SN_SERVER_BACKOFF_MS 10   /* after EMFILE and other accept failures */
-#define SN_SERVER_FLUSH_MS 1000   /* the final flush of a served connection */
-#define SN_SERVER_DRAIN_MAX 65536 /* unread bytes dropped before a refusal */
+#define SN_SERVER_BATCH 32       /* accepts per listener per wakeup */
+#define SN_SERVER_SPARES_MAX 8   /* spare descriptors: one per acceptor, up to this */
+#define SN_SERVER_BACKOFF_MS 10  /* after EMFILE and other accept failures */
+#define SN_SERVER_FLUSH_MS 1000  /* the final flush of a served connection */
+#define SN_SERVER_DROP_MAX 65536 /* unread bytes dropped before a refusal */
 #define SN_SERVER_BUSY_MESSAGE "server busy\r\n"
 
 enum sconn_state { C_QUEUED, C_RUNNING, C_CLOSING };
@@ -168,7 +168,8 @@ static void report(sn_server *s, int err, const char *what)
         s->cfg.on_error(s, err, what, s->cfg.user);
 }
 
-static void count(atomic_uint_fast64_t *ctr)
+/* Adds one to a statistics counter (read by sn_server_stats_get). */
+static void stat_inc(atomic_uint_fast64_t *ctr)
 {
     atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
 }
@@ -211,10 +212,10 @@ static int running_others(const sn_server *s, const struct sconn *own)
 
 /* Reads and drops what the peer sent, without waiting, so that the close
  * sends FIN rather than RST (the kernel resets when unread data remains). */
-static void drain(int fd)
+static void drop_input(int fd)
 {
     char buf[4096];
-    for (size_t total = 0; total < SN_SERVER_DRAIN_MAX;) {
+    for (size_t total = 0; total < SN_SERVER_DROP_MAX;) {
         ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n <= 0)
             break;
@@ -235,10 +236,10 @@ static void answer_overload(sn_server *s, sn_conn *c)
     }
     case SN_OVERLOAD_MESSAGE:
         (void)!send(fd, s->message, s->message_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        drain(fd);
+        drop_input(fd);
         break;
     default:
-        drain(fd);
+        drop_input(fd);
         break;
     }
 }
@@ -271,8 +272,8 @@ static void refuse_expired(void *arg)
     sn__mutex_lock(&s->mu);
     conn_unlink(s, r);
     sn__mutex_unlock(&s->mu);
-    count(&s->expired);
-    count(&s->refused);
+    stat_inc(&s->expired);
+    stat_inc(&s->refused);
     answer_overload(s, r->c);
     sconn_free(r);
 }
@@ -319,7 +320,7 @@ static void serve(void *arg)
     /* TLS: the handshake runs here, on the worker, within its deadline; a
      * stop wakes it like a handler's read */
     if (r->tls != NULL && sn_tls_upgrade(r->c, r->tls, NULL, SN_DEADLINE_DEFAULT) < 0) {
-        count(&s->tls_failures);
+        stat_inc(&s->tls_failures);
     } else {
         s->cfg.handler(r->c, s->cfg.user);
         if (s->cfg.on_close != NULL)
@@ -353,13 +354,13 @@ static void serve(void *arg)
 /* Hands an accepted socket to the pool, or refuses it. */
 static void admit(sn_server *s, int li, sn_sock *sock)
 {
-    count(&s->accepted);
+    stat_inc(&s->accepted);
     if (s->cfg.on_connect != NULL) {
         sn_addr peer = {0};
         sn_sock_remote_addr(sock, &peer);
         if (s->cfg.on_connect(s, &peer, s->cfg.user) != 0) {
-            count(&s->rejected); /* counted before the peer can see it */
-            drain(sn_sock_fd(sock));
+            stat_inc(&s->rejected); /* counted before the peer can see it */
+            drop_input(sn_sock_fd(sock));
             sn_sock_free(sock);
             return;
         }
@@ -368,7 +369,7 @@ static void admit(sn_server *s, int li, sn_sock *sock)
     if (r == NULL || sn_conn_new(&r->c, sock, &s->cfg.conn) < 0) {
         sn__free(r);
         sn_sock_free(sock);
-        count(&s->accept_errors);
+        stat_inc(&s->accept_errors);
         report(s, SN_ENOMEM, "out of memory for a new connection; closed");
         return;
     }
@@ -385,7 +386,7 @@ static void admit(sn_server *s, int li, sn_sock *sock)
     sn__mutex_lock(&s->mu);
     conn_unlink(s, r);
     sn__mutex_unlock(&s->mu);
-    count(&s->refused);
+    stat_inc(&s->refused);
     answer_overload(s, r->c);
     sconn_free(r);
 }
@@ -454,8 +455,8 @@ static void shed_pending(sn_server *s, sn_sock *listener)
         int fd = accept4(sn_sock_fd(listener), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             break;
-        count(&s->refused);
-        drain(fd);
+        stat_inc(&s->refused);
+        drop_input(fd);
         close(fd);
     }
     spares_refill(s);
@@ -481,7 +482,7 @@ static int accept_batch(struct acceptor *a, int i)
             admit(s, i, sock);
             continue;
         }
-        count(&s->accept_errors);
+        stat_inc(&s->accept_errors);
         switch (rc) {
         case SN_EMFILE:
         case SN_ENFILE:

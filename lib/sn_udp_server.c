@@ -64,7 +64,8 @@ struct sn_udp_server {
  * not wait for itself, and its replies need no gate. */
 static _Thread_local sn_udp_server *tl_server;
 
-static void count(atomic_uint_fast64_t *ctr, uint64_t n)
+/* Adds n to a statistics counter (read by sn_udp_server_stats_get). */
+static void stat_add(atomic_uint_fast64_t *ctr, uint64_t n)
 {
     atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
 }
@@ -145,10 +146,10 @@ static void dispatch(sn_udp_server *s, struct wbufs *b, int i)
     d.truncated = d.size > d.len;
     memcpy(&d.from.u.ss, &b->from[i], SN_MIN(h->msg_namelen, sizeof d.from.u));
     d.from.len = SN_MIN(h->msg_namelen, sizeof d.from.u);
-    count(&s->received, 1);
-    count(&s->bytes_received, d.len);
+    stat_add(&s->received, 1);
+    stat_add(&s->bytes_received, d.len);
     if (d.truncated) {
-        count(&s->truncated, 1);
+        stat_add(&s->truncated, 1);
         if (s->cfg.deliver_truncated != SN_ON) {
             report(s, SN_ETRUNCATED, "datagram larger than buffer_size; dropped");
             return;
@@ -166,7 +167,7 @@ static void worker_loop(sn_udp_server *s, struct wbufs *b)
         if (k < 0) {
             if (atomic_load(&s->stopping))
                 break;
-            count(&s->errors, 1);
+            stat_add(&s->errors, 1);
             report(s, k, "receive failed");
             poll(NULL, 0, SN_UDP_BACKOFF_MS); /* never spin on a persistent error */
             continue;
@@ -182,7 +183,7 @@ static void worker(void *arg)
     struct wbufs b;
     size_t size = s->cfg.buffer_size;
     if (wbufs_new(&b, s->cfg.batch, size) < 0) {
-        count(&s->errors, 1);
+        stat_add(&s->errors, 1);
         report(s, SN_ENOMEM, "out of memory for a worker's buffers; worker not started");
         return;
     }
@@ -203,7 +204,8 @@ static void worker(void *arg)
 
 /* ---- configuration -------------------------------------------------------------- */
 
-static bool switch_ok(int v)
+/* Whether v is a switch's value: 0 (the default), SN_ON or SN_OFF. */
+static bool is_switch(int v)
 {
     return v == 0 || v == SN_ON || v == SN_OFF;
 }
@@ -215,7 +217,7 @@ static int check_config(const sn_udp_server_config *c)
     if (c->workers < 0 || c->workers > SN_UDP_WORKERS_MAX || c->batch < 0 ||
         c->batch > SN_UDP_BATCH_LIMIT || c->buffer_size > SN_UDP_BUFFER_MAX)
         return SN_EINVAL;
-    if (!switch_ok(c->v6only) || !switch_ok(c->deliver_truncated))
+    if (!is_switch(c->v6only) || !is_switch(c->deliver_truncated))
         return SN_EINVAL;
     return 0;
 }
@@ -410,10 +412,10 @@ static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const 
     }
     ssize_t n = sn_udp_send_to(s->u, buf, len, to, SN_DEADLINE_DEFAULT);
     if (n >= 0) {
-        count(&s->sent, 1);
-        count(&s->bytes_sent, (uint64_t)n);
+        stat_add(&s->sent, 1);
+        stat_add(&s->bytes_sent, (uint64_t)n);
     } else {
-        count(&s->errors, 1);
+        stat_add(&s->errors, 1);
     }
     if (outside) {
         sn__mutex_lock(&s->mu);
