@@ -61,6 +61,7 @@
 #endif
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "sn_ctx.h"
@@ -73,7 +74,8 @@
 #define SN_SCHED_TRIM_EVERY_MS 1000 /* at most one trim this often */
 #define SN_FIBER_EVENTS 256
 #define SN_SCHED_BUFS 32
-#define SN_INBOX_KEY UINT64_MAX /* the epoll key of the inbox; others are fds */
+#define SN_INBOX_KEY UINT64_MAX     /* the epoll key of the inbox; others are fds */
+#define SN_WAKE_KEY (UINT64_MAX - 1) /* the wake-up list's eventfd */
 
 /* ---- telling the sanitizers and valgrind about stacks ------------------------- */
 
@@ -111,6 +113,15 @@ struct sn_fiber {
     int64_t deadline; /* ms, while parked; SN_DEADLINE_NEVER */
     size_t heap_idx;  /* in the deadline heap, or SIZE_MAX */
     sn_fiber *next;   /* run queue or a cache list */
+    /* sn__fiber_park: the last ticket taken (never reset, so an old one
+     * never matches a later park), whether the fiber is parked with it,
+     * and whether sn__fiber_unpark ended that park */
+    uint64_t ticket;
+    bool ticket_parked, unparked, parked_ever;
+    /* on its scheduler's wake-up list, under sched->wake_mu */
+    bool wake_listed;
+    uint64_t wake_ticket;
+    sn_fiber *wake_next;
 };
 
 /* A descriptor as the scheduler knows it (see the top of the file): a
@@ -145,6 +156,11 @@ struct sn_sched {
     bool hold;   /* keep running with no fiber left */
     void (*inbox_fn)(void *arg);
     void *inbox_arg;
+    /* fibers other threads unparked (sn__fiber_unpark), for this thread to
+     * make ready; wake_fd (an eventfd in the epoll set) says there are some */
+    pthread_mutex_t wake_mu;
+    sn_fiber *wakes;
+    int wake_fd;
     void *bufs[SN_SCHED_BUFS]; /* connection buffers of SN_SCHED_BUF_BYTES */
     size_t nbufs;
 };
@@ -424,8 +440,12 @@ static void park(sn_sched *s, sn_fiber *f)
 }
 
 /* A finished fiber: its stack is kept for the next spawn, or unmapped. */
+static void forget_wake(sn_sched *s, sn_fiber *f);
+
 static void retire(sn_sched *s, sn_fiber *f)
 {
+    if (f->parked_ever)
+        forget_wake(s, f); /* an unpark still on its way is moot */
     tsan_destroy(f->tsan);
     f->tsan = NULL;
     s->live--;
@@ -494,6 +514,17 @@ int sn__sched_new(sn_sched **out)
         sn__free(s);
         return rc;
     }
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = SN_WAKE_KEY};
+    if (s->wake_fd < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->wake_fd, &ev) < 0) {
+        int rc = -errno;
+        if (s->wake_fd >= 0)
+            close(s->wake_fd);
+        close(s->ep);
+        sn__free(s);
+        return rc;
+    }
+    sn__mutex_init(&s->wake_mu);
     s->main_tsan = tsan_current();
     s->next_id = 1;
     tl_sched = s;
@@ -512,6 +543,8 @@ void sn__sched_free(sn_sched *s)
         sn__free(s->bufs[--s->nbufs]);
     sn__free(s->heap);
     sn__free(s->fds);
+    close(s->wake_fd);
+    sn__mutex_destroy(&s->wake_mu);
     close(s->ep);
     if (tl_sched == s)
         tl_sched = NULL;
@@ -543,6 +576,7 @@ int sn__fiber_spawn(sn_sched *s, void (*fn)(void *), void *arg, size_t stack_siz
     f->tsan = tsan_create();
     f->heap_idx = SIZE_MAX;
     f->revents = 0;
+    f->parked_ever = false;
     if (++s->live > s->peak)
         s->peak = s->live;
     make_ready(s, f);
@@ -618,6 +652,75 @@ void *sn__fiber_local(const sn_fiber *f)
 void sn__fiber_set_local(sn_fiber *f, void *p)
 {
     f->local = p;
+}
+
+/* ---- parking with a ticket (sn_wait.c's lock and condition variable) ---------------- */
+
+/* On the fiber's own thread: ends its park if it is still the one the
+ * ticket is for. */
+static void unpark_here(sn_sched *s, sn_fiber *f, uint64_t ticket)
+{
+    if (!f->ticket_parked || f->ticket != ticket || f->unparked)
+        return;
+    f->unparked = true;
+    make_ready(s, f);
+}
+
+/* The wake-up list, taken whole: another thread unparked these. */
+static void take_wakes(sn_sched *s)
+{
+    uint64_t n;
+    (void)!read(s->wake_fd, &n, sizeof n); /* before the list: a later push writes again */
+    sn__mutex_lock(&s->wake_mu);
+    sn_fiber *f = s->wakes;
+    s->wakes = NULL;
+    while (f != NULL) {
+        sn_fiber *next = f->wake_next;
+        f->wake_listed = false;
+        unpark_here(s, f, f->wake_ticket);
+        f = next;
+    }
+    sn__mutex_unlock(&s->wake_mu);
+}
+
+/* A finished fiber leaves the wake-up list. */
+static void forget_wake(sn_sched *s, sn_fiber *f)
+{
+    sn__mutex_lock(&s->wake_mu);
+    for (sn_fiber **p = &s->wakes; f->wake_listed && *p != NULL; p = &(*p)->wake_next) {
+        if (*p == f) {
+            *p = f->wake_next;
+            f->wake_listed = false;
+        }
+    }
+    sn__mutex_unlock(&s->wake_mu);
+}
+
+uint64_t sn__fiber_park_ticket(void)
+{
+    return ++tl_sched->cur->ticket;
+}
+
+void sn__fiber_unpark(sn_fiber *f, uint64_t ticket)
+{
+    sn_sched *s = f->sched;
+    if (s == tl_sched) {
+        unpark_here(s, f, ticket);
+        return;
+    }
+    sn__mutex_lock(&s->wake_mu);
+    bool first = s->wakes == NULL;
+    f->wake_ticket = ticket;
+    if (!f->wake_listed) {
+        f->wake_listed = true;
+        f->wake_next = s->wakes;
+        s->wakes = f;
+    }
+    sn__mutex_unlock(&s->wake_mu);
+    if (first) { /* else a write is on its way, and take_wakes reads it first */
+        uint64_t one = 1;
+        (void)!write(s->wake_fd, &one, sizeof one);
+    }
 }
 
 /* Fibers whose deadline has come are made ready (their wait times out). */
@@ -717,6 +820,8 @@ void sn__sched_run(sn_sched *s)
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 == SN_INBOX_KEY)
                 s->inbox_fn(s->inbox_arg);
+            else if (evs[i].data.u64 == SN_WAKE_KEY)
+                take_wakes(s);
             else
                 fd_event(s, &s->fds[evs[i].data.u64], evs[i].events);
         }
@@ -748,6 +853,20 @@ int sn__fiber_sleep_until(int64_t deadline)
     if (deadline == SN_DEADLINE_NEVER)
         return SN_EINVAL; /* nothing would wake it */
     return park_until(s, f, deadline);
+}
+
+int sn__fiber_park(int64_t deadline)
+{
+    sn_sched *s = tl_sched;
+    sn_fiber *f = s->cur;
+    f->unparked = false;
+    f->ticket_parked = true;
+    f->parked_ever = true;
+    int rc = park_until(s, f, deadline);
+    f->ticket_parked = false;
+    if (rc < 0)
+        return rc;
+    return f->unparked ? 0 : SN_ETIMEDOUT;
 }
 
 void sn__fiber_yield(void)

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "sn_int.h"
+#include "sn_wait.h"
 
 #define HUB_BUCKETS 1024
 #define HUB_QUEUE_DEFAULT 1024
@@ -87,7 +88,7 @@ typedef struct member {
 
 struct sn_hub_sub {
     member m; /* first: a member is freed as its subscription */
-    pthread_cond_t avail;
+    sn__cv avail;
     sn_hub *hub;
 };
 
@@ -98,7 +99,7 @@ struct room {
     sn_hub_room_config cfg;
     int refs; /* publishers between lookup and done; under hub->mu */
     pthread_mutex_t mu;
-    pthread_cond_t space; /* SN_HUB_WAIT publishers wait here */
+    sn__cv space; /* SN_HUB_WAIT publishers wait here */
     int waiters;
     member **members;
     size_t n, cap;
@@ -123,7 +124,7 @@ struct hub_link {
 struct sn_hub {
     sn_hub_config cfg;
     pthread_mutex_t mu;
-    pthread_cond_t idle; /* a link's users fell to 0 */
+    sn__cv idle; /* a link's users fell to 0 */
     room *buckets[HUB_BUCKETS];
     size_t nrooms, nmembers, nsessions;
     hub_link **slots; /* by slot number; NULL: free */
@@ -253,7 +254,7 @@ static size_t q_clear(member *m)
 static void room_space(room *r)
 {
     if (r->waiters > 0)
-        sn__cond_broadcast(&r->space);
+        sn__cv_broadcast(&r->space);
 }
 
 /* ---- delivery (room->mu held) --------------------------------------------------------- */
@@ -306,7 +307,7 @@ static void member_evict(sn_hub *h, room *r, member *m)
     m->disconnected = true;
     r->disconnected++;
     if (m->link == NULL) {
-        sn__cond_broadcast(&((sn_hub_sub *)m)->avail);
+        sn__cv_broadcast(&((sn_hub_sub *)m)->avail);
         return;
     }
     m->closing = r->cfg.close_code;
@@ -458,7 +459,7 @@ static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, 
         return false;
     }
     if (m->link == NULL)
-        sn__cond_signal(&((sn_hub_sub *)m)->avail);
+        sn__cv_signal(&((sn_hub_sub *)m)->avail);
     else if (batch)
         mark_dirty(r, m);
     else
@@ -489,7 +490,7 @@ static int publish_room(sn_hub *h, room *r, sn_hub_msg *msg, const sn_ws *exclud
         int64_t until = SN_MIN(sn_now_ms() + r->cfg.wait_ms, sn__deadline_abs(dl, r->cfg.wait_ms));
         while (someone_full(r, msg, exclude)) {
             r->waiters++;
-            int rc = sn__cond_wait_until(&r->space, &r->mu, until);
+            int rc = sn__cv_wait(&r->space, &r->mu, until);
             r->waiters--;
             if (rc == SN_ETIMEDOUT)
                 break;
@@ -563,7 +564,7 @@ static int room_get(sn_hub *h, const char *name, room **out)
             r->cfg = c; /* else the hub's settings stand */
     }
     sn__mutex_init(&r->mu);
-    sn__cond_init(&r->space);
+    sn__cv_init(&r->space);
     r->next = h->buckets[r->hash % HUB_BUCKETS];
     h->buckets[r->hash % HUB_BUCKETS] = r;
     h->nrooms++;
@@ -585,7 +586,7 @@ static void room_release(sn_hub *h, room *r)
     *p = r->next;
     h->nrooms--;
     sn__mutex_destroy(&r->mu);
-    sn__cond_destroy(&r->space);
+    sn__cv_destroy(&r->space);
     sn__free(r->members);
     sn__free(r->dirty);
     sn__free(r->name);
@@ -632,7 +633,7 @@ static void member_remove(sn_hub *h, member *m)
     sn__mutex_unlock(&r->mu);
     h->nmembers--;
     if (m->link == NULL)
-        sn__cond_destroy(&((sn_hub_sub *)m)->avail);
+        sn__cv_destroy(&((sn_hub_sub *)m)->avail);
     sn__free(m);
     room_release(h, r);
 }
@@ -651,7 +652,7 @@ static hub_link *link_at(sn_hub *h, uint64_t key)
 static void link_quiet(sn_hub *h, hub_link *l)
 {
     while (l->users > 0)
-        sn__cond_wait(&h->idle, &h->mu);
+        sn__cv_wait(&h->idle, &h->mu, SN_DEADLINE_NEVER);
 }
 
 static void on_ws_free(sn_ws *ws, void *ext);
@@ -894,7 +895,7 @@ int sn_hub_subscribe(sn_hub *h, const char *name, sn_hub_sub **out)
     sn_hub_sub *s = sn__calloc(1, sizeof *s);
     if (s == NULL)
         return SN_ENOMEM;
-    sn__cond_init(&s->avail);
+    sn__cv_init(&s->avail);
     s->hub = h;
     sn__mutex_lock(&h->mu);
     room *r;
@@ -905,7 +906,7 @@ int sn_hub_subscribe(sn_hub *h, const char *name, sn_hub_sub **out)
         h->nmembers++;
     sn__mutex_unlock(&h->mu);
     if (rc < 0) {
-        sn__cond_destroy(&s->avail);
+        sn__cv_destroy(&s->avail);
         sn__free(s);
         return rc;
     }
@@ -933,7 +934,7 @@ int sn_hub_sub_recv(sn_hub_sub *s, sn_hub_msg **out, uint64_t *seq, sn_deadline 
     sn__mutex_lock(&r->mu);
     int rc = 0;
     while (m->qlen == 0 && !m->dead && rc == 0)
-        rc = sn__cond_wait_until(&s->avail, &r->mu, until);
+        rc = sn__cv_wait(&s->avail, &r->mu, until);
     if (m->qlen > 0) {
         entry e = q_pop(m);
         *out = e.msg;
@@ -1090,7 +1091,7 @@ static bool serve(sn_hub *h, uint64_t key)
         arm(h, l);
     sn__mutex_lock(&h->mu);
     if (--l->users == 0)
-        sn__cond_broadcast(&h->idle);
+        sn__cv_broadcast(&h->idle);
     sn__mutex_unlock(&h->mu);
     return busy && !more;
 }
@@ -1256,7 +1257,7 @@ int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
     h->ep = h->stopfd = h->kickfd = -1;
     sn__mutex_init(&h->runq_mu);
     sn__mutex_init(&h->mu);
-    sn__cond_init(&h->idle);
+    sn__cv_init(&h->idle);
     atomic_init(&h->messages, 0);
     atomic_init(&h->closing, 0);
     if ((rc = hub_fds(h)) == 0 &&
@@ -1298,7 +1299,7 @@ void sn_hub_free(sn_hub *h)
     sn__free(h->writers);
     sn__free(h->slots);
     sn__free(h->gens);
-    sn__cond_destroy(&h->idle);
+    sn__cv_destroy(&h->idle);
     sn__mutex_destroy(&h->mu);
     sn__free(h);
 }

@@ -207,6 +207,17 @@ void sn__sched_mem_get(const sn_sched *s, sn__sched_mem *out);
 void sn__heap_trim(void);
 void sn__fiber_yield(void);
 int sn__fiber_sleep_until(int64_t deadline_ms);
+/* Parking for sn_wait.c's lock and condition variable: the calling fiber
+ * takes a ticket for its next park, publishes it (with itself) where a
+ * waker finds it, then parks until sn__fiber_unpark with that ticket (0)
+ * or the deadline (SN_ETIMEDOUT). sn__fiber_unpark may be called from any
+ * thread, before the park too: it takes effect once the fiber is parked.
+ * An old ticket (the fiber went on meanwhile) wakes nothing. The caller of
+ * sn__fiber_unpark must keep the fiber from finishing until it returns
+ * (sn_wait.c holds the queue lock that the waiter takes to leave). */
+uint64_t sn__fiber_park_ticket(void);
+int sn__fiber_park(int64_t deadline_ms);
+void sn__fiber_unpark(sn_fiber *f, uint64_t ticket);
 /* Like sn__wait_fd, parking the fiber instead of blocking the thread. */
 int sn__fiber_wait_fd(int fd, short events, int64_t deadline_ms);
 /* Waits for a listener to have a connection pending. Each scheduler whose

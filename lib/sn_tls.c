@@ -7,8 +7,8 @@
  * configuration and never changed afterwards, plus one WOLFSSL_CTX per SNI
  * certificate (the servername callback moves a session onto one of them).
  * The only mutable parts are the count of handshakes in progress (under
- * turn_mu, with turn_cv for threads waiting for a turn) and the clients'
- * session cache (under cache_mu).
+ * turn_mu, with turn_cv for callers waiting for a turn, threads and fibers
+ * alike: sn_wait.h) and the clients' session cache (under cache_mu).
  *
  * The transport: wolfSSL reads and writes the descriptor through our I/O
  * callbacks, which use MSG_DONTWAIT and never wait; a call that would wait
@@ -22,7 +22,8 @@
  * buffer without the mutex, so a writer on another thread goes on.
  *
  * Locks: tt->mu (a session), t->cache_mu (a context's session cache) and
- * t->turn_mu (its handshake turns) are never nested.
+ * t->turn_mu (its handshake turns) are never nested (turn_cv's own queue
+ * lock comes after turn_mu).
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -39,13 +40,13 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include "sn_int.h"
+#include "sn_wait.h"
 
 #define SN_TLS_HANDSHAKE_DEFAULT 10000 /* ms */
 #define SN_TLS_DEPTH_DEFAULT 9
 #define SN_TLS_FILE_MAX (16 << 20) /* bytes of a certificate or key file */
 #define SN_TLS_CACHE 16            /* client sessions kept per context */
 #define SN_TLS_SCRATCH 16384       /* gathers small iovecs into one record */
-#define SN_TLS_TURN_MS 2           /* fibers: poll step while waiting for a handshake turn */
 #define SN_TLS_INBUF 17408         /* read-ahead: a whole record and its header */
 
 struct sni_entry {
@@ -75,9 +76,9 @@ struct sn_tls {
     int handshake_ms; /* -1 never */
     int handshakes_max;
     pthread_mutex_t turn_mu;
-    pthread_cond_t turn_cv; /* a turn was given back (threads wait on it) */
-    int handshakes;         /* in progress, under turn_mu */
-    int turn_waiters;       /* threads waiting on turn_cv */
+    sn__cv turn_cv;   /* a turn was given back */
+    int handshakes;   /* in progress, under turn_mu */
+    int turn_waiters; /* callers waiting on turn_cv, under turn_mu */
     char *sigalgs;
     pthread_mutex_t cache_mu;
     struct cached cache[SN_TLS_CACHE];
@@ -789,7 +790,7 @@ static void tls_destroy(sn_tls *t)
     sn__free(t->sigalgs);
     sn__mutex_destroy(&t->cache_mu);
     sn__mutex_destroy(&t->turn_mu);
-    sn__cond_destroy(&t->turn_cv);
+    sn__cv_destroy(&t->turn_cv);
     sn__free(t);
 }
 
@@ -828,7 +829,7 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
         return SN_ENOMEM;
     sn__mutex_init(&t->cache_mu);
     sn__mutex_init(&t->turn_mu);
-    sn__cond_init(&t->turn_cv);
+    sn__cv_init(&t->turn_cv);
     atomic_init(&t->refs, 1);
     t->role = cfg->role;
     t->verify = cfg->verify
@@ -1367,33 +1368,23 @@ static int new_transport(tls_transport **out, sn_tls *t, int fd, const char *nam
 }
 
 /* Waits for a turn among the server's handshakes_max concurrent
- * handshakes, until the absolute deadline dl. A thread sleeps on turn_cv,
- * which give_turn signals; a fiber must not block its thread, so it polls
- * (parking only itself) every SN_TLS_TURN_MS. A free turn is taken before
+ * handshakes, until the absolute deadline dl, on turn_cv, which give_turn
+ * signals (a fiber parks, a thread blocks). A free turn is taken before
  * the deadline is looked at, so a waiter woken by give_turn never leaves
- * the turn it was woken for unused (its timed wait may report a timeout
- * and a wake-up at once). */
+ * the turn it was woken for unused. */
 static int take_turn(sn_tls *t, int64_t dl)
 {
     if (t->role != SN_TLS_SERVER || t->handshakes_max == 0)
         return 0;
-    bool fiber = sn__fiber_self() != NULL;
     int rc = 0;
     sn__mutex_lock(&t->turn_mu);
     while (t->handshakes >= t->handshakes_max) {
-        int64_t now = sn_now_ms();
-        if (now >= dl) {
+        if (sn_now_ms() >= dl) {
             rc = SN_ETIMEDOUT;
             break;
         }
-        if (fiber) {
-            sn__mutex_unlock(&t->turn_mu);
-            sn__fiber_sleep_until(SN_MIN(now + SN_TLS_TURN_MS, dl));
-            sn__mutex_lock(&t->turn_mu);
-            continue;
-        }
         t->turn_waiters++;
-        sn__cond_wait_until(&t->turn_cv, &t->turn_mu, dl); /* the loop tells why it woke */
+        sn__cv_wait(&t->turn_cv, &t->turn_mu, dl); /* the loop tells why it woke */
         t->turn_waiters--;
     }
     if (rc == 0)
@@ -1409,7 +1400,7 @@ static void give_turn(sn_tls *t)
     sn__mutex_lock(&t->turn_mu);
     t->handshakes--;
     if (t->turn_waiters > 0)
-        sn__cond_signal(&t->turn_cv); /* one turn, one waiter */
+        sn__cv_signal(&t->turn_cv); /* one turn, one waiter */
     sn__mutex_unlock(&t->turn_mu);
 }
 

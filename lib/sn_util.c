@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,28 +170,6 @@ int64_t sn_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int sn_sleep_ms(int64_t ms)
-{
-    if (ms < 0)
-        return SN_EINVAL;
-    int64_t deadline = sn_deadline_in(ms);
-    if (sn__fiber_self() != NULL)
-        return ms == 0 ? 0 : sn__fiber_sleep_until(deadline);
-    for (int64_t left = ms; left > 0; left = deadline - sn_now_ms()) {
-        struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000L};
-        nanosleep(&ts, NULL); /* a signal: sleep the rest */
-    }
-    return 0;
-}
-
-void sn_yield(void)
-{
-    if (sn__fiber_self() != NULL)
-        sn__fiber_yield();
-    else
-        sched_yield();
-}
-
 sn_deadline sn_deadline_in(int64_t timeout_ms)
 {
     if (timeout_ms < 0)
@@ -219,25 +196,6 @@ int sn__poll_timeout(int64_t deadline_ms)
     if (left <= 0)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;
-}
-
-int sn__wait_fd(int fd, short events, int64_t deadline_ms)
-{
-    if (sn__fiber_self() != NULL) /* park the fiber, not the thread */
-        return sn__fiber_wait_fd(fd, events, deadline_ms);
-    struct pollfd pfd = {.fd = fd, .events = events};
-    for (;;) {
-        int rc = poll(&pfd, 1, sn__poll_timeout(deadline_ms));
-        if (rc > 0)
-            return 0;
-        if (rc == 0) {
-            if (deadline_ms != SN_DEADLINE_NEVER && sn_now_ms() >= deadline_ms)
-                return SN_ETIMEDOUT;
-            continue; /* woke early (the clock's rounding): wait the rest */
-        }
-        if (errno != EINTR)
-            return -errno;
-    }
 }
 
 /*

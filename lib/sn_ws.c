@@ -16,8 +16,9 @@
  * Locks, in the order they are taken: msg_lock (a whole message, or a
  * fragmented one from begin to end), then frame_lock (one frame). Control
  * frames take frame_lock only, so they can go between a message's
- * fragments. Both are fiber-aware: a fiber that finds one taken yields
- * instead of blocking its thread, which may run the holder.
+ * fragments. Both are sn__locks (sn_wait.h): a fiber that finds one taken
+ * parks until it is given, instead of blocking its thread, which may run
+ * the holder.
  */
 #include <string.h>
 #include "sn_ws_int.h"
@@ -26,37 +27,6 @@
 #define SN_WS_MAX_DEFAULT (16u << 20)
 #define SN_WS_TIMEOUT_DEFAULT 15000
 #define SN_WS_CLOSE_TIMEOUT_DEFAULT 5000
-
-/* ---- fiber-aware locks ----------------------------------------------------------- */
-
-static void flock_init(sn__flock *l)
-{
-    sn__mutex_init(&l->mu);
-}
-
-static void flock_destroy(sn__flock *l)
-{
-    sn__mutex_destroy(&l->mu);
-}
-
-static void flock_lock(sn__flock *l)
-{
-    if (sn__fiber_self() == NULL) {
-        sn__mutex_lock(&l->mu);
-        return;
-    }
-    for (int tries = 0; pthread_mutex_trylock(&l->mu) != 0; tries++) {
-        if (tries < 64)
-            sn__fiber_yield(); /* the holder may be a fiber of this thread */
-        else
-            sn__fiber_sleep_until(sn_now_ms() + 1);
-    }
-}
-
-static void flock_unlock(sn__flock *l)
-{
-    sn__mutex_unlock(&l->mu);
-}
 
 /* ---- making and freeing ------------------------------------------------------------ */
 
@@ -129,8 +99,8 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
     ws->pmd = *pmd;
     ws->msg.budget = cfg->budget;
     ws->last_ping = sn_now_ms(); /* the first ping waits a period too */
-    flock_init(&ws->msg_lock);
-    flock_init(&ws->frame_lock);
+    sn__lock_init(&ws->msg_lock);
+    sn__lock_init(&ws->frame_lock);
     int rc = 0;
     if (subprotocol != NULL && (ws->subprotocol = dup_n(subprotocol, subprotocol_len)) == NULL)
         rc = SN_ENOMEM;
@@ -169,11 +139,11 @@ void sn_ws_free(sn_ws *ws)
     sn__bytes_free(&ws->zout);
     sn__bytes_free(&ws->masked);
     if (ws->frag_type != 0) /* freed in the middle of a message sent in parts */
-        flock_unlock(&ws->msg_lock);
+        sn__lock_give(&ws->msg_lock);
     if (ws->rng_ready)
         wc_FreeRng(&ws->rng);
-    flock_destroy(&ws->msg_lock);
-    flock_destroy(&ws->frame_lock);
+    sn__lock_destroy(&ws->msg_lock);
+    sn__lock_destroy(&ws->frame_lock);
     if (ws->own_conn)
         sn_conn_free(ws->c);
     sn__free(ws->subprotocol);
@@ -278,7 +248,7 @@ static int put_frame(sn_ws *ws, bool fin, uint8_t rsv, uint8_t opcode, const voi
 /* A control frame, whole and flushed, between any other frames. */
 static int send_control(sn_ws *ws, uint8_t opcode, const void *data, size_t len, int64_t dl)
 {
-    flock_lock(&ws->frame_lock);
+    sn__lock_take(&ws->frame_lock);
     int rc = SN_EBADSTATE;
     if (!atomic_load(&ws->close_sent) || opcode != SN_WS_CLOSE) {
         if (atomic_load(&ws->close_sent))
@@ -288,7 +258,7 @@ static int send_control(sn_ws *ws, uint8_t opcode, const void *data, size_t len,
         if (rc == 0 && opcode == SN_WS_CLOSE)
             atomic_store(&ws->close_sent, true);
     }
-    flock_unlock(&ws->frame_lock);
+    sn__lock_give(&ws->frame_lock);
     return rc;
 }
 
@@ -347,7 +317,7 @@ int sn_ws_send(sn_ws *ws, int type, const void *data, size_t len, sn_deadline dl
     if (ws == NULL || !data_type_ok(type) || (data == NULL && len > 0))
         return SN_EINVAL;
     int64_t deadline = send_deadline(ws, dl);
-    flock_lock(&ws->msg_lock);
+    sn__lock_take(&ws->msg_lock);
     int rc = 0;
     uint8_t rsv = 0;
     if (ws->pmd.on && len >= ws->cfg.deflate_cfg.threshold) {
@@ -358,14 +328,14 @@ int sn_ws_send(sn_ws *ws, int type, const void *data, size_t len, sn_deadline dl
         rsv = 4;
     }
     if (rc == 0) {
-        flock_lock(&ws->frame_lock);
+        sn__lock_take(&ws->frame_lock);
         if (atomic_load(&ws->close_sent))
             rc = SN_EBADSTATE;
         else if ((rc = put_frame(ws, true, rsv, (uint8_t)type, data, len, deadline)) == 0)
             rc = sn_flush(ws->c, deadline);
-        flock_unlock(&ws->frame_lock);
+        sn__lock_give(&ws->frame_lock);
     }
-    flock_unlock(&ws->msg_lock);
+    sn__lock_give(&ws->msg_lock);
     return rc;
 }
 
@@ -374,7 +344,7 @@ int sn_ws_send_begin(sn_ws *ws, int type, sn_deadline dl)
     (void)dl;
     if (ws == NULL || !data_type_ok(type))
         return SN_EINVAL;
-    flock_lock(&ws->msg_lock); /* held until the last part */
+    sn__lock_take(&ws->msg_lock); /* held until the last part */
     ws->frag_type = type;
     ws->frag_first = true;
     ws->frag_z = ws->pmd.on; /* the length is unknown: compress the lot */
@@ -398,17 +368,17 @@ int sn_ws_send_part(sn_ws *ws, const void *data, size_t len, bool last, sn_deadl
     uint8_t opcode = ws->frag_first ? (uint8_t)ws->frag_type : SN_WS_CONTINUATION;
     uint8_t rsv = ws->frag_first && ws->frag_z ? 4 : 0;
     if (rc == 0) {
-        flock_lock(&ws->frame_lock);
+        sn__lock_take(&ws->frame_lock);
         if (atomic_load(&ws->close_sent))
             rc = SN_EBADSTATE;
         else if ((rc = put_frame(ws, last, rsv, opcode, data, len, deadline)) == 0)
             rc = sn_flush(ws->c, deadline);
-        flock_unlock(&ws->frame_lock);
+        sn__lock_give(&ws->frame_lock);
     }
     ws->frag_first = false;
     if (last || rc < 0) { /* an error ends the message too: the stream is broken */
         ws->frag_type = 0;
-        flock_unlock(&ws->msg_lock);
+        sn__lock_give(&ws->msg_lock);
     }
     return rc;
 }
@@ -420,13 +390,13 @@ int sn_ws_send_frame(sn_ws *ws, bool fin, int opcode, const void *data, size_t l
     if (ws->cfg.raw != SN_ON)
         return SN_EBADSTATE;
     int64_t deadline = send_deadline(ws, dl);
-    flock_lock(&ws->frame_lock);
+    sn__lock_take(&ws->frame_lock);
     int rc = put_frame(ws, fin, 0, (uint8_t)opcode, data, len, deadline);
     if (rc == 0)
         rc = sn_flush(ws->c, deadline);
     if (rc == 0 && opcode == SN_WS_CLOSE)
         atomic_store(&ws->close_sent, true);
-    flock_unlock(&ws->frame_lock);
+    sn__lock_give(&ws->frame_lock);
     return rc;
 }
 

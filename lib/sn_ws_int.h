@@ -10,11 +10,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/random.h>
 #include "sn_int.h"
-
-/* A lock that a fiber waits for without blocking its thread. */
-typedef struct sn__flock {
-    pthread_mutex_t mu;
-} sn__flock;
+#include "sn_wait.h"
 
 /* What permessage-deflate was agreed on (window bits 8-15). */
 typedef struct sn__pmd {
@@ -58,8 +54,8 @@ struct sn_ws {
     size_t alive_bytes;   /* data payload bytes since the unanswered ping */
 
     /* the senders' */
-    sn__flock msg_lock;   /* a whole message, or a fragmented one from begin to end */
-    sn__flock frame_lock; /* one frame (or a control frame) */
+    sn__lock msg_lock;   /* a whole message, or a fragmented one from begin to end */
+    sn__lock frame_lock; /* one frame (or a control frame) */
     sn__deflate def;      /* under msg_lock */
     sn__bytes zout;       /* compressed output, under msg_lock */
     sn__bytes masked;     /* masking scratch, under frame_lock */

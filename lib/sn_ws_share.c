@@ -8,31 +8,21 @@
  */
 #include "sn_ws_int.h"
 
-static bool try_take(sn__flock *l)
-{
-    return pthread_mutex_trylock(&l->mu) == 0;
-}
-
-static void release(sn__flock *l)
-{
-    sn__mutex_unlock(&l->mu);
-}
-
 /* The session's locks, tried: true when both are taken. */
 static bool try_hold(sn_ws *ws)
 {
-    if (!try_take(&ws->msg_lock))
+    if (!sn__lock_try(&ws->msg_lock))
         return false; /* a message, maybe in fragments, is on its way */
-    if (try_take(&ws->frame_lock))
+    if (sn__lock_try(&ws->frame_lock))
         return true;
-    release(&ws->msg_lock);
+    sn__lock_give(&ws->msg_lock);
     return false;
 }
 
 static void unhold(sn_ws *ws)
 {
-    release(&ws->frame_lock);
-    release(&ws->msg_lock);
+    sn__lock_give(&ws->frame_lock);
+    sn__lock_give(&ws->msg_lock);
 }
 
 int sn__ws_try_send_frames(sn_ws *ws, const struct iovec *frames, int n, int *taken)
@@ -75,10 +65,10 @@ void sn__ws_trim(sn_ws *ws)
 
 int sn__ws_try_flush(sn_ws *ws)
 {
-    if (!try_take(&ws->frame_lock))
+    if (!sn__lock_try(&ws->frame_lock))
         return SN_EBUSY;
     int rc = sn__conn_try_flush(ws->c);
-    release(&ws->frame_lock);
+    sn__lock_give(&ws->frame_lock);
     return rc;
 }
 

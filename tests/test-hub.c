@@ -679,13 +679,13 @@ static void test_ws_disconnect_close(void)
     peer p;
     peer_open(&p, false);
     SN_ASSERT_RC(sn_hub_join(h, "r", p.ws), 0);
-    pthread_mutex_lock(&p.ws->msg_lock.mu); /* another sender holds the session */
+    sn__lock_take(&p.ws->msg_lock); /* another sender holds the session */
     SN_ASSERT_RC(publish_number(h, "r", 1), 1);
     sn_hub_member_stats ms;
     SN_ASSERT_RC(sn_hub_member_stats_get(h, "r", p.ws, &ms), 0);
     CU_ASSERT_EQUAL(ms.queued, 1);
     SN_ASSERT_RC(publish_number(h, "r", 2), 0); /* full: disconnected */
-    pthread_mutex_unlock(&p.ws->msg_lock.mu);
+    sn__lock_give(&p.ws->msg_lock);
     int op;
     char buf[16];
     long n = read_frame(p.client, &op, buf, sizeof buf, 2000);

@@ -76,8 +76,10 @@
  * cannot share an encoded frame and cannot join (SN_EINVAL). Messages go
  * uncompressed, also to sessions with permessage-deflate.
  *
- * Thread safety: every call is safe from any thread. Publishing may run on
- * fibers; sn_hub_sub_recv and SN_HUB_WAIT block their thread.
+ * Thread safety: every call is safe from any thread, and from fibers: a
+ * publisher waiting for room under SN_HUB_WAIT and sn_hub_sub_recv park
+ * their fiber (the other fibers of its thread go on) or block their
+ * thread, and a wake-up reaches either.
  * Lock order (lib/sn_hub.c): hub, then room, then the run queue or a
  * session's write locks (only tried, never waited for).
  * Ownership: the hub holds no session; a session leaves its rooms when it
