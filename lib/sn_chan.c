@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include "sn_int.h"
+#include "sn_wait.h"
 
 #define SN_RBUF_DEFAULT SN_CONN_BUF_DEFAULT
 #define SN_RBUF_MAX_DEFAULT 65536
@@ -351,11 +352,11 @@ static int read_end(sn_conn *c)
     return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
 }
 
-/* Whether a wait for input could go without the read buffer: on a fiber,
+/* Whether a wait for input could go without the read buffer: it parks,
  * with nothing buffered here or in the transport (nothing decrypted). */
 static bool rparkable(const sn_conn *c)
 {
-    return rbuffered(c) == 0 && sn__fiber_self() != NULL && c->t->vt->pending(c->t) == 0;
+    return rbuffered(c) == 0 && sn__wait_parks() && c->t->vt->pending(c->t) == 0;
 }
 
 /* Whether the next receive must wait that way: the last one emptied the socket. */
@@ -383,7 +384,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
     bool wait_first = c->rdrained && vt->pending(c->t) == 0;
     ssize_t n;
     for (;;) {
-        if (wait_first && vt->recv_wait != NULL && sn__fiber_self() == NULL) {
+        if (wait_first && vt->recv_wait != NULL && !sn__wait_parks()) { /* may block */
             n = vt->recv_wait(c->t, buf, len, dl);
             break;
         }
@@ -810,13 +811,13 @@ static int werror(sn_conn *c, int rc)
     return rc;
 }
 
-/* The buffer is empty. On a scheduler's thread it goes back to the scheduler
- * (the connection may now wait for long); elsewhere it stays, unless a try
- * grew it past the configured size. */
+/* The buffer is empty. Where waits park it goes back to the thread's
+ * scheduler (the connection may now wait for long); elsewhere it stays,
+ * unless a try grew it past the configured size. */
 static void wreset(sn_conn *c)
 {
     c->woff = c->wlen = 0;
-    if (c->wcap != c->wcap0 || sn__sched_self() != NULL) {
+    if (c->wcap != c->wcap0 || sn__wait_parks()) {
         buf_drop(c->wbuf, c->wcap + 1);
         c->wbuf = NULL;
         c->wcap = c->wcap0;

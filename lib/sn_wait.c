@@ -174,9 +174,14 @@ void sn__lock_give(sn__lock *l)
 
 /* ---- descriptors, sleeping, yielding ------------------------------------------------ */
 
+bool sn__wait_parks(void)
+{
+    return sn__fiber_self() != NULL;
+}
+
 int sn__wait_fd(int fd, short events, int64_t deadline_ms)
 {
-    if (sn__fiber_self() != NULL) /* park the fiber, not the thread */
+    if (sn__wait_parks()) /* park the fiber, not the thread */
         return sn__fiber_wait_fd(fd, events, deadline_ms);
     struct pollfd pfd = {.fd = fd, .events = events};
     for (;;) {

@@ -25,6 +25,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Whether a wait by the caller parks (a fiber: its thread serves other
+ * connections meanwhile, so memory the caller does not need while it
+ * waits is worth lending out) or blocks its thread (which may then block
+ * in a receive itself: one system call instead of poll and receive). The
+ * one question other files ask about the mode, and they ask it here. */
+bool sn__wait_parks(void);
+
 /* A waiter: on the waiting caller's stack while it waits. */
 typedef struct sn__waiter sn__waiter;
 
