@@ -229,10 +229,20 @@ int sn__fiber_wait_accept(int fd, int64_t deadline_ms);
  * what it knows of fd, and a fiber parked on it wakes. */
 void sn__fiber_forget_fd(int fd);
 
-/* ---- the pool in fiber mode (sn_pool_fiber.c): sn_pool's other engine ---- */
+/* ---- the pool's engines: threads (sn_pool.c), fibers (sn_pool_fiber.c) ---
+ * sn_pool calls its engine through this table, as a connection calls its
+ * transport: the public calls hold no test of the mode. */
+typedef struct sn__pool_engine {
+    int (*submit)(void *e, sn_job_fn fn, void *arg);
+    int64_t (*expire)(void *e, int64_t cutoff, sn_job_fn with); /* see sn__pool_expire */
+    void (*stats)(void *e, sn_pool_stats *out);
+    int (*stop)(void *e);
+    void (*free)(void *e);
+} sn__pool_engine;
+extern const sn__pool_engine sn__fiber_engine;
+
 typedef struct sn__fpool sn__fpool;
 int sn__fpool_new(sn__fpool **out, const sn_pool_config *cfg);
-int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg);
 /* Runs fn(arg) on a fiber of every scheduler thread, outside the count of
  * jobs; a thread lives until its fiber returns (pool stop waits for that).
  * undo(arg) runs instead on a thread where the fiber cannot start. Returns
@@ -241,16 +251,12 @@ int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg)
 int sn__fpool_threads(const sn__fpool *fp);
 /* The fiber engine of a pool made with fibers on, else NULL. */
 sn__fpool *sn__pool_fibers(sn_pool *p);
-void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out);
 /* The queue's wait limit (both engines): takes every job queued at or
  * before cutoff (an sn_now_ms time) off the queue and calls with(arg) for
  * each instead of running it, outside the pool's lock, on the calling
  * thread. Returns when the oldest job still queued was queued, or
  * SN_DEADLINE_NEVER when none is. */
 int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with);
-int64_t sn__fpool_expire(sn__fpool *fp, int64_t cutoff, sn_job_fn with);
-int sn__fpool_stop(sn__fpool *fp);
-void sn__fpool_free(sn__fpool *fp);
 
 /* ---- connections (sn_chan.c): what the server needs --------------------- */
 /* The server wakes a connection's reader when it stops: level 1 = reads

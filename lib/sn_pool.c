@@ -27,6 +27,10 @@
  * next worker to leave, or the stopper. So no thread is ever detached and
  * at most a few finished threads wait to be joined.
  *
+ * Engines: the pool in fiber mode is sn_pool_fiber.c's; sn_pool_* calls go
+ * to either through p->engine's table, and this file's own functions are
+ * the thread engine's (tpool_*).
+ *
  * Memory after a spike: a reaped worker that leaves the pool at half the
  * threads it had at its peak (or back at min_threads, SN_POOL_TRIM_MIN
  * fewer) gives the allocator's free memory back (sn__heap_trim), after it
@@ -63,7 +67,8 @@ struct worker {
 };
 
 struct sn_pool {
-    sn__fpool *fp; /* fiber mode: every call goes there */
+    const sn__pool_engine *engine; /* the thread engine below, or the fibers' */
+    void *state;                   /* the engine's: this pool, or an sn__fpool */
     pthread_mutex_t mu;
     pthread_cond_t done; /* threads reached 0, or the stop finished */
 
@@ -292,6 +297,8 @@ static int check_config(const sn_pool_config *c, sn_pool *p)
     return 0;
 }
 
+static const sn__pool_engine thread_engine;
+
 int sn_pool_new(sn_pool **out, const sn_pool_config *cfg)
 {
     static const sn_pool_config defaults;
@@ -301,14 +308,19 @@ int sn_pool_new(sn_pool **out, const sn_pool_config *cfg)
     if (p == NULL)
         return SN_ENOMEM;
     if (cfg != NULL && cfg->fibers == SN_ON) {
-        int rc = sn__fpool_new(&p->fp, cfg);
+        sn__fpool *fp;
+        int rc = sn__fpool_new(&fp, cfg);
         if (rc < 0) {
             sn__free(p);
             return rc;
         }
+        p->engine = &sn__fiber_engine;
+        p->state = fp;
         *out = p;
         return 0;
     }
+    p->engine = &thread_engine;
+    p->state = p;
     int rc = check_config(cfg != NULL ? cfg : &defaults, p);
     if (rc < 0) {
         sn__free(p);
@@ -336,15 +348,46 @@ int sn_pool_new(sn_pool **out, const sn_pool_config *cfg)
 
 sn__fpool *sn__pool_fibers(sn_pool *p)
 {
-    return p->fp;
+    return p->engine == &sn__fiber_engine ? p->state : NULL;
 }
 
 int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
 {
     if (p == NULL || fn == NULL)
         return SN_EINVAL;
-    if (p->fp != NULL)
-        return sn__fpool_submit(p->fp, fn, arg);
+    return p->engine->submit(p->state, fn, arg);
+}
+
+int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with)
+{
+    return p->engine->expire(p->state, cutoff, with);
+}
+
+void sn_pool_stats_get(sn_pool *p, sn_pool_stats *out)
+{
+    p->engine->stats(p->state, out);
+}
+
+int sn_pool_stop(sn_pool *p)
+{
+    return p != NULL ? p->engine->stop(p->state) : 0;
+}
+
+void sn_pool_free(sn_pool *p)
+{
+    if (p == NULL)
+        return;
+    bool fibers = p->state != p; /* the thread engine's free frees p itself */
+    p->engine->free(p->state);
+    if (fibers)
+        sn__free(p);
+}
+
+/* ---- the thread engine ------------------------------------------------------------- */
+
+static int tpool_submit(void *e, sn_job_fn fn, void *arg)
+{
+    sn_pool *p = e;
     int rc = 0, spawn_rc = 0;
     sn__mutex_lock(&p->mu);
     if (p->stopping) {
@@ -372,10 +415,9 @@ int sn_pool_submit(sn_pool *p, sn_job_fn fn, void *arg)
     return rc;
 }
 
-int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with)
+static int64_t tpool_expire(void *e, int64_t cutoff, sn_job_fn with)
 {
-    if (p->fp != NULL)
-        return sn__fpool_expire(p->fp, cutoff, with);
+    sn_pool *p = e;
     sn__mutex_lock(&p->mu);
     /* the ring is in the order of queueing: the oldest job is at its head */
     while (p->qcount > 0 && p->ring[p->qhead].at <= cutoff) {
@@ -389,12 +431,9 @@ int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with)
     return oldest;
 }
 
-void sn_pool_stats_get(sn_pool *p, sn_pool_stats *out)
+static void tpool_stats(void *e, sn_pool_stats *out)
 {
-    if (p->fp != NULL) {
-        sn__fpool_stats(p->fp, out);
-        return;
-    }
+    sn_pool *p = e;
     sn__mutex_lock(&p->mu);
     *out = (sn_pool_stats){
         .threads = p->threads,
@@ -424,12 +463,9 @@ static void drain_queue(sn_pool *p, sn_job_fn with)
     sn__mutex_unlock(&p->mu);
 }
 
-int sn_pool_stop(sn_pool *p)
+static int tpool_stop(void *e)
 {
-    if (p == NULL)
-        return 0;
-    if (p->fp != NULL)
-        return sn__fpool_stop(p->fp);
+    sn_pool *p = e;
     sn__mutex_lock(&p->mu);
     if (p->stopping) {
         /* another stop runs, or ran: wait until it is over */
@@ -464,18 +500,20 @@ int sn_pool_stop(sn_pool *p)
     return 0;
 }
 
-void sn_pool_free(sn_pool *p)
+static void tpool_free(void *e)
 {
-    if (p == NULL)
-        return;
-    if (p->fp != NULL) {
-        sn__fpool_free(p->fp);
-        sn__free(p);
-        return;
-    }
-    sn_pool_stop(p);
+    sn_pool *p = e;
+    tpool_stop(p);
     sn__cond_destroy(&p->done);
     sn__mutex_destroy(&p->mu);
     sn__free(p->ring);
     sn__free(p);
 }
+
+static const sn__pool_engine thread_engine = {
+    .submit = tpool_submit,
+    .expire = tpool_expire,
+    .stats = tpool_stats,
+    .stop = tpool_stop,
+    .free = tpool_free,
+};

@@ -41,7 +41,7 @@ struct fjob {
     struct fthread *t;
     struct fjob *next;
     sn_job_fn undo; /* service fibers only: called when it cannot start */
-    int64_t at;     /* queued jobs: when (sn_now_ms), for sn__fpool_expire */
+    int64_t at;     /* queued jobs: when (sn_now_ms), for fpool_expire */
 };
 
 struct fthread {
@@ -247,6 +247,8 @@ static int start_threads(sn__fpool *fp)
     return rc;
 }
 
+static void fpool_free(void *e);
+
 int sn__fpool_new(sn__fpool **out, const sn_pool_config *c)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -272,7 +274,7 @@ int sn__fpool_new(sn__fpool **out, const sn_pool_config *c)
     sn__cond_init(&fp->done);
     int rc = start_threads(fp);
     if (rc < 0) {
-        sn__fpool_free(fp);
+        fpool_free(fp);
         return rc;
     }
     *out = fp;
@@ -291,8 +293,9 @@ static struct fthread *pick_thread(sn__fpool *fp)
     return least;
 }
 
-int sn__fpool_submit(sn__fpool *fp, sn_job_fn fn, void *arg)
+static int fpool_submit(void *e, sn_job_fn fn, void *arg)
 {
+    sn__fpool *fp = e;
     struct fjob *j = sn__malloc(sizeof *j);
     if (j == NULL)
         return SN_ENOMEM;
@@ -373,8 +376,9 @@ int sn__fpool_threads(const sn__fpool *fp)
     return fp->nthreads;
 }
 
-void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out)
+static void fpool_stats(void *e, sn_pool_stats *out)
 {
+    sn__fpool *fp = e;
     sn__mutex_lock(&fp->mu);
     *out = (sn_pool_stats){
         .threads = fp->stopped ? 0 : fp->nthreads,
@@ -388,8 +392,9 @@ void sn__fpool_stats(sn__fpool *fp, sn_pool_stats *out)
     sn__mutex_unlock(&fp->mu);
 }
 
-int64_t sn__fpool_expire(sn__fpool *fp, int64_t cutoff, sn_job_fn with)
+static int64_t fpool_expire(void *e, int64_t cutoff, sn_job_fn with)
 {
+    sn__fpool *fp = e;
     sn__mutex_lock(&fp->mu);
     while (fp->qcount > 0 && fp->qhead->at <= cutoff) { /* oldest first */
         struct fjob *j = queue_pop(fp);
@@ -403,8 +408,9 @@ int64_t sn__fpool_expire(sn__fpool *fp, int64_t cutoff, sn_job_fn with)
     return oldest;
 }
 
-int sn__fpool_stop(sn__fpool *fp)
+static int fpool_stop(void *e)
 {
+    sn__fpool *fp = e;
     sn__mutex_lock(&fp->mu);
     if (fp->stopping) {
         while (!fp->stopped)
@@ -438,11 +444,12 @@ int sn__fpool_stop(sn__fpool *fp)
     return 0;
 }
 
-void sn__fpool_free(sn__fpool *fp)
+static void fpool_free(void *e)
 {
+    sn__fpool *fp = e;
     if (fp == NULL)
         return;
-    sn__fpool_stop(fp);
+    fpool_stop(fp);
     for (int i = 0; i < fp->nthreads; i++)
         close(fp->threads[i].efd);
     sn__free(fp->threads);
@@ -450,3 +457,11 @@ void sn__fpool_free(sn__fpool *fp)
     sn__mutex_destroy(&fp->mu);
     sn__free(fp);
 }
+
+const sn__pool_engine sn__fiber_engine = {
+    .submit = fpool_submit,
+    .expire = fpool_expire,
+    .stats = fpool_stats,
+    .stop = fpool_stop,
+    .free = fpool_free,
+};
