@@ -84,30 +84,30 @@ static inline void count(atomic_uint_fast64_t *ctr, uint64_t n)
                           memory_order_relaxed);
 }
 
-static inline int woken(const sn_conn *c)
+static inline int wake_level(const sn_conn *c)
 {
     return atomic_load_explicit(&c->wake, memory_order_relaxed);
 }
 
 /* The sticky errors are atomics only so that sn_conn_error may read them
  * from any thread; each has one writer, and relaxed order is enough. */
-static inline int rerr(const sn_conn *c)
+static inline int read_err(const sn_conn *c)
 {
     return atomic_load_explicit(&c->rerr, memory_order_relaxed);
 }
 
-static inline int set_rerr(sn_conn *c, int err)
+static inline int stick_read_err(sn_conn *c, int err)
 {
     atomic_store_explicit(&c->rerr, err, memory_order_relaxed);
     return err;
 }
 
-static inline int werr(const sn_conn *c)
+static inline int write_err(const sn_conn *c)
 {
     return atomic_load_explicit(&c->werr, memory_order_relaxed);
 }
 
-static inline int set_werr(sn_conn *c, int err)
+static inline int stick_write_err(sn_conn *c, int err)
 {
     atomic_store_explicit(&c->werr, err, memory_order_relaxed);
     return err;
@@ -116,8 +116,8 @@ static inline int set_werr(sn_conn *c, int err)
 /* Level 2 of sn__conn_wake fails every read at once, even from the buffer. */
 static inline int rcheck(sn_conn *c)
 {
-    if (woken(c) >= 2)
-        return set_rerr(c, SN_ESTOPPED);
+    if (wake_level(c) >= 2)
+        return stick_read_err(c, SN_ESTOPPED);
     return 0;
 }
 
@@ -203,8 +203,8 @@ sn_transport *sn__conn_transport(const sn_conn *c)
 
 void sn__conn_fail(sn_conn *c, int err)
 {
-    set_rerr(c, err);
-    set_werr(c, err);
+    stick_read_err(c, err);
+    stick_write_err(c, err);
 }
 
 static void release_transport(sn_conn *c)
@@ -223,8 +223,8 @@ int sn_conn_close(sn_conn *c, sn_deadline dl)
     release_transport(c);
     sn_sock_close(c->sock);
     c->closed = true;
-    set_rerr(c, SN_ECLOSED);
-    set_werr(c, SN_ECLOSED);
+    stick_read_err(c, SN_ECLOSED);
+    stick_write_err(c, SN_ECLOSED);
     atomic_store_explicit(&c->wshut, false, memory_order_relaxed);
     c->rpos = c->rlen = 0;
     c->woff = c->wlen = 0;
@@ -261,14 +261,14 @@ int sn_conn_linger(sn_conn *c, int ms)
         if (n > 0)
             continue;
         if (n == 0) {
-            set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
+            stick_read_err(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
             rc = 0;
             break;
         }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            rc = set_rerr(c, -errno);
+            rc = stick_read_err(c, -errno);
             break;
         }
         if ((rc = sn__wait_fd(fd, POLLIN, end)) < 0)
@@ -307,9 +307,9 @@ void *sn_conn_data(const sn_conn *c)
 
 int sn_conn_error(const sn_conn *c)
 {
-    int err = rerr(c);
+    int err = read_err(c);
     if (err == 0 && !atomic_load_explicit(&c->wshut, memory_order_relaxed))
-        err = werr(c);
+        err = write_err(c);
     return err;
 }
 
@@ -321,9 +321,9 @@ void sn_conn_stats_get(const sn_conn *c, sn_conn_stats *out)
     out->write_calls = atomic_load_explicit(&c->write_calls, memory_order_relaxed);
 }
 
-int sn__conn_woken(const sn_conn *c)
+int sn__conn_wake_level(const sn_conn *c)
 {
-    return woken(c);
+    return wake_level(c);
 }
 
 void sn__conn_wake(sn_conn *c, int level)
@@ -349,7 +349,7 @@ static int64_t wdeadline(const sn_conn *c, sn_deadline dl)
 /* The end of the stream: SN_EOF, or SN_ESTOPPED when the server woke us. */
 static int read_end(sn_conn *c)
 {
-    return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
+    return stick_read_err(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
 }
 
 /* Whether a wait for input could go without the read buffer: it parks,
@@ -372,15 +372,15 @@ static bool rpark_due(const sn_conn *c)
  * either way no receive that only says EAGAIN. With park (buf is the empty
  * read buffer), a receive on a fiber that finds the socket empty returns
  * SN_EAGAIN instead of waiting, for rfill to wait without the buffer. */
-static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
+static ssize_t recv_transport(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
 {
     const sn_transport_vtable *vt = c->t->vt;
     short want = POLLIN;
-    int err = rerr(c);
+    int err = read_err(c);
     if (err)
         return err;
-    if (woken(c) >= 2)
-        return set_rerr(c, SN_ESTOPPED);
+    if (wake_level(c) >= 2)
+        return stick_read_err(c, SN_ESTOPPED);
     bool wait_first = c->rdrained && vt->pending(c->t) == 0;
     ssize_t n;
     for (;;) {
@@ -393,7 +393,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
             if (rc == SN_ETIMEDOUT)
                 return rc;
             if (rc < 0)
-                return set_rerr(c, rc);
+                return stick_read_err(c, rc);
         }
         n = vt->recv(c->t, buf, len, &want);
         if (n != SN_EAGAIN)
@@ -414,7 +414,7 @@ static ssize_t xrecv(sn_conn *c, void *buf, size_t len, int64_t dl, bool park)
         return read_end(c);
     if (n == SN_ETIMEDOUT)
         return n;
-    return set_rerr(c, atomic_load(&c->wake) ? SN_ESTOPPED : (int)n);
+    return stick_read_err(c, atomic_load(&c->wake) ? SN_ESTOPPED : (int)n);
 }
 
 /* Makes room in the buffer for `need` unread bytes in all, and at least one
@@ -454,11 +454,11 @@ static int rreserve(sn_conn *c, size_t need)
  * socket to be readable: an idle connection's wait may last for ever, and its
  * buffer meanwhile serves the thread's other connections. A deadline already
  * past still takes what has arrived: the first time (!tried) it does not
- * wait. Returns 0 (receive now), or what xrecv would for its wait. */
+ * wait. Returns 0 (receive now), or what recv_transport would for its wait. */
 static int rpark(sn_conn *c, int64_t dl, bool tried)
 {
-    if (woken(c) >= 2)
-        return set_rerr(c, SN_ESTOPPED);
+    if (wake_level(c) >= 2)
+        return stick_read_err(c, SN_ESTOPPED);
     buf_drop(c->rbuf, c->rcap + 1);
     c->rbuf = NULL;
     c->rcap = c->rpos = c->rlen = 0;
@@ -468,7 +468,7 @@ static int rpark(sn_conn *c, int64_t dl, bool tried)
     if (rc == SN_ETIMEDOUT)
         return rc;
     if (rc < 0)
-        return set_rerr(c, rc);
+        return stick_read_err(c, rc);
     c->rdrained = false;
     return 0;
 }
@@ -478,7 +478,7 @@ static int rpark(sn_conn *c, int64_t dl, bool tried)
  * error (SN_ETOOBIG when the buffer is full at rmax). */
 static ssize_t rfill(sn_conn *c, size_t need, int64_t dl)
 {
-    int rc = rerr(c);
+    int rc = read_err(c);
     if (rc)
         return rc;
     for (bool tried = false;; tried = true) {
@@ -486,7 +486,7 @@ static ssize_t rfill(sn_conn *c, size_t need, int64_t dl)
             return rc;
         if ((rc = rreserve(c, need)) < 0)
             return rc;
-        ssize_t n = xrecv(c, c->rbuf + c->rlen, c->rcap - c->rlen, dl, rbuffered(c) == 0);
+        ssize_t n = recv_transport(c, c->rbuf + c->rlen, c->rcap - c->rlen, dl, rbuffered(c) == 0);
         if (n > 0)
             c->rlen += (size_t)n;
         if (n != SN_EAGAIN) /* else the socket was empty: park without the buffer */
@@ -503,13 +503,13 @@ ssize_t sn_read(sn_conn *c, void *buf, size_t len, sn_deadline dl)
     size_t have = rbuffered(c);
     if (have == 0) {
         if (len >= c->rinit) /* large enough: no copy through the buffer */
-            return xrecv(c, buf, len, rdeadline(c, dl), false);
+            return recv_transport(c, buf, len, rdeadline(c, dl), false);
         ssize_t n = rfill(c, 1, rdeadline(c, dl));
         if (n < 0)
             return n;
         have = rbuffered(c);
-    } else if (woken(c) >= 2) {
-        return set_rerr(c, SN_ESTOPPED);
+    } else if (wake_level(c) >= 2) {
+        return stick_read_err(c, SN_ESTOPPED);
     }
     size_t n = SN_MIN(have, len);
     memcpy(buf, c->rbuf + c->rpos, n);
@@ -539,9 +539,9 @@ static ssize_t read_exact_direct(sn_conn *c, char *buf, size_t n, int64_t dl)
         rconsume(c, done);
     }
     while (done < n) {
-        ssize_t got = xrecv(c, buf + done, n - done, dl, false);
+        ssize_t got = recv_transport(c, buf + done, n - done, dl, false);
         if (got == SN_ETIMEDOUT && done > 0)
-            return set_rerr(c, SN_ETIMEDOUT);
+            return stick_read_err(c, SN_ETIMEDOUT);
         if (got < 0)
             return got;
         done += (size_t)got;
@@ -775,7 +775,7 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
         iovcnt--;
     }
     while (iovcnt > 0) {
-        if (woken(c) >= 2)
+        if (wake_level(c) >= 2)
             return SN_ESTOPPED;
         ssize_t n = c->t->vt->sendv(c->t, iov, iovcnt, &want);
         if (n == SN_EAGAIN) {
@@ -785,7 +785,7 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
             continue;
         }
         if (n < 0)
-            return woken(c) >= 2 ? SN_ESTOPPED : (int)n;
+            return wake_level(c) >= 2 ? SN_ESTOPPED : (int)n;
         count(&c->bytes_written, (uint64_t)n);
         count(&c->write_calls, 1);
         *sent += (size_t)n;
@@ -804,10 +804,10 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
 }
 
 /* A stream error is sticky; a timeout is not. */
-static int werror(sn_conn *c, int rc)
+static int stick_unless_timeout(sn_conn *c, int rc)
 {
     if (rc != SN_ETIMEDOUT)
-        set_werr(c, rc);
+        stick_write_err(c, rc);
     return rc;
 }
 
@@ -834,16 +834,16 @@ static int wflush(sn_conn *c, int64_t dl)
     c->woff += sent;
     if (c->woff == c->wlen)
         wreset(c);
-    return rc < 0 ? werror(c, rc) : 0;
+    return rc < 0 ? stick_unless_timeout(c, rc) : 0;
 }
 
 static int wcheck(sn_conn *c)
 {
-    int err = werr(c);
+    int err = write_err(c);
     if (err)
         return err;
-    if (woken(c) >= 2)
-        return set_werr(c, SN_ESTOPPED);
+    if (wake_level(c) >= 2)
+        return stick_write_err(c, SN_ESTOPPED);
     return 0;
 }
 
@@ -882,8 +882,8 @@ static ssize_t write_direct(sn_conn *c, const struct iovec *user, int n, size_t 
     if (rc == 0)
         return (ssize_t)total;
     if (sent > pending)
-        return set_werr(c, rc); /* part of the caller's bytes went out */
-    return werror(c, rc);
+        return stick_write_err(c, rc); /* part of the caller's bytes went out */
+    return stick_unless_timeout(c, rc);
 }
 
 /* An autoflush write with nothing buffered: sent straight from the caller's
@@ -909,9 +909,9 @@ static ssize_t write_through(sn_conn *c, const struct iovec *user, int n, size_t
     if (rc == 0)
         return (ssize_t)total;
     if (rc != SN_ETIMEDOUT)
-        return werror(c, rc);
+        return stick_unless_timeout(c, rc);
     if (c->wbuf == NULL && (c->wbuf = buf_new(c->wcap + 1)) == NULL)
-        return set_werr(c, SN_ENOMEM); /* bytes lost mid-stream */
+        return stick_write_err(c, SN_ENOMEM); /* bytes lost mid-stream */
     for (int i = 0; i < n; i++) {
         size_t skip = SN_MIN(sent, user[i].iov_len);
         sent -= skip;
@@ -956,7 +956,7 @@ ssize_t sn_write(sn_conn *c, const void *buf, size_t len, sn_deadline dl)
 {
     /* the common case, a small write that fits: a copy and nothing else */
     if (len < c->wcap && c->wbuf != NULL && c->wcap - c->wlen >= len && !c->autoflush &&
-        werr(c) == 0 && woken(c) < 2) {
+        write_err(c) == 0 && wake_level(c) < 2) {
         memcpy(c->wbuf + c->wlen, buf, len);
         c->wlen += len;
         return (ssize_t)len;
@@ -1053,7 +1053,7 @@ static ssize_t send_once(sn_conn *c, const struct iovec *iov, int n)
     if (sent == SN_EAGAIN)
         return 0;
     if (sent < 0)
-        return werror(c, (int)sent);
+        return stick_unless_timeout(c, (int)sent);
     count(&c->bytes_written, (uint64_t)sent);
     count(&c->write_calls, 1);
     return sent;
@@ -1110,7 +1110,7 @@ int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken)
         c->wcap = rest;
     }
     if (c->wbuf == NULL && (c->wbuf = buf_new(c->wcap + 1)) == NULL)
-        return set_werr(c, SN_ENOMEM); /* the stream is cut mid-frame */
+        return stick_write_err(c, SN_ENOMEM); /* the stream is cut mid-frame */
     memcpy(c->wbuf, (const char *)iov[k].iov_base + left, rest);
     c->wlen = rest;
     *taken = k + 1;
@@ -1128,8 +1128,8 @@ int sn_shutdown_write(sn_conn *c, sn_deadline dl)
         if ((rc = sn__wait_fd(c->t->fd, want, abs)) < 0)
             return rc;
     if (rc < 0)
-        return werror(c, rc);
+        return stick_unless_timeout(c, rc);
     atomic_store_explicit(&c->wshut, true, memory_order_relaxed);
-    set_werr(c, SN_EPIPE); /* nothing more can be sent */
+    stick_write_err(c, SN_EPIPE); /* nothing more can be sent */
     return 0;
 }

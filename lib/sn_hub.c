@@ -327,7 +327,7 @@ static void delivered(room *r, member *m, bool direct)
 /* Writes the member's queue out, in order, as far as the socket takes it.
  * Returns 0 (empty), SN_EAGAIN (the socket is full), SN_EBUSY (another
  * sender holds the session), or an error (the member failed). */
-static int drain(room *r, member *m)
+static int write_queue(room *r, member *m)
 {
     if (m->closing)
         return send_close(m);
@@ -449,7 +449,7 @@ static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, 
             return false;
         }
     }
-    if (q_full(m, msg) && m->link != NULL && batch && drain(r, m) < 0 && m->dead)
+    if (q_full(m, msg) && m->link != NULL && batch && write_queue(r, m) < 0 && m->dead)
         return false; /* full before its flush: written now if the socket takes it */
     if (q_full(m, msg) && !apply_policy(h, r, m, msg, missed))
         return false;
@@ -1082,7 +1082,7 @@ static bool serve(sn_hub *h, uint64_t key)
     bool busy = rc == SN_EBUSY, more = rc == SN_EAGAIN;
     for (member *m = l->members; m != NULL && (rc == 0 || rc == SN_EBUSY); m = m->link_next) {
         sn__mutex_lock(&m->room->mu);
-        rc = rc < 0 ? rc : drain(m->room, m);
+        rc = rc < 0 ? rc : write_queue(m->room, m);
         sn__mutex_unlock(&m->room->mu);
         busy |= rc == SN_EBUSY;
         more |= rc == SN_EAGAIN;
@@ -1107,7 +1107,7 @@ static void flush_room(sn_hub *h, room *r)
         for (int i = 0; i < HUB_FLUSH_CHUNK && r->ndirty > 0; i++) {
             member *m = r->dirty[r->ndirty - 1];
             unmark_dirty(r, m);
-            int rc = drain(r, m);
+            int rc = write_queue(r, m);
             if (rc == SN_EAGAIN || rc == SN_EBUSY)
                 arm(h, m->link);
         }
@@ -1201,7 +1201,7 @@ static void *writer_main(void *arg)
 
 /* ---- the hub ---------------------------------------------------------------------------- */
 
-static int resolve(sn_hub_config *out, const sn_hub_config *cfg)
+static int config_check(sn_hub_config *out, const sn_hub_config *cfg)
 {
     sn_hub_config c = {0};
     if (cfg != NULL)
@@ -1247,7 +1247,7 @@ int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
     if (out == NULL)
         return SN_EINVAL;
     sn_hub_config c;
-    int rc = resolve(&c, cfg);
+    int rc = config_check(&c, cfg);
     if (rc < 0)
         return rc;
     sn_hub *h = sn__calloc(1, sizeof *h);

@@ -267,7 +267,7 @@ int64_t sn__pool_expire(sn_pool *p, int64_t cutoff, sn_job_fn with);
  * excludes that with its CLOSING state, under its mutex. */
 void sn__conn_wake(sn_conn *c, int level);
 /* The level a stop woke c with (0 = not woken). Any thread. */
-int sn__conn_woken(const sn_conn *c);
+int sn__conn_wake_level(const sn_conn *c);
 /* Replaces the plain transport (for TLS). The connection takes t. */
 void sn__conn_set_transport(sn_conn *c, sn_transport *t);
 /* The connection's transport (its plain one unless replaced). */

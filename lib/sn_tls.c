@@ -1511,7 +1511,7 @@ const char *sn_tls_reason(const sn_conn *c)
 
 /* ---- introspection ----------------------------------------------------------------- */
 
-static int done_tls(sn_conn *c, tls_transport **out)
+static int handshaken_tls(sn_conn *c, tls_transport **out)
 {
     if (c == NULL)
         return SN_EINVAL;
@@ -1523,7 +1523,7 @@ static int done_tls(sn_conn *c, tls_transport **out)
 int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
 {
     tls_transport *tt;
-    int rc = done_tls(c, &tt);
+    int rc = handshaken_tls(c, &tt);
     if (rc < 0 || out == NULL)
         return rc < 0 ? rc : SN_EINVAL;
     memset(out, 0, sizeof *out);
@@ -1595,7 +1595,7 @@ static const char *sigalg_name(int oid, bool tls13)
 int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap)
 {
     tls_transport *tt;
-    int rc = done_tls(c, &tt);
+    int rc = handshaken_tls(c, &tt);
     if (rc < 0 || buf == NULL || cap == 0)
         return rc < 0 ? rc : SN_EINVAL;
     sn__mutex_lock(&tt->mu);
@@ -1693,7 +1693,7 @@ static void fill_x509(WOLFSSL_X509 *x, sn_tls_x509 *out)
 int sn_tls_peer_cert(sn_conn *c, int idx, sn_tls_x509 *out)
 {
     tls_transport *tt;
-    int rc = done_tls(c, &tt);
+    int rc = handshaken_tls(c, &tt);
     if (rc < 0 || out == NULL || idx < 0)
         return rc < 0 ? rc : SN_EINVAL;
     sn__mutex_lock(&tt->mu);

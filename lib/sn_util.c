@@ -87,7 +87,7 @@ void sn__free(void *p)
 
 /* ---- locks ---------------------------------------------------------------- */
 
-static void check(int rc, const char *what)
+static void or_abort(int rc, const char *what)
 {
     if (rc != 0) {
         fprintf(stderr, "socknet: %s failed: %s\n", what, strerror(rc));
@@ -97,41 +97,41 @@ static void check(int rc, const char *what)
 
 void sn__mutex_init(pthread_mutex_t *m)
 {
-    check(pthread_mutex_init(m, NULL), "pthread_mutex_init");
+    or_abort(pthread_mutex_init(m, NULL), "pthread_mutex_init");
 }
 
 void sn__mutex_destroy(pthread_mutex_t *m)
 {
-    check(pthread_mutex_destroy(m), "pthread_mutex_destroy");
+    or_abort(pthread_mutex_destroy(m), "pthread_mutex_destroy");
 }
 
 void sn__mutex_lock(pthread_mutex_t *m)
 {
-    check(pthread_mutex_lock(m), "pthread_mutex_lock");
+    or_abort(pthread_mutex_lock(m), "pthread_mutex_lock");
 }
 
 void sn__mutex_unlock(pthread_mutex_t *m)
 {
-    check(pthread_mutex_unlock(m), "pthread_mutex_unlock");
+    or_abort(pthread_mutex_unlock(m), "pthread_mutex_unlock");
 }
 
 void sn__cond_init(pthread_cond_t *c)
 {
     pthread_condattr_t attr;
-    check(pthread_condattr_init(&attr), "pthread_condattr_init");
-    check(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), "pthread_condattr_setclock");
-    check(pthread_cond_init(c, &attr), "pthread_cond_init");
+    or_abort(pthread_condattr_init(&attr), "pthread_condattr_init");
+    or_abort(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), "pthread_condattr_setclock");
+    or_abort(pthread_cond_init(c, &attr), "pthread_cond_init");
     pthread_condattr_destroy(&attr);
 }
 
 void sn__cond_destroy(pthread_cond_t *c)
 {
-    check(pthread_cond_destroy(c), "pthread_cond_destroy");
+    or_abort(pthread_cond_destroy(c), "pthread_cond_destroy");
 }
 
 void sn__cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
-    check(pthread_cond_wait(c, m), "pthread_cond_wait");
+    or_abort(pthread_cond_wait(c, m), "pthread_cond_wait");
 }
 
 int sn__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ms)
@@ -147,18 +147,18 @@ int sn__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_
     int rc = pthread_cond_timedwait(c, m, &ts);
     if (rc == ETIMEDOUT)
         return SN_ETIMEDOUT;
-    check(rc, "pthread_cond_timedwait");
+    or_abort(rc, "pthread_cond_timedwait");
     return 0;
 }
 
 void sn__cond_signal(pthread_cond_t *c)
 {
-    check(pthread_cond_signal(c), "pthread_cond_signal");
+    or_abort(pthread_cond_signal(c), "pthread_cond_signal");
 }
 
 void sn__cond_broadcast(pthread_cond_t *c)
 {
-    check(pthread_cond_broadcast(c), "pthread_cond_broadcast");
+    or_abort(pthread_cond_broadcast(c), "pthread_cond_broadcast");
 }
 
 /* ---- clocks and deadlines ------------------------------------------------- */

@@ -116,7 +116,7 @@ int sn_web_route_ws(sn_web *w, const char *path, int match, const sn_ws_config *
 {
     route r = {.ws = true, .ws_fn = fn, .user = user};
     sn_ws_config checked;
-    if (fn == NULL || sn__ws_resolve(&checked, cfg) < 0)
+    if (fn == NULL || sn__ws_config_check(&checked, cfg) < 0)
         return SN_EINVAL; /* sn_ws_accept resolves it again: the check is early */
     if (cfg != NULL)
         r.cfg = *cfg;
@@ -197,7 +197,7 @@ static void serve_ws(sn_web *w, sn_conn *c, const route *r, const sn_http_reques
         count(&w->upgrades);
         r->ws_fn(ws, r->user);
         if (ws->rerr == 0 && !atomic_load(&ws->close_sent)) /* the handler just returned */
-            sn_ws_close(ws, sn__conn_woken(c) ? SN_WS_GOING_AWAY : SN_WS_NORMAL, NULL,
+            sn_ws_close(ws, sn__conn_wake_level(c) ? SN_WS_GOING_AWAY : SN_WS_NORMAL, NULL,
                         sn_deadline_in(1000));
         sn_ws_free(ws);
     } else {

@@ -30,7 +30,7 @@
 
 /* ---- making and freeing ------------------------------------------------------------ */
 
-int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg)
+int sn__ws_config_check(sn_ws_config *out, const sn_ws_config *cfg)
 {
     sn_ws_config c = {0};
     if (cfg != NULL)

@@ -218,7 +218,7 @@ static int refuse(sn_conn *c, int status, const char *headers, sn_deadline dl)
 }
 
 /* A single header's value, when there is exactly one. */
-static const sn_http_header *only(const sn_http_request *req, const char *name)
+static const sn_http_header *single_header(const sn_http_request *req, const char *name)
 {
     return sn_http_count(req, name) == 1 ? sn_http_find(req, name) : NULL;
 }
@@ -247,7 +247,7 @@ static int check_request(const sn_http_request *req, const char **extra)
         *extra = "Allow: GET\r\n";
         return 405;
     }
-    if (req->minor_version < 1 || only(req, "Host") == NULL)
+    if (req->minor_version < 1 || single_header(req, "Host") == NULL)
         return 400;
     if (!sn_http_field_has_token(req, "Upgrade", "websocket") ||
         !sn_http_field_has_token(req, "Connection", "upgrade")) {
@@ -260,7 +260,7 @@ static int check_request(const sn_http_request *req, const char **extra)
         *extra = "Sec-WebSocket-Version: 13\r\n";
         return 426;
     }
-    return key_ok(only(req, "Sec-WebSocket-Key")) ? 0 : 400;
+    return key_ok(single_header(req, "Sec-WebSocket-Key")) ? 0 : 400;
 }
 
 int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_ws_config *cfg,
@@ -268,7 +268,7 @@ int sn_ws_accept(sn_ws **out, sn_conn *c, const sn_http_request *req, const sn_w
 {
     sn_ws_config conf;
     const char *extra;
-    if (out == NULL || c == NULL || req == NULL || sn__ws_resolve(&conf, cfg) < 0)
+    if (out == NULL || c == NULL || req == NULL || sn__ws_config_check(&conf, cfg) < 0)
         return SN_EINVAL;
     int64_t deadline = sn__deadline_abs(dl, sn_conn_sock(c)->write_timeout_ms);
     int status = check_request(req, &extra);
@@ -478,7 +478,7 @@ int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
     if (status != NULL)
         *status = 0;
     if (out == NULL || c == NULL || host == NULL || path == NULL || path[0] != '/' ||
-        sn__ws_resolve(&conf, cfg) < 0)
+        sn__ws_config_check(&conf, cfg) < 0)
         return SN_EINVAL;
     int64_t deadline = sn__deadline_abs(dl, sn_conn_sock(c)->read_timeout_ms);
 

@@ -56,10 +56,10 @@ struct sn_ws {
     /* the senders' */
     sn__lock msg_lock;   /* a whole message, or a fragmented one from begin to end */
     sn__lock frame_lock; /* one frame (or a control frame) */
-    sn__deflate def;      /* under msg_lock */
-    sn__bytes zout;       /* compressed output, under msg_lock */
-    sn__bytes masked;     /* masking scratch, under frame_lock */
-    WC_RNG rng;           /* mask keys, under frame_lock */
+    sn__deflate def;     /* under msg_lock */
+    sn__bytes zout;      /* compressed output, under msg_lock */
+    sn__bytes masked;    /* masking scratch, under frame_lock */
+    WC_RNG rng;          /* mask keys, under frame_lock */
     bool rng_ready;
     int frag_type; /* a fragmented message in progress: its type, else 0 */
     bool frag_first, frag_z;
@@ -80,6 +80,6 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
                const char *subprotocol, size_t subprotocol_len, const char *target,
                size_t target_len);
 /* cfg with its defaults filled in (into *out). SN_EINVAL for bad values. */
-int sn__ws_resolve(sn_ws_config *out, const sn_ws_config *cfg);
+int sn__ws_config_check(sn_ws_config *out, const sn_ws_config *cfg);
 
 #endif

@@ -43,7 +43,7 @@ static void peer_open(peer *p, bool small)
     SN_ASSERT_RC(sn_conn_new(&p->server, b, NULL), 0);
     sn_ws_config cfg;
     sn__pmd pmd = {0};
-    SN_ASSERT_RC(sn__ws_resolve(&cfg, NULL), 0);
+    SN_ASSERT_RC(sn__ws_config_check(&cfg, NULL), 0);
     SN_ASSERT_RC(sn__ws_new(&p->ws, p->server, true, &cfg, &pmd, NULL, 0, "/", 1), 0);
 }
 

@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        .utf8 = utf8 ? SN_ON : SN_OFF,
                        .deflate = pmd.on ? SN_ON : SN_OFF};
     sn_ws_config cfg;
-    FUZZ_ASSERT(sn__ws_resolve(&cfg, &in) == 0);
+    FUZZ_ASSERT(sn__ws_config_check(&cfg, &in) == 0);
 
     int sv[2];
     FUZZ_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
