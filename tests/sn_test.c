@@ -15,8 +15,7 @@
 #include <unistd.h>
 #include "sn_test.h"
 
-/* The basic runner installs its own test-start handler, so the watchdog asks
- * CUnit which test is running rather than tracking it itself. */
+/* The watchdog asks CUnit which test is running. */
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -29,47 +28,178 @@ static void on_alarm(int sig)
     _exit(1);
 }
 
-int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds)
+/* ---- the runner: every test behind one trampoline ---------------------------------- */
+
+/* The tests as registered: CUnit calls run_checked for each, which finds the
+ * real function by the test CUnit says is running. */
+struct entry {
+    CU_pTest test;
+    CU_TestFunc fn;
+    bool unchecked; /* the program's warm-up or cool-down */
+};
+static struct entry *entries;
+static size_t nentries;
+static const sn_test_program *program;
+static const char *skip_reason; /* set by sn_test_skip during a test */
+static unsigned npassed, nskipped, nfailed;
+static char skipped_list[4096];
+
+void sn_test_skip(const char *why)
 {
+    skip_reason = why;
+    fprintf(stderr, "SKIP: %s ", why);
+}
+
+static const struct entry *entry_of(CU_pTest test)
+{
+    for (size_t i = 0; i < nentries; i++)
+        if (entries[i].test == test)
+            return &entries[i];
+    return NULL;
+}
+
+/* Fails the running test, naming it, when it ended with more live library
+ * allocations or open descriptors than it started with. */
+static void check_leaks(const char *name, long allocs, int fds)
+{
+    long allocs_after = sn__alloc_live();
+    int fds_after = sn_test_open_fds();
+    if (allocs_after == allocs && fds_after == fds)
+        return;
+    char what[512];
+    snprintf(what, sizeof what, "leak in \"%s\": %+ld allocations, %+d descriptors", name,
+             allocs_after - allocs, fds_after - fds);
+    fprintf(stderr, "\n%s\n", what);
+    CU_assertImplementation(CU_FALSE, 0, what, "sn_test.c (leak check)", "", CU_FALSE);
+}
+
+static void run_checked(void)
+{
+    CU_pTest test = CU_get_current_test();
+    const struct entry *e = entry_of(test);
+    sn__alloc_fail_after(-1); /* not left behind by a test stopped by a fatal assertion */
+    if (e->unchecked) {
+        e->fn();
+        return;
+    }
+    if (program->before_each != NULL)
+        program->before_each();
+    long allocs = sn__alloc_live();
+    int fds = sn_test_open_fds();
+    e->fn();
+    sn__alloc_fail_after(-1);
+    if (program->after_each != NULL)
+        program->after_each();
+    check_leaks(test->pName, allocs, fds);
+}
+
+static void on_test_start(const CU_pTest test, const CU_pSuite suite)
+{
+    (void)suite;
+    skip_reason = NULL;
+    printf("  %s ... ", test->pName);
+    fflush(stdout);
+}
+
+static void on_test_complete(const CU_pTest test, const CU_pSuite suite,
+                             const CU_pFailureRecord failures)
+{
+    (void)suite;
+    if (failures != NULL) {
+        nfailed++;
+        printf("FAILED\n");
+        for (CU_pFailureRecord f = failures; f != NULL; f = f->pNext)
+            printf("    %s:%u: %s\n", f->strFileName ? f->strFileName : "?", f->uiLineNumber,
+                   f->strCondition ? f->strCondition : "");
+    } else if (skip_reason != NULL) {
+        nskipped++;
+        printf("SKIPPED\n");
+        size_t used = strlen(skipped_list);
+        snprintf(skipped_list + used, sizeof skipped_list - used, "  skipped: %s (%s)\n",
+                 test->pName, skip_reason);
+    } else if (entry_of(test)->unchecked) {
+        printf("done\n"); /* not a test: not counted */
+    } else {
+        npassed++;
+        printf("ok\n");
+    }
+    fflush(stdout);
+}
+
+static int add_test(CU_pSuite suite, const char *name, CU_TestFunc fn, bool unchecked)
+{
+    CU_pTest t = CU_add_test(suite, name, run_checked);
+    if (t == NULL)
+        return -1;
+    entries[nentries++] = (struct entry){t, fn, unchecked};
+    return 0;
+}
+
+/* Registers each chosen test (SN_TEST_ONLY=TEXT: only the names containing
+ * TEXT) behind the trampoline, between the program's warm-up and cool-down. */
+static int register_tests(const sn_test_program *p)
+{
+    const char *only = getenv("SN_TEST_ONLY");
+    size_t n = 0;
+    while (p->tests[n].pName != NULL)
+        n++;
+    CU_pSuite suite = CU_add_suite(p->suite, NULL, NULL);
+    if (suite == NULL || (entries = calloc(n + 2, sizeof *entries)) == NULL)
+        return -1;
+    if (p->warm_up != NULL && add_test(suite, "(warm-up)", p->warm_up, true) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (only != NULL && *only != '\0' && strstr(p->tests[i].pName, only) == NULL)
+            continue;
+        if (add_test(suite, p->tests[i].pName, p->tests[i].pTestFunc, false) < 0)
+            return -1;
+    }
+    if (p->cool_down != NULL && add_test(suite, "(cool-down)", p->cool_down, true) < 0)
+        return -1;
+    return 0;
+}
+
+int sn_test_run(const sn_test_program *p)
+{
+    program = p;
     signal(SIGPIPE, SIG_IGN); /* the library never needs this; peers may */
     signal(SIGALRM, on_alarm);
-    alarm(seconds);
+    alarm(p->seconds);
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
-    /* SN_TEST_ONLY=TEXT: only the tests whose name contains TEXT */
-    const char *only = getenv("SN_TEST_ONLY");
-    CU_TestInfo *chosen = NULL;
-    if (only != NULL && *only != '\0') {
-        size_t n = 0, k = 0;
-        while (tests[n].pName != NULL)
-            n++;
-        if ((chosen = calloc(n + 1, sizeof *chosen)) == NULL)
-            return 1;
-        for (size_t i = 0; i < n; i++)
-            if (strstr(tests[i].pName, only) != NULL)
-                chosen[k++] = tests[i];
-        chosen[k] = (CU_TestInfo)CU_TEST_INFO_NULL;
-        tests = chosen;
-    }
-    CU_SuiteInfo suites[] = {
-        {suite, NULL, NULL, NULL, NULL, tests},
-        CU_SUITE_INFO_NULL,
-    };
-    if (CU_register_suites(suites) != CUE_SUCCESS) {
+    if (register_tests(p) < 0) {
         fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
         return 1;
     }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    unsigned run = CU_get_number_of_tests_run();
+    long allocs = sn__alloc_live();
+    int fds = sn_test_open_fds();
+    printf("%s:\n", p->suite);
+    CU_set_test_start_handler(on_test_start);
+    CU_set_test_complete_handler(on_test_complete);
+    CU_run_all_tests();
     CU_cleanup_registry();
-    free(chosen);
-    if (run == 0) {
+    free(entries);
+    if (p->warm_up != NULL && (sn__alloc_live() != allocs || sn_test_open_fds() != fds)) {
+        printf("leak across the program (warm-up to cool-down): %+ld allocations, %+d "
+               "descriptors\n",
+               sn__alloc_live() - allocs, sn_test_open_fds() - fds);
+        nfailed++;
+    }
+    printf("%s: %u passed, %u skipped, %u failed\n%s", p->suite, npassed, nskipped, nfailed,
+           skipped_list);
+    if (nfailed > 0)
+        return 1;
+    if (npassed + nskipped == 0) {
         fprintf(stderr, "no test ran\n");
         return 1;
     }
-    return failed ? 1 : 0;
+    return npassed == 0 ? 77 : 0; /* 77: automake's SKIP, when every test skipped */
+}
+
+int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds)
+{
+    sn_test_program p = {.suite = suite, .tests = tests, .seconds = seconds};
+    return sn_test_run(&p);
 }
 
 bool sn_test_under_valgrind(void)
@@ -258,22 +388,4 @@ const char *sn_test_pki(const char *name)
     }
     pthread_mutex_unlock(&lock);
     return path;
-}
-
-static int leak_fds;
-static long leak_allocs;
-
-void sn_test_leaks_begin(void)
-{
-    leak_fds = sn_test_open_fds();
-    leak_allocs = sn__alloc_live();
-}
-
-void sn_test_leaks_end(void)
-{
-    int fds = sn_test_open_fds();
-    if (fds != leak_fds)
-        fprintf(stderr, "descriptors: %d at start, %d at end\n", leak_fds, fds);
-    CU_ASSERT_EQUAL(fds, leak_fds);
-    CU_ASSERT_EQUAL(sn__alloc_live(), leak_allocs);
 }

@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sn_test.h: what every test program shares: a watchdog, loopback and
- * socketpair helpers, and the CUnit runner.
+ * sn_test.h: what every test program shares: the CUnit runner with its
+ * leak check and skips, a watchdog, loopback and socketpair helpers.
  *
  * A test program lists its tests and ends with:
  *
  *     static CU_TestInfo tests[] = { {"name", fn}, ..., CU_TEST_INFO_NULL };
  *     int main(void) { return sn_test_main("chan", tests, 60); }
+ *
+ * The runner checks every test for leaks: the library's live allocations
+ * (sn__alloc_live) and the process's open descriptors must be back where
+ * they were when the test began, or the test fails with its name and the
+ * difference. A test whose environment lacks something calls
+ * sn_test_skip: it is reported and counted as skipped, never as passed, and
+ * a program whose every test skipped exits 77 (automake's SKIP).
  *
  * SN_TEST_ONLY=TEXT in the environment runs only the tests whose name
  * contains TEXT (for chasing one test in a loop).
@@ -19,8 +26,38 @@
 #include "sn_int.h"
 
 /* Runs the suite under a watchdog of `seconds` (the process prints which
- * test hung and exits 1 if it fires). Returns the process exit status. */
+ * test hung and exits 1 if it fires), each test inside the leak check.
+ * Returns the process exit status: 0, 1 if a test failed, 77 if every test
+ * skipped. */
 int sn_test_main(const char *suite, CU_TestInfo *tests, unsigned seconds);
+
+/* A program whose tests need more than sn_test_main gives. */
+typedef struct sn_test_program {
+    const char *suite;
+    CU_TestInfo *tests;
+    unsigned seconds; /* the watchdog */
+    /* Run as a first test, "(warm-up)", outside the leak check: makes what
+     * the program keeps across its tests on purpose (a server every test
+     * talks to), before the counts are taken. Its assertions count. */
+    void (*warm_up)(void);
+    /* Run as a last test, "(cool-down)": frees what warm_up made. The
+     * runner then checks that allocations and descriptors are back where
+     * they were before the warm-up. */
+    void (*cool_down)(void);
+    /* Run before each test, outside the leak check (resets test state). */
+    void (*before_each)(void);
+    /* Run after each test, before its counts are compared: waits until what
+     * warm_up keeps has finished with the test (a kept server has closed
+     * the test's connections). */
+    void (*after_each)(void);
+} sn_test_program;
+
+int sn_test_run(const sn_test_program *p);
+
+/* Marks the running test as skipped: its environment lacks something (why
+ * says what, a string that lives until the process ends). The test may go
+ * on to free what it made; its failed assertions still fail it. */
+void sn_test_skip(const char *why);
 
 /* Two connected non-blocking TCP descriptors over 127.0.0.1. 0 or -errno. */
 int sn_test_tcp_pair(int *a, int *b);
@@ -61,12 +98,6 @@ bool sn_test_under_valgrind(void);
         while (!(cond) && sn_now_ms() < wait_dl_)                                                  \
             sn_test_sleep_ms(2);                                                                   \
     } while (0)
-
-/* Leak checks around a test: sn_test_leaks_begin records the descriptors
- * open and the library's live allocations; sn_test_leaks_end asserts both
- * are back where they were (and prints the descriptor counts if not). */
-void sn_test_leaks_begin(void);
-void sn_test_leaks_end(void);
 
 /* CU_ASSERT_EQUAL that prints both values as SN_E* names on failure. */
 #define SN_ASSERT_RC(expr, want)                                                                   \

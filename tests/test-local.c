@@ -53,17 +53,6 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-/* Every test starts with these and ends with end(): no leak. */
-static void begin(void)
-{
-    sn_test_leaks_begin();
-}
-
-static void end(void)
-{
-    sn_test_leaks_end();
-}
-
 static int listen_on(sn_sock **out, const char *host)
 {
     sn_listen_config lc = {.host = host};
@@ -189,7 +178,6 @@ static void test_path_connect_accept(void)
     char host[128], path[128], buf[SN_ADDR_STRLEN];
     sn_sock *l, *c, *s;
     sn_addr a;
-    begin();
     names_of("a.sock", host, path);
     SN_ASSERT_RC(listen_on(&l, host), 0);
     CU_ASSERT_EQUAL(sn_sock_get_state(l), SN_SOCK_LISTENING);
@@ -213,14 +201,12 @@ static void test_path_connect_accept(void)
     CU_ASSERT(!exists(path));
     /* nobody there now */
     SN_ASSERT_RC(sn_tcp_connect(&c, host, 0, NULL, sn_deadline_in(1000)), SN_ENOENT);
-    end();
 }
 
 static void test_abstract_name(void)
 {
     char host[128];
     sn_sock *l, *l2, *c, *s;
-    begin();
     abstract_host(host, sizeof host, "abs");
     SN_ASSERT_RC(listen_on(&l, host), 0);
     SN_ASSERT_RC(listen_on(&l2, host), SN_EADDRINUSE);
@@ -231,7 +217,6 @@ static void test_abstract_name(void)
     SN_ASSERT_RC(sn_tcp_connect(&c, host, 0, NULL, sn_deadline_in(1000)), SN_ECONNREFUSED);
     SN_ASSERT_RC(listen_on(&l, host), 0);
     sn_sock_free(l);
-    end();
 }
 
 static void test_peer_credentials(void)
@@ -239,7 +224,6 @@ static void test_peer_credentials(void)
     char host[128];
     sn_sock *l, *c, *s, *tc, *ts;
     sn_peer_cred pc = {0};
-    begin();
     unix_host(host, sizeof host, "cred.sock");
     SN_ASSERT_RC(listen_on(&l, host), 0);
     SN_ASSERT_RC(local_pair(l, host, &c, &s), 0);
@@ -263,14 +247,12 @@ static void test_peer_credentials(void)
     sn_sock_free(s);
     sn_sock_free(c);
     sn_sock_free(l);
-    end();
 }
 
 static void test_stale_file_reclaimed(void)
 {
     char host[128], path[128];
     sn_sock *l, *c, *s;
-    begin();
     names_of("stale.sock", host, path);
     SN_ASSERT_RC(make_stale(path), 0);
     CU_ASSERT(exists(path));
@@ -281,7 +263,6 @@ static void test_stale_file_reclaimed(void)
     echo_once(c, s);
     sn_sock_free(l);
     CU_ASSERT(!exists(path));
-    end();
 }
 
 static void test_live_socket_not_stolen(void)
@@ -289,7 +270,6 @@ static void test_live_socket_not_stolen(void)
     char host[128], path[128];
     sn_sock *l, *l2 = NULL, *c, *s;
     struct stat before, after;
-    begin();
     names_of("live.sock", host, path);
     SN_ASSERT_RC(listen_on(&l, host), 0);
     CU_ASSERT_EQUAL(lstat(path, &before), 0);
@@ -309,14 +289,12 @@ static void test_live_socket_not_stolen(void)
     echo_once(c, s);
     sn_sock_free(l);
     CU_ASSERT(!exists(path));
-    end();
 }
 
 static void test_non_socket_refused(void)
 {
     char host[128], path[128], buf[8] = {0};
     sn_sock *l = NULL;
-    begin();
     names_of("file", host, path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     CU_ASSERT_FATAL(fd >= 0);
@@ -335,14 +313,12 @@ static void test_non_socket_refused(void)
     SN_ASSERT_RC(listen_on(&l, host), SN_EEXIST);
     CU_ASSERT(exists(path));
     rmdir(path);
-    end();
 }
 
 static void test_path_too_long(void)
 {
     char host[256], name[160];
     sn_sock *l = NULL, *c = NULL;
-    begin();
     /* dir is "/tmp/sn-local-XXXXXX" (20 bytes), plus '/' and the name */
     size_t room = SN_LOCAL_PATH_MAX - strlen(dir) - 1;
     memset(name, 'n', room + 1);
@@ -358,14 +334,12 @@ static void test_path_too_long(void)
     SN_ASSERT_RC(sn_tcp_connect(&c, host, 0, NULL, sn_deadline_in(1000)), 0);
     sn_sock_free(c);
     sn_sock_free(l);
-    end();
 }
 
 static void test_unlink_only_own_file(void)
 {
     char host[128], path[128];
     sn_sock *l1, *l2;
-    begin();
     names_of("own.sock", host, path);
     SN_ASSERT_RC(listen_on(&l1, host), 0);
     CU_ASSERT_EQUAL(unlink(path), 0);      /* someone removed it... */
@@ -374,7 +348,6 @@ static void test_unlink_only_own_file(void)
     CU_ASSERT(exists(path));
     sn_sock_free(l2);
     CU_ASSERT(!exists(path));
-    end();
 }
 
 /* A relative path is removed where it was made, after a chdir too. */
@@ -382,7 +355,6 @@ static void test_relative_path(void)
 {
     char path[128], cwd[4096];
     sn_sock *l, *c, *s;
-    begin();
     path_of(path, sizeof path, "rel.sock");
     CU_ASSERT_FATAL(getcwd(cwd, sizeof cwd) != NULL);
     CU_ASSERT_FATAL(chdir(dir) == 0);
@@ -393,7 +365,6 @@ static void test_relative_path(void)
     echo_once(c, s);
     sn_sock_free(l);
     CU_ASSERT(!exists(path));
-    end();
 }
 
 static void test_mode(void)
@@ -401,7 +372,6 @@ static void test_mode(void)
     char host[128], path[128];
     sn_sock *l = NULL;
     struct stat st;
-    begin();
     names_of("mode.sock", host, path);
     sn_listen_config lc = {.host = host, .mode = 0600};
     SN_ASSERT_RC(sn_tcp_listen(&l, &lc), 0);
@@ -426,7 +396,6 @@ static void test_mode(void)
     /* a directory that does not exist */
     sn_listen_config ln = {.host = "unix:/nonexistent-sn-dir/x.sock"};
     SN_ASSERT_RC(sn_tcp_listen(&l, &ln), SN_ENOENT);
-    end();
 }
 
 static void test_tcp_options_refused(void)
@@ -434,7 +403,6 @@ static void test_tcp_options_refused(void)
     char host[128], path[128];
     sn_sock *l = NULL, *c, *s;
     int v = -5;
-    begin();
     names_of("opt.sock", host, path);
     /* a listener asked for a TCP option fails, and leaves no file behind */
     sn_listen_config lc = {.host = host, .opt = {.nodelay = SN_ON}};
@@ -470,7 +438,6 @@ static void test_tcp_options_refused(void)
     sn_sock_free(c);
     sn_sock_free(s);
     sn_sock_free(l);
-    end();
 }
 
 static void test_deadlines(void)
@@ -479,7 +446,6 @@ static void test_deadlines(void)
     sn_sock *l, *c, *s;
     sn_conn *cc;
     char buf[8];
-    begin();
     unix_host(host, sizeof host, "dl.sock");
     /* a read with nothing coming ends at its deadline */
     SN_ASSERT_RC(listen_on(&l, host), 0);
@@ -516,14 +482,12 @@ static void test_deadlines(void)
         sn_sock_free(s);
     SN_ASSERT_RC(sn_sock_accept(l, &s, sn_deadline_in(50)), SN_ETIMEDOUT);
     sn_sock_free(l);
-    end();
 }
 
 static void test_from_fd_and_udp(void)
 {
     char host[128], path[128];
     sn_sock *l, *a;
-    begin();
     names_of("fd.sock", host, path);
     SN_ASSERT_RC(listen_on(&l, host), 0);
     int fd = dup(sn_sock_fd(l));
@@ -548,7 +512,6 @@ static void test_from_fd_and_udp(void)
     SN_ASSERT_RC(sn_udp_bind(&u, &uc), SN_EAFNOSUPPORT);
     SN_ASSERT_RC(sn_udp_connect(&u, host, 0, NULL), SN_EAFNOSUPPORT);
     CU_ASSERT_PTR_NULL(u);
-    end();
 }
 
 /* ---- the server ---------------------------------------------------------------- */
@@ -644,32 +607,26 @@ static void serve_clients(const char *host, int fibers)
 static void test_server_threads(void)
 {
     char host[128], path[128];
-    begin();
     names_of("srv.sock", host, path);
     SN_ASSERT_RC(make_stale(path), 0); /* a crashed predecessor's file */
     serve_clients(host, SN_OFF);
     CU_ASSERT(!exists(path)); /* removed at stop */
-    end();
 }
 
 static void test_server_fibers(void)
 {
     char host[128], path[128];
-    begin();
     names_of("srv-fib.sock", host, path);
     serve_clients(host, SN_ON);
     CU_ASSERT(!exists(path));
-    end();
 }
 
 static void test_server_abstract_both_modes(void)
 {
     char host[128];
-    begin();
     abstract_host(host, sizeof host, "srv");
     serve_clients(host, SN_OFF);
     serve_clients(host, SN_ON);
-    end();
 }
 
 /* A server with a TCP and a local listener; a stop with no client at all
@@ -677,7 +634,6 @@ static void test_server_abstract_both_modes(void)
 static void test_server_mixed_listeners(void)
 {
     char host[128], path[128];
-    begin();
     names_of("mixed.sock", host, path);
     for (int fibers = SN_OFF; fibers <= SN_ON; fibers += 2) {
         sn_listen_config ls[] = {{.host = "127.0.0.1"}, {.host = host, .mode = 0600}};
@@ -719,7 +675,6 @@ static void test_server_mixed_listeners(void)
         CU_ASSERT(!exists(path));
         sn_server_free(srv);
     }
-    end();
 }
 
 /* A server whose local path is taken by a live listener does not start,
@@ -728,7 +683,6 @@ static void test_server_in_use(void)
 {
     char host[128], path[128];
     sn_sock *l, *s;
-    begin();
     names_of("busy.sock", host, path);
     SN_ASSERT_RC(listen_on(&l, host), 0);
     sn_server_config cfg = {.host = host, .handler = line_handler};
@@ -746,7 +700,6 @@ static void test_server_in_use(void)
     SN_ASSERT_RC(sn_server_start(srv), SN_ENOPROTOOPT);
     sn_server_free(srv);
     CU_ASSERT(!exists(path));
-    end();
 }
 
 static CU_TestInfo tests[] = {

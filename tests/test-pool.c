@@ -89,25 +89,17 @@ static int wait_threads(sn_pool *p, int threads, int ms)
     return stats(p).threads;
 }
 
-static long live_at_start;
-
-static void leak_check_begin(void)
+/* Before each test (the runner's hook): counters at zero, the gate open. */
+static void reset(void)
 {
     reset_counters();
     gate_release();
-    live_at_start = sn__alloc_live();
-}
-
-static void leak_check_end(void)
-{
-    CU_ASSERT_EQUAL(sn__alloc_live(), live_at_start);
 }
 
 /* ---- tests ------------------------------------------------------------------ */
 
 static void test_jobs_run(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, NULL), 0);
     for (int i = 0; i < 100; i++)
@@ -121,12 +113,10 @@ static void test_jobs_run(void)
     CU_ASSERT_EQUAL(st.threads, 0);
     CU_ASSERT(st.threads_created >= 1 && st.threads_created <= 100);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_invalid_arguments(void)
 {
-    leak_check_begin();
     sn_pool *p = NULL;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.min_threads = 5, .max_threads = 4}), SN_EINVAL);
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 65537}), SN_EINVAL);
@@ -141,12 +131,10 @@ static void test_invalid_arguments(void)
     SN_ASSERT_RC(sn_pool_submit(NULL, count_job, NULL), SN_EINVAL);
     sn_pool_free(p);
     sn_pool_free(NULL);
-    leak_check_end();
 }
 
 static void test_max_threads_respected(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 4, .queue_size = 100}), 0);
     gate_close();
@@ -164,12 +152,10 @@ static void test_max_threads_respected(void)
     st = stats(p);
     CU_ASSERT_EQUAL(st.threads_created, 4);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_queue_full(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 2, .queue_size = 3}), 0);
     gate_close();
@@ -187,12 +173,10 @@ static void test_queue_full(void)
     SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0);
     CU_ASSERT_EQUAL(wait_for(&ran, 6, 10000), 6);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_queue_off(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 2, .queue_size = SN_OFF}), 0);
     gate_close();
@@ -210,7 +194,6 @@ static void test_queue_off(void)
     CU_ASSERT_EQUAL(wait_for(&ran, 3, 10000), 3);
     CU_ASSERT_EQUAL(stats(p).threads_created, 2);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 /* The queue's wait limit (sn__pool_expire, internal: the server's acceptors
@@ -218,7 +201,6 @@ static void test_queue_off(void)
  * first, through the callback and not run; the others stay. */
 static void check_expire(const sn_pool_config *cfg)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, cfg), 0);
     gate_close();
@@ -253,7 +235,6 @@ static void check_expire(const sn_pool_config *cfg)
     CU_ASSERT_EQUAL(atomic_load(&ran), 1);
     CU_ASSERT_EQUAL(atomic_load(&dropped), 3);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_queue_expire(void)
@@ -269,7 +250,6 @@ static void test_queue_expire_fibers(void)
 
 static void test_min_threads_at_creation(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(
         sn_pool_new(&p, &(sn_pool_config){.min_threads = 3, .max_threads = 5, .idle_ms = 20}), 0);
@@ -286,12 +266,10 @@ static void test_min_threads_at_creation(void)
     CU_ASSERT_EQUAL(wait_for(&ran, 20, 10000), 20);
     CU_ASSERT(stats(p).threads_created <= 5);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_idle_reaping(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(
         sn_pool_new(&p, &(sn_pool_config){.min_threads = 1, .max_threads = 4, .idle_ms = 50}), 0);
@@ -314,12 +292,10 @@ static void test_idle_reaping(void)
     CU_ASSERT_EQUAL(wait_for(&ran, 8, 5000), 8);
     CU_ASSERT_EQUAL(wait_threads(p, 1, 5000), 1);
     sn_pool_free(p); /* joins the reaped threads too: valgrind/tsan see no leak */
-    leak_check_end();
 }
 
 static void test_idle_reaping_to_zero(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 3, .idle_ms = 30}), 0);
     for (int i = 0; i < 30; i++)
@@ -329,7 +305,6 @@ static void test_idle_reaping_to_zero(void)
     SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0); /* starts one again */
     CU_ASSERT_EQUAL(wait_for(&ran, 31, 5000), 31);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 struct stopper {
@@ -348,7 +323,6 @@ static void *stop_thread(void *arg)
 
 static void test_stop_drops_queued(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(
         sn_pool_new(&p, &(sn_pool_config){.max_threads = 1, .queue_size = 10, .drop = drop_job}),
@@ -379,12 +353,10 @@ static void test_stop_drops_queued(void)
     sn_test_sleep_ms(30);
     CU_ASSERT_EQUAL(atomic_load(&ran), 1);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_stop_runs_queued_without_drop(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 2, .queue_size = 10}), 0);
     gate_close();
@@ -400,12 +372,10 @@ static void test_stop_runs_queued_without_drop(void)
     CU_ASSERT_EQUAL(atomic_load(&ran), 8); /* all run before stop returned */
     CU_ASSERT_EQUAL(stats(p).completed, 8);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_stop_idempotent(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.min_threads = 2}), 0);
     SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0);
@@ -415,12 +385,10 @@ static void test_stop_idempotent(void)
     CU_ASSERT_EQUAL(stats(p).threads, 0);
     CU_ASSERT_EQUAL(atomic_load(&ran), 1);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_concurrent_stops(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.max_threads = 2, .drop = drop_job}), 0);
     gate_close();
@@ -444,7 +412,6 @@ static void test_concurrent_stops(void)
     CU_ASSERT_EQUAL(atomic_load(&ran), 2);
     CU_ASSERT_EQUAL(atomic_load(&dropped), 2);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static size_t seen_stack;
@@ -481,12 +448,10 @@ static void check_stack(size_t configured, size_t want)
 
 static void test_stack_size(void)
 {
-    leak_check_begin();
     /* ascending, so that no larger stack is in glibc's cache yet */
     check_stack(128 * 1024, 128 * 1024);
     check_stack(0, 256 * 1024);
     check_stack(1024 * 1024, 1024 * 1024);
-    leak_check_end();
 }
 
 /* Several threads submit at once; refused jobs are retried. */
@@ -513,7 +478,6 @@ static void *submitter(void *arg)
 
 static void test_many_submitters(void)
 {
-    leak_check_begin();
     atomic_store(&refusals, 0);
     SN_ASSERT_RC(sn_pool_new(&shared_pool,
                              &(sn_pool_config){.max_threads = 3, .queue_size = 8, .idle_ms = 5}),
@@ -534,7 +498,6 @@ static void test_many_submitters(void)
     CU_ASSERT_EQUAL(st.refused, (uint64_t)atomic_load(&refusals));
     CU_ASSERT(st.threads_created <= 3 + st.threads_reaped);
     sn_pool_free(shared_pool);
-    leak_check_end();
 }
 
 /* A job may submit to its own pool. */
@@ -550,17 +513,15 @@ static void chain_job(void *arg)
 
 static void test_job_submits_job(void)
 {
-    leak_check_begin();
     SN_ASSERT_RC(sn_pool_new(&chain_pool, &(sn_pool_config){.max_threads = 1, .queue_size = 1}), 0);
     SN_ASSERT_RC(sn_pool_submit(chain_pool, chain_job, (void *)99), 0);
     CU_ASSERT_EQUAL(wait_for(&ran, 100, 5000), 100);
     sn_pool_free(chain_pool);
-    leak_check_end();
 }
 
 static void test_alloc_failure(void)
 {
-    leak_check_begin();
+    long live = sn__alloc_live();
     int enomem = 0, ok = 0;
     for (long n = 0; n < 12; n++) {
         sn_pool *p = NULL;
@@ -569,14 +530,14 @@ static void test_alloc_failure(void)
         sn__alloc_fail_after(-1);
         if (rc == SN_ENOMEM) {
             enomem++;
-            CU_ASSERT_EQUAL(sn__alloc_live(), live_at_start);
+            CU_ASSERT_EQUAL(sn__alloc_live(), live);
             continue;
         }
         SN_ASSERT_RC(rc, 0);
         ok++;
         CU_ASSERT_EQUAL(stats(p).threads, 3);
         sn_pool_free(p);
-        CU_ASSERT_EQUAL(sn__alloc_live(), live_at_start);
+        CU_ASSERT_EQUAL(sn__alloc_live(), live);
     }
     CU_ASSERT(enomem >= 5); /* pool, ring, three workers */
     CU_ASSERT(ok >= 1);
@@ -593,7 +554,6 @@ static void test_alloc_failure(void)
     gate_release();
     CU_ASSERT_EQUAL(wait_for(&ran, 2, 5000), 2); /* it also runs the queued one */
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static atomic_int thread_errors, last_thread_error;
@@ -610,7 +570,6 @@ static void on_thread_error(int err, void *user)
  * drops the job. */
 static void test_thread_refused(void)
 {
-    leak_check_begin();
     atomic_store(&thread_errors, 0);
     sn_pool *p;
     sn_pool_config cfg = {.max_threads = 2,
@@ -634,19 +593,16 @@ static void test_thread_refused(void)
     CU_ASSERT_EQUAL(atomic_load(&dropped), 1);
     CU_ASSERT_EQUAL(atomic_load(&ran), 0);
     sn_pool_free(p);
-    leak_check_end();
 }
 
 static void test_free_with_idle_workers(void)
 {
-    leak_check_begin();
     sn_pool *p;
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.min_threads = 4, .max_threads = 8}), 0);
     for (int i = 0; i < 16; i++)
         SN_ASSERT_RC(sn_pool_submit(p, count_job, NULL), 0);
     sn_pool_free(p); /* no stop first: free stops, runs or finishes everything */
     CU_ASSERT_EQUAL(atomic_load(&ran), 16);
-    leak_check_end();
 }
 
 static CU_TestInfo tests[] = {
@@ -675,5 +631,6 @@ static CU_TestInfo tests[] = {
 
 int main(void)
 {
-    return sn_test_main("pool", tests, 120);
+    sn_test_program p = {.suite = "pool", .tests = tests, .seconds = 120, .before_each = reset};
+    return sn_test_run(&p);
 }

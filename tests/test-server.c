@@ -20,24 +20,6 @@
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-static int fds_at_start;
-static long allocs_at_start;
-
-static void begin(void)
-{
-    fds_at_start = sn_test_open_fds();
-    allocs_at_start = sn__alloc_live();
-}
-
-static void end(void)
-{
-    int fds = sn_test_open_fds();
-    if (fds != fds_at_start)
-        fprintf(stderr, "descriptors: %d at start, %d at end\n", fds_at_start, fds);
-    CU_ASSERT_EQUAL(fds, fds_at_start);
-    CU_ASSERT_EQUAL(sn__alloc_live(), allocs_at_start);
-}
-
 static bool quick(void)
 {
     const char *q = getenv("SN_TEST_QUICK");
@@ -257,7 +239,6 @@ static void tell_unclean_end(sn_server *s, struct app *app, int i, int rc, size_
             (unsigned long long)d.closed);
 }
 
-/* Makes and starts a server; returns its port (> 0) or an error. */
 /* test-server-fibers is this file built with SN_TEST_FIBERS=1: every
  * server then runs in fiber mode, and the suite checks that it keeps every
  * promise of the thread mode. */
@@ -266,20 +247,21 @@ static void tell_unclean_end(sn_server *s, struct app *app, int i, int rc, size_
 #endif
 static const int fiber_mode = SN_TEST_FIBERS;
 
-static int start(sn_server **s, sn_server_config *cfg, struct app *app)
+/* Makes and starts a server on cfg, app its user (in fiber mode in
+ * test-server-fibers); the test stops here if it cannot. Returns its port. */
+static int serve(sn_server **s, sn_server_config *cfg, struct app *app)
 {
     cfg->user = app;
     if (fiber_mode)
         cfg->fibers = SN_ON;
     int rc = sn_server_new(s, cfg);
-    if (rc < 0)
-        return rc;
-    app->s = *s;
-    if ((rc = sn_server_start(*s)) < 0) {
+    if (rc == 0 && (rc = sn_server_start(*s)) < 0) {
         sn_server_free(*s);
         *s = NULL;
-        return rc;
     }
+    SN_ASSERT_RC(rc, 0);
+    CU_ASSERT_FATAL(rc == 0);
+    app->s = *s;
     return sn_server_port(*s);
 }
 
@@ -287,7 +269,6 @@ static int start(sn_server **s, sn_server_config *cfg, struct app *app)
 
 static void test_config_errors(void)
 {
-    begin();
     sn_server *s = NULL;
     sn_listen_config l = {.host = "127.0.0.1"};
     SN_ASSERT_RC(sn_server_new(&s, &(sn_server_config){.port = 0}), SN_EINVAL);
@@ -320,15 +301,14 @@ static void test_config_errors(void)
                  SN_EINVAL);
     CU_ASSERT_PTR_NULL(s);
     sn_server_free(NULL);
-    end();
 }
 
 static void test_alloc_failure(void)
 {
-    begin();
     sn_listen_config ls[2] = {{.host = "127.0.0.1"}, {.host = "localhost"}};
     sn_server_config cfg = {
         .listeners = ls, .nlisteners = 2, .handler = echo_handler, .overload_message = "no"};
+    long live = sn__alloc_live();
     int enomem = 0;
     for (long n = 0; n < 8; n++) {
         sn_server *s = NULL;
@@ -337,7 +317,7 @@ static void test_alloc_failure(void)
         sn__alloc_fail_after(-1);
         if (rc == SN_ENOMEM) {
             enomem++;
-            CU_ASSERT_EQUAL(sn__alloc_live(), allocs_at_start);
+            CU_ASSERT_EQUAL(sn__alloc_live(), live);
             continue;
         }
         SN_ASSERT_RC(rc, 0);
@@ -359,12 +339,10 @@ static void test_alloc_failure(void)
         }
         sn_server_free(s);
     }
-    end();
 }
 
 static void test_state_errors(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_addr a;
@@ -402,12 +380,10 @@ static void test_state_errors(void)
     sn_server_free(s);
     SN_ASSERT_RC(sn_server_new(&s, &(sn_server_config){.handler = echo_handler}), 0);
     sn_server_free(s);
-    end();
 }
 
 static void test_bind_failure_leaves_nothing_open(void)
 {
-    begin();
     /* something already listens on the second listener's port */
     int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -435,19 +411,16 @@ static void test_bind_failure_leaves_nothing_open(void)
     CU_ASSERT_EQUAL(sn_server_port(s), SN_EBADSTATE);
     sn_server_free(s);
     close(busy);
-    end();
 }
 
 /* ---- serving ---------------------------------------------------------------------- */
 
 static void test_echo_round_trip(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = echo_handler, .on_close = on_close};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
 
     /* a raw socket */
     int fd = tcp_client("127.0.0.1", port);
@@ -491,7 +464,6 @@ static void test_echo_round_trip(void)
     CU_ASSERT_EQUAL(atomic_load(&app.close_errs[1]), SN_EOF);
     SN_ASSERT_RC(sn_server_stop(s, 1000), 0);
     sn_server_free(s);
-    end();
 }
 
 /* Reads one line, answers it with an error and returns: the rest of the
@@ -530,12 +502,10 @@ static int answer_then(int port, char *line, size_t cap)
  * that keeps sending is cut after linger_ms. */
 static void test_linger(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = refuse_handler, .linger_ms = 400};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     char line[64];
     SN_ASSERT_RC(answer_then(port, line, sizeof line), SN_EOF);
     CU_ASSERT_STRING_EQUAL(line, "ERR no thanks\n");
@@ -557,14 +527,12 @@ static void test_linger(void)
     sn_server_free(s);
 
     cfg.linger_ms = SN_OFF;
-    port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    port = serve(&s, &cfg, &app);
     SN_ASSERT_RC(answer_then(port, line, sizeof line), SN_ECONNRESET);
     SN_ASSERT_RC(sn_server_stop(s, 1000), 0);
     sn_server_free(s);
     cfg.linger_ms = -2;
     SN_ASSERT_RC(sn_server_new(&s, &cfg), SN_EINVAL);
-    end();
 }
 
 static bool have_ipv6_loopback(void)
@@ -579,7 +547,6 @@ static bool have_ipv6_loopback(void)
 
 static void test_two_listeners(void)
 {
-    begin();
     bool v6 = have_ipv6_loopback();
     if (!v6)
         fprintf(stderr, "(no ::1: the second listener is 127.0.0.1 too) ");
@@ -591,8 +558,7 @@ static void test_two_listeners(void)
                             .acceptors = 2,
                             .handler = line_handler,
                             .on_listening = on_listening};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    serve(&s, &cfg, &app);
     CU_ASSERT_EQUAL(atomic_load(&app.listening_calls), 2);
     sn_addr a0, a1;
     SN_ASSERT_RC(sn_server_local_addr(s, 0, &a0), 0);
@@ -622,12 +588,10 @@ static void test_two_listeners(void)
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
     CU_ASSERT_EQUAL(sstats(s).closed, 2);
     sn_server_free(s);
-    end();
 }
 
 static void test_events(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1",
@@ -636,8 +600,7 @@ static void test_events(void)
                             .on_connect = on_connect,
                             .on_close = on_close,
                             .on_error = on_error};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     CU_ASSERT_EQUAL(atomic_load(&app.listening_calls), 1);
     CU_ASSERT_EQUAL(sn_addr_port(&app.listening[0]), port);
 
@@ -690,13 +653,11 @@ static void test_events(void)
     CU_ASSERT_EQUAL(atomic_load(&app.connect_calls), 3);
     CU_ASSERT_EQUAL(atomic_load(&app.error_calls), 0);
     sn_server_free(s);
-    end();
 }
 
 /* workers = 2, queue = 1: two served, one queued, the fourth refused. */
 static void check_overload(int policy, const char *message, int want_end, const char *want_text)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1",
@@ -705,8 +666,7 @@ static void check_overload(int policy, const char *message, int want_end, const 
                             .queue = 1,
                             .overload = policy,
                             .overload_message = message};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int fd[4];
     for (int i = 0; i < 2; i++)
         fd[i] = tcp_client("127.0.0.1", port);
@@ -747,7 +707,6 @@ static void check_overload(int policy, const char *message, int want_end, const 
     CU_ASSERT_EQUAL(st.refused, 1);
     CU_ASSERT_EQUAL(atomic_load(&app.handled), 3);
     sn_server_free(s);
-    end();
 }
 
 static void test_overload_message(void)
@@ -772,13 +731,11 @@ static void test_overload_close(void)
 
 static void test_queue_off(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {
         .host = "127.0.0.1", .handler = line_handler, .workers = 1, .queue = SN_OFF};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int a = tcp_client("127.0.0.1", port);
     WAIT_UNTIL(sstats(s).active == 1, 5000);
     int b = tcp_client("127.0.0.1", port);
@@ -788,7 +745,6 @@ static void test_queue_off(void)
     close(b);
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
     sn_server_free(s);
-    end();
 }
 
 /* workers = 1 and a handler that keeps it: two connections queued with a
@@ -798,7 +754,6 @@ static void test_queue_off(void)
 static void check_queue_timeout(int policy, const char *message, int want_end,
                                 const char *want_text)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1",
@@ -808,8 +763,7 @@ static void check_queue_timeout(int policy, const char *message, int want_end,
                             .queue_timeout_ms = 200,
                             .overload = policy,
                             .overload_message = message};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int busy = tcp_client("127.0.0.1", port);
     WAIT_UNTIL(sstats(s).active == 1, 5000);
     CU_ASSERT_EQUAL(sstats(s).active, 1);
@@ -859,7 +813,6 @@ static void check_queue_timeout(int policy, const char *message, int want_end,
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
     CU_ASSERT_EQUAL(sstats(s).closed, 2);
     sn_server_free(s);
-    end();
 }
 
 static void test_queue_timeout_message(void)
@@ -880,7 +833,6 @@ static void test_queue_timeout_close(void)
 /* SN_TIMEOUT_NEVER: a queued connection waits for the worker, however long. */
 static void test_queue_timeout_never(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1",
@@ -888,8 +840,7 @@ static void test_queue_timeout_never(void)
                             .workers = 1,
                             .queue = 4,
                             .queue_timeout_ms = SN_TIMEOUT_NEVER};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int busy = tcp_client("127.0.0.1", port);
     WAIT_UNTIL(sstats(s).active == 1, 5000);
     int queued = tcp_client("127.0.0.1", port);
@@ -913,20 +864,17 @@ static void test_queue_timeout_never(void)
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
     CU_ASSERT_EQUAL(sstats(s).expired, 0);
     sn_server_free(s);
-    end();
 }
 
 /* ---- stop ------------------------------------------------------------------------ */
 
 static void test_stop_wakes_readers(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {
         .host = "127.0.0.1", .handler = line_handler, .workers = 8, .on_close = on_close};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int fd[3];
     for (int i = 0; i < 3; i++)
         fd[i] = tcp_client("127.0.0.1", port);
@@ -952,17 +900,14 @@ static void test_stop_wakes_readers(void)
     CU_ASSERT_EQUAL(st.active, 0);
     CU_ASSERT_EQUAL(st.threads, 0);
     sn_server_free(s);
-    end();
 }
 
 static void test_stop_forces_stubborn_handlers(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = stubborn_handler};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int fd[2];
     for (int i = 0; i < 2; i++)
         fd[i] = tcp_client("127.0.0.1", port);
@@ -985,12 +930,10 @@ static void test_stop_forces_stubborn_handlers(void)
     }
     CU_ASSERT_EQUAL(sstats(s).closed, 2);
     sn_server_free(s);
-    end();
 }
 
 static void test_stop_with_queued_connections(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1",
@@ -998,8 +941,7 @@ static void test_stop_with_queued_connections(void)
                             .workers = 1,
                             .queue = 4,
                             .on_close = on_close};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int fd[4];
     fd[0] = tcp_client("127.0.0.1", port);
     WAIT_UNTIL(sstats(s).active == 1, 5000);
@@ -1024,17 +966,14 @@ static void test_stop_with_queued_connections(void)
     CU_ASSERT_EQUAL(atomic_load(&app.handled), 1);
     CU_ASSERT_EQUAL(atomic_load(&app.close_calls), 1); /* only the served one */
     sn_server_free(s);
-    end();
 }
 
 static void test_stop_from_handler(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = line_handler, .workers = 4};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int idle = tcp_client("127.0.0.1", port);
     int boss = tcp_client("127.0.0.1", port);
     WAIT_UNTIL(sstats(s).active == 2, 5000);
@@ -1058,17 +997,14 @@ static void test_stop_from_handler(void)
     close(idle);
     close(boss);
     sn_server_free(s);
-    end();
 }
 
 static void test_free_after_stop_from_handler(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = line_handler};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int boss = tcp_client("127.0.0.1", port);
     SN_ASSERT_RC(send_str(boss, "stop\n"), 0);
     WAIT_UNTIL(sn_server_is_stopping(s), 5000);
@@ -1076,7 +1012,6 @@ static void test_free_after_stop_from_handler(void)
     char line[64];
     SN_ASSERT_RC(read_line_fd(boss, line, sizeof line, 5000), 10);
     close(boss);
-    end();
 }
 
 struct stop_arg {
@@ -1093,12 +1028,10 @@ static void *stop_thread(void *arg)
 
 static void test_concurrent_stops(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = line_handler, .acceptors = 3};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     int fd[4];
     for (int i = 0; i < 4; i++)
         fd[i] = tcp_client("127.0.0.1", port);
@@ -1117,25 +1050,21 @@ static void test_concurrent_stops(void)
     for (int i = 0; i < 4; i++)
         close(fd[i]);
     sn_server_free(s);
-    end();
 }
 
 static void test_free_stops_a_running_server(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {
         .host = "127.0.0.1", .handler = line_handler, .min_workers = 2, .stop_timeout_ms = 2000};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
     CU_ASSERT_EQUAL(sstats(s).threads, 2);
     int fd = tcp_client("127.0.0.1", port);
     WAIT_UNTIL(sstats(s).active == 1, 5000);
     sn_server_free(s);
     CU_ASSERT_EQUAL(atomic_load(&app.estopped), 1);
     close(fd);
-    end();
 }
 
 /* ---- load and limits -------------------------------------------------------------- */
@@ -1150,10 +1079,9 @@ static void test_2000_connections(void)
     if (quick())
         fprintf(stderr, "(%d: SN_TEST_QUICK) ", many);
     if (sn_test_raise_nofile(5000) < 2 * many + 100) {
-        fprintf(stderr, "(skipped: RLIMIT_NOFILE too low) ");
+        sn_test_skip("RLIMIT_NOFILE too low");
         return;
     }
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_listen_config l = {.host = "127.0.0.1", .backlog = 4096};
@@ -1162,8 +1090,7 @@ static void test_2000_connections(void)
                             .handler = line_handler,
                             .workers = many + 100,
                             .stack_size = 64 * 1024};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
 
     static int fd[MANY];
     static char got[MANY][24];
@@ -1245,7 +1172,6 @@ static void test_2000_connections(void)
     CU_ASSERT_EQUAL(atomic_load(&app.returned), many);
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
     sn_server_free(s);
-    end();
 }
 
 /* The highest descriptor in use below the soft limit (valgrind keeps its
@@ -1277,12 +1203,10 @@ static double cpu_seconds(void)
 
 static void test_out_of_descriptors(void)
 {
-    begin();
     struct app app = {0};
     sn_server *s;
     sn_server_config cfg = {.host = "127.0.0.1", .handler = line_handler, .on_error = on_error};
-    int port = start(&s, &cfg, &app);
-    CU_ASSERT_FATAL(port > 0);
+    int port = serve(&s, &cfg, &app);
 
     /* client sockets made first; then no descriptor is left for accept */
     enum { N = 8 };
@@ -1365,7 +1289,6 @@ static void test_out_of_descriptors(void)
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
     CU_ASSERT_EQUAL(sstats(s).closed, 1 + (uint64_t)served);
     sn_server_free(s);
-    end();
 }
 
 static CU_TestInfo tests[] = {
