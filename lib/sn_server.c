@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_int.h"
+#include "sn_wait.h"
 
 #define SN_SERVER_ACCEPTORS_MAX 64
 #define SN_SERVER_LISTENERS_MAX 256
@@ -120,7 +121,7 @@ struct sn_server {
 
     pthread_mutex_t stop_mu;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* broadcast: go changed, a connection finished */
+    sn__cv cond; /* broadcast: go changed, a connection finished */
     int go;
     bool started;
     bool acceptors_down; /* step 1 of the stop is done */
@@ -136,24 +137,18 @@ struct sn_server {
 
 /* The connection the calling worker serves, and the server whose acceptor
  * the calling thread is: a stop from either must not wait for itself. */
-static _Thread_local struct sconn *tl_conn;
 static _Thread_local sn_server *tl_acceptor;
 
-/* The connection the caller serves: its fiber's in fiber mode (fibers of
- * one thread take turns), else its thread's. */
+/* The connection the caller serves: its task's (a fiber's in fiber mode,
+ * where fibers of one thread take turns, else its thread's). */
 static struct sconn *current_conn(void)
 {
-    sn_fiber *f = sn__fiber_self();
-    return f != NULL ? sn__fiber_local(f) : tl_conn;
+    return sn__task_local();
 }
 
 static void set_current_conn(struct sconn *r)
 {
-    sn_fiber *f = sn__fiber_self();
-    if (f != NULL)
-        sn__fiber_set_local(f, r);
-    else
-        tl_conn = r;
+    sn__task_set_local(r);
 }
 
 /* Whether the caller is one of s's acceptors (thread or fiber). */
@@ -344,7 +339,7 @@ static void serve(void *arg)
     s->bytes_read += st.bytes_read;
     s->bytes_written += st.bytes_written;
     s->running--;
-    sn__cond_broadcast(&s->cond);
+    sn__cv_broadcast(&s->cond);
     sn__mutex_unlock(&s->mu);
     sconn_free(r);
 }
@@ -507,7 +502,7 @@ static bool acceptor_go(sn_server *s)
 {
     sn__mutex_lock(&s->mu);
     while (s->go == GO_WAIT)
-        sn__cond_wait(&s->cond, &s->mu);
+        sn__cv_wait(&s->cond, &s->mu, SN_DEADLINE_NEVER);
     bool run = s->go == GO_RUN;
     sn__mutex_unlock(&s->mu);
     return run;
@@ -556,7 +551,7 @@ static void acceptor_fiber(void *arg)
     sn_server *s = lf->s;
     struct acceptor *a = &lf->acc[atomic_fetch_add(&lf->taken, 1)];
     int lfd = sn_sock_fd(s->lsock[lf->i]);
-    sn__fiber_set_local(sn__fiber_self(), &s->acc_tag);
+    sn__task_set_local(&s->acc_tag);
     while (!atomic_load(&s->stopping)) {
         spares_refill(s);
         int next = accept_batch(a, lf->i);
@@ -564,21 +559,23 @@ static void acceptor_fiber(void *arg)
          * the wait below wakes up for the next one */
         int64_t expiry = expire_queued(s);
         if (next == ACC_MORE) {
-            sn__fiber_yield();
+            sn_yield();
         } else if (next == ACC_BACKOFF) {
-            sn__fiber_sleep_until(sn_now_ms() + SN_SERVER_BACKOFF_MS);
+            sn_sleep_ms(SN_SERVER_BACKOFF_MS);
         } else if (!atomic_load(&s->stopping)) {
+            /* the scheduler's own wait: one thread woken per connection
+             * (EPOLLEXCLUSIVE), which no mode-blind wait can offer */
             int rc = sn__fiber_wait_accept(lfd, expiry);
             if (rc < 0 && rc != SN_ETIMEDOUT) {
                 report(s, rc, "waiting for connections failed");
-                sn__fiber_sleep_until(sn_now_ms() + SN_SERVER_BACKOFF_MS);
+                sn_sleep_ms(SN_SERVER_BACKOFF_MS);
             }
         }
     }
-    sn__fiber_set_local(sn__fiber_self(), NULL);
+    sn__task_set_local(NULL);
     sn__mutex_lock(&s->mu);
     s->fiber_acceptors--;
-    sn__cond_broadcast(&s->cond);
+    sn__cv_broadcast(&s->cond);
     sn__mutex_unlock(&s->mu);
 }
 
@@ -590,7 +587,7 @@ static void acceptor_fiber_failed(void *arg)
     report(s, SN_ENOMEM, "an acceptor fiber could not start");
     sn__mutex_lock(&s->mu);
     s->fiber_acceptors--;
-    sn__cond_broadcast(&s->cond);
+    sn__cv_broadcast(&s->cond);
     sn__mutex_unlock(&s->mu);
 }
 
@@ -712,7 +709,7 @@ int sn_server_new(sn_server **out, const sn_server_config *cfg)
     sn__mutex_init(&s->stop_mu);
     sn__mutex_init(&s->mu);
     sn__mutex_init(&s->spare_mu);
-    sn__cond_init(&s->cond);
+    sn__cv_init(&s->cond);
     *out = s;
     return 0;
 }
@@ -797,7 +794,7 @@ static int make_acceptors(sn_server *s)
     sn__mutex_lock(&s->mu);
     s->go = rc < 0 ? GO_ABORT : GO_RUN;
     s->started = rc == 0; /* before any handler can run and call stop */
-    sn__cond_broadcast(&s->cond);
+    sn__cv_broadcast(&s->cond);
     sn__mutex_unlock(&s->mu);
     if (rc < 0) {
         for (int i = 0; i < made; i++)
@@ -825,15 +822,8 @@ static void shut_listeners(sn_server *s)
 static void wait_acceptor_fibers(sn_server *s)
 {
     sn__mutex_lock(&s->mu);
-    while (s->fiber_acceptors > 0) {
-        if (sn__fiber_self() != NULL) {
-            sn__mutex_unlock(&s->mu);
-            sn__fiber_sleep_until(sn_now_ms() + 1);
-            sn__mutex_lock(&s->mu);
-        } else {
-            sn__cond_wait(&s->cond, &s->mu);
-        }
-    }
+    while (s->fiber_acceptors > 0) /* a fiber waiting here parks: its neighbours run */
+        sn__cv_wait(&s->cond, &s->mu, SN_DEADLINE_NEVER);
     sn__mutex_unlock(&s->mu);
 }
 
@@ -996,8 +986,8 @@ static int stop_connections(sn_server *s, int timeout_ms, const struct sconn *ow
     sn__mutex_lock(&s->mu);
     wake_running(s, 1, own);
     while (running_others(s, own) > 0) {
-        if (sn__cond_wait_until(&s->cond, &s->mu, dl) == SN_ETIMEDOUT &&
-            running_others(s, own) > 0 && rc == 0) {
+        if (sn__cv_wait(&s->cond, &s->mu, dl) == SN_ETIMEDOUT && running_others(s, own) > 0 &&
+            rc == 0) {
             rc = SN_ETIMEDOUT;
             wake_running(s, 2, own);
             dl = SN_DEADLINE_NEVER;
@@ -1026,7 +1016,7 @@ int sn_server_stop(sn_server *s, int timeout_ms)
     const struct sconn *own = cur != NULL && cur->s == s && cur != &s->acc_tag ? cur : NULL;
     /* A handler on a fiber must not wait for its fellow handlers: they need
      * its thread to finish. */
-    bool no_wait = own != NULL && sn__fiber_self() != NULL;
+    bool no_wait = own != NULL && sn__wait_parks();
     begin_stop(s);
 
     sn__mutex_lock(&s->mu);
@@ -1074,7 +1064,7 @@ void sn_server_free(sn_server *s)
     sn__free(s->lsock);
     sn__free(s->laddr);
     free_config(s);
-    sn__cond_destroy(&s->cond);
+    sn__cv_destroy(&s->cond);
     sn__mutex_destroy(&s->mu);
     sn__mutex_destroy(&s->spare_mu);
     sn__mutex_destroy(&s->stop_mu);

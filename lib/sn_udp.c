@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_sock_int.h"
+#include "sn_wait.h"
 
 #define BATCH_CHUNK 64 /* mmsghdrs on the stack per system call */
 
@@ -360,7 +361,7 @@ static int make_blocking(sn_udp *u)
 static int recv_mode(sn_udp *u, int64_t deadline, int *flags)
 {
     *flags = MSG_DONTWAIT;
-    if (sn__fiber_self() != NULL || sn__poll_timeout(deadline) == 0)
+    if (sn__wait_parks() || sn__poll_timeout(deadline) == 0) /* a fiber must not block */
         return 0;
     int rc = make_blocking(u);
     if (rc == 0)

@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_int.h"
+#include "sn_wait.h"
 
 #define SN_UDP_WORKERS_MAX 1024
 #define SN_UDP_BUFFER_DEFAULT 65536
@@ -49,7 +50,7 @@ struct sn_udp_server {
 
     pthread_mutex_t stop_mu;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* broadcast: a worker ended, a sender finished */
+    sn__cv cond; /* broadcast: a worker ended, a sender finished */
     bool started;
     bool finished; /* the stop is complete: workers joined, socket closed */
     bool closing;  /* the socket is about to close: no new outside sends */
@@ -197,7 +198,7 @@ static void worker(void *arg)
 
     sn__mutex_lock(&s->mu);
     s->workers--;
-    sn__cond_broadcast(&s->cond);
+    sn__cv_broadcast(&s->cond);
     sn__mutex_unlock(&s->mu);
     wbufs_free(&b);
 }
@@ -252,7 +253,7 @@ int sn_udp_server_new(sn_udp_server **out, const sn_udp_server_config *cfg)
         s->cfg.batch = 1;
     sn__mutex_init(&s->stop_mu);
     sn__mutex_init(&s->mu);
-    sn__cond_init(&s->cond);
+    sn__cv_init(&s->cond);
     *out = s;
     return 0;
 }
@@ -320,7 +321,7 @@ static void finish_stop(sn_udp_server *s)
     sn__mutex_lock(&s->mu);
     s->closing = true;
     while (s->senders > 0)
-        sn__cond_wait(&s->cond, &s->mu);
+        sn__cv_wait(&s->cond, &s->mu, SN_DEADLINE_NEVER);
     sn__mutex_unlock(&s->mu);
     sn_udp_close(s->u);
 }
@@ -388,7 +389,7 @@ void sn_udp_server_free(sn_udp_server *s)
     sn_pool_free(s->pool);
     sn_udp_free(s->u);
     sn__free(s->host);
-    sn__cond_destroy(&s->cond);
+    sn__cv_destroy(&s->cond);
     sn__mutex_destroy(&s->mu);
     sn__mutex_destroy(&s->stop_mu);
     sn__free(s);
@@ -420,7 +421,7 @@ static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const 
     if (outside) {
         sn__mutex_lock(&s->mu);
         if (--s->senders == 0)
-            sn__cond_broadcast(&s->cond);
+            sn__cv_broadcast(&s->cond);
         sn__mutex_unlock(&s->mu);
     }
     return n;

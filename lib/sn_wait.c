@@ -179,6 +179,23 @@ bool sn__wait_parks(void)
     return sn__fiber_self() != NULL;
 }
 
+static _Thread_local void *tl_local; /* a plain thread's sn__task_local */
+
+void *sn__task_local(void)
+{
+    sn_fiber *f = sn__fiber_self();
+    return f != NULL ? sn__fiber_local(f) : tl_local;
+}
+
+void sn__task_set_local(void *p)
+{
+    sn_fiber *f = sn__fiber_self();
+    if (f != NULL)
+        sn__fiber_set_local(f, p);
+    else
+        tl_local = p;
+}
+
 int sn__wait_fd(int fd, short events, int64_t deadline_ms)
 {
     if (sn__wait_parks()) /* park the fiber, not the thread */

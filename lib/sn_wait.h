@@ -32,6 +32,11 @@
  * one question other files ask about the mode, and they ask it here. */
 bool sn__wait_parks(void);
 
+/* A pointer of the caller's task: its fiber's, or its thread's (a fiber's
+ * neighbours on its thread each have their own). NULL at first. */
+void *sn__task_local(void);
+void sn__task_set_local(void *p);
+
 /* A waiter: on the waiting caller's stack while it waits. */
 typedef struct sn__waiter sn__waiter;
 
