@@ -40,6 +40,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "sn_int.h"
 
 #define SN_POOL_MAX_DEFAULT 256
@@ -59,6 +61,8 @@ struct job {
 struct worker {
     sn_pool *pool;
     pthread_t tid;
+    char *stack; /* its mapping (a guard page, then the stack), unmapped once joined */
+    size_t stack_len;
     pthread_cond_t cond; /* with p->mu: a job was handed over, or stop */
     struct job job;      /* handed over by a submit, not yet started */
     bool idle;           /* on the idle list */
@@ -151,6 +155,7 @@ static void reap_dead(struct worker *d)
     while (d != NULL) {
         struct worker *next = d->next;
         pthread_join(d->tid, NULL);
+        munmap(d->stack, d->stack_len);
         sn__cond_destroy(&d->cond);
         sn__free(d);
         d = next;
@@ -243,6 +248,30 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Maps a worker's stack, a guard page below it. The pool maps its own
+ * rather than let glibc: glibc keeps the stacks of exited threads in a
+ * cache of its own (up to 40 MiB, with the pages they touched), so a pool
+ * that shrank after a spike kept that much resident; this one is unmapped
+ * once its thread is joined. */
+static int stack_map(struct worker *w, size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size = (size + page - 1) / page * page;
+    /* no MAP_NORESERVE: a stack the system could never give (a huge
+     * stack_size) is refused here, as glibc would refuse the thread */
+    char *p = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED)
+        return SN_ENOMEM;
+    if (mprotect(p, page, PROT_NONE) < 0) {
+        munmap(p, size + page);
+        return SN_ENOMEM;
+    }
+    w->stack = p;
+    w->stack_len = size + page;
+    return 0;
+}
+
 /* Starts a worker (under p->mu), optionally with its first job. Returns 0,
  * SN_ENOMEM or SN_EAGAIN; on failure nothing changed. */
 static int spawn(sn_pool *p, sn_job_fn fn, void *arg)
@@ -252,17 +281,24 @@ static int spawn(sn_pool *p, sn_job_fn fn, void *arg)
         return SN_ENOMEM;
     w->pool = p;
     w->job = (struct job){fn, arg, 0};
+    if (stack_map(w, p->stack_size) < 0) {
+        sn__free(w);
+        return SN_ENOMEM;
+    }
     sn__cond_init(&w->cond);
 
     pthread_attr_t attr;
+    size_t guard = (size_t)sysconf(_SC_PAGESIZE);
     int rc = pthread_attr_init(&attr);
     if (rc == 0) {
-        pthread_attr_setstacksize(&attr, p->stack_size);
-        rc = pthread_create(&w->tid, &attr, worker_main, w);
+        rc = pthread_attr_setstack(&attr, w->stack + guard, w->stack_len - guard);
+        if (rc == 0)
+            rc = pthread_create(&w->tid, &attr, worker_main, w);
         pthread_attr_destroy(&attr);
     }
     if (rc != 0) {
         sn__cond_destroy(&w->cond);
+        munmap(w->stack, w->stack_len);
         sn__free(w);
         return SN_EAGAIN;
     }
