@@ -74,7 +74,7 @@
 #define SN_SCHED_TRIM_EVERY_MS 1000 /* at most one trim this often */
 #define SN_FIBER_EVENTS 256
 #define SN_SCHED_BUFS 32
-#define SN_INBOX_KEY UINT64_MAX     /* the epoll key of the inbox; others are fds */
+#define SN_INBOX_KEY UINT64_MAX      /* the epoll key of the inbox; others are fds */
 #define SN_WAKE_KEY (UINT64_MAX - 1) /* the wake-up list's eventfd */
 
 /* ---- telling the sanitizers and valgrind about stacks ------------------------- */
