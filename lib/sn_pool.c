@@ -37,6 +37,7 @@
  * has joined the workers that left before it, so what they freed on their
  * way out (their TLS caches too) is free by then.
  */
+#include <link.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -253,8 +254,35 @@ static void *worker_main(void *arg)
  * cache of its own (up to 40 MiB, with the pages they touched), so a pool
  * that shrank after a spike kept that much resident; this one is unmapped
  * once its thread is joined. */
+static int add_tls(struct dl_phdr_info *info, size_t size, void *sum)
+{
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            *(size_t *)sum += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
+    return 0;
+}
+
+static size_t tls_room;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+/* glibc puts a thread's static TLS (every loaded object's thread-locals,
+ * a sanitizer's state among them: ThreadSanitizer's is over 700 KiB) at
+ * the top of a stack it is given, where for its own stacks it adds the
+ * room: so does this, plus 256 KiB for its descriptor, its surplus and
+ * what a sanitizer asks beyond its thread-locals (only touched pages cost
+ * memory). */
+static void measure_tls(void)
+{
+    size_t sum = 0;
+    dl_iterate_phdr(add_tls, &sum);
+    tls_room = sum + 256 * 1024;
+}
+
 static int stack_map(struct worker *w, size_t size)
 {
+    pthread_once(&tls_once, measure_tls);
+    size += tls_room;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size = (size + page - 1) / page * page;
     /* no MAP_NORESERVE: a stack the system could never give (a huge
