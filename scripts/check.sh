@@ -24,7 +24,7 @@
 #      and real TLS peers: openssl s_client / s_server and gnutls-cli against
 #      the examples (tests/interop-tls.sh)
 #   fuzz: the libFuzzer targets of tests/fuzz, built with clang in
-#      build-fuzz/, each run for SN_FUZZ_SECONDS (20) from its seed corpus
+#      build-fuzz/, each run for SN_FUZZ_SECONDS (10) from its seed corpus
 # Exit status is non-zero if any stage fails. SN_CHECK_STAGES="default asan"
 # runs a subset.
 set -uo pipefail
@@ -205,7 +205,7 @@ stage_interop() { interop_in "$top/build" && "$top/tests/interop-tls.sh" "$top/b
 # Each libFuzzer target for SN_FUZZ_SECONDS, from its seeds (tests/fuzz/corpus/NAME) and
 # what earlier runs found (build-fuzz/corpus/NAME). A crash is kept in build-fuzz/artifacts.
 stage_fuzz() {
-    local dir=$top/build-fuzz rc=0 t max secs=${SN_FUZZ_SECONDS:-20}
+    local dir=$top/build-fuzz rc=0 t max secs=${SN_FUZZ_SECONDS:-10}
     local f="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
     mkdir -p "$dir/artifacts"
     (cd "$dir" &&
