@@ -258,19 +258,25 @@ static void close_unserved(void *arg)
     sconn_free(r);
 }
 
+/* Refuses a connection the server took in but will not serve: out of the
+ * list, counted, answered per `overload`, freed. */
+static void refuse_conn(sn_server *s, struct sconn *r)
+{
+    sn__mutex_lock(&s->mu);
+    conn_unlink(s, r);
+    sn__mutex_unlock(&s->mu);
+    stat_inc(&s->refused);
+    answer_overload(s, r->c);
+    sconn_free(r);
+}
+
 /* The pool's expiry callback: a queued connection waited queue_timeout_ms
  * for a worker, and is answered as if the queue had been full. */
 static void refuse_expired(void *arg)
 {
     struct sconn *r = arg;
-    sn_server *s = r->s;
-    sn__mutex_lock(&s->mu);
-    conn_unlink(s, r);
-    sn__mutex_unlock(&s->mu);
-    stat_inc(&s->expired);
-    stat_inc(&s->refused);
-    answer_overload(s, r->c);
-    sconn_free(r);
+    stat_inc(&r->s->expired);
+    refuse_conn(r->s, r);
 }
 
 /* Answers every connection that has waited its queue_timeout_ms (on an
@@ -377,13 +383,7 @@ static void admit(sn_server *s, int li, sn_sock *sock)
 
     if (sn_pool_submit(s->pool, serve, r) == 0)
         return; /* r belongs to the job now */
-
-    sn__mutex_lock(&s->mu);
-    conn_unlink(s, r);
-    sn__mutex_unlock(&s->mu);
-    stat_inc(&s->refused);
-    answer_overload(s, r->c);
-    sconn_free(r);
+    refuse_conn(s, r);
 }
 
 /* ---- spare descriptors ----------------------------------------------------------- */
