@@ -4,16 +4,16 @@
  * the graceful stop.
  *
  * Locks, in the order they are taken:
- *   1. s->stop_mu  one stopper at a time (held through a whole stop);
- *   2. s->mu       the connection list, the counts, the stop state;
+ *   1. s->run.stop_mu  one stopper at a time (held through a whole stop);
+ *   2. s->run.mu       the connection list, the counts, the stop state;
  *   3. s->spare_mu the spare descriptors (a leaf: nothing is taken under it).
  * The pool's own mutex is never nested with either: sn_pool_* is called
- * without s->mu, and the pool calls back (jobs, the drop callback) without
- * its mutex. s->mu is never held across I/O that can wait or across a user
+ * without s->run.mu, and the pool calls back (jobs, the drop callback) without
+ * its mutex. s->run.mu is never held across I/O that can wait or across a user
  * callback; the one system call made under it is sn__conn_wake's
  * shutdown(2), which never blocks, and which must not race with the close
  * of that connection's descriptor (a connection leaves the RUNNING state,
- * under s->mu, before it is closed).
+ * under s->run.mu, before it is closed).
  *
  * A connection's record (struct sconn) is on s->conns from the moment an
  * acceptor admits it until it is closed: QUEUED while the pool holds it,
@@ -26,7 +26,7 @@
  * after each batch of accepts and wakes up for the next one to expire, so
  * the limit holds while every worker is busy.
  *
- * Stop (sn_server_stop), under s->stop_mu:
+ * Stop (sn_server_stop), under s->run.stop_mu:
  *   1. stopping = 1; the eventfd wakes the acceptors, which exit; join
  *      them; close the listeners and the eventfd;
  *   2. wake every RUNNING connection at level 1 (reads give SN_ESTOPPED,
@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_int.h"
+#include "sn_run.h"
 #include "sn_wait.h"
 
 #define SN_SERVER_ACCEPTORS_MAX 64
@@ -71,7 +72,7 @@ struct sconn {
     sn_conn *c;
     sn_tls *tls;               /* the listener's TLS context then, or NULL */
     struct sconn *prev, *next; /* s->conns */
-    int state;                 /* enum sconn_state, under s->mu */
+    int state;                 /* enum sconn_state, under s->run.mu */
 };
 
 struct acceptor {
@@ -92,11 +93,15 @@ struct lfiber {
 /* Go / abort for acceptors waiting for sn_server_start to finish. */
 enum { GO_WAIT = 0, GO_RUN, GO_ABORT };
 
+/* The counters of sn_server_stats read without the lock, as X(name). */
+#define SERVER_COUNTERS(X)                                                                         \
+    X(accepted) X(refused) X(expired) X(rejected) X(accept_errors) X(tls_failures)
+
 struct sn_server {
     sn_server_config cfg; /* the copy; host, listeners, message point below */
     sn_listen_config *lcfg;
     int nl;
-    sn_tls **tls; /* [nl], per listener, NULL = plain; swapped under s->mu */
+    sn_tls **tls; /* [nl], per listener, NULL = plain; swapped under s->run.mu */
     char *message;
     size_t message_len;
 
@@ -108,7 +113,7 @@ struct sn_server {
     int wakefd;           /* thread mode: wakes the acceptors */
     /* fiber mode: an acceptor fiber per listener per scheduler thread */
     struct lfiber *lfib;
-    int fiber_acceptors;  /* live ones (s->mu) */
+    int fiber_acceptors;  /* live ones (s->run.mu) */
     struct sconn acc_tag; /* an acceptor fiber's local, to know it by */
 
     /* spare descriptors for EMFILE (libuv's trick), shared by the acceptors:
@@ -119,20 +124,19 @@ struct sn_server {
     int nspares;
     atomic_int spares_missing;
 
-    pthread_mutex_t stop_mu;
-    pthread_mutex_t mu;
-    sn__cv cond; /* broadcast: go changed, a connection finished */
+    /* locks and flags; run.cond is broadcast when go changed or a
+     * connection finished; run.finished: every step of the stop is done */
+    sn__run run;
     int go;
-    bool started;
     bool acceptors_down; /* step 1 of the stop is done */
-    bool finished;       /* every step is done */
     int stop_rc;
-    atomic_bool stopping;
 
     struct sconn *conns;
     int running; /* RUNNING + CLOSING */
     uint64_t closed, bytes_read, bytes_written;
-    atomic_uint_fast64_t accepted, refused, expired, rejected, accept_errors, tls_failures;
+    struct {
+        SERVER_COUNTERS(SN__COUNTER_FIELD)
+    } n;
 };
 
 /* The connection the calling worker serves, and the server whose acceptor
@@ -163,13 +167,7 @@ static void report(sn_server *s, int err, const char *what)
         s->cfg.on_error(s, err, what, s->cfg.user);
 }
 
-/* Adds one to a statistics counter (read by sn_server_stats_get). */
-static void stat_inc(atomic_uint_fast64_t *ctr)
-{
-    atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
-}
-
-/* ---- the connection list (under s->mu) --------------------------------------- */
+/* ---- the connection list (under s->run.mu) --------------------------------------- */
 
 static void conn_link(sn_server *s, struct sconn *r)
 {
@@ -190,7 +188,7 @@ static void conn_unlink(sn_server *s, struct sconn *r)
         r->next->prev = r->prev;
 }
 
-/* Wakes every running connection but `own` (under s->mu). */
+/* Wakes every running connection but `own` (under s->run.mu). */
 static void wake_running(sn_server *s, int level, const struct sconn *own)
 {
     for (struct sconn *r = s->conns; r != NULL; r = r->next)
@@ -252,9 +250,9 @@ static void close_unserved(void *arg)
 {
     struct sconn *r = arg;
     sn_server *s = r->s;
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     conn_unlink(s, r);
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     sconn_free(r);
 }
 
@@ -262,10 +260,10 @@ static void close_unserved(void *arg)
  * list, counted, answered per `overload`, freed. */
 static void refuse_conn(sn_server *s, struct sconn *r)
 {
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     conn_unlink(s, r);
-    sn__mutex_unlock(&s->mu);
-    stat_inc(&s->refused);
+    sn__mutex_unlock(&s->run.mu);
+    sn__counter_add(&s->n.refused, 1);
     answer_overload(s, r->c);
     sconn_free(r);
 }
@@ -275,7 +273,7 @@ static void refuse_conn(sn_server *s, struct sconn *r)
 static void refuse_expired(void *arg)
 {
     struct sconn *r = arg;
-    stat_inc(&r->s->expired);
+    sn__counter_add(&r->s->n.expired, 1);
     refuse_conn(r->s, r);
 }
 
@@ -307,21 +305,21 @@ static void serve(void *arg)
     struct sconn *r = arg;
     sn_server *s = r->s;
 
-    sn__mutex_lock(&s->mu);
-    if (atomic_load(&s->stopping)) {
-        sn__mutex_unlock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
+    if (sn__run_stopping(&s->run)) {
+        sn__mutex_unlock(&s->run.mu);
         close_unserved(r);
         return;
     }
     r->state = C_RUNNING;
     s->running++;
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
 
     set_current_conn(r);
     /* TLS: the handshake runs here, on the worker, within its deadline; a
      * stop wakes it like a handler's read */
     if (r->tls != NULL && sn_tls_upgrade(r->c, r->tls, NULL, SN_DEADLINE_DEFAULT) < 0) {
-        stat_inc(&s->tls_failures);
+        sn__counter_add(&s->n.tls_failures, 1);
     } else {
         s->cfg.handler(r->c, s->cfg.user);
         if (s->cfg.on_close != NULL)
@@ -332,21 +330,21 @@ static void serve(void *arg)
     }
     set_current_conn(NULL);
 
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     r->state = C_CLOSING; /* from now on nobody wakes it: its fd closes */
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     sn_conn_close(r->c, sn_deadline_in(SN_SERVER_FLUSH_MS));
     sn_conn_stats st;
     sn_conn_stats_get(r->c, &st);
 
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     conn_unlink(s, r);
     s->closed++;
     s->bytes_read += st.bytes_read;
     s->bytes_written += st.bytes_written;
     s->running--;
-    sn__cv_broadcast(&s->cond);
-    sn__mutex_unlock(&s->mu);
+    sn__cv_broadcast(&s->run.cond);
+    sn__mutex_unlock(&s->run.mu);
     sconn_free(r);
 }
 
@@ -355,12 +353,12 @@ static void serve(void *arg)
 /* Hands an accepted socket to the pool, or refuses it. */
 static void admit(sn_server *s, int li, sn_sock *sock)
 {
-    stat_inc(&s->accepted);
+    sn__counter_add(&s->n.accepted, 1);
     if (s->cfg.on_connect != NULL) {
         sn_addr peer = {0};
         sn_sock_remote_addr(sock, &peer);
         if (s->cfg.on_connect(s, &peer, s->cfg.user) != 0) {
-            stat_inc(&s->rejected); /* counted before the peer can see it */
+            sn__counter_add(&s->n.rejected, 1); /* counted before the peer can see it */
             drop_input(sn_sock_fd(sock));
             sn_sock_free(sock);
             return;
@@ -370,16 +368,16 @@ static void admit(sn_server *s, int li, sn_sock *sock)
     if (r == NULL || sn_conn_new(&r->c, sock, &s->cfg.conn) < 0) {
         sn__free(r);
         sn_sock_free(sock);
-        stat_inc(&s->accept_errors);
+        sn__counter_add(&s->n.accept_errors, 1);
         report(s, SN_ENOMEM, "out of memory for a new connection; closed");
         return;
     }
     r->s = s;
     r->state = C_QUEUED;
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     r->tls = s->tls[li] != NULL ? sn_tls_ref(s->tls[li]) : NULL;
     conn_link(s, r);
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
 
     if (sn_pool_submit(s->pool, serve, r) == 0)
         return; /* r belongs to the job now */
@@ -450,7 +448,7 @@ static void shed_pending(sn_server *s, sn_sock *listener)
         int fd = accept4(sn_sock_fd(listener), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             break;
-        stat_inc(&s->refused);
+        sn__counter_add(&s->n.refused, 1);
         drop_input(fd);
         close(fd);
     }
@@ -468,7 +466,7 @@ static int accept_batch(struct acceptor *a, int i)
     sn_server *s = a->s;
     for (int k = 0; k < SN_SERVER_BATCH; k++) {
         sn_sock *sock;
-        if (atomic_load(&s->stopping))
+        if (sn__run_stopping(&s->run))
             return ACC_WAIT;
         int rc = sn__sock_accept_now(s->lsock[i], &sock);
         if (rc == SN_EAGAIN)
@@ -477,7 +475,7 @@ static int accept_batch(struct acceptor *a, int i)
             admit(s, i, sock);
             continue;
         }
-        stat_inc(&s->accept_errors);
+        sn__counter_add(&s->n.accept_errors, 1);
         switch (rc) {
         case SN_EMFILE:
         case SN_ENFILE:
@@ -500,11 +498,11 @@ static int accept_batch(struct acceptor *a, int i)
 /* Waits until sn_server_start says go (true) or abort (false). */
 static bool acceptor_go(sn_server *s)
 {
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     while (s->go == GO_WAIT)
-        sn__cv_wait(&s->cond, &s->mu, SN_DEADLINE_NEVER);
+        sn__cv_wait(&s->run.cond, &s->run.mu, SN_DEADLINE_NEVER);
     bool run = s->go == GO_RUN;
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     return run;
 }
 
@@ -516,7 +514,7 @@ static void *acceptor_main(void *arg)
 
     tl_acceptor = s;
     bool run = acceptor_go(s);
-    while (run && !atomic_load(&s->stopping)) {
+    while (run && !sn__run_stopping(&s->run)) {
         spares_refill(s);
         int64_t expiry = expire_queued(s); /* the poll wakes up for it */
         /* backing off: watch only the eventfd until the pause is over */
@@ -552,7 +550,7 @@ static void acceptor_fiber(void *arg)
     struct acceptor *a = &lf->acc[atomic_fetch_add(&lf->taken, 1)];
     int lfd = sn_sock_fd(s->lsock[lf->i]);
     sn__task_set_local(&s->acc_tag);
-    while (!atomic_load(&s->stopping)) {
+    while (!sn__run_stopping(&s->run)) {
         spares_refill(s);
         int next = accept_batch(a, lf->i);
         /* the queued connections that waited too long, also in a flood;
@@ -562,7 +560,7 @@ static void acceptor_fiber(void *arg)
             sn_yield();
         } else if (next == ACC_BACKOFF) {
             sn_sleep_ms(SN_SERVER_BACKOFF_MS);
-        } else if (!atomic_load(&s->stopping)) {
+        } else if (!sn__run_stopping(&s->run)) {
             /* the scheduler's own wait: one thread woken per connection
              * (EPOLLEXCLUSIVE), which no mode-blind wait can offer */
             int rc = sn__fiber_wait_accept(lfd, expiry);
@@ -573,10 +571,10 @@ static void acceptor_fiber(void *arg)
         }
     }
     sn__task_set_local(NULL);
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->fiber_acceptors--;
-    sn__cv_broadcast(&s->cond);
-    sn__mutex_unlock(&s->mu);
+    sn__cv_broadcast(&s->run.cond);
+    sn__mutex_unlock(&s->run.mu);
 }
 
 /* An acceptor fiber that could not start (no memory for its stack). */
@@ -585,10 +583,10 @@ static void acceptor_fiber_failed(void *arg)
     struct lfiber *lf = arg;
     sn_server *s = lf->s;
     report(s, SN_ENOMEM, "an acceptor fiber could not start");
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->fiber_acceptors--;
-    sn__cv_broadcast(&s->cond);
-    sn__mutex_unlock(&s->mu);
+    sn__cv_broadcast(&s->run.cond);
+    sn__mutex_unlock(&s->run.mu);
 }
 
 /* ---- configuration ------------------------------------------------------------- */
@@ -706,10 +704,8 @@ int sn_server_new(sn_server **out, const sn_server_config *cfg)
         return SN_ENOMEM;
     }
     s->message_len = strlen(s->message);
-    sn__mutex_init(&s->stop_mu);
-    sn__mutex_init(&s->mu);
+    sn__run_init(&s->run);
     sn__mutex_init(&s->spare_mu);
-    sn__cv_init(&s->cond);
     *out = s;
     return 0;
 }
@@ -791,11 +787,11 @@ static int make_acceptors(sn_server *s)
             break;
         }
     }
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->go = rc < 0 ? GO_ABORT : GO_RUN;
-    s->started = rc == 0; /* before any handler can run and call stop */
-    sn__cv_broadcast(&s->cond);
-    sn__mutex_unlock(&s->mu);
+    s->run.started = rc == 0; /* before any handler can run and call stop */
+    sn__cv_broadcast(&s->run.cond);
+    sn__mutex_unlock(&s->run.mu);
     if (rc < 0) {
         for (int i = 0; i < made; i++)
             pthread_join(s->acc[i].tid, NULL);
@@ -807,7 +803,7 @@ static int make_acceptors(sn_server *s)
     return rc;
 }
 
-/* Shuts the listeners down, which wakes every acceptor fiber (s->mu held,
+/* Shuts the listeners down, which wakes every acceptor fiber (s->run.mu held,
  * or no acceptor running yet). New connections are refused from now on. */
 static void shut_listeners(sn_server *s)
 {
@@ -821,10 +817,10 @@ static void shut_listeners(sn_server *s)
  * needs the thread to finish. */
 static void wait_acceptor_fibers(sn_server *s)
 {
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     while (s->fiber_acceptors > 0) /* a fiber waiting here parks: its neighbours run */
-        sn__cv_wait(&s->cond, &s->mu, SN_DEADLINE_NEVER);
-    sn__mutex_unlock(&s->mu);
+        sn__cv_wait(&s->run.cond, &s->run.mu, SN_DEADLINE_NEVER);
+    sn__mutex_unlock(&s->run.mu);
 }
 
 /* Fiber mode: the acceptors' records and spare descriptors. */
@@ -852,21 +848,21 @@ static int make_acceptor_fibers(sn_server *s, sn__fpool *fp)
         for (; lf->n < n; lf->n++)
             lf->acc[lf->n] = (struct acceptor){.s = s};
     }
-    sn__mutex_lock(&s->mu);
-    s->started = true; /* before any handler can run and call stop */
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
+    s->run.started = true; /* before any handler can run and call stop */
+    sn__mutex_unlock(&s->run.mu);
     for (int i = 0; i < s->nl; i++) {
-        sn__mutex_lock(&s->mu);
+        sn__mutex_lock(&s->run.mu);
         s->fiber_acceptors += n;
-        sn__mutex_unlock(&s->mu);
+        sn__mutex_unlock(&s->run.mu);
         rc = sn__fpool_spawn_each(fp, acceptor_fiber, acceptor_fiber_failed, &s->lfib[i]);
         if (rc < 0) {
-            sn__mutex_lock(&s->mu);
+            sn__mutex_lock(&s->run.mu);
             s->fiber_acceptors -= n;
-            s->started = false;
-            atomic_store(&s->stopping, true); /* the ones started leave */
+            s->run.started = false;
+            atomic_store(&s->run.stopping, true); /* the ones started leave */
             shut_listeners(s);
-            sn__mutex_unlock(&s->mu);
+            sn__mutex_unlock(&s->run.mu);
             wait_acceptor_fibers(s);
             goto fail;
         }
@@ -890,16 +886,10 @@ static void free_acceptors(sn_server *s)
 
 int sn_server_start(sn_server *s)
 {
-    if (s == NULL)
-        return SN_EINVAL;
-    sn__mutex_lock(&s->mu);
-    bool bad = s->started || atomic_load(&s->stopping);
-    sn__mutex_unlock(&s->mu);
-    if (bad)
-        return SN_EBADSTATE;
-
-    int rc = open_listeners(s);
+    int rc = s == NULL ? SN_EINVAL : sn__run_may_start(&s->run);
     if (rc < 0)
+        return rc;
+    if ((rc = open_listeners(s)) < 0)
         goto fail;
     if ((rc = make_pool(s)) < 0)
         goto fail;
@@ -945,8 +935,8 @@ fail:
 /* Sets the flag and wakes the acceptors. Any thread, any number of times. */
 static void begin_stop(sn_server *s)
 {
-    sn__mutex_lock(&s->mu);
-    bool first = !atomic_exchange(&s->stopping, true);
+    sn__mutex_lock(&s->run.mu);
+    bool first = sn__run_begin_stop(&s->run);
     int fd = s->acceptors_down ? -1 : s->wakefd;
     if (first && fd >= 0) {
         uint64_t one = 1;
@@ -954,10 +944,10 @@ static void begin_stop(sn_server *s)
     }
     if (first && !s->acceptors_down && s->lfib != NULL)
         shut_listeners(s);
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
 }
 
-/* Step 1: the acceptors and the listeners (under s->stop_mu). */
+/* Step 1: the acceptors and the listeners (under s->run.stop_mu). */
 static void stop_acceptors(sn_server *s)
 {
     if (s->acceptors_down)
@@ -967,15 +957,15 @@ static void stop_acceptors(sn_server *s)
     wait_acceptor_fibers(s);
     free_acceptors(s);
     close_listeners(s);
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     if (s->wakefd >= 0)
         close(s->wakefd);
     s->wakefd = -1;
     s->acceptors_down = true;
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
 }
 
-/* Steps 2 and 3: wake, wait, force, wait (under s->stop_mu). Returns
+/* Steps 2 and 3: wake, wait, force, wait (under s->run.stop_mu). Returns
  * SN_ETIMEDOUT when connections had to be forced. */
 static int stop_connections(sn_server *s, int timeout_ms, const struct sconn *own)
 {
@@ -983,11 +973,11 @@ static int stop_connections(sn_server *s, int timeout_ms, const struct sconn *ow
         timeout_ms = s->cfg.stop_timeout_ms;
     int64_t dl = timeout_ms < 0 ? SN_DEADLINE_NEVER : sn_now_ms() + timeout_ms;
     int rc = 0;
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     wake_running(s, 1, own);
     while (running_others(s, own) > 0) {
-        if (sn__cv_wait(&s->cond, &s->mu, dl) == SN_ETIMEDOUT && running_others(s, own) > 0 &&
-            rc == 0) {
+        if (sn__cv_wait(&s->run.cond, &s->run.mu, dl) == SN_ETIMEDOUT &&
+            running_others(s, own) > 0 && rc == 0) {
             rc = SN_ETIMEDOUT;
             wake_running(s, 2, own);
             dl = SN_DEADLINE_NEVER;
@@ -995,16 +985,16 @@ static int stop_connections(sn_server *s, int timeout_ms, const struct sconn *ow
     }
     if (rc < 0)
         s->stop_rc = rc;
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     return rc;
 }
 
 /* Step 2 without the wait, for a stop from a handler in fiber mode. */
 static int wake_others(sn_server *s, const struct sconn *own)
 {
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     wake_running(s, 1, own);
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     return 0;
 }
 
@@ -1019,39 +1009,39 @@ int sn_server_stop(sn_server *s, int timeout_ms)
     bool no_wait = own != NULL && sn__wait_parks();
     begin_stop(s);
 
-    sn__mutex_lock(&s->mu);
-    bool started = s->started;
+    sn__mutex_lock(&s->run.mu);
+    bool started = s->run.started;
     bool acceptor = on_acceptor(s);
     if (acceptor)
         wake_running(s, 1, NULL); /* cannot join itself: only begin */
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     if (!started || acceptor)
         return 0;
 
     if (own != NULL) {
         /* a handler must not wait for a stop that waits for it */
-        if (pthread_mutex_trylock(&s->stop_mu) != 0)
+        if (pthread_mutex_trylock(&s->run.stop_mu) != 0)
             return 0;
     } else {
-        sn__mutex_lock(&s->stop_mu);
+        sn__mutex_lock(&s->run.stop_mu);
     }
     int rc = s->stop_rc;
-    if (!s->finished) {
+    if (!s->run.finished) {
         stop_acceptors(s);
         rc = no_wait ? wake_others(s, own) : stop_connections(s, timeout_ms, own);
         if (own == NULL) {
             sn_pool_stop(s->pool);
-            s->finished = true;
+            s->run.finished = true;
             rc = s->stop_rc;
         }
     }
-    sn__mutex_unlock(&s->stop_mu);
+    sn__mutex_unlock(&s->run.stop_mu);
     return rc;
 }
 
 int sn_server_is_stopping(const sn_server *s)
 {
-    return s != NULL && atomic_load(&((sn_server *)s)->stopping) ? 1 : 0;
+    return s != NULL && sn__run_stopping(&s->run) ? 1 : 0;
 }
 
 void sn_server_free(sn_server *s)
@@ -1064,10 +1054,8 @@ void sn_server_free(sn_server *s)
     sn__free(s->lsock);
     sn__free(s->laddr);
     free_config(s);
-    sn__cv_destroy(&s->cond);
-    sn__mutex_destroy(&s->mu);
     sn__mutex_destroy(&s->spare_mu);
-    sn__mutex_destroy(&s->stop_mu);
+    sn__run_destroy(&s->run);
     sn__free(s);
 }
 
@@ -1077,10 +1065,10 @@ int sn_server_set_tls(sn_server *s, int idx, sn_tls *tls)
         sn_tls_role_of(tls) != SN_TLS_SERVER)
         return SN_EINVAL;
     int first = idx < 0 ? 0 : idx, last = idx < 0 ? s->nl - 1 : idx;
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     for (int i = first; i <= last; i++)
         if (s->tls[i] == NULL) {
-            sn__mutex_unlock(&s->mu);
+            sn__mutex_unlock(&s->run.mu);
             return SN_EBADSTATE;
         }
     sn_tls *old[SN_SERVER_LISTENERS_MAX];
@@ -1088,7 +1076,7 @@ int sn_server_set_tls(sn_server *s, int idx, sn_tls *tls)
         old[i] = s->tls[i];
         s->tls[i] = sn_tls_ref(tls);
     }
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     for (int i = first; i <= last; i++)
         sn_tls_free(old[i]);
     return 0;
@@ -1100,15 +1088,7 @@ int sn_server_local_addr(sn_server *s, int idx, sn_addr *out)
 {
     if (s == NULL || out == NULL)
         return SN_EINVAL;
-    sn__mutex_lock(&s->mu);
-    bool started = s->started;
-    sn__mutex_unlock(&s->mu);
-    if (!started)
-        return SN_EBADSTATE;
-    if (idx < 0 || idx >= s->nl)
-        return SN_EINVAL;
-    *out = s->laddr[idx];
-    return 0;
+    return sn__run_local_addr(&s->run, s->laddr, s->nl, idx, out);
 }
 
 int sn_server_port(sn_server *s)
@@ -1121,8 +1101,8 @@ int sn_server_port(sn_server *s)
 void sn_server_stats_get(sn_server *s, sn_server_stats *out)
 {
     memset(out, 0, sizeof *out);
-    sn__mutex_lock(&s->mu);
-    sn_pool *pool = s->started ? s->pool : NULL;
+    sn__mutex_lock(&s->run.mu);
+    sn_pool *pool = s->run.started ? s->pool : NULL;
     out->active = s->running;
     out->closed = s->closed;
     out->bytes_read = s->bytes_read;
@@ -1135,7 +1115,7 @@ void sn_server_stats_get(sn_server *s, sn_server_stats *out)
         out->bytes_read += st.bytes_read;
         out->bytes_written += st.bytes_written;
     }
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     if (pool != NULL) {
         sn_pool_stats ps;
         sn_pool_stats_get(pool, &ps);
@@ -1144,10 +1124,5 @@ void sn_server_stats_get(sn_server *s, sn_server_stats *out)
         out->threads = ps.threads;
         out->thread_failures = ps.thread_failures;
     }
-    out->accepted = atomic_load(&s->accepted);
-    out->refused = atomic_load(&s->refused);
-    out->expired = atomic_load(&s->expired);
-    out->rejected = atomic_load(&s->rejected);
-    out->accept_errors = atomic_load(&s->accept_errors);
-    out->tls_failures = atomic_load(&s->tls_failures);
+    SERVER_COUNTERS(SN__COUNTER_LOAD)
 }

@@ -20,17 +20,19 @@
  * pool is stopped (every worker joined) and the socket closed.
  *
  * Locks, in the order they are taken:
- *   1. s->stop_mu  one stopper at a time (held through a whole stop);
- *   2. s->mu       the state (started, finished, closing) and the count of
- *                  sends in progress from threads other than the workers.
+ *   1. s->run.stop_mu  one stopper at a time (held through a whole stop);
+ *   2. s->run.mu       the state (started, finished, closing) and the count
+ *                      of sends in progress from threads other than the
+ *                      workers.
  * The pool's mutex is never taken under either (sn_pool_* is called
- * without s->mu). No lock is held across a receive, a send or a handler.
+ * without s->run.mu). No lock is held across a receive, a send or a handler.
  */
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_int.h"
+#include "sn_run.h"
 #include "sn_wait.h"
 
 #define SN_UDP_WORKERS_MAX 1024
@@ -38,6 +40,9 @@
 #define SN_UDP_BUFFER_MAX (16 * 1024 * 1024)
 #define SN_UDP_BATCH_LIMIT 64
 #define SN_UDP_BACKOFF_MS 10 /* after a failed receive */
+
+/* The counters of sn_udp_server_stats, as X(name). */
+#define UDP_COUNTERS(X) X(received) X(sent) X(errors) X(truncated) X(bytes_received) X(bytes_sent)
 
 struct sn_udp_server {
     sn_udp_server_config cfg; /* the copy; host points below */
@@ -48,28 +53,21 @@ struct sn_udp_server {
     sn_addr local;
     sn_pool *pool;
 
-    pthread_mutex_t stop_mu;
-    pthread_mutex_t mu;
-    sn__cv cond; /* broadcast: a worker ended, a sender finished */
-    bool started;
-    bool finished; /* the stop is complete: workers joined, socket closed */
-    bool closing;  /* the socket is about to close: no new outside sends */
-    int senders;   /* sends in progress from threads other than the workers */
-    int workers;   /* workers in their loop */
-    atomic_bool stopping;
+    /* locks and flags; run.cond is broadcast when a worker ended or a
+     * sender finished; run.finished: workers joined, socket closed */
+    sn__run run;
+    bool closing; /* the socket is about to close: no new outside sends */
+    int senders;  /* sends in progress from threads other than the workers */
+    int workers;  /* workers in their loop */
 
-    atomic_uint_fast64_t received, sent, errors, truncated, bytes_received, bytes_sent;
+    struct {
+        UDP_COUNTERS(SN__COUNTER_FIELD)
+    } n;
 };
 
 /* The server whose worker the calling thread is: a stop from a handler must
  * not wait for itself, and its replies need no gate. */
 static _Thread_local sn_udp_server *tl_server;
-
-/* Adds n to a statistics counter (read by sn_udp_server_stats_get). */
-static void stat_add(atomic_uint_fast64_t *ctr, uint64_t n)
-{
-    atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
-}
 
 static void report(sn_udp_server *s, int err, const char *what)
 {
@@ -147,10 +145,10 @@ static void dispatch(sn_udp_server *s, struct wbufs *b, int i)
     d.truncated = d.size > d.len;
     memcpy(&d.from.u.ss, &b->from[i], SN_MIN(h->msg_namelen, sizeof d.from.u));
     d.from.len = SN_MIN(h->msg_namelen, sizeof d.from.u);
-    stat_add(&s->received, 1);
-    stat_add(&s->bytes_received, d.len);
+    sn__counter_add(&s->n.received, 1);
+    sn__counter_add(&s->n.bytes_received, d.len);
     if (d.truncated) {
-        stat_add(&s->truncated, 1);
+        sn__counter_add(&s->n.truncated, 1);
         if (s->cfg.deliver_truncated != SN_ON) {
             report(s, SN_ETRUNCATED, "datagram larger than buffer_size; dropped");
             return;
@@ -161,19 +159,19 @@ static void dispatch(sn_udp_server *s, struct wbufs *b, int i)
 
 static void worker_loop(sn_udp_server *s, struct wbufs *b)
 {
-    while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+    while (!sn__run_stopping(&s->run)) {
         int k = receive(s, b);
         if (k == SN_EINTR)
             continue;
         if (k < 0) {
-            if (atomic_load(&s->stopping))
+            if (sn__run_stopping(&s->run))
                 break;
-            stat_add(&s->errors, 1);
+            sn__counter_add(&s->n.errors, 1);
             report(s, k, "receive failed");
             poll(NULL, 0, SN_UDP_BACKOFF_MS); /* never spin on a persistent error */
             continue;
         }
-        for (int i = 0; i < k && !atomic_load_explicit(&s->stopping, memory_order_acquire); i++)
+        for (int i = 0; i < k && !sn__run_stopping(&s->run); i++)
             dispatch(s, b, i);
     }
 }
@@ -184,22 +182,22 @@ static void worker(void *arg)
     struct wbufs b;
     size_t size = s->cfg.buffer_size;
     if (wbufs_new(&b, s->cfg.batch, size) < 0) {
-        stat_add(&s->errors, 1);
+        sn__counter_add(&s->n.errors, 1);
         report(s, SN_ENOMEM, "out of memory for a worker's buffers; worker not started");
         return;
     }
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->workers++;
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
 
     tl_server = s;
     worker_loop(s, &b);
     tl_server = NULL;
 
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->workers--;
-    sn__cv_broadcast(&s->cond);
-    sn__mutex_unlock(&s->mu);
+    sn__cv_broadcast(&s->run.cond);
+    sn__mutex_unlock(&s->run.mu);
     wbufs_free(&b);
 }
 
@@ -229,31 +227,36 @@ static int cpus(void)
     return n < 1 ? 1 : (int)SN_MIN(n, SN_UDP_WORKERS_MAX);
 }
 
+/* The configuration as the server keeps it: defaults filled in, no host
+ * (the server keeps its own copy). */
+static sn_udp_server_config with_defaults(const sn_udp_server_config *cfg)
+{
+    sn_udp_server_config c = *cfg;
+    c.host = NULL;
+    if (c.workers == 0)
+        c.workers = cpus();
+    if (c.buffer_size == 0)
+        c.buffer_size = SN_UDP_BUFFER_DEFAULT;
+    if (c.batch == 0)
+        c.batch = 1;
+    return c;
+}
+
 int sn_udp_server_new(sn_udp_server **out, const sn_udp_server_config *cfg)
 {
-    if (out == NULL || cfg == NULL)
-        return SN_EINVAL;
-    int rc = check_config(cfg);
+    int rc = out == NULL || cfg == NULL ? SN_EINVAL : check_config(cfg);
     if (rc < 0)
         return rc;
     sn_udp_server *s = sn__calloc(1, sizeof *s);
-    if (s == NULL)
-        return SN_ENOMEM;
-    s->cfg = *cfg;
-    s->cfg.host = NULL;
-    if (cfg->host != NULL && (s->host = sn__strdup(cfg->host)) == NULL) {
+    char *host = cfg->host != NULL ? sn__strdup(cfg->host) : NULL;
+    if (s == NULL || (cfg->host != NULL && host == NULL)) {
         sn__free(s);
+        sn__free(host);
         return SN_ENOMEM;
     }
-    if (s->cfg.workers == 0)
-        s->cfg.workers = cpus();
-    if (s->cfg.buffer_size == 0)
-        s->cfg.buffer_size = SN_UDP_BUFFER_DEFAULT;
-    if (s->cfg.batch == 0)
-        s->cfg.batch = 1;
-    sn__mutex_init(&s->stop_mu);
-    sn__mutex_init(&s->mu);
-    sn__cv_init(&s->cond);
+    s->cfg = with_defaults(cfg);
+    s->host = host;
+    sn__run_init(&s->run);
     *out = s;
     return 0;
 }
@@ -276,11 +279,11 @@ static int open_socket(sn_udp_server *s)
         sn_udp_free(u);
         return rc;
     }
-    sn__mutex_lock(&s->mu);
-    bool stopping = atomic_load(&s->stopping);
+    sn__mutex_lock(&s->run.mu);
+    bool stopping = sn__run_stopping(&s->run);
     if (!stopping)
         s->u = u; /* from now on a stop shuts it down */
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     if (stopping) {
         sn_udp_free(u);
         return SN_EBADSTATE;
@@ -302,15 +305,15 @@ static int start_workers(sn_udp_server *s)
     return rc == SN_EQUEUEFULL ? SN_EAGAIN : rc; /* no thread for a worker */
 }
 
-/* Sets the flag and wakes every worker blocked in a receive (under s->mu,
+/* Sets the flag and wakes every worker blocked in a receive (under s->run.mu,
  * so that the socket is not closed meanwhile). True for the first call. */
 static bool begin_stop(sn_udp_server *s)
 {
-    sn__mutex_lock(&s->mu);
-    bool first = !atomic_exchange(&s->stopping, true);
+    sn__mutex_lock(&s->run.mu);
+    bool first = sn__run_begin_stop(&s->run);
     if (first && s->u != NULL && !s->closing)
         shutdown(sn_udp_fd(s->u), SHUT_RD); /* ENOTCONN, yet it wakes them */
-    sn__mutex_unlock(&s->mu);
+    sn__mutex_unlock(&s->run.mu);
     return first;
 }
 
@@ -318,30 +321,25 @@ static bool begin_stop(sn_udp_server *s)
 static void finish_stop(sn_udp_server *s)
 {
     sn_pool_stop(s->pool);
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->closing = true;
     while (s->senders > 0)
-        sn__cv_wait(&s->cond, &s->mu, SN_DEADLINE_NEVER);
-    sn__mutex_unlock(&s->mu);
+        sn__cv_wait(&s->run.cond, &s->run.mu, SN_DEADLINE_NEVER);
+    sn__mutex_unlock(&s->run.mu);
     sn_udp_close(s->u);
 }
 
 int sn_udp_server_start(sn_udp_server *s)
 {
-    if (s == NULL)
-        return SN_EINVAL;
-    sn__mutex_lock(&s->mu);
-    bool bad = s->started || atomic_load(&s->stopping);
-    sn__mutex_unlock(&s->mu);
-    if (bad)
-        return SN_EBADSTATE;
-    int rc = open_socket(s);
+    int rc = s == NULL ? SN_EINVAL : sn__run_may_start(&s->run);
+    if (rc == 0)
+        rc = open_socket(s);
     if (rc < 0)
         return rc;
     if ((rc = start_workers(s)) == 0) {
-        sn__mutex_lock(&s->mu);
-        s->started = true;
-        sn__mutex_unlock(&s->mu);
+        sn__mutex_lock(&s->run.mu);
+        s->run.started = true;
+        sn__mutex_unlock(&s->run.mu);
         return 0;
     }
     /* undo: stop the workers that did start; unless a stop came meanwhile,
@@ -350,13 +348,13 @@ int sn_udp_server_start(sn_udp_server *s)
     finish_stop(s);
     sn_pool_free(s->pool);
     sn_udp_free(s->u);
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     s->pool = NULL;
     s->u = NULL;
     s->closing = false;
     if (ours)
-        atomic_store(&s->stopping, false);
-    sn__mutex_unlock(&s->mu);
+        atomic_store(&s->run.stopping, false);
+    sn__mutex_unlock(&s->run.mu);
     return rc;
 }
 
@@ -365,19 +363,16 @@ int sn_udp_server_stop(sn_udp_server *s)
     if (s == NULL)
         return SN_EINVAL;
     begin_stop(s);
-    sn__mutex_lock(&s->mu);
-    bool started = s->started;
-    sn__mutex_unlock(&s->mu);
-    if (!started || tl_server == s)
+    if (!sn__run_started(&s->run) || tl_server == s)
         return 0; /* a handler cannot join its own worker: only begin */
-    sn__mutex_lock(&s->stop_mu);
-    if (!s->finished) {
+    sn__mutex_lock(&s->run.stop_mu);
+    if (!s->run.finished) {
         finish_stop(s);
-        sn__mutex_lock(&s->mu);
-        s->finished = true;
-        sn__mutex_unlock(&s->mu);
+        sn__mutex_lock(&s->run.mu);
+        s->run.finished = true;
+        sn__mutex_unlock(&s->run.mu);
     }
-    sn__mutex_unlock(&s->stop_mu);
+    sn__mutex_unlock(&s->run.stop_mu);
     return 0;
 }
 
@@ -389,9 +384,7 @@ void sn_udp_server_free(sn_udp_server *s)
     sn_pool_free(s->pool);
     sn_udp_free(s->u);
     sn__free(s->host);
-    sn__cv_destroy(&s->cond);
-    sn__mutex_destroy(&s->mu);
-    sn__mutex_destroy(&s->stop_mu);
+    sn__run_destroy(&s->run);
     sn__free(s);
 }
 
@@ -404,25 +397,25 @@ static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const 
 {
     bool outside = tl_server != s;
     if (outside) {
-        sn__mutex_lock(&s->mu);
-        bool ok = s->started && !s->closing;
+        sn__mutex_lock(&s->run.mu);
+        bool ok = s->run.started && !s->closing;
         s->senders += ok;
-        sn__mutex_unlock(&s->mu);
+        sn__mutex_unlock(&s->run.mu);
         if (!ok)
             return SN_EBADSTATE;
     }
     ssize_t n = sn_udp_send_to(s->u, buf, len, to, SN_DEADLINE_DEFAULT);
     if (n >= 0) {
-        stat_add(&s->sent, 1);
-        stat_add(&s->bytes_sent, (uint64_t)n);
+        sn__counter_add(&s->n.sent, 1);
+        sn__counter_add(&s->n.bytes_sent, (uint64_t)n);
     } else {
-        stat_add(&s->errors, 1);
+        sn__counter_add(&s->n.errors, 1);
     }
     if (outside) {
-        sn__mutex_lock(&s->mu);
+        sn__mutex_lock(&s->run.mu);
         if (--s->senders == 0)
-            sn__cv_broadcast(&s->cond);
-        sn__mutex_unlock(&s->mu);
+            sn__cv_broadcast(&s->run.cond);
+        sn__mutex_unlock(&s->run.mu);
     }
     return n;
 }
@@ -447,13 +440,7 @@ int sn_udp_server_local_addr(sn_udp_server *s, sn_addr *out)
 {
     if (s == NULL || out == NULL)
         return SN_EINVAL;
-    sn__mutex_lock(&s->mu);
-    bool started = s->started;
-    sn__mutex_unlock(&s->mu);
-    if (!started)
-        return SN_EBADSTATE;
-    *out = s->local;
-    return 0;
+    return sn__run_local_addr(&s->run, &s->local, 1, 0, out);
 }
 
 int sn_udp_server_port(sn_udp_server *s)
@@ -468,13 +455,8 @@ void sn_udp_server_stats_get(sn_udp_server *s, sn_udp_server_stats *out)
     memset(out, 0, sizeof *out);
     if (s == NULL)
         return;
-    sn__mutex_lock(&s->mu);
+    sn__mutex_lock(&s->run.mu);
     out->workers = s->workers;
-    sn__mutex_unlock(&s->mu);
-    out->received = atomic_load(&s->received);
-    out->sent = atomic_load(&s->sent);
-    out->errors = atomic_load(&s->errors);
-    out->truncated = atomic_load(&s->truncated);
-    out->bytes_received = atomic_load(&s->bytes_received);
-    out->bytes_sent = atomic_load(&s->bytes_sent);
+    sn__mutex_unlock(&s->run.mu);
+    UDP_COUNTERS(SN__COUNTER_LOAD)
 }
