@@ -80,8 +80,11 @@ static const char page[] =
 typedef struct app {
     sn_hub *hub;
     bool presence_on;
-    size_t max_text;          /* bytes of a text that goes to the room */
-    pthread_mutex_t presence; /* one join or leave announced at a time */
+    size_t max_text; /* bytes of a text that goes to the room */
+    /* one join or leave announced at a time; an sn_mutex, not a pthread
+     * mutex, because its holder waits in sn_hub_publish (with --policy
+     * wait) and a fiber that waits must not leave its thread blocked */
+    sn_mutex *presence;
 } app;
 
 typedef struct member {
@@ -275,10 +278,10 @@ static int presence(app *a, const char *room, sn_ws *ws, const member *m, bool j
     char count[32];
     if (!a->presence_on)
         return join ? sn_hub_join(a->hub, room, ws) : sn_hub_leave(a->hub, room, ws);
-    pthread_mutex_lock(&a->presence);
+    sn_mutex_lock(a->presence);
     int rc = join ? sn_hub_join(a->hub, room, ws) : sn_hub_leave(a->hub, room, ws);
     if (rc < 0 && join) {
-        pthread_mutex_unlock(&a->presence);
+        sn_mutex_unlock(a->presence);
         return rc;
     }
     puts_(&b, join ? "{\"t\":\"join\",\"name\":" : "{\"t\":\"leave\",\"name\":");
@@ -288,7 +291,7 @@ static int presence(app *a, const char *room, sn_ws *ws, const member *m, bool j
     snprintf(count, sizeof count, "],\"count\":%d}", w.n);
     puts_(&b, count);
     int prc = sn_hub_publish(a->hub, room, SN_WS_TEXT, b.p, b.len, NULL, SN_DEADLINE_DEFAULT);
-    pthread_mutex_unlock(&a->presence);
+    sn_mutex_unlock(a->presence);
     if (prc < 0)
         fprintf(stderr, "chat: room %s: %s of %s not told: %s\n", room, join ? "join" : "leave",
                 m->name, sn_strerror(prc));
@@ -528,7 +531,11 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-    pthread_mutex_init(&a.presence, NULL);
+    int mrc = sn_mutex_new(&a.presence);
+    if (mrc < 0) {
+        fprintf(stderr, "chat: %s\n", sn_strerror(mrc));
+        return 1;
+    }
     /* A text over --max-text is still read whole, to be answered; a message
      * over READ_FACTOR times --max-text gets the library's close 1009. The
      * hub takes any text up to --max-text, escaped as JSON (at most 6 bytes
@@ -579,6 +586,6 @@ int main(int argc, char **argv)
     sn_web_free(web);
     sn_hub_free(a.hub);
     sn_tls_free(tls);
-    pthread_mutex_destroy(&a.presence);
+    sn_mutex_free(a.presence);
     return 0;
 }

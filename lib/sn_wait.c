@@ -236,3 +236,44 @@ void sn_yield(void)
     else
         sched_yield();
 }
+
+/* ---- the public mutex (common.h) ----------------------------------------------------- */
+
+struct sn_mutex {
+    sn__lock lock;
+};
+
+int sn_mutex_new(sn_mutex **out)
+{
+    if (out == NULL)
+        return SN_EINVAL;
+    sn_mutex *m = sn__malloc(sizeof *m);
+    if (m == NULL)
+        return SN_ENOMEM;
+    sn__lock_init(&m->lock);
+    *out = m;
+    return 0;
+}
+
+void sn_mutex_lock(sn_mutex *m)
+{
+    sn__lock_take(&m->lock);
+}
+
+int sn_mutex_trylock(sn_mutex *m)
+{
+    return sn__lock_try(&m->lock) ? 0 : SN_EBUSY;
+}
+
+void sn_mutex_unlock(sn_mutex *m)
+{
+    sn__lock_give(&m->lock);
+}
+
+void sn_mutex_free(sn_mutex *m)
+{
+    if (m == NULL)
+        return;
+    sn__lock_destroy(&m->lock);
+    sn__free(m);
+}

@@ -416,6 +416,63 @@ static void test_hub_waits_park(void)
     sn_hub_free(t.hub);
 }
 
+/* ---- the public mutex ------------------------------------------------------------- */
+
+/* The chat example's hang, in small: a fiber holds the mutex while its
+ * publish waits for room (SN_HUB_WAIT); a second fiber of the same thread
+ * wants the mutex meanwhile; a third is the one that makes room. With a
+ * pthread mutex the second blocks the thread and the third never runs. */
+struct mutex_fibers {
+    struct hub_fibers h;
+    sn_mutex *m;
+    int64_t second_at; /* when the second fiber got the mutex */
+};
+
+static void mutex_holder(void *arg)
+{
+    struct mutex_fibers *t = arg;
+    sn_mutex_lock(t->m);
+    SN_ASSERT_RC(sn_mutex_trylock(t->m), SN_EBUSY);
+    publisher(&t->h);
+    sn_mutex_unlock(t->m);
+}
+
+static void mutex_second(void *arg)
+{
+    struct mutex_fibers *t = arg;
+    sn_sleep_ms(20); /* the holder has it by now */
+    sn_mutex_lock(t->m);
+    t->second_at = sn_now_ms();
+    sn_mutex_unlock(t->m);
+}
+
+static void mutex_consumer(void *arg)
+{
+    consumer(&((struct mutex_fibers *)arg)->h);
+}
+
+static void test_mutex_parks(void)
+{
+    struct mutex_fibers t = {0};
+    sn_hub_config hc = {.room = {.policy = SN_HUB_WAIT, .max_queue = 1, .wait_ms = 3000}};
+    SN_ASSERT_RC(sn_mutex_new(&t.m), 0);
+    SN_ASSERT_RC(sn_hub_new(&t.h.hub, &hc), 0);
+    SN_ASSERT_RC(sn_hub_subscribe(t.h.hub, "r", &t.h.sub), 0);
+    struct fiber_thread ft = {
+        .fn = {mutex_holder, mutex_second, mutex_consumer}, .arg = {&t, &t, &t}, .n = 3};
+    fibers_start(&ft);
+    fibers_join(&ft);
+    CU_ASSERT_EQUAL(t.h.rc, 1); /* the holder's second publish went through */
+    CU_ASSERT(t.second_at >= t.h.published_at && t.second_at > 0);
+    SN_ASSERT_RC(sn_mutex_trylock(t.m), 0);
+    sn_mutex_unlock(t.m);
+    sn_hub_unsubscribe(t.h.sub);
+    sn_hub_free(t.h.hub);
+    sn_mutex_free(t.m);
+    sn_mutex_free(NULL);
+    CU_ASSERT_EQUAL(sn_mutex_new(NULL), SN_EINVAL);
+}
+
 static CU_TestInfo tests[] = {
     {"cv: a fiber woken by a thread parks meanwhile", test_cv_fiber_woken_by_thread},
     {"cv: a thread woken by a fiber", test_cv_thread_woken_by_fiber},
@@ -425,6 +482,7 @@ static CU_TestInfo tests[] = {
     {"lock: fibers and threads, mutual exclusion", test_lock_mixed},
     {"lock: a fiber parks while a thread holds it", test_lock_parks},
     {"hub: SN_HUB_WAIT and sn_hub_sub_recv park a fiber", test_hub_waits_park},
+    {"sn_mutex: held across a hub wait, wanted by a fiber of the same thread", test_mutex_parks},
     CU_TEST_INFO_NULL,
 };
 

@@ -81,6 +81,30 @@ SN_API int sn_sleep_ms(int64_t ms);
  * for long without doing I/O, in fiber mode. */
 SN_API void sn_yield(void);
 
+/* A mutex for code that may run on a fiber (the fiber mode of a server or
+ * pool) and holds the lock across a socknet call that waits: I/O with a
+ * deadline, sn_hub_publish with SN_HUB_WAIT, sn_sleep_ms. A pthread mutex
+ * there can stop a fiber thread for good: its holder parks in the call,
+ * another fiber of the same thread blocks the whole thread in
+ * pthread_mutex_lock, and the holder never runs again to unlock it.
+ * sn_mutex_lock parks a fiber that waits (its thread runs the others
+ * meanwhile) and blocks a plain thread; a holder of either kind wakes a
+ * waiter of either kind. Waiters take the lock in no promised order. Not
+ * recursive: a holder that locks again waits forever.
+ *
+ * Thread safety: lock, trylock and unlock from any thread or fiber; unlock
+ * only by the holder. sn_mutex_free when no one holds it or waits. */
+typedef struct sn_mutex sn_mutex;
+
+/* Makes an unlocked mutex: 0, SN_EINVAL (NULL out) or SN_ENOMEM. */
+SN_API int sn_mutex_new(sn_mutex **out);
+SN_API void sn_mutex_lock(sn_mutex *m);
+/* Takes the mutex if it is free: 0, or SN_EBUSY (held; nothing waits). */
+SN_API int sn_mutex_trylock(sn_mutex *m);
+SN_API void sn_mutex_unlock(sn_mutex *m);
+/* NULL is ignored. */
+SN_API void sn_mutex_free(sn_mutex *m);
+
 /* Timeouts in configuration structs are in milliseconds: 0 means the
  * documented default, SN_TIMEOUT_NEVER means no timeout at all. */
 #define SN_TIMEOUT_NEVER (-1)

@@ -55,7 +55,9 @@ typedef struct sn_pool_config {
      * running at once) can be in the tens of thousands. Jobs must not block
      * the thread outside socknet calls (sleep, a lock held long, a slow
      * file): that stalls every job of its thread (sn_sleep_ms and sn_yield
-     * wait on the fiber only). A job submitted from outside goes to the
+     * wait on the fiber only). A lock held across a socknet call that waits
+     * must be an sn_mutex (common.h): a pthread mutex there can stop the
+     * thread for good. A job submitted from outside goes to the
      * least busy thread; one submitted from a job starts on the job's own
      * thread unless that has 16 jobs more than the least busy one.
      * min_threads, idle_ms and on_thread_error do not apply.

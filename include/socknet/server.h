@@ -134,7 +134,9 @@ typedef struct sn_server_config {
      * connection's fiber starts on that thread, with no hand-over between
      * threads; a thread with 16 connections more than the least busy one
      * hands new ones over to it. `acceptors` does not apply. sn_sleep_ms
-     * and sn_yield (common.h) sleep or yield the fiber only.
+     * and sn_yield (common.h) sleep or yield the fiber only; a lock held
+     * across a socknet call that waits must be an sn_mutex (common.h), as
+     * a pthread mutex there can stop the thread for good.
      * Memory after a spike: each fiber thread keeps the stacks of up to 64
      * finished fibers for the next connections and unmaps the rest as
      * they finish; once its connections fall below half their peak (for
