@@ -893,6 +893,9 @@ int sn_server_start(sn_server *s)
         goto fail;
     if ((rc = make_pool(s)) < 0)
         goto fail;
+    /* The one mode test of the server, on purpose: in fiber mode the
+     * acceptors are fibers of the pool's own threads (one per listener per
+     * thread, each woken alone), in thread mode threads of their own. */
     sn__fpool *fp = sn__pool_fibers(s->pool);
     int nacc = fp != NULL ? s->nl * sn__fpool_threads(fp) : s->cfg.acceptors;
     if ((rc = spares_open(s, SN_MIN(nacc, SN_SERVER_SPARES_MAX))) < 0)
