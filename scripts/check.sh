@@ -250,17 +250,36 @@ stage_tsan() {
     return $rc
 }
 
+# One test program under valgrind (memcheck), its log beside it.
+valgrind_one() { # PROGRAM
+    local t=$1 dir=$top/build
+    if SN_TEST_QUICK=1 SN_TEST_LIMIT=900 sh "$top/tests/watch.sh" \
+        "$dir/libtool" --mode=execute valgrind -q --leak-check=full \
+        --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+        --error-exitcode=99 "$t" >"$t.valgrind.log" 2>&1; then
+        echo "valgrind: $(basename "$t")"
+    else
+        echo "---- $t under valgrind"; tail -n 60 "$t.valgrind.log"; return 1
+    fi
+}
+
+# Every test program under valgrind, $jobs at a time (valgrind runs a
+# program's threads one at a time, so one program keeps one core busy).
 stage_valgrind() {
-    local dir=$top/build rc=0
+    local dir=$top/build rc=0 running=0 t
     (cd "$dir" && make -s -j"$jobs" check TESTS= >/dev/null) || return 1
     for t in "$dir"/tests/test-*; do
         [ -x "$t" ] && [ "${t%.*}" = "$t" ] || continue
-        echo "valgrind: $(basename "$t")"
-        if ! SN_TEST_QUICK=1 "$dir/libtool" --mode=execute valgrind -q --leak-check=full \
-            --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-            --error-exitcode=99 "$t" >"$t.valgrind.log" 2>&1; then
-            echo "---- $t under valgrind"; tail -n 60 "$t.valgrind.log"; rc=1
+        if [ $running -ge "$jobs" ]; then
+            wait -n || rc=1
+            running=$((running - 1))
         fi
+        valgrind_one "$t" &
+        running=$((running + 1))
+    done
+    while [ $running -gt 0 ]; do
+        wait -n || rc=1
+        running=$((running - 1))
     done
     return $rc
 }
