@@ -44,6 +44,9 @@ int sn__sock_name(int fd, sn_addr *out, bool peer)
 
 int sn__sock_close_fd(int *fd)
 {
+    /* the scheduler of the calling thread, if it has one, drops what it
+     * knows of fd before the number can be reused (nothing on a plain
+     * thread): no mode test here */
     sn__fiber_forget_fd(*fd);
     int rc = close(*fd) < 0 && errno != EINTR ? -errno : 0;
     *fd = -1;
