@@ -13,7 +13,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/uio.h>
-#include <zlib.h>
 #include "socknet.h"
 
 #define SN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -392,31 +391,27 @@ int sn__bytes_reserve(sn__bytes *b, size_t extra);
 /* Frees the memory (the budget stays). */
 void sn__bytes_free(sn__bytes *b);
 
-/* zlib's state is allocated on first use: a session that never sends or
- * never receives a compressed message does not pay for it. */
-typedef struct sn__deflate {
-    z_stream zs;
-    bool ready;      /* zs is allocated */
-    bool reset_each; /* no context takeover */
-    int bits, level, mem_level;
-    size_t msg_len; /* bytes out for the message so far */
-} sn__deflate;
+/* A compressor and a decompressor of messages, opaque so that zlib.h stays
+ * in sn_ws_deflate.c. zlib's state is allocated on first use: a session
+ * that never sends or never receives a compressed message pays for the
+ * small struct only. */
+typedef struct sn__deflate sn__deflate;
+typedef struct sn__inflate sn__inflate;
 /* window_bits 8-15 (8 compresses with 9, safely), level 0-9, mem_level 1-9.
- * 0, SN_EINVAL. */
-int sn__deflate_init(sn__deflate *d, int window_bits, bool no_takeover, int level, int mem_level);
+ * 0, SN_EINVAL or SN_ENOMEM (*out untouched). */
+int sn__deflate_new(sn__deflate **out, int window_bits, bool no_takeover, int level, int mem_level);
+void sn__deflate_free(sn__deflate *d); /* NULL is a no-op */
 /* Compresses a piece of a message, appending to out; `last` ends the message
  * (sync flush, its 00 00 ff ff removed). 0, SN_ENOMEM. */
 int sn__deflate_push(sn__deflate *d, const void *in, size_t len, bool last, sn__bytes *out);
-void sn__deflate_end(sn__deflate *d);
+/* Tests: whether zlib's state is allocated yet (by the first push). */
+bool sn__deflate_ready(const sn__deflate *d);
 
-typedef struct sn__inflate {
-    z_stream zs;
-    bool ready;      /* zs is allocated */
-    bool reset_each; /* no context takeover */
-    int bits;
-    bool ended; /* the message had a final block */
-} sn__inflate;
-int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover);
+/* window_bits 8-15. 0, SN_EINVAL or SN_ENOMEM (*out untouched). */
+int sn__inflate_new(sn__inflate **out, int window_bits, bool no_takeover);
+void sn__inflate_free(sn__inflate *f); /* NULL is a no-op */
+/* Tests: whether zlib's state is allocated yet. */
+bool sn__inflate_ready(const sn__inflate *f);
 /* Inflates a piece of a compressed message, appending to out but never
  * past max bytes in all; `last` ends the message. 0, SN_EWS_TOO_BIG (more
  * than max: a decompression bomb stops there), SN_EWS_DEFLATE (corrupt),
@@ -433,6 +428,5 @@ int sn__inflate_some(sn__inflate *f, const uint8_t **in, size_t *len, size_t roo
                      bool *more);
 const uint8_t *sn__inflate_tail(void);
 int sn__inflate_finish(sn__inflate *f);
-void sn__inflate_end(sn__inflate *f);
 
 #endif

@@ -114,9 +114,9 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
     }
     if (rc == 0 && pmd->on) {
         const sn_ws_deflate_config *d = &cfg->deflate_cfg;
-        rc = sn__deflate_init(&ws->def, pmd->tx_bits, pmd->tx_reset, d->level, d->mem_level);
+        rc = sn__deflate_new(&ws->def, pmd->tx_bits, pmd->tx_reset, d->level, d->mem_level);
         if (rc == 0)
-            rc = sn__inflate_init(&ws->inf, pmd->rx_bits, pmd->rx_reset);
+            rc = sn__inflate_new(&ws->inf, pmd->rx_bits, pmd->rx_reset);
     }
     if (rc < 0) {
         sn_ws_free(ws);
@@ -132,8 +132,8 @@ void sn_ws_free(sn_ws *ws)
         return;
     if (ws->ext_release != NULL)
         ws->ext_release(ws, ws->ext);
-    sn__deflate_end(&ws->def);
-    sn__inflate_end(&ws->inf);
+    sn__deflate_free(ws->def);
+    sn__inflate_free(ws->inf);
     sn__bytes_free(&ws->msg);
     sn__free(ws->zin);
     sn__bytes_free(&ws->zout);
@@ -322,7 +322,7 @@ int sn_ws_send(sn_ws *ws, int type, const void *data, size_t len, sn_deadline dl
     uint8_t rsv = 0;
     if (ws->pmd.on && len >= ws->cfg.deflate_cfg.threshold) {
         ws->zout.len = 0;
-        rc = sn__deflate_push(&ws->def, data, len, true, &ws->zout);
+        rc = sn__deflate_push(ws->def, data, len, true, &ws->zout);
         data = ws->zout.p;
         len = ws->zout.len;
         rsv = 4;
@@ -361,7 +361,7 @@ int sn_ws_send_part(sn_ws *ws, const void *data, size_t len, bool last, sn_deadl
     int rc = 0;
     if (ws->frag_z) {
         ws->zout.len = 0;
-        rc = sn__deflate_push(&ws->def, data, len, last, &ws->zout);
+        rc = sn__deflate_push(ws->def, data, len, last, &ws->zout);
         data = ws->zout.p;
         len = ws->zout.len;
     }
@@ -639,7 +639,7 @@ static __attribute__((noinline)) int take_zchunk(sn_ws *ws, const sn__ws_head *h
     int rc = n > 0 ? read_payload(ws, h, zchunk, n, pos, dl) : 0;
     bool last = h->fin && pos + n == h->len;
     if (rc == 0)
-        rc = sn__inflate_push(&ws->inf, zchunk, n, last, max, &ws->msg);
+        rc = sn__inflate_push(ws->inf, zchunk, n, last, max, &ws->msg);
     return rc < 0 ? rc : (int)n;
 }
 
@@ -792,7 +792,7 @@ static int take_zpart(sn_ws *ws, int64_t dl)
         const uint8_t *in = ws->zin + st->zoff;
         size_t len = st->zlen;
         int rc =
-            sn__inflate_some(&ws->inf, &in, &len, SN_WS_CHUNK - ws->msg.len, &ws->msg, &st->zmore);
+            sn__inflate_some(ws->inf, &in, &len, SN_WS_CHUNK - ws->msg.len, &ws->msg, &st->zmore);
         if (rc < 0)
             return rc;
         st->zoff = (size_t)(in - ws->zin);
@@ -866,7 +866,7 @@ int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl)
     if (rc == 0 && last && st->check && st->utf8 != 0)
         rc = SN_EWS_UTF8; /* the message ends inside a character */
     if (rc == 0 && last && st->z)
-        rc = sn__inflate_finish(&ws->inf);
+        rc = sn__inflate_finish(ws->inf);
     if (rc < 0)
         return recv_end(ws, rc, true);
     st->in_frame = !part_frame_done(st);

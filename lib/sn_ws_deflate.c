@@ -81,15 +81,29 @@ void sn__bytes_free(sn__bytes *b)
 
 /* ---- deflate ------------------------------------------------------------------- */
 
-int sn__deflate_init(sn__deflate *d, int window_bits, bool no_takeover, int level, int mem_level)
+/* zlib's state is allocated on first use (deflate_ready): a session that
+ * never sends a compressed message pays for this struct only. */
+struct sn__deflate {
+    z_stream zs;
+    bool ready;      /* zs is allocated */
+    bool reset_each; /* no context takeover */
+    int bits, level, mem_level;
+    size_t msg_len; /* bytes out for the message so far */
+};
+
+int sn__deflate_new(sn__deflate **out, int window_bits, bool no_takeover, int level, int mem_level)
 {
     if (window_bits < 8 || window_bits > 15 || level < 0 || level > 9 || mem_level < 1 ||
         mem_level > 9)
         return SN_EINVAL;
+    sn__deflate *d = sn__malloc(sizeof *d);
+    if (d == NULL)
+        return SN_ENOMEM;
     *d = (sn__deflate){.reset_each = no_takeover,
                        .bits = window_bits == 8 ? 9 : window_bits, /* see the top of the file */
                        .level = level,
                        .mem_level = mem_level};
+    *out = d;
     return 0;
 }
 
@@ -104,11 +118,18 @@ static int deflate_ready(sn__deflate *d)
     return 0;
 }
 
-void sn__deflate_end(sn__deflate *d)
+void sn__deflate_free(sn__deflate *d)
 {
+    if (d == NULL)
+        return;
     if (d->ready)
         deflateEnd(&d->zs);
-    d->ready = false;
+    sn__free(d);
+}
+
+bool sn__deflate_ready(const sn__deflate *d)
+{
+    return d->ready;
 }
 
 /* Runs deflate over the input with `flush` until it is all consumed (and,
@@ -177,11 +198,24 @@ int sn__deflate_push(sn__deflate *d, const void *in, size_t len, bool last, sn__
 
 /* ---- inflate ------------------------------------------------------------------- */
 
-int sn__inflate_init(sn__inflate *f, int window_bits, bool no_takeover)
+/* zlib's state is allocated on first use (inflate_ready), as deflate's. */
+struct sn__inflate {
+    z_stream zs;
+    bool ready;      /* zs is allocated */
+    bool reset_each; /* no context takeover */
+    int bits;
+    bool ended; /* the message had a final block */
+};
+
+int sn__inflate_new(sn__inflate **out, int window_bits, bool no_takeover)
 {
     if (window_bits < 8 || window_bits > 15)
         return SN_EINVAL;
+    sn__inflate *f = sn__malloc(sizeof *f);
+    if (f == NULL)
+        return SN_ENOMEM;
     *f = (sn__inflate){.reset_each = no_takeover, .bits = window_bits};
+    *out = f;
     return 0;
 }
 
@@ -196,11 +230,18 @@ static int inflate_ready(sn__inflate *f)
     return 0;
 }
 
-void sn__inflate_end(sn__inflate *f)
+void sn__inflate_free(sn__inflate *f)
 {
+    if (f == NULL)
+        return;
     if (f->ready)
         inflateEnd(&f->zs);
-    f->ready = false;
+    sn__free(f);
+}
+
+bool sn__inflate_ready(const sn__inflate *f)
+{
+    return f->ready;
 }
 
 /* Inflates in[0, len) into out, never past max bytes in all: when out is

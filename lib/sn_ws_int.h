@@ -43,8 +43,8 @@ struct sn_ws {
         size_t zoff, zlen;
         bool zmore, ztail;
     } part;
-    uint8_t *zin; /* compressed input of a streamed message (allocated on first use) */
-    sn__inflate inf;
+    uint8_t *zin;     /* compressed input of a streamed message (allocated on first use) */
+    sn__inflate *inf; /* with permessage-deflate, else NULL */
     sn__bytes msg;    /* the message being assembled, or the last one */
     uint8_t ctl[128]; /* a control frame's payload */
     int rerr;         /* sticky */
@@ -56,7 +56,7 @@ struct sn_ws {
     /* the senders' */
     sn__lock msg_lock;   /* a whole message, or a fragmented one from begin to end */
     sn__lock frame_lock; /* one frame (or a control frame) */
-    sn__deflate def;     /* under msg_lock */
+    sn__deflate *def;    /* under msg_lock; with permessage-deflate, else NULL */
     sn__bytes zout;      /* compressed output, under msg_lock */
     sn__bytes masked;    /* masking scratch, under frame_lock */
     WC_RNG rng;          /* mask keys, under frame_lock */

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_ws_int.h"
 
 /* ---- a server session on a thread -------------------------------------------------- */
 
@@ -838,6 +839,33 @@ static void test_send_contracts(void)
     srv_join(&s);
 }
 
+/* A session with permessage-deflate is made whole or not at all: each
+ * allocation of sn__ws_new (the session, its target, the compressor, the
+ * decompressor) may fail, giving SN_ENOMEM and leaking nothing. */
+static void test_new_without_memory(void)
+{
+    sn_sock *a, *b;
+    sn_conn *c;
+    sn_ws *ws = NULL;
+    sn_ws_config cfg;
+    SN_ASSERT_RC(sn_test_sock_pair(&a, &b), 0);
+    SN_ASSERT_RC(sn_conn_new(&c, a, NULL), 0);
+    SN_ASSERT_RC(sn__ws_config_check(&cfg, &(sn_ws_config){.deflate = SN_ON}), 0);
+    sn__pmd pmd = {.on = true, .tx_bits = 15, .rx_bits = 15};
+    int rc = SN_ENOMEM;
+    long n;
+    for (n = 0; rc == SN_ENOMEM && n < 16; n++) {
+        sn__alloc_fail_after(n);
+        rc = sn__ws_new(&ws, c, true, &cfg, &pmd, NULL, 0, "/", 1);
+        sn__alloc_fail_after(-1);
+    }
+    SN_ASSERT_RC(rc, 0);
+    CU_ASSERT_EQUAL(n, 5); /* four allocations failed in turn */
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    sn_sock_free(b);
+}
+
 static void test_bad_arguments(void)
 {
     sn_ws *ws;
@@ -869,6 +897,7 @@ static CU_TestInfo tests[] = {
     {"the client rejects bad answers", test_client_rejects_bad_answers},
     {"the client reads list fields on every line, others once", test_client_reads_lists},
     {"the send calls return what ws.h says", test_send_contracts},
+    {"a session with deflate is made whole or not at all (no memory)", test_new_without_memory},
     {"bad arguments", test_bad_arguments},
     CU_TEST_INFO_NULL,
 };

@@ -26,33 +26,33 @@ static int inflate_msg(sn__inflate *f, const uint8_t *p, size_t n, size_t cut, s
 
 static void any_input(int bits, bool reset, size_t cut, size_t max, const uint8_t *p, size_t n)
 {
-    sn__inflate f;
+    sn__inflate *f;
     sn__bytes out = {0};
-    FUZZ_ASSERT(sn__inflate_init(&f, bits, reset) == 0);
-    if (inflate_msg(&f, p, n / 2, cut, max, &out) == 0)
-        inflate_msg(&f, p + n / 2, n - n / 2, cut, max, &out);
-    sn__inflate_end(&f);
+    FUZZ_ASSERT(sn__inflate_new(&f, bits, reset) == 0);
+    if (inflate_msg(f, p, n / 2, cut, max, &out) == 0)
+        inflate_msg(f, p + n / 2, n - n / 2, cut, max, &out);
+    sn__inflate_free(f);
     sn__bytes_free(&out);
 }
 
 static void round_trip(int bits, bool reset, size_t cut, const uint8_t *p, size_t n)
 {
-    sn__deflate d;
-    sn__inflate f;
+    sn__deflate *d;
+    sn__inflate *f;
     sn__bytes z = {0}, out = {0};
-    FUZZ_ASSERT(sn__deflate_init(&d, bits, reset, 6, 8) == 0);
-    FUZZ_ASSERT(sn__inflate_init(&f, bits, reset) == 0);
+    FUZZ_ASSERT(sn__deflate_new(&d, bits, reset, 6, 8) == 0);
+    FUZZ_ASSERT(sn__inflate_new(&f, bits, reset) == 0);
     for (int i = 0; i < 2; i++) {
         const uint8_t *msg = i == 0 ? p : p + n / 2;
         size_t len = i == 0 ? n / 2 : n - n / 2, at = SN_MIN(cut, len);
         z.len = 0;
-        FUZZ_ASSERT(sn__deflate_push(&d, msg, at, false, &z) == 0);
-        FUZZ_ASSERT(sn__deflate_push(&d, msg + at, len - at, true, &z) == 0);
-        FUZZ_ASSERT(inflate_msg(&f, z.p, z.len, z.len / 2, len, &out) == 0);
+        FUZZ_ASSERT(sn__deflate_push(d, msg, at, false, &z) == 0);
+        FUZZ_ASSERT(sn__deflate_push(d, msg + at, len - at, true, &z) == 0);
+        FUZZ_ASSERT(inflate_msg(f, z.p, z.len, z.len / 2, len, &out) == 0);
         FUZZ_ASSERT(out.len == len && (len == 0 || memcmp(out.p, msg, len) == 0));
     }
-    sn__deflate_end(&d);
-    sn__inflate_end(&f);
+    sn__deflate_free(d);
+    sn__inflate_free(f);
     sn__bytes_free(&z);
     sn__bytes_free(&out);
 }
