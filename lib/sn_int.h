@@ -365,24 +365,13 @@ int sn__ws_fd(sn_ws *ws);
 void *sn__ws_ext(const sn_ws *ws);
 void sn__ws_set_ext(sn_ws *ws, void *ext, void (*release)(sn_ws *ws, void *ext));
 
-/* ---- permessage-deflate (sn_ws_deflate.c): zlib, no I/O -------------------- */
-/* A budget of bytes shared by many buffers (sn_ws_budget of ws.h). */
-struct sn_ws_budget {
-    size_t limit;
-    atomic_size_t used, peak;
-    atomic_uint_fast64_t refused; /* takes refused */
-};
-/* Takes n bytes of the budget: true, or false (nothing taken) when that
- * would pass its limit. */
-bool sn__budget_take(struct sn_ws_budget *b, size_t n);
-void sn__budget_give(struct sn_ws_budget *b, size_t n);
-
+/* ---- byte buffers (sn_bytes.c), charged to an sn_ws_budget --------------- */
 /* A growable byte buffer. With a budget, the capacity beyond the buffer's
  * own SN__BYTES_OWN bytes is charged to it. */
 typedef struct sn__bytes {
     uint8_t *p;
     size_t len, cap;
-    struct sn_ws_budget *budget; /* NULL = none */
+    sn_ws_budget *budget; /* NULL = none */
 } sn__bytes;
 #define SN__BYTES_OWN ((size_t)128 << 10)
 /* Room for extra more bytes: 0, SN_ENOMEM, SN_EWS_BUSY (the budget is
@@ -391,6 +380,7 @@ int sn__bytes_reserve(sn__bytes *b, size_t extra);
 /* Frees the memory (the budget stays). */
 void sn__bytes_free(sn__bytes *b);
 
+/* ---- permessage-deflate (sn_ws_deflate.c): zlib, no I/O -------------------- */
 /* A compressor and a decompressor of messages, opaque so that zlib.h stays
  * in sn_ws_deflate.c. zlib's state is allocated on first use: a session
  * that never sends or never receives a compressed message pays for the

@@ -151,35 +151,6 @@ void sn_ws_free(sn_ws *ws)
     sn__free(ws);
 }
 
-int sn_ws_budget_new(sn_ws_budget **out, size_t limit)
-{
-    if (out == NULL || limit == 0)
-        return SN_EINVAL;
-    sn_ws_budget *b = sn__calloc(1, sizeof *b);
-    if (b == NULL)
-        return SN_ENOMEM;
-    b->limit = limit;
-    *out = b;
-    return 0;
-}
-
-void sn_ws_budget_stats_get(const sn_ws_budget *b, sn_ws_budget_stats *out)
-{
-    if (b == NULL || out == NULL)
-        return;
-    *out = (sn_ws_budget_stats){
-        .limit = b->limit,
-        .used = atomic_load(&b->used),
-        .peak = atomic_load(&b->peak),
-        .refused = atomic_load(&b->refused),
-    };
-}
-
-void sn_ws_budget_free(sn_ws_budget *b)
-{
-    sn__free(b);
-}
-
 const char *sn_ws_target(const sn_ws *ws)
 {
     return ws != NULL ? ws->target : NULL;

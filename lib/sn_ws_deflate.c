@@ -21,64 +21,6 @@
 
 static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
 
-bool sn__budget_take(struct sn_ws_budget *b, size_t n)
-{
-    size_t used = atomic_load_explicit(&b->used, memory_order_relaxed);
-    do {
-        if (n > b->limit - used) {
-            atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
-            return false;
-        }
-    } while (!atomic_compare_exchange_weak(&b->used, &used, used + n));
-    size_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);
-    while (used + n > peak && !atomic_compare_exchange_weak(&b->peak, &peak, used + n))
-        ;
-    return true;
-}
-
-void sn__budget_give(struct sn_ws_budget *b, size_t n)
-{
-    atomic_fetch_sub(&b->used, n);
-}
-
-/* What a buffer of cap bytes charges to its budget. */
-static size_t charged(size_t cap)
-{
-    return cap > SN__BYTES_OWN ? cap - SN__BYTES_OWN : 0;
-}
-
-int sn__bytes_reserve(sn__bytes *b, size_t extra)
-{
-    if (b->cap - b->len >= extra)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < extra) {
-        if (cap > SIZE_MAX / 2)
-            return SN_ENOMEM;
-        cap *= 2;
-    }
-    size_t more = charged(cap) - charged(b->cap);
-    if (b->budget != NULL && more > 0 && !sn__budget_take(b->budget, more))
-        return SN_EWS_BUSY;
-    uint8_t *p = sn__realloc(b->p, cap);
-    if (p == NULL) {
-        if (b->budget != NULL && more > 0)
-            sn__budget_give(b->budget, more);
-        return SN_ENOMEM;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-void sn__bytes_free(sn__bytes *b)
-{
-    if (b->budget != NULL && charged(b->cap) > 0)
-        sn__budget_give(b->budget, charged(b->cap));
-    sn__free(b->p);
-    *b = (sn__bytes){.budget = b->budget};
-}
-
 /* ---- deflate ------------------------------------------------------------------- */
 
 /* zlib's state is allocated on first use (deflate_ready): a session that
