@@ -53,11 +53,6 @@ int64_t sn__deadline_abs(sn_deadline dl, int default_ms);
 /* Milliseconds left until an absolute deadline, as poll() wants them:
  * -1 for never, 0 when passed, rounded up, capped at INT_MAX. */
 int sn__poll_timeout(int64_t deadline_ms);
-/* Waits until fd is ready for events (POLLIN / POLLOUT) or the deadline.
- * Returns 0 (ready, or error/hangup condition: the next I/O call tells),
- * SN_ETIMEDOUT, or -errno. Retries on EINTR. On a fiber it parks the
- * fiber (sn__fiber_wait_fd) instead of blocking the thread. */
-int sn__wait_fd(int fd, short events, int64_t deadline_ms);
 /* Sets fd's SO_RCVTIMEO so that a blocking receive returns by the absolute
  * deadline (SN_DEADLINE_NEVER: no timeout). *timeo_ms is the value last set
  * (ms; 0 none, -1 unknown); a value that still fits is kept, so most calls
@@ -217,7 +212,7 @@ int sn__fiber_sleep_until(int64_t deadline_ms);
 uint64_t sn__fiber_park_ticket(void);
 int sn__fiber_park(int64_t deadline_ms);
 void sn__fiber_unpark(sn_fiber *f, uint64_t ticket);
-/* Like sn__wait_fd, parking the fiber instead of blocking the thread. */
+/* Like sn__wait_fd (sn_wait.h), parking the fiber instead of blocking the thread. */
 int sn__fiber_wait_fd(int fd, short events, int64_t deadline_ms);
 /* Waits for a listener to have a connection pending. Each scheduler whose
  * fiber waits on the same listener is woken alone (EPOLLEXCLUSIVE), so a

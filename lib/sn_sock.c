@@ -15,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include "sn_sock_int.h"
+#include "sn_wait.h"
 
 #define BACKLOG_DEFAULT 511
 

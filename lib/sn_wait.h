@@ -20,6 +20,7 @@
 #ifndef SN_WAIT_H
 #define SN_WAIT_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,6 +32,12 @@
  * in a receive itself: one system call instead of poll and receive). The
  * one question other files ask about the mode, and they ask it here. */
 bool sn__wait_parks(void);
+
+/* Waits until fd is ready for events (POLLIN / POLLOUT) or the deadline.
+ * Returns 0 (ready, or error/hangup condition: the next I/O call tells),
+ * SN_ETIMEDOUT, or -errno. Retries on EINTR. On a fiber it parks the
+ * fiber (sn__fiber_wait_fd) instead of blocking the thread. */
+int sn__wait_fd(int fd, short events, int64_t deadline_ms);
 
 /* A pointer of the caller's task: its fiber's, or its thread's (a fiber's
  * neighbours on its thread each have their own). NULL at first. */

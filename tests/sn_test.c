@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_wait.h"
 
 /* The watchdog asks CUnit which test is running. */
 static void on_alarm(int sig)

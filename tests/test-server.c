@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_wait.h"
 
 /* ---- helpers -------------------------------------------------------------------- */
 

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_wait.h"
 
 /* Listens on host, port 0; returns the port chosen, or an error. */
 static int listen_on(sn_sock **l, const char *host, int v6only, int backlog,
