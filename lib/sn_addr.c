@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 #include "sn_sock_int.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 /* Longest ip text we accept: an IPv6 address, '%', an interface name. */
 #define IP_TEXT_MAX (INET6_ADDRSTRLEN + 1 + IF_NAMESIZE)

@@ -9,7 +9,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include "sn_int.h"
+#include "sn_bytes.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 struct sn_ws_budget {
     size_t limit;

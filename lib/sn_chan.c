@@ -38,12 +38,18 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include "sn_int.h"
+#include "sn_chan_int.h"
+#include "sn_fiber.h"
+#include "sn_sock_int.h"
+#include "sn_transport.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 #define SN_RBUF_DEFAULT SN_CONN_BUF_DEFAULT
 #define SN_RBUF_MAX_DEFAULT 65536

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* sn_error.c: messages and names for the SN_E* codes. */
 #include <string.h>
-#include "sn_int.h"
+#include "socknet.h"
 
 const char *sn_strerror(int err)
 {

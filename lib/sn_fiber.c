@@ -55,6 +55,7 @@
  * (sn__fiber_forget_fd).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -65,7 +66,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "sn_ctx.h"
-#include "sn_int.h"
+#include "sn_fiber.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 #define SN_FIBER_STACK_DEFAULT (256 * 1024)
 #define SN_FIBER_KEEP 4096          /* bytes at a trimmed stack's top kept in memory */

@@ -13,7 +13,9 @@
 #include <limits.h>
 #include <string.h>
 #include <strings.h>
-#include "sn_int.h"
+#include "sn_sock_int.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 #define SN_HTTP_MAX_HEAD 8192
 #define SN_HTTP_MAX_LINE 4096

@@ -23,7 +23,9 @@
  * hub->mu); whoever changes a link's memberships or frees it waits for
  * users to reach 0 (hub->idle), so writers walk a link's members unlocked.
  */
+#include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +35,11 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "sn_ws_frame.h"
+#include "sn_ws_share.h"
+#include "socknet.h"
 
 #define HUB_BUCKETS 1024
 #define HUB_QUEUE_DEFAULT 1024

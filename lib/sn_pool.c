@@ -43,7 +43,10 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_fiber.h"
+#include "sn_pool_int.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 #define SN_POOL_MAX_DEFAULT 256
 #define SN_POOL_MAX_LIMIT 65536

@@ -27,10 +27,14 @@
  * while a job or the drop callback runs. Each scheduler thread runs with a
  * hold on its scheduler until the pool stops and it has no job left.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_fiber.h"
+#include "sn_pool_int.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 #define SN_FPOOL_THREADS_MAX 1024
 #define SN_FPOOL_SLACK_SHIFT 3 /* the slack: 2 + the least load >> this */

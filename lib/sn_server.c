@@ -42,14 +42,21 @@
  * only begins: it sets the flag and wakes everybody, and returns.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_chan_int.h"
+#include "sn_fiber.h"
+#include "sn_pool_int.h"
 #include "sn_run.h"
+#include "sn_sock_int.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 #define SN_SERVER_ACCEPTORS_MAX 64
 #define SN_SERVER_LISTENERS_MAX 256

@@ -8,6 +8,7 @@
  * Every descriptor is non-blocking and close-on-exec from birth.
  */
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,7 +16,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include "sn_sock_int.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 #define BACKLOG_DEFAULT 511
 

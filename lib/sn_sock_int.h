@@ -5,17 +5,56 @@
  * socket-option engine (sn_sockopt.c), one mapping between the SN_AF_*
  * families and the system's (sn_addr.c), and the chores of both: a
  * socket's addresses, closing, trying resolved addresses in turn
- * (sn_sockbase.c). Not installed; included by those files only.
+ * (sn_sockbase.c); and struct sn_sock, which the server's acceptors use
+ * too (sn_server.c). Not installed; rank 3.
  */
 #ifndef SN_SOCK_INT_H
 #define SN_SOCK_INT_H
 
-#include "sn_int.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "socknet.h"
 
 #define SN__READ_TIMEOUT_DEFAULT 60000    /* ms: SN_OPT_READ_TIMEOUT, SN_UDP_OPT_READ_TIMEOUT */
 #define SN__WRITE_TIMEOUT_DEFAULT 60000   /* ms: the write timeouts */
 #define SN__CONNECT_TIMEOUT_DEFAULT 30000 /* ms: SN_OPT_CONNECT_TIMEOUT */
 #define SN__CONNECT_MAX_ADDRS 16          /* resolved addresses a connect tries */
+
+/* ---- sockets (sn_sock.c) ---------------------------------------------------- */
+
+struct sn_sock {
+    int fd;        /* -1 once closed */
+    int state;     /* sn_sock_state */
+    bool blocking; /* the descriptor is in blocking mode (accepted ones are:
+                      every call passes MSG_DONTWAIT or polls anyway, and a
+                      connection's blocking receive saves a poll) */
+    int family;    /* AF_INET / AF_INET6 / AF_UNIX */
+    /* resolved timeouts, ms, -1 = never */
+    int read_timeout_ms;
+    int write_timeout_ms;
+    int connect_timeout_ms;
+    int rcvtimeo_ms;            /* SO_RCVTIMEO as the library set it: -1 unknown, 0 none */
+    sn_sock_options accept_opt; /* listeners: applied to accepted sockets */
+    /* listeners: whether accepted sockets come with accept_opt and
+     * rcvtimeo_ms already (Linux copies a listener's options at accept):
+     * 0 not known yet, 1 yes (no setsockopt per accept), -1 no */
+    atomic_int inherits;
+    /* local listeners bound to a path: the path, and the file's device and
+     * inode, to remove it on close if it is still ours; else NULL */
+    char *path;
+    dev_t path_dev;
+    ino_t path_ino;
+};
+
+/* Wraps a descriptor in a new sn_sock with default timeouts. On failure
+ * (SN_ENOMEM) the descriptor is still the caller's to close. */
+int sn__sock_wrap(sn_sock **out, int fd, int state, int family);
+/* Accepts one pending connection without waiting: 0, SN_EAGAIN (none
+ * pending) or an accept error. The new socket gets the listener's options.
+ * Used by the server's acceptors, which do their own polling. */
+int sn__sock_accept_now(sn_sock *listener, sn_sock **out);
 
 /* ---- families (sn_addr.c) --------------------------------------------------- */
 

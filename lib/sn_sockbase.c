@@ -5,7 +5,9 @@
  * turn (sn_sock_int.h).
  */
 #include <unistd.h>
+#include "sn_fiber.h"
 #include "sn_sock_int.h"
+#include "socknet.h"
 
 /* Errors after which the next address may still work. */
 static bool try_next(int rc)

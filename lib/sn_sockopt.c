@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include "sn_sock_int.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 /* How an option reaches the kernel. */
 enum kind {

@@ -27,6 +27,8 @@
  */
 #include <arpa/inet.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -39,8 +41,12 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
-#include "sn_int.h"
+#include "sn_chan_int.h"
+#include "sn_tls_int.h"
+#include "sn_transport.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 #define SN_TLS_HANDSHAKE_DEFAULT 10000 /* ms */
 #define SN_TLS_DEPTH_DEFAULT 9

@@ -11,7 +11,9 @@
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include "sn_int.h"
+#include "sn_transport.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 static ssize_t plain_recv(sn_transport *t, void *buf, size_t len, short *want)
 {

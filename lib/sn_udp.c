@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
@@ -23,7 +24,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_sock_int.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 #define BATCH_CHUNK 64 /* mmsghdrs on the stack per system call */
 

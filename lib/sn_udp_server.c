@@ -27,13 +27,16 @@
  * The pool's mutex is never taken under either (sn_pool_* is called
  * without s->run.mu). No lock is held across a receive, a send or a handler.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "sn_int.h"
 #include "sn_run.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 #define SN_UDP_WORKERS_MAX 1024
 #define SN_UDP_BUFFER_DEFAULT 65536

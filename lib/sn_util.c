@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +13,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-#include "sn_int.h"
+#include "sn_util.h"
+#include "socknet.h"
 
 /* ---- allocation ---------------------------------------------------------- */
 

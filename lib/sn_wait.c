@@ -13,10 +13,14 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <time.h>
-#include "sn_int.h"
+#include "sn_fiber.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 struct sn__waiter {
     sn__waiter *next, *prev;

@@ -12,7 +12,10 @@
  */
 #include <stdatomic.h>
 #include <string.h>
+#include "sn_chan_int.h"
+#include "sn_util.h"
 #include "sn_ws_int.h"
+#include "socknet.h"
 
 #define SN_WEB_HEADERS_MAX 64
 

@@ -20,8 +20,16 @@
  * parks until it is given, instead of blocking its thread, which may run
  * the holder.
  */
+#include <stdatomic.h>
 #include <string.h>
+#include "sn_bytes.h"
+#include "sn_sock_int.h"
+#include "sn_util.h"
+#include "sn_wait.h"
+#include "sn_ws_deflate.h"
+#include "sn_ws_frame.h"
 #include "sn_ws_int.h"
+#include "socknet.h"
 
 #define SN_WS_CHUNK 65536 /* payload bytes read (and checked) at a time */
 #define SN_WS_MAX_DEFAULT (16u << 20)

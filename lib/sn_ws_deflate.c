@@ -17,7 +17,10 @@
  */
 #include <string.h>
 #include <zlib.h>
-#include "sn_int.h"
+#include "sn_bytes.h"
+#include "sn_util.h"
+#include "sn_ws_deflate.h"
+#include "socknet.h"
 
 static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
 

@@ -17,7 +17,8 @@
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/sha.h>
-#include "sn_int.h"
+#include "sn_ws_frame.h"
+#include "socknet.h"
 
 #define SN_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

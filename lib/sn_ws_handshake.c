@@ -9,8 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "sn_ws_int.h" /* first: it includes wolfssl/options.h */
+#include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
+#include "sn_sock_int.h"
+#include "sn_util.h"
+#include "sn_ws_frame.h"
+#include "sn_ws_int.h"
+#include "socknet.h"
 
 #define SN_WS_KEY_LEN 24 /* base64 of 16 bytes */
 #define SN_WS_RESPONSE_MAX 8192

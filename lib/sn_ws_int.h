@@ -2,15 +2,23 @@
 /*
  * sn_ws_int.h: the WebSocket session as sn_ws.c (frames, messages, close)
  * and sn_ws_handshake.c (the opening handshakes, extension negotiation)
- * share it. Not installed.
+ * share it, and sn_ws_share.c reads it for the hub (internal; rank 6).
+ * sn_web.c checks configurations with sn__ws_config_check and reads a
+ * session's state when its handler returns.
  */
 #ifndef SN_WS_INT_H
 #define SN_WS_INT_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/random.h>
-#include "sn_int.h"
+#include "sn_bytes.h"
 #include "sn_wait.h"
+#include "sn_ws_deflate.h"
+#include "sn_ws_frame.h"
+#include "socknet.h"
 
 /* What permessage-deflate was agreed on (window bits 8-15). */
 typedef struct sn__pmd {

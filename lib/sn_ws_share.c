@@ -6,7 +6,13 @@
  *
  * Locks: msg_lock, then frame_lock, as in sn_ws.c, but only tried.
  */
+#include <stdatomic.h>
+#include "sn_chan_int.h"
+#include "sn_sock_int.h"
+#include "sn_wait.h"
 #include "sn_ws_int.h"
+#include "sn_ws_share.h"
+#include "socknet.h"
 
 /* The session's locks, tried: true when both are taken. */
 static bool try_hold(sn_ws *ws)

@@ -23,7 +23,11 @@
 
 #include <CUnit/CUnit.h>
 #include <CUnit/Basic.h>
-#include "sn_int.h"
+/* The public API and sn_util.h (SN_ARRAY_SIZE, SN_MIN, the allocation
+ * counts of the leak check), which nearly every test uses; a test that
+ * reaches further into the library includes that layer's header itself. */
+#include "sn_util.h"
+#include "socknet.h"
 
 /* Runs the suite under a watchdog of `seconds` (the process prints which
  * test hung and exits 1 if it fires), each test inside the leak check.

@@ -7,12 +7,14 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_chan_int.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 

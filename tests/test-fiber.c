@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_fiber.h"
 
 static char trace[64];
 static size_t ntrace;

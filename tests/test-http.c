@@ -5,6 +5,7 @@
  * read past the end faults); reading a head from a connection with limits
  * and one deadline; responses.
  */
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>

@@ -8,11 +8,14 @@
  * message's reference count back to zero. SN_TEST_QUICK=1 (valgrind) runs
  * every test with fewer messages and rounds.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_wait.h"
 #include "sn_ws_int.h"
 
 static long MANY = 3000; /* messages in the no-loss tests */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* test-pool.c: the worker pool: admission, limits, reaping, stop, stats. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "sn_test.h"
+#include "sn_pool_int.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 

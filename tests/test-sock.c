@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_sock_int.h"
 #include "sn_wait.h"
 
 /* Listens on host, port 0; returns the port chosen, or an error. */

@@ -16,6 +16,7 @@
  * introspection.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include "sn_test.h"
+#include "sn_fiber.h"
+#include "sn_tls_int.h"
 
 /* ---- the PKI ---------------------------------------------------------------------- */
 

@@ -15,12 +15,14 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_fiber.h"
 
 /* Whether rc, from binding or starting on an IPv6 address, says this
  * machine has no IPv6; the test is then skipped. */

@@ -8,11 +8,14 @@
  * fiber that publishes with SN_HUB_WAIT into a full room, or waits in
  * sn_hub_sub_recv, lets the other fibers of its thread run.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_fiber.h"
 #include "sn_wait.h"
 
 /* ---- a scheduler on a thread of its own ---------------------------------------------- */

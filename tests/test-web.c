@@ -10,11 +10,14 @@
  * session.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_fiber.h"
+#include "sn_ws_frame.h"
 
 struct fixture {
     sn_web *web;

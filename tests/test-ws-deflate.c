@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sn_test.h"
+#include "sn_bytes.h"
+#include "sn_ws_deflate.h"
 
 static bool bytes_eq(const sn__bytes *b, const void *want, size_t n)
 {

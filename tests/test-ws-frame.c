@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sn_test.h"
+#include "sn_ws_frame.h"
 
 /* Decodes a header, first one byte at a time (0 until complete). */
 static int decode_both_ways(const uint8_t *buf, size_t len, sn__ws_head *h)

@@ -9,11 +9,13 @@
  * byte by byte (frames written straight to the socket) getting the right
  * close code.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_test.h"
+#include "sn_ws_frame.h"
 #include "sn_ws_int.h"
 
 /* ---- a server session on a thread -------------------------------------------------- */

@@ -10,6 +10,7 @@
  * field (sn_http_field_has_token) when it is in one of its lines.
  */
 #include "fuzz.h"
+#include "sn_util.h"
 
 static bool inside(const uint8_t *buf, size_t len, const char *p, size_t n)
 {

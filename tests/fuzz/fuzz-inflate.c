@@ -10,6 +10,9 @@
  * in two messages, inflates back to the same bytes.
  */
 #include "fuzz.h"
+#include "sn_bytes.h"
+#include "sn_util.h"
+#include "sn_ws_deflate.h"
 
 static int inflate_msg(sn__inflate *f, const uint8_t *p, size_t n, size_t cut, size_t max,
                        sn__bytes *out)

@@ -10,6 +10,8 @@
  * verdict; a close payload is parsed.
  */
 #include "fuzz.h"
+#include "sn_util.h"
+#include "sn_ws_frame.h"
 
 static void payload(const sn__ws_head *h, const uint8_t *p, size_t n)
 {

@@ -15,8 +15,9 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "sn_ws_int.h"
 #include "fuzz.h"
+#include "sn_ws_frame.h"
+#include "sn_ws_int.h"
 
 #define MAX_MESSAGE 65536
 

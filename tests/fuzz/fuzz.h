@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "sn_int.h"
+#include "socknet.h" /* each target includes the internal headers it uses */
 
 #define FUZZ_ASSERT(cond)                                                                          \
     do {                                                                                           \
