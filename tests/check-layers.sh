@@ -3,7 +3,10 @@
 # The layers of lib/README hold in the built library: every call between
 # two of lib/'s files goes to a file of the same rank or below, and no two
 # files call each other, directly or around a circle. Read from the
-# objects: which file defines each symbol that another one uses.
+# objects: which file defines each symbol that another one uses. And in
+# the sources: no file of lib/ includes an internal header of a higher rank
+# than its own, every header has a rank in lib/README, and the functions a
+# header declares are defined by files of the header's rank.
 set -eu
 top_builddir=${top_builddir:-.}
 top_srcdir=${top_srcdir:-.}
@@ -13,7 +16,7 @@ if [ -z "$objs" ]; then echo "no objects under $top_builddir/lib"; exit 77; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# "rank file" for every file lib/README names
+# "rank file" for every file and header lib/README names
 awk '/^  [0-9] / { for (i = 2; i <= NF; i++) print $1, $i }' "$top_srcdir/lib/README" >"$tmp/ranks"
 
 # "file symbol D|U" for every object
@@ -42,6 +45,38 @@ awk 'NR == FNR { rank[$2] = $1; next }
 if ! tsort "$tmp/edges" >/dev/null 2>"$tmp/loop"; then
     echo "files that call each other:"; cat "$tmp/loop"; fail=1
 fi
+
+# "file header" for every internal header a file of lib/ includes (a .c
+# file by its name without .c, as in the table)
+for f in "$top_srcdir"/lib/*.c "$top_srcdir"/lib/*.h; do
+    b=$(basename "$f" .c)
+    sed -n "s|^#include \"\(sn_[a-z0-9_]*\.h\)\".*|$b \1|p" "$f"
+done >"$tmp/includes"
+# every header is in the table
+for h in "$top_srcdir"/lib/*.h; do
+    h=$(basename "$h")
+    grep -q " $h\$" "$tmp/ranks" || { echo "lib/README gives $h no rank"; echo x >>"$tmp/bad"; }
+done
+# includes go down or across, never up
+awk 'NR == FNR { rank[$2] = $1; next }
+     rank[$1] != "" && rank[$2] != "" && rank[$1] < rank[$2] {
+         print "up a layer: " $1 " (" rank[$1] ") includes " $2 " (" rank[$2] ")"; bad = 1 }
+     END { exit bad }' "$tmp/ranks" "$tmp/includes" || fail=1
+# a header's rank is that of the files defining its functions: "header name"
+# for each function (or extern object) it declares at the start of a line
+for h in "$top_srcdir"/lib/*.h; do
+    b=$(basename "$h")
+    sed -n -e "s|^[A-Za-z_][A-Za-z0-9_ ]*[ *]\(sn__[a-z0-9_]*\)(.*|$b \1|p" \
+        -e "s|^extern .*[ *]\(sn__[a-z0-9_]*\);.*|$b \1|p" "$h"
+done >"$tmp/declared"
+awk 'FILENAME == ARGV[1] { rank[$2] = $1; next }
+     FILENAME == ARGV[2] { if ($3 == "D") owner[$2] = $1; next }
+     owner[$2] != "" && rank[$1] != "" && rank[owner[$2]] != rank[$1] {
+         print $1 " (" rank[$1] ") declares " $2 ", defined by " owner[$2] " (" rank[owner[$2]] ")"
+         bad = 1 }
+     END { exit bad }' "$tmp/ranks" "$tmp/syms" "$tmp/declared" || fail=1
 [ -f "$tmp/bad" ] && fail=1
 if [ "$fail" -ne 0 ]; then exit 1; fi
-echo "ok: $(wc -l <"$tmp/edges") calls between files, all down or across, no circle"
+echo "ok: $(wc -l <"$tmp/edges") calls between files, all down or across, no circle;" \
+    "$(wc -l <"$tmp/includes") internal includes, none up a layer;" \
+    "$(wc -l <"$tmp/declared") declarations in headers of their definitions' rank"
