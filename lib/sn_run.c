@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* sn_run.c: the life both servers share (see sn_run.h). */
 #include "sn_run.h"
+#include "sn_util.h"
+#include "sn_wait.h"
+#include "socknet.h"
 
 void sn__run_init(sn__run *r)
 {

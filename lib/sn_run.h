@@ -11,8 +11,9 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
-#include "sn_int.h"
+#include "sn_util.h"
 #include "sn_wait.h"
+#include "socknet.h"
 
 typedef struct sn__run {
     pthread_mutex_t stop_mu; /* one stopper at a time, held through a stop */
