@@ -9,6 +9,10 @@
 #   --rounds N      rounds per figure, ref and ours alternating; medians (default 1)
 #   --out FILE      Markdown file the results section is appended to (default bench/RESULTS.md)
 #   --note TEXT     a line under the section's heading
+#   --ours CMD      the server under test (default DIR/examples/chat --presence off)
+#   --ref CMD       the reference (default: node bench/ws-chat-ref.mjs on the npm ws package);
+#                   another build's chat makes an A/B run of two versions (bench/ab-run.sh)
+#   --ref-name TEXT, --ours-name TEXT  the columns' names (default "ref (npm ws)", "ours (hub)")
 #
 # Figures (bench/hub-load drives both servers; every run on a freshly started server):
 #   fan-out of 64 B messages from 1 publisher to 100 and to 1000 subscribers: deliveries/s,
@@ -27,6 +31,7 @@ builddir=$top/build
 rounds=1
 out=$top/bench/RESULTS.md
 note=
+ours_cmd= ref_cmd= ours_name="ours (hub)" ref_name="ref (npm ws)"
 cmdline=$0
 for arg in "$@"; do
     if [[ $arg =~ ^[-A-Za-z0-9_./=:,+]+$ ]]; then cmdline+=" $arg"; else cmdline+=" ${arg@Q}"; fi
@@ -37,6 +42,10 @@ while [ $# -gt 0 ]; do
     --rounds) [[ ${2:-} =~ ^[1-9]$ ]] || { sed -n '2,20p' "$0" >&2; exit 2; }; rounds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --note) note=$2; shift 2 ;;
+    --ours) ours_cmd=$2; shift 2 ;;
+    --ref) ref_cmd=$2; shift 2 ;;
+    --ours-name) ours_name=$2; shift 2 ;;
+    --ref-name) ref_name=$2; shift 2 ;;
     *) sed -n '2,20p' "$0" >&2; exit 2 ;;
     esac
 done
@@ -54,8 +63,9 @@ fi
 cp "$top/bench/ws-chat-ref.mjs" "$npmdir/"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-ours_cmd="$chat --presence off"
-ref_cmd="node $npmdir/ws-chat-ref.mjs"
+: "${ours_cmd:=$chat --presence off}"
+default_ref=0
+[ -z "$ref_cmd" ] && default_ref=1 && ref_cmd="node $npmdir/ws-chat-ref.mjs"
 t0=$SECONDS
 
 run() { # SERVER_CMD hub-load args... : prints hub-load's line
@@ -120,7 +130,7 @@ kept() { # WHO
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — hub fan-out, $(nproc) CPUs"
     echo
     [ -n "$note" ] && { echo "$note"; echo; }
-    echo "| Figure | ref (npm ws) | ours (hub) | ours/ref | target |"
+    echo "| Figure | $ref_name | $ours_name | ours/ref | target |"
     echo "|---|---:|---:|---:|---|"
     row "fan-out 64 B, 1 → 100 subscribers: deliveries/s" f100 rate ""
     lat f100
@@ -132,7 +142,11 @@ kept() { # WHO
     row "5000 idle members: server VmRSS per member, KiB (lower is better)" idle per_member_kb "ours ≤ 16 (absolute)"
     echo "| ↳ server VmRSS, KiB: before → with 5000 members; threads | $(pick idle ref rss_before_kb) → $(pick idle ref rss_kb); $(pick idle ref threads) | $(pick idle ours rss_before_kb) → $(pick idle ours rss_kb); $(pick idle ours threads) |  |  |"
     echo
-    echo "- ref: \`$ref_cmd\` (node $(node --version), ws $(node -e "console.log(require('$npmdir/node_modules/ws/package.json').version)")); ours: \`$ours_cmd\` (fiber mode, default hub: drop oldest, 1024 messages per member, 1 writer thread)."
+    if [ $default_ref = 1 ]; then
+        echo "- ref: \`$ref_cmd\` (node $(node --version), ws $(node -e "console.log(require('$npmdir/node_modules/ws/package.json').version)")); ours: \`$ours_cmd\` (fiber mode, default hub: drop oldest, 1024 messages per member, 1 writer thread)."
+    else
+        echo "- ref: \`$ref_cmd\`; ours: \`$ours_cmd\`."
+    fi
     echo "- Load: \`bench/hub-load\`, one publisher keeping 32 messages in flight (sent, not yet at every reading subscriber), 2 reader threads on epoll; each message is 64 B of text, sent by the server as a ~100 B JSON frame; deliveries/s counts frames arriving at reading subscribers; latency is publish to arrival, so it includes the 32-message queue; server CPU from /proc/PID/stat over the measured part; stalled subscriber: 4 KiB receive buffer, never reads."
     echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (shared with other builds)."
     echo "- Command: \`$cmdline\` ($((SECONDS - t0)) s, $rounds round(s), medians)."
