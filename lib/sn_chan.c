@@ -102,9 +102,18 @@ static inline int read_err(const sn_conn *c)
     return atomic_load_explicit(&c->rerr, memory_order_relaxed);
 }
 
+/* Whether an error says the peer closed: its end of stream, or a reset
+ * (seen by a read, or by a send as EPIPE). */
+static inline bool peer_gone(int err)
+{
+    return err == SN_EOF || err == SN_ECONNRESET || err == SN_EPIPE;
+}
+
 static inline int stick_read_err(sn_conn *c, int err)
 {
     atomic_store_explicit(&c->rerr, err, memory_order_relaxed);
+    if (peer_gone(err))
+        sn__sock_peer_closed(c->sock);
     return err;
 }
 
@@ -116,6 +125,8 @@ static inline int write_err(const sn_conn *c)
 static inline int stick_write_err(sn_conn *c, int err)
 {
     atomic_store_explicit(&c->werr, err, memory_order_relaxed);
+    if (peer_gone(err))
+        sn__sock_peer_closed(c->sock);
     return err;
 }
 

@@ -157,7 +157,56 @@ struct connect_try {
     sn_sock **out;
     const sn_sock_options *opt;
     int64_t deadline;
+    int bind;        /* enum bind_kind */
+    sn_addr bind_to; /* with BIND_ADDR */
 };
+
+/* What a client binds before it connects (opt's bind_host, bind_port). */
+enum bind_kind {
+    BIND_NONE, /* neither is set */
+    BIND_ANY,  /* the port alone, on the any-address of each address's family */
+    BIND_ADDR, /* bind_to, for the addresses of its family */
+};
+
+/* Reads opt's bind fields into t: 0, or SN_EBADADDR. */
+static int bind_prepare(struct connect_try *t, const sn_sock_options *opt)
+{
+    t->bind = BIND_NONE;
+    if (opt == NULL || (opt->bind_host == NULL && opt->bind_port == 0))
+        return 0;
+    if (opt->bind_port < 0 || opt->bind_port > 65535)
+        return SN_EBADADDR;
+    t->bind = opt->bind_host == NULL ? BIND_ANY : BIND_ADDR;
+    if (t->bind == BIND_ANY)
+        return 0;
+    if (strncmp(opt->bind_host, "unix:", 5) == 0)
+        return opt->bind_port != 0 ? SN_EBADADDR
+                                   : sn_addr_from_path(&t->bind_to, opt->bind_host + 5);
+    return *opt->bind_host == '\0' ? SN_EBADADDR
+                                   : sn_addr_from_ip(&t->bind_to, opt->bind_host, opt->bind_port);
+}
+
+/* Binds s, about to connect to addr, as t says. 0 or -errno. */
+static int bind_local(sn_sock *s, const struct connect_try *t, const sn_addr *addr)
+{
+    sn_addr any = {0};
+    const sn_addr *to = &t->bind_to;
+    if (t->bind == BIND_NONE)
+        return 0;
+    if (t->bind == BIND_ANY) {
+        int port = t->opt->bind_port;
+        int rc = addr->u.sa.sa_family == AF_INET6  ? sn_addr_from_ip(&any, "::", port)
+                 : addr->u.sa.sa_family == AF_INET ? sn_addr_from_ip(&any, "0.0.0.0", port)
+                                                   : SN_EBADADDR; /* a port for a local client */
+        if (rc < 0)
+            return rc;
+        to = &any;
+    }
+    if (bind(s->fd, &to->u.sa, to->len) < 0)
+        return -errno;
+    s->state = SN_SOCK_BOUND;
+    return 0;
+}
 
 static int connect_one(const sn_addr *addr, void *arg)
 {
@@ -167,7 +216,7 @@ static int connect_one(const sn_addr *addr, void *arg)
     int rc = sock_open(&s, addr->u.sa.sa_family);
     if (rc < 0)
         return rc;
-    if ((rc = sn_sock_apply_options(s, &o)) < 0)
+    if ((rc = sn_sock_apply_options(s, &o)) < 0 || (rc = bind_local(s, t, addr)) < 0)
         goto fail;
     if ((rc = connect_wait(s->fd, addr, t->deadline)) < 0)
         goto fail;
@@ -188,6 +237,20 @@ static int connect_list(sn_sock **out, const sn_addr *addrs, int n, const sn_soc
     int ms = opt != NULL ? opt->connect_timeout_ms : 0;
     if (ms < SN_TIMEOUT_NEVER)
         return SN_EINVAL;
+    int rc = bind_prepare(&t, opt);
+    if (rc < 0)
+        return rc;
+    sn_addr same[SN__CONNECT_MAX_ADDRS]; /* with a bind address: the addresses of its family */
+    if (t.bind == BIND_ADDR) {
+        int kept = 0;
+        for (int i = 0; i < n; i++)
+            if (addrs[i].u.sa.sa_family == t.bind_to.u.sa.sa_family)
+                same[kept++] = addrs[i];
+        if (kept == 0)
+            return SN_EAFNOSUPPORT;
+        addrs = same;
+        n = kept;
+    }
     t.deadline = sn__deadline_abs(dl, ms == 0 ? SN__CONNECT_TIMEOUT_DEFAULT : ms);
     return sn__try_each(addrs, n, connect_one, &t);
 }
@@ -221,6 +284,8 @@ static int listen_prepare(sn_sock *s, const sn_listen_config *cfg)
     int rc;
     if (cfg->v6only != 0 && cfg->v6only != SN_ON && cfg->v6only != SN_OFF)
         return SN_EINVAL;
+    if (o.bind_host != NULL || o.bind_port != 0)
+        return SN_EINVAL; /* a client's fields: a listener binds host and port */
     if (o.reuseaddr == 0 && s->family != AF_UNIX)
         o.reuseaddr = SN_ON;
     o.fastopen = 0;
@@ -534,11 +599,17 @@ const char *sn_sock_state_name(int state)
     static const char *const names[] = {
         [SN_SOCK_CLOSED] = "closed",       [SN_SOCK_OPEN] = "open",
         [SN_SOCK_BOUND] = "bound",         [SN_SOCK_LISTENING] = "listening",
-        [SN_SOCK_CONNECTED] = "connected",
+        [SN_SOCK_CONNECTED] = "connected", [SN_SOCK_PEER_CLOSED] = "peer closed",
     };
     if (state < 0 || (size_t)state >= SN_ARRAY_SIZE(names))
         return "unknown";
     return names[state];
+}
+
+void sn__sock_peer_closed(sn_sock *s)
+{
+    int connected = SN_SOCK_CONNECTED;
+    atomic_compare_exchange_strong(&s->state, &connected, SN_SOCK_PEER_CLOSED);
 }
 
 int sn_sock_get_state(const sn_sock *s)
@@ -573,7 +644,8 @@ int sn_sock_peer_cred(const sn_sock *s, sn_peer_cred *out)
         return SN_EBADSTATE;
     if (s->family != AF_UNIX)
         return SN_ENOPROTOOPT;
-    if (s->state != SN_SOCK_CONNECTED)
+    int state = s->state;
+    if (state != SN_SOCK_CONNECTED && state != SN_SOCK_PEER_CLOSED)
         return SN_ENOTCONN;
     if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
         return -errno;

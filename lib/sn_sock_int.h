@@ -25,12 +25,13 @@
 /* ---- sockets (sn_sock.c) ---------------------------------------------------- */
 
 struct sn_sock {
-    int fd;        /* -1 once closed */
-    int state;     /* sn_sock_state */
-    bool blocking; /* the descriptor is in blocking mode (accepted ones are:
-                      every call passes MSG_DONTWAIT or polls anyway, and a
-                      connection's blocking receive saves a poll) */
-    int family;    /* AF_INET / AF_INET6 / AF_UNIX */
+    int fd;           /* -1 once closed */
+    atomic_int state; /* sn_sock_state; atomic: a read on one thread may see
+                         the peer's close while another asks for the state */
+    bool blocking;    /* the descriptor is in blocking mode (accepted ones are:
+                         every call passes MSG_DONTWAIT or polls anyway, and a
+                         connection's blocking receive saves a poll) */
+    int family;       /* AF_INET / AF_INET6 / AF_UNIX */
     /* resolved timeouts, ms, -1 = never */
     int read_timeout_ms;
     int write_timeout_ms;
@@ -48,6 +49,9 @@ struct sn_sock {
     ino_t path_ino;
 };
 
+/* A read on a connection met the peer's close (end of stream or reset):
+ * a connected socket's state becomes SN_SOCK_PEER_CLOSED. Any thread. */
+void sn__sock_peer_closed(sn_sock *s);
 /* Wraps a descriptor in a new sn_sock with default timeouts. On failure
  * (SN_ENOMEM) the descriptor is still the caller's to close. */
 int sn__sock_wrap(sn_sock **out, int fd, int state, int family);

@@ -301,6 +301,15 @@ static void test_config_errors(void)
                                                        .conn = {.read_buffer = 8192,
                                                                 .read_buffer_max = 4096}}),
                  SN_EINVAL);
+    /* a client's bind address, in a listener's options */
+    SN_ASSERT_RC(sn_server_new(&s, &(sn_server_config){.handler = echo_handler,
+                                                       .sockopt = {.bind_port = 4000}}),
+                 SN_EINVAL);
+    sn_listen_config bound = {.host = "127.0.0.1", .opt = {.bind_host = "127.0.0.1"}};
+    SN_ASSERT_RC(
+        sn_server_new(
+            &s, &(sn_server_config){.handler = echo_handler, .listeners = &bound, .nlisteners = 1}),
+        SN_EINVAL);
     CU_ASSERT_PTR_NULL(s);
     sn_server_free(NULL);
 }

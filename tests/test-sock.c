@@ -702,7 +702,8 @@ static void test_states(void)
     CU_ASSERT_STRING_EQUAL(sn_sock_state_name(SN_SOCK_BOUND), "bound");
     CU_ASSERT_STRING_EQUAL(sn_sock_state_name(SN_SOCK_LISTENING), "listening");
     CU_ASSERT_STRING_EQUAL(sn_sock_state_name(SN_SOCK_CONNECTED), "connected");
-    CU_ASSERT_STRING_EQUAL(sn_sock_state_name(5), "unknown");
+    CU_ASSERT_STRING_EQUAL(sn_sock_state_name(SN_SOCK_PEER_CLOSED), "peer closed");
+    CU_ASSERT_STRING_EQUAL(sn_sock_state_name(6), "unknown");
     CU_ASSERT_STRING_EQUAL(sn_sock_state_name(-1), "unknown");
 }
 
@@ -722,6 +723,169 @@ static void test_half_close(void)
     CU_ASSERT(memcmp(buf, "ok", 2) == 0);
     CU_ASSERT_EQUAL(sn_sock_get_state(c), SN_SOCK_CONNECTED);
     free_all(l, c, s);
+}
+
+/* ---- the state follows the peer --------------------------------------------- */
+
+/* A read that meets the peer's close makes the state SN_SOCK_PEER_CLOSED;
+ * sending still works until then, closing makes it closed. */
+static void test_state_follows_peer(void)
+{
+    sn_sock *l, *c, *a;
+    sn_conn *conn;
+    char buf[8];
+    connect_trio(&l, &c, &a, NULL, NULL);
+    SN_ASSERT_RC(sn_conn_new(&conn, c, NULL), 0);
+    SN_ASSERT_RC(sn_test_write_all(sn_sock_fd(a), "hi", 2), 0);
+    SN_ASSERT_RC(sn_sock_shutdown_write(a), 0);
+    CU_ASSERT_EQUAL(sn_read(conn, buf, 2, sn_deadline_in(5000)), 2);
+    CU_ASSERT_EQUAL(sn_sock_get_state(c), SN_SOCK_CONNECTED); /* not seen yet */
+    CU_ASSERT_EQUAL(sn_read(conn, buf, 1, sn_deadline_in(5000)), SN_EOF);
+    CU_ASSERT_EQUAL(sn_sock_get_state(c), SN_SOCK_PEER_CLOSED);
+    /* the peer only shut down its sending side: it still reads */
+    CU_ASSERT_EQUAL(sn_write(conn, "ok", 2, sn_deadline_in(5000)), 2);
+    SN_ASSERT_RC(sn_flush(conn, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_test_read_all(sn_sock_fd(a), buf, 2, 5000), 0);
+    SN_ASSERT_RC(sn_conn_close(conn, sn_deadline_in(5000)), 0);
+    CU_ASSERT_EQUAL(sn_sock_get_state(c), SN_SOCK_CLOSED);
+    sn_conn_free(conn); /* frees c too */
+    free_all(l, a, NULL);
+}
+
+/* A reset seen by a read counts as the peer's close too. */
+static void test_state_after_reset(void)
+{
+    sn_sock *l, *c, *a;
+    sn_conn *conn;
+    char buf[8];
+    sn_sock_options reset = {.linger = SN_ON, .linger_s = 0};
+    connect_trio(&l, &c, &a, NULL, NULL);
+    SN_ASSERT_RC(sn_conn_new(&conn, c, NULL), 0);
+    SN_ASSERT_RC(sn_sock_apply_options(a, &reset), 0);
+    sn_sock_free(a); /* linger 0: an RST */
+    CU_ASSERT_EQUAL(sn_read(conn, buf, 1, sn_deadline_in(5000)), SN_ECONNRESET);
+    CU_ASSERT_EQUAL(sn_sock_get_state(c), SN_SOCK_PEER_CLOSED);
+    sn_conn_free(conn);
+    sn_sock_free(l);
+}
+
+/* ---- binding a client before it connects --------------------------------------- */
+
+/* A port nobody uses now (bound, read and released), for a fixed bind_port. */
+static int free_port(const char *ip)
+{
+    sn_sock *s;
+    int port = listen_on(&s, ip, 0, 0, NULL);
+    sn_sock_free(s);
+    return port;
+}
+
+static void test_bind_before_connect(void)
+{
+    sn_sock *l, *c, *a;
+    sn_addr local, peer;
+    char text[SN_ADDR_STRLEN];
+    /* another loopback address, the kernel's port */
+    sn_sock_options o = {.bind_host = "127.0.0.2"};
+    connect_trio(&l, &c, &a, NULL, &o);
+    SN_ASSERT_RC(sn_sock_local_addr(c, &local), 0);
+    SN_ASSERT_RC(sn_sock_remote_addr(a, &peer), 0);
+    CU_ASSERT(sn_addr_format_ip(&local, text, sizeof text) > 0);
+    CU_ASSERT_STRING_EQUAL(text, "127.0.0.2");
+    CU_ASSERT_EQUAL(sn_addr_equal(&local, &peer), 1);
+    CU_ASSERT_EQUAL(sn_sock_get_state(c), SN_SOCK_CONNECTED);
+    free_all(l, c, a);
+    /* a port of ours, on the any-address; then the same port again at once,
+     * with reuseaddr, while the first connection is in TIME_WAIT */
+    int port = free_port("127.0.0.1");
+    CU_ASSERT_FATAL(port > 0);
+    for (int i = 0; i < 2; i++) {
+        o = (sn_sock_options){.bind_port = port, .reuseaddr = SN_ON};
+        connect_trio(&l, &c, &a, NULL, &o);
+        SN_ASSERT_RC(sn_sock_local_addr(c, &local), 0);
+        CU_ASSERT_EQUAL(sn_addr_port(&local), port);
+        SN_ASSERT_RC(sn_sock_remote_addr(a, &peer), 0);
+        CU_ASSERT_EQUAL(sn_addr_port(&peer), port);
+        sn_sock_free(c); /* the client closes first: its side waits in TIME_WAIT */
+        free_all(l, a, NULL);
+    }
+    /* sn_tcp_connect_addr takes them too */
+    int lport = listen_on(&l, "127.0.0.1", 0, 0, NULL);
+    sn_addr to;
+    SN_ASSERT_RC(sn_addr_from_ip(&to, "127.0.0.1", lport), 0);
+    o = (sn_sock_options){.bind_host = "127.0.0.3"};
+    SN_ASSERT_RC(sn_tcp_connect_addr(&c, &to, &o, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_sock_accept(l, &a, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_sock_remote_addr(a, &peer), 0);
+    CU_ASSERT(sn_addr_format_ip(&peer, text, sizeof text) > 0);
+    CU_ASSERT_STRING_EQUAL(text, "127.0.0.3");
+    free_all(l, c, a);
+}
+
+static void test_bind_errors(void)
+{
+    sn_sock *l, *c = NULL;
+    int port = listen_on(&l, "127.0.0.1", 0, 0, NULL);
+    struct {
+        sn_sock_options o;
+        int want;
+    } cases[] = {
+        {{.bind_host = "not-an-ip"}, SN_EBADADDR},
+        {{.bind_host = ""}, SN_EBADADDR},
+        {{.bind_host = "127.0.0.1:80"}, SN_EBADADDR}, /* the port goes in bind_port */
+        {{.bind_port = 65536}, SN_EBADADDR},
+        {{.bind_port = -1}, SN_EBADADDR},
+        {{.bind_host = "::1"}, SN_EAFNOSUPPORT}, /* the peer has IPv4 addresses only */
+        {{.bind_host = "unix:@sn-test-bind"}, SN_EAFNOSUPPORT},
+        {{.bind_host = "192.0.2.1"}, SN_EADDRNOTAVAIL}, /* not an address of this machine */
+        {{.bind_host = "127.0.0.1", .bind_port = port}, SN_EADDRINUSE}, /* the listener's */
+    };
+    for (size_t i = 0; i < SN_ARRAY_SIZE(cases); i++) {
+        CU_ASSERT_EQUAL(sn_tcp_connect(&c, "127.0.0.1", port, &cases[i].o, sn_deadline_in(5000)),
+                        cases[i].want);
+        CU_ASSERT_PTR_NULL(c);
+    }
+    /* a listener has a host and a port of its own */
+    sn_sock *l2 = NULL;
+    sn_listen_config lc = {.host = "127.0.0.1", .opt = {.bind_port = 1234}};
+    SN_ASSERT_RC(sn_tcp_listen(&l2, &lc), SN_EINVAL);
+    lc.opt = (sn_sock_options){.bind_host = "127.0.0.1"};
+    SN_ASSERT_RC(sn_tcp_listen(&l2, &lc), SN_EINVAL);
+    CU_ASSERT_PTR_NULL(l2);
+    /* applying options to a socket ignores them */
+    sn_sock_options o = {.bind_host = "127.0.0.2", .bind_port = 1};
+    SN_ASSERT_RC(sn_sock_apply_options(l, &o), 0);
+    sn_sock_free(l);
+}
+
+/* A local client bound to a name of its own: the server sees it as the peer. */
+static void test_bind_local_client(void)
+{
+    sn_sock *l, *c, *a;
+    sn_addr peer;
+    char text[SN_ADDR_STRLEN];
+    char name[64];
+    snprintf(name, sizeof name, "unix:@sn-test-srv-%d", (int)getpid());
+    sn_listen_config lc = {.host = name};
+    SN_ASSERT_RC(sn_tcp_listen(&l, &lc), 0);
+    char mine[64];
+    snprintf(mine, sizeof mine, "unix:@sn-test-cli-%d", (int)getpid());
+    sn_sock_options o = {.bind_host = mine};
+    SN_ASSERT_RC(sn_tcp_connect(&c, name, 0, &o, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_sock_accept(l, &a, sn_deadline_in(5000)), 0);
+    SN_ASSERT_RC(sn_sock_remote_addr(a, &peer), 0);
+    CU_ASSERT(sn_addr_format(&peer, text, sizeof text) > 0);
+    CU_ASSERT_STRING_EQUAL(text, mine);
+    free_all(l, c, a);
+    /* a port means nothing to a local socket */
+    o = (sn_sock_options){.bind_port = 5000};
+    SN_ASSERT_RC(sn_tcp_listen(&l, &lc), 0);
+    c = NULL;
+    SN_ASSERT_RC(sn_tcp_connect(&c, name, 0, &o, sn_deadline_in(5000)), SN_EBADADDR);
+    o = (sn_sock_options){.bind_host = mine, .bind_port = 5000};
+    SN_ASSERT_RC(sn_tcp_connect(&c, name, 0, &o, sn_deadline_in(5000)), SN_EBADADDR);
+    CU_ASSERT_PTR_NULL(c);
+    sn_sock_free(l);
 }
 
 static void test_accept_deadline(void)
@@ -826,6 +990,11 @@ static CU_TestInfo tests[] = {
     {"accepted sockets inherit options", test_accepted_inherit_options},
     {"states", test_states},
     {"half-close", test_half_close},
+    {"the state follows the peer's close", test_state_follows_peer},
+    {"a reset is the peer's close too", test_state_after_reset},
+    {"bind before connect: address, port, again in TIME_WAIT", test_bind_before_connect},
+    {"bind before connect: errors", test_bind_errors},
+    {"bind before connect: a local client's name", test_bind_local_client},
     {"accept deadline", test_accept_deadline},
     {"from_fd errors", test_from_fd_errors},
     {"allocation failures", test_alloc_failures},

@@ -1553,6 +1553,17 @@ static void test_tls_connect(void)
     SN_ASSERT_RC(sn_conn_close(c, 0), 0);
     sn_conn_free(c);
     SN_ASSERT_RC(sn_tls_connect(&c, st, "localhost", sn_server_port(s), NULL, NULL, 0), SN_EINVAL);
+    /* bound before connecting, as OpenHarmony's bind() then connect() */
+    sn_sock_options o = {.bind_host = "127.0.0.2"};
+    sn_addr local;
+    char ip[SN_ADDR_STRLEN];
+    SN_ASSERT_RC(sn_tls_connect(&c, ct, "localhost", sn_server_port(s), &o, NULL, 0), 0);
+    SN_ASSERT_RC(sn_sock_local_addr(sn_conn_sock(c), &local), 0);
+    CU_ASSERT(sn_addr_format_ip(&local, ip, sizeof ip) > 0);
+    CU_ASSERT_STRING_EQUAL(ip, "127.0.0.2");
+    SN_ASSERT_RC(roundtrip(c, "bound"), 0);
+    SN_ASSERT_RC(sn_conn_close(c, 0), 0);
+    sn_conn_free(c);
     sn_server_free(s);
     sn_tls_free(st);
     sn_tls_free(ct);
@@ -1563,7 +1574,7 @@ static CU_TestInfo tests[] = {
      test_idle_fiber_gives_back_read_ahead},
     {"one way, introspection", test_one_way},
     {"plain connection is not TLS", test_plain_conn_is_not_tls},
-    {"sn_tls_connect", test_tls_connect},
+    {"sn_tls_connect, also bound to a local address first", test_tls_connect},
     {"resumption across versions", test_resumption_across_versions},
     {"a reader and a writer thread on one connection", test_reader_and_writer_threads},
     {"mutual TLS, RSA and ECDSA", test_mutual},

@@ -75,10 +75,14 @@ typedef enum sn_sock_state {
     SN_SOCK_BOUND = 2,     /* bound to a local address */
     SN_SOCK_LISTENING = 3, /* accepting connections */
     SN_SOCK_CONNECTED = 4, /* connected to a peer */
+    /* connected, and the peer's close has been seen: a read met the end of
+     * its stream (TCP FIN, TLS close_notify) or a reset. Sending may still
+     * work (a peer that shut down only its sending side still reads). */
+    SN_SOCK_PEER_CLOSED = 5,
 } sn_sock_state;
 
 /* The name of a state ("closed", "open", "bound", "listening",
- * "connected"); "unknown" otherwise. Static. */
+ * "connected", "peer closed"); "unknown" otherwise. Static. */
 SN_API const char *sn_sock_state_name(int state);
 
 /*
@@ -168,6 +172,19 @@ typedef struct sn_sock_options {
     int tos;                  /* 1..255; 0 = system */
     int oobinline;            /* SN_ON / SN_OFF (default) */
     int fastopen;             /* listener: queue length; client: SN_ON; 0 = off */
+    /* Clients only (sn_tcp_connect, sn_tcp_connect_addr, sn_tls_connect):
+     * the local address to bind before connecting, as OpenHarmony's bind()
+     * then connect(). bind_host is a numeric address ("127.0.0.2", "::1",
+     * "::" for any IPv6 address) or, for a local client, "unix:PATH" or
+     * "unix:@NAME"; NULL binds the any-address of each address tried (with
+     * bind_port set) or nothing (bind_port 0). bind_port 1..65535 picks the
+     * port, 0 lets the kernel choose. With bind_host set, only the peer's
+     * addresses of its family are tried. reuseaddr SN_ON lets a port be
+     * bound again while its last connection is in TIME_WAIT. Listeners and
+     * servers refuse either field (SN_EINVAL: they have host and port);
+     * sn_sock_apply_options ignores both (a socket is bound once). */
+    const char *bind_host;
+    int bind_port;
 } sn_sock_options;
 
 /* Applies every non-default (non-zero) field of opt to s, through
@@ -194,7 +211,11 @@ SN_API int sn_sock_apply_options(sn_sock *s, const sn_sock_options *opt);
  * of range), SN_ENAMETOOLONG, SN_ENOPROTOOPT (a TCP option for a local
  * socket),
  * SN_EINVAL (bad option, NULL out, NULL or "" host), SN_EMFILE,
- * SN_ENOMEM. *out is untouched on error. */
+ * SN_ENOMEM; with a bind address also SN_EBADADDR (a bind_host that is not
+ * a numeric or local address, a bind_port outside 0..65535),
+ * SN_EAFNOSUPPORT (bind_host's family is not one of the peer's
+ * addresses'), SN_EADDRINUSE, SN_EADDRNOTAVAIL (not an address of this
+ * machine). *out is untouched on error. */
 SN_API int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
                           sn_deadline dl);
 
@@ -250,8 +271,12 @@ SN_API int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl);
  * SN_ENOTSOCK, SN_EBADF, SN_ENOMEM, SN_EINVAL (NULL out). */
 SN_API int sn_sock_from_fd(sn_sock **out, int fd);
 
-/* The state (sn_sock_state); SN_SOCK_CLOSED for NULL. As the library last
- * saw it: a peer's close does not change it. */
+/* The state (sn_sock_state); SN_SOCK_CLOSED for NULL. It follows the
+ * peer as far as the library has seen it: a connection whose read met the
+ * peer's close (the end of the stream, or a reset) is SN_SOCK_PEER_CLOSED;
+ * one that no call has read from since the peer closed still says
+ * SN_SOCK_CONNECTED (the library does not watch idle sockets). Any
+ * thread. */
 SN_API int sn_sock_get_state(const sn_sock *s);
 
 /* The local address (for a listener on port 0, the chosen port).
