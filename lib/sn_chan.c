@@ -95,6 +95,12 @@ static inline int wake_level(const sn_conn *c)
     return atomic_load_explicit(&c->wake, memory_order_relaxed);
 }
 
+/* The error of a woken connection: a cancel's, or a server stop's. */
+static inline int woken_err(const sn_conn *c)
+{
+    return wake_level(c) >= SN__WAKE_CANCEL ? SN_ECANCELED : SN_ESTOPPED;
+}
+
 /* The sticky errors are atomics only so that sn_conn_error may read them
  * from any thread; each has one writer, and relaxed order is enough. */
 static inline int read_err(const sn_conn *c)
@@ -134,7 +140,7 @@ static inline int stick_write_err(sn_conn *c, int err)
 static inline int rcheck(sn_conn *c)
 {
     if (wake_level(c) >= 2)
-        return stick_read_err(c, SN_ESTOPPED);
+        return stick_read_err(c, woken_err(c));
     return 0;
 }
 
@@ -278,7 +284,7 @@ int sn_conn_linger(sn_conn *c, int ms)
         if (n > 0)
             continue;
         if (n == 0) {
-            stick_read_err(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
+            stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : SN_EOF);
             rc = 0;
             break;
         }
@@ -338,6 +344,14 @@ void sn_conn_stats_get(const sn_conn *c, sn_conn_stats *out)
     out->write_calls = atomic_load_explicit(&c->write_calls, memory_order_relaxed);
 }
 
+int sn_conn_cancel(sn_conn *c)
+{
+    if (c == NULL)
+        return SN_EINVAL;
+    sn__conn_wake(c, SN__WAKE_CANCEL);
+    return 0;
+}
+
 int sn__conn_wake_level(const sn_conn *c)
 {
     return wake_level(c);
@@ -348,7 +362,7 @@ void sn__conn_wake(sn_conn *c, int level)
     int cur = atomic_load(&c->wake);
     while (cur < level && !atomic_compare_exchange_weak(&c->wake, &cur, level))
         ;
-    shutdown(c->sock->fd, level >= 2 ? SHUT_RDWR : SHUT_RD);
+    sn__sock_shutdown_gated(&c->sock->fd, level >= 2 ? SHUT_RDWR : SHUT_RD);
 }
 
 /* ---- reading: the transport ------------------------------------------------ */
@@ -366,7 +380,7 @@ static int64_t wdeadline(const sn_conn *c, sn_deadline dl)
 /* The end of the stream: SN_EOF, or SN_ESTOPPED when the server woke us. */
 static int read_end(sn_conn *c)
 {
-    return stick_read_err(c, atomic_load(&c->wake) ? SN_ESTOPPED : SN_EOF);
+    return stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : SN_EOF);
 }
 
 /* Whether a wait for input could go without the read buffer: it parks,
@@ -397,7 +411,7 @@ static ssize_t recv_transport(sn_conn *c, void *buf, size_t len, int64_t dl, boo
     if (err)
         return err;
     if (wake_level(c) >= 2)
-        return stick_read_err(c, SN_ESTOPPED);
+        return stick_read_err(c, woken_err(c));
     bool wait_first = c->rdrained && vt->pending(c->t) == 0;
     ssize_t n;
     for (;;) {
@@ -431,7 +445,7 @@ static ssize_t recv_transport(sn_conn *c, void *buf, size_t len, int64_t dl, boo
         return read_end(c);
     if (n == SN_ETIMEDOUT)
         return n;
-    return stick_read_err(c, atomic_load(&c->wake) ? SN_ESTOPPED : (int)n);
+    return stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : (int)n);
 }
 
 /* Makes room in the buffer for `need` unread bytes in all, and at least one
@@ -475,7 +489,7 @@ static int rreserve(sn_conn *c, size_t need)
 static int rpark(sn_conn *c, int64_t dl, bool tried)
 {
     if (wake_level(c) >= 2)
-        return stick_read_err(c, SN_ESTOPPED);
+        return stick_read_err(c, woken_err(c));
     buf_drop(c->rbuf, c->rcap + 1);
     c->rbuf = NULL;
     c->rcap = c->rpos = c->rlen = 0;
@@ -526,7 +540,7 @@ ssize_t sn_read(sn_conn *c, void *buf, size_t len, sn_deadline dl)
             return n;
         have = rbuffered(c);
     } else if (wake_level(c) >= 2) {
-        return stick_read_err(c, SN_ESTOPPED);
+        return stick_read_err(c, woken_err(c));
     }
     size_t n = SN_MIN(have, len);
     memcpy(buf, c->rbuf + c->rpos, n);
@@ -793,7 +807,7 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
     }
     while (iovcnt > 0) {
         if (wake_level(c) >= 2)
-            return SN_ESTOPPED;
+            return woken_err(c);
         ssize_t n = c->t->vt->sendv(c->t, iov, iovcnt, &want);
         if (n == SN_EAGAIN) {
             int rc = sn__wait_fd(c->t->fd, want, dl);
@@ -802,7 +816,7 @@ static int send_all(sn_conn *c, struct iovec *iov, int iovcnt, int64_t dl, size_
             continue;
         }
         if (n < 0)
-            return wake_level(c) >= 2 ? SN_ESTOPPED : (int)n;
+            return wake_level(c) >= 2 ? woken_err(c) : (int)n;
         count(&c->bytes_written, (uint64_t)n);
         count(&c->write_calls, 1);
         *sent += (size_t)n;
@@ -860,7 +874,7 @@ static int wcheck(sn_conn *c)
     if (err)
         return err;
     if (wake_level(c) >= 2)
-        return stick_write_err(c, SN_ESTOPPED);
+        return stick_write_err(c, woken_err(c));
     return 0;
 }
 

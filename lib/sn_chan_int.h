@@ -13,10 +13,12 @@
 
 /* The server wakes a connection's reader when it stops: level 1 = reads
  * return SN_ESTOPPED once the buffer is drained (writes still work);
- * level 2 = every I/O call fails with SN_ESTOPPED at once. Safe from any
- * thread while the owner is blocked in I/O, but not while the owner may be
- * closing the connection (the descriptor could be reused): the server
- * excludes that with its CLOSING state, under its mutex. */
+ * level 2 = every I/O call fails with SN_ESTOPPED at once; level 3
+ * (SN__WAKE_CANCEL, sn_conn_cancel) = every I/O call fails with
+ * SN_ECANCELED at once. A level never goes down. Any thread, also while
+ * the owner closes the connection (the shutdown that wakes it is gated
+ * against the close: sn__sock_shutdown_gated); not after sn_conn_free. */
+#define SN__WAKE_CANCEL 3
 void sn__conn_wake(sn_conn *c, int level);
 /* The level a stop woke c with (0 = not woken). Any thread. */
 int sn__conn_wake_level(const sn_conn *c);

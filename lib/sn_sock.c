@@ -545,10 +545,14 @@ fail:
 int sn_sock_accept(sn_sock *listener, sn_sock **out, sn_deadline dl)
 {
     int64_t deadline = sn__deadline_abs(dl, -1);
+    if (listener == NULL || out == NULL)
+        return SN_EINVAL;
     for (;;) {
+        if (atomic_load(&listener->canceled))
+            return SN_ECANCELED;
         int rc = sn__sock_accept_now(listener, out);
         if (rc != SN_EAGAIN)
-            return rc;
+            return rc < 0 && atomic_load(&listener->canceled) ? SN_ECANCELED : rc;
         if ((rc = sn__wait_fd(listener->fd, POLLIN, deadline)) < 0)
             return rc;
     }
@@ -604,6 +608,16 @@ const char *sn_sock_state_name(int state)
     if (state < 0 || (size_t)state >= SN_ARRAY_SIZE(names))
         return "unknown";
     return names[state];
+}
+
+int sn_sock_cancel(sn_sock *s)
+{
+    if (s == NULL)
+        return SN_EINVAL;
+    atomic_store(&s->canceled, true);
+    /* a listener's shutdown wakes every accept and poll on it */
+    sn__sock_shutdown_gated(&s->fd, SHUT_RDWR);
+    return 0;
 }
 
 void sn__sock_peer_closed(sn_sock *s)

@@ -42,6 +42,7 @@ struct sn_sock {
      * rcvtimeo_ms already (Linux copies a listener's options at accept):
      * 0 not known yet, 1 yes (no setsockopt per accept), -1 no */
     atomic_int inherits;
+    atomic_bool canceled; /* sn_sock_cancel ran: accepts fail with SN_ECANCELED */
     /* local listeners bound to a path: the path, and the file's device and
      * inode, to remove it on close if it is still ours; else NULL */
     char *path;
@@ -93,8 +94,12 @@ int sn__try_each(const sn_addr *addrs, int n, int (*try_one)(const sn_addr *addr
 int sn__sock_name(int fd, sn_addr *out, bool peer);
 /* Closes a socket's descriptor (*fd >= 0), which becomes -1; the calling
  * thread's scheduler forgets it first. 0 or -errno (EINTR counts as
- * closed). */
+ * closed). Excludes sn__sock_shutdown_gated on the same field. */
 int sn__sock_close_fd(int *fd);
+/* shutdown(*fd, how) from any thread, unless sn__sock_close_fd closed the
+ * field's descriptor: the two never overlap, so the shutdown cannot reach
+ * a number reused meanwhile. Returns whether the descriptor was open. */
+bool sn__sock_shutdown_gated(const int *fd, int how);
 
 /* ---- the option engine (sn_sockopt.c) -----------------------------------------
  * One table describes every option of both kinds of socket: how it reaches

@@ -4,10 +4,50 @@
  * socket's addresses, closing its descriptor, trying resolved addresses in
  * turn (sn_sock_int.h).
  */
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "sn_fiber.h"
 #include "sn_sock_int.h"
+#include "sn_util.h"
 #include "socknet.h"
+
+/* ---- cancelling from any thread ------------------------------------------------------ */
+
+/* A shutdown from another thread must not reach a descriptor number that its
+ * socket closed meanwhile (the number may be a new socket's by then). The
+ * shutdown and the close of one descriptor field take the same gate: a
+ * mutex of a small table, picked by the field's address. Each is held for
+ * one system call and never across a wait, so a plain mutex serves fibers
+ * too; the I/O calls never take it. */
+#define SN_GATES 64
+static pthread_mutex_t gates[SN_GATES];
+static pthread_once_t gates_once = PTHREAD_ONCE_INIT;
+
+static void gates_init(void)
+{
+    for (int i = 0; i < SN_GATES; i++)
+        sn__mutex_init(&gates[i]);
+}
+
+static pthread_mutex_t *gate_of(const int *fd)
+{
+    pthread_once(&gates_once, gates_init);
+    uintptr_t a = (uintptr_t)fd;
+    return &gates[(a >> 4 ^ a >> 10) % SN_GATES];
+}
+
+bool sn__sock_shutdown_gated(const int *fd, int how)
+{
+    pthread_mutex_t *g = gate_of(fd);
+    sn__mutex_lock(g);
+    bool open = *fd >= 0;
+    if (open)
+        shutdown(*fd, how);
+    sn__mutex_unlock(g);
+    return open;
+}
 
 /* Errors after which the next address may still work. */
 static bool try_next(int rc)
@@ -50,7 +90,10 @@ int sn__sock_close_fd(int *fd)
      * knows of fd before the number can be reused (nothing on a plain
      * thread): no mode test here */
     sn__fiber_forget_fd(*fd);
+    pthread_mutex_t *g = gate_of(fd);
+    sn__mutex_lock(g); /* no shutdown from another thread is under way */
     int rc = close(*fd) < 0 && errno != EINTR ? -errno : 0;
     *fd = -1;
+    sn__mutex_unlock(g);
     return rc;
 }

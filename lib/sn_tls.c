@@ -1478,6 +1478,10 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
         snprintf(tt->reason, sizeof tt->reason,
                  "no handshake turn free by the deadline (handshakes_max %d)", tls->handshakes_max);
     }
+    if (rc < 0 && sn__conn_wake_level(c) >= SN__WAKE_CANCEL) {
+        rc = SN_ECANCELED; /* the socket was shut down under the handshake: say why */
+        snprintf(tt->reason, sizeof tt->reason, "handshake cancelled (sn_conn_cancel)");
+    }
     if (rc < 0) {
         if (rc == SN_ETIMEDOUT && tt->reason[0] == '\0')
             snprintf(tt->reason, sizeof tt->reason, "handshake not done by its deadline");

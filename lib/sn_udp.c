@@ -40,7 +40,14 @@ struct sn_udp {
     int mcast_if;                          /* SN_UDP_OPT_MULTICAST_IF as set */
     sn_addr bound;                         /* what sn_udp_bind bound, with the port it got; empty if
                                               the socket was never bound explicitly */
+    atomic_bool canceled;                  /* sn_udp_cancel: every call fails at once */
 };
+
+/* SN_ECANCELED once sn_udp_cancel ran, else 0. */
+static int canceled(const sn_udp *u)
+{
+    return atomic_load_explicit(&u->canceled, memory_order_acquire) ? SN_ECANCELED : 0;
+}
 
 /* ---- options: the engine of sn_sockopt.c ------------------------------------ */
 
@@ -274,6 +281,9 @@ ssize_t sn_udp_send_to(sn_udp *u, const void *buf, size_t len, const sn_addr *to
     int64_t deadline = sn__deadline_abs(dl, u->write_timeout_ms);
     msg_for_send(u, &m, &iov, buf, len, to, &tmp);
     for (;;) {
+        int rc = canceled(u);
+        if (rc < 0)
+            return rc;
         ssize_t n = sendmsg(u->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0) {
             note_sent(u);
@@ -283,8 +293,7 @@ ssize_t sn_udp_send_to(sn_udp *u, const void *buf, size_t len, const sn_addr *to
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return send_error(errno);
-        int rc = sn__wait_fd(u->fd, POLLOUT, deadline);
-        if (rc < 0)
+        if ((rc = sn__wait_fd(u->fd, POLLOUT, deadline)) < 0)
             return rc;
     }
 }
@@ -330,7 +339,9 @@ int sn_udp_send_batch(sn_udp *u, const sn_udp_msg *msgs, int n, sn_deadline dl)
     int64_t deadline = sn__deadline_abs(dl, u->write_timeout_ms);
     int sent = 0;
     while (sent < n) {
-        int k = send_chunk(u, msgs + sent, SN_MIN(n - sent, BATCH_CHUNK));
+        int k = canceled(u);
+        if (k == 0)
+            k = send_chunk(u, msgs + sent, SN_MIN(n - sent, BATCH_CHUNK));
         if (k > 0) {
             note_sent(u);
             sent += k;
@@ -339,7 +350,7 @@ int sn_udp_send_batch(sn_udp *u, const sn_udp_msg *msgs, int n, sn_deadline dl)
         if (k == SN_EAGAIN)
             k = sn__wait_fd(u->fd, POLLOUT, deadline);
         if (k < 0)
-            return sent > 0 ? sent : k;
+            return sent > 0 && k != SN_ECANCELED ? sent : k;
     }
     return sent;
 }
@@ -391,12 +402,16 @@ static ssize_t recv_one(sn_udp *u, struct msghdr *m, socklen_t namecap, int64_t 
 {
     for (;;) {
         int flags;
-        int rc = recv_mode(u, deadline, &flags);
+        int rc = canceled(u);
+        if (rc == 0)
+            rc = recv_mode(u, deadline, &flags);
         if (rc < 0)
             return rc;
         m->msg_namelen = namecap;
         m->msg_flags = 0;
         ssize_t n = recvmsg(u->fd, m, flags | MSG_TRUNC);
+        if ((rc = canceled(u)) < 0) /* the cancel's shutdown gives an empty "datagram" */
+            return rc;
         if (n >= 0)
             return n;
         if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -448,7 +463,9 @@ static int recv_chunk(sn_udp *u, sn_udp_msg *msgs, int n, int64_t deadline)
     struct iovec iov[BATCH_CHUNK];
     for (;;) {
         int flags;
-        int rc = recv_mode(u, deadline, &flags);
+        int rc = canceled(u);
+        if (rc == 0)
+            rc = recv_mode(u, deadline, &flags);
         if (rc < 0)
             return rc;
         for (int i = 0; i < n; i++) {
@@ -459,6 +476,8 @@ static int recv_chunk(sn_udp *u, sn_udp_msg *msgs, int n, int64_t deadline)
                                                  .msg_iovlen = 1}};
         }
         int k = recvmmsg(u->fd, mm, (unsigned)n, flags | MSG_TRUNC | MSG_WAITFORONE, NULL);
+        if ((rc = canceled(u)) < 0)
+            return rc;
         for (int i = 0; i < k; i++) {
             sn_udp_msg *x = &msgs[i];
             x->size = mm[i].msg_len;
@@ -592,6 +611,17 @@ int sn_udp_family(const sn_udp *u)
 int sn_udp_fd(const sn_udp *u)
 {
     return u != NULL ? u->fd : -1;
+}
+
+int sn_udp_cancel(sn_udp *u)
+{
+    if (u == NULL)
+        return SN_EINVAL;
+    atomic_store_explicit(&u->canceled, true, memory_order_release);
+    /* wakes a receive blocked in the kernel or a fiber parked on the
+     * socket (unconnected: ENOTCONN, but the socket is marked all the same) */
+    sn__sock_shutdown_gated(&u->fd, SHUT_RDWR);
+    return 0;
 }
 
 int sn_udp_close(sn_udp *u)

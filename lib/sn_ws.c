@@ -134,6 +134,11 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
     return 0;
 }
 
+int sn_ws_cancel(sn_ws *ws)
+{
+    return ws == NULL ? SN_EINVAL : sn_conn_cancel(ws->c);
+}
+
 void sn_ws_free(sn_ws *ws)
 {
     if (ws == NULL)

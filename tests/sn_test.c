@@ -324,6 +324,36 @@ long sn_test_raise_nofile(long n)
     return (long)rl.rlim_cur;
 }
 
+struct sn_test_later {
+    pthread_t t;
+    int ms;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void *later_main(void *arg)
+{
+    sn_test_later *l = arg;
+    sn_test_sleep_ms(l->ms);
+    l->fn(l->arg);
+    return NULL;
+}
+
+sn_test_later *sn_test_later_start(int ms, void (*fn)(void *arg), void *arg)
+{
+    sn_test_later *l = calloc(1, sizeof *l);
+    CU_ASSERT_FATAL(l != NULL);
+    *l = (sn_test_later){.ms = ms, .fn = fn, .arg = arg};
+    CU_ASSERT_FATAL(pthread_create(&l->t, NULL, later_main, l) == 0);
+    return l;
+}
+
+void sn_test_later_join(sn_test_later *l)
+{
+    pthread_join(l->t, NULL);
+    free(l);
+}
+
 int sn_test_free_port(void)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

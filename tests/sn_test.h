@@ -83,6 +83,13 @@ int sn_test_free_port(void);
 /* Sleeps ms milliseconds. */
 void sn_test_sleep_ms(int ms);
 
+/* Runs fn(arg) on a thread of its own after ms milliseconds (a cancel or a
+ * close from another thread while the test blocks); join it before arg
+ * goes away. */
+typedef struct sn_test_later sn_test_later;
+sn_test_later *sn_test_later_start(int ms, void (*fn)(void *arg), void *arg);
+void sn_test_later_join(sn_test_later *l);
+
 /* Descriptors open in this process (for leak checks: compare two counts). */
 int sn_test_open_fds(void);
 

@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <unistd.h>
 #include "sn_test.h"
 #include "sn_chan_int.h"
+#include "sn_fiber.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -1398,15 +1400,24 @@ static void *flusher_run(void *arg)
     return NULL;
 }
 
+/* A connection with 4 MiB written into its buffer, small socket buffers,
+ * and a peer that does not read: its flush will block. */
+static sn_conn *stuck_writer(int *peer, char **data)
+{
+    size_t n = 4u << 20;
+    sn_conn_config cfg = {.write_buffer = 8u << 20};
+    sn_conn *c = conn_pair(peer, &cfg);
+    *data = calloc(1, n);
+    shrink_buffers(c, *peer);
+    SN_ASSERT_RC(sn_write(c, *data, n, 0), (ssize_t)n);
+    return c;
+}
+
 static void test_wake_level2_blocked_writer(void)
 {
     int peer;
-    size_t n = 4u << 20;
-    char *data = calloc(1, n);
-    sn_conn_config cfg = {.write_buffer = 8u << 20};
-    sn_conn *c = conn_pair(&peer, &cfg);
-    shrink_buffers(c, peer);
-    SN_ASSERT_RC(sn_write(c, data, n, 0), (ssize_t)n);
+    char *data;
+    sn_conn *c = stuck_writer(&peer, &data);
     struct flusher f = {.c = c};
     CU_ASSERT_FATAL(pthread_create(&f.th, NULL, flusher_run, &f) == 0);
     sn_test_sleep_ms(100);
@@ -1418,6 +1429,128 @@ static void test_wake_level2_blocked_writer(void)
     sn_conn_free(c);
     close(peer);
     free(data);
+}
+
+/* ---- cancelling from another thread -------------------------------------------------- */
+
+static void cancel_conn(void *arg)
+{
+    SN_ASSERT_RC(sn_conn_cancel(arg), 0);
+}
+
+/* A read blocked with no deadline returns SN_ECANCELED as soon as another
+ * thread cancels; every later call does too; the peer sees the end. */
+static void test_cancel_blocked_read(void)
+{
+    int peer;
+    char buf[16];
+    sn_conn *c = conn_pair(&peer, NULL);
+    peer_str(peer, "x");
+    CU_ASSERT_EQUAL(sn_read(c, buf, 1, SN_DEADLINE_NEVER), 1);
+    sn_test_later *l = sn_test_later_start(100, cancel_conn, c);
+    int64_t t0 = sn_now_ms();
+    CU_ASSERT_EQUAL(sn_read(c, buf, sizeof buf, SN_DEADLINE_NEVER), SN_ECANCELED);
+    int64_t took = sn_now_ms() - t0;
+    CU_ASSERT(took >= 90 && took < 1000);
+    sn_test_later_join(l);
+    peer_str(peer, "late");
+    CU_ASSERT_EQUAL(sn_read(c, buf, sizeof buf, sn_deadline_in(1000)), SN_ECANCELED);
+    CU_ASSERT_EQUAL(sn_write(c, "y", 1, 0), SN_ECANCELED);
+    CU_ASSERT_EQUAL(sn_conn_error(c), SN_ECANCELED);
+    CU_ASSERT_EQUAL(sn_test_read_all(peer, buf, 1, 5000), SN_EOF); /* shut down both ways */
+    SN_ASSERT_RC(sn_conn_cancel(c), 0);                            /* again: nothing more */
+    SN_ASSERT_RC(sn_conn_close(c, 0), 0);
+    SN_ASSERT_RC(sn_conn_cancel(c), 0); /* after the close: does nothing */
+    sn_conn_free(c);
+    close(peer);
+    CU_ASSERT_EQUAL(sn_conn_cancel(NULL), SN_EINVAL);
+}
+
+/* A flush blocked on a full socket ends the same way. */
+static void test_cancel_blocked_flush(void)
+{
+    int peer;
+    char *data;
+    sn_conn *c = stuck_writer(&peer, &data);
+    sn_test_later *l = sn_test_later_start(100, cancel_conn, c);
+    CU_ASSERT_EQUAL(sn_flush(c, SN_DEADLINE_NEVER), SN_ECANCELED);
+    sn_test_later_join(l);
+    CU_ASSERT_EQUAL(sn_conn_close(c, 0), SN_ECANCELED); /* bytes were left */
+    sn_conn_free(c);
+    close(peer);
+    free(data);
+}
+
+/* On a fiber: the read parks, and a cancel from a plain thread wakes it. */
+struct fiber_read {
+    sn_conn *c;
+    ssize_t rc;
+    int64_t took;
+};
+
+static void fiber_read_run(void *arg)
+{
+    struct fiber_read *f = arg;
+    char buf[16];
+    int64_t t0 = sn_now_ms();
+    f->rc = sn_read(f->c, buf, sizeof buf, SN_DEADLINE_NEVER);
+    f->took = sn_now_ms() - t0;
+}
+
+static void test_cancel_read_on_fiber(void)
+{
+    int peer;
+    struct fiber_read f = {.c = conn_pair(&peer, NULL)};
+    sn_sched *sch;
+    SN_ASSERT_RC(sn__sched_new(&sch), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(sch, fiber_read_run, &f, 0), 0);
+    sn_test_later *l = sn_test_later_start(100, cancel_conn, f.c);
+    sn__sched_run(sch);
+    sn_test_later_join(l);
+    sn__sched_free(sch);
+    CU_ASSERT_EQUAL(f.rc, SN_ECANCELED);
+    CU_ASSERT(f.took >= 90 && f.took < 1000);
+    sn_conn_free(f.c);
+    close(peer);
+}
+
+/* A cancel that meets the owner's close and free never reaches another
+ * socket's descriptor: the numbers freed are reused at once here. */
+struct cancel_race {
+    sn_conn *c;
+    atomic_bool go;
+};
+
+static void *cancel_race_run(void *arg)
+{
+    struct cancel_race *r = arg;
+    while (!atomic_load(&r->go))
+        sched_yield();
+    sn_conn_cancel(r->c);
+    return NULL;
+}
+
+static void test_cancel_races_close(void)
+{
+    for (int i = 0; i < 200; i++) {
+        int peer, a, b;
+        struct cancel_race r = {.c = conn_pair(&peer, NULL)};
+        pthread_t t;
+        CU_ASSERT_FATAL(pthread_create(&t, NULL, cancel_race_run, &r) == 0);
+        atomic_store(&r.go, true);
+        sn_conn_close(r.c, 0);
+        /* the closed number goes to a new pair at once: a late shutdown
+         * would end it */
+        CU_ASSERT_FATAL(sn_test_tcp_pair(&a, &b) == 0);
+        pthread_join(t, NULL);
+        sn_conn_free(r.c);
+        CU_ASSERT_EQUAL(sn_test_write_all(a, "ok", 2), 0);
+        char buf[2];
+        CU_ASSERT_EQUAL(sn_test_read_all(b, buf, 2, 5000), 0);
+        close(a);
+        close(b);
+        close(peer);
+    }
 }
 
 /* ---- two connections, counters ------------------------------------------------------ */
@@ -1848,6 +1981,10 @@ static CU_TestInfo tests[] = {
     {"wake level 1 delivers buffered lines first", test_wake_level1_delivers_buffered_first},
     {"wake level 2", test_wake_level2},
     {"wake level 2 ends a blocked flush", test_wake_level2_blocked_writer},
+    {"cancel: a blocked read returns SN_ECANCELED", test_cancel_blocked_read},
+    {"cancel: a blocked flush returns SN_ECANCELED", test_cancel_blocked_flush},
+    {"cancel: a read parked on a fiber", test_cancel_read_on_fiber},
+    {"cancel: racing the owner's close", test_cancel_races_close},
     {"ping-pong between two connections; counters", test_ping_pong_and_counters},
     {"allocation failure in sn_conn_new", test_alloc_failure_in_new},
     {"allocation failure in the buffers", test_alloc_failure_in_buffers},

@@ -771,15 +771,6 @@ static void test_state_after_reset(void)
 
 /* ---- binding a client before it connects --------------------------------------- */
 
-/* A port nobody uses now (bound, read and released), for a fixed bind_port. */
-static int free_port(const char *ip)
-{
-    sn_sock *s;
-    int port = listen_on(&s, ip, 0, 0, NULL);
-    sn_sock_free(s);
-    return port;
-}
-
 static void test_bind_before_connect(void)
 {
     sn_sock *l, *c, *a;
@@ -797,7 +788,7 @@ static void test_bind_before_connect(void)
     free_all(l, c, a);
     /* a port of ours, on the any-address; then the same port again at once,
      * with reuseaddr, while the first connection is in TIME_WAIT */
-    int port = free_port("127.0.0.1");
+    int port = sn_test_free_port();
     CU_ASSERT_FATAL(port > 0);
     for (int i = 0; i < 2; i++) {
         o = (sn_sock_options){.bind_port = port, .reuseaddr = SN_ON};
@@ -886,6 +877,30 @@ static void test_bind_local_client(void)
     SN_ASSERT_RC(sn_tcp_connect(&c, name, 0, &o, sn_deadline_in(5000)), SN_EBADADDR);
     CU_ASSERT_PTR_NULL(c);
     sn_sock_free(l);
+}
+
+static void cancel_sock(void *arg)
+{
+    SN_ASSERT_RC(sn_sock_cancel(arg), 0);
+}
+
+/* An accept blocked with no deadline returns SN_ECANCELED when another
+ * thread cancels the listener, and so does every later one. */
+static void test_accept_cancel(void)
+{
+    sn_sock *l, *a = NULL;
+    CU_ASSERT_FATAL(listen_on(&l, "127.0.0.1", 0, 0, NULL) > 0);
+    sn_test_later *later = sn_test_later_start(100, cancel_sock, l);
+    int64_t t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_sock_accept(l, &a, SN_DEADLINE_NEVER), SN_ECANCELED);
+    CU_ASSERT(sn_now_ms() - t0 >= 90 && sn_now_ms() - t0 < 1000);
+    sn_test_later_join(later);
+    SN_ASSERT_RC(sn_sock_accept(l, &a, sn_deadline_in(100)), SN_ECANCELED);
+    CU_ASSERT_PTR_NULL(a);
+    SN_ASSERT_RC(sn_sock_close(l), 0);
+    SN_ASSERT_RC(sn_sock_cancel(l), 0); /* after the close: nothing */
+    sn_sock_free(l);
+    CU_ASSERT_EQUAL(sn_sock_cancel(NULL), SN_EINVAL);
 }
 
 static void test_accept_deadline(void)
@@ -996,6 +1011,7 @@ static CU_TestInfo tests[] = {
     {"bind before connect: errors", test_bind_errors},
     {"bind before connect: a local client's name", test_bind_local_client},
     {"accept deadline", test_accept_deadline},
+    {"accept cancelled from another thread", test_accept_cancel},
     {"from_fd errors", test_from_fd_errors},
     {"allocation failures", test_alloc_failures},
     {"no leaks over the life cycle", test_no_leaks_over_life_cycle},

@@ -1165,6 +1165,32 @@ static void test_handshake_deadline(void)
     sn_tls_free(st);
 }
 
+static void cancel_conn(void *arg)
+{
+    SN_ASSERT_RC(sn_conn_cancel(arg), 0);
+}
+
+/* A handshake waiting for a server that never answers returns
+ * SN_ECANCELED at once when another thread cancels the connection. */
+static void test_cancel_mid_handshake(void)
+{
+    sn_sock *x, *y;
+    sn_conn *c;
+    char b;
+    SN_ASSERT_RC(sn_test_sock_pair(&x, &y), 0);
+    SN_ASSERT_RC(sn_conn_new(&c, x, NULL), 0);
+    sn_tls *ct = client_ctx();
+    sn_test_later *l = sn_test_later_start(100, cancel_conn, c);
+    int64_t t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_tls_upgrade(c, ct, "localhost", SN_DEADLINE_NEVER), SN_ECANCELED);
+    CU_ASSERT(sn_now_ms() - t0 >= 90 && sn_now_ms() - t0 < 2000);
+    sn_test_later_join(l);
+    SN_ASSERT_RC(sn_read(c, &b, 1, 0), SN_ECANCELED);
+    sn_conn_free(c);
+    sn_sock_free(y);
+    sn_tls_free(ct);
+}
+
 struct dialer {
     sn_tls *t;
     int port, n, ok;
@@ -1575,6 +1601,7 @@ static CU_TestInfo tests[] = {
     {"one way, introspection", test_one_way},
     {"plain connection is not TLS", test_plain_conn_is_not_tls},
     {"sn_tls_connect, also bound to a local address first", test_tls_connect},
+    {"a handshake cancelled from another thread", test_cancel_mid_handshake},
     {"resumption across versions", test_resumption_across_versions},
     {"a reader and a writer thread on one connection", test_reader_and_writer_threads},
     {"mutual TLS, RSA and ECDSA", test_mutual},

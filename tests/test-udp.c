@@ -1307,7 +1307,63 @@ static void test_server_default_workers(void)
     app_destroy(&a);
 }
 
+/* ---- cancelling from another thread ---------------------------------------------------- */
+
+static void cancel_udp(void *arg)
+{
+    SN_ASSERT_RC(sn_udp_cancel(arg), 0);
+}
+
+struct udp_recv_fiber {
+    sn_udp *u;
+    ssize_t rc;
+};
+
+static void udp_recv_fiber(void *arg)
+{
+    struct udp_recv_fiber *f = arg;
+    char buf[16];
+    f->rc = sn_udp_recv(f->u, buf, sizeof buf, NULL, SN_DEADLINE_NEVER);
+}
+
+/* A receive blocked in the kernel (a plain thread) and one parked on a
+ * fiber both return SN_ECANCELED when another thread cancels; later
+ * receives and sends too, never an empty datagram. */
+static void test_cancel(void)
+{
+    char buf[16];
+    sn_udp_msg m = {.buf = buf, .cap = sizeof buf};
+    sn_udp *u = bound("127.0.0.1"), *v = bound("127.0.0.1");
+    sn_addr to = local_of(v);
+    sn_test_later *l = sn_test_later_start(100, cancel_udp, u);
+    int64_t t0 = sn_now_ms();
+    CU_ASSERT_EQUAL(sn_udp_recv(u, buf, sizeof buf, NULL, SN_DEADLINE_NEVER), SN_ECANCELED);
+    CU_ASSERT(sn_now_ms() - t0 >= 90 && sn_now_ms() - t0 < 1000);
+    sn_test_later_join(l);
+    CU_ASSERT_EQUAL(sn_udp_recv(u, buf, sizeof buf, NULL, sn_deadline_in(100)), SN_ECANCELED);
+    CU_ASSERT_EQUAL(sn_udp_recv_batch(u, &m, 1, sn_deadline_in(100)), SN_ECANCELED);
+    CU_ASSERT_EQUAL(sn_udp_send_to(u, "x", 1, &to, 0), SN_ECANCELED);
+    CU_ASSERT_EQUAL(sn_udp_send_batch(u, &(sn_udp_msg){.buf = "x", .len = 1, .addr = to}, 1, 0),
+                    SN_ECANCELED);
+    SN_ASSERT_RC(sn_udp_close(u), 0);
+    SN_ASSERT_RC(sn_udp_cancel(u), 0); /* after the close: nothing */
+    sn_udp_free(u);
+    /* on a fiber */
+    struct udp_recv_fiber f = {.u = v};
+    sn_sched *sch;
+    SN_ASSERT_RC(sn__sched_new(&sch), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(sch, udp_recv_fiber, &f, 0), 0);
+    l = sn_test_later_start(100, cancel_udp, v);
+    sn__sched_run(sch);
+    sn_test_later_join(l);
+    sn__sched_free(sch);
+    CU_ASSERT_EQUAL(f.rc, SN_ECANCELED);
+    sn_udp_free(v);
+    CU_ASSERT_EQUAL(sn_udp_cancel(NULL), SN_EINVAL);
+}
+
 static CU_TestInfo tests[] = {
+    {"cancel from another thread: blocked, on a fiber, later calls", test_cancel},
     {"bind IPv4, port 0, reuse", test_bind_v4},
     {"round trips 0 B, 1 B, 1400 B, 65507 B over IPv4", test_round_trips_v4},
     {"truncation reports the real size", test_truncation},

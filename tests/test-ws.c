@@ -435,6 +435,37 @@ static void test_recv_deadline_not_sticky(void)
     CU_ASSERT_EQUAL(s.close_code, SN_WS_GOING_AWAY);
 }
 
+static void cancel_ws(void *arg)
+{
+    SN_ASSERT_RC(sn_ws_cancel(arg), 0);
+}
+
+/* A receive blocked with no deadline returns SN_ECANCELED when another
+ * thread cancels the session; sends too; no close frame goes out, and the
+ * server sees the connection end (1006). */
+static void test_cancel_blocked_recv(void)
+{
+    struct srv s = {.mode = SILENT_RECV};
+    sn_conn *c;
+    sn_ws *ws;
+    sn_ws_msg m;
+    srv_start(&s, &c);
+    SN_ASSERT_RC(client(&ws, c, NULL, NULL), 0);
+    sn_test_later *l = sn_test_later_start(100, cancel_ws, ws);
+    int64_t t0 = sn_now_ms();
+    SN_ASSERT_RC(sn_ws_recv(ws, &m, SN_DEADLINE_NEVER), SN_ECANCELED);
+    CU_ASSERT(sn_now_ms() - t0 >= 90 && sn_now_ms() - t0 < 2000);
+    sn_test_later_join(l);
+    SN_ASSERT_RC(sn_ws_send(ws, SN_WS_TEXT, "late", 4, 0), SN_ECANCELED);
+    SN_ASSERT_RC(sn_ws_recv(ws, &m, sn_deadline_in(100)), SN_ECANCELED);
+    sn_ws_free(ws);
+    sn_conn_free(c);
+    srv_join(&s);
+    CU_ASSERT_EQUAL(s.messages, 0);
+    CU_ASSERT_EQUAL(s.close_code, SN_WS_ABNORMAL);
+    CU_ASSERT_EQUAL(sn_ws_cancel(NULL), SN_EINVAL);
+}
+
 /* A caller's deadline shorter than the ping rule still ends a receive that
  * waits inside a message, as before: SN_ETIMEDOUT, sticky, and no close
  * (the timeout is the caller's, not the peer's fault). The ping period is
@@ -882,6 +913,7 @@ static void test_bad_arguments(void)
 }
 
 static CU_TestInfo tests[] = {
+    {"cancel: a receive blocked with no deadline", test_cancel_blocked_recv},
     {"echo of every size", test_echo},
     {"echo with a masking server", test_echo_server_masks},
     {"permessage-deflate: offers, answers, windows, takeover", test_deflate_settings},

@@ -45,8 +45,9 @@
  * are valid until the next read call, as always.
  *
  * Thread safety: one thread may read while another writes; two readers or
- * two writers need the caller's own lock. sn_conn_error, sn_conn_sock and
- * sn_conn_stats_get may be called from any thread; sn_available belongs to
+ * two writers need the caller's own lock. sn_conn_cancel, sn_conn_error,
+ * sn_conn_sock and sn_conn_stats_get may be called from any thread (until
+ * sn_conn_free); sn_available belongs to
  * the reader, sn_pending to the writer, sn_conn_set_data/sn_conn_data to
  * the connection's owner.
  * Ownership: sn_conn_new takes ownership of the sn_sock on success;
@@ -103,6 +104,19 @@ SN_API int sn_conn_connect(sn_conn **out, const char *host, int port, const sn_s
  * later I/O calls return SN_ECLOSED. Closing again returns 0. The
  * connection stays valid for its getters until sn_conn_free. */
 SN_API int sn_conn_close(sn_conn *c, sn_deadline dl);
+
+/* Cancels the connection from any thread or fiber, OpenHarmony's close()
+ * from anywhere: a call blocked in it (a read, a write, a flush, a TLS
+ * handshake in sn_tls_upgrade, a WebSocket receive) returns SN_ECANCELED at
+ * once, and so does every later I/O call; the socket is shut down both
+ * ways, so the peer reads the end of the stream. Buffered bytes are not
+ * delivered or sent. The connection stays valid: whoever owns it still
+ * closes and frees it (sn_conn_close then returns SN_ECANCELED if bytes
+ * were left unsent), which is what makes cancelling safe at any time: it
+ * never frees or closes what another thread is using, and a cancel that
+ * meets the owner's close does nothing. Any number of times; after
+ * sn_conn_free it must not be called. Returns 0, or SN_EINVAL for NULL. */
+SN_API int sn_conn_cancel(sn_conn *c);
 
 /* A graceful end after an error answer (a lingering close, as web servers
  * do): flushes, shuts the write side down (TLS: close_notify first), then

@@ -317,6 +317,16 @@ SN_API int sn_sock_shutdown_write(sn_sock *s);
  * either way); closing a closed socket returns 0. */
 SN_API int sn_sock_close(sn_sock *s);
 
+/* Cancels the socket from any thread or fiber: an sn_sock_accept blocked
+ * on a listener returns SN_ECANCELED at once, and so does every later one
+ * (the listener is shut down and takes no more connections); a connected
+ * socket is shut down both ways (for a connection's calls, use
+ * sn_conn_cancel, which also makes them return SN_ECANCELED). The socket
+ * stays valid until its owner frees it; a cancel that meets the owner's
+ * close does nothing. Any number of times, until sn_sock_free. Returns 0,
+ * or SN_EINVAL for NULL. */
+SN_API int sn_sock_cancel(sn_sock *s);
+
 /* Closes if open and releases s. NULL is a no-op. */
 SN_API void sn_sock_free(sn_sock *s);
 

@@ -42,7 +42,8 @@
  * Thread safety: an sn_udp belongs to one thread, except that the sends
  * (sn_udp_send, sn_udp_send_to, sn_udp_send_batch) and the getters may be
  * called from other threads at the same time as one receiving thread; every
- * datagram is sent whole by one system call. The server is fully
+ * datagram is sent whole by one system call. sn_udp_cancel may be called
+ * from any thread until sn_udp_free. The server is fully
  * thread-safe (see sn_udp_server below).
  * Ownership: sn_udp_bind, sn_udp_open and sn_udp_connect give the caller a
  * new sn_udp; sn_udp_free closes and releases it. Buffers and addresses
@@ -302,8 +303,16 @@ SN_API int sn_udp_fd(const sn_udp *u);
 /* Closes the descriptor (state: closed); the sn_udp stays valid for its
  * getters until sn_udp_free. Returns 0 or -errno (the descriptor is closed
  * either way); closing a closed socket returns 0. Not while another thread
- * uses the socket. */
+ * uses the socket: that thread cancels it first (sn_udp_cancel). */
 SN_API int sn_udp_close(sn_udp *u);
+
+/* Cancels the socket from any thread or fiber: a receive or send blocked
+ * in it returns SN_ECANCELED at once, and so does every later receive or
+ * send. The socket stays open and valid until its owner closes and frees
+ * it; a cancel that meets the owner's close does nothing, so cancelling is
+ * safe at any time before sn_udp_free. Any number of times. Returns 0, or
+ * SN_EINVAL for NULL. */
+SN_API int sn_udp_cancel(sn_udp *u);
 
 /* Closes if open and releases u. NULL is a no-op. */
 SN_API void sn_udp_free(sn_udp *u);

@@ -64,6 +64,7 @@
  * another receives: a per-session lock keeps frames whole, and a message
  * sent in fragments keeps other messages out until its last part (control
  * frames still go between its fragments). The locks are fiber-aware.
+ * sn_ws_cancel may be called from any thread until sn_ws_free.
  * Ownership: sn_ws_accept and sn_ws_handshake give the caller a session over
  * the caller's connection, which must outlive the session and is still the
  * caller's to free after sn_ws_free; a session from sn_ws_connect owns its
@@ -285,6 +286,17 @@ SN_API int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers
  * (by the thread that sends it: the message stays unfinished for the
  * peer); NULL is fine. */
 SN_API void sn_ws_free(sn_ws *ws);
+
+/* Cancels the session from any thread or fiber (its connection's
+ * sn_conn_cancel): a receive or send blocked in it, or waiting for
+ * another sender, returns SN_ECANCELED at once, and so does every later
+ * call; no close frame is sent (the connection is shut down: the peer sees
+ * it end, close code 1006). The session stays valid until its owner frees
+ * it. For a close handshake from another thread instead, send the
+ * close frame there (sn_ws_close_send, below): the receiver then sees the
+ * peer's answer. Any number of times, until sn_ws_free. Returns 0, or
+ * SN_EINVAL for NULL. */
+SN_API int sn_ws_cancel(sn_ws *ws);
 
 /* The session's connection. */
 SN_API sn_conn *sn_ws_conn(sn_ws *ws);
