@@ -78,6 +78,7 @@
 #define SN_FIBER_EVENTS 256
 #define SN_SCHED_BUFS 32
 #define SN_INBOX_KEY UINT64_MAX      /* the epoll key of the inbox; others are fds */
+#define SN_WATCH_OWNER UINT64_MAX    /* fd_slot.owner of a watched descriptor */
 #define SN_WAKE_KEY (UINT64_MAX - 1) /* the wake-up list's eventfd */
 
 /* ---- telling the sanitizers and valgrind about stacks ------------------------- */
@@ -130,9 +131,13 @@ struct sn_fiber {
 /* A descriptor as the scheduler knows it (see the top of the file): a
  * reader and a writer may wait on it at once (two fibers). */
 struct fd_slot {
-    sn_fiber *rd, *wr; /* parked on it, or NULL */
-    uint64_t owner;    /* id of the fiber that registered it; 0 = not registered */
-    uint32_t ready;    /* events seen and not yet used by a wait */
+    sn_fiber *rd, *wr;           /* parked on it, or NULL */
+    uint64_t owner;              /* id of the fiber that registered it; 0 = not registered;
+                                    SN_WATCH_OWNER: a watch did, for every fiber */
+    uint32_t ready;              /* events seen and not yet used by a wait */
+    bool armed;                  /* the watch may fire (none of its fibers runs) */
+    void (*watch_fn)(void *arg); /* sn__sched_watch's, or NULL */
+    void *watch_arg;
 };
 
 struct sn_sched {
@@ -776,6 +781,20 @@ static void wake_waiter(sn_sched *s, sn_fiber **w, uint32_t events)
 
 /* An edge on a registered descriptor: wakes the waiters it is for, and
  * keeps the rest for the next wait. */
+/* A watched descriptor that is armed, readable (or failed) and has no
+ * reader parked: its fiber starts, and the readable edge is its to use. A
+ * failed spawn (no memory) leaves it armed, to try again at the next edge
+ * or re-arm. */
+static void watch_fire(sn_sched *s, struct fd_slot *slot)
+{
+    if (!slot->armed || slot->rd != NULL || !(slot->ready & (SN_EV_RD | SN_EV_BAD)))
+        return;
+    if (sn__fiber_spawn(s, slot->watch_fn, slot->watch_arg, 0) < 0)
+        return;
+    slot->armed = false;
+    slot->ready &= ~(SN_EV_RD & SN_EV_CONSUMED);
+}
+
 static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
 {
     slot->ready |= events;
@@ -787,6 +806,7 @@ static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
         slot->ready &= ~EPOLLOUT;
         wake_waiter(s, &slot->wr, events);
     }
+    watch_fire(s, slot);
 }
 
 /* Starts loading the part of a parked fiber's stack that it touches first
@@ -923,7 +943,7 @@ static int wait_fd(int fd, short events, int64_t deadline, uint32_t reg_events)
     struct fd_slot *slot = fd_slot(s, fd);
     if (slot == NULL)
         return SN_ENOMEM;
-    if (slot->owner != f->id) {
+    if (slot->owner != f->id && slot->owner != SN_WATCH_OWNER) {
         int rc = fd_register(s, fd, reg_events);
         if (rc < 0)
             return rc;
@@ -958,6 +978,48 @@ int sn__fiber_wait_fd(int fd, short events, int64_t deadline)
 int sn__fiber_wait_accept(int fd, int64_t deadline)
 {
     return wait_fd(fd, POLLIN, deadline, EPOLLIN | EPOLLEXCLUSIVE);
+}
+
+int sn__sched_watch(int fd, void (*fn)(void *arg), void *arg)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || fd < 0 || fn == NULL)
+        return SN_EINVAL;
+    struct fd_slot *slot = fd_slot(s, fd);
+    if (slot == NULL)
+        return SN_ENOMEM;
+    if (slot->rd != NULL || slot->wr != NULL)
+        return SN_EBUSY; /* a fiber waits on it: its registration is its own */
+    int rc = fd_register(s, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+    if (rc < 0)
+        return rc;
+    /* the registration reports what is ready already, as an edge */
+    *slot =
+        (struct fd_slot){.owner = SN_WATCH_OWNER, .armed = true, .watch_fn = fn, .watch_arg = arg};
+    return 0;
+}
+
+void sn__sched_rearm(int fd)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || fd < 0 || (size_t)fd >= s->nfds || s->fds[fd].watch_fn == NULL)
+        return;
+    s->fds[fd].armed = true;
+    watch_fire(s, &s->fds[fd]); /* an edge that came while its fiber ran */
+}
+
+void sn__sched_unwatch(int fd)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || fd < 0 || (size_t)fd >= s->nfds || s->fds[fd].watch_fn == NULL)
+        return;
+    struct fd_slot *slot = &s->fds[fd];
+    epoll_ctl(s->ep, EPOLL_CTL_DEL, fd, NULL);
+    slot->watch_fn = NULL;
+    slot->watch_arg = NULL;
+    slot->armed = false;
+    slot->owner = 0; /* a later wait registers it again */
+    slot->ready = 0;
 }
 
 void sn__fiber_forget_fd(int fd)

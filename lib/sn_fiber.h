@@ -93,5 +93,19 @@ int sn__fiber_wait_accept(int fd, int64_t deadline_ms);
 /* Called before fd is closed: the calling thread's scheduler (if any) drops
  * what it knows of fd, and a fiber parked on it wakes. */
 void sn__fiber_forget_fd(int fd);
+/* A watch, the poller of the event model in fiber mode: once fd is
+ * readable (or has failed, or its peer closed) and no fiber waits to read
+ * it, the calling thread's scheduler starts a new fiber running fn(arg),
+ * and not again until sn__sched_rearm(fd): one at a time, never lost (an
+ * edge that comes while the fiber runs starts the next at the re-arm). An
+ * idle watched descriptor costs its slot, no fiber and no stack. The fiber
+ * should read until the kernel has nothing more (edges are not repeated);
+ * it may also wait on fd like any fiber. Called on the scheduler's thread
+ * (a fiber of it, or its inbox): 0, SN_EINVAL (no scheduler, fd < 0, fn
+ * NULL), SN_EBUSY (a fiber waits on fd), SN_ENOMEM, or epoll's -errno.
+ * sn__sched_unwatch ends it (closing fd does too). */
+int sn__sched_watch(int fd, void (*fn)(void *arg), void *arg);
+void sn__sched_rearm(int fd);
+void sn__sched_unwatch(int fd);
 
 #endif

@@ -1041,7 +1041,99 @@ static void test_pool_bad_config(void)
     SN_ASSERT_RC(sn_pool_new(&p, &(sn_pool_config){.fibers = SN_ON, .queue_size = -5}), SN_EINVAL);
 }
 
+/* ---- watches: the event model's poller -------------------------------------------- */
+
+/* A watched end of a socket pair; the driver fiber writes to the other end. */
+struct watched {
+    int fd, peer;
+    char got[64];
+    size_t len;
+    int runs, running, most_running, eofs, waited;
+    bool wait_once; /* the next run also waits on fd for more, as a fiber may */
+};
+
+/* The watch's fiber: reads until the kernel has nothing more, as a watch's
+ * fiber must, takes its time, then re-arms (unless the peer has gone). */
+static void on_readable(void *arg)
+{
+    struct watched *w = arg;
+    w->runs++;
+    if (++w->running > w->most_running)
+        w->most_running = w->running;
+    bool eof = false;
+    for (;;) {
+        ssize_t n = recv(w->fd, w->got + w->len, sizeof w->got - 1 - w->len, MSG_DONTWAIT);
+        if (n > 0) {
+            w->len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            eof = true;
+        else if (w->wait_once && errno == EAGAIN) {
+            w->wait_once = false;
+            SN_ASSERT_RC(sn__fiber_wait_fd(w->fd, POLLIN, sn_deadline_in(5000)), 0);
+            w->waited++;
+            continue;
+        }
+        break;
+    }
+    sn_sleep_ms(20); /* bytes that come now bring their edge before the re-arm */
+    w->running--;
+    if (eof)
+        w->eofs++;
+    else
+        sn__sched_rearm(w->fd);
+}
+
+static void watch_driver(void *arg)
+{
+    struct watched *w = arg;
+    SN_ASSERT_RC(sn__sched_watch(w->fd, on_readable, w), 0);
+    sn_sleep_ms(50);
+    CU_ASSERT_EQUAL(w->runs, 0); /* nothing to read: no fiber ran */
+    SN_ASSERT_RC(sn_test_write_all(w->peer, "ab", 2), 0);
+    sn_sleep_ms(5);
+    SN_ASSERT_RC(sn_test_write_all(w->peer, "cd", 2), 0); /* after its read, before the re-arm */
+    sn_sleep_ms(100);
+    CU_ASSERT_STRING_EQUAL(w->got, "abcd");
+    CU_ASSERT_EQUAL(w->runs, 2);
+    /* a run that waits on the descriptor itself gets the next bytes without
+     * a second fiber starting */
+    int before = w->runs;
+    w->wait_once = true;
+    SN_ASSERT_RC(sn_test_write_all(w->peer, "ef", 2), 0);
+    sn_sleep_ms(50);
+    SN_ASSERT_RC(sn_test_write_all(w->peer, "gh", 2), 0);
+    sn_sleep_ms(100);
+    CU_ASSERT_STRING_EQUAL(w->got, "abcdefgh");
+    CU_ASSERT_EQUAL(w->runs, before + 1);
+    CU_ASSERT_EQUAL(w->waited, 1);
+    /* the peer's close runs it once more, with the end of the stream */
+    close(w->peer);
+    sn_sleep_ms(100);
+    CU_ASSERT_EQUAL(w->eofs, 1);
+    CU_ASSERT_EQUAL(w->most_running, 1);
+    SN_ASSERT_RC(sn__sched_watch(-1, on_readable, w), SN_EINVAL);
+    SN_ASSERT_RC(sn__sched_watch(w->fd, NULL, w), SN_EINVAL);
+    sn__sched_unwatch(w->fd);
+}
+
+static void test_watch(void)
+{
+    int sv[2];
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    struct watched w = {.fd = sv[0], .peer = sv[1]};
+    sn_sched *s;
+    SN_ASSERT_RC(sn__sched_new(&s), 0);
+    SN_ASSERT_RC(sn__fiber_spawn(s, watch_driver, &w, 0), 0);
+    sn__sched_run(s);
+    sn__sched_free(s);
+    close(sv[0]);
+    SN_ASSERT_RC(sn__sched_watch(sv[0], on_readable, &w), SN_EINVAL); /* no scheduler here */
+}
+
 static CU_TestInfo tests[] = {
+    {"watch: one fiber per edge, none while idle, none lost", test_watch},
     {"run order and yield", test_run_order_and_yield},
     {"ping-pong over a socket pair", test_ping_pong},
     {"wait with a deadline, then again", test_wait_deadline},
