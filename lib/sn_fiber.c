@@ -126,6 +126,7 @@ struct sn_fiber {
     bool wake_listed;
     uint64_t wake_ticket;
     sn_fiber *wake_next;
+    bool dispatcher; /* runs watches (dispatcher_main) */
 };
 
 /* A descriptor as the scheduler knows it (see the top of the file): a
@@ -136,6 +137,8 @@ struct fd_slot {
                                     SN_WATCH_OWNER: a watch did, for every fiber */
     uint32_t ready;              /* events seen and not yet used by a wait */
     bool armed;                  /* the watch may fire (none of its fibers runs) */
+    bool queued;                 /* on the scheduler's ready-watch queue (kept when forgotten) */
+    int wq_next;                 /* the next descriptor on that queue, or -1 */
     void (*watch_fn)(void *arg); /* sn__sched_watch's, or NULL */
     void *watch_arg;
 };
@@ -171,6 +174,10 @@ struct sn_sched {
     int wake_fd;
     void *bufs[SN_SCHED_BUFS]; /* connection buffers of SN_SCHED_BUF_BYTES */
     size_t nbufs;
+    /* watches that fired, for the dispatcher fibers, oldest first (fds; -1 =
+     * none); dispatchers alive and not parked inside a watch's function */
+    int wq_head, wq_tail;
+    size_t disp_free;
 };
 
 static _Thread_local sn_sched *tl_sched;
@@ -439,12 +446,20 @@ static void run_fiber(sn_sched *s, sn_fiber *f)
 }
 
 /* From the running fiber back to the scheduler; returns when it is resumed. */
+static void dispatchers_enough(sn_sched *s);
+
 static void park(sn_sched *s, sn_fiber *f)
 {
+    if (f->dispatcher) { /* a watch's function waits: others must not wait behind it */
+        s->disp_free--;
+        dispatchers_enough(s);
+    }
     asan_start(&f->asan_fake, s->main_stack, s->main_stack_size);
     tsan_switch(s->main_tsan);
     sn__ctx_switch(&f->ctx, &s->main);
     asan_finish(f->asan_fake, &s->main_stack, &s->main_stack_size);
+    if (f->dispatcher)
+        s->disp_free++;
 }
 
 /* A finished fiber: its stack is kept for the next spawn, or unmapped. */
@@ -514,6 +529,8 @@ int sn__sched_new(sn_sched **out)
     if (tl_sched != NULL)
         return SN_EBADSTATE; /* one scheduler per thread */
     sn_sched *s = sn__calloc(1, sizeof *s);
+    if (s != NULL)
+        s->wq_head = s->wq_tail = -1;
     if (s == NULL)
         return SN_ENOMEM;
     s->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -781,18 +798,72 @@ static void wake_waiter(sn_sched *s, sn_fiber **w, uint32_t events)
 
 /* An edge on a registered descriptor: wakes the waiters it is for, and
  * keeps the rest for the next wait. */
+/* The next watch that fired, or -1. */
+static int wq_take(sn_sched *s)
+{
+    int fd = s->wq_head;
+    if (fd >= 0) {
+        struct fd_slot *slot = &s->fds[fd];
+        s->wq_head = slot->wq_next;
+        if (s->wq_head < 0)
+            s->wq_tail = -1;
+        slot->queued = false;
+        slot->wq_next = -1;
+    }
+    return fd;
+}
+
+/* A dispatcher fiber: runs the functions of the watches that fired, one
+ * after another, until none is left. A scheduler keeps as few of them as
+ * the functions let it: one, and another whenever all are parked inside a
+ * function (a watch's function that waits holds up only its own socket),
+ * so a batch of 256 edges starts one fiber, not 256. */
+static void dispatcher_main(void *arg)
+{
+    sn_sched *s = arg;
+    sn_fiber *f = s->cur;
+    f->dispatcher = true;
+    int fd;
+    while ((fd = wq_take(s)) >= 0) {
+        struct fd_slot *slot = &s->fds[fd];
+        if (slot->watch_fn == NULL)
+            continue; /* unwatched or closed while it waited */
+        f->local = NULL;
+        slot->watch_fn(slot->watch_arg);
+    }
+    f->dispatcher = false;
+    s->disp_free--;
+}
+
+/* Starts a dispatcher when watches wait and every dispatcher alive is
+ * parked inside a function. A failed spawn leaves them queued for the next
+ * dispatcher that comes free. */
+static void dispatchers_enough(sn_sched *s)
+{
+    if (s->wq_head >= 0 && s->disp_free == 0 && sn__fiber_spawn(s, dispatcher_main, s, 0) == 0)
+        s->disp_free++;
+}
+
 /* A watched descriptor that is armed, readable (or failed) and has no
- * reader parked: its fiber starts, and the readable edge is its to use. A
- * failed spawn (no memory) leaves it armed, to try again at the next edge
- * or re-arm. */
+ * reader parked: it goes on the queue for the dispatchers, and the
+ * readable edge is its function's to use. */
 static void watch_fire(sn_sched *s, struct fd_slot *slot)
 {
     if (!slot->armed || slot->rd != NULL || !(slot->ready & (SN_EV_RD | SN_EV_BAD)))
         return;
-    if (sn__fiber_spawn(s, slot->watch_fn, slot->watch_arg, 0) < 0)
-        return;
     slot->armed = false;
     slot->ready &= ~(SN_EV_RD & SN_EV_CONSUMED);
+    if (!slot->queued) {
+        int fd = (int)(slot - s->fds);
+        slot->queued = true;
+        slot->wq_next = -1;
+        if (s->wq_tail >= 0)
+            s->fds[s->wq_tail].wq_next = fd;
+        else
+            s->wq_head = fd;
+        s->wq_tail = fd;
+    }
+    dispatchers_enough(s);
 }
 
 static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
@@ -994,8 +1065,14 @@ int sn__sched_watch(int fd, void (*fn)(void *arg), void *arg)
     if (rc < 0)
         return rc;
     /* the registration reports what is ready already, as an edge */
-    *slot =
-        (struct fd_slot){.owner = SN_WATCH_OWNER, .armed = true, .watch_fn = fn, .watch_arg = arg};
+    bool queued = slot->queued; /* a forgotten earlier watch's place: kept */
+    int next = slot->wq_next;
+    *slot = (struct fd_slot){.owner = SN_WATCH_OWNER,
+                             .armed = true,
+                             .queued = queued,
+                             .wq_next = next,
+                             .watch_fn = fn,
+                             .watch_arg = arg};
     return 0;
 }
 
@@ -1031,5 +1108,9 @@ void sn__fiber_forget_fd(int fd)
     /* closed under a waiting fiber: it must not sleep on */
     wake_waiter(s, &slot->rd, EPOLLERR);
     wake_waiter(s, &slot->wr, EPOLLERR);
+    bool queued = slot->queued; /* its place on the watch queue stays linked */
+    int next = slot->wq_next;
     memset(slot, 0, sizeof *slot);
+    slot->queued = queued;
+    slot->wq_next = next;
 }

@@ -95,10 +95,11 @@ int sn__fiber_wait_accept(int fd, int64_t deadline_ms);
 void sn__fiber_forget_fd(int fd);
 /* A watch, the poller of the event model in fiber mode: once fd is
  * readable (or has failed, or its peer closed) and no fiber waits to read
- * it, the calling thread's scheduler starts a new fiber running fn(arg),
- * and not again until sn__sched_rearm(fd): one at a time, never lost (an
- * edge that comes while the fiber runs starts the next at the re-arm). An
- * idle watched descriptor costs its slot, no fiber and no stack. The fiber
+ * it, the calling thread's scheduler runs fn(arg) on one of its dispatcher
+ * fibers (a few per scheduler, another only when all are parked inside a
+ * function), and not again until sn__sched_rearm(fd): one at a time, never
+ * lost (an edge that comes while fn runs makes the re-arm queue it again).
+ * An idle watched descriptor costs its slot, no fiber and no stack. fn
  * should read until the kernel has nothing more (edges are not repeated);
  * it may also wait on fd like any fiber. Called on the scheduler's thread
  * (a fiber of it, or its inbox): 0, SN_EINVAL (no scheduler, fd < 0, fn

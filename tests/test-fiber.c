@@ -1133,7 +1133,7 @@ static void test_watch(void)
 }
 
 static CU_TestInfo tests[] = {
-    {"watch: one fiber per edge, none while idle, none lost", test_watch},
+    {"watch: one run per edge, none while idle, none lost", test_watch},
     {"run order and yield", test_run_order_and_yield},
     {"ping-pong over a socket pair", test_ping_pong},
     {"wait with a deadline, then again", test_wait_deadline},
