@@ -136,7 +136,7 @@ struct fd_slot {
     uint64_t owner;              /* id of the fiber that registered it; 0 = not registered;
                                     SN_WATCH_OWNER: a watch did, for every fiber */
     uint32_t ready;              /* events seen and not yet used by a wait */
-    bool armed;                  /* the watch may fire (none of its fibers runs) */
+    bool armed;                  /* the watch may fire (its function does not run) */
     bool queued;                 /* on the scheduler's ready-watch queue (kept when forgotten) */
     int wq_next;                 /* the next descriptor on that queue, or -1 */
     void (*watch_fn)(void *arg); /* sn__sched_watch's, or NULL */
@@ -445,9 +445,9 @@ static void run_fiber(sn_sched *s, sn_fiber *f)
     s->cur = NULL;
 }
 
-/* From the running fiber back to the scheduler; returns when it is resumed. */
 static void dispatchers_enough(sn_sched *s);
 
+/* From the running fiber back to the scheduler; returns when it is resumed. */
 static void park(sn_sched *s, sn_fiber *f)
 {
     if (f->dispatcher) { /* a watch's function waits: others must not wait behind it */
@@ -529,10 +529,9 @@ int sn__sched_new(sn_sched **out)
     if (tl_sched != NULL)
         return SN_EBADSTATE; /* one scheduler per thread */
     sn_sched *s = sn__calloc(1, sizeof *s);
-    if (s != NULL)
-        s->wq_head = s->wq_tail = -1;
     if (s == NULL)
         return SN_ENOMEM;
+    s->wq_head = s->wq_tail = -1;
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     if (s->ep < 0) {
         int rc = -errno;
@@ -796,8 +795,18 @@ static void wake_waiter(sn_sched *s, sn_fiber **w, uint32_t events)
  * that has already come. */
 #define SN_EV_CONSUMED (EPOLLIN | EPOLLOUT)
 
-/* An edge on a registered descriptor: wakes the waiters it is for, and
- * keeps the rest for the next wait. */
+/* Clears a slot but for its place on the watch queue, which stays linked
+ * (a slot forgotten or watched anew while queued is skipped or run when
+ * the dispatcher comes to it). */
+static void slot_reset(struct fd_slot *slot)
+{
+    bool queued = slot->queued;
+    int next = slot->wq_next;
+    memset(slot, 0, sizeof *slot);
+    slot->queued = queued;
+    slot->wq_next = next;
+}
+
 /* The next watch that fired, or -1. */
 static int wq_take(sn_sched *s)
 {
@@ -866,6 +875,8 @@ static void watch_fire(sn_sched *s, struct fd_slot *slot)
     dispatchers_enough(s);
 }
 
+/* An edge on a registered descriptor: wakes the waiters it is for, keeps
+ * the rest for the next wait, and queues a watch it fires. */
 static void fd_event(sn_sched *s, struct fd_slot *slot, uint32_t events)
 {
     slot->ready |= events;
@@ -1065,14 +1076,11 @@ int sn__sched_watch(int fd, void (*fn)(void *arg), void *arg)
     if (rc < 0)
         return rc;
     /* the registration reports what is ready already, as an edge */
-    bool queued = slot->queued; /* a forgotten earlier watch's place: kept */
-    int next = slot->wq_next;
-    *slot = (struct fd_slot){.owner = SN_WATCH_OWNER,
-                             .armed = true,
-                             .queued = queued,
-                             .wq_next = next,
-                             .watch_fn = fn,
-                             .watch_arg = arg};
+    slot_reset(slot);
+    slot->owner = SN_WATCH_OWNER;
+    slot->armed = true;
+    slot->watch_fn = fn;
+    slot->watch_arg = arg;
     return 0;
 }
 
@@ -1082,7 +1090,7 @@ void sn__sched_rearm(int fd)
     if (s == NULL || fd < 0 || (size_t)fd >= s->nfds || s->fds[fd].watch_fn == NULL)
         return;
     s->fds[fd].armed = true;
-    watch_fire(s, &s->fds[fd]); /* an edge that came while its fiber ran */
+    watch_fire(s, &s->fds[fd]); /* an edge that came while its function ran */
 }
 
 void sn__sched_unwatch(int fd)
@@ -1108,9 +1116,5 @@ void sn__fiber_forget_fd(int fd)
     /* closed under a waiting fiber: it must not sleep on */
     wake_waiter(s, &slot->rd, EPOLLERR);
     wake_waiter(s, &slot->wr, EPOLLERR);
-    bool queued = slot->queued; /* its place on the watch queue stays linked */
-    int next = slot->wq_next;
-    memset(slot, 0, sizeof *slot);
-    slot->queued = queued;
-    slot->wq_next = next;
+    slot_reset(slot);
 }
