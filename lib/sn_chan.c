@@ -137,6 +137,12 @@ static inline int stick_write_err(sn_conn *c, int err)
 }
 
 /* Level 2 of sn__conn_wake fails every read at once, even from the buffer. */
+/* The end of the stream: SN_EOF, or the woken error (a stop, a cancel) when woken. */
+static int read_end(sn_conn *c)
+{
+    return stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : SN_EOF);
+}
+
 static inline int rcheck(sn_conn *c)
 {
     if (wake_level(c) >= 2)
@@ -284,7 +290,7 @@ int sn_conn_linger(sn_conn *c, int ms)
         if (n > 0)
             continue;
         if (n == 0) {
-            stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : SN_EOF);
+            read_end(c);
             rc = 0;
             break;
         }
@@ -375,12 +381,6 @@ static int64_t rdeadline(const sn_conn *c, sn_deadline dl)
 static int64_t wdeadline(const sn_conn *c, sn_deadline dl)
 {
     return sn__deadline_abs(dl, c->sock->write_timeout_ms);
-}
-
-/* The end of the stream: SN_EOF, or SN_ESTOPPED when the server woke us. */
-static int read_end(sn_conn *c)
-{
-    return stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : SN_EOF);
 }
 
 /* Whether a wait for input could go without the read buffer: it parks,
