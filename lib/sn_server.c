@@ -598,15 +598,9 @@ static void acceptor_fiber_failed(void *arg)
 
 /* ---- configuration ------------------------------------------------------------- */
 
-/* Whether options hold no client's bind address (a listener binds its own). */
-static bool no_bind(const sn_sock_options *o)
-{
-    return o->bind_host == NULL && o->bind_port == 0;
-}
-
 static bool listen_config_ok(const sn_listen_config *l)
 {
-    return l->port >= 0 && l->port <= 65535 && l->backlog >= 0 && no_bind(&l->opt);
+    return l->port >= 0 && l->port <= 65535 && l->backlog >= 0 && !sn__opt_binds(&l->opt);
 }
 
 static int check_config(const sn_server_config *c)
@@ -618,7 +612,7 @@ static int check_config(const sn_server_config *c)
     for (int i = 0; i < c->nlisteners; i++)
         if (!listen_config_ok(&c->listeners[i]))
             return SN_EINVAL;
-    if (c->listeners == NULL && (c->port < 0 || c->port > 65535 || !no_bind(&c->sockopt)))
+    if (c->listeners == NULL && (c->port < 0 || c->port > 65535 || sn__opt_binds(&c->sockopt)))
         return SN_EINVAL;
     if (c->acceptors < 0 || c->acceptors > SN_SERVER_ACCEPTORS_MAX)
         return SN_EINVAL;

@@ -172,7 +172,7 @@ enum bind_kind {
 static int bind_prepare(struct connect_try *t, const sn_sock_options *opt)
 {
     t->bind = BIND_NONE;
-    if (opt == NULL || (opt->bind_host == NULL && opt->bind_port == 0))
+    if (opt == NULL || !sn__opt_binds(opt))
         return 0;
     if (opt->bind_port < 0 || opt->bind_port > 65535)
         return SN_EBADADDR;
@@ -284,7 +284,7 @@ static int listen_prepare(sn_sock *s, const sn_listen_config *cfg)
     int rc;
     if (cfg->v6only != 0 && cfg->v6only != SN_ON && cfg->v6only != SN_OFF)
         return SN_EINVAL;
-    if (o.bind_host != NULL || o.bind_port != 0)
+    if (sn__opt_binds(&o))
         return SN_EINVAL; /* a client's fields: a listener binds host and port */
     if (o.reuseaddr == 0 && s->family != AF_UNIX)
         o.reuseaddr = SN_ON;
@@ -610,14 +610,16 @@ const char *sn_sock_state_name(int state)
     return names[state];
 }
 
+bool sn__opt_binds(const sn_sock_options *o)
+{
+    return o->bind_host != NULL || o->bind_port != 0;
+}
+
 int sn_sock_cancel(sn_sock *s)
 {
     if (s == NULL)
         return SN_EINVAL;
-    atomic_store(&s->canceled, true);
-    /* a listener's shutdown wakes every accept and poll on it */
-    sn__sock_shutdown_gated(&s->fd, SHUT_RDWR);
-    return 0;
+    return sn__sock_cancel(&s->canceled, &s->fd);
 }
 
 void sn__sock_peer_closed(sn_sock *s)

@@ -50,6 +50,9 @@ struct sn_sock {
     ino_t path_ino;
 };
 
+/* Whether options hold a client's bind address (bind_host, bind_port),
+ * which listeners refuse. */
+bool sn__opt_binds(const sn_sock_options *o);
 /* A read on a connection met the peer's close (end of stream or reset):
  * a connected socket's state becomes SN_SOCK_PEER_CLOSED. Any thread. */
 void sn__sock_peer_closed(sn_sock *s);
@@ -98,8 +101,12 @@ int sn__sock_name(int fd, sn_addr *out, bool peer);
 int sn__sock_close_fd(int *fd);
 /* shutdown(*fd, how) from any thread, unless sn__sock_close_fd closed the
  * field's descriptor: the two never overlap, so the shutdown cannot reach
- * a number reused meanwhile. Returns whether the descriptor was open. */
-bool sn__sock_shutdown_gated(const int *fd, int how);
+ * a number reused meanwhile. */
+void sn__sock_shutdown_gated(const int *fd, int how);
+/* The cancel of a socket (sn_sock_cancel, sn_udp_cancel): sets *canceled,
+ * which its calls check, then shuts the descriptor down both ways through
+ * the gate, waking whatever waits on it. Any thread. Returns 0. */
+int sn__sock_cancel(atomic_bool *canceled, const int *fd);
 
 /* ---- the option engine (sn_sockopt.c) -----------------------------------------
  * One table describes every option of both kinds of socket: how it reaches

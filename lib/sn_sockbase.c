@@ -38,15 +38,23 @@ static pthread_mutex_t *gate_of(const int *fd)
     return &gates[(a >> 4 ^ a >> 10) % SN_GATES];
 }
 
-bool sn__sock_shutdown_gated(const int *fd, int how)
+void sn__sock_shutdown_gated(const int *fd, int how)
 {
     pthread_mutex_t *g = gate_of(fd);
     sn__mutex_lock(g);
-    bool open = *fd >= 0;
-    if (open)
+    if (*fd >= 0)
         shutdown(*fd, how);
     sn__mutex_unlock(g);
-    return open;
+}
+
+int sn__sock_cancel(atomic_bool *canceled, const int *fd)
+{
+    atomic_store(canceled, true);
+    /* wakes an accept, a receive blocked in the kernel, a fiber parked on
+     * the socket (an unconnected UDP socket says ENOTCONN, but is marked
+     * all the same) */
+    sn__sock_shutdown_gated(fd, SHUT_RDWR);
+    return 0;
 }
 
 /* Errors after which the next address may still work. */

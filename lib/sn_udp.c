@@ -46,7 +46,7 @@ struct sn_udp {
 /* SN_ECANCELED once sn_udp_cancel ran, else 0. */
 static int canceled(const sn_udp *u)
 {
-    return atomic_load_explicit(&u->canceled, memory_order_acquire) ? SN_ECANCELED : 0;
+    return atomic_load(&u->canceled) ? SN_ECANCELED : 0;
 }
 
 /* ---- options: the engine of sn_sockopt.c ------------------------------------ */
@@ -617,11 +617,7 @@ int sn_udp_cancel(sn_udp *u)
 {
     if (u == NULL)
         return SN_EINVAL;
-    atomic_store_explicit(&u->canceled, true, memory_order_release);
-    /* wakes a receive blocked in the kernel or a fiber parked on the
-     * socket (unconnected: ENOTCONN, but the socket is marked all the same) */
-    sn__sock_shutdown_gated(&u->fd, SHUT_RDWR);
-    return 0;
+    return sn__sock_cancel(&u->canceled, &u->fd);
 }
 
 int sn_udp_close(sn_udp *u)
