@@ -32,15 +32,23 @@ awk '$3 == "D" { owner[$2] = $1 } $3 == "U" { use[NR] = $1 " " $2 }
            if (o != "" && o != p[1]) print p[1], o } }' "$tmp/syms" | sort -u >"$tmp/edges"
 
 fail=0
-# every file is in the table
-cut -d' ' -f1 "$tmp/syms" | sort -u | while read -r f; do
-    grep -q " $f\$" "$tmp/ranks" || { echo "lib/README gives $f no rank"; echo x >>"$tmp/bad"; }
-done
-# calls go down or across, never up
-awk 'NR == FNR { rank[$2] = $1; next }
-     rank[$1] != "" && rank[$2] != "" && rank[$1] < rank[$2] {
-         print "up a layer: " $1 " (" rank[$1] ") calls " $2 " (" rank[$2] ")"; bad = 1 }
-     END { exit bad }' "$tmp/ranks" "$tmp/edges" || fail=1
+# Each name on stdin has a rank in the table, or is named and counted bad.
+ranked() {
+    while read -r f; do
+        grep -q " $f\$" "$tmp/ranks" || { echo "lib/README gives $f no rank"; echo x >>"$tmp/bad"; }
+    done
+}
+# Each "from to" pair of file $2 goes down or across, never up ($1 names
+# the relation); fails on one that goes up.
+not_up() { # VERB PAIRS
+    awk -v verb="$1" 'NR == FNR { rank[$2] = $1; next }
+         rank[$1] != "" && rank[$2] != "" && rank[$1] < rank[$2] {
+             print "up a layer: " $1 " (" rank[$1] ") " verb " " $2 " (" rank[$2] ")"; bad = 1 }
+         END { exit bad }' "$tmp/ranks" "$2"
+}
+# every file is in the table, and calls go down or across
+cut -d' ' -f1 "$tmp/syms" | sort -u | ranked
+not_up calls "$tmp/edges" || fail=1
 # no circle: tsort names one if there is
 if ! tsort "$tmp/edges" >/dev/null 2>"$tmp/loop"; then
     echo "files that call each other:"; cat "$tmp/loop"; fail=1
@@ -52,16 +60,9 @@ for f in "$top_srcdir"/lib/*.c "$top_srcdir"/lib/*.h; do
     b=$(basename "$f" .c)
     sed -n "s|^#include \"\(sn_[a-z0-9_]*\.h\)\".*|$b \1|p" "$f"
 done >"$tmp/includes"
-# every header is in the table
-for h in "$top_srcdir"/lib/*.h; do
-    h=$(basename "$h")
-    grep -q " $h\$" "$tmp/ranks" || { echo "lib/README gives $h no rank"; echo x >>"$tmp/bad"; }
-done
-# includes go down or across, never up
-awk 'NR == FNR { rank[$2] = $1; next }
-     rank[$1] != "" && rank[$2] != "" && rank[$1] < rank[$2] {
-         print "up a layer: " $1 " (" rank[$1] ") includes " $2 " (" rank[$2] ")"; bad = 1 }
-     END { exit bad }' "$tmp/ranks" "$tmp/includes" || fail=1
+# every header is in the table, and includes go down or across
+for h in "$top_srcdir"/lib/*.h; do basename "$h"; done | ranked
+not_up includes "$tmp/includes" || fail=1
 # a header's rank is that of the files defining its functions: "header name"
 # for each function (or extern object) it declares at the start of a line
 for h in "$top_srcdir"/lib/*.h; do
