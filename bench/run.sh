@@ -5,7 +5,8 @@
 #   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
 #                [--wours CMD] [--wref CMD] [--wfloor CMD] [--loadgen PATH] [--wsloadgen PATH]
 #                [--out FILE]
-#                [--only tcp|udp|local|ws] [--quick] [--rounds N] [--note TEXT]
+#                [--only tcp|udp|local|ws] [--quick] [--rounds N] [--idle-conns N]
+#                [--note TEXT]
 #
 #   --builddir DIR  where the programs were built (`make bench` passes its own; default: the
 #                   current directory if it holds bench/sn-loadgen, else ./build)
@@ -30,6 +31,9 @@
 #   --rounds N      rounds per throughput figure, ref and ours alternating; the table shows
 #                   the median of each and the range of the per-round ratios (default 3,
 #                   with --quick 1; a full run with 3 rounds takes about 5 minutes per group)
+#   --idle-conns N  connections in the idle-memory rows (default 2000; up to 19,000 on a
+#                   machine with 20,000 descriptors per process: the load generator and the
+#                   server each hold N)
 #   --note TEXT     a line of text put under the section's heading
 #
 # Each server command gets "--host 127.0.0.1 --port 0" appended and must print
@@ -56,6 +60,7 @@ out=
 only=
 rounds=
 quick=0
+idle_conns=
 note=
 cmdline=$0
 for arg in "$@"; do # the exact command, quoted only where the shell needs it
@@ -83,6 +88,7 @@ while [ $# -gt 0 ]; do
     --wsloadgen) [ $# -ge 2 ] || usage; wsloadgen=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --quick) quick=1; shift ;;
+    --idle-conns) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || usage; idle_conns=$2; shift 2 ;;
     --note) [ $# -ge 2 ] || usage; note=$2; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
@@ -114,7 +120,7 @@ else
     pp_secs=5 pp_warm=1 bulk_count=8000 conn_secs=5
     : "${rounds:=3}"
 fi
-idle_conns=2000
+: "${idle_conns:=2000}"
 host=127.0.0.1
 
 run_tcp=1 run_udp=1 run_local=1 run_ws=1

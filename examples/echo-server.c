@@ -3,7 +3,7 @@
  * echo-server: a byte-stream echo server, over TCP or a local socket.
  *
  *   echo-server [--host H] [--port N | --unix PATH] [--workers N]
- *               [--fibers on|off] [--threads N] [--stack-kib N]
+ *               [--fibers on|off] [--threads N] [--stack-kib N] [--events]
  *               [--queue N] [--queue-timeout MS|never]
  *               [--overload close|reset|message[:TEXT]]
  *               [--tls-cert FILE --tls-key FILE [--tls-ca FILE --tls-verify-peer]]
@@ -23,6 +23,12 @@
  * 4096; 1-1048576, or 1-65536 with --fibers off, the range ws-echo and chat
  * take too) and --threads the threads that run the fibers (1-1024; default:
  * one per CPU); --stack-kib is each fiber's or thread's stack (16-65536).
+ *
+ * --events serves the same echo with the event model (socknet/event.h): a
+ * message callback per connection instead of a handler, so an idle
+ * connection holds no fiber, no thread and no buffer, only its descriptor
+ * (about 0.9 KiB of memory); --workers then bounds the callbacks running
+ * at once, not the connections.
  *
  * Admission: beyond --workers, up to --queue connections (0-16777216;
  * default 64; 0: none) wait for a worker, each for at most --queue-timeout
@@ -56,6 +62,22 @@ static void echo(sn_conn *c, void *user)
             break;
 }
 
+/* --events: the echo as a callback, run for each piece of bytes as it
+ * comes. A write that fails (the peer left, or stopped reading for the
+ * default deadline) closes the connection. */
+static void echo_event(sn_ev *e, const sn_ev_info *ev, void *user)
+{
+    (void)user;
+    if (sn_write(sn_ev_conn(e), ev->data, ev->len, SN_DEADLINE_DEFAULT) < 0)
+        sn_ev_close(e);
+}
+
+/* --events: each new connection subscribes to its messages. */
+static void on_client(sn_ev *e, void *user)
+{
+    sn_ev_on(e, SN_EV_MESSAGE, echo_event, user);
+}
+
 #define WORKERS_MAX 1048576      /* connections served at once, in fiber mode */
 #define THREAD_WORKERS_MAX 65536 /* with --fibers off: a thread each */
 #define QUEUE_MAX 16777216       /* the pool's limit */
@@ -65,7 +87,7 @@ static void echo(sn_conn *c, void *user)
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: echo-server [--host H] [--port N | --unix PATH] [--workers N] "
-                    "[--fibers on|off] [--threads N] [--stack-kib N]\n"
+                    "[--fibers on|off] [--threads N] [--stack-kib N] [--events]\n"
                     "                   [--queue N] [--queue-timeout MS|never] "
                     "[--overload close|reset|message[:TEXT]]\n"
                     "                   [--tls-cert FILE --tls-key FILE [--tls-ca FILE "
@@ -204,7 +226,10 @@ int main(int argc, char **argv)
             cfg.queue = queue_arg(argv, &i);
         else if (strcmp(f, "--queue-timeout") == 0)
             cfg.queue_timeout_ms = wait_arg(argv, &i);
-        else if (strcmp(f, "--overload") == 0)
+        else if (strcmp(f, "--events") == 0) {
+            cfg.handler = NULL;
+            cfg.on_client = on_client;
+        } else if (strcmp(f, "--overload") == 0)
             cfg.overload = overload_arg(argv, &i, busy_text, sizeof busy_text);
         else
             bad("unknown flag %s", f);

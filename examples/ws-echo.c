@@ -5,6 +5,7 @@
  *   ws-echo [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
  *           [--max-message BYTES] [--max-buffered BYTES] [--deflate-level 1-9]
  *           [--ping MS] [--ping-timeout MS] [--tls-cert FILE --tls-key FILE]
+ *           [--events]
  *
  * With --tls-cert and --tls-key (PEM or DER) it serves wss:// (TLS 1.2 and
  * 1.3), the handshake on the connection's worker before the router.
@@ -29,6 +30,11 @@
  * (1-3600000; default 15000) gets close 1011, also in the middle of a
  * message: a peer that stops sending cannot hold its session, or its part
  * of --max-buffered, for longer than that.
+ * --events serves the same echo with the event model (socknet/event.h):
+ * the server's connections are event sockets, each takes the upgrade in
+ * its connect callback (sn_ev_accept_ws) and echoes in its message
+ * callback, so an idle session holds no fiber, no thread and no buffer;
+ * --workers then bounds the callbacks running at once, not the sessions.
  * A bad flag or value is named, with what it takes, before the usage line
  * ("ws-echo: unknown flag --frobnicate"); the exit status is then 2.
  */
@@ -49,6 +55,31 @@ static void echo(sn_ws *ws, void *user)
             break;
 }
 
+/* --events: what the sessions share. */
+static sn_ws_config g_wc;
+
+static void echo_event(sn_ev *e, const sn_ev_info *ev, void *user)
+{
+    (void)user;
+    if (sn_ws_send(sn_ev_ws(e), ev->ws_type, ev->data, ev->len, sn_deadline_in(30000)) < 0)
+        sn_ev_close(e);
+}
+
+/* --events: the upgrade, at /echo only (others get 404), then the echo. */
+static void on_connect(sn_ev *e, const sn_ev_info *ev, void *user)
+{
+    (void)ev;
+    if (sn_ev_accept_ws(e, "/echo", &g_wc, sn_deadline_in(10000)) < 0)
+        sn_ev_close(e);
+    else
+        sn_ev_on(e, SN_EV_MESSAGE, echo_event, user);
+}
+
+static void on_client(sn_ev *e, void *user)
+{
+    sn_ev_on(e, SN_EV_CONNECT, on_connect, user);
+}
+
 #define WORKERS_MAX 1048576      /* sessions served at once, in fiber mode */
 #define THREAD_WORKERS_MAX 65536 /* with --fibers off: a thread each */
 
@@ -59,7 +90,7 @@ _Noreturn static void usage(void)
                     "               [--max-message BYTES] [--max-buffered BYTES] "
                     "[--deflate-level 1-9]\n"
                     "               [--ping MS] [--ping-timeout MS] "
-                    "[--tls-cert FILE --tls-key FILE]\n");
+                    "[--tls-cert FILE --tls-key FILE] [--events]\n");
     exit(2);
 }
 
@@ -143,6 +174,8 @@ int main(int argc, char **argv)
             tc.cert.chain.file = str_arg(argv, &i);
         else if (strcmp(f, "--tls-key") == 0)
             tc.cert.key.file = str_arg(argv, &i);
+        else if (strcmp(f, "--events") == 0)
+            cfg.handler = NULL, cfg.on_client = on_client;
         else if (strcmp(f, "--deflate-level") == 0)
             wc.deflate_cfg.level = (int)num_arg(argv, &i, 1, 9);
         else
@@ -162,13 +195,21 @@ int main(int argc, char **argv)
     sn_web *web = NULL;
     sn_server *srv = NULL;
     sn_tls *tls = NULL;
+    sn_ws_budget *budget = NULL;
     int rc = tc.cert.chain.file != NULL ? sn_tls_new(&tls, &tc) : 0;
-    cfg.tls = tls; /* the server keeps its own reference */
-    if (rc == 0)
-        rc = sn_web_new(&web, &webc);
-    if (rc == 0)
-        rc = sn_web_route_ws(web, "/echo", SN_ROUTE_EXACT, &wc, echo, NULL);
-    cfg.user = web;
+    cfg.tls = tls;               /* the server keeps its own reference */
+    if (cfg.on_client != NULL) { /* --events: the router's budget, for the sessions alone */
+        if (rc == 0)
+            rc = sn_ws_budget_new(&budget, webc.max_buffered ? webc.max_buffered : 64u << 20);
+        g_wc = wc;
+        g_wc.budget = budget;
+    } else {
+        if (rc == 0)
+            rc = sn_web_new(&web, &webc);
+        if (rc == 0)
+            rc = sn_web_route_ws(web, "/echo", SN_ROUTE_EXACT, &wc, echo, NULL);
+        cfg.user = web;
+    }
     if (rc == 0)
         rc = sn_server_new(&srv, &cfg);
     if (rc == 0)
@@ -189,6 +230,7 @@ int main(int argc, char **argv)
     sn_server_stop(srv, 2000); /* sessions send 1001 as their reads end */
     sn_server_free(srv);
     sn_web_free(web);
+    sn_ws_budget_free(budget);
     sn_tls_free(tls);
     return 0;
 }

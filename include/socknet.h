@@ -10,7 +10,9 @@
  * calls (read a line, read exactly N bytes, write, printf, flush), each with
  * a deadline; the library does the rest: listening, accepting, a pool of
  * worker threads (or fibers), buffering, TLS, WebSocket, rooms, overload
- * and a graceful stop. It is not an event loop, and none is ever seen.
+ * and a graceful stop. No event loop need ever be seen; where callbacks
+ * suit better, the event model gives any socket OpenHarmony's on('message'
+ * | 'connect' | 'close' | 'error') instead (socknet_event(3)).
  *
  * Modules: a header each, and a manual page each, which documents every
  * call of the header (man sn_read_line opens socknet_chan(3)):
@@ -28,13 +30,15 @@
  *     socknet/ws.h      socknet_ws(3)      WebSocket sessions
  *     socknet/web.h     socknet_web(3)     routes: WebSocket, HTTP endpoints
  *     socknet/hub.h     socknet_hub(3)     rooms: the broadcast hub
+ *     socknet/event.h   socknet_event(3)   the event model: callbacks per socket
  *
  * Where to start: a server is an sn_server_config with a handler, then
  * sn_server_new and sn_server_start (socknet_server(3)); the handler reads
  * and writes its sn_conn (socknet_chan(3)). A client is sn_conn_connect,
  * or sn_tls_connect for TLS. A WebSocket server routes paths with sn_web_new
  * and sn_web_route_ws and serves them with sn_web_serve as the server's
- * handler (socknet_web(3)).
+ * handler (socknet_web(3)). Callbacks instead of a handler: sn_loop_new and
+ * sn_ev_client or sn_ev_from_conn, or a server's on_client (socknet_event(3)).
  *
  * Errors: every call returns 0 (or a byte count) on success and a negative
  * SN_E* code on failure; system errors are -errno, the library's own codes
@@ -50,7 +54,8 @@
  *
  * Thread safety: stated on every type in its header. In short, a
  * connection may be read by one thread while another writes; the pool, the
- * servers and the hub are fully thread-safe; a TLS context is immutable and
+ * servers, the loops and the hub are fully thread-safe; an event socket's
+ * sends and close work from any thread; a TLS context is immutable and
  * shared by any number of threads; sockets, addresses and everything else
  * belong to one thread. The library never calls exit, installs no signal
  * handler and never raises SIGPIPE.
@@ -75,5 +80,6 @@
 #include "socknet/ws.h"
 #include "socknet/web.h"
 #include "socknet/hub.h"
+#include "socknet/event.h"
 
 #endif

@@ -1090,6 +1090,27 @@ static ssize_t send_once(sn_conn *c, const struct iovec *iov, int n)
     return sent;
 }
 
+void sn__conn_rtrim(sn_conn *c)
+{
+    if (c->rbuf != NULL && c->rpos == c->rlen) {
+        buf_drop(c->rbuf, c->rcap + 1);
+        c->rbuf = NULL;
+        c->rcap = c->rpos = c->rlen = 0;
+        if (c->t->vt->idle != NULL)
+            c->t->vt->idle(c->t);
+    }
+}
+
+bool sn__conn_drained(const sn_conn *c)
+{
+    return c->rdrained && c->rpos == c->rlen && c->t->vt->pending(c->t) == 0;
+}
+
+void sn__conn_readable(sn_conn *c)
+{
+    c->rdrained = false;
+}
+
 void sn__conn_trim(sn_conn *c)
 {
     if (c->woff == c->wlen) {

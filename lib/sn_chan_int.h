@@ -7,6 +7,7 @@
 #ifndef SN_CHAN_INT_H
 #define SN_CHAN_INT_H
 
+#include <stdbool.h>
 #include <sys/uio.h>
 #include "sn_transport.h"
 #include "socknet.h"
@@ -41,6 +42,19 @@ int sn__conn_try_flush(sn_conn *c);
 /* Frees the write buffer if it holds nothing (it is made again when
  * needed): for connections about to idle. The caller holds the writing side. */
 void sn__conn_trim(sn_conn *c);
+/* Frees the read buffer if it holds nothing unread, and lets the
+ * transport give back what it holds while idle: for a connection about to
+ * idle outside a wait (the event model's). The reader's. */
+void sn__conn_rtrim(sn_conn *c);
+/* Whether a read now would find nothing: none unread, none held by the
+ * transport, and the last receive left the socket empty (it took less
+ * than it asked for). A watch that stops here loses nothing: bytes that
+ * come after that receive make a new edge. The reader's. */
+bool sn__conn_drained(const sn_conn *c);
+/* A poller says the socket is readable: the next read receives before it
+ * waits (else a read after one that emptied the socket waits first, and
+ * with a deadline already past would not receive at all). The reader's. */
+void sn__conn_readable(sn_conn *c);
 int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken);
 
 #endif

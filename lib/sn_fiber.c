@@ -475,7 +475,18 @@ static void retire(sn_sched *s, sn_fiber *f)
     cache_keep(s, f);
 }
 
-#if defined(__GLIBC__)
+/* Not under a sanitizer's allocator: glibc's malloc_trim walks glibc's own
+ * arenas, which ASan's and TSan's malloc never set up (a SEGV). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SN_SANITIZER_MALLOC 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SN_SANITIZER_MALLOC 1
+#endif
+
+#if defined(__GLIBC__) && !defined(SN_SANITIZER_MALLOC)
 void sn__heap_trim(void)
 {
     malloc_trim(0);
@@ -1091,6 +1102,15 @@ void sn__sched_rearm(int fd)
         return;
     s->fds[fd].armed = true;
     watch_fire(s, &s->fds[fd]); /* an edge that came while its function ran */
+}
+
+void sn__sched_kick(int fd)
+{
+    sn_sched *s = tl_sched;
+    if (s == NULL || fd < 0 || (size_t)fd >= s->nfds || s->fds[fd].watch_fn == NULL)
+        return;
+    s->fds[fd].ready |= EPOLLIN; /* as if an edge came: now, or at the re-arm */
+    watch_fire(s, &s->fds[fd]);
 }
 
 void sn__sched_unwatch(int fd)

@@ -107,6 +107,10 @@ void sn__fiber_forget_fd(int fd);
  * sn__sched_unwatch ends it (closing fd does too). */
 int sn__sched_watch(int fd, void (*fn)(void *arg), void *arg);
 void sn__sched_rearm(int fd);
+/* Runs fd's watch as if an edge had come: at once when it is armed, else at
+ * its re-arm (for a timer of the watch's owner, or a function that stops
+ * before the kernel has nothing more, to let the others run). */
+void sn__sched_kick(int fd);
 void sn__sched_unwatch(int fd);
 
 #endif

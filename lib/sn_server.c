@@ -50,6 +50,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sn_chan_int.h"
+#include "sn_event_int.h"
 #include "sn_fiber.h"
 #include "sn_pool_int.h"
 #include "sn_run.h"
@@ -116,6 +117,7 @@ struct sn_server {
     sn_sock **lsock;
     sn_addr *laddr;
     sn_pool *pool;
+    sn_loop *loop;        /* event mode: over pool */
     struct acceptor *acc; /* thread mode */
     int wakefd;           /* thread mode: wakes the acceptors */
     /* fiber mode: an acceptor fiber per listener per scheduler thread */
@@ -141,6 +143,7 @@ struct sn_server {
     struct sconn *conns;
     int running; /* RUNNING + CLOSING */
     uint64_t closed, bytes_read, bytes_written;
+    uint64_t handed; /* event mode: connections handed to the loop */
     struct {
         SERVER_COUNTERS(SN__COUNTER_FIELD)
     } n;
@@ -307,6 +310,29 @@ static bool input_left(sn_conn *c)
     return sn_available(c) > 0 || (ioctl(sn_sock_fd(sn_conn_sock(c)), FIONREAD, &n) == 0 && n > 0);
 }
 
+static void setup_client(sn_ev *e, void *user)
+{
+    sn_server *s = user;
+    s->cfg.on_client(e, s->cfg.user);
+}
+
+/* Event mode: the connection leaves the server's list for the loop, and
+ * starts there on this worker. */
+static void hand_to_loop(sn_server *s, struct sconn *r)
+{
+    sn_conn *c = r->c;
+    r->c = NULL;
+    sn__mutex_lock(&s->run.mu);
+    conn_unlink(s, r);
+    s->running--;
+    s->handed++;
+    sn__cv_broadcast(&s->run.cond);
+    sn__mutex_unlock(&s->run.mu);
+    sconn_free(r);
+    if (sn__ev_adopt(s->loop, c, setup_client, s) < 0)
+        report(s, SN_ENOMEM, "out of memory for an event socket; closed");
+}
+
 static void serve(void *arg)
 {
     struct sconn *r = arg;
@@ -327,6 +353,10 @@ static void serve(void *arg)
      * stop wakes it like a handler's read */
     if (r->tls != NULL && sn_tls_upgrade(r->c, r->tls, NULL, SN_DEADLINE_DEFAULT) < 0) {
         sn__counter_add(&s->n.tls_failures, 1);
+    } else if (s->loop != NULL) {
+        set_current_conn(NULL);
+        hand_to_loop(s, r);
+        return;
     } else {
         s->cfg.handler(r->c, s->cfg.user);
         if (s->cfg.on_close != NULL)
@@ -605,7 +635,8 @@ static bool listen_config_ok(const sn_listen_config *l)
 
 static int check_config(const sn_server_config *c)
 {
-    if (c->handler == NULL || c->nlisteners < 0 || c->nlisteners > SN_SERVER_LISTENERS_MAX)
+    if ((c->handler == NULL) == (c->on_client == NULL) || c->nlisteners < 0 ||
+        c->nlisteners > SN_SERVER_LISTENERS_MAX)
         return SN_EINVAL;
     if ((c->listeners == NULL) != (c->nlisteners == 0))
         return SN_EINVAL;
@@ -900,6 +931,9 @@ int sn_server_start(sn_server *s)
         goto fail;
     if ((rc = make_pool(s)) < 0)
         goto fail;
+    if (s->cfg.on_client != NULL &&
+        (rc = sn__loop_for_server(&s->loop, s->pool, s->cfg.workers)) < 0)
+        goto fail;
     /* The one mode test of the server, on purpose: in fiber mode the
      * acceptors are fibers of the pool's own threads (one per listener per
      * thread, each woken alone), in thread mode threads of their own. */
@@ -932,6 +966,8 @@ fail:
     sn__free(s->laddr);
     s->lsock = NULL;
     s->laddr = NULL;
+    sn_loop_free(s->loop);
+    s->loop = NULL;
     sn_pool_free(s->pool);
     s->pool = NULL;
     if (s->wakefd >= 0)
@@ -1040,6 +1076,8 @@ int sn_server_stop(sn_server *s, int timeout_ms)
         stop_acceptors(s);
         rc = no_wait ? wake_others(s, own) : stop_connections(s, timeout_ms, own);
         if (own == NULL) {
+            if (s->loop != NULL)
+                sn__loop_end(s->loop); /* its sockets close (SN_ESTOPPED) */
             sn_pool_stop(s->pool);
             s->run.finished = true;
             rc = s->stop_rc;
@@ -1059,6 +1097,7 @@ void sn_server_free(sn_server *s)
     if (s == NULL)
         return;
     sn_server_stop(s, 0);
+    sn_loop_free(s->loop);
     sn_pool_free(s->pool);
     free_acceptors(s);
     sn__free(s->lsock);
@@ -1115,6 +1154,8 @@ void sn_server_stats_get(sn_server *s, sn_server_stats *out)
     sn_pool *pool = s->run.started ? s->pool : NULL;
     out->active = s->running;
     out->closed = s->closed;
+    out->events = s->handed;
+    out->events_open = s->loop != NULL ? sn__loop_count(s->loop) : 0;
     out->bytes_read = s->bytes_read;
     out->bytes_written = s->bytes_written;
     for (struct sconn *r = s->conns; r != NULL; r = r->next) {

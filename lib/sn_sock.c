@@ -157,8 +157,9 @@ struct connect_try {
     sn_sock **out;
     const sn_sock_options *opt;
     int64_t deadline;
-    int bind;        /* enum bind_kind */
-    sn_addr bind_to; /* with BIND_ADDR */
+    int bind;               /* enum bind_kind */
+    sn_addr bind_to;        /* with BIND_ADDR */
+    sn__connect_gate *gate; /* or NULL */
 };
 
 /* What a client binds before it connects (opt's bind_host, bind_port). */
@@ -208,6 +209,52 @@ static int bind_local(sn_sock *s, const struct connect_try *t, const sn_addr *ad
     return 0;
 }
 
+/* Publishes s as the socket being connected: 0, or SN_ECANCELED. */
+static int gate_enter(sn__connect_gate *g, sn_sock *s)
+{
+    if (g == NULL)
+        return 0;
+    sn__mutex_lock(&g->mu);
+    bool canceled = g->canceled;
+    if (!canceled)
+        g->sock = s;
+    sn__mutex_unlock(&g->mu);
+    return canceled ? SN_ECANCELED : 0;
+}
+
+/* The connect is over: whether it was cancelled meanwhile. */
+static bool gate_leave(sn__connect_gate *g)
+{
+    if (g == NULL)
+        return false;
+    sn__mutex_lock(&g->mu);
+    g->sock = NULL;
+    bool canceled = g->canceled;
+    sn__mutex_unlock(&g->mu);
+    return canceled;
+}
+
+void sn__connect_gate_init(sn__connect_gate *g)
+{
+    sn__mutex_init(&g->mu);
+    g->sock = NULL;
+    g->canceled = false;
+}
+
+void sn__connect_gate_destroy(sn__connect_gate *g)
+{
+    sn__mutex_destroy(&g->mu);
+}
+
+void sn__connect_gate_cancel(sn__connect_gate *g)
+{
+    sn__mutex_lock(&g->mu);
+    g->canceled = true;
+    if (g->sock != NULL)
+        sn_sock_cancel(g->sock); /* wakes the wait for the connect */
+    sn__mutex_unlock(&g->mu);
+}
+
 static int connect_one(const sn_addr *addr, void *arg)
 {
     struct connect_try *t = arg;
@@ -218,7 +265,12 @@ static int connect_one(const sn_addr *addr, void *arg)
         return rc;
     if ((rc = sn_sock_apply_options(s, &o)) < 0 || (rc = bind_local(s, t, addr)) < 0)
         goto fail;
-    if ((rc = connect_wait(s->fd, addr, t->deadline)) < 0)
+    if ((rc = gate_enter(t->gate, s)) < 0)
+        goto fail;
+    rc = connect_wait(s->fd, addr, t->deadline);
+    if (gate_leave(t->gate))
+        rc = SN_ECANCELED;
+    if (rc < 0)
         goto fail;
     s->state = SN_SOCK_CONNECTED;
     *t->out = s;
@@ -231,9 +283,9 @@ fail:
 /* Tries each address in turn within one deadline, dl or the connect
  * timeout of opt; the last error wins. */
 static int connect_list(sn_sock **out, const sn_addr *addrs, int n, const sn_sock_options *opt,
-                        sn_deadline dl)
+                        sn_deadline dl, sn__connect_gate *gate)
 {
-    struct connect_try t = {.out = out, .opt = opt};
+    struct connect_try t = {.out = out, .opt = opt, .gate = gate};
     int ms = opt != NULL ? opt->connect_timeout_ms : 0;
     if (ms < SN_TIMEOUT_NEVER)
         return SN_EINVAL;
@@ -258,11 +310,17 @@ static int connect_list(sn_sock **out, const sn_addr *addrs, int n, const sn_soc
 int sn_tcp_connect(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
                    sn_deadline dl)
 {
+    return sn__tcp_connect_gated(out, host, port, opt, dl, NULL);
+}
+
+int sn__tcp_connect_gated(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
+                          sn_deadline dl, sn__connect_gate *g)
+{
     sn_addr addrs[SN__CONNECT_MAX_ADDRS];
     if (out == NULL)
         return SN_EINVAL;
     int n = sn__resolve_peer(host, port, addrs, SN_ARRAY_SIZE(addrs));
-    return n < 0 ? n : connect_list(out, addrs, n, opt, dl);
+    return n < 0 ? n : connect_list(out, addrs, n, opt, dl, g);
 }
 
 int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_options *opt,
@@ -270,7 +328,7 @@ int sn_tcp_connect_addr(sn_sock **out, const sn_addr *addr, const sn_sock_option
 {
     if (out == NULL || sn_addr_family(addr) == 0)
         return SN_EINVAL;
-    return connect_list(out, addr, 1, opt, dl);
+    return connect_list(out, addr, 1, opt, dl, NULL);
 }
 
 /* ---- listen and accept ----------------------------------------------------- */

@@ -11,6 +11,7 @@
 #ifndef SN_SOCK_INT_H
 #define SN_SOCK_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -107,6 +108,23 @@ void sn__sock_shutdown_gated(const int *fd, int how);
  * which its calls check, then shuts the descriptor down both ways through
  * the gate, waking whatever waits on it. Any thread. Returns 0. */
 int sn__sock_cancel(atomic_bool *canceled, const int *fd);
+
+/* A connect that another thread may cancel (the event model's, sn_event.c):
+ * the socket being connected is published under mu, so that
+ * sn__connect_gate_cancel reaches it (sn_sock_cancel) while it is alive
+ * and never after it is freed; a connect started or going on after the
+ * cancel fails with SN_ECANCELED. */
+typedef struct sn__connect_gate {
+    pthread_mutex_t mu;
+    sn_sock *sock; /* under mu */
+    bool canceled; /* under mu */
+} sn__connect_gate;
+void sn__connect_gate_init(sn__connect_gate *g);
+void sn__connect_gate_destroy(sn__connect_gate *g);
+void sn__connect_gate_cancel(sn__connect_gate *g);
+/* sn_tcp_connect through the gate g. */
+int sn__tcp_connect_gated(sn_sock **out, const char *host, int port, const sn_sock_options *opt,
+                          sn_deadline dl, sn__connect_gate *g);
 
 /* ---- the option engine (sn_sockopt.c) -----------------------------------------
  * One table describes every option of both kinds of socket: how it reaches

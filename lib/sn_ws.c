@@ -663,12 +663,14 @@ static int take_data(sn_ws *ws, const sn__ws_head *h, bool z, bool check, uint32
 }
 
 /* The next data frame's header, handling control frames on the way; in
- * says whether a message is in progress (then the frame must continue it).
+ * says whether a message is in progress (then the frame must continue it);
+ * between messages, a frame is waited for until first, then read within
+ * deadline.
  * The frame's header is checked and its size limited. */
-static int next_data_head(sn_ws *ws, sn__ws_head *h, bool in, int64_t deadline)
+static int next_data_head(sn_ws *ws, sn__ws_head *h, bool in, int64_t first, int64_t deadline)
 {
     for (;;) {
-        int rc = in ? 0 : wait_frame(ws, deadline);
+        int rc = in ? 0 : wait_frame(ws, first);
         if (rc == 0)
             rc = read_head(ws, h, deadline);
         if (rc == 0)
@@ -706,7 +708,9 @@ static int recv_ready(const sn_ws *ws)
     return ws->close_received ? SN_ECLOSED : 0;
 }
 
-int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
+/* A whole message: its first frame waited for until first, the message
+ * read within deadline. */
+static int recv_msg(sn_ws *ws, sn_ws_msg *msg, int64_t first, int64_t deadline)
 {
     if (ws == NULL || msg == NULL)
         return SN_EINVAL;
@@ -715,14 +719,13 @@ int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
         rc = SN_EBADSTATE; /* a message is being streamed */
     if (rc < 0)
         return rc;
-    int64_t deadline = recv_deadline(ws, dl);
     int type = 0;
     bool z = false;
     uint32_t utf8 = 0;
     msg_reset(ws);
     for (;;) {
         sn__ws_head h;
-        rc = next_data_head(ws, &h, type != 0, deadline);
+        rc = next_data_head(ws, &h, type != 0, first, deadline);
         if (rc < 0)
             return recv_end(ws, rc, type != 0);
         if (type == 0) {
@@ -742,6 +745,33 @@ int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
             *msg = (sn_ws_msg){.type = type, .data = ws->msg.p, .len = ws->msg.len};
             return 0;
         }
+    }
+}
+
+int sn_ws_recv(sn_ws *ws, sn_ws_msg *msg, sn_deadline dl)
+{
+    int64_t deadline = ws != NULL ? recv_deadline(ws, dl) : 0;
+    return recv_msg(ws, msg, deadline, deadline);
+}
+
+int sn__ws_recv_ready(sn_ws *ws, sn_ws_msg *msg)
+{
+    int64_t deadline = recv_deadline(ws, SN_DEADLINE_NEVER);
+    int rc = recv_msg(ws, msg, sn_now_ms(), deadline);
+    return rc == SN_ETIMEDOUT && ws->rerr == 0 ? 1 : rc; /* else the ping's timeout */
+}
+
+int64_t sn__ws_due(const sn_ws *ws)
+{
+    return live_until(ws, INT64_MAX);
+}
+
+void sn__ws_rtrim(sn_ws *ws)
+{
+    if (ws->part.type == 0) {
+        sn__bytes_free(&ws->msg);
+        sn__free(ws->zin);
+        ws->zin = NULL;
     }
 }
 
@@ -833,7 +863,7 @@ int sn_ws_recv_part(sn_ws *ws, sn_ws_part *part, sn_deadline dl)
     bool first = false;
     while (!st->in_frame) {
         sn__ws_head h;
-        rc = next_data_head(ws, &h, st->type != 0, deadline);
+        rc = next_data_head(ws, &h, st->type != 0, deadline, deadline);
         if (rc < 0)
             return recv_end(ws, rc, st->type != 0);
         if (st->type == 0) {

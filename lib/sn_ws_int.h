@@ -89,5 +89,17 @@ int sn__ws_new(sn_ws **out, sn_conn *c, bool server, const sn_ws_config *cfg, co
                size_t target_len);
 /* cfg with its defaults filled in (into *out). SN_EINVAL for bad values. */
 int sn__ws_config_check(sn_ws_config *out, const sn_ws_config *cfg);
+/* For the event model (sn_event.c), on the receiving side:
+ * sn__ws_recv_ready is sn_ws_recv with SN_DEADLINE_NEVER for a message
+ * whose first byte is there (pings and their timeout still bound it), and
+ * returns 1 at once when none is, after answering what control frames are
+ * there and sending a ping that is due (a ping unanswered for too long
+ * fails the session: SN_ETIMEDOUT). sn__ws_due is when liveness next needs a look
+ * (INT64_MAX: never, without pings). sn__ws_rtrim gives back what an idle
+ * session's receiving side need not hold: the message buffer (the sending
+ * side's: sn__ws_trim, sn_ws_share.h). */
+int sn__ws_recv_ready(sn_ws *ws, sn_ws_msg *msg);
+int64_t sn__ws_due(const sn_ws *ws);
+void sn__ws_rtrim(sn_ws *ws);
 
 #endif

@@ -125,6 +125,31 @@ read -r -t 5 reply <&4 || fail "--queue 0: no answer"
 exec 3>&- 4>&-
 stop_server INT
 
+# 2d. the event model: echo-server --events in both modes (the long line
+# and many short ones through echo-client, SIGTERM with a client idle), and
+# tcp-client-events (OpenHarmony's client: bind, connect with a timeout,
+# the lines of stdin, close from the main thread; a refused connect says so)
+evc=$b/examples/tcp-client-events
+for mode in on off; do
+    start_server --port 0 --events --fibers $mode --workers 2
+    "$cli" 127.0.0.1 "$port" <"$tmp/long" >"$tmp/got" || fail "--events echo-client failed"
+    cmp -s "$tmp/long" "$tmp/got" || fail "--events (fibers $mode) echo differs"
+    seq 1 2000 >"$tmp/lines"
+    "$evc" 127.0.0.1 "$port" --bind 127.0.0.1 --timeout 5000 <"$tmp/lines" >"$tmp/got" \
+        2>"$tmp/cerr" || fail "tcp-client-events failed: $(cat "$tmp/cerr")"
+    cmp -s "$tmp/lines" "$tmp/got" || fail "tcp-client-events (fibers $mode) got other bytes"
+    grep -q "^connected to 127.0.0.1:$port\$" "$tmp/cerr" || fail "tcp-client-events: $(cat "$tmp/cerr")"
+    grep -q '^closed: by this client$' "$tmp/cerr" || fail "tcp-client-events: $(cat "$tmp/cerr")"
+    exec 3<>"/dev/tcp/127.0.0.1/$port" # idle while the server stops
+    stop_server TERM
+    exec 3<&-
+done
+rc=0
+"$evc" 127.0.0.1 1 </dev/null >/dev/null 2>"$tmp/cerr" || rc=$?
+[ $rc = 1 ] || fail "tcp-client-events to a closed port exited $rc"
+grep -q "^tcp-client-events: connect 127.0.0.1:[0-9]*: connection refused$" "$tmp/cerr" ||
+    fail "tcp-client-events to a closed port said '$(cat "$tmp/cerr")'"
+
 # 3. a bad flag or value is refused by name: the first line on stderr says
 # which and what it takes (its range or values), the usage line follows, and
 # the exit status is 2
@@ -166,6 +191,11 @@ refused "echo-client: PORT 70000: out of range (1-65535)" "$cli" 127.0.0.1 70000
 refused "echo-client: --sni needs a value" "$cli" 127.0.0.1 1 --tls --sni
 refused "echo-client: --alpn needs --tls" "$cli" 127.0.0.1 1 --alpn h2
 refused "echo-client: unknown flag --frobnicate" "$cli" 127.0.0.1 1 --tls --frobnicate
+refused "tcp-client-events: needs HOST PORT first, then the flags" "$evc" 127.0.0.1
+refused "tcp-client-events: --timeout 0: out of range (1-3600000)" "$evc" 127.0.0.1 1 --timeout 0
+refused "tcp-client-events: --bind port 70000: out of range (0-65535)" "$evc" 127.0.0.1 1 \
+    --bind 127.0.0.1:70000
+refused "tcp-client-events: --sni needs --tls" "$evc" 127.0.0.1 1 --sni x
 refused "udp-echo: --workers 0: out of range (1-1048576)" "$udp" --workers 0
 refused "udp-echo: --workers 2000000: out of range (1-1048576)" "$udp" --workers 2000000
 refused "udp-echo: --port 65536: out of range (0-65535)" "$udp" --port 65536
@@ -239,18 +269,21 @@ start_prog "$udp" --port 0 --workers 2048
 [ "$(udp_client 127.0.0.1 "$port")" = ok ] || fail "udp-echo with 1024 workers"
 stop_server TERM
 # 4b. ws-echo at /echo, lines through ws-client (text both ways, deflate),
-# 404 elsewhere, SIGINT then a clean exit
-start_prog "$b/examples/ws-echo" --port 0
-"$b/examples/ws-client" "ws://127.0.0.1:$port/echo" <"$tmp/in" >"$tmp/got" ||
-    fail "ws-client failed"
-cmp -s "$tmp/in" "$tmp/got" || fail "ws echo differs"
-"$b/examples/ws-client" --deflate "ws://127.0.0.1:$port/echo" <"$tmp/long" >"$tmp/got" ||
-    fail "ws-client --deflate failed"
-cmp -s "$tmp/long" "$tmp/got" || fail "ws echo with deflate differs"
-"$b/examples/ws-client" "ws://127.0.0.1:$port/other" </dev/null 2>"$tmp/cerr" >/dev/null &&
-    fail "ws-client reached /other"
-grep -q 'status 404' "$tmp/cerr" || fail "/other: $(cat "$tmp/cerr")"
-stop_server INT
+# 404 elsewhere, SIGINT then a clean exit; the same with --events in both modes
+for events in "" "--events --fibers on" "--events --fibers off"; do
+    # shellcheck disable=SC2086 # the flags split on purpose
+    start_prog "$b/examples/ws-echo" --port 0 $events
+    "$b/examples/ws-client" "ws://127.0.0.1:$port/echo" <"$tmp/in" >"$tmp/got" ||
+        fail "ws-client failed ($events)"
+    cmp -s "$tmp/in" "$tmp/got" || fail "ws echo differs ($events)"
+    "$b/examples/ws-client" --deflate "ws://127.0.0.1:$port/echo" <"$tmp/long" >"$tmp/got" ||
+        fail "ws-client --deflate failed ($events)"
+    cmp -s "$tmp/long" "$tmp/got" || fail "ws echo with deflate differs ($events)"
+    "$b/examples/ws-client" "ws://127.0.0.1:$port/other" </dev/null 2>"$tmp/cerr" >/dev/null &&
+        fail "ws-client reached /other ($events)"
+    grep -q 'status 404' "$tmp/cerr" || fail "/other ($events): $(cat "$tmp/cerr")"
+    stop_server INT
+done
 # 5. TLS: echo-server with a certificate, echo-client with --tls; mutual TLS
 # with --tls-verify-peer; the negotiated protocol and cipher on stderr
 if command -v openssl >/dev/null; then
@@ -263,6 +296,17 @@ if command -v openssl >/dev/null; then
     grep -q '^tls: TLSv1.3 TLS_' "$tmp/cerr" || fail "echo-client printed '$(cat "$tmp/cerr")'"
     "$cli" 127.0.0.1 "$port" --tls --tls-ca "$p/ca2.pem" --sni localhost </dev/null \
         >/dev/null 2>&1 && fail "an untrusted server was accepted"
+    stop_server TERM
+    # the event model over TLS: echo-server --events, tcp-client-events --tls
+    start_server --port 0 --events --tls-cert "$p/server-rsa.pem" --tls-key "$p/server-rsa.key"
+    "$evc" 127.0.0.1 "$port" --tls --tls-ca "$p/ca.pem" --sni localhost <"$tmp/in" \
+        >"$tmp/got" 2>"$tmp/cerr" || fail "TLS tcp-client-events failed: $(cat "$tmp/cerr")"
+    cmp -s "$tmp/in" "$tmp/got" || fail "TLS event echo differs"
+    rc=0
+    "$evc" 127.0.0.1 "$port" --tls --tls-ca "$p/ca2.pem" --sni localhost </dev/null \
+        >/dev/null 2>"$tmp/cerr" || rc=$?
+    [ $rc = 1 ] && grep -q "verify" "$tmp/cerr" ||
+        fail "tcp-client-events trusting another CA: exit $rc, '$(cat "$tmp/cerr")'"
     stop_server TERM
     start_server --port 0 --fibers off --tls-cert "$p/server-ec.pem" --tls-key "$p/server-ec.key" \
         --tls-ca "$p/ca.pem" --tls-verify-peer

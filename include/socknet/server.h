@@ -64,6 +64,7 @@ extern "C" {
 #endif
 
 typedef struct sn_server sn_server;
+typedef struct sn_ev sn_ev; /* socknet/event.h */
 
 /* Serves one connection; runs on a worker thread. */
 typedef void (*sn_handler)(sn_conn *c, void *user);
@@ -105,8 +106,22 @@ typedef struct sn_server_config {
     sn_tls *tls;
     sn_tls *const *listener_tls;
 
-    sn_handler handler; /* required */
+    sn_handler handler; /* this, or on_client */
     void *user;         /* passed to the handler and every event */
+    /* Event mode (socknet/event.h), instead of a handler: each connection,
+     * after its TLS handshake, becomes an event socket on the server's own
+     * workers (fibers or threads, as configured below), and on_client(e,
+     * user) runs first, on that worker, to set its callbacks with sn_ev_on
+     * (OpenHarmony's server.on('connect', client => client.on(...))); its
+     * connect callback follows. Between events a connection holds no
+     * worker, no stack and no buffer, so `workers` bounds the callbacks
+     * running at once, not the connections. The handle is the server's:
+     * valid inside the socket's callbacks, longer with sn_ev_hold. A stop
+     * closes the event sockets (close error SN_ESTOPPED) after the
+     * acceptors and waits for their callbacks; do not call sn_server_stop
+     * or sn_server_free from an event callback (signal another thread).
+     * on_close does not run for them: their close event does. */
+    void (*on_client)(sn_ev *e, void *user);
 
     int acceptors;      /* acceptor threads; 0 = 1; in fiber mode every
                            fiber thread accepts instead (see fibers) */
@@ -250,7 +265,9 @@ typedef struct sn_server_stats {
     uint64_t closed;          /* connections served and closed (not those
                                  closed unserved by a stop) */
     uint64_t bytes_read;      /* by every connection, closed or active */
-    uint64_t bytes_written;
+    uint64_t bytes_written;   /* (in event mode: until handed to the loop) */
+    uint64_t events;          /* event mode: connections handed to the loop */
+    int events_open;          /* event mode: of them, those open now */
 } sn_server_stats;
 
 SN_API void sn_server_stats_get(sn_server *s, sn_server_stats *out);
