@@ -868,6 +868,8 @@ int sn_ev_off(sn_ev *e, int type)
  * refuses the job. */
 static int start(sn_ev *e, void (*job)(void *arg))
 {
+    if (atomic_load(&e->gone))
+        return SN_ECLOSED; /* (its loop may be gone too) */
     sn__mutex_lock(&e->l->mu);
     int rc = e->state != EV_NEW ? SN_EBADSTATE : 0;
     if (job == attach && e->kind == EV_CONN && e->c == NULL)
@@ -907,6 +909,8 @@ int sn_ev_connect(sn_ev *e, const sn_ev_connect_config *cfg)
     if (e == NULL || cfg == NULL || cfg->host == NULL || cfg->port < 0 || cfg->port > 65535 ||
         cfg->timeout_ms < 0)
         return SN_EINVAL;
+    if (atomic_load(&e->gone))
+        return SN_ECLOSED; /* (its loop may be gone too) */
     sn__mutex_lock(&e->l->mu);
     bool client = e->kind == EV_CONN && e->c == NULL && e->req == NULL && e->state == EV_NEW;
     sn__mutex_unlock(&e->l->mu);

@@ -185,12 +185,16 @@ static void test_stop_closes_all(void)
     sn_loop *l;
     struct seen s[8] = {{0}};
     int peers[8];
+    sn_ev *kept = NULL;
     SN_ASSERT_RC(loop_new(&l, 2), 0);
     for (int i = 0; i < 8; i++) {
         sn_ev *e = ev_pair(l, &s[i], &peers[i]);
         if (i < 6) /* two are never started: the stop closes them too */
             SN_ASSERT_RC(sn_ev_start(e), 0);
-        sn_ev_free(e); /* the socket lives on */
+        if (i == 7)
+            kept = e; /* a handle kept past the loop's end */
+        else
+            sn_ev_free(e); /* the socket lives on */
     }
     SN_ASSERT_RC(sn_loop_stop(l), 0);
     for (int i = 0; i < 8; i++) {
@@ -206,6 +210,11 @@ static void test_stop_closes_all(void)
     SN_ASSERT_RC(sn_ev_from_conn(&e, l, c), SN_ESTOPPED); /* c is freed */
     sn_sock_free(b);
     sn_loop_free(l);
+    /* the loop is gone; the handle is not */
+    SN_ASSERT_RC(sn_ev_start(kept), SN_ECLOSED);
+    SN_ASSERT_RC(sn_ev_send(kept, "x", 1, 0), SN_ECLOSED);
+    SN_ASSERT_RC(sn_ev_close(kept), 0);
+    sn_ev_free(kept);
 }
 
 /* ---- clients the loop connects ------------------------------------------------- */

@@ -162,8 +162,8 @@ typedef struct sn_ev_connect_config {
  * (after the handshake, with TLS), or error and close do with why it failed
  * (SN_ETIMEDOUT, SN_ECONNREFUSED, a TLS error and its reason, ...); a close
  * meanwhile cancels the connect (close error SN_ECLOSED). 0, SN_EINVAL (a
- * bad field), SN_EBADSTATE (not a client, or started already), SN_ENOMEM,
- * SN_ESTOPPED. */
+ * bad field), SN_EBADSTATE (not a client, or started already), SN_ECLOSED
+ * (closed, or its loop stopped), SN_ENOMEM. */
 SN_API int sn_ev_connect(sn_ev *e, const sn_ev_connect_config *cfg);
 
 /* Puts a connected connection (TCP, local or TLS) into event mode; the
@@ -201,8 +201,9 @@ SN_API int sn_ev_on(sn_ev *e, int type, sn_ev_fn fn, void *user);
 /* Unsubscribes (OpenHarmony's off()): sn_ev_on with fn NULL. */
 SN_API int sn_ev_off(sn_ev *e, int type);
 /* Starts a socket from sn_ev_from_*: the connect (or listening) callback
- * first. 0, SN_EINVAL, SN_EBADSTATE (started already, closed, or a client:
- * sn_ev_connect starts those), SN_ENOMEM. */
+ * first. 0, SN_EINVAL, SN_EBADSTATE (started already, or a client:
+ * sn_ev_connect starts those), SN_ECLOSED (closed, or its loop stopped),
+ * SN_ENOMEM. */
 SN_API int sn_ev_start(sn_ev *e);
 
 /* Sends data from any thread, whole, flushed before dl (from the close
