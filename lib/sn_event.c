@@ -48,6 +48,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1088,7 +1089,13 @@ static void close_locked(sn_ev *e, int err)
         /* a server's session says goodbye (1001) when its socket takes it
          * at once, as a handler's does when a stop ends its read */
         static const uint8_t going_away[] = {0x88, 0x02, 0x03, 0xe9};
-        sn__ws_try_send_frame(e->ws, going_away, sizeof going_away, true);
+        /* SN_EBUSY: a sender holds the session. Its own dispatch may be
+         * trimming its buffer for a moment (thread mode): a few tries */
+        for (int i = 0; i < 200; i++) {
+            if (sn__ws_try_send_frame(e->ws, going_away, sizeof going_away, true) != SN_EBUSY)
+                break;
+            sched_yield();
+        }
     }
     if (e->kind == EV_UDP)
         sn_udp_cancel(e->u);
