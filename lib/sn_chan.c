@@ -136,13 +136,13 @@ static inline int stick_write_err(sn_conn *c, int err)
     return err;
 }
 
-/* Level 2 of sn__conn_wake fails every read at once, even from the buffer. */
 /* The end of the stream: SN_EOF, or the woken error (a stop, a cancel) when woken. */
 static int read_end(sn_conn *c)
 {
     return stick_read_err(c, atomic_load(&c->wake) ? woken_err(c) : SN_EOF);
 }
 
+/* Level 2 of sn__conn_wake fails every read at once, even from the buffer. */
 static inline int rcheck(sn_conn *c)
 {
     if (wake_level(c) >= 2)
@@ -486,15 +486,13 @@ static int rreserve(sn_conn *c, size_t need)
  * buffer meanwhile serves the thread's other connections. A deadline already
  * past still takes what has arrived: the first time (!tried) it does not
  * wait. Returns 0 (receive now), or what recv_transport would for its wait. */
+static void rdrop(sn_conn *c);
+
 static int rpark(sn_conn *c, int64_t dl, bool tried)
 {
     if (wake_level(c) >= 2)
         return stick_read_err(c, woken_err(c));
-    buf_drop(c->rbuf, c->rcap + 1);
-    c->rbuf = NULL;
-    c->rcap = c->rpos = c->rlen = 0;
-    if (c->t->vt->idle != NULL)
-        c->t->vt->idle(c->t);
+    rdrop(c);
     int rc = !tried && sn__poll_timeout(dl) == 0 ? 0 : sn__wait_fd(c->t->fd, POLLIN, dl);
     if (rc == SN_ETIMEDOUT)
         return rc;
@@ -1090,15 +1088,21 @@ static ssize_t send_once(sn_conn *c, const struct iovec *iov, int n)
     return sent;
 }
 
+/* The read buffer, empty, goes (back to the scheduler where waits park),
+ * and the transport gives back what it holds while idle. */
+static void rdrop(sn_conn *c)
+{
+    buf_drop(c->rbuf, c->rcap + 1);
+    c->rbuf = NULL;
+    c->rcap = c->rpos = c->rlen = 0;
+    if (c->t->vt->idle != NULL)
+        c->t->vt->idle(c->t);
+}
+
 void sn__conn_rtrim(sn_conn *c)
 {
-    if (c->rbuf != NULL && c->rpos == c->rlen) {
-        buf_drop(c->rbuf, c->rcap + 1);
-        c->rbuf = NULL;
-        c->rcap = c->rpos = c->rlen = 0;
-        if (c->t->vt->idle != NULL)
-            c->t->vt->idle(c->t);
-    }
+    if (c->rbuf != NULL && c->rpos == c->rlen)
+        rdrop(c);
 }
 
 bool sn__conn_drained(const sn_conn *c)
