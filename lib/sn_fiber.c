@@ -178,6 +178,11 @@ struct sn_sched {
      * none); dispatchers alive and not parked inside a watch's function */
     int wq_head, wq_tail;
     size_t disp_free;
+    /* the dispatcher that waits, parked, for the next watch that fires
+     * (one is kept, so that each edge does not start and end a fiber), or
+     * NULL; disp_quit tells it to end (nothing else is left to run) */
+    sn_fiber *disp_idle;
+    bool disp_quit;
 };
 
 static _Thread_local sn_sched *tl_sched;
@@ -843,13 +848,28 @@ static void dispatcher_main(void *arg)
     sn_sched *s = arg;
     sn_fiber *f = s->cur;
     f->dispatcher = true;
-    int fd;
-    while ((fd = wq_take(s)) >= 0) {
-        struct fd_slot *slot = &s->fds[fd];
-        if (slot->watch_fn == NULL)
-            continue; /* unwatched or closed while it waited */
-        f->local = NULL;
-        slot->watch_fn(slot->watch_arg);
+    for (;;) {
+        int fd;
+        while ((fd = wq_take(s)) >= 0) {
+            struct fd_slot *slot = &s->fds[fd];
+            if (slot->watch_fn == NULL)
+                continue; /* unwatched or closed while it waited */
+            f->local = NULL;
+            slot->watch_fn(slot->watch_arg);
+        }
+        if (s->disp_idle != NULL)
+            break; /* one waits already */
+        /* the queue is empty: wait for the next edge, still counted free
+         * (not parked inside a function) */
+        s->disp_idle = f;
+        f->dispatcher = false;
+        park(s, f);
+        f->dispatcher = true;
+        if (s->disp_quit) {
+            s->disp_quit = false;
+            if (s->wq_head < 0)
+                break;
+        }
     }
     f->dispatcher = false;
     s->disp_free--;
@@ -860,8 +880,23 @@ static void dispatcher_main(void *arg)
  * dispatcher that comes free. */
 static void dispatchers_enough(sn_sched *s)
 {
-    if (s->wq_head >= 0 && s->disp_free == 0 && sn__fiber_spawn(s, dispatcher_main, s, 0) == 0)
+    if (s->wq_head < 0)
+        return;
+    if (s->disp_idle != NULL) { /* the waiting dispatcher takes them */
+        make_ready(s, s->disp_idle);
+        s->disp_idle = NULL;
+    } else if (s->disp_free == 0 && sn__fiber_spawn(s, dispatcher_main, s, 0) == 0) {
         s->disp_free++;
+    }
+}
+
+/* Nothing but the waiting dispatcher is left: it ends, so that the
+ * scheduler can (a pool's stop waits for that). */
+static void dispatcher_quit(sn_sched *s)
+{
+    s->disp_quit = true;
+    make_ready(s, s->disp_idle);
+    s->disp_idle = NULL;
 }
 
 /* A watched descriptor that is armed, readable (or failed) and has no
@@ -927,6 +962,10 @@ void sn__sched_run(sn_sched *s)
             run_fiber(s, f);
             if (f->done)
                 retire(s, f);
+        }
+        if (s->disp_idle != NULL && s->live == 1 && !s->hold) {
+            dispatcher_quit(s);
+            continue;
         }
         if (s->live == 0 && !s->hold)
             break;
