@@ -63,7 +63,11 @@ static ssize_t plain_sendv(sn_transport *t, const struct iovec *iov, int iovcnt,
 {
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     for (;;) {
-        ssize_t n = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        /* one piece goes by send(): the kernel then copies and checks no
+         * iovec array (a few percent of a small echo's system time) */
+        ssize_t n = iovcnt == 1
+                        ? send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                        : sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0)
             return n;
         if (errno == EINTR)
