@@ -324,11 +324,13 @@ static void hand_to_loop(sn_server *s, struct sconn *r)
     r->c = NULL;
     sn__mutex_lock(&s->run.mu);
     conn_unlink(s, r);
+    sn__mutex_unlock(&s->run.mu);
+    sconn_free(r); /* before it is counted out, as in serve */
+    sn__mutex_lock(&s->run.mu);
     s->running--;
     s->handed++;
     sn__cv_broadcast(&s->run.cond);
     sn__mutex_unlock(&s->run.mu);
-    sconn_free(r);
     if (sn__ev_adopt(s->loop, c, setup_client, s) < 0)
         report(s, SN_ENOMEM, "out of memory for an event socket; closed");
 }
@@ -379,10 +381,14 @@ static void serve(void *arg)
     s->closed++;
     s->bytes_read += st.bytes_read;
     s->bytes_written += st.bytes_written;
+    sn__mutex_unlock(&s->run.mu);
+    sconn_free(r);
+    /* counted out once its memory is gone: a caller that sees the server
+     * idle (stats, a stop) sees nothing of the connection left */
+    sn__mutex_lock(&s->run.mu);
     s->running--;
     sn__cv_broadcast(&s->run.cond);
     sn__mutex_unlock(&s->run.mu);
-    sconn_free(r);
 }
 
 /* ---- acceptors ------------------------------------------------------------------- */
