@@ -3,9 +3,16 @@
  * hub-load: load for a chat server (examples/chat, or the npm ws reference
  * bench/ws-chat-ref.mjs): WebSocket clients in one room at /chat/ROOM.
  *
- *   hub-load --port P [--host H] [--room R] [--pid SERVER_PID]
- *            fanout --subs N --msgs M [--window W] [--stalled K] [--size B]
+ *   hub-load --port P[,P2,...] [--host H] [--room R] [--pid PID[,PID2,...]]
+ *            [--redis-pid PID]
+ *            fanout --subs N --msgs M [--window W | --rate R] [--stalled K] [--size B]
  *            idle --members N
+ *
+ * With several ports (chat servers on one Redis, examples/chat --redis) the
+ * subscribers are spread over them in turn and the publisher is on the
+ * first; the servers' CPU is summed over the PIDs, and Redis's is reported
+ * apart (--redis-pid). --rate R publishes R messages a second instead of
+ * keeping a window (the latency at a fixed load).
  *
  * fanout: N subscribers read (on 2 threads, epoll); K more subscribers
  * connect first and never read (their receive buffers are small); one
@@ -44,8 +51,22 @@
 #define HIST_US 1000000 /* latency buckets of 1 µs up to 1 s */
 #define LIMIT_MS 60000
 
+#define MAX_SERVERS 16
+
 static const char *host = "127.0.0.1", *room = "bench";
-static int port, server_pid;
+static int port, ports[MAX_SERVERS], nports, server_pids[MAX_SERVERS], npids, server_pid, redis_pid;
+
+/* A comma-separated list of numbers into out (at most MAX_SERVERS). */
+static int num_list(const char *s, int *out)
+{
+    int n = 0;
+    for (char *end; *s != '\0' && n < MAX_SERVERS; s = *end == ',' ? end + 1 : end) {
+        out[n++] = (int)strtol(s, &end, 10);
+        if (end == s)
+            return 0;
+    }
+    return n;
+}
 
 static int64_t now_ns(void)
 {
@@ -75,21 +96,33 @@ static void server_status(long *rss_kb, long *threads)
         fclose(f);
 }
 
-/* CPU time (user + system, seconds) the server has used, or -1. */
+/* CPU time (user + system, seconds) the servers have used, or -1. */
 static double server_cpu(void)
 {
-    return server_pid > 0 ? proc_cpu_s(server_pid) : -1;
+    double t = 0;
+    for (int i = 0; i < npids; i++)
+        t += proc_cpu_s(server_pids[i]);
+    return npids > 0 ? t : -1;
 }
 
-/* A blocking connect and WebSocket handshake to /chat/ROOM?name=NAME. */
+/* A blocking connect and WebSocket handshake to /chat/ROOM?name=NAME on
+ * the server at ports[k % nports]. */
+static int ws_open_on(int k, const char *name, int rcvbuf);
+
 static int ws_open(const char *name, int rcvbuf)
 {
+    return ws_open_on(0, name, rcvbuf);
+}
+
+static int ws_open_on(int k, const char *name, int rcvbuf)
+{
+    int to = ports[k % nports];
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         die("socket");
     if (rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to)};
     inet_pton(AF_INET, host, &a.sin_addr);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         die("connect");
@@ -100,7 +133,7 @@ static int ws_open(const char *name, int rcvbuf)
                      "GET /chat/%s?name=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     room, name, host, port);
+                     room, name, host, to);
     if (write(fd, req, (size_t)n) != n)
         die("write");
     char c, last4[4] = {0};
@@ -280,7 +313,7 @@ static void publish(int fd, const char *tag, int seq, int size)
 
 static int fanout(int argc, char **argv)
 {
-    int stalled = 0, size = 64;
+    int stalled = 0, size = 64, rate = 0;
     for (int i = 0; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--subs") == 0)
             nsubs = atoi(argv[i + 1]);
@@ -292,8 +325,10 @@ static int fanout(int argc, char **argv)
             stalled = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--size") == 0)
             size = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--rate") == 0)
+            rate = atoi(argv[i + 1]);
     }
-    if (nsubs <= 0 || msgs <= 0 || window_ <= 0 || size < 32 || size > 4000)
+    if (nsubs <= 0 || msgs <= 0 || window_ <= 0 || size < 32 || size > 4000 || rate < 0)
         return 2;
     long rss0, th0, rss1, th1;
     server_status(&rss0, &th0);
@@ -308,7 +343,7 @@ static int fanout(int argc, char **argv)
         hist[r] = calloc(HIST_US, sizeof *hist[r]);
     for (int i = 0; i < nsubs; i++) {
         snprintf(name, sizeof name, "s%d", i);
-        subs[i].fd = ws_open(name, 0);
+        subs[i].fd = ws_open_on(i, name, 0);
     }
     int pub = ws_open("pub", 0);
     pthread_t rt[READERS];
@@ -321,9 +356,16 @@ static int fanout(int argc, char **argv)
         usleep(20000);
     }
     usleep(200000); /* the last warm-ups drain */
-    double cpu0 = server_cpu();
+    double cpu0 = server_cpu(), rcpu0 = redis_pid > 0 ? proc_cpu_s(redis_pid) : -1;
     int64_t t0 = now_ns();
     for (int i = 0; i < msgs && now_ns() < limit; i++) {
+        if (rate > 0) { /* a fixed load: the i-th message at t0 + i / rate */
+            int64_t at = t0 + (int64_t)i * 1000000000 / rate, wait = at - now_ns();
+            if (wait > 0)
+                usleep((useconds_t)(wait / 1000));
+            publish(pub, "T", i, size);
+            continue;
+        }
         pthread_mutex_lock(&mu);
         while (completed < i - window_ && now_ns() < limit) {
             struct timespec ts;
@@ -345,6 +387,7 @@ static int fanout(int argc, char **argv)
     pthread_mutex_unlock(&mu);
     server_status(&rss1, &th1);
     double cpu = server_cpu() - cpu0;
+    double rcpu = redis_pid > 0 ? proc_cpu_s(redis_pid) - rcpu0 : -1;
     atomic_store(&stop, true);
     for (int r = 0; r < READERS; r++)
         pthread_join(rt[r], NULL);
@@ -352,9 +395,9 @@ static int fanout(int argc, char **argv)
     long d = atomic_load(&deliveries);
     printf("deliveries=%ld want=%ld secs=%.3f rate=%.0f p50_us=%.0f p99_us=%.0f "
            "rss_before_kb=%ld rss_kb=%ld threads=%ld server_cpu_s=%.2f cpu_us_per_delivery=%.2f "
-           "complete=%d\n",
+           "redis_cpu_s=%.2f complete=%d\n",
            d, (long)nsubs * msgs, secs, secs > 0 ? d / secs : 0, percentile(0.50), percentile(0.99),
-           rss0, rss1, th1, cpu, d > 0 ? cpu * 1e6 / (double)d : 0, completed == msgs - 1);
+           rss0, rss1, th1, cpu, d > 0 ? cpu * 1e6 / (double)d : 0, rcpu, completed == msgs - 1);
     return completed == msgs - 1 ? 0 : 1;
 }
 
@@ -382,13 +425,15 @@ int main(int argc, char **argv)
     int i = 1;
     for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
         if (strcmp(argv[i], "--port") == 0)
-            port = atoi(argv[i + 1]);
+            port = (nports = num_list(argv[i + 1], ports)) > 0 ? ports[0] : 0;
         else if (strcmp(argv[i], "--host") == 0)
             host = argv[i + 1];
         else if (strcmp(argv[i], "--room") == 0)
             room = argv[i + 1];
         else if (strcmp(argv[i], "--pid") == 0)
-            server_pid = atoi(argv[i + 1]);
+            server_pid = (npids = num_list(argv[i + 1], server_pids)) > 0 ? server_pids[0] : 0;
+        else if (strcmp(argv[i], "--redis-pid") == 0)
+            redis_pid = atoi(argv[i + 1]);
     }
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -401,8 +446,8 @@ int main(int argc, char **argv)
     else if (port > 0 && i < argc && strcmp(argv[i], "idle") == 0)
         rc = idle(argc - i - 1, argv + i + 1);
     if (rc == 2)
-        fprintf(stderr, "usage: hub-load --port P [--host H] [--room R] [--pid PID] "
-                        "fanout --subs N --msgs M [--window W] [--stalled K] [--size B] | "
-                        "idle --members N\n");
+        fprintf(stderr, "usage: hub-load --port P[,P...] [--host H] [--room R] [--pid PID[,PID...]] "
+                        "[--redis-pid PID] fanout --subs N --msgs M [--window W | --rate R] "
+                        "[--stalled K] [--size B] | idle --members N\n");
     return rc;
 }

@@ -5,7 +5,7 @@
  *   chat [--host H] [--port N] [--workers N] [--fibers on|off] [--threads N]
  *        [--writers N] [--policy drop-oldest|drop-newest|disconnect|wait]
  *        [--max-queue N] [--max-text BYTES] [--presence on|off]
- *        [--tls-cert FILE --tls-key FILE]
+ *        [--tls-cert FILE --tls-key FILE] [--redis HOST:PORT]
  *
  * GET / serves the chat page; GET /rooms lists the rooms as JSON,
  * [{"room":NAME,"members":N}] (the first 1000; the header X-Rooms-Total
@@ -37,6 +37,20 @@
  * the session with 1009 (message too big). A member too slow for its room
  * misses messages as --policy says (drop-oldest by default, see
  * socknet/hub.h), and is not told.
+ *
+ * With --redis HOST:PORT the rooms span every chat server on that Redis
+ * (socknet/hub.h, "Rooms across servers"): a text sent on any of them
+ * reaches the room's members on all of them, every member in the one order
+ * Redis numbered it. Two more notice codes then:
+ *   not-sent     also: Redis cannot be reached (the member stays; rooms
+ *                come back with Redis);
+ *   maybe-sent   Redis did not answer in time, or the connection broke
+ *                after the text went out: it may or may not reach the room.
+ * A member that missed messages it cannot get back (Redis restarted, or
+ * this server fell further behind than Redis's history) is closed with
+ * 1012 or 1013; the page offers to join again. Presence ("who", "count")
+ * and GET /rooms count the members on this server. Redis's address is
+ * HOST:PORT, [IPV6]:PORT, or HOST (port 6379).
  *
  * With --tls-cert and --tls-key (PEM or DER) the page is served over https://
  * and the rooms over wss://. Prints "listening on H:PORT" once ready; SIGINT
@@ -79,6 +93,7 @@ static const char page[] =
 
 typedef struct app {
     sn_hub *hub;
+    bool spans; /* --redis: rooms across servers */
     bool presence_on;
     size_t max_text; /* bytes of a text that goes to the room */
     /* one join or leave announced at a time; an sn_mutex, not a pthread
@@ -334,7 +349,10 @@ static void say(app *a, const char *room, sn_ws *ws, const member *m, const sn_w
     put_json(b, msg->data, msg->len);
     puts_(b, "}");
     int rc = sn_hub_publish(a->hub, room, SN_WS_TEXT, b->p, b->len, NULL, SN_DEADLINE_DEFAULT);
-    if (rc == SN_ETIMEDOUT) { /* --policy wait: the others have it */
+    if (rc == SN_ETIMEDOUT && a->spans) { /* Redis: its fate is unknown */
+        notice(ws, "maybe-sent",
+               "Redis did not answer in time: the text may or may not reach the room");
+    } else if (rc == SN_ETIMEDOUT) { /* --policy wait: the others have it */
         notice(ws, "partly-sent", "not sent to every member: some were too slow to take it");
     } else if (rc < 0) {
         snprintf(why, sizeof why, "not sent: %s", sn_strerror(rc));
@@ -421,7 +439,7 @@ _Noreturn static void usage(void)
                     "[--threads N] [--writers N]\n"
                     "            [--policy drop-oldest|drop-newest|disconnect|wait] "
                     "[--max-queue N] [--max-text BYTES] [--presence on|off]\n"
-                    "            [--tls-cert FILE --tls-key FILE]\n");
+                    "            [--tls-cert FILE --tls-key FILE] [--redis HOST:PORT]\n");
     exit(2);
 }
 
@@ -469,6 +487,37 @@ static int on_off(char **argv, int *i)
     bad("%s %s: expected on or off", flag, s);
 }
 
+/* --redis HOST:PORT, [IPV6]:PORT or HOST, into host (cap bytes) and port. */
+static void redis_arg(char **argv, int *i, char *host, size_t cap, uint16_t *port)
+{
+    const char *flag = argv[*i], *s = str_arg(argv, i);
+    const char *colon = strrchr(s, ':'), *end = s + strlen(s);
+    if (s[0] == '[') { /* [::1]:6379 */
+        const char *close = strchr(s, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            bad("%s %s: expected HOST:PORT, [IPV6]:PORT or HOST", flag, s);
+        colon = close[1] == ':' ? close + 1 : NULL;
+        end = close;
+        s++;
+    } else if (colon != NULL && strchr(s, ':') != colon) {
+        colon = NULL; /* a bare IPv6 address */
+    } else if (colon != NULL) {
+        end = colon;
+    }
+    *port = 6379;
+    if (colon != NULL) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+        if (colon[1] == '\0' || *e != '\0' || v < 1 || v > 65535)
+            bad("%s %s: the port is not a number from 1 to 65535", flag, argv[*i]);
+        *port = (uint16_t)v;
+    }
+    if (end == s || (size_t)(end - s) >= cap)
+        bad("%s %s: expected HOST:PORT, [IPV6]:PORT or HOST", flag, argv[*i]);
+    memcpy(host, s, (size_t)(end - s));
+    host[end - s] = '\0';
+}
+
 static int policy_arg(char **argv, int *i)
 {
     static const char *const names[] = {"drop-oldest", "drop-newest", "disconnect", "wait"};
@@ -477,6 +526,21 @@ static int policy_arg(char **argv, int *i)
         if (strcmp(s, names[p]) == 0)
             return p; /* SN_HUB_DROP_OLDEST ... SN_HUB_WAIT */
     bad("%s %s: expected drop-oldest, drop-newest, disconnect or wait", flag, s);
+}
+
+/* Waits up to 2 s for Redis, and says on stderr why it is not there yet
+ * (the server runs all the same: rooms answer not-sent until it is). */
+static void redis_wait(sn_hub *hub, const char *host, uint16_t port)
+{
+    sn_hub_engine_stats st;
+    for (int i = 0; i < 200; i++) {
+        sn_hub_engine_stats_get(hub, &st);
+        if (st.up)
+            return;
+        sn_sleep_ms(10);
+    }
+    fprintf(stderr, "chat: Redis at %s:%u cannot be reached yet (%s); trying again meanwhile\n",
+            host, (unsigned)port, st.error != 0 ? sn_strerror(st.error) : "no answer");
 }
 
 int main(int argc, char **argv)
@@ -490,6 +554,8 @@ int main(int argc, char **argv)
     };
     sn_hub_config hc = {0};
     const char *cert = NULL, *key = NULL;
+    char redis_host[256] = "";
+    uint16_t redis_port = 0;
     app a = {.presence_on = true, .max_text = MAX_TEXT_DEFAULT};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -517,6 +583,8 @@ int main(int argc, char **argv)
             cert = str_arg(argv, &i);
         else if (strcmp(f, "--tls-key") == 0)
             key = str_arg(argv, &i);
+        else if (strcmp(f, "--redis") == 0)
+            redis_arg(argv, &i, redis_host, sizeof redis_host, &redis_port);
         else
             bad("unknown flag %s", f);
     }
@@ -553,8 +621,13 @@ int main(int argc, char **argv)
                         .cert = {.chain = {.file = cert}, .key = {.file = key}}};
     int rc = cert != NULL ? sn_tls_new(&tls, &tc) : 0; /* https:// and wss:// */
     cfg.tls = tls;                                     /* the server keeps its own reference */
-    if (rc == 0)
-        rc = sn_hub_new(&a.hub, &hc);
+    if (rc == 0 && redis_host[0] != '\0') {
+        sn_hub_redis_config rcfg = {.host = redis_host, .port = redis_port};
+        rc = sn_hub_redis_new(&hc.engine, &rcfg);
+        a.spans = rc == 0;
+    }
+    if (rc == 0 && (rc = sn_hub_new(&a.hub, &hc)) < 0)
+        sn_hub_engine_free(hc.engine); /* still ours */
     if (rc == 0)
         rc = sn_web_new(&web, NULL);
     if (rc == 0)
@@ -572,6 +645,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "chat: %s\n", sn_strerror(rc));
         return 1;
     }
+    if (a.spans) /* it connects in the background: say so if it cannot yet */
+        redis_wait(a.hub, redis_host, redis_port);
     sn_addr local;
     char text[SN_ADDR_STRLEN];
     sn_server_local_addr(srv, 0, &local);

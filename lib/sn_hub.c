@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "sn_hub_engine.h"
 #include "sn_util.h"
 #include "sn_wait.h"
 #include "sn_ws_frame.h"
@@ -62,13 +63,14 @@ struct sn_hub_msg {
     atomic_long refs;
     sn_hub *hub;
     int type;
+    uint64_t epoch;                     /* from an engine; 0: a local room's */
     size_t flen;                        /* bytes of the whole frame */
     uint8_t *frame;                     /* into buf: the header ends where the payload starts */
     alignas(max_align_t) uint8_t buf[]; /* header, payload at HUB_PAYLOAD, a NUL */
 };
 
 typedef struct entry {
-    sn_hub_msg *msg;
+    sn_hub_msg *msg; /* NULL: a gap (subscriptions only) */
     uint64_t seq;
 } entry;
 
@@ -84,6 +86,7 @@ typedef struct member {
     size_t qcap, qhead, qlen, qbytes;
     uint64_t delivered, dropped;
     bool dead;         /* no more deliveries (closed, failed, evicted) */
+    bool gap_owed;     /* a subscription's gap, its place dropped by the policy */
     bool disconnected; /* evicted by SN_HUB_DISCONNECT */
     int closing;       /* evicted, its close frame (this code) not sent yet */
     bool dirty;        /* in its room's dirty list */
@@ -114,6 +117,10 @@ struct room {
     room *run_next;      /* the run queue; under hub->runq_mu */
     int64_t last_pub_ns; /* when the last publish ended */
     uint64_t seq, delivered, direct, dropped, disconnected;
+    bool spans;     /* through the engine (set when made, never changed) */
+    bool synced;    /* spans: the engine's join is done */
+    uint64_t epoch; /* spans: of seq */
+    uint64_t gaps;
 };
 
 struct hub_link {
@@ -137,7 +144,7 @@ struct sn_hub {
     size_t nslots;
     atomic_long messages;
     atomic_long closing; /* members with a close frame waiting */
-    atomic_uint_fast64_t published, wakeups;
+    atomic_uint_fast64_t published, wakeups, gaps;
     int ep, stopfd, kickfd;
     pthread_mutex_t runq_mu; /* the run queue: rooms with dirty members */
     room *runq_head, *runq_tail;
@@ -197,6 +204,11 @@ int sn_hub_msg_type(const sn_hub_msg *m)
     return m->type;
 }
 
+uint64_t sn_hub_msg_epoch(const sn_hub_msg *m)
+{
+    return m->epoch;
+}
+
 const void *sn_hub_msg_data(const sn_hub_msg *m, size_t *len)
 {
     if (len != NULL)
@@ -226,9 +238,9 @@ static int q_push(member *m, sn_hub_msg *msg, uint64_t seq)
         m->qcap = cap;
         m->qhead = 0;
     }
-    m->q[(m->qhead + m->qlen) % m->qcap] = (entry){msg_ref(msg), seq};
+    m->q[(m->qhead + m->qlen) % m->qcap] = (entry){msg != NULL ? msg_ref(msg) : NULL, seq};
     m->qlen++;
-    m->qbytes += msg->flen;
+    m->qbytes += msg != NULL ? msg->flen : 0;
     return 0;
 }
 
@@ -237,7 +249,7 @@ static entry q_pop(member *m)
     entry e = m->q[m->qhead];
     m->qhead = (m->qhead + 1) % m->qcap;
     m->qlen--;
-    m->qbytes -= e.msg->flen;
+    m->qbytes -= e.msg != NULL ? e.msg->flen : 0;
     if (m->qlen == 0) { /* an idle member gives its queue back */
         sn__free(m->q);
         m->q = NULL;
@@ -303,23 +315,31 @@ static int send_close(member *m)
     return 0;
 }
 
-/* SN_HUB_DISCONNECT: the queue is dropped and a close frame goes out as
- * soon as the socket takes it (within the hub's close_timeout_ms, else the
- * connection is cut). A subscription learns it from sn_hub_sub_recv. */
-static void member_evict(sn_hub *h, room *r, member *m)
+/* Closes a session's membership with code: the queue is dropped and a
+ * close frame goes out as soon as the socket takes it (within the hub's
+ * close_timeout_ms, else the connection is cut). */
+static void member_close(sn_hub *h, room *r, member *m, int code)
 {
     member_fail(r, m);
-    m->disconnected = true;
-    r->disconnected++;
-    if (m->link == NULL) {
-        sn__cv_broadcast(&((sn_hub_sub *)m)->avail);
-        return;
-    }
-    m->closing = r->cfg.close_code;
+    m->closing = code;
     m->close_by = sn_now_ms() + h->cfg.close_timeout_ms;
     atomic_fetch_add(&h->closing, 1);
     if (send_close(m) < 0)
         arm(h, m->link);
+}
+
+/* SN_HUB_DISCONNECT: closed with the room's close_code. A subscription
+ * learns it from sn_hub_sub_recv. */
+static void member_evict(sn_hub *h, room *r, member *m)
+{
+    m->disconnected = true;
+    r->disconnected++;
+    if (m->link == NULL) {
+        member_fail(r, m);
+        sn__cv_broadcast(&((sn_hub_sub *)m)->avail);
+        return;
+    }
+    member_close(h, r, m, r->cfg.close_code);
 }
 
 static void delivered(room *r, member *m, bool direct)
@@ -369,7 +389,12 @@ static bool apply_policy(sn_hub *h, room *r, member *m, const sn_hub_msg *msg, b
     switch (r->cfg.policy) {
     case SN_HUB_DROP_OLDEST:
         while (m->qlen > 0 && q_full(m, msg)) {
-            sn_hub_msg_unref(q_pop(m).msg);
+            entry e = q_pop(m);
+            if (e.msg == NULL) { /* a gap is never dropped: said before the rest */
+                m->gap_owed = true;
+                continue;
+            }
+            sn_hub_msg_unref(e.msg);
             m->dropped++;
             r->dropped++;
         }
@@ -472,18 +497,43 @@ static bool offer(sn_hub *h, room *r, member *m, sn_hub_msg *msg, uint64_t seq, 
     return true;
 }
 
-static bool excluded(const member *m, const sn_ws *exclude)
+/* Whom a message is not for: a dead member, the session `exclude` or the
+ * session whose link's key is `exclude_key` - 1 (an engine's message;
+ * 0: none). */
+static bool excluded(const member *m, const sn_ws *exclude, uint64_t exclude_key)
 {
-    return m->dead || (exclude != NULL && m->link != NULL && m->link->ws == exclude);
+    return m->dead || (m->link != NULL && ((exclude != NULL && m->link->ws == exclude) ||
+                                           (exclude_key != 0 && m->link->key + 1 == exclude_key)));
 }
 
 /* SN_HUB_WAIT: whether a member that will get msg has a full queue. */
 static bool someone_full(const room *r, const sn_hub_msg *msg, const sn_ws *exclude)
 {
     for (size_t i = 0; i < r->n; i++)
-        if (!excluded(r->members[i], exclude) && q_full(r->members[i], msg))
+        if (!excluded(r->members[i], exclude, 0) && q_full(r->members[i], msg))
             return true;
     return false;
+}
+
+/* Gives msg, numbered seq, to every member of the room (r->mu held).
+ * Returns the members reached, or SN_ETIMEDOUT (SN_HUB_WAIT: missed). */
+static int fan_out(sn_hub *h, room *r, sn_hub_msg *msg, uint64_t seq, const sn_ws *exclude,
+                   uint64_t exclude_key, bool batch)
+{
+    int reached = 0;
+    bool missed = false;
+    /* a busy room (a big one publishing again soon, or a flush under way)
+     * is written by the writer threads, many frames per system call */
+    batch = batch || r->scheduled ||
+            (r->n >= HUB_BUSY_MEMBERS && now_ns() - r->last_pub_ns < HUB_BUSY_NS);
+    for (size_t i = 0; i < r->n; i++) {
+        member *m = r->members[i];
+        if (!excluded(m, exclude, exclude_key) && offer(h, r, m, msg, seq, batch, &missed))
+            reached++;
+    }
+    schedule(h, r);
+    r->last_pub_ns = now_ns(); /* the end of this one: the next one soon is "busy" */
+    return missed ? SN_ETIMEDOUT : reached;
 }
 
 /* Accepts msg in the room (its sequence number) and gives it to every
@@ -501,23 +551,10 @@ static int publish_room(sn_hub *h, room *r, sn_hub_msg *msg, const sn_ws *exclud
                 break;
         }
     }
-    uint64_t seq = ++r->seq;
-    int reached = 0;
-    bool missed = false;
-    /* a busy room (a big one publishing again soon, or a flush under way)
-     * is written by the writer threads, many frames per system call */
-    bool batch =
-        r->scheduled || (r->n >= HUB_BUSY_MEMBERS && now_ns() - r->last_pub_ns < HUB_BUSY_NS);
-    for (size_t i = 0; i < r->n; i++) {
-        member *m = r->members[i];
-        if (!excluded(m, exclude) && offer(h, r, m, msg, seq, batch, &missed))
-            reached++;
-    }
-    schedule(h, r);
-    r->last_pub_ns = now_ns(); /* the end of this one: the next one soon is "busy" */
+    int rc = fan_out(h, r, msg, ++r->seq, exclude, 0, false);
     sn__mutex_unlock(&r->mu);
     atomic_fetch_add_explicit(&h->published, 1, memory_order_relaxed);
-    return missed ? SN_ETIMEDOUT : reached;
+    return rc;
 }
 
 /* ---- rooms (hub->mu held) --------------------------------------------------------- */
@@ -547,6 +584,21 @@ static room *room_find(sn_hub *h, const char *name)
     return NULL;
 }
 
+/* A room's settings: the hub's, as room_fn changes them. */
+static sn_hub_room_config room_config(sn_hub *h, const char *name)
+{
+    sn_hub_room_config cfg = h->cfg.room;
+    if (h->cfg.room_fn != NULL) {
+        sn_hub_room_config c = cfg;
+        h->cfg.room_fn(name, &c, h->cfg.user);
+        if (c.policy >= SN_HUB_DROP_OLDEST && c.policy <= SN_HUB_WAIT && c.max_queue > 0 &&
+            c.max_queue_bytes > 0 && c.wait_ms >= 0 &&
+            (c.close_code == 1008 || c.close_code == 1013))
+            cfg = c; /* else the hub's settings stand */
+    }
+    return cfg;
+}
+
 static int room_get(sn_hub *h, const char *name, room **out)
 {
     room *r = room_find(h, name);
@@ -559,15 +611,10 @@ static int room_get(sn_hub *h, const char *name, room **out)
         return SN_ENOMEM;
     }
     r->hash = name_hash(name);
-    r->cfg = h->cfg.room;
-    if (h->cfg.room_fn != NULL) {
-        sn_hub_room_config c = r->cfg;
-        h->cfg.room_fn(name, &c, h->cfg.user);
-        if (c.policy >= SN_HUB_DROP_OLDEST && c.policy <= SN_HUB_WAIT && c.max_queue > 0 &&
-            c.max_queue_bytes > 0 && c.wait_ms >= 0 &&
-            (c.close_code == 1008 || c.close_code == 1013))
-            r->cfg = c; /* else the hub's settings stand */
-    }
+    r->cfg = room_config(h, name);
+    r->spans = h->cfg.engine != NULL && !r->cfg.local;
+    if (r->spans)
+        h->cfg.engine->ops->room_open(h->cfg.engine, name);
     sn__mutex_init(&r->mu);
     sn__cv_init(&r->space);
     r->next = h->buckets[r->hash % HUB_BUCKETS];
@@ -590,6 +637,8 @@ static void room_release(sn_hub *h, room *r)
         p = &(*p)->next;
     *p = r->next;
     h->nrooms--;
+    if (r->spans)
+        h->cfg.engine->ops->room_close(h->cfg.engine, r->name);
     sn__mutex_destroy(&r->mu);
     sn__cv_destroy(&r->space);
     sn__free(r->members);
@@ -828,14 +877,40 @@ static void on_ws_free(sn_ws *ws, void *ext)
 
 /* ---- publishing ---------------------------------------------------------------------- */
 
+/* Publishes through the engine: to a spanning room, whether it has members
+ * here or not (exclude is found by its link's key: the message comes back
+ * from the engine). Returns 1 when the room is a local one. */
+static int publish_spanning(sn_hub *h, const char *name, int type, const void *data, size_t len,
+                            const sn_ws *exclude, sn_deadline dl)
+{
+    sn__mutex_lock(&h->mu);
+    room *r = room_find(h, name);
+    bool spans = r != NULL ? r->spans : !room_config(h, name).local;
+    /* the session's link in this hub (none: it is in none of its rooms) */
+    hub_link *l = exclude != NULL ? sn__ws_ext(exclude) : NULL;
+    uint64_t key = l != NULL && l->hub == h ? l->key + 1 : 0; /* 0 is none; a key may be 0 */
+    sn__mutex_unlock(&h->mu);
+    if (!spans)
+        return 1;
+    sn_hub_engine *e = h->cfg.engine;
+    return e->ops->publish(e, name, type, data, len, key, dl);
+}
+
 int sn_hub_publish(sn_hub *h, const char *name, int type, const void *data, size_t len,
                    const sn_ws *exclude, sn_deadline dl)
 {
     if (h == NULL || name == NULL)
         return SN_EINVAL;
+    int rc;
+    if (h->cfg.engine != NULL) {
+        if (!name_ok(name) || (type != SN_WS_TEXT && type != SN_WS_BINARY) ||
+            (data == NULL && len > 0) || len > h->cfg.max_message)
+            return SN_EINVAL;
+        if ((rc = publish_spanning(h, name, type, data, len, exclude, dl)) <= 0)
+            return rc;
+    }
     sn_hub_msg *msg;
-    int rc = msg_new(h, type, data, len, &msg);
-    if (rc < 0)
+    if ((rc = msg_new(h, type, data, len, &msg)) < 0)
         return rc;
     sn__mutex_lock(&h->mu);
     room *r = room_find(h, name);
@@ -875,7 +950,10 @@ int sn_hub_publish_all(sn_hub *h, int type, const void *data, size_t len, const 
     int64_t until = sn__deadline_abs(dl, h->cfg.room.wait_ms);
     int reached = all != NULL ? 0 : SN_ENOMEM, first_err = 0;
     for (size_t i = 0; i < n; i++) {
-        rc = publish_room(h, all[i], msg, exclude, until);
+        if (all[i]->spans)
+            rc = publish_spanning(h, all[i]->name, type, data, len, exclude, until);
+        else
+            rc = publish_room(h, all[i], msg, exclude, until);
         if (rc < 0 && first_err == 0)
             first_err = rc;
         reached += rc > 0 ? rc : 0;
@@ -938,16 +1016,20 @@ int sn_hub_sub_recv(sn_hub_sub *s, sn_hub_msg **out, uint64_t *seq, sn_deadline 
     room *r = m->room;
     sn__mutex_lock(&r->mu);
     int rc = 0;
-    while (m->qlen == 0 && !m->dead && rc == 0)
+    while (m->qlen == 0 && !m->gap_owed && !m->dead && rc == 0)
         rc = sn__cv_wait(&s->avail, &r->mu, until);
-    if (m->qlen > 0) {
+    if (m->gap_owed) {
+        m->gap_owed = false;
+        rc = SN_EHUB_GAP;
+    } else if (m->qlen > 0) {
         entry e = q_pop(m);
         *out = e.msg;
         if (seq != NULL)
             *seq = e.seq;
-        delivered(r, m, false);
+        rc = e.msg != NULL ? 0 : SN_EHUB_GAP;
+        if (rc == 0)
+            delivered(r, m, false);
         room_space(r);
-        rc = 0;
     } else if (m->dead) {
         rc = SN_EHUB_SLOW;
     }
@@ -983,6 +1065,10 @@ int sn_hub_room_stats_get(sn_hub *h, const char *name, sn_hub_room_stats *out)
             .direct = r->direct,
             .dropped = r->dropped,
             .disconnected = r->disconnected,
+            .spans = r->spans,
+            .synced = r->synced,
+            .epoch = r->epoch,
+            .gaps = r->gaps,
         };
         for (size_t i = 0; i < r->n; i++)
             out->queued += r->members[i]->qlen;
@@ -1025,8 +1111,117 @@ void sn_hub_stats_get(sn_hub *h, sn_hub_stats *out)
         .messages = atomic_load(&h->messages),
         .published = atomic_load(&h->published),
         .wakeups = atomic_load(&h->wakeups),
+        .gaps = atomic_load(&h->gaps),
     };
     sn__mutex_unlock(&h->mu);
+}
+
+void sn_hub_engine_stats_get(sn_hub *h, sn_hub_engine_stats *out)
+{
+    *out = (sn_hub_engine_stats){0};
+    if (h != NULL && h->cfg.engine != NULL)
+        h->cfg.engine->ops->stats(h->cfg.engine, out);
+}
+
+void sn_hub_engine_free(sn_hub_engine *e)
+{
+    if (e != NULL)
+        e->ops->free(e);
+}
+
+sn_hub_engine *sn__hub_engine(sn_hub *h)
+{
+    return h->cfg.engine;
+}
+
+/* ---- from the engine's thread ----------------------------------------------------------- */
+
+/* The room by name, held against its release (NULL: no member here). */
+static room *room_hold(sn_hub *h, const char *name)
+{
+    sn__mutex_lock(&h->mu);
+    room *r = room_find(h, name);
+    if (r != NULL)
+        r->refs++;
+    sn__mutex_unlock(&h->mu);
+    return r;
+}
+
+static void room_unhold(sn_hub *h, room *r)
+{
+    sn__mutex_lock(&h->mu);
+    r->refs--;
+    room_release(h, r);
+    sn__mutex_unlock(&h->mu);
+}
+
+void sn__hub_deliver(sn_hub *h, const char *name, int type, const void *data, size_t len,
+                     uint64_t epoch, uint64_t seq, uint64_t exclude)
+{
+    room *r = room_hold(h, name);
+    if (r == NULL)
+        return;
+    sn_hub_msg *msg;
+    if (msg_new(h, type, data, len, &msg) == 0) {
+        msg->epoch = epoch;
+        sn__mutex_lock(&r->mu);
+        r->seq = seq;
+        r->epoch = epoch;
+        /* the writer threads write it: the engine's thread only queues, and
+         * goes back to reading Redis */
+        fan_out(h, r, msg, seq, NULL, exclude, true);
+        sn__mutex_unlock(&r->mu);
+        atomic_fetch_add_explicit(&h->published, 1, memory_order_relaxed);
+        sn_hub_msg_unref(msg);
+    } else {
+        sn__mutex_lock(&r->mu); /* no memory: every member misses it, counted */
+        r->seq = seq;
+        for (size_t i = 0; i < r->n; i++)
+            if (!excluded(r->members[i], NULL, exclude)) {
+                r->members[i]->dropped++;
+                r->dropped++;
+            }
+        sn__mutex_unlock(&r->mu);
+    }
+    room_unhold(h, r);
+}
+
+void sn__hub_gap(sn_hub *h, const char *name, int close_code)
+{
+    room *r = room_hold(h, name);
+    if (r == NULL)
+        return;
+    sn__mutex_lock(&r->mu);
+    r->gaps++;
+    atomic_fetch_add(&h->gaps, 1);
+    for (size_t i = 0; i < r->n; i++) {
+        member *m = r->members[i];
+        if (m->dead)
+            continue;
+        if (m->link != NULL) {
+            member_close(h, r, m, close_code);
+        } else if (q_push(m, NULL, r->seq) == 0) { /* a gap in the queue, in its place */
+            sn__cv_signal(&((sn_hub_sub *)m)->avail);
+        } else { /* no memory even for that: it cannot go on in silence */
+            member_fail(r, m);
+            sn__cv_broadcast(&((sn_hub_sub *)m)->avail);
+        }
+    }
+    sn__mutex_unlock(&r->mu);
+    room_unhold(h, r);
+}
+
+void sn__hub_synced(sn_hub *h, const char *name, bool synced, uint64_t epoch)
+{
+    room *r = room_hold(h, name);
+    if (r == NULL)
+        return;
+    sn__mutex_lock(&r->mu);
+    r->synced = synced;
+    if (synced && epoch != 0)
+        r->epoch = epoch;
+    sn__mutex_unlock(&r->mu);
+    room_unhold(h, r);
 }
 
 size_t sn_hub_rooms(sn_hub *h, sn_hub_room_info *out, size_t cap)
@@ -1255,6 +1450,8 @@ int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
     int rc = config_check(&c, cfg);
     if (rc < 0)
         return rc;
+    if (c.engine != NULL && c.engine->hub != NULL)
+        return SN_EBUSY;
     sn_hub *h = sn__calloc(1, sizeof *h);
     if (h == NULL)
         return SN_ENOMEM;
@@ -1271,7 +1468,10 @@ int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
     while (rc == 0 && h->nwriters < c.writers)
         if ((rc = -pthread_create(&h->writers[h->nwriters], NULL, writer_main, h)) == 0)
             h->nwriters++;
+    if (rc == 0 && c.engine != NULL && (rc = c.engine->ops->start(c.engine, h)) == 0)
+        c.engine->hub = h;
     if (rc < 0) {
+        h->cfg.engine = NULL; /* still the caller's */
         sn_hub_free(h);
         return rc;
     }
@@ -1283,6 +1483,9 @@ void sn_hub_free(sn_hub *h)
 {
     if (h == NULL)
         return;
+    sn_hub_engine *e = h->cfg.engine;
+    if (e != NULL) /* nothing comes from it from here on */
+        e->ops->stop(e);
     if (h->stopfd >= 0 && eventfd_write(h->stopfd, 1) == 0)
         for (int i = 0; i < h->nwriters; i++)
             pthread_join(h->writers[i], NULL);
@@ -1307,4 +1510,6 @@ void sn_hub_free(sn_hub *h)
     sn__cv_destroy(&h->idle);
     sn__mutex_destroy(&h->mu);
     sn__free(h);
+    if (e != NULL)
+        e->ops->free(e);
 }

@@ -11,9 +11,10 @@ want_check=0
 if [ "${1:-}" = "--check" ]; then want_check=1; shift; fi
 build=${1:-$top/build}
 
-# doxygen makes the manual pages from the headers (a release tarball ships them)
+# doxygen makes the manual pages from the headers (a release tarball ships them);
+# hiredis the hub's Redis engine (rooms across servers)
 pkgs=(build-essential autoconf automake libtool pkg-config doxygen
-      libwolfssl-dev zlib1g-dev)
+      libwolfssl-dev zlib1g-dev libhiredis-dev)
 if [ $want_check = 1 ]; then
     # CUnit for the unit tests (make check)
     pkgs+=(libcunit1-dev)
@@ -22,9 +23,10 @@ if [ $want_check = 1 ]; then
     # the format stage,
     # chromium for the browser tests (interop, chat),
     # openssl and gnutls-cli for the TLS interop test, curl for the chat test,
-    # man-db (and groff) to render the manual pages in tests/check-man.sh
+    # man-db (and groff) to render the manual pages in tests/check-man.sh,
+    # redis-server for the Redis engine's tests (each starts its own)
     pkgs+=(valgrind procps iproute2 psmisc clang libclang-rt-dev clang-format chromium openssl
-           gnutls-bin curl man-db)
+           gnutls-bin curl man-db redis-server)
 fi
 
 missing=()

@@ -23,6 +23,15 @@
 //   node chat-clients.mjs slow URL   (the chat runs with --policy wait --max-queue 1)
 //     a member stops reading; the sender's texts go on until one gets the
 //     notice "partly-sent".
+//   node chat-clients.mjs cluster URL1,URL2,... CLIENTS PER_CLIENT
+//     (chat servers on one Redis, --redis) the clients join one room, spread
+//     over the servers; each sends PER_CLIENT messages at once; every client
+//     gets every message, all in one and the same order, on every server.
+//   node chat-clients.mjs down URL   (its Redis is down)
+//     a member's text gets the notice "not-sent" naming Redis; it stays.
+//   node chat-clients.mjs restart URL1,URL2   (Redis is restarted meanwhile)
+//     a member on each server; one text goes round; prints "ready"; then
+//     each member must be closed with 1012 (messages lost: a new epoch).
 import WebSocket from 'ws';
 
 const [mode, base, nArg, kArg] = process.argv.slice(2);
@@ -65,6 +74,23 @@ async function pair(room) {
     await until(() => c.got.some((m) => m.t === 'join' && m.name === name), name + "'s join");
   return [ann, bob];
 }
+// n clients that sent k messages each ("m0".."m{k-1}"): every client gets all n * k, in
+// one and the same order, none twice, each sender's own in the order it sent them; then
+// they leave
+async function oneOrder(clients, n, k) {
+  await until(() => clients.every((c) => c.got.length >= n * k), 'the messages');
+  const want = clients[0].got;
+  for (const [i, c] of clients.entries()) {
+    if (c.got.length !== n * k) fail(`client ${i} got ${c.got.length}, want ${n * k}`);
+    if (c.got.join('\n') !== want.join('\n')) fail(`client ${i} saw another order`);
+  }
+  if (new Set(want).size !== n * k) fail('duplicates');
+  for (let i = 0; i < n; i++) {
+    const mine = want.filter((s) => s.startsWith(`c${i}:`)).map((s) => s.split(':')[1]);
+    if (mine.join() !== Array.from({ length: k }, (_, j) => `m${j}`).join()) fail(`c${i} reordered`);
+  }
+  for (const c of clients) { c.done = true; c.ws.close(1000); }
+}
 // n bytes of text that JSON must escape in places: letters, quote, backslash, newline
 const ALPHABET = 'abcdefghij"\\\n';
 const text = (n) => Array.from({ length: n }, (_, i) => ALPHABET[i % ALPHABET.length]).join('');
@@ -90,20 +116,7 @@ if (mode === 'shutdown') {
   await until(() => clients.every((c) => c.joins === n), 'the joins');
   for (let j = 0; j < k; j++)
     for (let i = 0; i < n; i++) clients[i].ws.send(`m${j}`);
-  await until(() => clients.every((c) => c.got.length >= n * k), 'the messages');
-  const want = clients[0].got;
-  for (const [i, c] of clients.entries()) {
-    if (c.got.length !== n * k) fail(`client ${i} got ${c.got.length}, want ${n * k}`);
-    if (c.got.join('\n') !== want.join('\n')) fail(`client ${i} saw another order`);
-  }
-  const distinct = new Set(want);
-  if (distinct.size !== n * k) fail('duplicates');
-  // each sender's own messages in the order it sent them
-  for (let i = 0; i < n; i++) {
-    const mine = want.filter((s) => s.startsWith(`c${i}:`)).map((s) => s.split(':')[1]);
-    if (mine.join() !== Array.from({ length: k }, (_, j) => `m${j}`).join()) fail(`c${i} reordered`);
-  }
-  for (const c of clients) { c.done = true; c.ws.close(1000); }
+  await oneOrder(clients, n, k);
   console.log(`ok: ${n} clients, ${n * k} messages each, one order`);
   process.exit(0);
 } else if (mode === 'big') {
@@ -207,7 +220,54 @@ if (mode === 'shutdown') {
   if (e.code !== 'partly-sent') fail('the notice was ' + JSON.stringify(e));
   console.log(`ann is told, after ${msgs(ann).length} texts: ${e.text}`);
   process.exit(0);
+} else if (mode === 'cluster') {
+  const urls = base.split(','), n = Number(nArg), k = Number(kArg), room = 'cluster' + process.pid;
+  const clients = [];
+  for (let i = 0; i < n; i++) {
+    const c = { got: [], joined: new Set() };
+    const ws = c.ws = await open(`${urls[i % urls.length]}/chat/${room}?name=c${i}`, (data) => {
+      const m = JSON.parse(data.toString());
+      if (m.t === 'msg') c.got.push(m.from + ':' + m.text);
+      else if (m.t === 'join') c.joined.add(m.name);
+      else if (m.t === 'error') fail(`client ${i}: notice ${m.code}: ${m.text}`);
+    });
+    ws.on('close', (code) => { if (!c.done) fail(`client ${i} closed ${code}`); });
+    clients.push(c);
+    // its join came back through Redis: it is in step
+    await until(() => c.joined.has(`c${i}`), `c${i}'s join`);
+  }
+  await until(() => clients.every((c) => c.joined.has(`c${n - 1}`)), 'the last join');
+  for (let j = 0; j < k; j++)
+    for (let i = 0; i < n; i++) clients[i].ws.send(`m${j}`);
+  await oneOrder(clients, n, k);
+  console.log(`ok: ${n} clients on ${urls.length} servers, ${n * k} messages each, one order`);
+  process.exit(0);
+} else if (mode === 'down') {
+  const c = await member(`${base}/chat/down?name=dee`);
+  c.ws.send('anyone?');
+  await until(() => errors(c).length > 0, 'the notice');
+  const e = errors(c)[0];
+  if (e.code !== 'not-sent' || !/Redis/.test(e.text)) fail('notice ' + JSON.stringify(e));
+  await sleep(100);
+  if (c.close !== null) fail('closed ' + JSON.stringify(c.close));
+  c.ws.close(1000);
+  console.log('ok: not-sent, naming Redis; the member stays');
+  process.exit(0);
+} else if (mode === 'restart') {
+  const urls = base.split(',');
+  const cs = [];
+  for (const [i, u] of urls.entries()) cs.push(await member(`${u}/chat/restart?name=r${i}`));
+  await until(() => cs.every((c) => c.got.some((m) => m.t === 'join' && m.name === `r${urls.length - 1}`)),
+    'the joins');
+  cs[0].ws.send('before');
+  await until(() => cs.every((c) => msgs(c).length === 1), 'the text');
+  console.log('ready');
+  await until(() => cs.every((c) => c.close !== null), 'the closes');
+  for (const [i, c] of cs.entries())
+    if (c.close.code !== 1012) fail(`member ${i} closed ${c.close.code}, want 1012`);
+  console.log('ok: every member closed 1012');
+  process.exit(0);
 } else {
   fail('usage: chat-clients.mjs order URL N K | shutdown URL | big URL BYTES | limit URL MAX |' +
-    ' refuse URL | slow URL');
+    ' refuse URL | slow URL | cluster URLS N K | down URL | restart URLS');
 }

@@ -11,7 +11,12 @@
 # text over --max-text shows the notice on the sender's page only; a
 # screenshot is kept as tests/chat-browser.png next to this test's log);
 # SIGTERM sends close 1001 to every member and exits 0 within 20 s (else the
-# stacks of its threads are printed). The npm packages (pinned in tests/npm) are
+# stacks of its threads are printed). Rooms across servers (--redis): a
+# redis-server of the test's own on a free loopback port and three chat
+# servers on it; 60 clients spread over them see one order; with Redis
+# stopped a text gets the notice "not-sent"; after a restart of Redis every
+# member is closed with 1012 (skipped, and said, without redis-server or a
+# libsocknet with hiredis). The npm packages (pinned in tests/npm) are
 # installed into tests/chat-npm of the build tree; without node, npm or the
 # registry the test is skipped; without /usr/bin/chromium (SN_CHROMIUM) the
 # rest runs and the test then ends as skipped (77), naming the browser part.
@@ -33,7 +38,12 @@ fi
 export NODE_PATH=$npmdir/node_modules
 tmp=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
+rpids="" # the Redis part's chat servers and redis-server
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    for p in $rpids; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; cat "$tmp/err" 2>/dev/null; exit 1; }
 # node resolves imports next to the script: run copies from the npm dir
@@ -95,6 +105,55 @@ else
     skipped="the page in Chromium (no $chromium)"
 fi
 
+# ---- rooms across servers: three chat servers on one Redis ----
+redis_part() {
+    command -v redis-server >/dev/null || { skipped="${skipped:+$skipped; }--redis (no redis-server)"; return 0; }
+    local rport rpid urls="" i line
+    rport=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+    redis_up() {
+        redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
+            --loglevel warning >"$tmp/redis.log" 2>&1 &
+        rpid=$!
+        rpids="$rpids $rpid"
+        for _ in $(seq 200); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && return 0
+            sleep 0.05
+        done
+        fail "redis-server did not start: $(cat "$tmp/redis.log")"
+    }
+    redis_up
+    for i in 1 2 3; do
+        "$chat" --port 0 --redis "127.0.0.1:$rport" >"$tmp/out$i" 2>"$tmp/err$i" &
+        rpids="$rpids $!"
+        for _ in $(seq 100); do [ -s "$tmp/out$i" ] && break; sleep 0.05; done
+        line=$(head -n 1 "$tmp/out$i")
+        case "$line" in
+        "listening on 127.0.0.1:"*) ;;
+        *) grep -q hiredis "$tmp/err$i" &&
+               { skipped="${skipped:+$skipped; }--redis (libsocknet without hiredis)"; return 0; }
+           fail "chat --redis printed '$line': $(cat "$tmp/err$i")" ;;
+        esac
+        urls="$urls${urls:+,}ws://127.0.0.1:${line##*:}"
+    done
+    node "$npmdir/chat-clients.mjs" cluster "$urls" 60 5 || fail "60 clients on three servers"
+    kill -9 "$rpid"
+    wait "$rpid" 2>/dev/null
+    node "$npmdir/chat-clients.mjs" down "${urls%%,*}" || fail "--redis with Redis down"
+    redis_up
+    node "$npmdir/chat-clients.mjs" restart "$urls" >"$tmp/restart" &
+    local cpid=$!
+    for _ in $(seq 200); do grep -q ready "$tmp/restart" && break; sleep 0.05; done
+    kill -9 "$rpid"
+    wait "$rpid" 2>/dev/null
+    redis_up
+    wait "$cpid" || fail "members after a restart of Redis: $(cat "$tmp/restart")"
+    for p in $rpids; do kill -TERM "$p" 2>/dev/null; done
+    for p in $rpids; do wait "$p" 2>/dev/null; done
+    rpids=""
+    redis_done="three servers on one Redis, its loss and restart, "
+}
+redis_part
+
 # SIGTERM: close 1001 to the member, exit 0
 node "$npmdir/chat-clients.mjs" shutdown "$base" >"$tmp/stop" &
 cpid=$!
@@ -102,8 +161,8 @@ for _ in $(seq 100); do grep -q open "$tmp/stop" && break; sleep 0.05; done
 stop_chat "(defaults)"
 wait "$cpid" || fail "the member did not get close 1001: $(cat "$tmp/stop")"
 if [ -n "${skipped:-}" ]; then
-    echo "ok: chat page, 200 ws clients, long texts and --max-text, refusals, close 1001 on SIGTERM"
+    echo "ok: chat page, 200 ws clients, long texts and --max-text, refusals, ${redis_done:-}close 1001 on SIGTERM"
     echo "SKIP: $skipped"
     exit 77
 fi
-echo "ok: chat page, 200 ws clients, long texts and --max-text, refusals, Chromium, close 1001 on SIGTERM"
+echo "ok: chat page, 200 ws clients, long texts and --max-text, refusals, Chromium, ${redis_done:-}close 1001 on SIGTERM"

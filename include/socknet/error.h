@@ -108,7 +108,10 @@ extern "C" {
     XX(EQUEUEFULL, -1501, "queue full")                                                            \
     XX(EREFUSED, -1502, "refused by the application")                                              \
     XX(EHUB_SLOW, -1503, "disconnected from the room for being too slow")                          \
-    XX(EHUB_NOROOM, -1504, "no such room")
+    XX(EHUB_NOROOM, -1504, "no such room")                                                         \
+    XX(EHUB_DOWN, -1505, "the hub's engine (Redis) cannot be reached")                             \
+    XX(EHUB_GAP, -1506, "messages of the room were lost on this server (a gap)")                   \
+    XX(EHUB_NOREDIS, -1507, "libsocknet was built without hiredis (configure --with-hiredis)")
 
 typedef enum sn_errno {
 #define SN_XX_SYS(name, msg) SN_##name = -name,

@@ -87,6 +87,56 @@
  * must outlive the sessions and subscriptions: sn_hub_free after
  * sn_server_free. A message from sn_hub_sub_recv is the caller's until
  * sn_hub_msg_unref.
+ *
+ * Rooms across servers (an engine; today Redis, sn_hub_redis_new):
+ *
+ *     sn_hub_engine *redis;
+ *     sn_hub_redis_new(&redis, &(sn_hub_redis_config){.host = "10.0.0.5"});
+ *     sn_hub_new(&hub, &(sn_hub_config){.engine = redis});  // the hub owns it
+ *
+ * Every server's hub with an engine on the same Redis shares its rooms:
+ * a message published on any of them reaches the members on all of them.
+ * The promises, and how they are kept:
+ *  - One order per room everywhere. A publish is one script in Redis that
+ *    numbers the message in its room, appends it to the room's capped
+ *    history (a stream of `history` messages) and publishes it. Every hub,
+ *    the publisher's own included, delivers only what comes back from
+ *    Redis, in the room's numbers: no server delivers a message before
+ *    Redis has numbered it, and every member everywhere sees the room's
+ *    messages in the one order Redis numbered them.
+ *  - Joins without a race. A room's first member on a server makes the
+ *    hub subscribe to the room's channel, wait for Redis's confirmation and
+ *    then read the room's number: messages up to it came before the join,
+ *    the ones after it are delivered, none twice, none lost. A publish to
+ *    a room that is still joining waits for the join to end (within the
+ *    engine's publish_timeout_ms).
+ *  - Gaps are refilled, or said. A missing number (a connection that broke,
+ *    a subscriber cut by Redis's client-output-buffer-limit for pubsub
+ *    clients, which is what happens when a whole server falls behind) is
+ *    refilled from the room's history. What cannot be refilled (older than
+ *    the history, or Redis restarted and the room's numbers began again:
+ *    a new epoch) is a gap, signalled in the room on this server: its
+ *    WebSocket members are closed with 1012 (a new epoch) or 1013 (older
+ *    than the history), its pull subscriptions get SN_EHUB_GAP once, at
+ *    the place of the gap, and go on after it; the room's and the engine's
+ *    `gaps` counters move. Nothing is skipped in silence.
+ *  - Redis down. Publishing to a room that spans servers fails at once with
+ *    SN_EHUB_DOWN; members stay connected and get what comes once Redis is
+ *    back (reconnects with backoff and jitter, rooms resubscribed in
+ *    batches, refilled or signalled as above). Local rooms (room config
+ *    `local`) never touch Redis and keep working.
+ *  - Liveness. The subscriber connection is probed every probe_ms (PING,
+ *    and a message to the hub's own channel through the other connection):
+ *    a connection that stops hearing is dropped and made again within
+ *    probe_timeout_ms, and its rooms resynchronized.
+ *  - Back-pressure. The engine's thread never waits in the hub: a message
+ *    from Redis goes to each member under the room's policy, except that
+ *    SN_HUB_WAIT does not wait for it (a member whose queue is full misses
+ *    it, counted in its `dropped`, as SN_HUB_DROP_NEWEST would).
+ * Redis has no TLS in the hiredis this builds with (0.14): keep it on
+ * loopback or a private network. The engine needs a libsocknet configured
+ * with hiredis (configure --with-hiredis; found by pkg-config by default):
+ * without it, sn_hub_redis_new returns SN_EHUB_NOREDIS.
  */
 #ifndef SOCKNET_HUB_H
 #define SOCKNET_HUB_H
@@ -122,13 +172,18 @@ typedef struct sn_hub_room_config {
     size_t max_queue_bytes; /* bytes queued per member (frames); 0 = 1 MiB */
     int wait_ms;            /* SN_HUB_WAIT: longest wait of a publisher; 0 = 1000 */
     int close_code;         /* SN_HUB_DISCONNECT: 1008 or 1013; 0 = 1013 */
+    bool local;             /* with an engine: this room stays on this server */
 } sn_hub_room_config;
 
 /* Called when a room is made, with the hub's room settings in *cfg, which
  * it may change. Under the hub's lock: it must not call the hub. */
 typedef void (*sn_hub_room_fn)(const char *room, sn_hub_room_config *cfg, void *user);
 
+typedef struct sn_hub_engine sn_hub_engine;
+
 typedef struct sn_hub_config {
+    sn_hub_engine *engine;   /* rooms across servers (see above); NULL = none. The
+                                hub owns it from a successful sn_hub_new on */
     sn_hub_room_config room; /* every room's settings, unless room_fn changes them */
     sn_hub_room_fn room_fn;  /* NULL = none */
     void *user;              /* for room_fn */
@@ -139,13 +194,15 @@ typedef struct sn_hub_config {
                                 ms; 0 = 2000 */
 } sn_hub_config;
 
-/* Makes a hub and starts its writer threads. cfg may be NULL. Returns 0,
+/* Makes a hub and starts its writer threads (and its engine's thread,
+ * which connects in the background). cfg may be NULL. Returns 0,
  * SN_EINVAL (a negative or unknown value, close_code not 1008 or 1013),
- * SN_ENOMEM, or -errno (epoll, threads). */
+ * SN_EBUSY (the engine belongs to another hub), SN_ENOMEM, or -errno
+ * (epoll, threads). On failure the engine is still the caller's. */
 SN_API int sn_hub_new(sn_hub **out, const sn_hub_config *cfg);
 
-/* Stops the writers and frees the hub; NULL is fine. Every session and
- * subscription must have left already. */
+/* Stops the writers and frees the hub and its engine; NULL is fine. Every
+ * session and subscription must have left already. */
 SN_API void sn_hub_free(sn_hub *h);
 
 /* Adds the session to the room (made if new; a name is 1 to
@@ -167,13 +224,23 @@ SN_API void sn_hub_leave_all(sn_hub *h, sn_ws *ws);
  * room's wait_ms). Returns the number of members it was given to (written
  * or queued), SN_EHUB_NOROOM (no such room), SN_ETIMEDOUT (SN_HUB_WAIT:
  * some members missed it), SN_EINVAL (type, or over max_message), or
- * SN_ENOMEM. */
+ * SN_ENOMEM.
+ * A room that spans servers (an engine, and not `local`): returns 0 once
+ * Redis has numbered the message (members here and elsewhere get it as it
+ * comes back), after a wait for Redis's answer bounded by dl and the
+ * engine's publish_timeout_ms; SN_EHUB_DOWN at once when Redis cannot be
+ * reached; SN_EHUB_DOWN or SN_ETIMEDOUT when the connection broke or the
+ * answer did not come in time after the message was sent: then whether
+ * Redis took it is unknown (if it did, it is delivered like any other).
+ * A room with no member on this server is published to all the same
+ * (SN_EHUB_NOROOM is for local rooms only). */
 SN_API int sn_hub_publish(sn_hub *h, const char *room, int type, const void *data, size_t len,
                           const sn_ws *exclude, sn_deadline dl);
 
-/* Publishes to every room (one encoded message shared by all). Returns the
- * number of members reached, or the first error (the other rooms still
- * get it). */
+/* Publishes to every room of this server (one encoded message shared by
+ * all; rooms that span servers go through the engine one by one). Returns
+ * the number of members reached here directly (local rooms), or the first
+ * error (the other rooms still get it). */
 SN_API int sn_hub_publish_all(sn_hub *h, int type, const void *data, size_t len,
                               const sn_ws *exclude, sn_deadline dl);
 
@@ -187,8 +254,11 @@ SN_API int sn_hub_subscribe(sn_hub *h, const char *room, sn_hub_sub **out);
 SN_API void sn_hub_unsubscribe(sn_hub_sub *s);
 
 /* Takes the next message, waiting until dl. *seq (may be NULL) gets its
- * sequence number in the room (1, 2, ...). Returns 0 (*out is the caller's
- * reference), SN_ETIMEDOUT, or SN_EHUB_SLOW (disconnected by
+ * sequence number in the room (1, 2, ...; across servers, Redis's number in
+ * the room's epoch, sn_hub_msg_epoch). Returns 0 (*out is the caller's
+ * reference), SN_ETIMEDOUT, SN_EHUB_GAP (messages of a room that spans
+ * servers were lost here, see above: once, in the place of the lost ones;
+ * the next call goes on after them), or SN_EHUB_SLOW (disconnected by
  * SN_HUB_DISCONNECT; sticky). */
 SN_API int sn_hub_sub_recv(sn_hub_sub *s, sn_hub_msg **out, uint64_t *seq, sn_deadline dl);
 
@@ -197,6 +267,11 @@ SN_API int sn_hub_sub_recv(sn_hub_sub *s, sn_hub_msg **out, uint64_t *seq, sn_de
  * counted in *len). */
 SN_API int sn_hub_msg_type(const sn_hub_msg *m);
 SN_API const void *sn_hub_msg_data(const sn_hub_msg *m, size_t *len);
+
+/* The epoch of the room's numbers a message came with from an engine (a
+ * number Redis keeps per room, new when the room's numbers began again);
+ * 0 for a message of a local room. */
+SN_API uint64_t sn_hub_msg_epoch(const sn_hub_msg *m);
 
 /* Drops a reference; the last frees the message. NULL is fine. */
 SN_API void sn_hub_msg_unref(sn_hub_msg *m);
@@ -219,6 +294,10 @@ typedef struct sn_hub_room_stats {
     uint64_t dropped;      /* for members, by the policy */
     uint64_t disconnected; /* members closed for slowness */
     size_t queued;         /* messages queued now, over all members */
+    bool spans;            /* the room spans servers (an engine, not local) */
+    bool synced;           /* spans: joined and in step with Redis */
+    uint64_t epoch;        /* spans: the epoch of seq (0: none seen yet) */
+    uint64_t gaps;         /* spans: gaps signalled in the room */
 } sn_hub_room_stats;
 
 typedef struct sn_hub_stats {
@@ -228,6 +307,7 @@ typedef struct sn_hub_stats {
     long messages;      /* encoded messages alive (reference count > 0) */
     uint64_t published; /* messages accepted, over all rooms */
     uint64_t wakeups;   /* times a writer thread served a member's socket */
+    uint64_t gaps;      /* gaps signalled, over all rooms (engine) */
 } sn_hub_stats;
 
 /* A room's counters. Returns 0 or SN_EHUB_NOROOM. */
@@ -257,6 +337,52 @@ SN_API size_t sn_hub_rooms(sn_hub *h, sn_hub_room_info *out, size_t cap);
  * Returns the number of sessions, or SN_EHUB_NOROOM. */
 SN_API int sn_hub_room_sessions(sn_hub *h, const char *room, void (*fn)(sn_ws *ws, void *user),
                                 void *user);
+
+/* ---- engines: rooms across servers -------------------------------------------- */
+
+/* Where the Redis engine connects and how it behaves. Zero = default. */
+typedef struct sn_hub_redis_config {
+    const char *host;       /* name or address; NULL = "127.0.0.1" */
+    uint16_t port;          /* 0 = 6379 */
+    const char *password;   /* AUTH; NULL = none */
+    const char *prefix;     /* of every key and channel; NULL = "sn:" (up to 64 bytes) */
+    size_t history;         /* messages kept per room for refills (approximately,
+                               XADD MAXLEN ~); 0 = 1000 */
+    int connect_timeout_ms; /* one connect attempt; 0 = 2000 */
+    int publish_timeout_ms; /* longest wait of a publish for Redis; 0 = 2000 */
+    int probe_ms;           /* liveness probes of the subscriber connection; 0 = 1000 */
+    int probe_timeout_ms;   /* unanswered this long: the connection is deaf; 0 = 3000 */
+    int backoff_min_ms;     /* first wait before a reconnect; 0 = 100 */
+    int backoff_max_ms;     /* the longest (doubling, with +-50 % jitter); 0 = 5000 */
+} sn_hub_redis_config;
+
+/* Makes a Redis engine for sn_hub_config.engine. It connects when its hub
+ * starts. Returns 0, SN_EINVAL (a negative value, a prefix too long),
+ * SN_ENOMEM, or SN_EHUB_NOREDIS (libsocknet was built without hiredis). */
+SN_API int sn_hub_redis_new(sn_hub_engine **out, const sn_hub_redis_config *cfg);
+
+/* Frees an engine that no hub took (sn_hub_new failed, or was never
+ * called); NULL is fine. A hub frees its own. */
+SN_API void sn_hub_engine_free(sn_hub_engine *e);
+
+typedef struct sn_hub_engine_stats {
+    bool up;             /* both connections to Redis are up */
+    uint64_t connects;   /* connections made (both kinds) */
+    uint64_t failures;   /* connect attempts that failed, and connections lost */
+    int error;           /* why the last one failed (SN_E*; 0: none yet), e.g.
+                            SN_ECONNREFUSED, SN_EOF (Redis closed it) */
+    uint64_t deaf;       /* subscriber connections dropped for an unanswered probe */
+    uint64_t restarts;   /* times Redis was seen to have restarted */
+    uint64_t published;  /* messages Redis numbered for this server's publishers */
+    uint64_t received;   /* messages from Redis delivered to rooms here */
+    uint64_t refilled;   /* of which fetched from a room's history after a gap */
+    uint64_t duplicates; /* messages seen twice and delivered once */
+    uint64_t gaps;       /* gaps signalled, over all rooms */
+    size_t rooms;        /* rooms subscribed now */
+} sn_hub_engine_stats;
+
+/* The counters of a hub's engine; all zero when it has none. */
+SN_API void sn_hub_engine_stats_get(sn_hub *h, sn_hub_engine_stats *out);
 
 #ifdef __cplusplus
 }

@@ -119,6 +119,7 @@ enum sn_ws_close_code {
     SN_WS_TOO_BIG = 1009,
     SN_WS_EXTENSION = 1010,
     SN_WS_INTERNAL = 1011,
+    SN_WS_SERVICE_RESTART = 1012,
     SN_WS_TRY_AGAIN = 1013,
 };
 
