@@ -446,8 +446,9 @@ int main(int argc, char **argv)
     else if (port > 0 && i < argc && strcmp(argv[i], "idle") == 0)
         rc = idle(argc - i - 1, argv + i + 1);
     if (rc == 2)
-        fprintf(stderr, "usage: hub-load --port P[,P...] [--host H] [--room R] [--pid PID[,PID...]] "
-                        "[--redis-pid PID] fanout --subs N --msgs M [--window W | --rate R] "
-                        "[--stalled K] [--size B] | idle --members N\n");
+        fprintf(stderr,
+                "usage: hub-load --port P[,P...] [--host H] [--room R] [--pid PID[,PID...]] "
+                "[--redis-pid PID] fanout --subs N --msgs M [--window W | --rate R] "
+                "[--stalled K] [--size B] | idle --members N\n");
     return rc;
 }
