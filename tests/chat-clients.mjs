@@ -255,6 +255,20 @@ if (mode === 'shutdown') {
   process.exit(0);
 } else if (mode === 'restart') {
   const urls = base.split(',');
+  // each server back on Redis (its reconnect waits out a backoff of up to 7.5 s): a
+  // probe's text comes back to it instead of a notice
+  for (const u of urls) {
+    for (let t = 0; ; t++) {
+      if (t > 100) fail(`${u} not back on Redis`);
+      const p = await member(`${u}/chat/probe${t}?name=probe`);
+      p.ws.send('ping');
+      for (let w = 0; w < 50 && msgs(p).length + errors(p).length === 0; w++) await sleep(10);
+      const back = msgs(p).length > 0;
+      p.ws.close(1000);
+      if (back) break;
+      await sleep(200);
+    }
+  }
   const cs = [];
   for (const [i, u] of urls.entries()) cs.push(await member(`${u}/chat/restart?name=r${i}`));
   await until(() => cs.every((c) => c.got.some((m) => m.t === 'join' && m.name === `r${urls.length - 1}`)),
