@@ -888,7 +888,8 @@ static void set_pubsub_limit(const char *limit)
 static void stall_hub0(fault_run *f)
 {
     set_pubsub_limit("pubsub 256kb 0 0");
-    sn__hub_redis_stall(sn__hub_engine(f->h[0]), 2500);
+    /* long enough for the publishers' 19 MiB, also where the test runs slowly */
+    sn__hub_redis_stall(sn__hub_engine(f->h[0]), 2500 * PROBE_TIMEOUT / 1000);
 }
 
 /* A whole server falls behind: its engine stops reading for 2.5 s while
