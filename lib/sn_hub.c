@@ -1468,8 +1468,8 @@ int sn_hub_new(sn_hub **out, const sn_hub_config *cfg)
     while (rc == 0 && h->nwriters < c.writers)
         if ((rc = -pthread_create(&h->writers[h->nwriters], NULL, writer_main, h)) == 0)
             h->nwriters++;
-    if (rc == 0 && c.engine != NULL && (rc = c.engine->ops->start(c.engine, h)) == 0)
-        c.engine->hub = h;
+    if (rc == 0 && c.engine != NULL) /* it sets engine->hub before its thread runs */
+        rc = c.engine->ops->start(c.engine, h);
     if (rc < 0) {
         h->cfg.engine = NULL; /* still the caller's */
         sn_hub_free(h);

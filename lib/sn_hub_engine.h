@@ -16,7 +16,9 @@
 #include "socknet/hub.h"
 
 typedef struct sn_hub_engine_ops {
-    /* Starts the engine for hub h (its thread; connecting is its job). */
+    /* Starts the engine for hub h (its thread; connecting is its job):
+     * sets e->hub first, before its thread can read it; leaves it NULL on
+     * failure. */
     int (*start)(sn_hub_engine *e, sn_hub *h);
     /* Stops its thread: no call into the hub after it returns. */
     void (*stop)(sn_hub_engine *e);
