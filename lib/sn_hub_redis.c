@@ -899,16 +899,23 @@ static void room_unsubscribed(redis_engine *e, eroom *r, acts *as)
     mark(e, r);
 }
 
+/* A connection is lost (deaf: dropped for an unanswered probe; else it
+ * ended, or failed with *err): closed, counted, its reconnect scheduled. */
+static void conn_lost(redis_engine *e, rconn *c, bool deaf, int *err)
+{
+    conn_close(c);
+    e->st.failures += !deaf;
+    e->st.deaf += deaf;
+    e->st.error = deaf ? SN_ETIMEDOUT : *err != 0 ? *err : SN_EOF;
+    *err = 0;
+    c->retry_at = sn_now_ms() + backoff_next(e, c);
+}
+
 static void sub_down(redis_engine *e, acts *as, bool deaf)
 {
     if (e->sub.fd < 0)
         return;
-    conn_close(&e->sub);
-    e->st.failures += !deaf;
-    e->st.deaf += deaf;
-    e->st.error = deaf ? SN_ETIMEDOUT : e->sub_error != 0 ? e->sub_error : SN_EOF;
-    e->sub_error = 0;
-    e->sub.retry_at = sn_now_ms() + backoff_next(e, &e->sub);
+    conn_lost(e, &e->sub, deaf, &e->sub_error);
     e->nsubscribed = 0;
     rooms_each(e, room_unsubscribed, as);
     sn__cv_broadcast(&e->changed);
@@ -926,12 +933,7 @@ static void cmd_down(redis_engine *e, acts *as, bool deaf)
 {
     if (e->cmd.fd < 0)
         return;
-    conn_close(&e->cmd);
-    e->st.failures += !deaf;
-    e->st.deaf += deaf;
-    e->st.error = deaf ? SN_ETIMEDOUT : e->cmd_error != 0 ? e->cmd_error : SN_EOF;
-    e->cmd_error = 0;
-    e->cmd.retry_at = sn_now_ms() + backoff_next(e, &e->cmd);
+    conn_lost(e, &e->cmd, deaf, &e->cmd_error);
     fifo_fail(e);
     rooms_each(e, room_cmd_lost, as);
     sn__cv_broadcast(&e->changed);
@@ -950,7 +952,15 @@ static void send_auth(redis_engine *e, rconn *c)
 }
 
 /* Brings a connection up when it is down and its wait is over. */
-static void conn_up(redis_engine *e, rconn *c, acts *as)
+/* Loads the publish script on cmd (its SHA1 comes back as RQ_SCRIPT's answer). */
+static void load_script(redis_engine *e)
+{
+    const char *load[] = {"SCRIPT", "LOAD", PUBLISH_LUA};
+    size_t loadl[] = {6, 4, sizeof PUBLISH_LUA - 1};
+    cmd_send(e, RQ_SCRIPT, 3, load, loadl);
+}
+
+static void conn_up(redis_engine *e, rconn *c)
 {
     if (c->fd >= 0 || sn_now_ms() < c->retry_at)
         return;
@@ -975,27 +985,22 @@ static void conn_up(redis_engine *e, rconn *c, acts *as)
     *(c == &e->sub ? &e->sub_heard : &e->cmd_heard) = sn_now_ms();
     send_auth(e, c);
     if (c == &e->cmd) {
-        const char *load[] = {"SCRIPT", "LOAD", PUBLISH_LUA};
-        size_t loadl[] = {6, 4, sizeof PUBLISH_LUA - 1};
-        cmd_send(e, RQ_SCRIPT, 3, load, loadl);
+        load_script(e);
         const char *info[] = {"INFO", "server"};
         size_t infol[] = {4, 6};
         cmd_send(e, RQ_INFO, 2, info, infol);
-        for (size_t b = 0; b < R_BUCKETS; b++) /* baselines wait for cmd */
-            for (eroom *r = e->buckets[b]; r != NULL; r = r->next)
-                mark(e, r);
     } else {
         const char *argv[] = {"SUBSCRIBE", e->nodechan};
         size_t argl[] = {9, strlen(e->nodechan)};
         out_cmd(c, 2, argv, argl);
         e->ping_wait = e->node_wait = 0;
-        for (size_t b = 0; b < R_BUCKETS; b++)
-            for (eroom *r = e->buckets[b]; r != NULL; r = r->next)
-                mark(e, r);
     }
+    /* every room to reconcile: subscriptions wait for sub, baselines for cmd */
+    for (size_t b = 0; b < R_BUCKETS; b++)
+        for (eroom *r = e->buckets[b]; r != NULL; r = r->next)
+            mark(e, r);
     sn__cv_broadcast(&e->changed);
     sn__mutex_unlock(&e->mu);
-    (void)as;
 }
 
 /* Subscribes and unsubscribes what changed, sends the baselines due, and
@@ -1180,10 +1185,8 @@ static void on_cmd_reply(redis_engine *e, const redisReply *rep, acts *as)
     case RQ_PUBLISH:
         if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
             if (e->sha[0] != 0) { /* loaded again, for the publishes to come */
-                const char *load[] = {"SCRIPT", "LOAD", PUBLISH_LUA};
-                size_t loadl[] = {6, 4, sizeof PUBLISH_LUA - 1};
                 e->sha[0] = 0;
-                cmd_send(e, RQ_SCRIPT, 3, load, loadl);
+                load_script(e);
             }
             if (publish_again(e, q))
                 return; /* q waits again */
@@ -1422,9 +1425,9 @@ static void *engine_main(void *arg)
     acts as = {0};
     for (;;) {
         if (e->cmd.fd < 0)
-            conn_up(e, &e->cmd, &as);
+            conn_up(e, &e->cmd);
         if (e->sub.fd < 0 && e->cmd.fd >= 0)
-            conn_up(e, &e->sub, &as);
+            conn_up(e, &e->sub);
         sn__mutex_lock(&e->mu);
         reconcile(e);
         if (e->sub.fd >= 0 && out_flush(&e->sub) < 0)
