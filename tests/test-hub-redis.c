@@ -126,7 +126,9 @@ static void redis_kill(void)
 
 static int next_rcvbuf; /* for the next hub_new's subscriber connection */
 
-static sn_hub *hub_new_history(size_t history)
+/* A hub on the test's Redis: history as the engine's, rooms set by
+ * room_fn (NULL: none), queues with room for a whole test's messages. */
+static sn_hub *hub_make(size_t history, sn_hub_room_fn room_fn)
 {
     sn_hub_engine *e;
     sn_hub_redis_config rc = {.port = (uint16_t)redis_port,
@@ -141,14 +143,15 @@ static sn_hub *hub_new_history(size_t history)
     next_rcvbuf = 0;
     sn_hub *h;
     /* the tests read after the publishers are done: room for all */
-    sn_hub_config hc = {.engine = e, .room = {.max_queue = 100000, .max_queue_bytes = 1 << 30}};
+    sn_hub_config hc = {
+        .engine = e, .room = {.max_queue = 100000, .max_queue_bytes = 1 << 30}, .room_fn = room_fn};
     SN_ASSERT_RC(sn_hub_new(&h, &hc), 0);
     return h;
 }
 
 static sn_hub *hub_new(void)
 {
-    return hub_new_history(0);
+    return hub_make(0, NULL);
 }
 
 static sn_hub_engine_stats engine_stats(sn_hub *h)
@@ -398,15 +401,7 @@ static void publish_n(sn_hub *h, const char *room, int from, int n, int want)
  * begin again (a new epoch), which every member is told (a gap). */
 static void test_redis_restart(void)
 {
-    sn_hub_engine *e;
-    sn_hub_redis_config rc = {.port = (uint16_t)redis_port,
-                              .probe_ms = 200,
-                              .probe_timeout_ms = PROBE_TIMEOUT,
-                              .backoff_min_ms = 20,
-                              .backoff_max_ms = 200};
-    SN_ASSERT_RC(sn_hub_redis_new(&e, &rc), 0);
-    sn_hub *h;
-    SN_ASSERT_RC(sn_hub_new(&h, &(sn_hub_config){.engine = e, .room_fn = local_rooms}), 0);
+    sn_hub *h = hub_make(0, local_rooms);
     sn_hub *h2 = hub_new();
     sn_hub_sub *s, *s2, *loc;
     SN_ASSERT_RC(sn_hub_subscribe(h, "restart", &s), 0);
@@ -643,15 +638,7 @@ static void small_queues(const char *room, sn_hub_room_config *cfg, void *user)
 
 static void test_gap_in_a_full_queue(void)
 {
-    sn_hub_engine *e;
-    sn_hub_redis_config rc = {.port = (uint16_t)redis_port,
-                              .probe_ms = 200,
-                              .probe_timeout_ms = PROBE_TIMEOUT,
-                              .backoff_min_ms = 20,
-                              .backoff_max_ms = 200};
-    SN_ASSERT_RC(sn_hub_redis_new(&e, &rc), 0);
-    sn_hub *h;
-    SN_ASSERT_RC(sn_hub_new(&h, &(sn_hub_config){.engine = e, .room_fn = small_queues}), 0);
+    sn_hub *h = hub_make(0, small_queues);
     sn_hub_sub *s;
     SN_ASSERT_RC(sn_hub_subscribe(h, "q", &s), 0);
     WAIT_UNTIL(room_synced(h, "q"), 5000);
@@ -772,7 +759,7 @@ static void fault_test(fault_run *f, size_t history, size_t size, void (*fault)(
     pthread_t t[HUBS];
     for (int i = 0; i < HUBS; i++) {
         next_rcvbuf = i == 0 ? f->rcvbuf0 : 0;
-        f->h[i] = hub_new_history(history);
+        f->h[i] = hub_make(history, NULL);
         SN_ASSERT_RC(sn_hub_subscribe(f->h[i], "f", &s[i]), 0);
     }
     for (int i = 0; i < HUBS; i++)
