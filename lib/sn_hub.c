@@ -161,10 +161,16 @@ static int64_t now_ns(void)
 
 /* ---- messages ------------------------------------------------------------------- */
 
+/* Whether a message of type, data and len may be published. */
+static bool msg_ok(const sn_hub *h, int type, const void *data, size_t len)
+{
+    return (type == SN_WS_TEXT || type == SN_WS_BINARY) && (data != NULL || len == 0) &&
+           len <= h->cfg.max_message;
+}
+
 static int msg_new(sn_hub *h, int type, const void *data, size_t len, sn_hub_msg **out)
 {
-    if ((type != SN_WS_TEXT && type != SN_WS_BINARY) || (data == NULL && len > 0) ||
-        len > h->cfg.max_message)
+    if (!msg_ok(h, type, data, len))
         return SN_EINVAL;
     uint8_t head[SN_WS_HEAD_MAX];
     size_t hlen = sn__ws_head_encode(head, true, 0, (uint8_t)type, NULL, len);
@@ -877,6 +883,25 @@ static void on_ws_free(sn_ws *ws, void *ext)
 
 /* ---- publishing ---------------------------------------------------------------------- */
 
+/* The room by name, held against its release (NULL: no member here). */
+static room *room_hold(sn_hub *h, const char *name)
+{
+    sn__mutex_lock(&h->mu);
+    room *r = room_find(h, name);
+    if (r != NULL)
+        r->refs++;
+    sn__mutex_unlock(&h->mu);
+    return r;
+}
+
+static void room_unhold(sn_hub *h, room *r)
+{
+    sn__mutex_lock(&h->mu);
+    r->refs--;
+    room_release(h, r);
+    sn__mutex_unlock(&h->mu);
+}
+
 /* Publishes through the engine: to a spanning room, whether it has members
  * here or not (exclude is found by its link's key: the message comes back
  * from the engine). Returns 1 when the room is a local one. */
@@ -903,8 +928,7 @@ int sn_hub_publish(sn_hub *h, const char *name, int type, const void *data, size
         return SN_EINVAL;
     int rc;
     if (h->cfg.engine != NULL) {
-        if (!name_ok(name) || (type != SN_WS_TEXT && type != SN_WS_BINARY) ||
-            (data == NULL && len > 0) || len > h->cfg.max_message)
+        if (!name_ok(name) || !msg_ok(h, type, data, len))
             return SN_EINVAL;
         if ((rc = publish_spanning(h, name, type, data, len, exclude, dl)) <= 0)
             return rc;
@@ -912,18 +936,11 @@ int sn_hub_publish(sn_hub *h, const char *name, int type, const void *data, size
     sn_hub_msg *msg;
     if ((rc = msg_new(h, type, data, len, &msg)) < 0)
         return rc;
-    sn__mutex_lock(&h->mu);
-    room *r = room_find(h, name);
-    if (r != NULL)
-        r->refs++;
-    sn__mutex_unlock(&h->mu);
+    room *r = room_hold(h, name);
     rc = SN_EHUB_NOROOM;
     if (r != NULL) {
         rc = publish_room(h, r, msg, exclude, dl);
-        sn__mutex_lock(&h->mu);
-        r->refs--;
-        room_release(h, r);
-        sn__mutex_unlock(&h->mu);
+        room_unhold(h, r);
     }
     sn_hub_msg_unref(msg);
     return rc;
@@ -1135,25 +1152,6 @@ sn_hub_engine *sn__hub_engine(sn_hub *h)
 }
 
 /* ---- from the engine's thread ----------------------------------------------------------- */
-
-/* The room by name, held against its release (NULL: no member here). */
-static room *room_hold(sn_hub *h, const char *name)
-{
-    sn__mutex_lock(&h->mu);
-    room *r = room_find(h, name);
-    if (r != NULL)
-        r->refs++;
-    sn__mutex_unlock(&h->mu);
-    return r;
-}
-
-static void room_unhold(sn_hub *h, room *r)
-{
-    sn__mutex_lock(&h->mu);
-    r->refs--;
-    room_release(h, r);
-    sn__mutex_unlock(&h->mu);
-}
 
 void sn__hub_deliver(sn_hub *h, const char *name, int type, const void *data, size_t len,
                      uint64_t epoch, uint64_t seq, uint64_t exclude)
