@@ -48,6 +48,17 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Sleeps until now_ns() reaches t, or a signal asks to stop. */
+static inline void sleep_until(uint64_t t)
+{
+    uint64_t n;
+    while (!g_stop && (n = now_ns()) < t) {
+        uint64_t d = t - n;
+        struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static inline void on_signal(int sig)
 {
     (void)sig;

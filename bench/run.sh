@@ -3,7 +3,8 @@
 # bench/run.sh — the libsocknet echo servers ("ours") against the references ("ref").
 #
 #   bench/run.sh [--builddir DIR] [--ours CMD] [--ref CMD] [--uours CMD] [--uref CMD]
-#                [--wours CMD] [--wref CMD] [--wfloor CMD] [--loadgen PATH] [--wsloadgen PATH]
+#                [--wours CMD] [--wref CMD] [--wlws CMD] [--wfloor CMD] [--bref CMD]
+#                [--loadgen PATH] [--wsloadgen PATH]
 #                [--out FILE]
 #                [--only tcp|udp|local|ws] [--quick] [--rounds N] [--idle-conns N]
 #                [--note TEXT]
@@ -18,6 +19,10 @@
 #   --wref CMD      WebSocket reference (env WREF; default: bench/ws-echo-ref.js under node,
 #                   on the npm ws package of bench/package.json, which this script installs
 #                   into DIR/bench/ws-ref with npm when it is not there yet)
+#   --wlws CMD      the libwebsockets echo (env WLWS; default DIR/bench/lws-echo when it was
+#                   built; "" for none): measured after ours in the 32 B echo rows
+#   --bref CMD      the blocking echo (env BREF; default DIR/bench/block-echo; "" for none):
+#                   measured after ours in the bulk row
 #   --wfloor CMD    the WebSocket floor (env WFLOOR; default DIR/bench/ws-floor; "" for none):
 #                   measured in the same rounds as ws and ours for the 32 B echo rows, in a
 #                   row of its own, to show what the machine leaves to any server
@@ -54,6 +59,8 @@ uref=${UREF:-}
 wours=${WOURS:-}
 wref=${WREF:-}
 [ -n "${WFLOOR+set}" ] && wfloor=$WFLOOR
+[ -n "${WLWS+set}" ] && wlws=$WLWS
+[ -n "${BREF+set}" ] && bref=$BREF
 loadgen=${LOADGEN:-}
 wsloadgen=${WSLOADGEN:-}
 out=
@@ -82,6 +89,8 @@ while [ $# -gt 0 ]; do
     --wours) [ $# -ge 2 ] || usage; wours=$2; shift 2 ;;
     --wref) [ $# -ge 2 ] || usage; wref=$2; shift 2 ;;
     --wfloor) [ $# -ge 2 ] || usage; wfloor=$2; shift 2 ;;
+    --wlws) [ $# -ge 2 ] || usage; wlws=$2; shift 2 ;;
+    --bref) [ $# -ge 2 ] || usage; bref=$2; shift 2 ;;
     --only) [ $# -ge 2 ] && [[ $2 =~ ^(tcp|udp|local|ws)$ ]] || usage; only=$2; shift 2 ;;
     --rounds) [ $# -ge 2 ] && [[ $2 =~ ^[1-9]$ ]] || usage; rounds=$2; shift 2 ;;
     --loadgen) [ $# -ge 2 ] || usage; loadgen=$2; shift 2 ;;
@@ -105,6 +114,16 @@ fi
 : "${wsloadgen:=$builddir/bench/ws-loadgen}"
 : "${wours:=$builddir/examples/ws-echo}"
 : "${wfloor=$builddir/bench/ws-floor}"
+: "${bref=$builddir/bench/block-echo}"
+if [ -z "${wlws+set}" ]; then
+    wlws=$builddir/bench/lws-echo
+    if [ ! -x "$wlws" ]; then
+        echo "run.sh: no $wlws (configure found no libwebsockets: apt-get install" \
+            "libwebsockets-dev, configure again, make bench/lws-echo): the libwebsockets rows" \
+            "are left out" >&2
+        wlws=
+    fi
+fi
 ws_modules=$builddir/bench/ws-ref/node_modules
 default_wref=0
 if [ -z "$wref" ]; then
@@ -136,6 +155,8 @@ bins=()
 [ $run_udp = 1 ] && bins+=("${uref%% *}" "${uours%% *}")
 [ $run_ws = 1 ] && bins+=("$wsloadgen" "${wref%% *}" "${wours%% *}")
 [ $run_ws = 1 ] && [ -n "$wfloor" ] && bins+=("${wfloor%% *}")
+[ $run_ws = 1 ] && [ -n "$wlws" ] && bins+=("${wlws%% *}")
+[ $run_tcp = 1 ] && [ -n "$bref" ] && bins+=("${bref%% *}")
 for bin in "${bins[@]}"; do
     if ! command -v "$bin" >/dev/null; then
         echo "run.sh: $bin: not a command (build it, or see --builddir/--ours/--ref/--loadgen)" \
@@ -221,8 +242,11 @@ start_server() {
     ref) cmd=$ref ;;
     ours) cmd=$ours ;;
     wfloor) cmd=$wfloor ;;
+    wlws) cmd=$wlws ;;
+    bref) cmd=$bref ;;
     uref) cmd=$uref ;;
     uours) cmd=$uours ;;
+    uours64) cmd="$uours --workers 64" ;;
     wref) cmd="$wref ${wref_extra[*]}" ;;
     *) cmd="$wours ${wours_extra[*]}" ;;
     esac
@@ -277,7 +301,7 @@ run_load() {
     [[ $name == w* ]] && lg=$wsloadgen
     start_server "$name" || { failed=1; return; }
     local cpu=()
-    [[ $name == w* && $sub == echo ]] && cpu=(--server-pid "$srv_pid")
+    case $sub in echo | pingpong | udp-pingpong) cpu=(--server-pid "$srv_pid") ;; esac
     if timeout --foreground -k 5 120 "$lg" "$sub" "${target[@]}" "$@" "${cpu[@]}" \
         >"$tmp/load.out" 2>"$tmp/load.err"; then
         res=$(grep -m 1 '^result ' "$tmp/load.out")
@@ -372,13 +396,16 @@ median_index() {
 # ours alternating (so that a slow spell of the machine hits both); sets m_ref and m_ours
 # (the medians of FIELD), m_rres and m_ores (the result lines of those rounds), m_ratio (of
 # the medians) and m_range (" (lowest–highest per-round ratio)" when rounds > 1). With
-# m_third set to a server name, that server runs third in every round: m_tval, m_tres,
-# m_tratio (its median against ref's) and m_trange, the same for it.
-m_third=
+# server names in the array m_extras, each runs after ours in every round, and for the j-th
+# of them: m_xval[j] (its median), m_xres[j] (that round's result line), m_xratio[j] (ours
+# against it, medians) and m_xrange[j] (the per-round ratios of ours to it), m_xref[j] and
+# m_xrefrange[j] (it against ref, the same way).
+m_extras=()
 measure() {
-    local rn=$1 on=$2 f=$3 i k q
+    local rn=$1 on=$2 f=$3 i j k q x
     shift 3
-    local rv=() ov=() rl=() ol=() qs=() tv=() tl=() ts=()
+    local rv=() ov=() rl=() ol=() qs=()
+    local -A xv=() xl=() xq=() xr=()
     for ((i = 0; i < rounds; i++)); do
         run_load "$rn" "$@"
         rl+=("$res")
@@ -388,27 +415,37 @@ measure() {
         ov+=("$(field "$f" "$res")")
         q=$(ratio "${ov[i]}" "${rv[i]}")
         [ "$q" != n/a ] && qs+=("$q")
-        if [ -n "$m_third" ]; then
-            run_load "$m_third" "$@"
-            tl+=("$res")
-            tv+=("$(field "$f" "$res")")
-            q=$(ratio "${tv[i]}" "${rv[i]}")
-            [ "$q" != n/a ] && ts+=("$q")
-        fi
+        for j in "${!m_extras[@]}"; do
+            run_load "${m_extras[j]}" "$@"
+            xl[$j,$i]=$res
+            xv[$j,$i]=$(field "$f" "$res")
+            q=$(ratio "${ov[i]}" "${xv[$j,$i]}")
+            [ "$q" != n/a ] && xq[$j]+="$q "
+            q=$(ratio "${xv[$j,$i]}" "${rv[i]}")
+            [ "$q" != n/a ] && xr[$j]+="$q "
+        done
     done
-    m_ref='' m_ours='' m_rres='' m_ores='' m_range='' m_tval='' m_tres='' m_trange=''
+    m_ref='' m_ours='' m_rres='' m_ores='' m_range=''
+    m_xval=() m_xres=() m_xratio=() m_xrange=() m_xref=() m_xrefrange=()
     k=$(median_index "${rv[@]}")
     [ -n "$k" ] && m_ref=${rv[k]} m_rres=${rl[k]}
     k=$(median_index "${ov[@]}")
     [ -n "$k" ] && m_ours=${ov[k]} m_ores=${ol[k]}
     m_ratio=$(ratio "$m_ours" "$m_ref")
-    if [ -n "$m_third" ]; then
-        k=$(median_index "${tv[@]}")
-        [ -n "$k" ] && m_tval=${tv[k]} m_tres=${tl[k]}
-        m_tratio=$(ratio "$m_tval" "$m_ref")
-        m_trange=$(ratio_range "${ts[@]}")
-    fi
     m_range=$(ratio_range "${qs[@]}")
+    for j in "${!m_extras[@]}"; do
+        x=()
+        for ((i = 0; i < rounds; i++)); do x+=("${xv[$j,$i]}"); done
+        k=$(median_index "${x[@]}")
+        m_xval[j]='' m_xres[j]=''
+        [ -n "$k" ] && m_xval[j]=${x[k]} m_xres[j]=${xl[$j,$k]}
+        m_xratio[j]=$(ratio "$m_ours" "${m_xval[j]}")
+        m_xref[j]=$(ratio "${m_xval[j]}" "$m_ref")
+        # shellcheck disable=SC2086  # the ratios are words
+        m_xrange[j]=$(ratio_range ${xq[$j]:-})
+        # shellcheck disable=SC2086
+        m_xrefrange[j]=$(ratio_range ${xr[$j]:-})
+    done
 }
 
 # ratio_range RATIOS...: " (lowest–highest)" of the per-round ratios, or nothing with
@@ -427,12 +464,29 @@ pingpong_figure() { # CONNS TARGET [LABEL]
     add_row "${3:-pingpong} 64 B, $conns: round trips/s" "$m_ref" "$m_ours" "$m_ratio$m_range" \
         "$2"
     add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
+    cpu_rows "${4:-}"
+}
+
+# cpu_rows [CSW-TARGET]: the CPU and context-switch rows of the last measure's median rounds
+cpu_rows() {
+    add_row "↳ CPU per message, µs: server + load generator (lower is better)" \
+        "$(cpu_pair "$m_rres")" "$(cpu_pair "$m_ores")" \
+        "$(ratio "$(field server_cpu_us "$m_ores")" "$(field server_cpu_us "$m_rres")")" ""
+    add_row "↳ server context switches per message: all (sleeps) (lower is better)" \
+        "$(csw_pair "$m_rres")" "$(csw_pair "$m_ores")" "" "${1:-}"
 }
 
 bulk_figure() {
+    m_extras=()
+    [ -n "$bref" ] && m_extras=(bref)
     measure ref ours mib_per_s bulk --size 1048576 --count "$bulk_count"
     add_row "bulk 1 MiB × $bulk_count, one conn: MiB/s" "$m_ref" "$m_ours" "$m_ratio$m_range" \
-        "≥ 0.9"
+        "≥ 1.0"
+    if [ -n "$bref" ]; then
+        rows+=("| ↳ bench/block-echo, a blocking thread per connection: MiB/s; ours / it | — |\
+ $(orfail "${m_xval[0]}") | ${m_xratio[0]}${m_xrange[0]} | ≥ 1.0 |")
+    fi
+    m_extras=()
 }
 
 connect_figure() {
@@ -468,7 +522,9 @@ udp_figure() {
     local label socks="$1 socks"
     [ "$1" = 1 ] && socks="1 sock"
     srv_extra=()
+    m_extras=()
     [ "$2" -gt 1 ] && srv_extra=(--batch "$2")
+    [ "$2" = 1 ] && m_extras=(uours64)
     measure uref uours msgs_per_s udp-pingpong --conns "$1" --size 64 --batch "$2" \
         --seconds "$pp_secs" --warmup "$pp_warm"
     srv_extra=()
@@ -477,32 +533,55 @@ udp_figure() {
     else
         label="udp batch $2 × 64 B in flight, $socks: datagrams/s"
     fi
-    add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "—"
+    add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$([ "$2" = 1 ] && echo "≥ 1.0")"
     add_row "↳ latency p50 / p99 / p99.9, µs (per round)" "$(lat "$m_rres")" "$(lat "$m_ores")" \
         "" ""
+    cpu_rows
+    if [ "$2" = 1 ]; then
+        rows+=("| ↳ ours with \`--workers 64\`: round trips/s; its CPU; its context switches;\
+ it / ref | — | $(orfail "${m_xval[0]}"); $(cpu_pair "${m_xres[0]}");\
+ $(csw_pair "${m_xres[0]}") | ${m_xref[0]}${m_xrefrange[0]} | ≥ 1.0 |")
+        rows+=("| ↳ its latency p50 / p99 / p99.9, µs (per round) | — | $(lat "${m_xres[0]}") | | |")
+    fi
+    m_extras=()
 }
 
 # ws_echo_figure CONNS SIZE FIELD LABEL TARGET WS-LOADGEN-ARGS...: ws-loadgen echo; with
-# with_floor=1 the floor server too (plain echoes only: it does not deflate)
-with_floor=0
+# with_peers=1 the libwebsockets echo and the floor server too (plain echoes only: neither
+# deflates)
+with_peers=0
 ws_echo_figure() {
-    local conns=$1 size=$2 f=$3 label=$4 goal=$5
+    local conns=$1 size=$2 f=$3 label=$4 goal=$5 j x xgoal
     shift 5
-    m_third=
-    [ "$with_floor" = 1 ] && [ -n "$wfloor" ] && m_third=wfloor
+    m_extras=()
+    if [ "$with_peers" = 1 ]; then
+        [ -n "$wlws" ] && m_extras+=(wlws)
+        [ -n "$wfloor" ] && m_extras+=(wfloor)
+    fi
     measure wref wours "$f" echo --conns "$conns" --size "$size" --seconds "$pp_secs" \
         --warmup "$pp_warm" "$@"
     add_row "$label" "$m_ref" "$m_ours" "$m_ratio$m_range" "$goal"
     add_row "↳ latency p50 / p99 / p99.9, µs" "$(lat "$m_rres")" "$(lat "$m_ores")" "" ""
-    add_row "↳ CPU per message, µs: server + load generator (lower is better)" \
-        "$(cpu_pair "$m_rres")" "$(cpu_pair "$m_ores")" \
-        "$(ratio "$(field server_cpu_us "$m_ores")" "$(field server_cpu_us "$m_rres")")" ""
-    if [ -n "$m_third" ]; then
-        local fl="↳ bench/ws-floor, the least any server does: round trips/s; CPU as above"
-        rows+=("| $fl | — | $(orfail "$m_tval"); $(cpu_pair "$m_tres") | $m_tratio$m_trange | |")
-        rows+=("| ↳ ours / ws-floor | | | $(ratio "$m_ours" "$m_tval") | |")
-    fi
-    m_third=
+    cpu_rows
+    for j in "${!m_extras[@]}"; do
+        case ${m_extras[j]} in
+        wlws) x="libwebsockets (bench/lws-echo, one service thread)" ;;
+        *) x="bench/ws-floor, the least any server does" ;;
+        esac
+        xgoal=
+        [ "${m_extras[j]}" = wlws ] && xgoal="≥ 1.0"
+        rows+=("| ↳ $x: round trips/s; CPU as above; context switches as above; ours / it | — |\
+ $(orfail "${m_xval[j]}"); $(cpu_pair "${m_xres[j]}"); $(csw_pair "${m_xres[j]}") |\
+ ${m_xratio[j]}${m_xrange[j]} | $xgoal |")
+        rows+=("| ↳ its latency p50 / p99 / p99.9, µs | — | $(lat "${m_xres[j]}") | | |")
+    done
+    m_extras=()
+}
+
+# csw_pair RESULT: "all (sleeps)" context switches per message of a result line
+csw_pair() {
+    [ -n "$1" ] && [ -n "$(field server_csw "$1")" ] &&
+        echo "$(field server_csw "$1") ($(field server_sleeps "$1"))"
 }
 
 # cpu_pair RESULT: "server + client" CPU µs per exchange of a ws-loadgen echo result
@@ -525,9 +604,9 @@ load_at_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 t_start=$SECONDS
 if [ $run_tcp = 1 ]; then
     pingpong_figure 1 "≥ 1.0"
-    pingpong_figure 16 "≥ 1.0"
-    pingpong_figure 256 "≥ 0.8"
-    pingpong_figure 2000 "≥ 0.6"
+    pingpong_figure 16 "≥ 1.0; p99.9 ≤ 2 × ref" "" "≤ 0.1"
+    pingpong_figure 256 "≥ 1.0" "" "≤ 0.1"
+    pingpong_figure 2000 "≥ 1.0" "" "≤ 0.1"
     bulk_figure
     connect_figure
     idle_figure ref ours "" "ours ≤ 16"
@@ -550,11 +629,11 @@ if [ $run_udp = 1 ]; then
     udp_figure 4 16
 fi
 if [ $run_ws = 1 ]; then
-    with_floor=1
+    with_peers=1
     ws_echo_figure 1 32 msgs_per_s "ws echo 32 B text, 1 conn: round trips/s" "—"
     ws_echo_figure 64 32 msgs_per_s "ws echo 32 B text, 64 conns: round trips/s" "≥ 2.0"
     ws_echo_figure 1000 32 msgs_per_s "ws echo 32 B text, 1000 conns: round trips/s" "≥ 2.0"
-    with_floor=0
+    with_peers=0
     ws_echo_figure 16 65536 mib_per_s "ws echo 64 KiB binary, 16 conns: MiB/s each way" "≥ 1.5" \
         --binary
     [ $default_wref = 1 ] && wref_extra=(--deflate) # another build's ws-echo deflates already
@@ -597,9 +676,14 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
         "deflate rows); ws ours: \`$wours\` (zlib level 1 by default; \`--deflate-level 6\` for" \
         "the level-6 row); ws-loadgen echo (2 threads, one message in flight per connection," \
         "every echo verified) and handshake (4 threads)."
+    [ $run_tcp = 1 ] && [ -n "$bref" ] && echo "- bulk also against \`$bref\`: a thread per" \
+        "connection, blocking read and write of 128 KiB, run after ours in each round."
+    [ $run_ws = 1 ] && [ -n "$wlws" ] && echo "- libwebsockets: \`$wlws\` (libwebsockets" \
+        "$(pkg-config --modversion libwebsockets 2>/dev/null || echo '(version unknown)'), one" \
+        "service thread, UTF-8 validated), run after ours in each round of the 32 B echo rows."
     [ $run_ws = 1 ] && [ -n "$wfloor" ] && echo "- ws-floor: \`$wfloor\`, the least a" \
         "WebSocket echo server can do (2 epoll threads with their own SO_REUSEPORT listeners," \
-        "frames echoed as read: no UTF-8 check, no limits, no deadlines, no locks), run third" \
+        "frames echoed as read: no UTF-8 check, no limits, no deadlines, no locks), run last" \
         "in each round of the 32 B echo rows: what this machine's kernel and CPUs leave to any" \
         "server under this load generator. (With large messages it is no floor: it reads 64 KiB" \
         "at a time and copies, so it is not measured there.)"

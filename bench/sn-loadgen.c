@@ -3,12 +3,12 @@
  * sn-loadgen: TCP and UDP load generator for echo servers (bench/run.sh).
  *
  *   sn-loadgen pingpong --host H --port P --conns C --size N --seconds S [--warmup S]
- *                       [--threads T]
+ *                       [--threads T] [--server-pid PID]
  *   sn-loadgen bulk     --host H --port P --size BYTES --count K
  *   sn-loadgen connect  --host H --port P --seconds S [--threads T]
  *   sn-loadgen idle     --host H --port P --conns C --hold S
  *   sn-loadgen udp-pingpong --host H --port P --conns C --size N --seconds S [--warmup S]
- *                       [--threads T] [--batch B]
+ *                       [--threads T] [--batch B] [--server-pid PID]
  *   (pingpong, bulk, connect and idle take --unix PATH instead of --host H --port P: a local
  *   stream socket)
  *
@@ -32,19 +32,24 @@
  *   is per round. A round missing echoes after 200 ms counts them lost and starts over; more
  *   than 5 % lost fails the run.
  *
+ * --server-pid PID (pingpong, udp-pingpong): also reads, over the measured window, the CPU time
+ *   the server and this process use and the context switches of the server's threads
+ *   (procstat.h), and reports each per exchange: server_cpu_us=, client_cpu_us=, server_csw=.
+ *
  * Every echoed byte is verified. One "result ..." line on stdout per successful run (none on
  * failure), human text on stderr; exit status 1 on any error, 2 on bad usage. Every loop is
  * bounded by a count or a deadline. Self-contained: libc + pthreads.
  */
 #define LG_NAME "sn-loadgen"
 #include "loadgen.h"
+#include "procstat.h"
 
 #define MAX_CONNS 100000
 #define MAX_THREADS 64
 
 struct opts {
     const char *host, *port, *local;
-    long conns, size, count, threads, batch;
+    long conns, size, count, threads, batch, server_pid;
     double seconds, warmup, hold;
 };
 
@@ -222,7 +227,8 @@ out:
     return NULL;
 }
 
-static int pp_run_threads(const struct opts *o, int *fds, struct pp_thread *th, int nth)
+static int pp_run_threads(const struct opts *o, int *fds, struct pp_thread *th, int nth,
+                          struct proc_window *win)
 {
     uint64_t start = now_ns();
     uint64_t t_measure = start + (uint64_t)(o->warmup * 1e9);
@@ -242,12 +248,19 @@ static int pp_run_threads(const struct opts *o, int *fds, struct pp_thread *th, 
             break;
         started++;
     }
+    if (win->pid) {
+        sleep_until(t_measure);
+        proc_window_read(win);
+        sleep_until(t_end);
+        proc_window_read(win);
+    }
     for (int i = 0; i < started; i++)
         pthread_join(th[i].tid, NULL);
     return started == nth ? 0 : -1;
 }
 
-static int pp_report(const struct opts *o, struct pp_thread *th, int nth, double secs)
+static int pp_report(const struct opts *o, struct pp_thread *th, int nth, double secs,
+                     const struct proc_window *win)
 {
     static struct hist all;
     long errors = 0, starved = 0;
@@ -270,9 +283,11 @@ static int pp_report(const struct opts *o, struct pp_thread *th, int nth, double
         return -1;
     }
     printf("result pingpong conns=%ld size=%ld msgs_per_s=%.0f p50_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f exchanges=%llu starved=%ld\n",
+           "p999_us=%.1f exchanges=%llu starved=%ld",
            o->conns, o->size, rate, p50, p99, p999, (unsigned long long)all.n, starved);
-    return 0;
+    int rc = win->pid ? proc_window_print(win, all.n, stdout) : 0;
+    printf("\n");
+    return rc;
 }
 
 static int cmd_pingpong(const struct opts *o)
@@ -287,8 +302,9 @@ static int cmd_pingpong(const struct opts *o)
     fprintf(stderr, "pingpong: connecting %ld to %s:%s\n", o->conns, o->host, o->port);
     if (connect_many(fds, o->conns) < 0)
         goto out;
-    if (pp_run_threads(o, fds, th, nth) == 0 && !g_stop)
-        rc = pp_report(o, th, nth, o->seconds);
+    struct proc_window win = {.pid = o->server_pid};
+    if (pp_run_threads(o, fds, th, nth, &win) == 0 && !g_stop)
+        rc = pp_report(o, th, nth, o->seconds, &win);
     close_all(fds, o->conns);
 out:
     free(fds);
@@ -827,6 +843,13 @@ static int cmd_udp_pingpong(const struct opts *o)
             break;
         started++;
     }
+    struct proc_window win = {.pid = o->server_pid};
+    if (win.pid) {
+        sleep_until(t_measure);
+        proc_window_read(&win);
+        sleep_until(t_end);
+        proc_window_read(&win);
+    }
     for (int i = 0; i < started; i++) {
         pthread_join(th[i].tid, NULL);
         hist_merge(&all, &th[i].hist);
@@ -857,10 +880,12 @@ static int cmd_udp_pingpong(const struct opts *o)
         return -1;
     }
     printf("result udp-pingpong conns=%ld size=%ld batch=%ld msgs_per_s=%.0f p50_us=%.1f "
-           "p99_us=%.1f p999_us=%.1f exchanges=%llu lost=%llu starved=%ld\n",
+           "p99_us=%.1f p999_us=%.1f exchanges=%llu lost=%llu starved=%ld",
            o->conns, o->size, o->batch, rate, p50, p99, p999, (unsigned long long)all.n,
            (unsigned long long)lost, starved);
-    return 0;
+    int rc = win.pid ? proc_window_print(&win, datagrams, stdout) : 0;
+    printf("\n");
+    return rc;
 }
 
 /* ---- command line ---------------------------------------------------------- */
@@ -869,12 +894,12 @@ static _Noreturn void usage(void)
 {
     fprintf(stderr,
             "usage: sn-loadgen pingpong --host H --port P --conns C --size N --seconds S\n"
-            "                           [--warmup S] [--threads T]\n"
+            "                           [--warmup S] [--threads T] [--server-pid PID]\n"
             "       sn-loadgen bulk     --host H --port P --size BYTES --count K\n"
             "       sn-loadgen connect  --host H --port P --seconds S [--threads T]\n"
             "       sn-loadgen idle     --host H --port P --conns C --hold S\n"
             "       sn-loadgen udp-pingpong --host H --port P --conns C --size N --seconds S\n"
-            "                           [--warmup S] [--threads T] [--batch B]\n"
+            "                           [--warmup S] [--threads T] [--batch B] [--server-pid PID]\n"
             "       (pingpong, bulk, connect, idle: --unix PATH instead of --host and --port\n"
             "        talks to a local socket)\n");
     exit(2);
@@ -908,6 +933,8 @@ static void parse(struct opts *o, int argc, char **argv)
             o->warmup = secs_arg(v);
         else if (!strcmp(k, "--hold"))
             o->hold = secs_arg(v);
+        else if (!strcmp(k, "--server-pid"))
+            o->server_pid = num(v, 1, 1L << 30);
         else
             usage();
     }

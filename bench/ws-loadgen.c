@@ -27,8 +27,10 @@
  *   takeover unless the server said server_no_context_takeover).
  *   --server-pid PID: also reads the CPU time (user + system, /proc/PID/stat) the server
  *   and this process use over the measured window, and reports each per exchange
- *   (server_cpu_us=, client_cpu_us=): on a machine where both share a few CPUs, the rate
- *   alone cannot tell a server that is cheaper from one that leaves the client more CPU.
+ *   (server_cpu_us=, client_cpu_us=), and the context switches of the server's threads per
+ *   exchange (server_csw=): on a machine where both share a few CPUs, the rate alone cannot
+ *   tell a server that is cheaper from one that leaves the client more CPU, nor one that
+ *   sleeps and wakes per message from one that does not.
  * handshake: T threads loop: connect, upgrade (verifying the 101 and its accept key), send a
  *   close 1000, wait for the server's close frame, close with a RST (SO_LINGER {1, 0}: no
  *   TIME_WAIT), until S seconds pass. The figure is completed cycles per second.
@@ -758,16 +760,6 @@ out:
     return NULL;
 }
 
-static void sleep_until(uint64_t t)
-{
-    uint64_t n;
-    while (!g_stop && (n = now_ns()) < t) {
-        uint64_t d = t - n;
-        struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
-        nanosleep(&ts, NULL);
-    }
-}
-
 static int cmd_echo(const struct opts *o)
 {
     int nth = (int)(o->threads < o->conns ? o->threads : o->conns), started = 0;
@@ -778,7 +770,7 @@ static int cmd_echo(const struct opts *o)
     pthread_barrier_t ready;
     int rc = -1;
 
-    double cpu[2][2] = {{-1, -1}, {-1, -1}}; /* [server, client][window start, end] */
+    struct proc_window win = {.pid = o->server_pid};
 
     /* this thread waits at the barrier too, to time the window for --server-pid */
     if (!th || !fds || pool_make(o) < 0 ||
@@ -800,9 +792,9 @@ static int cmd_echo(const struct opts *o)
     uint64_t t0 = now_ns() + (uint64_t)(o->warmup * 1e9);
     if (o->server_pid) {
         sleep_until(t0);
-        cpu[0][0] = proc_cpu_s(o->server_pid), cpu[1][0] = proc_cpu_s(0);
+        proc_window_read(&win);
         sleep_until(t0 + (uint64_t)(o->seconds * 1e9));
-        cpu[0][1] = proc_cpu_s(o->server_pid), cpu[1][1] = proc_cpu_s(0);
+        proc_window_read(&win);
     }
     for (int i = 0; i < started; i++) {
         pthread_join(th[i].tid, NULL);
@@ -829,17 +821,9 @@ static int cmd_echo(const struct opts *o)
     printf("result ws-echo conns=%ld size=%ld msgs_per_s=%.0f mib_per_s=%.1f p50_us=%.1f "
            "p99_us=%.1f p999_us=%.1f exchanges=%llu starved=%ld",
            o->conns, o->size, rate, mib, p50, p99, p999, (unsigned long long)all.n, starved);
-    if (o->server_pid) {
-        if (cpu[0][0] < 0 || cpu[0][1] < 0 || cpu[1][0] < 0 || cpu[1][1] < 0) {
-            fprintf(stderr, "ws-loadgen: cannot read the CPU time of process %ld\n", o->server_pid);
-            printf("\n");
-            goto out_barrier;
-        }
-        double s_us = (cpu[0][1] - cpu[0][0]) * 1e6 / (double)all.n;
-        double c_us = (cpu[1][1] - cpu[1][0]) * 1e6 / (double)all.n;
-        printf(" server_cpu_us=%.2f client_cpu_us=%.2f", s_us, c_us);
-        fprintf(stderr, "echo: CPU per exchange: server %.2f us, this client %.2f us\n", s_us,
-                c_us);
+    if (o->server_pid && proc_window_print(&win, all.n, stdout) < 0) {
+        printf("\n");
+        goto out_barrier;
     }
     printf("\n");
     rc = 0;
