@@ -1110,6 +1110,13 @@ bool sn__conn_drained(const sn_conn *c)
     return c->rdrained && c->rpos == c->rlen && c->t->vt->pending(c->t) == 0;
 }
 
+bool sn__conn_input_ended(const sn_conn *c)
+{
+    int err = read_err(c);
+    return (err == SN_EOF || err == SN_ECONNRESET) && c->rpos == c->rlen &&
+           c->t->vt->pending(c->t) == 0;
+}
+
 void sn__conn_readable(sn_conn *c)
 {
     c->rdrained = false;

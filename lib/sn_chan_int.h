@@ -55,6 +55,10 @@ bool sn__conn_drained(const sn_conn *c);
  * waits (else a read after one that emptied the socket waits first, and
  * with a deadline already past would not receive at all). The reader's. */
 void sn__conn_readable(sn_conn *c);
+/* Whether the peer's input has ended and all of it was read: a read saw
+ * its end of stream or a reset, and nothing is left unread. No input can
+ * follow (the server then needs no FIONREAD to know). The reader's. */
+bool sn__conn_input_ended(const sn_conn *c);
 int sn__conn_try_writev(sn_conn *c, const struct iovec *iov, int n, int *taken);
 
 #endif

@@ -20,8 +20,9 @@
  * is an eighth ahead. A finished job's fiber takes the next queued job and
  * starts it on its own thread.
  *
- * Service fibers (sn__fpool_spawn_each) run on every thread outside the
- * count of jobs; the thread lives on until they return.
+ * Service fibers (sn__fpool_spawn_each on every thread, sn__fpool_spawn_on
+ * on one) run outside the count of jobs; the thread lives on until they
+ * return.
  *
  * One mutex, fp->mu, guards the pool and every inbox; it is never held
  * while a job or the drop callback runs. Each scheduler thread runs with a
@@ -343,9 +344,11 @@ static int fpool_submit(void *e, sn_job_fn fn, void *arg)
     return rc;
 }
 
-int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg)
+/* A service fiber on each of the threads from `first`, `n` of them: all
+ * are on their way, or none is. */
+static int spawn_service_on(sn__fpool *fp, int first, int n, sn_job_fn fn, sn_job_fn undo,
+                            void *arg)
 {
-    int n = fp->nthreads;
     struct fjob **js = sn__calloc((size_t)n, sizeof *js);
     if (js == NULL)
         return SN_ENOMEM;
@@ -354,25 +357,38 @@ int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg)
         if ((js[i] = sn__malloc(sizeof *js[i])) == NULL)
             rc = SN_ENOMEM;
         else
-            *js[i] = (struct fjob){.fn = fn, .arg = arg, .t = &fp->threads[i], .undo = undo};
+            *js[i] =
+                (struct fjob){.fn = fn, .arg = arg, .t = &fp->threads[first + i], .undo = undo};
     }
     sn__mutex_lock(&fp->mu);
     if (rc == 0 && fp->stopping)
         rc = SN_ESTOPPED;
     for (int i = 0; i < n && rc == 0; i++) {
-        js[i]->next = fp->threads[i].inbox;
-        fp->threads[i].inbox = js[i];
+        js[i]->next = js[i]->t->inbox;
+        js[i]->t->inbox = js[i];
     }
     sn__mutex_unlock(&fp->mu);
     for (int i = 0; i < n; i++) {
         uint64_t one = 1;
         if (rc == 0)
-            (void)!write(fp->threads[i].efd, &one, sizeof one);
+            (void)!write(js[i]->t->efd, &one, sizeof one);
         else
             sn__free(js[i]);
     }
     sn__free(js);
     return rc;
+}
+
+int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg)
+{
+    return spawn_service_on(fp, 0, fp->nthreads, fn, undo, arg);
+}
+
+int sn__fpool_spawn_on(sn__fpool *fp, int thread, sn_job_fn fn, sn_job_fn undo, void *arg)
+{
+    if (thread < 0 || thread >= fp->nthreads)
+        return SN_EINVAL;
+    return spawn_service_on(fp, thread, 1, fn, undo, arg);
 }
 
 int sn__fpool_threads(const sn__fpool *fp)

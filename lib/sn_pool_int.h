@@ -28,6 +28,9 @@ int sn__fpool_new(sn__fpool **out, const sn_pool_config *cfg);
  * undo(arg) runs instead on a thread where the fiber cannot start. Returns
  * 0, SN_ENOMEM or SN_ESTOPPED (then nothing runs). */
 int sn__fpool_spawn_each(sn__fpool *fp, sn_job_fn fn, sn_job_fn undo, void *arg);
+/* The same on one scheduler thread (0 to sn__fpool_threads - 1); also
+ * SN_EINVAL for a thread out of range. */
+int sn__fpool_spawn_on(sn__fpool *fp, int thread, sn_job_fn fn, sn_job_fn undo, void *arg);
 int sn__fpool_threads(const sn__fpool *fp);
 /* The fiber engine of a pool made with fibers on, else NULL. */
 sn__fpool *sn__pool_fibers(sn_pool *p);

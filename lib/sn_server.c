@@ -89,13 +89,11 @@ struct acceptor {
     struct pollfd *pfd; /* [0] the eventfd, [1..] the listeners */
 };
 
-/* What fiber-mode acceptors of one listener share. */
+/* A fiber-mode listener's acceptor fiber. */
 struct lfiber {
     sn_server *s;
-    int i;                /* the listener */
-    int n;                /* acceptor fibers: one per scheduler thread */
-    struct acceptor *acc; /* [n], each fiber takes one */
-    atomic_int taken;
+    int i; /* the listener */
+    struct acceptor acc;
 };
 
 /* Go / abort for acceptors waiting for sn_server_start to finish. */
@@ -120,7 +118,7 @@ struct sn_server {
     sn_loop *loop;        /* event mode: over pool */
     struct acceptor *acc; /* thread mode */
     int wakefd;           /* thread mode: wakes the acceptors */
-    /* fiber mode: an acceptor fiber per listener per scheduler thread */
+    /* fiber mode: an acceptor fiber per listener */
     struct lfiber *lfib;
     int fiber_acceptors;  /* live ones (s->run.mu) */
     struct sconn acc_tag; /* an acceptor fiber's local, to know it by */
@@ -303,10 +301,13 @@ static int64_t expire_queued(sn_server *s)
 /* ---- the worker's job ------------------------------------------------------------ */
 
 /* Whether the peer sent input the handler did not read: buffered, or still
- * in the socket. */
+ * in the socket. A handler that read to the end of the stream (or a reset)
+ * left none, and that needs no system call to know. */
 static bool input_left(sn_conn *c)
 {
     int n = 0;
+    if (sn__conn_input_ended(c))
+        return false;
     return sn_available(c) > 0 || (ioctl(sn_sock_fd(sn_conn_sock(c)), FIONREAD, &n) == 0 && n > 0);
 }
 
@@ -590,7 +591,7 @@ static void acceptor_fiber(void *arg)
 {
     struct lfiber *lf = arg;
     sn_server *s = lf->s;
-    struct acceptor *a = &lf->acc[atomic_fetch_add(&lf->taken, 1)];
+    struct acceptor *a = &lf->acc;
     int lfd = sn_sock_fd(s->lsock[lf->i]);
     sn__task_set_local(&s->acc_tag);
     while (!sn__run_stopping(&s->run)) {
@@ -867,42 +868,40 @@ static void wait_acceptor_fibers(sn_server *s)
     sn__mutex_unlock(&s->run.mu);
 }
 
-/* Fiber mode: the acceptors' records and spare descriptors. */
+/* Fiber mode: the acceptors' records. */
 static void free_acceptor_fibers(sn_server *s)
 {
-    for (int i = 0; s->lfib != NULL && i < s->nl; i++)
-        sn__free(s->lfib[i].acc);
     sn__free(s->lfib);
     s->lfib = NULL;
 }
 
-/* Fiber mode: an acceptor fiber per listener on every scheduler thread,
- * each with its spare descriptor opened here. Returns 0 (all are on their
- * way; the server counts as started) or an error after which none runs. */
+/* Fiber mode: an acceptor fiber per listener, listener i's on scheduler
+ * thread i (modulo their number). One, not one per thread: every thread
+ * waiting on a listener (EPOLLEXCLUSIVE) had the kernel wake a sleeping
+ * one for each new connection rather than leave it to the one awake, at
+ * twice the context switches and 1.4 times the CPU per connection of one
+ * acceptor (bench/RESULTS.md, issue 20); the pool still hands a new
+ * connection to a less busy thread (pick_thread). Returns 0 (all are on
+ * their way; the server counts as started) or an error after which none
+ * runs. */
 static int make_acceptor_fibers(sn_server *s, sn__fpool *fp)
 {
     int n = sn__fpool_threads(fp), rc = SN_ENOMEM;
     if ((s->lfib = sn__calloc((size_t)s->nl, sizeof *s->lfib)) == NULL)
         return SN_ENOMEM;
-    for (int i = 0; i < s->nl; i++) {
-        struct lfiber *lf = &s->lfib[i];
-        *lf = (struct lfiber){.s = s, .i = i};
-        if ((lf->acc = sn__calloc((size_t)n, sizeof *lf->acc)) == NULL)
-            goto fail;
-        for (; lf->n < n; lf->n++)
-            lf->acc[lf->n] = (struct acceptor){.s = s};
-    }
+    for (int i = 0; i < s->nl; i++)
+        s->lfib[i] = (struct lfiber){.s = s, .i = i, .acc = {.s = s}};
     sn__mutex_lock(&s->run.mu);
     s->run.started = true; /* before any handler can run and call stop */
     sn__mutex_unlock(&s->run.mu);
     for (int i = 0; i < s->nl; i++) {
         sn__mutex_lock(&s->run.mu);
-        s->fiber_acceptors += n;
+        s->fiber_acceptors++;
         sn__mutex_unlock(&s->run.mu);
-        rc = sn__fpool_spawn_each(fp, acceptor_fiber, acceptor_fiber_failed, &s->lfib[i]);
+        rc = sn__fpool_spawn_on(fp, i % n, acceptor_fiber, acceptor_fiber_failed, &s->lfib[i]);
         if (rc < 0) {
             sn__mutex_lock(&s->run.mu);
-            s->fiber_acceptors -= n;
+            s->fiber_acceptors--;
             s->run.started = false;
             atomic_store(&s->run.stopping, true); /* the ones started leave */
             shut_listeners(s);
@@ -941,10 +940,10 @@ int sn_server_start(sn_server *s)
         (rc = sn__loop_for_server(&s->loop, s->pool, s->cfg.workers)) < 0)
         goto fail;
     /* The one mode test of the server, on purpose: in fiber mode the
-     * acceptors are fibers of the pool's own threads (one per listener per
-     * thread, each woken alone), in thread mode threads of their own. */
+     * acceptors are fibers of the pool's own threads (one per listener), in
+     * thread mode threads of their own. */
     sn__fpool *fp = sn__pool_fibers(s->pool);
-    int nacc = fp != NULL ? s->nl * sn__fpool_threads(fp) : s->cfg.acceptors;
+    int nacc = fp != NULL ? s->nl : s->cfg.acceptors;
     if ((rc = spares_open(s, SN_MIN(nacc, SN_SERVER_SPARES_MAX))) < 0)
         goto fail;
     spares_refill(s);

@@ -123,8 +123,9 @@ typedef struct sn_server_config {
      * on_close does not run for them: their close event does. */
     void (*on_client)(sn_ev *e, void *user);
 
-    int acceptors;      /* acceptor threads; 0 = 1; in fiber mode every
-                           fiber thread accepts instead (see fibers) */
+    int acceptors;      /* acceptor threads; 0 = 1; in fiber mode an
+                           acceptor fiber per listener instead (see
+                           fibers) */
     int workers;        /* most connections served at once (worker
                            threads); 0 = 256 */
     int min_workers;    /* workers kept when idle; 0 = 0 */
@@ -144,11 +145,13 @@ typedef struct sn_server_config {
      * database I/O), which would stall every connection of that thread;
      * such handlers belong in the default thread mode. min_workers and
      * worker_idle_ms do not apply; stats.threads counts the fiber threads.
-     * Each fiber thread also accepts: an acceptor fiber per listener waits
-     * on it (the kernel wakes one thread per new connection), and the new
-     * connection's fiber starts on that thread, with no hand-over between
-     * threads; a thread with 16 connections more than the least busy one
-     * hands new ones over to it. `acceptors` does not apply. sn_sleep_ms
+     * The fiber threads also accept: one acceptor fiber per listener
+     * (listener i's on fiber thread i, modulo their number), so that a new
+     * connection finds the thread that is awake rather than waking another.
+     * The new connection's fiber starts on that thread, with no hand-over,
+     * unless it is busier than the least busy one by more than 2
+     * connections plus an eighth of that one's; then it goes to that one.
+     * `acceptors` does not apply. sn_sleep_ms
      * and sn_yield (common.h) sleep or yield the fiber only; a lock held
      * across a socknet call that waits must be an sn_mutex (common.h), as
      * a pthread mutex there can stop the thread for good.
