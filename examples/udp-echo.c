@@ -6,12 +6,14 @@
  *   udp-echo [--host H] [--port N] [--workers N] [--batch N]
  *
  * Prints "listening on H:PORT" once ready; SIGINT or SIGTERM stops it
- * (exit status 0). --workers is the number of threads receiving from the
- * one socket (default: one per CPU). It takes the TCP and WebSocket
+ * (exit status 0). --workers is the number of threads that take turns
+ * receiving from the one socket (at most one per CPU at a time; default:
+ * one per CPU). It takes the TCP and WebSocket
  * servers' range, 1-1048576, so one --workers fits every example server,
  * but more than 1024 threads on one socket only cost memory: above 1024 it
  * warns on standard error and runs 1024. --batch N (1-64) lets each take
- * up to N queued datagrams per system call (recvmmsg).
+ * up to N queued datagrams per system call (recvmmsg), and send their
+ * echoes with one (sendmmsg).
  *
  * A bad flag or value is named, with what it takes, before the usage line
  * ("udp-echo: --workers 0: out of range (1-1048576)"); the exit status is

@@ -1,10 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sn_udp_server.c: the datagram server: one bound UDP socket and a pool of
- * workers, each blocked in recvmsg (or recvmmsg, for batches) on it. The
- * kernel wakes one waiting receiver per datagram, so no worker spins and no
- * hand-off between threads is needed: the worker that receives a datagram
- * runs the handler for it, whose replies go out from the same socket.
+ * workers that take turns receiving from it (recvmsg, or recvmmsg for
+ * batches). The worker that receives a datagram runs the handler for it,
+ * whose replies go out from the same socket: no hand-off between threads.
+ *
+ * The receive slots: at most one worker per CPU receives at a time (an
+ * owner of a slot), and it keeps its slot while it runs the handlers of
+ * what it received, so that the next datagram waits for a worker that is
+ * awake instead of waking one that sleeps. With every worker blocked in a
+ * receive of its own, the kernel woke a sleeping one per datagram: a
+ * context switch each, and with 64 workers 0.75 of a single blocking
+ * loop's rate (bench/RESULTS.md, issue 20). One follower is the standby:
+ * while an owner runs handlers it checks every SN_UDP_HANDOFF_MS, and once
+ * an owner has been in its handlers that long, the standby takes its slot
+ * and receives, so a slow handler holds back the rest for at most that
+ * long. Such a take-over means the handlers are slow: slots are then
+ * relayed (each owner hands its slot to the standby as soon as its receive
+ * returns, the classic leader and followers) until a worker's handlers
+ * take less than the hand-off time. The standby sleeps without a deadline
+ * once every owner has waited in its receive for SN_UDP_IDLE_MS, so an
+ * idle server stays idle, and the first owner to receive wakes it. The
+ * other followers wait until the standby takes a slot, and one of them
+ * becomes the next standby.
  *
  * Workers are jobs of an sn_pool (max_threads = workers, no queue) that run
  * until the stop. The socket's descriptor is put in blocking mode for
@@ -23,7 +41,8 @@
  *   1. s->run.stop_mu  one stopper at a time (held through a whole stop);
  *   2. s->run.mu       the state (started, finished, closing) and the count
  *                      of sends in progress from threads other than the
- *                      workers.
+ *                      workers;
+ *   3. s->rx.mu        the receive slots (a leaf).
  * The pool's mutex is never taken under either (sn_pool_* is called
  * without s->run.mu). No lock is held across a receive, a send or a handler.
  */
@@ -43,6 +62,8 @@
 #define SN_UDP_BUFFER_MAX (16 * 1024 * 1024)
 #define SN_UDP_BATCH_LIMIT 64
 #define SN_UDP_BACKOFF_MS 10 /* after a failed receive */
+#define SN_UDP_HANDOFF_MS 1  /* an owner in its handlers this long loses the role */
+#define SN_UDP_IDLE_MS 50    /* an owner waiting this long: the standby sleeps */
 
 /* The counters of sn_udp_server_stats, as X(name). */
 #define UDP_COUNTERS(X) X(received) X(sent) X(errors) X(truncated) X(bytes_received) X(bytes_sent)
@@ -66,11 +87,45 @@ struct sn_udp_server {
     struct {
         UDP_COUNTERS(SN__COUNTER_FIELD)
     } n;
+
+    /* the receive slots (see the top of the file), under rx.mu */
+    struct {
+        pthread_mutex_t mu;
+        sn__cv standby_cv;     /* the standby waits here */
+        sn__cv follow_cv;      /* the other followers */
+        struct rx_rec *owners; /* the workers holding a slot */
+        int slots, nowners;    /* slots: at most one per CPU */
+        bool standby;          /* a follower is the standby */
+        bool standby_asleep;   /* it waits with no deadline */
+        bool relay;            /* handlers are slow: pass the slot on after each receive */
+    } rx;
+};
+
+/* A worker's part in the receive slots (under s->rx.mu). */
+struct rx_rec {
+    bool owner;          /* it holds a slot */
+    bool receiving;      /* in its receive, not its handlers */
+    int64_t since;       /* sn_now_ms: when that receive (or those handlers) began */
+    struct rx_rec *next; /* on s->rx.owners */
 };
 
 /* The server whose worker the calling thread is: a stop from a handler must
  * not wait for itself, and its replies need no gate. */
 static _Thread_local sn_udp_server *tl_server;
+
+/* Replies held while a worker handles a batch of several datagrams, sent
+ * together (sendmmsg) after its last handler: copies in an arena of
+ * SN_UDP_REPLY_ROOM bytes per datagram of the batch. */
+#define SN_UDP_REPLY_ROOM 2048
+struct replies {
+    bool on; /* a batch is being handled: replies wait */
+    int n;
+    sn_udp_msg msgs[SN_UDP_BATCH_LIMIT];
+    char *arena;
+    size_t used, cap;
+};
+static _Thread_local struct replies *tl_replies;
+static void replies_flush(sn_udp_server *s, struct replies *r);
 
 static void report(sn_udp_server *s, int err, const char *what)
 {
@@ -160,10 +215,126 @@ static void dispatch(sn_udp_server *s, struct wbufs *b, int i)
     s->cfg.handler(&d, s->cfg.user);
 }
 
-static void worker_loop(sn_udp_server *s, struct wbufs *b)
+static void owner_add(sn_udp_server *s, struct rx_rec *me)
 {
-    while (!sn__run_stopping(&s->run)) {
+    me->owner = true;
+    me->next = s->rx.owners;
+    s->rx.owners = me;
+    s->rx.nowners++;
+}
+
+static void owner_remove(sn_udp_server *s, struct rx_rec *me)
+{
+    for (struct rx_rec **p = &s->rx.owners; *p != NULL; p = &(*p)->next)
+        if (*p == me) {
+            *p = me->next;
+            me->owner = false;
+            s->rx.nowners--;
+            return;
+        }
+}
+
+/* The owner longest in its handlers, or NULL when every owner receives. */
+static struct rx_rec *longest_handling(const sn_udp_server *s)
+{
+    struct rx_rec *r = NULL;
+    for (struct rx_rec *o = s->rx.owners; o != NULL; o = o->next)
+        if (!o->receiving && (r == NULL || o->since < r->since))
+            r = o;
+    return r;
+}
+
+/* Whether every owner has waited in its receive for SN_UDP_IDLE_MS. */
+static bool owners_idle(const sn_udp_server *s, int64_t now)
+{
+    for (const struct rx_rec *o = s->rx.owners; o != NULL; o = o->next)
+        if (!o->receiving || now - o->since < SN_UDP_IDLE_MS)
+            return false;
+    return true;
+}
+
+/* Takes a receive slot for worker me (see the top of the file): at once if
+ * it kept one or one is free, else as a follower. False when the server
+ * stops. */
+static bool take_slot(sn_udp_server *s, struct rx_rec *me)
+{
+    bool standby = false;
+    sn__mutex_lock(&s->rx.mu);
+    for (;;) {
+        if (sn__run_stopping(&s->run))
+            break;
+        int64_t now = sn_now_ms();
+        struct rx_rec *slow = standby ? longest_handling(s) : NULL;
+        if (slow != NULL && now - slow->since < SN_UDP_HANDOFF_MS)
+            slow = NULL;
+        if (me->owner || s->rx.nowners < s->rx.slots || slow != NULL) {
+            if (slow != NULL) { /* it loses its slot to this one */
+                owner_remove(s, slow);
+                s->rx.relay = true;
+            }
+            if (!me->owner)
+                owner_add(s, me);
+            if (standby)
+                s->rx.standby = false;
+            if (!s->rx.standby) /* a follower becomes the next standby */
+                sn__cv_signal(&s->rx.follow_cv);
+            me->receiving = true;
+            me->since = now;
+            sn__mutex_unlock(&s->rx.mu);
+            return true;
+        }
+        if (!standby && !s->rx.standby)
+            s->rx.standby = standby = true;
+        struct rx_rec *h = longest_handling(s);
+        if (!standby) {
+            sn__cv_wait(&s->rx.follow_cv, &s->rx.mu, SN_DEADLINE_NEVER);
+        } else if (h == NULL && owners_idle(s, now)) {
+            s->rx.standby_asleep = true;
+            sn__cv_wait(&s->rx.standby_cv, &s->rx.mu, SN_DEADLINE_NEVER);
+            s->rx.standby_asleep = false;
+        } else {
+            sn__cv_wait(&s->rx.standby_cv, &s->rx.mu,
+                        (h != NULL ? h->since : now) + SN_UDP_HANDOFF_MS);
+        }
+    }
+    if (standby)
+        s->rx.standby = false;
+    sn__mutex_unlock(&s->rx.mu);
+    return false;
+}
+
+/* An owner's receive returned: its handlers begin. With the slots relayed
+ * its slot passes to the standby now; a standby asleep is woken to keep
+ * watch. */
+static void slot_received(sn_udp_server *s, struct rx_rec *me)
+{
+    sn__mutex_lock(&s->rx.mu);
+    if (me->owner) {
+        me->receiving = false;
+        me->since = sn_now_ms();
+        if (s->rx.relay)
+            owner_remove(s, me);
+        if (s->rx.relay || s->rx.standby_asleep)
+            sn__cv_signal(&s->rx.standby_cv);
+    }
+    sn__mutex_unlock(&s->rx.mu);
+}
+
+/* The handlers of one receive took `ms`: quick ones end a relay. */
+static void slot_handled(sn_udp_server *s, int64_t ms)
+{
+    if (ms >= SN_UDP_HANDOFF_MS)
+        return;
+    sn__mutex_lock(&s->rx.mu);
+    s->rx.relay = false;
+    sn__mutex_unlock(&s->rx.mu);
+}
+
+static void worker_loop(sn_udp_server *s, struct wbufs *b, struct rx_rec *me)
+{
+    while (take_slot(s, me)) {
         int k = receive(s, b);
+        slot_received(s, me);
         if (k == SN_EINTR)
             continue;
         if (k < 0) {
@@ -174,8 +345,14 @@ static void worker_loop(sn_udp_server *s, struct wbufs *b)
             poll(NULL, 0, SN_UDP_BACKOFF_MS); /* never spin on a persistent error */
             continue;
         }
+        int64_t t0 = sn_now_ms();
+        tl_replies->on = k > 1;
         for (int i = 0; i < k && !sn__run_stopping(&s->run); i++)
             dispatch(s, b, i);
+        tl_replies->on = false;
+        if (tl_replies->n > 0)
+            replies_flush(s, tl_replies);
+        slot_handled(s, sn_now_ms() - t0);
     }
 }
 
@@ -183,25 +360,36 @@ static void worker(void *arg)
 {
     sn_udp_server *s = arg;
     struct wbufs b;
-    size_t size = s->cfg.buffer_size;
-    if (wbufs_new(&b, s->cfg.batch, size) < 0) {
+    struct replies *r = sn__calloc(1, sizeof *r);
+    if (r == NULL || wbufs_new(&b, s->cfg.batch, s->cfg.buffer_size) < 0) {
+        sn__free(r);
         sn__counter_add(&s->n.errors, 1);
         report(s, SN_ENOMEM, "out of memory for a worker's buffers; worker not started");
         return;
     }
+    r->cap = (size_t)s->cfg.batch * SN_UDP_REPLY_ROOM;
     sn__mutex_lock(&s->run.mu);
     s->workers++;
     sn__mutex_unlock(&s->run.mu);
 
+    struct rx_rec me = {0};
     tl_server = s;
-    worker_loop(s, &b);
+    tl_replies = r;
+    worker_loop(s, &b, &me);
+    tl_replies = NULL;
     tl_server = NULL;
+    sn__mutex_lock(&s->rx.mu); /* a worker that ends leaves its slot free */
+    if (me.owner)
+        owner_remove(s, &me);
+    sn__mutex_unlock(&s->rx.mu);
 
     sn__mutex_lock(&s->run.mu);
     s->workers--;
     sn__cv_broadcast(&s->run.cond);
     sn__mutex_unlock(&s->run.mu);
     wbufs_free(&b);
+    sn__free(r->arena);
+    sn__free(r);
 }
 
 /* ---- configuration -------------------------------------------------------------- */
@@ -260,6 +448,10 @@ int sn_udp_server_new(sn_udp_server **out, const sn_udp_server_config *cfg)
     s->cfg = with_defaults(cfg);
     s->host = host;
     sn__run_init(&s->run);
+    sn__mutex_init(&s->rx.mu);
+    s->rx.slots = SN_MIN(s->cfg.workers, cpus());
+    sn__cv_init(&s->rx.standby_cv);
+    sn__cv_init(&s->rx.follow_cv);
     *out = s;
     return 0;
 }
@@ -316,6 +508,10 @@ static bool begin_stop(sn_udp_server *s)
     bool first = sn__run_begin_stop(&s->run);
     if (first && s->u != NULL && !s->closing)
         shutdown(sn_udp_fd(s->u), SHUT_RD); /* ENOTCONN, yet it wakes them */
+    sn__mutex_lock(&s->rx.mu);              /* and the followers */
+    sn__cv_broadcast(&s->rx.standby_cv);
+    sn__cv_broadcast(&s->rx.follow_cv);
+    sn__mutex_unlock(&s->rx.mu);
     sn__mutex_unlock(&s->run.mu);
     return first;
 }
@@ -388,6 +584,9 @@ void sn_udp_server_free(sn_udp_server *s)
     sn_udp_free(s->u);
     sn__free(s->host);
     sn__run_destroy(&s->run);
+    sn__cv_destroy(&s->rx.standby_cv);
+    sn__cv_destroy(&s->rx.follow_cv);
+    pthread_mutex_destroy(&s->rx.mu);
     sn__free(s);
 }
 
@@ -396,9 +595,59 @@ void sn_udp_server_free(sn_udp_server *s)
 /* Sends from the server's socket. A worker sends straight away (the socket
  * outlives the workers); any other thread passes the gate that keeps the
  * socket open until its send returns. */
+/* Sends the held replies. One that fails is counted and reported; the
+ * ones after it still go. */
+static void replies_flush(sn_udp_server *s, struct replies *r)
+{
+    int done = 0;
+    while (done < r->n) {
+        int k = sn_udp_send_batch(s->u, r->msgs + done, r->n - done, SN_DEADLINE_DEFAULT);
+        int sent = k > 0 ? k : 0;
+        for (int i = done; i < done + sent; i++) {
+            sn__counter_add(&s->n.sent, 1);
+            sn__counter_add(&s->n.bytes_sent, r->msgs[i].len);
+        }
+        done += sent;
+        if (done < r->n) { /* msgs[done] failed: drop it, said */
+            int err = k < 0 ? k
+                            : sn_udp_send_to(s->u, r->msgs[done].buf, r->msgs[done].len,
+                                             &r->msgs[done].addr, SN_DEADLINE_DEFAULT);
+            if (err >= 0) { /* it went this time */
+                sn__counter_add(&s->n.sent, 1);
+                sn__counter_add(&s->n.bytes_sent, (uint64_t)err);
+            } else {
+                sn__counter_add(&s->n.errors, 1);
+                report(s, err, "a reply held for the batch could not be sent; dropped");
+            }
+            done++;
+        }
+    }
+    r->n = 0;
+    r->used = 0;
+}
+
+/* Holds a reply of the batch being handled: true when it was taken. */
+static bool reply_hold(struct replies *r, const void *buf, size_t len, const sn_addr *to)
+{
+    if (r->n == SN_UDP_BATCH_LIMIT || r->used + len > r->cap)
+        return false;
+    if (r->arena == NULL && (r->arena = sn__malloc(r->cap)) == NULL)
+        return false;
+    memcpy(r->arena + r->used, buf, len);
+    r->msgs[r->n++] = (sn_udp_msg){.buf = r->arena + r->used, .len = len, .addr = *to};
+    r->used += len;
+    return true;
+}
+
 static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const sn_addr *to)
 {
     bool outside = tl_server != s;
+    struct replies *r = outside ? NULL : tl_replies;
+    if (r != NULL && r->on) {
+        if (len <= SN_UDP_REPLY_ROOM && reply_hold(r, buf, len, to))
+            return (ssize_t)len;
+        replies_flush(s, r); /* in order: what was held goes first */
+    }
     if (outside) {
         sn__mutex_lock(&s->run.mu);
         bool ok = s->run.started && !s->closing;

@@ -12,8 +12,10 @@
  * (sn_test_skip: the test is reported as skipped, not passed).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -897,6 +899,7 @@ static void test_bad_input(void)
 
 struct app {
     atomic_int handled;
+    atomic_int busy, busy_max; /* "slow" handlers running, the most at once */
     atomic_int errors;
     atomic_int last_err;
     atomic_int truncated_seen;
@@ -938,6 +941,12 @@ static void on_dgram(const sn_udp_dgram *d, void *user)
         a->released = true;
         sn__cond_broadcast(&a->cond);
         sn__mutex_unlock(&a->mu);
+    } else if (d->len == 4 && memcmp(d->data, "slow", 4) == 0) {
+        int now = atomic_fetch_add(&a->busy, 1) + 1, max = atomic_load(&a->busy_max);
+        while (now > max && !atomic_compare_exchange_weak(&a->busy_max, &max, now))
+            ;
+        poll(NULL, 0, 100); /* a handler that blocks its worker */
+        atomic_fetch_sub(&a->busy, 1);
     } else if (d->len == 4 && memcmp(d->data, "stop", 4) == 0) {
         atomic_fetch_add(&a->stop_requests, 1);
         sn_udp_server_stop(d->server);
@@ -1089,6 +1098,77 @@ static void test_server_workers_in_parallel(void)
     app_destroy(&a);
 }
 
+/* Handlers that block: the receive role passes on, and every worker runs
+ * one at once (one receiving at a time must not mean one handling). */
+static void test_server_slow_handlers_spread(void)
+{
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 4, 0, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    char buf[16];
+    for (int i = 0; i < 8; i++)
+        SN_ASSERT_RC(sn_udp_send(c, "slow", 4, 0), 4);
+    int back = 0;
+    for (int i = 0; i < 8; i++)
+        back += sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000)) == 4;
+    CU_ASSERT_EQUAL(back, 8);
+    CU_ASSERT_EQUAL(atomic_load(&a.busy_max), 4);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+}
+
+/* The context switches all threads of this process have made. */
+static long long ctxt_switches(void)
+{
+    long long sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char path[64], line[128];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/status", e->d_name);
+        FILE *f = e->d_name[0] == '.' ? NULL : fopen(path, "r");
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            long long n;
+            if (sscanf(line, "voluntary_ctxt_switches: %lld", &n) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %lld", &n) == 1)
+                sum += n;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    if (d != NULL)
+        closedir(d);
+    return sum;
+}
+
+/* An idle server's workers sleep: after a datagram, once the owner of the
+ * receive role has waited SN_UDP_IDLE_MS, nobody wakes until the next one
+ * (a standby watching every millisecond would wake about 300 times). */
+static void test_server_idle_stays_idle(void)
+{
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 4, 0, 0);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    char buf[16];
+    SN_ASSERT_RC(sn_udp_send(c, "ping", 4, 0), 4);
+    SN_ASSERT_RC(sn_udp_recv(c, buf, sizeof buf, NULL, sn_deadline_in(5000)), 4);
+    poll(NULL, 0, 200);
+    long long before = ctxt_switches();
+    poll(NULL, 0, 300);
+    long long woke = ctxt_switches() - before;
+    CU_ASSERT(woke < 30); /* this thread's own sleep, /proc reads; not the workers */
+    if (woke >= 30)
+        fprintf(stderr, "idle server: %lld context switches in 300 ms\n", woke);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+}
+
 static void test_server_stop_wakes_idle_workers(void)
 {
     struct app a;
@@ -1200,6 +1280,44 @@ static void test_server_batch(void)
     }
     for (int i = 0; i < N; i++)
         CU_ASSERT_EQUAL(seen[i], 1);
+    /* the replies held for each batch were all sent, and counted */
+    sn_udp_server_stats st;
+    sn_udp_server_stats_get(s, &st);
+    CU_ASSERT_EQUAL(st.sent, N);
+    CU_ASSERT_EQUAL(st.bytes_sent, N * sizeof out[0]);
+    CU_ASSERT_EQUAL(st.errors, 0);
+    sn_udp_free(c);
+    sn_udp_server_free(s);
+    app_destroy(&a);
+}
+
+/* One worker with batches: the replies it holds for a batch go out in the
+ * order the handler made them, a reply too large to hold included (what
+ * was held goes first). */
+static void test_server_batch_reply_order(void)
+{
+    struct app a;
+    app_init(&a);
+    sn_udp_server *s = start_server(&a, 1, 16, 8192);
+    CU_ASSERT_FATAL(s != NULL);
+    sn_udp *c = client_of(s);
+    SN_ASSERT_RC(sn_udp_set_option(c, SN_UDP_OPT_RCVBUF, 1 << 20), 0);
+    enum { N = 40 };
+    static char out[N][5000], in[N][5000];
+    static sn_udp_msg sm[N], rm[N];
+    for (int i = 0; i < N; i++) {
+        size_t len = i % 7 == 3 ? 4000 : 16; /* some larger than a held reply may be */
+        memset(out[i], 'a' + i % 26, len);
+        memcpy(out[i], &i, sizeof i);
+        sm[i] = (sn_udp_msg){.buf = out[i], .len = len};
+        rm[i] = (sn_udp_msg){.buf = in[i], .cap = sizeof in[i]};
+    }
+    SN_ASSERT_RC(sn_udp_send_batch(c, sm, N, 0), N);
+    SN_ASSERT_RC(recv_all(c, rm, N), N);
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(rm[i].len, sm[i].len);
+        CU_ASSERT(memcmp(in[i], out[i], sm[i].len) == 0);
+    }
     sn_udp_free(c);
     sn_udp_server_free(s);
     app_destroy(&a);
@@ -1387,10 +1505,13 @@ static CU_TestInfo tests[] = {
     {"bad input gives clear errors", test_bad_input},
     {"server: echo with 4 workers and 3 clients", test_server_echo},
     {"server: workers handle datagrams in parallel", test_server_workers_in_parallel},
+    {"server: blocking handlers run on every worker at once", test_server_slow_handlers_spread},
+    {"server: an idle server's workers sleep", test_server_idle_stays_idle},
     {"server: stop wakes idle workers at once", test_server_stop_wakes_idle_workers},
     {"server: stop from a handler", test_server_stop_from_handler},
     {"server: truncated datagrams dropped or flagged", test_server_truncated},
     {"server: batch receive", test_server_batch},
+    {"server: batch replies keep their order", test_server_batch_reply_order},
     {"server: IPv6 and send_to from the owner", test_server_send_to_and_ipv6},
     {"server: configuration and start errors", test_server_config},
     {"server: one worker per CPU by default", test_server_default_workers},

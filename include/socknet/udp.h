@@ -318,19 +318,33 @@ SN_API int sn_udp_cancel(sn_udp *u);
 SN_API void sn_udp_free(sn_udp *u);
 
 /*
- * The datagram server: one bound socket, `workers` threads each receiving
- * datagrams from it (the kernel hands each datagram to one of them) and
- * calling the handler with it, the sender's address and a way to reply:
+ * The datagram server: one bound socket, `workers` threads receiving
+ * datagrams from it and calling the handler with each, the sender's
+ * address and a way to reply:
  *
  *     static void echo(const sn_udp_dgram *d, void *user) {
  *         sn_udp_reply(d, d->data, d->len);
  *     }
  *     sn_udp_server_config cfg = { .host = "127.0.0.1", .port = 9000, .handler = echo };
  *
+ * Workers take turns: at most one per CPU receives at a time, and it
+ * handles what it received before it receives again, so that a datagram
+ * finds a worker awake rather than waking one that sleeps (with every
+ * worker blocked in a receive of its own, each datagram cost a thread
+ * switch). When a worker has been in a handler for 1 ms, another worker
+ * takes its turn, and while handlers keep taking that long every worker
+ * that is free receives: handlers that block (a lookup, a file) still run
+ * on all the workers at once. An idle server's workers all sleep.
+ *
  * Datagrams larger than buffer_size are dropped and counted (truncated)
  * unless deliver_truncated is SN_ON. With batch > 1 each worker takes up
  * to `batch` queued datagrams per system call (recvmmsg) and handles them
- * in order.
+ * in order; the replies (sn_udp_reply, sn_udp_server_send_to) its handlers
+ * make while it handles more than one are held, up to 2,048 bytes each,
+ * and sent together (sendmmsg) in their order after the last handler of
+ * the batch. Such a reply returns its length at once; one that then
+ * fails is counted in errors and reported to on_error. A larger reply
+ * sends what is held, then itself, at once.
  *
  * Stopping (sn_udp_server_stop, from any thread, a handler included): the
  * socket stops receiving (shutdown), which wakes every worker blocked in a
@@ -375,8 +389,9 @@ typedef struct sn_udp_server_config {
     sn_udp_handler handler; /* required */
     void *user;             /* passed to the handler and on_error */
 
-    int workers;           /* receiving threads; 0 = the number of CPUs;
-                              at most 1024 */
+    int workers;           /* worker threads, taking turns to receive (at
+                              most one per CPU at a time); 0 = the number
+                              of CPUs; at most 1024 */
     size_t buffer_size;    /* bytes per datagram buffer; 0 = 65536 (any
                               IPv4 or IPv6 datagram fits); at most 16 MiB */
     int batch;             /* datagrams per receive call (recvmmsg); 0 = 1;
@@ -411,7 +426,10 @@ SN_API int sn_udp_server_port(sn_udp_server *s);
 /* Replies to the sender of d: one datagram from the server's socket.
  * Returns len, or an error as sn_udp_send_to (the write timeout bounds a
  * wait for room); SN_EINVAL for NULL d. Counted in the stats (sent or
- * errors). Valid during the handler call (copy d->from and use
+ * errors). While the worker handles a batch of several datagrams the
+ * reply is held and sent with the batch's others (see batch above): len
+ * comes back at once, and a failure later is counted and reported to
+ * on_error. Valid during the handler call (copy d->from and use
  * sn_udp_server_send_to to answer later). */
 SN_API ssize_t sn_udp_reply(const sn_udp_dgram *d, const void *buf, size_t len);
 
