@@ -5,21 +5,22 @@
  * batches). The worker that receives a datagram runs the handler for it,
  * whose replies go out from the same socket: no hand-off between threads.
  *
- * The receive slots: at most one worker per CPU receives at a time (an
- * owner of a slot), and it keeps its slot while it runs the handlers of
+ * The receive slots, with more workers than CPUs (else every worker simply
+ * receives): at most one worker per CPU receives at a time (an owner of a
+ * slot), and it keeps its slot while it runs the handlers of
  * what it received, so that the next datagram waits for a worker that is
  * awake instead of waking one that sleeps. With every worker blocked in a
  * receive of its own, the kernel woke a sleeping one per datagram: a
  * context switch each, and with 64 workers 0.75 of a single blocking
  * loop's rate (bench/RESULTS.md, issue 20). One follower is the standby:
- * while an owner runs handlers it checks every SN_UDP_HANDOFF_MS, and once
+ * while an owner runs handlers it checks every SN_UDP_HANDOFF_NS, and once
  * an owner has been in its handlers that long, the standby takes its slot
  * and receives, so a slow handler holds back the rest for at most that
  * long. Such a take-over means the handlers are slow: slots are then
  * relayed (each owner hands its slot to the standby as soon as its receive
  * returns, the classic leader and followers) until a worker's handlers
  * take less than the hand-off time. The standby sleeps without a deadline
- * once every owner has waited in its receive for SN_UDP_IDLE_MS, so an
+ * once every owner has waited in its receive for SN_UDP_IDLE_NS, so an
  * idle server stays idle, and the first owner to receive wakes it. The
  * other followers wait until the standby takes a slot, and one of them
  * becomes the next standby.
@@ -43,7 +44,7 @@
  *                      of sends in progress from threads other than the
  *                      workers;
  *   3. s->rx.mu        the receive slots (a leaf).
- * The pool's mutex is never taken under either (sn_pool_* is called
+ * The pool's mutex is never taken under any of them (sn_pool_* is called
  * without s->run.mu). No lock is held across a receive, a send or a handler.
  */
 #include <pthread.h>
@@ -61,9 +62,9 @@
 #define SN_UDP_BUFFER_DEFAULT 65536
 #define SN_UDP_BUFFER_MAX (16 * 1024 * 1024)
 #define SN_UDP_BATCH_LIMIT 64
-#define SN_UDP_BACKOFF_MS 10 /* after a failed receive */
-#define SN_UDP_HANDOFF_MS 1  /* an owner in its handlers this long loses the role */
-#define SN_UDP_IDLE_MS 50    /* an owner waiting this long: the standby sleeps */
+#define SN_UDP_BACKOFF_MS 10        /* after a failed receive */
+#define SN_UDP_HANDOFF_NS 1000000LL /* an owner in its handlers this long loses its slot */
+#define SN_UDP_IDLE_NS 50000000LL   /* owners waiting this long: the standby sleeps */
 
 /* The counters of sn_udp_server_stats, as X(name). */
 #define UDP_COUNTERS(X) X(received) X(sent) X(errors) X(truncated) X(bytes_received) X(bytes_sent)
@@ -97,15 +98,24 @@ struct sn_udp_server {
         int slots, nowners;    /* slots: at most one per CPU */
         bool standby;          /* a follower is the standby */
         bool standby_asleep;   /* it waits with no deadline */
-        bool relay;            /* handlers are slow: pass the slot on after each receive */
+        atomic_bool relay;     /* handlers are slow: pass the slot on after each
+                                  receive (written under mu, peeked without) */
     } rx;
 };
+
+/* The monotonic clock in ns (sn_now_ms's clock, finer). */
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* A worker's part in the receive slots (under s->rx.mu). */
 struct rx_rec {
     bool owner;          /* it holds a slot */
     bool receiving;      /* in its receive, not its handlers */
-    int64_t since;       /* sn_now_ms: when that receive (or those handlers) began */
+    int64_t since;       /* now_ns: when that receive (or those handlers) began */
     struct rx_rec *next; /* on s->rx.owners */
 };
 
@@ -244,11 +254,11 @@ static struct rx_rec *longest_handling(const sn_udp_server *s)
     return r;
 }
 
-/* Whether every owner has waited in its receive for SN_UDP_IDLE_MS. */
+/* Whether every owner has waited in its receive for SN_UDP_IDLE_NS. */
 static bool owners_idle(const sn_udp_server *s, int64_t now)
 {
     for (const struct rx_rec *o = s->rx.owners; o != NULL; o = o->next)
-        if (!o->receiving || now - o->since < SN_UDP_IDLE_MS)
+        if (!o->receiving || now - o->since < SN_UDP_IDLE_NS)
             return false;
     return true;
 }
@@ -263,9 +273,9 @@ static bool take_slot(sn_udp_server *s, struct rx_rec *me)
     for (;;) {
         if (sn__run_stopping(&s->run))
             break;
-        int64_t now = sn_now_ms();
+        int64_t now = now_ns();
         struct rx_rec *slow = standby ? longest_handling(s) : NULL;
-        if (slow != NULL && now - slow->since < SN_UDP_HANDOFF_MS)
+        if (slow != NULL && now - slow->since < SN_UDP_HANDOFF_NS)
             slow = NULL;
         if (me->owner || s->rx.nowners < s->rx.slots || slow != NULL) {
             if (slow != NULL) { /* it loses its slot to this one */
@@ -293,8 +303,9 @@ static bool take_slot(sn_udp_server *s, struct rx_rec *me)
             sn__cv_wait(&s->rx.standby_cv, &s->rx.mu, SN_DEADLINE_NEVER);
             s->rx.standby_asleep = false;
         } else {
-            sn__cv_wait(&s->rx.standby_cv, &s->rx.mu,
-                        (h != NULL ? h->since : now) + SN_UDP_HANDOFF_MS);
+            /* in ms, rounded up: it never wakes early for the take-over */
+            int64_t at = (h != NULL ? h->since : now) + SN_UDP_HANDOFF_NS;
+            sn__cv_wait(&s->rx.standby_cv, &s->rx.mu, at / 1000000 + 1);
         }
     }
     if (standby)
@@ -311,7 +322,7 @@ static void slot_received(sn_udp_server *s, struct rx_rec *me)
     sn__mutex_lock(&s->rx.mu);
     if (me->owner) {
         me->receiving = false;
-        me->since = sn_now_ms();
+        me->since = now_ns();
         if (s->rx.relay)
             owner_remove(s, me);
         if (s->rx.relay || s->rx.standby_asleep)
@@ -320,21 +331,37 @@ static void slot_received(sn_udp_server *s, struct rx_rec *me)
     sn__mutex_unlock(&s->rx.mu);
 }
 
-/* The handlers of one receive took `ms`: quick ones end a relay. */
-static void slot_handled(sn_udp_server *s, int64_t ms)
+/* The handlers of one receive took `ns`: quick ones end a relay. */
+static void slot_handled(sn_udp_server *s, int64_t ns)
 {
-    if (ms >= SN_UDP_HANDOFF_MS)
+    if (ns >= SN_UDP_HANDOFF_NS || !atomic_load_explicit(&s->rx.relay, memory_order_relaxed))
         return;
     sn__mutex_lock(&s->rx.mu);
     s->rx.relay = false;
     sn__mutex_unlock(&s->rx.mu);
 }
 
+/* Gives up a slot, not for a slow handler: after a failed receive, so that
+ * another worker receives while this one backs off. */
+static void slot_leave(sn_udp_server *s, struct rx_rec *me)
+{
+    sn__mutex_lock(&s->rx.mu);
+    if (me->owner) {
+        owner_remove(s, me);
+        sn__cv_signal(&s->rx.standby_cv);
+    }
+    sn__mutex_unlock(&s->rx.mu);
+}
+
+/* Slots are taken only with more workers than slots: with a worker per
+ * slot (the default, one per CPU) every worker simply receives. */
 static void worker_loop(sn_udp_server *s, struct wbufs *b, struct rx_rec *me)
 {
-    while (take_slot(s, me)) {
+    bool slotted = s->cfg.workers > s->rx.slots;
+    while (slotted ? take_slot(s, me) : !sn__run_stopping(&s->run)) {
         int k = receive(s, b);
-        slot_received(s, me);
+        if (slotted)
+            slot_received(s, me);
         if (k == SN_EINTR)
             continue;
         if (k < 0) {
@@ -342,17 +369,20 @@ static void worker_loop(sn_udp_server *s, struct wbufs *b, struct rx_rec *me)
                 break;
             sn__counter_add(&s->n.errors, 1);
             report(s, k, "receive failed");
+            if (slotted)
+                slot_leave(s, me);
             poll(NULL, 0, SN_UDP_BACKOFF_MS); /* never spin on a persistent error */
             continue;
         }
-        int64_t t0 = sn_now_ms();
+        int64_t t0 = slotted ? now_ns() : 0;
         tl_replies->on = k > 1;
         for (int i = 0; i < k && !sn__run_stopping(&s->run); i++)
             dispatch(s, b, i);
         tl_replies->on = false;
         if (tl_replies->n > 0)
             replies_flush(s, tl_replies);
-        slot_handled(s, sn_now_ms() - t0);
+        if (slotted)
+            slot_handled(s, now_ns() - t0);
     }
 }
 
@@ -551,6 +581,7 @@ int sn_udp_server_start(sn_udp_server *s)
     s->pool = NULL;
     s->u = NULL;
     s->closing = false;
+    atomic_store(&s->rx.relay, false);
     if (ours)
         atomic_store(&s->run.stopping, false);
     sn__mutex_unlock(&s->run.mu);
@@ -592,13 +623,12 @@ void sn_udp_server_free(sn_udp_server *s)
 
 /* ---- sending ------------------------------------------------------------------------- */
 
-/* Sends from the server's socket. A worker sends straight away (the socket
- * outlives the workers); any other thread passes the gate that keeps the
- * socket open until its send returns. */
 /* Sends the held replies. One that fails is counted and reported; the
  * ones after it still go. */
 static void replies_flush(sn_udp_server *s, struct replies *r)
 {
+    bool on = r->on;
+    r->on = false; /* on_error may send: that goes straight out */
     int done = 0;
     while (done < r->n) {
         int k = sn_udp_send_batch(s->u, r->msgs + done, r->n - done, SN_DEADLINE_DEFAULT);
@@ -624,13 +654,14 @@ static void replies_flush(sn_udp_server *s, struct replies *r)
     }
     r->n = 0;
     r->used = 0;
+    r->on = on;
 }
 
 /* Holds a reply of the batch being handled: true when it was taken. */
 static bool reply_hold(struct replies *r, const void *buf, size_t len, const sn_addr *to)
 {
-    if (r->n == SN_UDP_BATCH_LIMIT || r->used + len > r->cap)
-        return false;
+    if (r->n == SN_UDP_BATCH_LIMIT || r->used + len > r->cap || (buf == NULL && len > 0))
+        return false; /* the last: sn_udp_send_to says SN_EINVAL */
     if (r->arena == NULL && (r->arena = sn__malloc(r->cap)) == NULL)
         return false;
     memcpy(r->arena + r->used, buf, len);
@@ -639,6 +670,10 @@ static bool reply_hold(struct replies *r, const void *buf, size_t len, const sn_
     return true;
 }
 
+/* Sends from the server's socket. A worker sends straight away (the socket
+ * outlives the workers), or holds the reply while it handles a batch; any
+ * other thread passes the gate that keeps the socket open until its send
+ * returns. */
 static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const sn_addr *to)
 {
     bool outside = tl_server != s;

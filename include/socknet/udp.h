@@ -327,14 +327,16 @@ SN_API void sn_udp_free(sn_udp *u);
  *     }
  *     sn_udp_server_config cfg = { .host = "127.0.0.1", .port = 9000, .handler = echo };
  *
- * Workers take turns: at most one per CPU receives at a time, and it
- * handles what it received before it receives again, so that a datagram
- * finds a worker awake rather than waking one that sleeps (with every
- * worker blocked in a receive of its own, each datagram cost a thread
- * switch). When a worker has been in a handler for 1 ms, another worker
- * takes its turn, and while handlers keep taking that long every worker
- * that is free receives: handlers that block (a lookup, a file) still run
- * on all the workers at once. An idle server's workers all sleep.
+ * With more workers than CPUs, workers take turns: at most one per CPU
+ * receives at a time, and it handles what it received before it receives
+ * again, so that a datagram finds a worker awake rather than waking one
+ * that sleeps (with every worker blocked in a receive of its own, each
+ * datagram cost a thread switch). When a worker has been in its handlers
+ * for 1 ms, another takes its turn; while handlers keep taking that long,
+ * each worker gives its turn up as soon as it has received, so handlers
+ * that block (a lookup, a file) still run on all the workers at once. An
+ * idle server's workers all sleep. With a worker per CPU (the default)
+ * every worker receives.
  *
  * Datagrams larger than buffer_size are dropped and counted (truncated)
  * unless deliver_truncated is SN_ON. With batch > 1 each worker takes up
@@ -344,7 +346,9 @@ SN_API void sn_udp_free(sn_udp *u);
  * and sent together (sendmmsg) in their order after the last handler of
  * the batch. Such a reply returns its length at once; one that then
  * fails is counted in errors and reported to on_error. A larger reply
- * sends what is held, then itself, at once.
+ * sends what is held, then itself, at once. So a handler that replies and
+ * then waits for the peer's answer should not run with batch > 1: its
+ * reply leaves only when the batch's handlers are done.
  *
  * Stopping (sn_udp_server_stop, from any thread, a handler included): the
  * socket stops receiving (shutdown), which wakes every worker blocked in a
@@ -384,7 +388,8 @@ typedef struct sn_udp_server_config {
     int port;           /* 0 = the kernel picks */
     int v6only;         /* IPv6 hosts: SN_ON (default) / SN_OFF */
     sn_udp_options opt; /* for the socket (timeouts: the write timeout
-                           bounds replies) */
+                           bounds each reply, and each reply of a
+                           batch's sending) */
 
     sn_udp_handler handler; /* required */
     void *user;             /* passed to the handler and on_error */
@@ -401,8 +406,9 @@ typedef struct sn_udp_server_config {
                               (d->truncated set); SN_OFF (default): drop them */
 
     /* What the server absorbed, with a short static description, on the
-     * worker that met it: a failed receive (the worker backs off 10 ms)
-     * or a dropped truncated datagram (err SN_ETRUNCATED). May be NULL. */
+     * worker that met it: a failed receive (the worker backs off 10 ms),
+     * a dropped truncated datagram (err SN_ETRUNCATED), or a reply held
+     * for a batch that could not be sent (its error). May be NULL. */
     void (*on_error)(sn_udp_server *s, int err, const char *what, void *user);
 } sn_udp_server_config;
 
@@ -435,7 +441,8 @@ SN_API ssize_t sn_udp_reply(const sn_udp_dgram *d, const void *buf, size_t len);
 
 /* Sends one datagram from the server's socket to any address, from any
  * thread. Returns len, or an error as sn_udp_send_to; SN_EBADSTATE when
- * not running (not started, or stopped). */
+ * not running (not started, or stopped). From a handler while its worker
+ * handles a batch, it is held as sn_udp_reply's replies are. */
 SN_API ssize_t sn_udp_server_send_to(sn_udp_server *s, const void *buf, size_t len,
                                      const sn_addr *to);
 
