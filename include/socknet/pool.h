@@ -60,8 +60,8 @@ typedef struct sn_pool_config {
      * thread for good. A job submitted from outside goes to the
      * least busy thread; one submitted from a job starts on the job's own
      * thread unless that has more jobs than the least busy one by 2 plus
-     * an eighth of that one's. A fiber thread that has run 0.5 ms without
-     * sleeping yields its CPU (sched_yield) to whatever else waits for it,
+     * an eighth of that one's. A fiber thread that runs fibers yields its
+     * CPU (sched_yield) every 0.5 ms to whatever else waits for it,
      * so that another process, or a client on the same machine, does not
      * wait for the kernel's tick (4 ms at HZ=250); with nothing waiting it
      * goes on at once. min_threads, idle_ms and on_thread_error do not

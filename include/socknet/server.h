@@ -151,8 +151,8 @@ typedef struct sn_server_config {
      * The new connection's fiber starts on that thread, with no hand-over,
      * unless it is busier than the least busy one by more than 2
      * connections plus an eighth of that one's; then it goes to that one.
-     * A fiber thread that has run 0.5 ms without sleeping yields its CPU
-     * to whatever else waits for it (see sn_pool_config.fibers).
+     * A fiber thread that runs fibers yields its CPU every 0.5 ms to
+     * whatever else waits for it (see sn_pool_config.fibers).
      * `acceptors` does not apply. sn_sleep_ms
      * and sn_yield (common.h) sleep or yield the fiber only; a lock held
      * across a socknet call that waits must be an sn_mutex (common.h), as
