@@ -83,7 +83,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 #include "sn_ctx.h"
 #include "sn_fiber.h"
@@ -204,7 +203,7 @@ struct sn_sched {
      * NULL; disp_quit tells it to end (nothing else is left to run) */
     sn_fiber *disp_idle;
     bool disp_quit;
-    uint64_t yielded; /* ns: the last sched_yield (share_cpu) */
+    int64_t yielded; /* sn__now_ns: the last sched_yield (share_cpu) */
 };
 
 static _Thread_local sn_sched *tl_sched;
@@ -973,28 +972,20 @@ static void prefetch_stack(const sn_fiber *f)
         __builtin_prefetch(sp + off, 1);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Yields the CPU to whoever waits for it once a slice has passed since
  * the last yield (see the top of the file). */
 static void share_cpu(sn_sched *s)
 {
-    uint64_t now = mono_ns();
-    if (now - s->yielded < SN_SCHED_SLICE_NS)
+    if (sn__now_ns() - s->yielded < SN_SCHED_SLICE_NS)
         return;
     sched_yield();
-    s->yielded = mono_ns();
+    s->yielded = sn__now_ns();
 }
 
 void sn__sched_run(sn_sched *s)
 {
     struct epoll_event evs[SN_FIBER_EVENTS];
-    s->yielded = mono_ns();
+    s->yielded = sn__now_ns();
     while (s->live > 0 || s->hold) {
         sn_fiber *f;
         while ((f = take_ready(s)) != NULL) {

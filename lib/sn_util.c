@@ -167,11 +167,16 @@ void sn__cond_broadcast(pthread_cond_t *c)
 
 /* ---- clocks and deadlines ------------------------------------------------- */
 
-int64_t sn_now_ms(void)
+int64_t sn__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t sn_now_ms(void)
+{
+    return sn__now_ns() / 1000000;
 }
 
 sn_deadline sn_deadline_in(int64_t timeout_ms)

@@ -46,6 +46,8 @@ void sn__cond_signal(pthread_cond_t *c);
 void sn__cond_broadcast(pthread_cond_t *c);
 
 /* ---- deadlines ---------------------------------------------------------- */
+/* The monotonic clock of sn_now_ms, in nanoseconds. */
+int64_t sn__now_ns(void);
 /* Turns a caller's deadline into an absolute one: SN_DEADLINE_DEFAULT
  * becomes now + default_ms (default_ms < 0: never). */
 int64_t sn__deadline_abs(sn_deadline dl, int default_ms);
