@@ -1112,9 +1112,7 @@ bool sn__conn_drained(const sn_conn *c)
 
 bool sn__conn_input_ended(const sn_conn *c)
 {
-    int err = read_err(c);
-    return (err == SN_EOF || err == SN_ECONNRESET) && c->rpos == c->rlen &&
-           c->t->vt->pending(c->t) == 0;
+    return peer_gone(read_err(c)) && rbuffered(c) == 0 && c->t->vt->pending(c->t) == 0;
 }
 
 void sn__conn_readable(sn_conn *c)
