@@ -103,19 +103,11 @@ struct sn_udp_server {
     } rx;
 };
 
-/* The monotonic clock in ns (sn_now_ms's clock, finer). */
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A worker's part in the receive slots (under s->rx.mu). */
 struct rx_rec {
     bool owner;          /* it holds a slot */
     bool receiving;      /* in its receive, not its handlers */
-    int64_t since;       /* now_ns: when that receive (or those handlers) began */
+    int64_t since;       /* sn__now_ns: when that receive (or those handlers) began */
     struct rx_rec *next; /* on s->rx.owners */
 };
 
@@ -125,7 +117,8 @@ static _Thread_local sn_udp_server *tl_server;
 
 /* Replies held while a worker handles a batch of several datagrams, sent
  * together (sendmmsg) after its last handler: copies in an arena of
- * SN_UDP_REPLY_ROOM bytes per datagram of the batch. */
+ * SN_UDP_REPLY_ROOM bytes per datagram of the batch (a worker without
+ * batches has none). */
 #define SN_UDP_REPLY_ROOM 2048
 struct replies {
     bool on; /* a batch is being handled: replies wait */
@@ -273,7 +266,7 @@ static bool take_slot(sn_udp_server *s, struct rx_rec *me)
     for (;;) {
         if (sn__run_stopping(&s->run))
             break;
-        int64_t now = now_ns();
+        int64_t now = sn__now_ns();
         struct rx_rec *slow = standby ? longest_handling(s) : NULL;
         if (slow != NULL && now - slow->since < SN_UDP_HANDOFF_NS)
             slow = NULL;
@@ -322,7 +315,7 @@ static void slot_received(sn_udp_server *s, struct rx_rec *me)
     sn__mutex_lock(&s->rx.mu);
     if (me->owner) {
         me->receiving = false;
-        me->since = now_ns();
+        me->since = sn__now_ns();
         if (s->rx.relay)
             owner_remove(s, me);
         if (s->rx.relay || s->rx.standby_asleep)
@@ -374,15 +367,19 @@ static void worker_loop(sn_udp_server *s, struct wbufs *b, struct rx_rec *me)
             poll(NULL, 0, SN_UDP_BACKOFF_MS); /* never spin on a persistent error */
             continue;
         }
-        int64_t t0 = slotted ? now_ns() : 0;
-        tl_replies->on = k > 1;
+        int64_t t0 = slotted ? sn__now_ns() : 0;
+        struct replies *r = tl_replies; /* NULL without batches */
+        if (r != NULL)
+            r->on = k > 1;
         for (int i = 0; i < k && !sn__run_stopping(&s->run); i++)
             dispatch(s, b, i);
-        tl_replies->on = false;
-        if (tl_replies->n > 0)
-            replies_flush(s, tl_replies);
+        if (r != NULL) {
+            r->on = false;
+            if (r->n > 0)
+                replies_flush(s, r);
+        }
         if (slotted)
-            slot_handled(s, now_ns() - t0);
+            slot_handled(s, sn__now_ns() - t0);
     }
 }
 
@@ -390,14 +387,16 @@ static void worker(void *arg)
 {
     sn_udp_server *s = arg;
     struct wbufs b;
-    struct replies *r = sn__calloc(1, sizeof *r);
-    if (r == NULL || wbufs_new(&b, s->cfg.batch, s->cfg.buffer_size) < 0) {
+    struct replies *r = NULL; /* only batches hold replies */
+    if ((s->cfg.batch > 1 && (r = sn__calloc(1, sizeof *r)) == NULL) ||
+        wbufs_new(&b, s->cfg.batch, s->cfg.buffer_size) < 0) {
         sn__free(r);
         sn__counter_add(&s->n.errors, 1);
         report(s, SN_ENOMEM, "out of memory for a worker's buffers; worker not started");
         return;
     }
-    r->cap = (size_t)s->cfg.batch * SN_UDP_REPLY_ROOM;
+    if (r != NULL)
+        r->cap = (size_t)s->cfg.batch * SN_UDP_REPLY_ROOM;
     sn__mutex_lock(&s->run.mu);
     s->workers++;
     sn__mutex_unlock(&s->run.mu);
@@ -418,7 +417,8 @@ static void worker(void *arg)
     sn__cv_broadcast(&s->run.cond);
     sn__mutex_unlock(&s->run.mu);
     wbufs_free(&b);
-    sn__free(r->arena);
+    if (r != NULL)
+        sn__free(r->arena);
     sn__free(r);
 }
 
@@ -623,6 +623,17 @@ void sn_udp_server_free(sn_udp_server *s)
 
 /* ---- sending ------------------------------------------------------------------------- */
 
+/* Counts one send's result: sent and its bytes, or an error. */
+static void count_send(sn_udp_server *s, ssize_t n)
+{
+    if (n >= 0) {
+        sn__counter_add(&s->n.sent, 1);
+        sn__counter_add(&s->n.bytes_sent, (uint64_t)n);
+    } else {
+        sn__counter_add(&s->n.errors, 1);
+    }
+}
+
 /* Sends the held replies. One that fails is counted and reported; the
  * ones after it still go. */
 static void replies_flush(sn_udp_server *s, struct replies *r)
@@ -633,22 +644,16 @@ static void replies_flush(sn_udp_server *s, struct replies *r)
     while (done < r->n) {
         int k = sn_udp_send_batch(s->u, r->msgs + done, r->n - done, SN_DEADLINE_DEFAULT);
         int sent = k > 0 ? k : 0;
-        for (int i = done; i < done + sent; i++) {
-            sn__counter_add(&s->n.sent, 1);
-            sn__counter_add(&s->n.bytes_sent, r->msgs[i].len);
-        }
+        for (int i = done; i < done + sent; i++)
+            count_send(s, (ssize_t)r->msgs[i].len);
         done += sent;
         if (done < r->n) { /* msgs[done] failed: drop it, said */
-            int err = k < 0 ? k
-                            : sn_udp_send_to(s->u, r->msgs[done].buf, r->msgs[done].len,
-                                             &r->msgs[done].addr, SN_DEADLINE_DEFAULT);
-            if (err >= 0) { /* it went this time */
-                sn__counter_add(&s->n.sent, 1);
-                sn__counter_add(&s->n.bytes_sent, (uint64_t)err);
-            } else {
-                sn__counter_add(&s->n.errors, 1);
-                report(s, err, "a reply held for the batch could not be sent; dropped");
-            }
+            ssize_t err = k < 0 ? k
+                                : sn_udp_send_to(s->u, r->msgs[done].buf, r->msgs[done].len,
+                                                 &r->msgs[done].addr, SN_DEADLINE_DEFAULT);
+            count_send(s, err); /* it may go this time */
+            if (err < 0)
+                report(s, (int)err, "a reply held for the batch could not be sent; dropped");
             done++;
         }
     }
@@ -692,12 +697,7 @@ static ssize_t server_send(sn_udp_server *s, const void *buf, size_t len, const 
             return SN_EBADSTATE;
     }
     ssize_t n = sn_udp_send_to(s->u, buf, len, to, SN_DEADLINE_DEFAULT);
-    if (n >= 0) {
-        sn__counter_add(&s->n.sent, 1);
-        sn__counter_add(&s->n.bytes_sent, (uint64_t)n);
-    } else {
-        sn__counter_add(&s->n.errors, 1);
-    }
+    count_send(s, n);
     if (outside) {
         sn__mutex_lock(&s->run.mu);
         if (--s->senders == 0)
