@@ -35,6 +35,7 @@ int main(void)
 #include "sn_hub_redis.h"
 #include "sn_test.h"
 #include "sn_ws_int.h"
+#include "ws-peer.h"
 
 #define HUBS 3
 
@@ -456,48 +457,13 @@ static void test_redis_restart(void)
 
 /* ---- WebSocket members ----------------------------------------------------------- */
 
-typedef struct peer {
-    sn_conn *server, *client;
-    sn_ws *ws;
-} peer;
-
-static void peer_open(peer *p)
+/* A frame's payload as a string: ws-peer.h's read_frame, NUL-terminated. */
+static long read_text(sn_conn *c, int *op, char *buf, size_t cap, int ms)
 {
-    sn_sock *a, *b;
-    SN_ASSERT_RC(sn_test_sock_pair(&a, &b), 0);
-    SN_ASSERT_RC(sn_conn_new(&p->client, a, NULL), 0);
-    SN_ASSERT_RC(sn_conn_new(&p->server, b, NULL), 0);
-    sn_ws_config cfg;
-    sn__pmd pmd = {0};
-    SN_ASSERT_RC(sn__ws_config_check(&cfg, NULL), 0);
-    SN_ASSERT_RC(sn__ws_new(&p->ws, p->server, true, &cfg, &pmd, NULL, 0, "/", 1), 0);
-}
-
-static void peer_close(peer *p)
-{
-    sn_ws_free(p->ws);
-    sn_conn_free(p->server);
-    sn_conn_free(p->client);
-}
-
-/* One unmasked frame: its opcode and payload (NUL-terminated), or an error. */
-static long read_frame(sn_conn *c, int *op, char *buf, size_t cap, int ms)
-{
-    uint8_t h[8];
-    sn_deadline dl = sn_deadline_in(ms);
-    ssize_t rc = sn_read_exact(c, h, 2, dl);
-    if (rc < 0)
-        return rc;
-    *op = h[0] & 0x0f;
-    size_t len = h[1] & 0x7f;
-    if (len >= 126)
-        return SN_ETOOBIG; /* the tests' frames are short */
-    if (len >= cap)
-        return SN_ETOOBIG;
-    if (len > 0 && (rc = sn_read_exact(c, buf, len, dl)) < 0)
-        return rc;
-    buf[len] = 0;
-    return (long)len;
+    long n = read_frame(c, op, buf, cap - 1, ms);
+    if (n >= 0)
+        buf[n] = '\0';
+    return n;
 }
 
 /* Sessions on two hubs: what one publishes reaches the members on both,
@@ -508,7 +474,7 @@ static void test_ws_members(void)
     sn_hub *h[2] = {hub_new(), hub_new()};
     peer p[4];
     for (int i = 0; i < 4; i++) {
-        peer_open(&p[i]);
+        peer_open(&p[i], false);
         SN_ASSERT_RC(sn_hub_join(h[i % 2], "ws", p[i].ws), 0);
     }
     WAIT_UNTIL(room_synced(h[0], "ws") && room_synced(h[1], "ws"), 5000);
@@ -517,14 +483,14 @@ static void test_ws_members(void)
     char buf[64];
     int op;
     for (int i = 0; i < 4; i++) {
-        CU_ASSERT_EQUAL(read_frame(p[i].client, &op, buf, sizeof buf, 3000), 3);
+        CU_ASSERT_EQUAL(read_text(p[i].client, &op, buf, sizeof buf, 3000), 3);
         CU_ASSERT_STRING_EQUAL(buf, "one");
         if (i != 1) { /* p[1] sent "two", excluding itself */
-            CU_ASSERT_EQUAL(read_frame(p[i].client, &op, buf, sizeof buf, 3000), 3);
+            CU_ASSERT_EQUAL(read_text(p[i].client, &op, buf, sizeof buf, 3000), 3);
             CU_ASSERT_STRING_EQUAL(buf, "two");
         }
     }
-    CU_ASSERT_EQUAL(read_frame(p[1].client, &op, buf, sizeof buf, 200), SN_ETIMEDOUT);
+    CU_ASSERT_EQUAL(read_text(p[1].client, &op, buf, sizeof buf, 200), SN_ETIMEDOUT);
 
     redis_kill();
     CU_ASSERT(redis_start());
@@ -532,7 +498,7 @@ static void test_ws_members(void)
                    room_synced(h[1], "ws"),
                5000);
     for (int i = 0; i < 4; i++) { /* a new epoch: every member is told */
-        CU_ASSERT_EQUAL(read_frame(p[i].client, &op, buf, sizeof buf, 3000), 2);
+        CU_ASSERT_EQUAL(read_text(p[i].client, &op, buf, sizeof buf, 3000), 2);
         CU_ASSERT_EQUAL(op, SN_WS_CLOSE);
         CU_ASSERT_EQUAL(((uint8_t)buf[0] << 8) | (uint8_t)buf[1], SN_WS_SERVICE_RESTART);
     }
