@@ -142,7 +142,18 @@ redis_part() {
     redis_up
     node "$npmdir/chat-clients.mjs" restart "$urls" >"$tmp/restart" &
     local cpid=$!
-    for _ in $(seq 200); do grep -q ready "$tmp/restart" && break; sleep 0.05; done
+    # Redis goes down again only once the members are in: the client first waits for each
+    # server's reconnect (a backoff of up to 7.5 s, then up to 100 probes), so wait for its
+    # "ready" as long as it lives (it bounds every wait of its own), 120 s at most
+    for _ in $(seq 2400); do
+        grep -q ready "$tmp/restart" && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! grep -q ready "$tmp/restart"; then
+        kill "$cpid" 2>/dev/null
+        fail "members after a restart of Redis, before it went down again: $(cat "$tmp/restart")"
+    fi
     kill -9 "$rpid"
     wait "$rpid" 2>/dev/null
     redis_up
