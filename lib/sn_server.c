@@ -44,6 +44,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -101,7 +102,10 @@ enum { GO_WAIT = 0, GO_RUN, GO_ABORT };
 
 /* The counters of sn_server_stats read without the lock, as X(name). */
 #define SERVER_COUNTERS(X)                                                                         \
-    X(accepted) X(refused) X(expired) X(rejected) X(accept_errors) X(tls_failures)
+    X(accepted)                                                                                    \
+    X(refused) X(expired) X(rejected) X(accept_errors) X(tls_failures) X(tls_fail_cert)            \
+        X(tls_fail_version) X(tls_fail_cipher) X(tls_fail_alpn) X(tls_fail_timeout)                \
+            X(tls_fail_closed) X(tls_fail_other)
 
 struct sn_server {
     sn_server_config cfg; /* the copy; host, listeners, message point below */
@@ -336,6 +340,46 @@ static void hand_to_loop(sn_server *s, struct sconn *r)
         report(s, SN_ENOMEM, "out of memory for an event socket; closed");
 }
 
+/* A failed handshake (on the worker that ran it): counted by kind, and
+ * reported with the client's address and the reason. */
+static void tls_failed(sn_server *s, sn_conn *c, int rc)
+{
+    sn__counter_add(&s->n.tls_failures, 1);
+    switch (rc) {
+    case SN_ETLS_VERIFY:
+    case SN_ETLS_NO_CERT:
+    case SN_ETLS_HOSTNAME:
+        sn__counter_add(&s->n.tls_fail_cert, 1);
+        break;
+    case SN_ETLS_VERSION:
+        sn__counter_add(&s->n.tls_fail_version, 1);
+        break;
+    case SN_ETLS_CIPHER:
+        sn__counter_add(&s->n.tls_fail_cipher, 1);
+        break;
+    case SN_ETLS_ALPN:
+        sn__counter_add(&s->n.tls_fail_alpn, 1);
+        break;
+    case SN_ETIMEDOUT:
+        sn__counter_add(&s->n.tls_fail_timeout, 1);
+        break;
+    default:
+        if (rc == SN_EOF || rc > -1000) /* the client left: EOF, -errno */
+            sn__counter_add(&s->n.tls_fail_closed, 1);
+        else
+            sn__counter_add(&s->n.tls_fail_other, 1);
+    }
+    if (s->cfg.on_error == NULL)
+        return;
+    sn_addr peer;
+    char addr[SN_ADDR_STRLEN], what[SN_ADDR_STRLEN + 320];
+    if (sn_sock_remote_addr(sn_conn_sock(c), &peer) < 0 ||
+        sn_addr_format(&peer, addr, sizeof addr) < 0)
+        snprintf(addr, sizeof addr, "an unknown peer");
+    snprintf(what, sizeof what, "TLS handshake with %s failed: %s", addr, sn_tls_reason(c));
+    s->cfg.on_error(s, rc, what, s->cfg.user);
+}
+
 static void serve(void *arg)
 {
     struct sconn *r = arg;
@@ -354,8 +398,9 @@ static void serve(void *arg)
     set_current_conn(r);
     /* TLS: the handshake runs here, on the worker, within its deadline; a
      * stop wakes it like a handler's read */
-    if (r->tls != NULL && sn_tls_upgrade(r->c, r->tls, NULL, SN_DEADLINE_DEFAULT) < 0) {
-        sn__counter_add(&s->n.tls_failures, 1);
+    int rc = r->tls != NULL ? sn_tls_upgrade(r->c, r->tls, NULL, SN_DEADLINE_DEFAULT) : 0;
+    if (rc < 0) {
+        tls_failed(s, r->c, rc);
     } else if (s->loop != NULL) {
         set_current_conn(NULL);
         hand_to_loop(s, r);

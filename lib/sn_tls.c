@@ -28,6 +28,7 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,7 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include "sn_chan_int.h"
 #include "sn_tls_int.h"
+#include "sn_tls_names.h"
 #include "sn_transport.h"
 #include "sn_util.h"
 #include "sn_wait.h"
@@ -54,6 +56,8 @@
 #define SN_TLS_CACHE 16            /* client sessions kept per context */
 #define SN_TLS_SCRATCH 16384       /* gathers small iovecs into one record */
 #define SN_TLS_INBUF 17408         /* read-ahead: a whole record and its header */
+#define SN_TLS_HELLO_MAX 16389     /* a ClientHello kept to read its sigalgs: one record */
+#define SN_TLS_PEER_SIGALGS 64     /* signature algorithms kept of the peer's list */
 
 struct sni_entry {
     char *name;
@@ -73,12 +77,13 @@ struct sn_tls {
     int nsni;
     int verify;
     bool verify_hostname;
-    char *alpn;         /* ','-separated, as wolfSSL_UseALPN takes it */
+    char *alpn;         /* ','-separated, as wolfSSL_UseALPN takes it ("a:b" given) */
     uint8_t *alpn_wire; /* servers: the same in wire format (length-prefixed) */
     size_t alpn_wire_len;
     bool alpn_required;
     bool tickets;
     bool max13;       /* TLS 1.3 allowed */
+    bool min13;       /* only TLS 1.3 */
     int handshake_ms; /* -1 never */
     int handshakes_max;
     pthread_mutex_t turn_mu;
@@ -115,6 +120,13 @@ typedef struct tls_transport {
     /* a thread blocks in recv into `in`, outside mu (tls_recv_wait): until
      * it is back, wolfSSL calls made by others read nothing */
     bool reading;
+    /* servers: the ClientHello's first record, gathered from the
+     * read-ahead until whole (hello_len), then its signature_algorithms */
+    uint8_t *hello;
+    size_t hello_len;
+    bool hello_done;
+    uint16_t peer_sigalgs[SN_TLS_PEER_SIGALGS];
+    int npeer_sigalgs; /* -1: the ClientHello could not be read */
     char reason[256];
 } tls_transport;
 
@@ -147,6 +159,29 @@ static void note_ecc_thread(void)
 {
     if (pthread_getspecific(ecc_cache_key) == NULL)
         pthread_setspecific(ecc_cache_key, (void *)1);
+}
+
+/* ---- reasons ----------------------------------------------------------------- */
+
+/* The reason of the calling thread's last failed sn_tls_new, sn_tls_connect
+ * or sn_tls_upgrade (sn_tls_last_reason). Fibers stay on their thread and
+ * the failing call writes it just before it returns, so a fiber that reads
+ * it before it next waits reads its own. */
+static _Thread_local char last_reason[256];
+
+/* Records the reason of a failure and returns rc. */
+SN_PRINTF(2, 3) static int why(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_reason, sizeof last_reason, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const char *sn_tls_last_reason(void)
+{
+    return last_reason;
 }
 
 /* ---- loading certificates and keys ----------------------------------------- */
@@ -211,22 +246,41 @@ static bool source_set(const sn_tls_source *s)
     return s->file != NULL || s->data != NULL;
 }
 
-/* Reads a source (file or memory) and tells PEM from DER. */
-static int blob_load(const sn_tls_source *s, struct blob *b)
+/* How a reason names a source: "FILE" or "(N bytes in memory)". */
+static const char *source_name(const sn_tls_source *s, char *buf, size_t cap)
+{
+    if (s->file != NULL)
+        return s->file;
+    snprintf(buf, cap, "(%zu bytes in memory)", s->len);
+    return buf;
+}
+
+/* Reads a source (file or memory) and tells PEM from DER; what names the
+ * field in a reason ("cert", "key", "ca[2]"). */
+static int blob_load(const sn_tls_source *s, const char *what, struct blob *b)
 {
     int rc;
     if (s->file != NULL && s->data != NULL)
-        return SN_EINVAL;
+        return why(SN_EINVAL, "%s: both file and data are set", what);
     if (s->file != NULL) {
         if ((rc = read_file(s->file, b)) < 0)
-            return rc;
+            return why(rc, "%s %s: %s", what, s->file,
+                       rc == SN_ETLS_CERT ? "over 16 MiB" : sn_strerror(rc));
     } else {
         if (s->data == NULL || s->len == 0)
-            return SN_EINVAL;
+            return why(SN_EINVAL, "%s: neither a file nor data (with its length)", what);
         *b = (struct blob){.p = (uint8_t *)s->data, .len = s->len};
     }
     b->format = is_pem(b->p, b->len) ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
     return 0;
+}
+
+/* An encrypted PEM key: PKCS#8 or the traditional Proc-Type header. */
+static bool pem_encrypted(const struct blob *b)
+{
+    return b->format == WOLFSSL_FILETYPE_PEM &&
+           (memmem(b->p, b->len, "ENCRYPTED PRIVATE KEY", 21) != NULL ||
+            memmem(b->p, b->len, "Proc-Type: 4,ENCRYPTED", 22) != NULL);
 }
 
 static void blob_free(struct blob *b)
@@ -248,24 +302,45 @@ static int password_cb(char *buf, int size, int rw, void *user)
     return n;
 }
 
-static int load_cert(WOLFSSL_CTX *ctx, const sn_tls_cert *cert)
+/* what: "cert" or "sni_certs[i]". */
+static int load_cert(WOLFSSL_CTX *ctx, const sn_tls_cert *cert, const char *what)
 {
     struct blob chain, key;
-    int rc = blob_load(&cert->chain, &chain);
+    char label[64], n1[48], n2[48];
+    snprintf(label, sizeof label, "%s.chain", what);
+    int rc = blob_load(&cert->chain, label, &chain);
     if (rc < 0)
         return rc;
-    if ((rc = blob_load(&cert->key, &key)) < 0) {
+    snprintf(label, sizeof label, "%s.key", what);
+    if (!source_set(&cert->key)) {
+        blob_free(&chain);
+        return why(SN_ETLS_CERT, "%s: no private key for the certificate", label);
+    }
+    if ((rc = blob_load(&cert->key, label, &key)) < 0) {
         blob_free(&chain);
         return rc;
     }
+    const char *chain_name = source_name(&cert->chain, n1, sizeof n1);
+    const char *key_name = source_name(&cert->key, n2, sizeof n2);
     wolfSSL_CTX_set_default_passwd_cb(ctx, password_cb);
     wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cert->password);
-    if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, chain.p, (long)chain.len,
-                                                        chain.format) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_PrivateKey_buffer(ctx, key.p, (long)key.len, key.format) !=
-            WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
-        rc = SN_ETLS_CERT;
+    int r;
+    if ((r = wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, chain.p, (long)chain.len,
+                                                             chain.format)) != WOLFSSL_SUCCESS)
+        rc = why(SN_ETLS_CERT, "%s.chain %s: no certificate wolfSSL can read (wolfSSL %d)", what,
+                 chain_name, r);
+    else if ((r = wolfSSL_CTX_use_PrivateKey_buffer(ctx, key.p, (long)key.len, key.format)) !=
+             WOLFSSL_SUCCESS)
+        rc = !pem_encrypted(&key)
+                 ? why(SN_ETLS_CERT, "%s.key %s: no private key wolfSSL can read (wolfSSL %d)",
+                       what, key_name, r)
+             : cert->password == NULL
+                 ? why(SN_ETLS_CERT, "%s.key %s: the key is encrypted and no password is given",
+                       what, key_name)
+                 : why(SN_ETLS_CERT, "%s.key %s: wrong password", what, key_name);
+    else if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
+        rc = why(SN_ETLS_CERT, "%s.key %s does not match the certificate of %s.chain %s", what,
+                 key_name, what, chain_name);
     wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     blob_free(&chain);
     blob_free(&key);
@@ -276,22 +351,27 @@ static int load_trust(WOLFSSL_CTX *ctx, const sn_tls_config *cfg)
 {
     for (int i = 0; i < cfg->nca; i++) {
         struct blob b;
-        int rc = blob_load(&cfg->ca[i], &b);
+        char what[32], name[48];
+        snprintf(what, sizeof what, "ca[%d]", i);
+        int rc = blob_load(&cfg->ca[i], what, &b);
         if (rc < 0)
             return rc;
         rc = wolfSSL_CTX_load_verify_buffer(ctx, b.p, (long)b.len, b.format);
         blob_free(&b);
         if (rc != WOLFSSL_SUCCESS)
-            return SN_ETLS_CERT;
+            return why(SN_ETLS_CERT, "%s %s: no CA certificate wolfSSL can read (wolfSSL %d)", what,
+                       source_name(&cfg->ca[i], name, sizeof name), rc);
     }
     if (cfg->ca_dir != NULL &&
         wolfSSL_CTX_load_verify_locations(ctx, NULL, cfg->ca_dir) != WOLFSSL_SUCCESS)
-        return SN_ETLS_CERT;
+        return why(SN_ETLS_CERT, "ca_dir %s: no directory of PEM certificates wolfSSL can read",
+                   cfg->ca_dir);
     bool implicit = cfg->role == SN_TLS_CLIENT && cfg->nca == 0 && cfg->ca_dir == NULL;
     if (cfg->system_ca == SN_ON || (cfg->system_ca == 0 && implicit)) {
         /* with no system store, the default leaves verification to fail */
         if (wolfSSL_CTX_load_system_CA_certs(ctx) != WOLFSSL_SUCCESS && cfg->system_ca == SN_ON)
-            return SN_ETLS_CERT;
+            return why(SN_ETLS_CERT, "system_ca: no system CA store found (Debian: apt-get install "
+                                     "ca-certificates)");
     }
     return 0;
 }
@@ -373,28 +453,52 @@ static int scan_suites(WOLFSSL_CTX *ctx, struct suites *out)
     return 0;
 }
 
+/* Why wolfSSL refused name, a single suite: a suite it was built without,
+ * or no suite at all. */
+static int unknown_suite(const char *field, const char *name)
+{
+    const sn__tls_suite *su = sn__tls_suite_find(name, strlen(name));
+    if (su == NULL)
+        return why(SN_ETLS_CONFIG,
+                   "%s: %s is not a cipher suite name (OpenSSL's \"ECDHE-RSA-AES128-GCM-SHA256\" "
+                   "or IANA's \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\")",
+                   field, name);
+    const char *other = strcasecmp(name, su->iana) == 0 ? su->openssl : su->iana;
+    bool rsa_kx = strcmp(su->kx, "RSA") == 0;
+    return why(SN_ETLS_CONFIG, "%s: %s (%s) is not known to this wolfSSL build%s", field, name,
+               other,
+               rsa_kx ? ", which has no suites with plain RSA key exchange (Debian's has none): "
+                        "use an ECDHE-RSA suite"
+                      : "");
+}
+
 /* Every name of the list must be a suite of its version (TLS 1.3 or not):
  * a typo or a suite in the wrong list is an error, not silently dropped. */
-static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
+static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13, const char *field)
 {
     char name[128];
+    if (*list == '\0')
+        return why(SN_ETLS_CONFIG, "%s: empty list", field);
     for (const char *p = list; *p;) {
         size_t n = strcspn(p, ":");
-        if (n == 0 || n >= sizeof name)
-            return SN_ETLS_CONFIG;
+        if (n == 0)
+            return why(SN_ETLS_CONFIG, "%s: an empty name in \"%s\"", field, list);
+        if (n >= sizeof name)
+            return why(SN_ETLS_CONFIG, "%s: %.40s... is not a cipher suite name", field, p);
         memcpy(name, p, n);
         name[n] = '\0';
         p += n + (p[n] == ':');
         struct suites su;
         int rc;
         if (wolfSSL_CTX_set_cipher_list(ctx, name) != WOLFSSL_SUCCESS)
-            return SN_ETLS_CONFIG;
+            return unknown_suite(field, name);
         if ((rc = scan_suites(ctx, &su)) < 0)
-            return rc;
+            return why(rc, "out of memory");
         if ((v13 ? su.n13 : su.n12) == 0)
-            return SN_ETLS_CONFIG;
+            return why(SN_ETLS_CONFIG, "%s: %s is a TLS %s suite: it belongs in %s", field, name,
+                       v13 ? "1.2" : "1.3", v13 ? "ciphers_tls12" : "ciphers_tls13");
     }
-    return *list ? 0 : SN_ETLS_CONFIG;
+    return 0;
 }
 
 /* Sets the suites of both versions (the defaults where a list is NULL),
@@ -402,32 +506,81 @@ static int check_list(WOLFSSL_CTX *ctx, const char *list, bool v13)
  * where certificates are verified: a client would accept a server with no
  * certificate (anyone in the middle picks the suite), and a server cannot
  * ask for a client's certificate in one. */
+/* A TLS 1.3 suite's name, in IANA's or wolfSSL's spelling. */
+static bool suite_is_13(const char *name, size_t n)
+{
+    const sn__tls_suite *su = sn__tls_suite_find(name, n);
+    return su != NULL ? su->v13 : n > 6 && strncasecmp(name, "TLS13-", 6) == 0;
+}
+
+/* cfg->ciphers, both versions' suites in one list, into a list per version
+ * (b13, b12; "" where it names none of that version). */
+static int split_ciphers(const char *list, char *b13, char *b12, size_t cap)
+{
+    size_t n13 = 0, n12 = 0;
+    b13[0] = b12[0] = '\0';
+    if (*list == '\0')
+        return why(SN_ETLS_CONFIG, "ciphers: empty list");
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n == 0)
+            return why(SN_ETLS_CONFIG, "ciphers: an empty name in \"%s\"", list);
+        bool v13 = suite_is_13(p, n);
+        char *b = v13 ? b13 : b12;
+        size_t *len = v13 ? &n13 : &n12;
+        if (*len + n + 2 > cap)
+            return why(SN_ETLS_CONFIG, "ciphers: too long a list");
+        if (*len > 0)
+            b[(*len)++] = ':';
+        memcpy(b + *len, p, n);
+        *len += n;
+        b[*len] = '\0';
+        p += n + (p[n] == ':');
+    }
+    return 0;
+}
+
 static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int maxv)
 {
     bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
-    const char *l13 = cfg->ciphers_tls13 != NULL ? cfg->ciphers_tls13 : SN_TLS13_DEFAULT;
-    const char *l12 = cfg->ciphers_tls12 != NULL ? cfg->ciphers_tls12 : SN_TLS12_DEFAULT;
+    const char *u13 = cfg->ciphers_tls13, *u12 = cfg->ciphers_tls12; /* the user's */
+    const char *f13 = "ciphers_tls13", *f12 = "ciphers_tls12";
+    char b13[1024], b12[2048];
     struct suites su;
     int rc;
-    if (cfg->ciphers_tls13 != NULL && want13 && (rc = check_list(ctx, l13, true)) < 0)
+    if (cfg->ciphers != NULL) {
+        if ((rc = split_ciphers(cfg->ciphers, b13, b12, sizeof b13)) < 0)
+            return rc;
+        u13 = b13[0] ? b13 : NULL;
+        u12 = b12[0] ? b12 : NULL;
+        f13 = f12 = "ciphers";
+    }
+    const char *l13 = u13 != NULL ? u13 : SN_TLS13_DEFAULT;
+    const char *l12 = u12 != NULL ? u12 : SN_TLS12_DEFAULT;
+    if (u13 != NULL && want13 && (rc = check_list(ctx, l13, true, f13)) < 0)
         return rc;
-    if (cfg->ciphers_tls12 != NULL && want12 && (rc = check_list(ctx, l12, false)) < 0)
+    if (u12 != NULL && want12 && (rc = check_list(ctx, l12, false, f12)) < 0)
         return rc;
     char all[4096];
     int len = snprintf(all, sizeof all, "%s%s%s", want13 ? l13 : "", want13 && want12 ? ":" : "",
                        want12 ? l12 : "");
     if (len < 0 || (size_t)len >= sizeof all)
-        return SN_ETLS_CONFIG;
+        return why(SN_ETLS_CONFIG, "ciphers: the lists are longer than 4,095 bytes together");
     if (wolfSSL_CTX_set_cipher_list(ctx, all) != WOLFSSL_SUCCESS)
-        return SN_ETLS_CONFIG;
+        return why(SN_ETLS_CONFIG, "ciphers: wolfSSL refuses \"%s\"", all);
     if ((rc = scan_suites(ctx, &su)) < 0)
-        return rc;
-    if ((want13 && su.n13 == 0) || (want12 && su.n12 == 0))
-        return SN_ETLS_CONFIG;
+        return why(rc, "out of memory");
+    if (want13 && su.n13 == 0)
+        return why(SN_ETLS_CONFIG, "ciphers_tls13: no TLS 1.3 suite, and TLS 1.3 is allowed");
+    if (want12 && su.n12 == 0)
+        return why(SN_ETLS_CONFIG, "ciphers_tls12: no TLS 1.2 suite, and TLS 1.2 is allowed");
     bool verifies = cfg->verify != 0 ? cfg->verify != SN_TLS_VERIFY_NONE
                                      : cfg->role == SN_TLS_CLIENT; /* the defaults */
     if (want12 && su.anon12 && verifies)
-        return SN_ETLS_CONFIG;
+        return why(SN_ETLS_CONFIG,
+                   "ciphers_tls12: anonymous suites (ADH-*, AECDH-*) where certificates are "
+                   "verified: the peer could show none; set verify to SN_TLS_VERIFY_NONE to "
+                   "use them");
     return 0;
 }
 
@@ -452,6 +605,9 @@ static int group_id(const char *name, size_t n)
         {"X448", WOLFSSL_ECC_X448},
         {"ffdhe2048", WOLFSSL_FFDHE_2048},
         {"ffdhe3072", WOLFSSL_FFDHE_3072},
+        {"ffdhe4096", WOLFSSL_FFDHE_4096},
+        {"ffdhe6144", WOLFSSL_FFDHE_6144},
+        {"ffdhe8192", WOLFSSL_FFDHE_8192},
     };
     for (size_t i = 0; i < SN_ARRAY_SIZE(map); i++)
         if (strlen(map[i].name) == n && strncasecmp(map[i].name, name, n) == 0)
@@ -462,17 +618,73 @@ static int group_id(const char *name, size_t n)
 static int set_groups(WOLFSSL_CTX *ctx, const char *list)
 {
     int ids[16], n = 0;
+    const char *names[16];
+    int lens[16];
     for (const char *p = list; *p;) {
         size_t len = strcspn(p, ":");
         int id = group_id(p, len);
-        if (id < 0 || n == (int)SN_ARRAY_SIZE(ids))
-            return SN_ETLS_CONFIG;
+        if (len == 0)
+            return why(SN_ETLS_CONFIG, "groups: an empty name in \"%s\"", list);
+        if (id < 0)
+            return why(SN_ETLS_CONFIG,
+                       "groups: %.*s is not a group name (X25519, X448, P-256 or secp256r1, "
+                       "P-384, P-521, ffdhe2048 to ffdhe8192)",
+                       (int)SN_MIN(len, 64), p);
+        if (n == (int)SN_ARRAY_SIZE(ids))
+            return why(SN_ETLS_CONFIG, "groups: more than 16");
+        names[n] = p;
+        lens[n] = (int)len;
         ids[n++] = id;
         p += len + (p[len] == ':');
     }
-    if (n == 0 || wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS)
-        return SN_ETLS_CONFIG;
-    return 0;
+    if (n == 0)
+        return why(SN_ETLS_CONFIG, "groups: empty list");
+    if (wolfSSL_CTX_set_groups(ctx, ids, n) == WOLFSSL_SUCCESS)
+        return 0;
+    for (int i = 0; i < n; i++) /* which one this build lacks */
+        if (wolfSSL_CTX_set_groups(ctx, &ids[i], 1) != WOLFSSL_SUCCESS)
+            return why(SN_ETLS_CONFIG, "groups: %.*s is not in this wolfSSL build", lens[i],
+                       names[i]);
+    return why(SN_ETLS_CONFIG, "groups: wolfSSL refuses \"%s\"", list);
+}
+
+/* ---- signature algorithms -------------------------------------------------------- */
+
+/* Sets a ':'- (or ',')-separated list of signature algorithms in IANA's,
+ * OpenSSL's or wolfSSL's spelling, in wolfSSL's. */
+static int set_sigalgs(WOLFSSL_CTX *ctx, const char *list)
+{
+    char wolf[1024];
+    size_t w = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ":,");
+        if (len == 0)
+            return why(SN_ETLS_CONFIG, "sigalgs: an empty name in \"%s\"", list);
+        const char *name = sn__tls_sigalg_wolf(p, len);
+        if (name == NULL)
+            return why(SN_ETLS_CONFIG,
+                       "sigalgs: %.*s is not a signature algorithm (IANA's "
+                       "\"rsa_pss_rsae_sha256\", \"ecdsa_secp256r1_sha256\", \"rsa_pkcs1_sha256\", "
+                       "\"ed25519\", or \"RSA-PSS+SHA256\", \"ECDSA+SHA256\")",
+                       (int)SN_MIN(len, 64), p);
+        size_t k = strlen(name);
+        if (w + k + 2 > sizeof wolf)
+            return why(SN_ETLS_CONFIG, "sigalgs: too long a list");
+        if (w > 0)
+            wolf[w++] = ':';
+        memcpy(wolf + w, name, k);
+        w += k;
+        p += len + (p[len] != '\0');
+    }
+    if (w == 0)
+        return why(SN_ETLS_CONFIG, "sigalgs: empty list");
+    wolf[w] = '\0';
+    if (wolfSSL_CTX_set1_sigalgs_list(ctx, wolf) == WOLFSSL_SUCCESS)
+        return 0;
+    for (char *save, *q = strtok_r(wolf, ":", &save); q; q = strtok_r(NULL, ":", &save))
+        if (wolfSSL_CTX_set1_sigalgs_list(ctx, q) != WOLFSSL_SUCCESS)
+            return why(SN_ETLS_CONFIG, "sigalgs: %s is not in this wolfSSL build", q);
+    return why(SN_ETLS_CONFIG, "sigalgs: wolfSSL refuses \"%s\"", list);
 }
 
 /* ---- callbacks: I/O, ALPN, SNI ------------------------------------------------ */
@@ -489,6 +701,90 @@ static bool read_ahead_buf(tls_transport *tt)
 static bool read_ahead_empty(tls_transport *tt)
 {
     return tt->in_pos == tt->in_len && !tt->more && !wolfSSL_has_pending(tt->ssl);
+}
+
+/* ---- the client's signature algorithms ------------------------------------------- */
+
+static unsigned be16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* The signature_algorithms extension of a ClientHello that its first
+ * record r[0..len) holds whole: their count (0: the client sent none), with
+ * up to SN_TLS_PEER_SIGALGS codes in out, or -1 when the record is not such
+ * a ClientHello. wolfSSL 5.5 has no call that tells what the client
+ * offered, so the server reads it from the bytes that come in. */
+static int hello_sigalgs(const uint8_t *r, size_t len, uint16_t *out)
+{
+    if (len < 9 || r[0] != 22 || r[5] != 1) /* a handshake record; a client_hello */
+        return -1;
+    size_t hlen = (size_t)r[6] << 16 | (size_t)r[7] << 8 | r[8];
+    if (9 + hlen > len)
+        return -1; /* it goes on in a second record */
+    const uint8_t *q = r + 9, *end = q + hlen;
+    if (end - q < 35)
+        return -1;
+    q += 34;               /* version, random */
+    q += 1 + (size_t)q[0]; /* session id */
+    if (end - q < 2)
+        return -1;
+    q += 2 + (size_t)be16(q); /* cipher suites */
+    if (end - q < 1)
+        return -1;
+    q += 1 + (size_t)q[0]; /* compression methods */
+    if (end - q < 2)
+        return end == q ? 0 : -1; /* no extensions at all */
+    size_t total = be16(q);
+    q += 2;
+    if ((size_t)(end - q) < total)
+        return -1;
+    end = q + total;
+    while (end - q >= 4) {
+        unsigned type = be16(q);
+        size_t l = be16(q + 2);
+        q += 4;
+        if ((size_t)(end - q) < l)
+            return -1;
+        if (type == 13) { /* signature_algorithms */
+            if (l < 2 || be16(q) + 2 > l)
+                return -1;
+            size_t list = be16(q);
+            int n = 0;
+            for (size_t i = 0; i + 2 <= list && n < SN_TLS_PEER_SIGALGS; i += 2)
+                out[n++] = (uint16_t)be16(q + 2 + i);
+            return n;
+        }
+        q += l;
+    }
+    return 0;
+}
+
+/* Servers, in the handshake: gathers the ClientHello's record from what a
+ * recv brought (in place when the first one holds it all, as it nearly
+ * always does) and reads the client's signature algorithms from it. */
+static void hello_gather(tls_transport *tt, const uint8_t *p, size_t n)
+{
+    if (tt->hello_len == 0 && n >= 5 && n >= 5 + be16(p + 3)) {
+        tt->npeer_sigalgs = hello_sigalgs(p, n, tt->peer_sigalgs);
+        tt->hello_done = true;
+        return;
+    }
+    if (tt->hello == NULL && (tt->hello = sn__malloc(SN_TLS_HELLO_MAX)) == NULL) {
+        tt->npeer_sigalgs = -1;
+        tt->hello_done = true;
+        return;
+    }
+    size_t k = SN_MIN(n, SN_TLS_HELLO_MAX - tt->hello_len);
+    memcpy(tt->hello + tt->hello_len, p, k);
+    tt->hello_len += k;
+    if (tt->hello_len < 5 ||
+        (tt->hello_len < 5 + be16(tt->hello + 3) && tt->hello_len < SN_TLS_HELLO_MAX))
+        return;
+    tt->npeer_sigalgs = hello_sigalgs(tt->hello, tt->hello_len, tt->peer_sigalgs);
+    tt->hello_done = true;
+    sn__free(tt->hello);
+    tt->hello = NULL;
 }
 
 /* wolfSSL's reads come from the read-ahead buffer, refilled by one recv
@@ -510,6 +806,8 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
             tt->in_pos = 0;
             tt->in_len = (size_t)n;
             tt->more = n == SN_TLS_INBUF;
+            if (!tt->hello_done && tt->tls->role == SN_TLS_SERVER)
+                hello_gather(tt, tt->in, (size_t)n);
             break;
         }
         tt->more = false;
@@ -619,30 +917,30 @@ static int verify_mode(const sn_tls_config *cfg)
 }
 
 /* One WOLFSSL_CTX with everything of cfg but the certificate, which is
- * `cert` (NULL: none). */
-static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cert,
+ * `cert` (NULL: none), named `what` in reasons. */
+static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cert, const char *what,
                      WOLFSSL_CTX **out)
 {
     int minv = cfg->min_version ? cfg->min_version : SN_TLS_1_2;
     int maxv = cfg->max_version ? cfg->max_version : SN_TLS_1_3;
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method_for(cfg->role, minv, maxv));
     if (ctx == NULL)
-        return SN_ENOMEM;
+        return why(SN_ENOMEM, "out of memory");
     int rc = 0;
     if (minv == SN_TLS_1_2 && maxv == SN_TLS_1_3 &&
         wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
-        rc = SN_ETLS_CONFIG;
+        rc = why(SN_ETLS_CONFIG, "min_version: wolfSSL refuses TLS 1.2");
         goto fail;
     }
     wolfSSL_CTX_SetIORecv(ctx, io_recv);
     wolfSSL_CTX_SetIOSend(ctx, io_send);
-    if (cert != NULL && (rc = load_cert(ctx, cert)) < 0)
+    if (cert != NULL && (rc = load_cert(ctx, cert, what)) < 0)
         goto fail;
     /* wolfSSL makes the certificate's X509 on first demand and keeps it in
      * the context (sessions' wolfSSL_get_certificate included): made here,
      * before the context is shared, no connection writes to it later */
     if (cert != NULL && wolfSSL_CTX_get0_certificate(ctx) == NULL) {
-        rc = SN_ENOMEM; /* it was parsed once already */
+        rc = why(SN_ENOMEM, "out of memory"); /* it was parsed once already */
         goto fail;
     }
     if ((rc = load_trust(ctx, cfg)) < 0)
@@ -651,8 +949,8 @@ static int build_ctx(sn_tls *t, const sn_tls_config *cfg, const sn_tls_cert *cer
     wolfSSL_CTX_set_verify_depth(ctx, cfg->verify_depth ? cfg->verify_depth : SN_TLS_DEPTH_DEFAULT);
     if ((rc = set_ciphers(ctx, cfg, minv, maxv)) < 0)
         goto fail;
-    if (cfg->sigalgs != NULL && wolfSSL_CTX_set1_sigalgs_list(ctx, cfg->sigalgs) != WOLFSSL_SUCCESS)
-        rc = SN_ETLS_CONFIG;
+    if (cfg->sigalgs != NULL)
+        rc = set_sigalgs(ctx, cfg->sigalgs);
     if (cfg->groups != NULL && rc == 0)
         rc = set_groups(ctx, cfg->groups);
     if (rc < 0)
@@ -679,25 +977,30 @@ fail:
     return rc;
 }
 
-/* "h2,http/1.1" in wire format: each name preceded by its length. */
+/* "h2,http/1.1" or "h2:http/1.1" as wolfSSL_UseALPN takes it (','-separated)
+ * and in wire format: each name preceded by its length. */
 static int alpn_to_wire(sn_tls *t, const char *list)
 {
     size_t len = strlen(list);
-    if (len == 0 || len > 1024 || (t->alpn = sn__strdup(list)) == NULL)
-        return len == 0 || len > 1024 ? SN_EINVAL : SN_ENOMEM;
-    if ((t->alpn_wire = sn__malloc(len + 1)) == NULL)
-        return SN_ENOMEM;
+    if (len == 0 || len > 1024)
+        return why(SN_EINVAL, "alpn: %s list", len == 0 ? "an empty" : "over 1,024 bytes of");
+    if ((t->alpn = sn__strdup(list)) == NULL || (t->alpn_wire = sn__malloc(len + 1)) == NULL)
+        return why(SN_ENOMEM, "out of memory");
     size_t w = 0;
-    for (const char *p = list; *p;) {
-        size_t n = strcspn(p, ",");
+    for (char *p = t->alpn; *p;) {
+        size_t n = strcspn(p, ",:");
         if (n == 0 || n > 255)
-            return SN_EINVAL;
+            return why(SN_EINVAL, "alpn: %s in \"%s\"",
+                       n ? "a name over 255 bytes" : "an empty name", list);
         t->alpn_wire[w++] = (uint8_t)n;
         memcpy(t->alpn_wire + w, p, n);
         w += n;
         p += n;
-        if (*p == ',' && *++p == '\0')
-            return SN_EINVAL;
+        if (*p != '\0') {
+            *p++ = ','; /* wolfSSL's separator */
+            if (*p == '\0')
+                return why(SN_EINVAL, "alpn: an empty name at the end of \"%s\"", list);
+        }
     }
     t->alpn_wire_len = w;
     return 0;
@@ -708,34 +1011,56 @@ static bool switch_ok(int v)
     return v == 0 || v == SN_ON || v == SN_OFF;
 }
 
+static bool version_ok(int v)
+{
+    return v == 0 || v == SN_TLS_1_2 || v == SN_TLS_1_3;
+}
+
 static int check_config(const sn_tls_config *cfg)
 {
     if (cfg->role != SN_TLS_SERVER && cfg->role != SN_TLS_CLIENT)
-        return SN_EINVAL;
-    if (cfg->verify < 0 || cfg->verify > SN_TLS_VERIFY_REQUIRED || cfg->verify_depth < 0 ||
-        cfg->verify_depth > 100)
-        return SN_EINVAL;
+        return why(SN_EINVAL, "role: %d is neither SN_TLS_SERVER nor SN_TLS_CLIENT", cfg->role);
+    if (cfg->verify < 0 || cfg->verify > SN_TLS_VERIFY_REQUIRED)
+        return why(SN_EINVAL, "verify: %d is not an sn_tls_verify", cfg->verify);
+    if (cfg->verify_depth < 0 || cfg->verify_depth > 100)
+        return why(SN_EINVAL, "verify_depth: %d is not within 0..100", cfg->verify_depth);
     if (cfg->role == SN_TLS_CLIENT && cfg->verify == SN_TLS_VERIFY_OPTIONAL)
-        return SN_EINVAL;
-    if (!switch_ok(cfg->system_ca) || !switch_ok(cfg->verify_hostname) ||
-        !switch_ok(cfg->prefer_server_ciphers) || !switch_ok(cfg->alpn_required) ||
-        !switch_ok(cfg->tickets))
-        return SN_EINVAL;
-    if ((cfg->min_version != 0 && cfg->min_version != SN_TLS_1_2 &&
-         cfg->min_version != SN_TLS_1_3) ||
-        (cfg->max_version != 0 && cfg->max_version != SN_TLS_1_2 && cfg->max_version != SN_TLS_1_3))
-        return SN_EINVAL;
+        return why(SN_EINVAL, "verify: SN_TLS_VERIFY_OPTIONAL is for servers");
+    static const char *const switches[] = {"system_ca", "verify_hostname", "prefer_server_ciphers",
+                                           "alpn_required", "tickets"};
+    const int values[] = {cfg->system_ca, cfg->verify_hostname, cfg->prefer_server_ciphers,
+                          cfg->alpn_required, cfg->tickets};
+    for (size_t i = 0; i < SN_ARRAY_SIZE(values); i++)
+        if (!switch_ok(values[i]))
+            return why(SN_EINVAL, "%s: %d is not SN_ON, SN_OFF or 0", switches[i], values[i]);
+    if (!version_ok(cfg->min_version) || !version_ok(cfg->max_version))
+        return why(SN_EINVAL,
+                   "%s: 0x%04x is not SN_TLS_1_2 or SN_TLS_1_3 (TLS 1.0 and 1.1 are always "
+                   "refused)",
+                   version_ok(cfg->min_version) ? "max_version" : "min_version",
+                   (unsigned)(version_ok(cfg->min_version) ? cfg->max_version : cfg->min_version));
     if (cfg->min_version == SN_TLS_1_3 && cfg->max_version == SN_TLS_1_2)
-        return SN_ETLS_CONFIG;
-    if (cfg->nca < 0 || (cfg->nca > 0 && cfg->ca == NULL) || cfg->nsni_certs < 0 ||
-        (cfg->nsni_certs > 0 && cfg->sni_certs == NULL) || cfg->handshakes_max < 0 ||
-        cfg->handshake_timeout_ms < SN_TIMEOUT_NEVER)
-        return SN_EINVAL;
+        return why(SN_ETLS_CONFIG, "min_version: TLS 1.3 is above max_version TLS 1.2");
+    if (cfg->nca < 0 || (cfg->nca > 0 && cfg->ca == NULL))
+        return why(SN_EINVAL, "nca: %d with ca %s", cfg->nca, cfg->ca ? "set" : "NULL");
+    if (cfg->nsni_certs < 0 || (cfg->nsni_certs > 0 && cfg->sni_certs == NULL))
+        return why(SN_EINVAL, "nsni_certs: %d with sni_certs %s", cfg->nsni_certs,
+                   cfg->sni_certs ? "set" : "NULL");
+    if (cfg->handshakes_max < 0)
+        return why(SN_EINVAL, "handshakes_max: %d is negative", cfg->handshakes_max);
+    if (cfg->handshake_timeout_ms < SN_TIMEOUT_NEVER)
+        return why(SN_EINVAL, "handshake_timeout_ms: %d", cfg->handshake_timeout_ms);
+    if (cfg->ciphers != NULL && (cfg->ciphers_tls12 != NULL || cfg->ciphers_tls13 != NULL))
+        return why(SN_EINVAL, "ciphers: set either it or ciphers_tls12 and ciphers_tls13");
     if (cfg->role == SN_TLS_SERVER && !source_set(&cfg->cert.chain))
-        return SN_ETLS_CONFIG;
+        return why(SN_ETLS_CONFIG, "cert: a server needs a certificate (cert.chain and cert.key)");
+    if (!source_set(&cfg->cert.chain) && source_set(&cfg->cert.key))
+        return why(SN_EINVAL, "cert: a key without its certificate (cert.chain)");
     for (int i = 0; i < cfg->nsni_certs; i++)
         if (cfg->sni_certs[i].name == NULL || cfg->role != SN_TLS_SERVER)
-            return SN_EINVAL;
+            return why(SN_EINVAL, "sni_certs[%d]: %s", i,
+                       cfg->role != SN_TLS_SERVER ? "only servers choose a certificate by name"
+                                                  : "no name");
     return 0;
 }
 
@@ -775,7 +1100,16 @@ static int check_keys(const sn_tls *t, const sn_tls_config *cfg)
     unsigned keys = key_auth(t->ctx);
     for (int i = 0; i < t->nsni; i++)
         keys |= key_auth(t->sni[i].ctx);
-    return (su.auth12 & keys) != 0 ? 0 : SN_ETLS_CONFIG;
+    if ((su.auth12 & keys) != 0)
+        return 0;
+    return why(SN_ETLS_CONFIG,
+               "%s: no suite the server's %s key%s can serve (ECDHE-ECDSA suites need "
+               "an EC key, ECDHE-RSA and DHE-RSA suites an RSA key)",
+               cfg->ciphers ? "ciphers" : "ciphers_tls12",
+               keys == SN_AUTH_RSA  ? "RSA"
+               : keys == SN_AUTH_EC ? "EC"
+                                    : "",
+               t->nsni ? "s" : "");
 }
 
 static void tls_destroy(sn_tls *t)
@@ -810,8 +1144,10 @@ static int build_sni(sn_tls *t, const sn_tls_config *cfg)
         const sn_tls_cert *c = &cfg->sni_certs[t->nsni];
         struct sni_entry *e = &t->sni[t->nsni];
         if ((e->name = sn__strdup(c->name)) == NULL)
-            return SN_ENOMEM;
-        int rc = build_ctx(t, cfg, c, &e->ctx);
+            return why(SN_ENOMEM, "out of memory");
+        char what[32];
+        snprintf(what, sizeof what, "sni_certs[%d]", t->nsni);
+        int rc = build_ctx(t, cfg, c, what, &e->ctx);
         if (rc < 0) {
             sn__free(e->name);
             return rc;
@@ -822,17 +1158,18 @@ static int build_sni(sn_tls *t, const sn_tls_config *cfg)
 
 int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
 {
+    last_reason[0] = '\0';
     if (out == NULL || cfg == NULL)
-        return SN_EINVAL;
+        return why(SN_EINVAL, "%s is NULL", out == NULL ? "out" : "cfg");
     int rc = check_config(cfg);
     if (rc < 0)
         return rc;
     pthread_once(&init_once, init_wolfssl);
     if (init_rc < 0)
-        return init_rc;
+        return why(init_rc, "wolfSSL_Init failed");
     sn_tls *t = sn__calloc(1, sizeof *t);
     if (t == NULL)
-        return SN_ENOMEM;
+        return why(SN_ENOMEM, "out of memory");
     sn__mutex_init(&t->cache_mu);
     sn__mutex_init(&t->turn_mu);
     sn__cv_init(&t->turn_cv);
@@ -846,6 +1183,7 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     t->alpn_required = cfg->alpn_required != SN_OFF;
     t->tickets = cfg->tickets != SN_OFF;
     t->max13 = cfg->max_version == 0 || cfg->max_version == SN_TLS_1_3;
+    t->min13 = cfg->min_version == SN_TLS_1_3;
     t->handshake_ms =
         cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : SN_TLS_HANDSHAKE_DEFAULT;
     t->handshakes_max = cfg->handshakes_max;
@@ -856,13 +1194,13 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
         t->alpn_wire = NULL;
     }
     if (cfg->sigalgs != NULL && (t->sigalgs = sn__strdup(cfg->sigalgs)) == NULL) {
-        rc = SN_ENOMEM;
+        rc = why(SN_ENOMEM, "out of memory");
         goto fail;
     }
     if ((rc = build_sni(t, cfg)) < 0)
         goto fail;
     const sn_tls_cert *own = source_set(&cfg->cert.chain) ? &cfg->cert : NULL;
-    if ((rc = build_ctx(t, cfg, own, &t->ctx)) < 0 || (rc = check_keys(t, cfg)) < 0)
+    if ((rc = build_ctx(t, cfg, own, "cert", &t->ctx)) < 0 || (rc = check_keys(t, cfg)) < 0)
         goto fail;
     *out = t;
     return 0;
@@ -979,6 +1317,33 @@ static const char *alert_name(int code)
     }
 }
 
+/* What an alert received most often means, said from the side that got it. */
+static const char *alert_hint(int code)
+{
+    switch (code) {
+    case 40:
+        return ": no cipher suite, group or signature algorithm in common, or a refusal";
+    case 42:
+    case 43:
+    case 46:
+        return ": it refused our certificate";
+    case 45:
+        return ": it found our certificate expired";
+    case 48:
+        return ": it does not trust our certificate's issuer";
+    case 70:
+        return ": no protocol version in common";
+    case 112:
+        return ": it serves no such server name";
+    case 116:
+        return ": it requires a certificate and we sent none";
+    case 120:
+        return ": no ALPN protocol in common";
+    default:
+        return "";
+    }
+}
+
 static int alert_error(int code)
 {
     switch (code) {
@@ -1079,15 +1444,35 @@ static int fail_error(tls_transport *tt, int e)
     else
         rc = wolf_error(e);
     tt->failed = true;
+    const char *wolf = wolfSSL_ERR_reason_error_string((unsigned long)e);
     if (e == FATAL_ERROR && h.last_rx.level == 2)
-        snprintf(tt->reason, sizeof tt->reason, "peer sent alert %d (%s)", h.last_rx.code,
-                 alert_name(h.last_rx.code));
+        snprintf(tt->reason, sizeof tt->reason, "peer sent alert %d (%s)%s", h.last_rx.code,
+                 alert_name(h.last_rx.code), alert_hint(h.last_rx.code));
+    else if (rc == SN_EOF)
+        snprintf(tt->reason, sizeof tt->reason, "the peer closed the connection in the handshake");
+    else if (rc > -1000) /* -errno of the socket */
+        snprintf(tt->reason, sizeof tt->reason, "in the handshake: %s", sn_strerror(rc));
+    else if (rc == SN_ETLS_HOSTNAME)
+        snprintf(tt->reason, sizeof tt->reason,
+                 "the peer's certificate does not match the name %s (wolfSSL %d)",
+                 tt->name ? tt->name : "", e);
     else if (rc == SN_ETLS_VERIFY && vr != 0)
-        snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s; verify error %ld: %s", e,
-                 wolfSSL_ERR_reason_error_string((unsigned long)e), vr, verify_text(vr));
+        snprintf(tt->reason, sizeof tt->reason,
+                 "the peer's certificate: %s (verify error %ld; wolfSSL %d: %s)", verify_text(vr),
+                 vr, e, wolf);
+    else if (rc == SN_ETLS_NO_CERT)
+        snprintf(tt->reason, sizeof tt->reason, "the peer sent no certificate (wolfSSL %d)", e);
+    else if (rc == SN_ETLS_VERSION)
+        snprintf(tt->reason, sizeof tt->reason,
+                 "no protocol version in common: this side allows TLS %s (wolfSSL %d: %s)",
+                 tt->tls->max13 ? (tt->tls->min13 ? "1.3" : "1.2 and 1.3") : "1.2", e, wolf);
+    else if (rc == SN_ETLS_CIPHER)
+        snprintf(tt->reason, sizeof tt->reason, "no cipher suite in common (wolfSSL %d)", e);
+    else if (rc == SN_ETLS_ALPN)
+        snprintf(tt->reason, sizeof tt->reason, "no ALPN protocol in common; ours: %s",
+                 tt->tls->alpn ? tt->tls->alpn : "none");
     else
-        snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s", e,
-                 wolfSSL_ERR_reason_error_string((unsigned long)e));
+        snprintf(tt->reason, sizeof tt->reason, "wolfSSL %d: %s", e, wolf);
     return rc;
 }
 
@@ -1277,6 +1662,7 @@ static void tls_release(sn_transport *t)
     sn__free(tt->name);
     sn__free(tt->scratch);
     sn__free(tt->in);
+    sn__free(tt->hello);
     sn__free(tt);
 }
 
@@ -1453,20 +1839,26 @@ static int run_handshake(tls_transport *tt, int64_t dl)
 
 int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
 {
+    last_reason[0] = '\0';
     if (c == NULL || tls == NULL)
-        return SN_EINVAL;
-    if (tls_of(c) != NULL || sn_available(c) > 0)
-        return SN_EBADSTATE;
+        return why(SN_EINVAL, "%s is NULL", c == NULL ? "the connection" : "the context");
+    if (tls_of(c) != NULL)
+        return why(SN_EBADSTATE, "the connection is TLS already");
+    if (sn_available(c) > 0)
+        return why(SN_EBADSTATE, "%zu bytes came before the upgrade and are not read",
+                   sn_available(c));
     int rc = sn_conn_error(c);
     if (rc < 0)
-        return rc;
+        return why(rc, "the connection failed before: %s", sn_strerror(rc));
+    if (tls->role == SN_TLS_CLIENT && name == NULL && tls->verify_hostname)
+        return why(SN_EINVAL, "no server name to verify (verify_hostname is on)");
     int64_t abs = sn__deadline_abs(dl, tls->handshake_ms);
     if (sn_pending(c) > 0 && (rc = sn_flush(c, abs)) < 0)
-        return rc;
+        return why(rc, "flushing what was written before the upgrade: %s", sn_strerror(rc));
     tls_transport *tt;
     int fd = sn_sock_fd(sn_conn_sock(c));
     if ((rc = new_transport(&tt, tls, fd, name)) < 0)
-        return rc;
+        return why(rc, "%s", sn_strerror(rc));
     tt->base.blocking = sn__conn_transport(c)->blocking; /* the same descriptor */
     tt->base.timeo_ms = sn__conn_transport(c)->timeo_ms;
     sn__conn_set_transport(c, &tt->base);
@@ -1485,8 +1877,11 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if (rc < 0) {
         if (rc == SN_ETIMEDOUT && tt->reason[0] == '\0')
             snprintf(tt->reason, sizeof tt->reason, "handshake not done by its deadline");
+        else if (tt->reason[0] == '\0')
+            snprintf(tt->reason, sizeof tt->reason, "in the handshake: %s", sn_strerror(rc));
         tt->failed = true;
         sn__conn_fail(c, rc);
+        why(rc, "%s", tt->reason);
     }
     return rc;
 }
@@ -1494,14 +1889,18 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
 int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
                    const sn_sock_options *opt, const sn_conn_config *cfg, sn_deadline dl)
 {
+    last_reason[0] = '\0';
     if (out == NULL || tls == NULL || tls->role != SN_TLS_CLIENT)
-        return SN_EINVAL;
+        return why(SN_EINVAL, "%s",
+                   out == NULL   ? "out is NULL"
+                   : tls == NULL ? "tls is NULL"
+                                 : "a server context");
     sn_conn *c;
     int rc = sn_conn_connect(&c, host, port, opt, cfg, dl);
     if (rc < 0)
-        return rc;
+        return why(rc, "connect to %s port %d: %s", host ? host : "(NULL)", port, sn_strerror(rc));
     if ((rc = sn_tls_upgrade(c, tls, host, dl)) < 0) {
-        sn_conn_free(c);
+        sn_conn_free(c); /* the reason stays: sn_tls_upgrade wrote it */
         return rc;
     }
     *out = c;
@@ -1570,9 +1969,30 @@ int sn_tls_info_get(sn_conn *c, sn_tls_info *out)
 
 int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap)
 {
-    (void)buf;
-    (void)cap;
-    return c != NULL && tls_of(c) == NULL ? SN_ENOTLS : SN_ETLS_UNAVAILABLE;
+    tls_transport *tt;
+    int rc = handshaken_tls(c, &tt);
+    if (rc < 0)
+        return rc;
+    if (buf == NULL || cap == 0)
+        return SN_EINVAL;
+    if (tt->tls->role != SN_TLS_SERVER || tt->npeer_sigalgs < 0)
+        return SN_ETLS_UNAVAILABLE;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < tt->npeer_sigalgs; i++) {
+        char hex[8];
+        const char *name = sn__tls_sigalg_iana(tt->peer_sigalgs[i]);
+        if (name == NULL) {
+            snprintf(hex, sizeof hex, "0x%04x", tt->peer_sigalgs[i]);
+            name = hex;
+        }
+        size_t k = strlen(name) + (i > 0);
+        if (len + k >= cap)
+            return SN_ERANGE;
+        snprintf(buf + len, cap - len, "%s%s", i > 0 ? ":" : "", name);
+        len += k;
+    }
+    return (int)len;
 }
 
 /* wolfSSL reports the signature as a certificate signature type, which

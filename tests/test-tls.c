@@ -1595,6 +1595,407 @@ static void test_tls_connect(void)
     sn_tls_free(ct);
 }
 
+/* ---- reasons ------------------------------------------------------------------------ */
+
+/* sn_tls_new's result and reason for cfg: the code, and the reason holds
+ * each of the NULL-terminated fragments. */
+static void expect_new(const sn_tls_config *cfg, int want, const char *const *frags)
+{
+    sn_tls *t = NULL;
+    int rc = sn_tls_new(&t, cfg);
+    SN_ASSERT_RC(rc, want);
+    const char *why = sn_tls_last_reason();
+    for (int i = 0; frags[i] != NULL; i++)
+        if (strstr(why, frags[i]) == NULL) {
+            CU_FAIL("a fragment is missing from the reason");
+            fprintf(stderr, "reason \"%s\" lacks \"%s\"\n", why, frags[i]);
+        }
+    if (rc == 0) {
+        CU_ASSERT_STRING_EQUAL(why, "");
+        sn_tls_free(t);
+    }
+}
+
+#define EXPECT_NEW(cfg, want, ...)                                                                 \
+    expect_new(&(cfg), want, (const char *const[]){__VA_ARGS__, NULL})
+
+/* Every configuration error names its field and value (tls.h), and the
+ * names OpenSSL's and IANA's users write are taken. */
+static void test_config_reasons(void)
+{
+    sn_tls_config c = {.role = SN_TLS_CLIENT, .ciphers_tls12 = "AES256-SHA256"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "ciphers_tls12: AES256-SHA256 (TLS_RSA_WITH_AES_256_CBC_SHA256)",
+               "not known to this wolfSSL build", "plain RSA key exchange");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers_tls12 = "TLS_RSA_WITH_AES_256_CBC_SHA256"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "(AES256-SHA256) is not known to this wolfSSL build");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT,
+                        .ciphers_tls12 = "ECDHE-RSA-AES128-GCM-SHA256:NO-SUCH-SUITE"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "ciphers_tls12: NO-SUCH-SUITE is not a cipher suite name");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers_tls12 = "TLS_AES_128_GCM_SHA256"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "TLS 1.3 suite: it belongs in ciphers_tls13");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers_tls13 = "TLS_AES_128_GCM_SHA256::x"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "ciphers_tls13: an empty name");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers = "TLS_AES_128_GCM_SHA256:AES256-SHA256"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "ciphers: AES256-SHA256");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers = "x", .ciphers_tls13 = "y"};
+    EXPECT_NEW(c, SN_EINVAL, "ciphers: set either it or ciphers_tls12 and ciphers_tls13");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT,
+                        .sigalgs = "rsa_pss_rsae_sha256:rsa_pss_rsae_sha255"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "sigalgs: rsa_pss_rsae_sha255 is not a signature algorithm");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .groups = "X25519:P-999"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "groups: P-999 is not a group name");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .alpn = "h2,,http/1.1"};
+    EXPECT_NEW(c, SN_EINVAL, "alpn: an empty name");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .min_version = 0x0302};
+    EXPECT_NEW(c, SN_EINVAL, "min_version: 0x0302", "TLS 1.0 and 1.1 are always refused");
+    c = (sn_tls_config){.role = SN_TLS_SERVER};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "a server needs a certificate");
+    c = (sn_tls_config){.role = SN_TLS_SERVER,
+                        .cert = {.chain = {.file = pki("server-rsa.pem")},
+                                 .key = {.file = pki("server-enc.key")},
+                                 .password = "wrong"}};
+    EXPECT_NEW(c, SN_ETLS_CERT, "cert.key ", "server-enc.key: wrong password");
+    c.cert.password = NULL;
+    EXPECT_NEW(c, SN_ETLS_CERT, "server-enc.key: the key is encrypted and no password is given");
+    c.cert.key.file = pki("server-ec.key");
+    EXPECT_NEW(c, SN_ETLS_CERT, "server-ec.key does not match the certificate of cert.chain ",
+               "server-rsa.pem");
+    c.cert.chain.file = pki("nonexistent.pem");
+    EXPECT_NEW(c, SN_ENOENT, "cert.chain ", "nonexistent.pem: ");
+    c.cert.chain = (sn_tls_source){.data = "not a certificate", .len = 17};
+    EXPECT_NEW(c, SN_ETLS_CERT, "cert.chain (17 bytes in memory): no certificate wolfSSL can read");
+    sn_tls_cert bad_sni = {.chain = {.file = pki("server-other.pem")},
+                           .key = {.file = pki("server-rsa.key")},
+                           .name = "other.test"};
+    c = (sn_tls_config){
+        .role = SN_TLS_SERVER, .cert = CERT("server-rsa"), .sni_certs = &bad_sni, .nsni_certs = 1};
+    EXPECT_NEW(c, SN_ETLS_CERT, "sni_certs[0].key ", "does not match");
+    sn_tls_source bad_ca = {.file = pki("server-rsa.key")};
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ca = &bad_ca, .nca = 1};
+    EXPECT_NEW(c, SN_ETLS_CERT, "ca[0] ", "no CA certificate wolfSSL can read");
+    c = (sn_tls_config){.role = SN_TLS_SERVER,
+                        .cert = CERT("server-ec"),
+                        .ciphers_tls12 = "ECDHE-RSA-AES128-GCM-SHA256"};
+    EXPECT_NEW(c, SN_ETLS_CONFIG, "ciphers_tls12: no suite the server's EC key can serve");
+
+    /* taken: IANA's and OpenSSL's names, mixed lists, both ALPN separators */
+    c = (sn_tls_config){
+        .role = SN_TLS_CLIENT,
+        .sigalgs = "rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256:rsa_pkcs1_sha256:ed25519:"
+                   "rsa_pss_pss_sha384:ECDSA+SHA384,RSA-PSS+SHA512",
+        .groups = "x25519:secp256r1:prime256v1:P-384",
+        .ciphers_tls12 = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
+        .ciphers_tls13 = "TLS_AES_256_GCM_SHA384:TLS13-AES128-GCM-SHA256",
+        .alpn = "spdy/1:http/1.1"};
+    EXPECT_NEW(c, 0, "");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT,
+                        .ciphers = "ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384"};
+    EXPECT_NEW(c, 0, "");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers = "ECDHE-RSA-AES256-GCM-SHA384"};
+    EXPECT_NEW(c, 0, ""); /* TLS 1.3 keeps its defaults, as with OpenSSL */
+}
+
+/* What a server's on_error heard (its user pointer, which the echo
+ * handler takes for a `seen`, hence the first member). */
+typedef struct heard {
+    seen sv;
+    pthread_mutex_t mu;
+    int n;
+    int err[16];
+    char what[16][512];
+} heard;
+
+static void on_error_heard(sn_server *s, int err, const char *what, void *user)
+{
+    (void)s;
+    heard *h = user;
+    pthread_mutex_lock(&h->mu);
+    if (h->n < 16) {
+        h->err[h->n] = err;
+        snprintf(h->what[h->n], sizeof h->what[0], "%s", what);
+        h->n++;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int heard_count(heard *h)
+{
+    pthread_mutex_lock(&h->mu);
+    int n = h->n;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+/* The last report holds err and each fragment. */
+static void expect_heard(heard *h, int n, int err, const char *f1, const char *f2)
+{
+    WAIT_UNTIL(heard_count(h) >= n, 5000);
+    pthread_mutex_lock(&h->mu);
+    int got = h->n, e = n <= 16 ? h->err[n - 1] : 0;
+    char w[512];
+    snprintf(w, sizeof w, "%s", n <= 16 ? h->what[n - 1] : "");
+    pthread_mutex_unlock(&h->mu);
+    CU_ASSERT_EQUAL(got, n);
+    SN_ASSERT_RC(e, err);
+    if (strncmp(w, "TLS handshake with 127.0.0.1:", 29) != 0 || strstr(w, f1) == NULL ||
+        (f2 != NULL && strstr(w, f2) == NULL)) {
+        CU_FAIL("on_error's text");
+        fprintf(stderr, "on_error %d: \"%s\" (wanted \"%s\", \"%s\")\n", n, w, f1, f2 ? f2 : "");
+    }
+}
+
+static void expect_reason(const char *why, const char *f1, const char *f2)
+{
+    if (strstr(why, f1) == NULL || (f2 != NULL && strstr(why, f2) == NULL)) {
+        CU_FAIL("the reason");
+        fprintf(stderr, "reason: \"%s\" (wanted \"%s\", \"%s\")\n", why, f1, f2 ? f2 : "");
+    }
+}
+
+/* A client with cfg dials the server at port as `name`: its result, with
+ * its reason (after the first read, where TLS 1.3 tells a client that its
+ * certificate was refused) in why. */
+static int client_try(sn_tls_config cfg, int port, const char *name, char *why, size_t cap)
+{
+    sn_tls *ct = mk(&cfg);
+    sn_conn *c;
+    int rc = tls_dial(&c, ct, port, name);
+    if (rc < 0) {
+        snprintf(why, cap, "%s", sn_tls_last_reason());
+    } else {
+        rc = roundtrip(c, "reasons");
+        snprintf(why, cap, "%s", sn_tls_reason(c));
+        sn_conn_free(c);
+    }
+    sn_tls_free(ct);
+    return rc;
+}
+
+/* Each failed handshake says why on both sides: the client through
+ * sn_tls_last_reason (or sn_tls_reason after its first read), the server
+ * through on_error with the client's address, and in its counters by kind. */
+static void test_handshake_reasons(void)
+{
+    sn_tls_source cas[] = {ca_src, ca2_src};
+    sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                          .cert = CERT("server-rsa"),
+                          .ca = cas,
+                          .nca = 1,
+                          .verify = SN_TLS_VERIFY_REQUIRED,
+                          .alpn = "spdy/1:http/1.1",
+                          .handshake_timeout_ms = 300};
+    sn_tls *st = mk(&scfg);
+    heard h = {.n = 0};
+    pthread_mutex_init(&h.mu, NULL);
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .tls = st,
+                            .handler = echo,
+                            .on_error = on_error_heard,
+                            .user = &h,
+                            .fibers = SN_ON,
+                            .fiber_threads = 2};
+    sn_server *s = NULL;
+    SN_ASSERT_RC(sn_server_new(&s, &cfg), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    SN_ASSERT_RC(sn_server_start(s), 0);
+    int port = sn_server_port(s);
+    char why[256];
+    sn_tls_cert client = CERT("client-rsa");
+    sn_tls_config ok = {
+        .role = SN_TLS_CLIENT, .ca = &ca_src, .nca = 1, .cert = client, .alpn = "http/1.1"};
+    SN_ASSERT_RC(client_try(ok, port, "localhost", why, sizeof why), 0);
+
+    /* a server the client does not trust */
+    sn_tls_config c = ok;
+    c.ca = &ca2_src;
+    SN_ASSERT_RC(client_try(c, port, "localhost", why, sizeof why), SN_ETLS_VERIFY);
+    expect_reason(why, "the peer's certificate: ", "verify error");
+    expect_heard(&h, 1, SN_ETLS_VERIFY, "peer sent alert 48 (unknown_ca)",
+                 "does not trust our certificate's issuer");
+    /* the wrong host name */
+    SN_ASSERT_RC(client_try(ok, port, "wrong.example", why, sizeof why), SN_ETLS_HOSTNAME);
+    expect_reason(why, "does not match the name wrong.example", NULL);
+    expect_heard(&h, 2, SN_ETLS_VERIFY, "alert 42 (bad_certificate)", "refused our certificate");
+    /* a client certificate from a CA the server does not trust, expired, none */
+    c = ok;
+    c.cert = CERT("client-ca2");
+    CU_ASSERT(is_tls_error(client_try(c, port, "localhost", why, sizeof why)));
+    expect_heard(&h, 3, SN_ETLS_VERIFY, "the peer's certificate: ", "verify error");
+    c.cert = CERT("client-expired");
+    CU_ASSERT(is_tls_error(client_try(c, port, "localhost", why, sizeof why)));
+    expect_heard(&h, 4, SN_ETLS_VERIFY, "certificate has expired", NULL);
+    c.cert = (sn_tls_cert){0};
+    CU_ASSERT(is_tls_error(client_try(c, port, "localhost", why, sizeof why)));
+    expect_reason(why, "it requires a certificate and we sent none", NULL);
+    expect_heard(&h, 5, SN_ETLS_NO_CERT, "the peer sent no certificate", NULL);
+    /* no ALPN protocol in common: ':' separated two names, "spdy/1" is one */
+    c = ok;
+    c.alpn = "h2";
+    SN_ASSERT_RC(client_try(c, port, "localhost", why, sizeof why), SN_ETLS_ALPN);
+    expect_reason(why, "no_application_protocol", NULL);
+    expect_heard(&h, 6, SN_ETLS_ALPN, "no ALPN protocol in common; ours: spdy/1,http/1.1", NULL);
+    c.alpn = "spdy/1";
+    SN_ASSERT_RC(client_try(c, port, "localhost", why, sizeof why), 0);
+    /* TLS 1.1 */
+    int fd = raw_dial(s);
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl = bare_session(fd, wolfTLSv1_1_client_method(), &ctx);
+    CU_ASSERT_NOT_EQUAL(wolfSSL_connect(ssl), WOLFSSL_SUCCESS);
+    wolfSSL_free(ssl);
+    wolfSSL_CTX_free(ctx);
+    close(fd);
+    expect_heard(&h, 7, SN_ETLS_VERSION, "no protocol version in common", "TLS 1.2 and 1.3");
+    /* a client that leaves, one that says nothing */
+    close(raw_dial(s));
+    expect_heard(&h, 8, SN_EOF, "the peer closed the connection in the handshake", NULL);
+    fd = raw_dial(s);
+    expect_heard(&h, 9, SN_ETIMEDOUT, "handshake not done by its deadline", NULL);
+    close(fd);
+
+    sn_server_stats stats = sstats(s);
+    CU_ASSERT_EQUAL(stats.tls_failures, 9);
+    CU_ASSERT_EQUAL(stats.tls_fail_cert, 5);
+    CU_ASSERT_EQUAL(stats.tls_fail_alpn, 1);
+    CU_ASSERT_EQUAL(stats.tls_fail_version, 1);
+    CU_ASSERT_EQUAL(stats.tls_fail_closed, 1);
+    CU_ASSERT_EQUAL(stats.tls_fail_timeout, 1);
+    CU_ASSERT_EQUAL(stats.tls_fail_cipher + stats.tls_fail_other, 0);
+    sn_server_free(s);
+
+    /* sn_tls_connect: the connect's failure, then the handshake's (the
+     * connection is freed, the reason stays) */
+    sn_tls *ct = client_ctx();
+    sn_conn *conn;
+    SN_ASSERT_RC(sn_tls_connect(&conn, ct, "127.0.0.1", port, NULL, NULL, sn_deadline_in(5000)),
+                 SN_ECONNREFUSED);
+    char want[64];
+    snprintf(want, sizeof want, "connect to 127.0.0.1 port %d: ", port);
+    expect_reason(sn_tls_last_reason(), want, "refused");
+    sn_tls *st2 = server_ctx("server-wrong.pem");
+    s = start(st2, echo, NULL, false);
+    SN_ASSERT_RC(sn_tls_connect(&conn, ct, "localhost", sn_server_port(s), NULL, NULL, 0),
+                 SN_ETLS_HOSTNAME);
+    expect_reason(sn_tls_last_reason(), "does not match the name localhost", NULL);
+    SN_ASSERT_RC(sn_tls_connect(&conn, ct, "localhost", sn_server_port(s), NULL, NULL, 0),
+                 SN_ETLS_HOSTNAME);
+    sn_server_free(s);
+    sn_tls_free(st2);
+    sn_tls_free(ct);
+    sn_tls_free(st);
+}
+
+/* What a handler saw of the client's signature algorithms. */
+typedef struct sigseen {
+    atomic_int calls;
+    int rc;
+    char list[512];
+} sigseen;
+
+static void sigalgs_handler(sn_conn *c, void *user)
+{
+    sigseen *s = user;
+    s->rc = sn_tls_peer_sigalgs(c, s->list, sizeof s->list);
+    char tiny[4];
+    if (s->rc > 4)
+        SN_ASSERT_RC(sn_tls_peer_sigalgs(c, tiny, sizeof tiny), SN_ERANGE);
+    atomic_fetch_add(&s->calls, 1);
+    echo(c, NULL);
+}
+
+/* A server reads the client's signature_algorithms from its ClientHello:
+ * openssl s_client's exactly as given, and ours as set. */
+static void test_peer_sigalgs(void)
+{
+    sn_tls *st = server_ctx("server-rsa.pem");
+    sigseen sv = {0};
+    sn_server *s = start(st, sigalgs_handler, &sv, true);
+    int port = sn_server_port(s);
+    if (system("command -v openssl >/dev/null 2>&1") == 0) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd,
+                 "echo hi | timeout 10 openssl s_client -connect 127.0.0.1:%d -quiet -no_ign_eof "
+                 "-sigalgs 'ECDSA+SHA384:rsa_pss_rsae_sha512:RSA+SHA256' >/dev/null 2>&1",
+                 port);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+        WAIT_UNTIL(atomic_load(&sv.calls) == 1, 5000);
+        SN_ASSERT_RC(sv.rc, (int)strlen(sv.list));
+        CU_ASSERT_STRING_EQUAL(sv.list,
+                               "ecdsa_secp384r1_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256");
+    }
+    sn_tls_config ccfg = {.role = SN_TLS_CLIENT,
+                          .ca = &ca_src,
+                          .nca = 1,
+                          .sigalgs = "rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256"};
+    sn_tls *ct = mk(&ccfg);
+    int before = atomic_load(&sv.calls);
+    sn_conn *c;
+    SN_ASSERT_RC(tls_dial(&c, ct, port, "localhost"), 0);
+    SN_ASSERT_RC(roundtrip(c, "sigalgs"), 0);
+    char buf[256];
+    SN_ASSERT_RC(sn_tls_peer_sigalgs(c, buf, sizeof buf), SN_ETLS_UNAVAILABLE); /* a client */
+    sn_conn_free(c);
+    WAIT_UNTIL(atomic_load(&sv.calls) == before + 1, 5000);
+    if (getenv("SN_TEST_VERBOSE"))
+        fprintf(stderr, "wolfSSL offered %s\n", sv.list);
+    CU_ASSERT(sv.rc > 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(sv.list, "rsa_pss_rsae_sha256"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sv.list, "ecdsa_secp256r1_sha256"));
+    CU_ASSERT_PTR_NULL(strstr(sv.list, "rsa_pkcs1_sha256"));
+    sn_server_free(s);
+    sn_tls_free(ct);
+    sn_tls_free(st);
+}
+
+/* OpenHarmony's two-way TLS example, with a suite this wolfSSL has:
+ * signature algorithms in both spellings, a combined cipher list, an ALPN
+ * list, a key password and a list of CAs. */
+static void test_openharmony_settings(void)
+{
+    sn_tls_source cas[] = {ca2_src, ca_src};
+    const char *sigalgs = "rsa_pss_rsae_sha256:ECDSA+SHA256";
+    const char *ciphers = "ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384";
+    sn_tls_config scfg = {.role = SN_TLS_SERVER,
+                          .cert = {.chain = {.file = pki("server-rsa.pem")},
+                                   .key = {.file = pki("server-enc.key")},
+                                   .password = "secret"},
+                          .ca = cas,
+                          .nca = 2,
+                          .verify = SN_TLS_VERIFY_REQUIRED,
+                          .sigalgs = sigalgs,
+                          .ciphers = ciphers,
+                          .alpn = "spdy/1:http/1.1"};
+    sn_tls *st = mk(&scfg);
+    seen sv = {0};
+    sn_server *s = start(st, echo, &sv, false);
+    for (int v = 0; v < 2; v++) {
+        sn_tls_config ccfg = {.role = SN_TLS_CLIENT,
+                              .cert = CERT("client-rsa"),
+                              .ca = cas,
+                              .nca = 2,
+                              .sigalgs = sigalgs,
+                              .ciphers = ciphers,
+                              .alpn = "http/1.1,spdy/1",
+                              .max_version = v == 0 ? SN_TLS_1_2 : SN_TLS_1_3};
+        sn_tls *ct = mk(&ccfg);
+        sn_conn *c;
+        SN_ASSERT_RC(tls_dial(&c, ct, sn_server_port(s), "localhost"), 0);
+        sn_tls_info info;
+        SN_ASSERT_RC(sn_tls_info_get(c, &info), 0);
+        CU_ASSERT_EQUAL(info.version, v == 0 ? SN_TLS_1_2 : SN_TLS_1_3);
+        CU_ASSERT_STRING_EQUAL(info.cipher_openssl,
+                               v == 0 ? "ECDHE-RSA-AES256-GCM-SHA384" : "TLS_AES_256_GCM_SHA384");
+        CU_ASSERT_STRING_EQUAL(info.alpn ? info.alpn : "", "spdy/1"); /* the server's first */
+        CU_ASSERT_EQUAL(info.peer_verified, 1);
+        SN_ASSERT_RC(roundtrip(c, "openharmony"), 0);
+        sn_conn_free(c);
+        sn_tls_free(ct);
+    }
+    WAIT_UNTIL(atomic_load(&sv.calls) == 2, 5000);
+    CU_ASSERT_PTR_NOT_NULL(strstr(sv.peer_subject, "CN=client-rsa"));
+    sn_server_free(s);
+    sn_tls_free(st);
+}
+
 static CU_TestInfo tests[] = {
     {"a client on a fiber gives back its read-ahead while it waits",
      test_idle_fiber_gives_back_read_ahead},
@@ -1615,6 +2016,10 @@ static CU_TestInfo tests[] = {
     {"no shared cipher or version", test_no_shared_cipher_or_version},
     {"cipher order and group", test_cipher_order_and_group},
     {"configuration errors", test_config_errors},
+    {"configuration errors say why; OpenSSL's and IANA's names", test_config_reasons},
+    {"failed handshakes say why, on both sides", test_handshake_reasons},
+    {"a server reads the client's signature algorithms", test_peer_sigalgs},
+    {"OpenHarmony's two-way TLS settings", test_openharmony_settings},
     {"a server's TLS 1.2 suites fit its keys", test_suites_fit_keys},
     {"sources in memory, PEM and DER", test_memory_sources},
     {"ALPN", test_alpn},

@@ -100,8 +100,10 @@ typedef struct sn_server_config {
      * references. The handshake runs on the worker (the fiber, in fiber
      * mode) before the handler, within the context's handshake timeout,
      * never on an acceptor; a stop wakes it like a read. A failed handshake
-     * closes the connection without calling the handler or on_close, and
-     * counts in stats.tls_failures. sn_server_set_tls swaps contexts while
+     * closes the connection without calling the handler or on_close,
+     * counts in stats.tls_failures and its kind's tls_fail_* counter, and
+     * goes to on_error with the client's address and the reason (see
+     * on_error). sn_server_set_tls swaps contexts while
      * the server runs (new certificates without dropping connections). */
     sn_tls *tls;
     sn_tls *const *listener_tls;
@@ -203,7 +205,13 @@ typedef struct sn_server_config {
      * to accept and close what is pending; ...),
      * a connection closed for want of memory, a failed poll, and worker
      * threads the system refused (the connection then waits in the queue,
-     * or is refused per `overload` when the queue is full). */
+     * or is refused per `overload` when the queue is full).
+     * It also reports each failed TLS handshake, from the worker that ran
+     * it (several at once: make on_error thread-safe), with err the
+     * handshake's error (SN_ETLS_VERIFY, SN_ETIMEDOUT, SN_EOF, ...) and
+     * what "TLS handshake with 192.0.2.7:50312 failed: " and the reason
+     * (sn_tls_reason), valid during the call. From there sn_server_stop
+     * acts as from a handler. */
     void (*on_listening)(sn_server *s, const sn_addr *addr, void *user);
     int (*on_connect)(sn_server *s, const sn_addr *peer, void *user);
     void (*on_close)(sn_conn *c, int err, void *user);
@@ -251,28 +259,41 @@ SN_API int sn_server_stop(sn_server *s, int timeout_ms);
 SN_API int sn_server_is_stopping(const sn_server *s);
 
 typedef struct sn_server_stats {
-    int active;               /* connections being served now (handler,
-                                 on_close or the final flush) */
-    int queued;               /* accepted, waiting for a worker (the pool's
-                                 queue) */
-    int busy_workers;         /* workers running a handler */
-    int threads;              /* worker threads alive */
-    uint64_t accepted;        /* connections accepted */
-    uint64_t refused;         /* answered with the overload policy: the
-                                 queue was full, or (expired) the wait */
-    uint64_t expired;         /* of refused: waited queue_timeout_ms in
-                                 the queue */
-    uint64_t rejected;        /* refused by on_connect */
-    uint64_t accept_errors;   /* failed accepts (EMFILE, ...) */
-    uint64_t thread_failures; /* worker threads the system refused (the
-                                 connection then waited in the queue) */
-    uint64_t tls_failures;    /* TLS handshakes that failed or timed out */
-    uint64_t closed;          /* connections served and closed (not those
-                                 closed unserved by a stop) */
-    uint64_t bytes_read;      /* by every connection, closed or active */
-    uint64_t bytes_written;   /* (in event mode: until handed to the loop) */
-    uint64_t events;          /* event mode: connections handed to the loop */
-    int events_open;          /* event mode: of them, those open now */
+    int active;                /* connections being served now (handler,
+                                  on_close or the final flush) */
+    int queued;                /* accepted, waiting for a worker (the pool's
+                                  queue) */
+    int busy_workers;          /* workers running a handler */
+    int threads;               /* worker threads alive */
+    uint64_t accepted;         /* connections accepted */
+    uint64_t refused;          /* answered with the overload policy: the
+                                  queue was full, or (expired) the wait */
+    uint64_t expired;          /* of refused: waited queue_timeout_ms in
+                                  the queue */
+    uint64_t rejected;         /* refused by on_connect */
+    uint64_t accept_errors;    /* failed accepts (EMFILE, ...) */
+    uint64_t thread_failures;  /* worker threads the system refused (the
+                                  connection then waited in the queue) */
+    uint64_t tls_failures;     /* TLS handshakes that failed or timed out,
+                                  of which, by kind: */
+    uint64_t tls_fail_cert;    /* a certificate refused, by either side:
+                                  SN_ETLS_VERIFY, SN_ETLS_NO_CERT,
+                                  SN_ETLS_HOSTNAME */
+    uint64_t tls_fail_version; /* no version in common (SN_ETLS_VERSION) */
+    uint64_t tls_fail_cipher;  /* no suite in common (SN_ETLS_CIPHER) */
+    uint64_t tls_fail_alpn;    /* no ALPN protocol in common */
+    uint64_t tls_fail_timeout; /* the handshake deadline (SN_ETIMEDOUT) */
+    uint64_t tls_fail_closed;  /* the client left: SN_EOF, a reset, or
+                                  another socket error */
+    uint64_t tls_fail_other;   /* the rest: SN_ETLS_HANDSHAKE (not TLS,
+                                  a malformed message), SN_ETLS_ALERT, a
+                                  stop, SN_ENOMEM */
+    uint64_t closed;           /* connections served and closed (not those
+                                  closed unserved by a stop) */
+    uint64_t bytes_read;       /* by every connection, closed or active */
+    uint64_t bytes_written;    /* (in event mode: until handed to the loop) */
+    uint64_t events;           /* event mode: connections handed to the loop */
+    int events_open;           /* event mode: of them, those open now */
 } sn_server_stats;
 
 SN_API void sn_server_stats_get(sn_server *s, sn_server_stats *out);

@@ -16,15 +16,25 @@
  *     int rc = sn_tls_new(&tls, &tc);
  *     sn_conn *c;
  *     if (rc == 0) rc = sn_tls_connect(&c, tls, "example.net", 443, NULL, NULL, 0);
+ *     if (rc < 0) fprintf(stderr, "%s: %s\n", sn_strerror(rc), sn_tls_last_reason());
  *     sn_tls_free(tls); // the connection keeps its own reference
  *
  * Defaults are the safe ones: TLS 1.2 and 1.3 only (1.0 and 1.1 are always
  * refused), clients verify the server's chain against the system's CAs and
  * check the host name; servers ask for no client certificate unless told.
  *
- * Errors: a handshake failure returns one of the SN_ETLS_* codes (see
- * socknet/error.h), and sn_tls_reason() tells the details (wolfSSL's text,
- * the certificate verification error, the alert the peer sent). Reads
+ * Errors: every failure says why. sn_tls_new, sn_tls_connect and
+ * sn_tls_upgrade return an SN_E* code and leave a one-line reason that
+ * sn_tls_last_reason() returns: the field and the value of a configuration
+ * error ("sigalgs: rsa_pss_rsae_sha255 is not a signature algorithm ...",
+ * "cert.key server.key: wrong password", "ciphers_tls12: AES256-SHA256
+ * (TLS_RSA_WITH_AES_256_CBC_SHA256) is not known to this wolfSSL build ..."),
+ * or what failed in a handshake (the certificate verification error, the
+ * alert the peer sent and what it usually means, the versions allowed).
+ * A handshake failure returns one of the SN_ETLS_* codes (see
+ * socknet/error.h); the connection keeps its reason too (sn_tls_reason).
+ * A server reports each failed handshake to its on_error with the peer's
+ * address and the reason, and counts them by kind (socknet/server.h). Reads
  * return SN_EOF at the peer's close_notify, and also when the peer closes
  * TCP without one (as most TLS stacks accept; a protocol that must detect
  * truncation frames its own messages). Closing (sn_conn_close,
@@ -134,22 +144,41 @@ typedef struct sn_tls_config {
      * certificates are verified (clients by default, servers with verify
      * set): the peer could pick one and show no certificate at all. Set
      * verify to SN_TLS_VERIFY_NONE to use them. */
-    const char *ciphers_tls12; /* OpenSSL names: "ECDHE-RSA-AES128-GCM-SHA256" */
-    const char *ciphers_tls13; /* IANA names: "TLS_AES_256_GCM_SHA384" */
-    /* Signature algorithms this side offers the peer: what it accepts in
+    /* Suites by OpenSSL's or IANA's name ("ECDHE-RSA-AES128-GCM-SHA256" or
+     * "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"; TLS 1.3: "TLS_AES_256_GCM_SHA384"
+     * or wolfSSL's "TLS13-AES256-GCM-SHA384"). A suite this wolfSSL build
+     * lacks is an error that says so: Debian's has no plain RSA key
+     * exchange ("AES256-SHA256"), no ARIA and no CCM_8, for instance. */
+    const char *ciphers_tls12;
+    const char *ciphers_tls13;
+    /* Or both versions' suites in one list, as OpenSSL's users and
+     * OpenHarmony's cipherSuite write them: each goes to its version, and
+     * a version it names no suite of keeps the default (as OpenSSL does).
+     * SN_EINVAL with ciphers_tls12 or ciphers_tls13 set too. */
+    const char *ciphers;
+    /* Signature algorithms this side offers the peer, ':'- or
+     * ','-separated, by IANA's name as OpenSSL and OpenHarmony write them
+     * ("rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256:rsa_pkcs1_sha256:
+     * ed25519") or wolfSSL's ("RSA-PSS+SHA256:ECDSA+SHA256:RSA+SHA256:
+     * ED25519"), case-insensitive; wolfSSL 5.5 offers both RSA-PSS kinds
+     * (rsae and pss) for either. What it accepts in
      * the peer's signatures (in TLS 1.2 a server refuses a client
      * certificate signed otherwise). With wolfSSL 5.5 they do not bind this
      * side's own signature, made with its key's algorithm from the peer's
      * list: a list without the own key's type (RSA only, an ECDSA key) is
      * therefore no error. */
-    const char *sigalgs;       /* "RSA-PSS+SHA256:ECDSA+SHA256:RSA+SHA256" */
-    const char *groups;        /* "X25519:P-256:P-384" */
+    const char *sigalgs;
+    /* Key exchange groups: "X25519:P-256:P-384" (also secp256r1,
+     * prime256v1, X448, ffdhe2048..ffdhe8192), case-insensitive. */
+    const char *groups;
     int prefer_server_ciphers; /* servers: SN_ON (default) the server's order;
                                   SN_OFF the client's (OpenHarmony's
                                   useRemoteCipherPrefer) */
 
-    /* ALPN, ','-separated by preference ("h2,http/1.1"). Clients offer it;
-     * servers pick the first of theirs that the client offers. */
+    /* ALPN, by preference, ','- or ':'-separated like the other lists
+     * ("h2,http/1.1" or "h2:http/1.1"; no protocol name has either).
+     * Clients offer it; servers pick the first of theirs that the client
+     * offers. */
     const char *alpn;
     int alpn_required; /* SN_ON (default): no protocol in common fails the
                           handshake (SN_ETLS_ALPN); SN_OFF: go on without */
@@ -174,13 +203,21 @@ typedef struct sn_tls_config {
 /* Builds a context: loads and checks every certificate, key and list.
  * Returns 0, SN_EINVAL (NULL arguments, bad role, switch, version or
  * count), SN_ETLS_CERT (a certificate, key or CA that cannot be read or
- * parsed, a wrong password, a key that does not match its certificate),
- * SN_ETLS_CONFIG (a list selecting nothing usable: an unknown name, a
- * version left without a suite, a server's TLS 1.2 suites that none of
- * its keys can serve; a server without a certificate; min above max),
- * SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. The code is all it tells:
- * there is no detailed reason for a configuration error. */
+ * parsed, an encrypted key without a password, a wrong password, a key
+ * that does not match its certificate), SN_ETLS_CONFIG (a list selecting
+ * nothing usable: an unknown name, a suite or group this wolfSSL build
+ * lacks, a version left without a suite, a server's TLS 1.2 suites that
+ * none of its keys can serve; a server without a certificate; min above
+ * max), SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. On failure
+ * sn_tls_last_reason() names the field and the value. */
 SN_API int sn_tls_new(sn_tls **out, const sn_tls_config *cfg);
+
+/* The reason of the calling thread's last failed sn_tls_new,
+ * sn_tls_connect or sn_tls_upgrade, one line without a newline; "" after
+ * one that succeeded. It is the thread's own (a fiber's, when read before
+ * the fiber next waits: fibers stay on their thread) and stays until the
+ * thread's next call of one of the three. */
+SN_API const char *sn_tls_last_reason(void);
 
 /* Takes one more reference (returns t). */
 SN_API sn_tls *sn_tls_ref(sn_tls *t);
@@ -199,7 +236,8 @@ SN_API int sn_tls_role_of(const sn_tls *t);
  * numeric address) and is the name the certificate must match (a numeric
  * address must be among its IP addresses). Returns 0
  * (*out is a TLS connection), the errors of sn_conn_connect, or those of
- * sn_tls_upgrade (the connection is then freed). */
+ * sn_tls_upgrade (the connection is then freed: sn_tls_last_reason() says
+ * why, the connect's failure included). */
 SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
                           const sn_sock_options *opt, const sn_conn_config *cfg, sn_deadline dl);
 
@@ -218,7 +256,7 @@ SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port
  * SN_ETLS_ALPN, SN_ETLS_ALERT, SN_EOF / SN_ECONNRESET (the peer left),
  * SN_EBADSTATE (already TLS, or unread bytes), SN_EINVAL, SN_ENOMEM. On
  * failure the connection is unusable (its errors are sticky) and should be
- * freed; sn_tls_reason tells more.
+ * freed; sn_tls_reason (and sn_tls_last_reason) tell why.
  */
 SN_API int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl);
 
@@ -265,8 +303,16 @@ SN_API int sn_tls_info_get(sn_conn *c, sn_tls_info *out);
  * PSS: it does not say); SN_ERANGE, SN_EINVAL, SN_ENOTLS, SN_EBADSTATE. */
 SN_API int sn_tls_sigalg_used(sn_conn *c, char *buf, size_t cap);
 
-/* The peer's list of signature algorithms: wolfSSL 5.5 does not expose
- * it. Returns SN_ETLS_UNAVAILABLE (SN_ENOTLS on plain TCP). */
+/* Servers: the signature algorithms the client offered (its
+ * signature_algorithms extension, OpenHarmony's getSignatureAlgorithms), in
+ * its order, IANA names ':'-separated ("ecdsa_secp256r1_sha256:
+ * rsa_pss_rsae_sha256:..."; a code without a name as "0x0fe0"; at most 64),
+ * into buf (cap bytes, NUL-terminated); "" when it sent none (TLS 1.2
+ * only). Read from the ClientHello as it comes in: wolfSSL 5.5 has no call
+ * that tells it. Returns the length; SN_ETLS_UNAVAILABLE for clients (a
+ * server's list comes only in a TLS 1.3 CertificateRequest, encrypted, and
+ * wolfSSL keeps no copy) and for a ClientHello split over records;
+ * SN_ERANGE, SN_EINVAL, SN_ENOTLS, SN_EBADSTATE (no handshake done). */
 SN_API int sn_tls_peer_sigalgs(sn_conn *c, char *buf, size_t cap);
 
 /* One certificate, as the getters below return it. */
