@@ -620,7 +620,11 @@ int main(int argc, char **argv)
     sn_tls_config tc = {.role = SN_TLS_SERVER,
                         .cert = {.chain = {.file = cert}, .key = {.file = key}}};
     int rc = cert != NULL ? sn_tls_new(&tls, &tc) : 0; /* https:// and wss:// */
-    cfg.tls = tls;                                     /* the server keeps its own reference */
+    if (rc < 0) {
+        fprintf(stderr, "chat: TLS configuration: %s: %s\n", sn_strerror(rc), sn_tls_last_reason());
+        return 1;
+    }
+    cfg.tls = tls; /* the server keeps its own reference */
     if (rc == 0 && redis_host[0] != '\0') {
         sn_hub_redis_config rcfg = {.host = redis_host, .port = redis_port};
         rc = sn_hub_redis_new(&hc.engine, &rcfg);

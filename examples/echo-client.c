@@ -4,14 +4,19 @@
  * prints each reply.
  *
  *   echo-client HOST PORT [--tls [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
- *                               [--alpn LIST] [--sni NAME]]
+ *                               [--tls-ciphers LIST] [--tls-sigalgs LIST]
+ *                               [--tls-groups LIST] [--alpn LIST] [--sni NAME]]
  *   echo-client unix:PATH       (a local socket; unix:@NAME for an abstract name)
  *
  * --tls speaks TLS: the server's certificate is verified against --tls-ca
  * (default: the system's CAs) and the name given by --sni (default: HOST);
  * --tls-cert/--tls-key present a client certificate (mutual TLS); --alpn
- * offers protocols ("h2,http/1.1"). The negotiated version, cipher and ALPN
- * protocol go to standard error.
+ * offers protocols ("h2,http/1.1" or "h2:http/1.1"); --tls-ciphers,
+ * --tls-sigalgs and --tls-groups set the lists socknet/tls.h describes
+ * (OpenSSL's names: "ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256",
+ * "rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256", "X25519:P-256"). The
+ * negotiated version, cipher and ALPN protocol go to standard error. A TLS
+ * configuration or handshake that fails prints its reason and exits 1.
  *
  * A bad argument, flag or value is named, with what it takes, before the
  * usage line ("echo-client: --sni needs a value", "echo-client: PORT 0: out
@@ -31,10 +36,23 @@ static int fail(const char *what, int rc)
     return 1;
 }
 
+/* A failed send or receive; over TLS with its reason (an alert the server
+ * sent after the handshake, in TLS 1.3: a refused client certificate). */
+static int conn_fail(sn_conn *c, const char *what, int rc)
+{
+    const char *why = sn_tls_reason(c);
+    if (*why == '\0')
+        return fail(what, rc);
+    fprintf(stderr, "echo-client: %s: %s: %s\n", what, sn_strerror(rc), why);
+    return 1;
+}
+
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: echo-client HOST PORT [--tls [--tls-ca FILE] [--tls-cert FILE "
-                    "--tls-key FILE] [--alpn LIST] [--sni NAME]]\n"
+                    "--tls-key FILE]\n"
+                    "                             [--tls-ciphers LIST] [--tls-sigalgs LIST] "
+                    "[--tls-groups LIST] [--alpn LIST] [--sni NAME]]\n"
                     "       echo-client unix:PATH\n");
     exit(2);
 }
@@ -94,6 +112,12 @@ static bool tls_flags(char **argv, sn_tls_config *tc, sn_tls_source *ca, const c
             tc->cert.key.file = str_arg(argv, &i);
         else if (strcmp(f, "--alpn") == 0)
             tc->alpn = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-ciphers") == 0)
+            tc->ciphers = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-sigalgs") == 0)
+            tc->sigalgs = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-groups") == 0)
+            tc->groups = str_arg(argv, &i);
         else if (strcmp(f, "--sni") == 0)
             *sni = str_arg(argv, &i);
         else
@@ -117,7 +141,7 @@ static int dial(sn_conn **c, const char *host, int port, sn_tls *tls, const char
     if (rc < 0 || tls == NULL)
         return rc < 0 ? fail("connect", rc) : 0;
     if ((rc = sn_tls_upgrade(*c, tls, sni, SN_DEADLINE_DEFAULT)) < 0) {
-        fprintf(stderr, "echo-client: TLS: %s (%s)\n", sn_strerror(rc), sn_tls_reason(*c));
+        fprintf(stderr, "echo-client: TLS: %s: %s\n", sn_strerror(rc), sn_tls_reason(*c));
         sn_conn_free(*c);
         return 1;
     }
@@ -147,8 +171,11 @@ int main(int argc, char **argv)
     sn_tls *tls = NULL;
     if (!local && tls_flags(argv, &tc, &ca, &sni)) {
         int rc = sn_tls_new(&tls, &tc);
-        if (rc < 0)
-            return fail("TLS configuration", rc);
+        if (rc < 0) {
+            fprintf(stderr, "echo-client: TLS configuration: %s: %s\n", sn_strerror(rc),
+                    sn_tls_last_reason());
+            return 1;
+        }
     }
 
     sn_conn *c;
@@ -173,11 +200,11 @@ int main(int argc, char **argv)
             }
         }
         if ((rc = (int)sn_write(c, line, (size_t)len, 0)) < 0 || (rc = sn_flush(c, 0)) < 0) {
-            status = fail("send", rc);
+            status = conn_fail(c, "send", rc);
             break;
         }
         if ((rc = (int)sn_read_exact(c, reply, (size_t)len, 0)) < 0) {
-            status = fail("receive", rc);
+            status = conn_fail(c, "receive", rc);
             break;
         }
         fwrite(reply, 1, (size_t)len, stdout);

@@ -6,11 +6,17 @@
  *               [--fibers on|off] [--threads N] [--stack-kib N] [--events]
  *               [--queue N] [--queue-timeout MS|never]
  *               [--overload close|reset|message[:TEXT]]
- *               [--tls-cert FILE --tls-key FILE [--tls-ca FILE --tls-verify-peer]]
+ *               [--tls-cert FILE --tls-key FILE [--tls-key-password PW]
+ *                [--tls-ca FILE --tls-verify-peer] [--tls-ciphers LIST]
+ *                [--tls-sigalgs LIST] [--tls-groups LIST] [--alpn LIST]]
  *
  * With --tls-cert and --tls-key it serves TLS (1.2 and 1.3); --tls-ca and
  * --tls-verify-peer require client certificates signed by that CA (mutual
- * TLS). The handshake runs on the connection's fiber or thread.
+ * TLS); --tls-ciphers, --tls-sigalgs, --tls-groups and --alpn set the lists
+ * socknet/tls.h describes (OpenSSL's names are taken). The handshake runs on
+ * the connection's fiber or thread. A TLS configuration error prints its
+ * reason and exits 1; each failed handshake is logged to standard error
+ * with the client's address and the reason, and the server goes on.
  *
  * Prints "listening on H:PORT" once ready ("listening on unix:PATH" with
  * --unix, which serves the same echo on a local (Unix-domain) socket at
@@ -103,8 +109,10 @@ _Noreturn static void usage(void)
                     "[--fibers on|off] [--threads N] [--stack-kib N] [--events]\n"
                     "                   [--queue N] [--queue-timeout MS|never] "
                     "[--overload close|reset|message[:TEXT]]\n"
-                    "                   [--tls-cert FILE --tls-key FILE [--tls-ca FILE "
-                    "--tls-verify-peer]]\n");
+                    "                   [--tls-cert FILE --tls-key FILE [--tls-key-password PW] "
+                    "[--tls-ca FILE --tls-verify-peer]\n"
+                    "                    [--tls-ciphers LIST] [--tls-sigalgs LIST] "
+                    "[--tls-groups LIST] [--alpn LIST]]\n");
     exit(2);
 }
 
@@ -194,6 +202,15 @@ static int on_off(char **argv, int *i)
     bad("%s %s: expected on or off", flag, s);
 }
 
+/* What the server absorbed: a failed TLS handshake (with the client's
+ * address and the reason), a failed accept. Called from several threads. */
+static void log_error(sn_server *s, int err, const char *what, void *user)
+{
+    (void)s;
+    (void)user;
+    fprintf(stderr, "echo-server: %s (%s)\n", what, sn_strerror(err));
+}
+
 int main(int argc, char **argv)
 {
     sn_server_config cfg = {
@@ -203,6 +220,7 @@ int main(int argc, char **argv)
         .worker_idle_ms = 30000,
         .conn = {.autoflush = SN_ON},
         .fibers = SN_ON,
+        .on_error = log_error,
     };
     sn_tls_config tc = {.role = SN_TLS_SERVER};
     sn_tls_source ca = {0};
@@ -221,6 +239,16 @@ int main(int argc, char **argv)
             tc.cert.key.file = str_arg(argv, &i);
         else if (strcmp(f, "--tls-ca") == 0)
             ca.file = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-key-password") == 0)
+            tc.cert.password = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-ciphers") == 0)
+            tc.ciphers = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-sigalgs") == 0)
+            tc.sigalgs = str_arg(argv, &i);
+        else if (strcmp(f, "--tls-groups") == 0)
+            tc.groups = str_arg(argv, &i);
+        else if (strcmp(f, "--alpn") == 0)
+            tc.alpn = str_arg(argv, &i);
         else if (strcmp(f, "--host") == 0)
             cfg.host = str_arg(argv, &i);
         else if (strcmp(f, "--port") == 0)
@@ -264,6 +292,10 @@ int main(int argc, char **argv)
         bad("--tls-cert and --tls-key go together");
     if (tc.cert.chain.file == NULL && (ca.file != NULL || tc.verify != 0))
         bad("--tls-ca and --tls-verify-peer need --tls-cert and --tls-key");
+    if (tc.cert.chain.file == NULL && (tc.cert.password != NULL || tc.ciphers != NULL ||
+                                       tc.sigalgs != NULL || tc.groups != NULL || tc.alpn != NULL))
+        bad("--tls-key-password, --tls-ciphers, --tls-sigalgs, --tls-groups and --alpn need "
+            "--tls-cert and --tls-key");
     if (tc.verify != 0 && ca.file == NULL)
         bad("--tls-verify-peer needs --tls-ca");
     sn_tls *tls = NULL;
@@ -274,7 +306,8 @@ int main(int argc, char **argv)
         }
         int rc = sn_tls_new(&tls, &tc);
         if (rc < 0) {
-            fprintf(stderr, "echo-server: TLS: %s\n", sn_strerror(rc));
+            fprintf(stderr, "echo-server: TLS configuration: %s: %s\n", sn_strerror(rc),
+                    sn_tls_last_reason());
             return 1;
         }
         cfg.tls = tls; /* the server keeps its own reference */

@@ -226,7 +226,8 @@ int main(int argc, char **argv)
             .role = SN_TLS_CLIENT, .ca = ca.file ? &ca : NULL, .nca = ca.file ? 1 : 0};
         int rc = sn_tls_new(&tls, &tc);
         if (rc < 0) {
-            fprintf(stderr, "tcp-client-events: TLS configuration: %s\n", sn_strerror(rc));
+            fprintf(stderr, "tcp-client-events: TLS configuration: %s: %s\n", sn_strerror(rc),
+                    sn_tls_last_reason());
             return 1;
         }
     }

@@ -197,6 +197,11 @@ int main(int argc, char **argv)
     sn_tls *tls = NULL;
     sn_ws_budget *budget = NULL;
     int rc = tc.cert.chain.file != NULL ? sn_tls_new(&tls, &tc) : 0;
+    if (rc < 0) {
+        fprintf(stderr, "ws-echo: TLS configuration: %s: %s\n", sn_strerror(rc),
+                sn_tls_last_reason());
+        return 1;
+    }
     cfg.tls = tls;               /* the server keeps its own reference */
     if (cfg.on_client != NULL) { /* --events: the router's budget, for the sessions alone */
         if (rc == 0)
