@@ -619,9 +619,12 @@ int main(int argc, char **argv)
     sn_tls *tls = NULL;
     sn_tls_config tc = {.role = SN_TLS_SERVER,
                         .cert = {.chain = {.file = cert}, .key = {.file = key}}};
+    char why[SN_TLS_REASON_MAX]; /* why a TLS configuration is refused */
+    tc.reason = why;
+    tc.reason_cap = sizeof why;
     int rc = cert != NULL ? sn_tls_new(&tls, &tc) : 0; /* https:// and wss:// */
     if (rc < 0) {
-        fprintf(stderr, "chat: TLS configuration: %s: %s\n", sn_strerror(rc), sn_tls_last_reason());
+        fprintf(stderr, "chat: TLS configuration: %s: %s\n", sn_strerror(rc), why);
         return 1;
     }
     cfg.tls = tls; /* the server keeps its own reference */

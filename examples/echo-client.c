@@ -170,10 +170,12 @@ int main(int argc, char **argv)
     const char *sni = argv[1];
     sn_tls *tls = NULL;
     if (!local && tls_flags(argv, &tc, &ca, &sni)) {
+        char why[SN_TLS_REASON_MAX]; /* why a TLS configuration is refused */
+        tc.reason = why;
+        tc.reason_cap = sizeof why;
         int rc = sn_tls_new(&tls, &tc);
         if (rc < 0) {
-            fprintf(stderr, "echo-client: TLS configuration: %s: %s\n", sn_strerror(rc),
-                    sn_tls_last_reason());
+            fprintf(stderr, "echo-client: TLS configuration: %s: %s\n", sn_strerror(rc), why);
             return 1;
         }
     }

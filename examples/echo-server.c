@@ -304,10 +304,12 @@ int main(int argc, char **argv)
             tc.ca = &ca;
             tc.nca = 1;
         }
+        char why[SN_TLS_REASON_MAX]; /* why a TLS configuration is refused */
+        tc.reason = why;
+        tc.reason_cap = sizeof why;
         int rc = sn_tls_new(&tls, &tc);
         if (rc < 0) {
-            fprintf(stderr, "echo-server: TLS configuration: %s: %s\n", sn_strerror(rc),
-                    sn_tls_last_reason());
+            fprintf(stderr, "echo-server: TLS configuration: %s: %s\n", sn_strerror(rc), why);
             return 1;
         }
         cfg.tls = tls; /* the server keeps its own reference */

@@ -224,10 +224,12 @@ int main(int argc, char **argv)
     if (tls_on) {
         sn_tls_config tc = {
             .role = SN_TLS_CLIENT, .ca = ca.file ? &ca : NULL, .nca = ca.file ? 1 : 0};
+        char why[SN_TLS_REASON_MAX]; /* why a TLS configuration is refused */
+        tc.reason = why;
+        tc.reason_cap = sizeof why;
         int rc = sn_tls_new(&tls, &tc);
         if (rc < 0) {
-            fprintf(stderr, "tcp-client-events: TLS configuration: %s: %s\n", sn_strerror(rc),
-                    sn_tls_last_reason());
+            fprintf(stderr, "tcp-client-events: TLS configuration: %s: %s\n", sn_strerror(rc), why);
             return 1;
         }
     }

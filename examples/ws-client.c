@@ -108,10 +108,12 @@ int main(int argc, char **argv)
     int rc = 0;
     if (ca.file != NULL) {
         sn_tls_config tc = {.role = SN_TLS_CLIENT, .ca = &ca, .nca = 1};
+        char why[SN_TLS_REASON_MAX]; /* why a TLS configuration is refused */
+        tc.reason = why;
+        tc.reason_cap = sizeof why;
         rc = sn_tls_new(&wc.tls, &tc);
         if (rc < 0) {
-            fprintf(stderr, "ws-client: TLS configuration: %s: %s\n", sn_strerror(rc),
-                    sn_tls_last_reason());
+            fprintf(stderr, "ws-client: TLS configuration: %s: %s\n", sn_strerror(rc), why);
             return 1;
         }
     }
@@ -120,10 +122,6 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = sn_ws_connect(&ws, url, NULL, &wc, &status, sn_deadline_in(timeout));
     sn_tls_free(wc.tls); /* the connection keeps its own reference */
-    if (rc < 0 && strncmp(url, "wss://", 6) == 0 && *sn_tls_last_reason() != '\0') {
-        fprintf(stderr, "ws-client: %s: %s\n", sn_strerror(rc), sn_tls_last_reason());
-        return 1;
-    }
     if (rc < 0) {
         fprintf(stderr, "ws-client: %s (HTTP status %d)\n", sn_strerror(rc), status);
         return 1;

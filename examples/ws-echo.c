@@ -196,10 +196,12 @@ int main(int argc, char **argv)
     sn_server *srv = NULL;
     sn_tls *tls = NULL;
     sn_ws_budget *budget = NULL;
+    char why[SN_TLS_REASON_MAX]; /* why a TLS configuration is refused */
+    tc.reason = why;
+    tc.reason_cap = sizeof why;
     int rc = tc.cert.chain.file != NULL ? sn_tls_new(&tls, &tc) : 0;
     if (rc < 0) {
-        fprintf(stderr, "ws-echo: TLS configuration: %s: %s\n", sn_strerror(rc),
-                sn_tls_last_reason());
+        fprintf(stderr, "ws-echo: TLS configuration: %s: %s\n", sn_strerror(rc), why);
         return 1;
     }
     cfg.tls = tls;               /* the server keeps its own reference */

@@ -103,9 +103,11 @@ enum { GO_WAIT = 0, GO_RUN, GO_ABORT };
 /* The counters of sn_server_stats read without the lock, as X(name). */
 #define SERVER_COUNTERS(X)                                                                         \
     X(accepted)                                                                                    \
-    X(refused) X(expired) X(rejected) X(accept_errors) X(tls_failures) X(tls_fail_cert)            \
-        X(tls_fail_version) X(tls_fail_cipher) X(tls_fail_alpn) X(tls_fail_timeout)                \
-            X(tls_fail_closed) X(tls_fail_other)
+    X(refused)                                                                                     \
+    X(expired)                                                                                     \
+    X(rejected) X(accept_errors) X(tls_failures) X(tls_fail_cert) X(tls_fail_version)              \
+        X(tls_fail_cipher) X(tls_fail_alpn) X(tls_fail_timeout) X(tls_fail_closed)                 \
+            X(tls_fail_other)
 
 struct sn_server {
     sn_server_config cfg; /* the copy; host, listeners, message point below */
@@ -364,19 +366,21 @@ static void tls_failed(sn_server *s, sn_conn *c, int rc)
         sn__counter_add(&s->n.tls_fail_timeout, 1);
         break;
     default:
-        if (rc == SN_EOF || rc > -1000) /* the client left: EOF, -errno */
+        if (rc == SN_EOF || (rc > -1000 && rc != SN_ENOMEM && rc != SN_ECANCELED)) /* left */
             sn__counter_add(&s->n.tls_fail_closed, 1);
         else
             sn__counter_add(&s->n.tls_fail_other, 1);
     }
-    if (s->cfg.on_error == NULL)
+    if (s->cfg.on_error == NULL || rc == SN_ESTOPPED) /* a stop is no failure to report */
         return;
     sn_addr peer;
     char addr[SN_ADDR_STRLEN], what[SN_ADDR_STRLEN + 320];
     if (sn_sock_remote_addr(sn_conn_sock(c), &peer) < 0 ||
         sn_addr_format(&peer, addr, sizeof addr) < 0)
         snprintf(addr, sizeof addr, "an unknown peer");
-    snprintf(what, sizeof what, "TLS handshake with %s failed: %s", addr, sn_tls_reason(c));
+    const char *why = sn_tls_reason(c); /* "" when it failed before the handshake began */
+    snprintf(what, sizeof what, "TLS handshake with %s failed: %s", addr,
+             *why ? why : sn_strerror(rc));
     s->cfg.on_error(s, rc, what, s->cfg.user);
 }
 

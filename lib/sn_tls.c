@@ -144,7 +144,9 @@ static pthread_key_t ecc_cache_key;
 static void free_ecc_cache(void *unused)
 {
     (void)unused;
+#if defined(FP_ECC) /* a wolfSSL built without the cache (--disable-fpecc) has no call */
     wc_ecc_fp_free();
+#endif
 }
 
 static void init_wolfssl(void)
@@ -163,25 +165,23 @@ static void note_ecc_thread(void)
 
 /* ---- reasons ----------------------------------------------------------------- */
 
-/* The reason of the calling thread's last failed sn_tls_new, sn_tls_connect
- * or sn_tls_upgrade (sn_tls_last_reason). Fibers stay on their thread and
- * the failing call writes it just before it returns, so a fiber that reads
- * it before it next waits reads its own. */
-static _Thread_local char last_reason[256];
+/* Where the running sn_tls_new writes why it fails: the caller's
+ * cfg->reason, for the time of the call, on the caller's thread (which does
+ * not wait in it: no other fiber runs there meanwhile). Not a "last error":
+ * the caller names the buffer and nothing is kept after the call. */
+static _Thread_local char *why_buf;
+static _Thread_local size_t why_cap;
 
-/* Records the reason of a failure and returns rc. */
+/* Records the reason of a configuration failure and returns rc. */
 SN_PRINTF(2, 3) static int why(int rc, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_reason, sizeof last_reason, fmt, ap);
-    va_end(ap);
+    if (why_buf != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why_buf, why_cap, fmt, ap);
+        va_end(ap);
+    }
     return rc;
-}
-
-const char *sn_tls_last_reason(void)
-{
-    return last_reason;
 }
 
 /* ---- loading certificates and keys ----------------------------------------- */
@@ -337,7 +337,10 @@ static int load_cert(WOLFSSL_CTX *ctx, const sn_tls_cert *cert, const char *what
              : cert->password == NULL
                  ? why(SN_ETLS_CERT, "%s.key %s: the key is encrypted and no password is given",
                        what, key_name)
-                 : why(SN_ETLS_CERT, "%s.key %s: wrong password", what, key_name);
+                 : why(SN_ETLS_CERT,
+                       "%s.key %s: wrong password, or an encryption this wolfSSL cannot read "
+                       "(wolfSSL %d)",
+                       what, key_name, r);
     else if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
         rc = why(SN_ETLS_CERT, "%s.key %s does not match the certificate of %s.chain %s", what,
                  key_name, what, chain_name);
@@ -515,7 +518,7 @@ static bool suite_is_13(const char *name, size_t n)
 
 /* cfg->ciphers, both versions' suites in one list, into a list per version
  * (b13, b12; "" where it names none of that version). */
-static int split_ciphers(const char *list, char *b13, char *b12, size_t cap)
+static int split_ciphers(const char *list, char *b13, size_t cap13, char *b12, size_t cap12)
 {
     size_t n13 = 0, n12 = 0;
     b13[0] = b12[0] = '\0';
@@ -528,7 +531,7 @@ static int split_ciphers(const char *list, char *b13, char *b12, size_t cap)
         bool v13 = suite_is_13(p, n);
         char *b = v13 ? b13 : b12;
         size_t *len = v13 ? &n13 : &n12;
-        if (*len + n + 2 > cap)
+        if (*len + n + 2 > (v13 ? cap13 : cap12))
             return why(SN_ETLS_CONFIG, "ciphers: too long a list");
         if (*len > 0)
             b[(*len)++] = ':';
@@ -545,11 +548,11 @@ static int set_ciphers(WOLFSSL_CTX *ctx, const sn_tls_config *cfg, int minv, int
     bool want13 = maxv >= SN_TLS_1_3, want12 = minv <= SN_TLS_1_2;
     const char *u13 = cfg->ciphers_tls13, *u12 = cfg->ciphers_tls12; /* the user's */
     const char *f13 = "ciphers_tls13", *f12 = "ciphers_tls12";
-    char b13[1024], b12[2048];
+    char b13[1024], b12[3072];
     struct suites su;
     int rc;
     if (cfg->ciphers != NULL) {
-        if ((rc = split_ciphers(cfg->ciphers, b13, b12, sizeof b13)) < 0)
+        if ((rc = split_ciphers(cfg->ciphers, b13, sizeof b13, b12, sizeof b12)) < 0)
             return rc;
         u13 = b13[0] ? b13 : NULL;
         u12 = b12[0] ? b12 : NULL;
@@ -715,13 +718,13 @@ static unsigned be16(const uint8_t *p)
  * up to SN_TLS_PEER_SIGALGS codes in out, or -1 when the record is not such
  * a ClientHello. wolfSSL 5.5 has no call that tells what the client
  * offered, so the server reads it from the bytes that come in. */
-static int hello_sigalgs(const uint8_t *r, size_t len, uint16_t *out)
+int sn__tls_hello_sigalgs(const uint8_t *r, size_t len, uint16_t *out)
 {
     if (len < 9 || r[0] != 22 || r[5] != 1) /* a handshake record; a client_hello */
         return -1;
-    size_t hlen = (size_t)r[6] << 16 | (size_t)r[7] << 8 | r[8];
-    if (9 + hlen > len)
-        return -1; /* it goes on in a second record */
+    size_t rec = be16(r + 3), hlen = (size_t)r[6] << 16 | (size_t)r[7] << 8 | r[8];
+    if (5 + rec > len || 4 + hlen > rec)
+        return -1; /* the record is cut short, or the hello goes on in a second one */
     const uint8_t *q = r + 9, *end = q + hlen;
     if (end - q < 35)
         return -1;
@@ -766,7 +769,7 @@ static int hello_sigalgs(const uint8_t *r, size_t len, uint16_t *out)
 static void hello_gather(tls_transport *tt, const uint8_t *p, size_t n)
 {
     if (tt->hello_len == 0 && n >= 5 && n >= 5 + be16(p + 3)) {
-        tt->npeer_sigalgs = hello_sigalgs(p, n, tt->peer_sigalgs);
+        tt->npeer_sigalgs = sn__tls_hello_sigalgs(p, n, tt->peer_sigalgs);
         tt->hello_done = true;
         return;
     }
@@ -781,7 +784,7 @@ static void hello_gather(tls_transport *tt, const uint8_t *p, size_t n)
     if (tt->hello_len < 5 ||
         (tt->hello_len < 5 + be16(tt->hello + 3) && tt->hello_len < SN_TLS_HELLO_MAX))
         return;
-    tt->npeer_sigalgs = hello_sigalgs(tt->hello, tt->hello_len, tt->peer_sigalgs);
+    tt->npeer_sigalgs = sn__tls_hello_sigalgs(tt->hello, tt->hello_len, tt->peer_sigalgs);
     tt->hello_done = true;
     sn__free(tt->hello);
     tt->hello = NULL;
@@ -1114,7 +1117,9 @@ static int check_keys(const sn_tls *t, const sn_tls_config *cfg)
 
 static void tls_destroy(sn_tls *t)
 {
+#if defined(FP_ECC)
     wc_ecc_fp_free(); /* the caller's cache (a main thread has no destructor) */
+#endif
     for (int i = 0; i < t->nsni; i++) {
         wolfSSL_CTX_free(t->sni[i].ctx);
         sn__free(t->sni[i].name);
@@ -1156,11 +1161,10 @@ static int build_sni(sn_tls *t, const sn_tls_config *cfg)
     return 0;
 }
 
-int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
+static int tls_new(sn_tls **out, const sn_tls_config *cfg)
 {
-    last_reason[0] = '\0';
-    if (out == NULL || cfg == NULL)
-        return why(SN_EINVAL, "%s is NULL", out == NULL ? "out" : "cfg");
+    if (out == NULL)
+        return why(SN_EINVAL, "out is NULL");
     int rc = check_config(cfg);
     if (rc < 0)
         return rc;
@@ -1206,6 +1210,19 @@ int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
     return 0;
 fail:
     tls_destroy(t);
+    return rc;
+}
+
+int sn_tls_new(sn_tls **out, const sn_tls_config *cfg)
+{
+    if (cfg == NULL)
+        return SN_EINVAL;
+    why_buf = cfg->reason != NULL && cfg->reason_cap > 0 ? cfg->reason : NULL;
+    why_cap = cfg->reason_cap;
+    if (why_buf != NULL)
+        why_buf[0] = '\0';
+    int rc = tls_new(out, cfg);
+    why_buf = NULL;
     return rc;
 }
 
@@ -1467,7 +1484,9 @@ static int fail_error(tls_transport *tt, int e)
                  "no protocol version in common: this side allows TLS %s (wolfSSL %d: %s)",
                  tt->tls->max13 ? (tt->tls->min13 ? "1.3" : "1.2 and 1.3") : "1.2", e, wolf);
     else if (rc == SN_ETLS_CIPHER)
-        snprintf(tt->reason, sizeof tt->reason, "no cipher suite in common (wolfSSL %d)", e);
+        snprintf(tt->reason, sizeof tt->reason,
+                 "no cipher suite in common, or no signature algorithm for our key (wolfSSL %d)",
+                 e);
     else if (rc == SN_ETLS_ALPN)
         snprintf(tt->reason, sizeof tt->reason, "no ALPN protocol in common; ours: %s",
                  tt->tls->alpn ? tt->tls->alpn : "none");
@@ -1839,26 +1858,20 @@ static int run_handshake(tls_transport *tt, int64_t dl)
 
 int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
 {
-    last_reason[0] = '\0';
     if (c == NULL || tls == NULL)
-        return why(SN_EINVAL, "%s is NULL", c == NULL ? "the connection" : "the context");
-    if (tls_of(c) != NULL)
-        return why(SN_EBADSTATE, "the connection is TLS already");
-    if (sn_available(c) > 0)
-        return why(SN_EBADSTATE, "%zu bytes came before the upgrade and are not read",
-                   sn_available(c));
+        return SN_EINVAL;
+    if (tls_of(c) != NULL || sn_available(c) > 0)
+        return SN_EBADSTATE;
     int rc = sn_conn_error(c);
     if (rc < 0)
-        return why(rc, "the connection failed before: %s", sn_strerror(rc));
-    if (tls->role == SN_TLS_CLIENT && name == NULL && tls->verify_hostname)
-        return why(SN_EINVAL, "no server name to verify (verify_hostname is on)");
+        return rc;
     int64_t abs = sn__deadline_abs(dl, tls->handshake_ms);
     if (sn_pending(c) > 0 && (rc = sn_flush(c, abs)) < 0)
-        return why(rc, "flushing what was written before the upgrade: %s", sn_strerror(rc));
+        return rc;
     tls_transport *tt;
     int fd = sn_sock_fd(sn_conn_sock(c));
     if ((rc = new_transport(&tt, tls, fd, name)) < 0)
-        return why(rc, "%s", sn_strerror(rc));
+        return rc;
     tt->base.blocking = sn__conn_transport(c)->blocking; /* the same descriptor */
     tt->base.timeo_ms = sn__conn_transport(c)->timeo_ms;
     sn__conn_set_transport(c, &tt->base);
@@ -1873,6 +1886,9 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if (rc < 0 && sn__conn_wake_level(c) >= SN__WAKE_CANCEL) {
         rc = SN_ECANCELED; /* the socket was shut down under the handshake: say why */
         snprintf(tt->reason, sizeof tt->reason, "handshake cancelled (sn_conn_cancel)");
+    } else if (rc < 0 && sn__conn_wake_level(c) > 0) {
+        rc = SN_ESTOPPED; /* a server's stop shut it down: not the peer leaving */
+        snprintf(tt->reason, sizeof tt->reason, "handshake stopped: the server is stopping");
     }
     if (rc < 0) {
         if (rc == SN_ETIMEDOUT && tt->reason[0] == '\0')
@@ -1881,7 +1897,6 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
             snprintf(tt->reason, sizeof tt->reason, "in the handshake: %s", sn_strerror(rc));
         tt->failed = true;
         sn__conn_fail(c, rc);
-        why(rc, "%s", tt->reason);
     }
     return rc;
 }
@@ -1889,22 +1904,20 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
 int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
                    const sn_sock_options *opt, const sn_conn_config *cfg, sn_deadline dl)
 {
-    last_reason[0] = '\0';
+    if (out != NULL)
+        *out = NULL;
     if (out == NULL || tls == NULL || tls->role != SN_TLS_CLIENT)
-        return why(SN_EINVAL, "%s",
-                   out == NULL   ? "out is NULL"
-                   : tls == NULL ? "tls is NULL"
-                                 : "a server context");
+        return SN_EINVAL;
     sn_conn *c;
     int rc = sn_conn_connect(&c, host, port, opt, cfg, dl);
     if (rc < 0)
-        return why(rc, "connect to %s port %d: %s", host ? host : "(NULL)", port, sn_strerror(rc));
-    if ((rc = sn_tls_upgrade(c, tls, host, dl)) < 0) {
-        sn_conn_free(c); /* the reason stays: sn_tls_upgrade wrote it */
+        return rc;
+    if ((rc = sn_tls_upgrade(c, tls, host, dl)) < 0 && !sn_conn_is_tls(c)) {
+        sn_conn_free(c); /* failed before the handshake began: nothing to tell */
         return rc;
     }
-    *out = c;
-    return 0;
+    *out = c; /* also after a failed handshake, for sn_tls_reason */
+    return rc;
 }
 
 int sn_conn_is_tls(const sn_conn *c)

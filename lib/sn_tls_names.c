@@ -15,6 +15,9 @@
 #include "sn_util.h"
 
 static const sn__tls_suite suites[] = {
+    /* TLS 1.3's CCM suites, which OpenSSL 3.0 has but does not list in ALL */
+    {"TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_SHA256", 1, "any"},
+    {"TLS_AES_128_CCM_8_SHA256", "TLS_AES_128_CCM_8_SHA256", 1, "any"},
     {"TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384", 1, "any"},
     {"TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256", 1, "any"},
     {"TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256", 1, "any"},

@@ -543,8 +543,11 @@ static int connect_tls(sn_conn **out, sn_tls *tls, const char *host, int port, i
     int rc = 0;
     if (tls == NULL)
         rc = sn_tls_new(&own, &(sn_tls_config){.role = SN_TLS_CLIENT});
-    if (rc == 0)
-        rc = sn_tls_connect(out, tls != NULL ? tls : own, host, port, NULL, NULL, deadline);
+    if (rc == 0 &&
+        (rc = sn_tls_connect(out, tls != NULL ? tls : own, host, port, NULL, NULL, deadline)) < 0) {
+        sn_conn_free(*out); /* a failed handshake's connection, kept for its reason */
+        *out = NULL;
+    }
     sn_tls_free(own); /* the connection holds its own reference */
     return rc;
 }

@@ -1602,9 +1602,12 @@ static void test_tls_connect(void)
 static void expect_new(const sn_tls_config *cfg, int want, const char *const *frags)
 {
     sn_tls *t = NULL;
-    int rc = sn_tls_new(&t, cfg);
+    char why[SN_TLS_REASON_MAX] = "stale";
+    sn_tls_config c = *cfg;
+    c.reason = why;
+    c.reason_cap = sizeof why;
+    int rc = sn_tls_new(&t, &c);
     SN_ASSERT_RC(rc, want);
-    const char *why = sn_tls_last_reason();
     for (int i = 0; frags[i] != NULL; i++)
         if (strstr(why, frags[i]) == NULL) {
             CU_FAIL("a fragment is missing from the reason");
@@ -1687,12 +1690,24 @@ static void test_config_reasons(void)
         .ciphers_tls12 = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
         .ciphers_tls13 = "TLS_AES_256_GCM_SHA384:TLS13-AES128-GCM-SHA256",
         .alpn = "spdy/1:http/1.1"};
-    EXPECT_NEW(c, 0, "");
+    EXPECT_NEW(c, 0, NULL);
     c = (sn_tls_config){.role = SN_TLS_CLIENT,
-                        .ciphers = "ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384"};
-    EXPECT_NEW(c, 0, "");
+                        .ciphers = "ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384:"
+                                   "TLS_AES_128_CCM_SHA256"};
+    EXPECT_NEW(c, 0, NULL);
     c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers = "ECDHE-RSA-AES256-GCM-SHA384"};
-    EXPECT_NEW(c, 0, ""); /* TLS 1.3 keeps its defaults, as with OpenSSL */
+    EXPECT_NEW(c, 0, NULL); /* TLS 1.3 keeps its defaults, as with OpenSSL */
+    /* a combined list as long as ciphers_tls12 takes */
+    char many[1200] = "";
+    for (int i = 0; i < 28; i++)
+        strcat(many, i ? ":TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+                       : "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .ciphers = many};
+    EXPECT_NEW(c, 0, NULL);
+    /* no reason buffer: the code alone */
+    c = (sn_tls_config){.role = SN_TLS_CLIENT, .groups = "P-999"};
+    sn_tls *t = NULL;
+    SN_ASSERT_RC(sn_tls_new(&t, &c), SN_ETLS_CONFIG);
 }
 
 /* What a server's on_error heard (its user pointer, which the echo
@@ -1759,11 +1774,10 @@ static int client_try(sn_tls_config cfg, int port, const char *name, char *why, 
 {
     sn_tls *ct = mk(&cfg);
     sn_conn *c;
-    int rc = tls_dial(&c, ct, port, name);
-    if (rc < 0) {
-        snprintf(why, cap, "%s", sn_tls_last_reason());
-    } else {
-        rc = roundtrip(c, "reasons");
+    int rc = sn_conn_connect(&c, "127.0.0.1", port, NULL, NULL, sn_deadline_in(5000));
+    if (rc == 0) {
+        if ((rc = sn_tls_upgrade(c, ct, name, sn_deadline_in(5000))) == 0)
+            rc = roundtrip(c, "reasons");
         snprintf(why, cap, "%s", sn_tls_reason(c));
         sn_conn_free(c);
     }
@@ -1772,7 +1786,7 @@ static int client_try(sn_tls_config cfg, int port, const char *name, char *why, 
 }
 
 /* Each failed handshake says why on both sides: the client through
- * sn_tls_last_reason (or sn_tls_reason after its first read), the server
+ * sn_tls_reason (after its first read, when TLS 1.3 lets it finish), the server
  * through on_error with the client's address, and in its counters by kind. */
 static void test_handshake_reasons(void)
 {
@@ -1864,44 +1878,143 @@ static void test_handshake_reasons(void)
     CU_ASSERT_EQUAL(stats.tls_fail_cipher + stats.tls_fail_other, 0);
     sn_server_free(s);
 
-    /* sn_tls_connect: the connect's failure, then the handshake's (the
-     * connection is freed, the reason stays) */
+    /* sn_tls_connect: no connection after a failed connect; after a failed
+     * handshake the failed one, which tells why and shows what it saw */
     sn_tls *ct = client_ctx();
-    sn_conn *conn;
+    sn_conn *conn = (sn_conn *)&h; /* not NULL: the call must set it */
     SN_ASSERT_RC(sn_tls_connect(&conn, ct, "127.0.0.1", port, NULL, NULL, sn_deadline_in(5000)),
                  SN_ECONNREFUSED);
-    char want[64];
-    snprintf(want, sizeof want, "connect to 127.0.0.1 port %d: ", port);
-    expect_reason(sn_tls_last_reason(), want, "refused");
+    CU_ASSERT_PTR_NULL(conn);
     sn_tls *st2 = server_ctx("server-wrong.pem");
     s = start(st2, echo, NULL, false);
     SN_ASSERT_RC(sn_tls_connect(&conn, ct, "localhost", sn_server_port(s), NULL, NULL, 0),
                  SN_ETLS_HOSTNAME);
-    expect_reason(sn_tls_last_reason(), "does not match the name localhost", NULL);
-    SN_ASSERT_RC(sn_tls_connect(&conn, ct, "localhost", sn_server_port(s), NULL, NULL, 0),
-                 SN_ETLS_HOSTNAME);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(conn);
+    expect_reason(sn_tls_reason(conn), "does not match the name localhost", NULL);
+    sn_tls_x509 x;
+    SN_ASSERT_RC(sn_tls_peer_cert(conn, 0, &x), SN_EBADSTATE); /* no handshake done */
+    char b;
+    SN_ASSERT_RC(sn_read(conn, &b, 1, 0), SN_ETLS_HOSTNAME); /* sticky */
+    sn_conn_free(conn);
     sn_server_free(s);
     sn_tls_free(st2);
     sn_tls_free(ct);
     sn_tls_free(st);
 }
 
-/* What a handler saw of the client's signature algorithms. */
+/* A stop that cuts a handshake short counts it (tls_fail_other), and does
+ * not report it to on_error as the client's failure. */
+static void test_stop_mid_handshake(void)
+{
+    sn_tls *st = server_ctx("server-rsa.pem");
+    heard h = {.n = 0};
+    pthread_mutex_init(&h.mu, NULL);
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .tls = st,
+                            .handler = echo,
+                            .on_error = on_error_heard,
+                            .user = &h,
+                            .fibers = SN_ON,
+                            .fiber_threads = 1};
+    sn_server *s = NULL;
+    SN_ASSERT_RC(sn_server_new(&s, &cfg), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    SN_ASSERT_RC(sn_server_start(s), 0);
+    int fd = raw_dial(s); /* says nothing: the handshake waits (10 s) */
+    WAIT_UNTIL(sstats(s).active == 1, 5000);
+    SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
+    sn_server_stats st2 = sstats(s);
+    CU_ASSERT_EQUAL(st2.tls_failures, 1);
+    CU_ASSERT_EQUAL(st2.tls_fail_other, 1);
+    CU_ASSERT_EQUAL(st2.tls_fail_closed, 0);
+    CU_ASSERT_EQUAL(heard_count(&h), 0);
+    close(fd);
+    sn_server_free(s);
+    pthread_mutex_destroy(&h.mu);
+    sn_tls_free(st);
+}
+
+/* What a handler saw of the client's signature algorithms (asserted by
+ * the test's thread). */
 typedef struct sigseen {
     atomic_int calls;
-    int rc;
+    int rc, tiny_rc;
     char list[512];
 } sigseen;
 
 static void sigalgs_handler(sn_conn *c, void *user)
 {
     sigseen *s = user;
-    s->rc = sn_tls_peer_sigalgs(c, s->list, sizeof s->list);
     char tiny[4];
-    if (s->rc > 4)
-        SN_ASSERT_RC(sn_tls_peer_sigalgs(c, tiny, sizeof tiny), SN_ERANGE);
+    s->rc = sn_tls_peer_sigalgs(c, s->list, sizeof s->list);
+    s->tiny_rc = sn_tls_peer_sigalgs(c, tiny, sizeof tiny);
     atomic_fetch_add(&s->calls, 1);
     echo(c, NULL);
+}
+
+/* A ClientHello record (TLS 1.2 record header, hello with one suite and a
+ * signature_algorithms extension of ecdsa_secp256r1_sha256 and
+ * rsa_pss_rsae_sha256). */
+static const uint8_t hello[] = {
+    0x16, 0x03, 0x01, 0x00, 0x39, /* handshake record, 57 bytes */
+    0x01, 0x00, 0x00, 0x35,       /* client_hello, 53 */
+    0x03, 0x03, 1,    2,    3,    4,    5,    6,    7,    8,    9,  10, 11, 12, 13, 14, 15, 16,
+    17,   18,   19,   20,   21,   22,   23,   24,   25,   26,   27, 28, 29, 30, 31, 32, /* version,
+                                                                                           random */
+    0x00,                                                       /* session id */
+    0x00, 0x02, 0x13, 0x01,                                     /* one suite */
+    0x01, 0x00,                                                 /* compression: null */
+    0x00, 0x0a,                                                 /* extensions, 10 bytes */
+    0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04, /* signature_algorithms */
+};
+
+/* The ClientHello reader, on good, cut, split, malformed and mangled input. */
+static void test_hello_parser(void)
+{
+    uint16_t out[64];
+    uint8_t b[sizeof hello + 16];
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(hello, sizeof hello, out), 2);
+    CU_ASSERT(out[0] == 0x0403 && out[1] == 0x0804);
+    /* a second record after it is not read */
+    memcpy(b, hello, sizeof hello);
+    memcpy(b + sizeof hello, "\x17\x03\x03\x00\x02zz", 7);
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(b, sizeof hello + 7, out), 2);
+    /* every cut of it: not readable */
+    for (size_t n = 0; n < sizeof hello; n++)
+        SN_ASSERT_RC(sn__tls_hello_sigalgs(hello, n, out), -1);
+    /* the hello split over two records: the first record is not all of it */
+    memcpy(b, hello, sizeof hello);
+    b[4] = 0x20; /* the record says 32 bytes; the hello 53 */
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(b, sizeof hello, out), -1);
+    /* no extensions at all; extensions without signature_algorithms */
+    memcpy(b, hello, 9 + 41);
+    b[4] = 4 + 41, b[8] = 41;
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(b, 9 + 41, out), 0);
+    memcpy(b, hello, sizeof hello);
+    b[53] = 0x0b; /* ec_point_formats */
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(b, sizeof hello, out), 0);
+    /* not a handshake record, not a client_hello */
+    memcpy(b, hello, sizeof hello);
+    b[0] = 0x17;
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(b, sizeof hello, out), -1);
+    b[0] = 0x16, b[5] = 0x02;
+    SN_ASSERT_RC(sn__tls_hello_sigalgs(b, sizeof hello, out), -1);
+    /* lengths that run past their container */
+    const size_t at[] = {43, 45, 48, 51, 55, 57}; /* session id, suites, compression, ... */
+    for (size_t i = 0; i < SN_ARRAY_SIZE(at); i++) {
+        memcpy(b, hello, sizeof hello);
+        b[at[i]] = 0xff;
+        CU_ASSERT(sn__tls_hello_sigalgs(b, sizeof hello, out) == -1);
+    }
+    /* random mangling: any answer, within bounds (ASan and valgrind watch) */
+    unsigned seed = 21;
+    for (int i = 0; i < 20000; i++) {
+        memcpy(b, hello, sizeof hello);
+        for (int k = 0; k < 3; k++)
+            b[rand_r(&seed) % sizeof hello] = (uint8_t)rand_r(&seed);
+        int n = sn__tls_hello_sigalgs(b, sizeof hello, out);
+        CU_ASSERT(n >= -1 && n <= 64);
+    }
 }
 
 /* A server reads the client's signature_algorithms from its ClientHello:
@@ -1921,6 +2034,7 @@ static void test_peer_sigalgs(void)
         CU_ASSERT_EQUAL(system(cmd), 0);
         WAIT_UNTIL(atomic_load(&sv.calls) == 1, 5000);
         SN_ASSERT_RC(sv.rc, (int)strlen(sv.list));
+        SN_ASSERT_RC(sv.tiny_rc, SN_ERANGE);
         CU_ASSERT_STRING_EQUAL(sv.list,
                                "ecdsa_secp384r1_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256");
     }
@@ -2021,6 +2135,8 @@ static CU_TestInfo tests[] = {
     {"configuration errors say why; OpenSSL's and IANA's names", test_config_reasons},
     {"failed handshakes say why, on both sides", test_handshake_reasons},
     {"a server reads the client's signature algorithms", test_peer_sigalgs},
+    {"the ClientHello reader", test_hello_parser},
+    {"a stop in the middle of a handshake", test_stop_mid_handshake},
     {"OpenHarmony's two-way TLS settings", test_openharmony_settings},
     {"a server's TLS 1.2 suites fit its keys", test_suites_fit_keys},
     {"sources in memory, PEM and DER", test_memory_sources},

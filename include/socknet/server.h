@@ -210,8 +210,9 @@ typedef struct sn_server_config {
      * it (several at once: make on_error thread-safe), with err the
      * handshake's error (SN_ETLS_VERIFY, SN_ETIMEDOUT, SN_EOF, ...) and
      * what "TLS handshake with 192.0.2.7:50312 failed: " and the reason
-     * (sn_tls_reason), valid during the call. From there sn_server_stop
-     * acts as from a handler. */
+     * (sn_tls_reason), valid during the call; a handshake a stop cut
+     * short is counted, not reported. From there sn_server_stop acts as
+     * from a handler. */
     void (*on_listening)(sn_server *s, const sn_addr *addr, void *user);
     int (*on_connect)(sn_server *s, const sn_addr *peer, void *user);
     void (*on_close)(sn_conn *c, int err, void *user);
@@ -247,8 +248,9 @@ SN_API int sn_server_port(sn_server *s);
  * to a later sn_server_stop from outside the handlers, or sn_server_free;
  * if another stop is already running, it returns 0 at once; in fiber mode
  * it does not wait for the other handlers either (they need the caller's
- * thread to finish). From on_connect or on_error (an acceptor thread) it
- * only begins the stop (no new connections are served, handlers are
+ * thread to finish). From on_connect or on_error on an acceptor thread
+ * (on_error for a failed TLS handshake runs on a worker, and acts as from
+ * a handler) it only begins the stop (no new connections are served, handlers are
  * woken) and returns 0.
  * Before sn_server_start it marks the server stopped (start then returns
  * SN_EBADSTATE). Returns 0, or SN_ETIMEDOUT when connections had to be

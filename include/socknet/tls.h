@@ -10,30 +10,33 @@
  * sn_read / sn_write / sn_flush / sn_shutdown_write and every deadline
  * work as on plain TCP.
  *
+ *     char why[SN_TLS_REASON_MAX];
  *     sn_tls_config tc = { .role = SN_TLS_CLIENT,
- *                          .ca = &(sn_tls_source){ .file = "ca.pem" }, .nca = 1 };
+ *                          .ca = &(sn_tls_source){ .file = "ca.pem" }, .nca = 1,
+ *                          .reason = why, .reason_cap = sizeof why };
  *     sn_tls *tls;
+ *     sn_conn *c = NULL;
  *     int rc = sn_tls_new(&tls, &tc);
- *     sn_conn *c;
- *     if (rc == 0) rc = sn_tls_connect(&c, tls, "example.net", 443, NULL, NULL, 0);
- *     if (rc < 0) fprintf(stderr, "%s: %s\n", sn_strerror(rc), sn_tls_last_reason());
+ *     if (rc < 0) fprintf(stderr, "%s: %s\n", sn_strerror(rc), why);
+ *     else rc = sn_tls_connect(&c, tls, "example.net", 443, NULL, NULL, 0);
+ *     if (rc < 0 && c) fprintf(stderr, "%s: %s\n", sn_strerror(rc), sn_tls_reason(c));
  *     sn_tls_free(tls); // the connection keeps its own reference
  *
  * Defaults are the safe ones: TLS 1.2 and 1.3 only (1.0 and 1.1 are always
  * refused), clients verify the server's chain against the system's CAs and
  * check the host name; servers ask for no client certificate unless told.
  *
- * Errors: every failure says why. sn_tls_new, sn_tls_connect and
- * sn_tls_upgrade return an SN_E* code and leave a one-line reason that
- * sn_tls_last_reason() returns: the field and the value of a configuration
- * error ("sigalgs: rsa_pss_rsae_sha255 is not a signature algorithm ...",
- * "cert.key server.key: wrong password", "ciphers_tls12: AES256-SHA256
- * (TLS_RSA_WITH_AES_256_CBC_SHA256) is not known to this wolfSSL build ..."),
- * or what failed in a handshake (the certificate verification error, the
- * alert the peer sent and what it usually means, the versions allowed).
- * A handshake failure returns one of the SN_ETLS_* codes (see
- * socknet/error.h); the connection keeps its reason too (sn_tls_reason).
- * A server reports each failed handshake to its on_error with the peer's
+ * Errors: every failure says why, in a one-line reason next to the SN_E*
+ * code. sn_tls_new writes it where cfg->reason points: the field and the
+ * value of a configuration error ("sigalgs: rsa_pss_rsae_sha255 is not a
+ * signature algorithm ...", "cert.key server.key: wrong password, ...",
+ * "ciphers_tls12: AES256-SHA256 (TLS_RSA_WITH_AES_256_CBC_SHA256) is not
+ * known to this wolfSSL build ..."). A failed handshake returns one of the
+ * SN_ETLS_* codes (see socknet/error.h) and the connection keeps what went
+ * wrong (sn_tls_reason: the certificate verification error, the alert the
+ * peer sent and what it usually means, the versions allowed), also after
+ * sn_tls_connect, which hands the failed connection back for that. A
+ * server reports each failed handshake to its on_error with the client's
  * address and the reason, and counts them by kind (socknet/server.h). Reads
  * return SN_EOF at the peer's close_notify, and also when the peer closes
  * TCP without one (as most TLS stacks accept; a protocol that must detect
@@ -77,6 +80,10 @@ typedef enum sn_tls_verify {
 /* Protocol versions, as on the wire. */
 #define SN_TLS_1_2 0x0303
 #define SN_TLS_1_3 0x0304
+
+/* Room for any reason sn_tls_new writes (cfg->reason) or a connection
+ * keeps (sn_tls_reason), NUL included. */
+#define SN_TLS_REASON_MAX 256
 
 /* Where a certificate, key or CA comes from: a file, or memory (data, len).
  * PEM or DER is recognized from the content. */
@@ -191,13 +198,18 @@ typedef struct sn_tls_config {
      * was upgraded, or another under the same name). */
     int tickets;
     int handshake_timeout_ms; /* ms; 0 = 10000; SN_TIMEOUT_NEVER */
-    int handshakes_max;       /* servers: handshakes at once over all the
-                                 connections of this context; more wait
-                                 (within their handshake deadline) for a
-                                 turn: a thread sleeps until one is given
-                                 back, a fiber checks every 2 ms (parking
-                                 only itself); one that gets none in time
-                                 fails with SN_ETIMEDOUT; 0 = no limit */
+    /* Where sn_tls_new writes why it failed (NUL-terminated, cut at
+     * reason_cap bytes; SN_TLS_REASON_MAX is enough), "" when it succeeds;
+     * NULL = nowhere. Only sn_tls_new writes it, during the call. */
+    char *reason;
+    size_t reason_cap;
+    int handshakes_max; /* servers: handshakes at once over all the
+                           connections of this context; more wait
+                           (within their handshake deadline) for a
+                           turn: a thread sleeps until one is given
+                           back, a fiber checks every 2 ms (parking
+                           only itself); one that gets none in time
+                           fails with SN_ETIMEDOUT; 0 = no limit */
 } sn_tls_config;
 
 /* Builds a context: loads and checks every certificate, key and list.
@@ -209,15 +221,8 @@ typedef struct sn_tls_config {
  * lacks, a version left without a suite, a server's TLS 1.2 suites that
  * none of its keys can serve; a server without a certificate; min above
  * max), SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. On failure
- * sn_tls_last_reason() names the field and the value. */
+ * cfg->reason (when set) names the field and the value. */
 SN_API int sn_tls_new(sn_tls **out, const sn_tls_config *cfg);
-
-/* The reason of the calling thread's last failed sn_tls_new,
- * sn_tls_connect or sn_tls_upgrade, one line without a newline; "" after
- * one that succeeded. It is the thread's own (a fiber's, when read before
- * the fiber next waits: fibers stay on their thread) and stays until the
- * thread's next call of one of the three. */
-SN_API const char *sn_tls_last_reason(void);
 
 /* Takes one more reference (returns t). */
 SN_API sn_tls *sn_tls_ref(sn_tls *t);
@@ -236,8 +241,10 @@ SN_API int sn_tls_role_of(const sn_tls *t);
  * numeric address) and is the name the certificate must match (a numeric
  * address must be among its IP addresses). Returns 0
  * (*out is a TLS connection), the errors of sn_conn_connect, or those of
- * sn_tls_upgrade (the connection is then freed: sn_tls_last_reason() says
- * why, the connect's failure included). */
+ * sn_tls_upgrade. *out is NULL after a failed connect, and after a
+ * handshake that failed it is the failed connection, kept so that
+ * sn_tls_reason (and the getters) can tell what went wrong: free it with
+ * sn_conn_free (which takes NULL too). */
 SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port,
                           const sn_sock_options *opt, const sn_conn_config *cfg, sn_deadline dl);
 
@@ -256,7 +263,7 @@ SN_API int sn_tls_connect(sn_conn **out, sn_tls *tls, const char *host, int port
  * SN_ETLS_ALPN, SN_ETLS_ALERT, SN_EOF / SN_ECONNRESET (the peer left),
  * SN_EBADSTATE (already TLS, or unread bytes), SN_EINVAL, SN_ENOMEM. On
  * failure the connection is unusable (its errors are sticky) and should be
- * freed; sn_tls_reason (and sn_tls_last_reason) tell why.
+ * freed; sn_tls_reason tells why.
  */
 SN_API int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl);
 

@@ -277,8 +277,8 @@ SN_API int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char
  * name sent as SNI and verified) and handshakes, all within dl. The session
  * owns the connection (sn_ws_free frees it). Returns 0, SN_EBADADDR (not a
  * ws:// or wss:// URL), a connect error, a TLS error (SN_ETLS_*, see
- * sn_tls_upgrade; sn_tls_last_reason tells why a wss:// connect or
- * handshake failed), or sn_ws_handshake's. */
+ * sn_tls_upgrade; the reason is not kept: to see it, make the connection
+ * with sn_tls_connect and use sn_ws_handshake), or sn_ws_handshake's. */
 SN_API int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers,
                          const sn_ws_config *cfg, int *status, sn_deadline dl);
 
