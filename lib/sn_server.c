@@ -100,14 +100,14 @@ struct lfiber {
 /* Go / abort for acceptors waiting for sn_server_start to finish. */
 enum { GO_WAIT = 0, GO_RUN, GO_ABORT };
 
-/* The counters of sn_server_stats read without the lock, as X(name). */
+/* The counters of sn_server_stats read without the lock, as X(name)
+ * (left as written: clang-format reflows the list differently each run). */
+// clang-format off
 #define SERVER_COUNTERS(X)                                                                         \
-    X(accepted)                                                                                    \
-    X(refused)                                                                                     \
-    X(expired)                                                                                     \
-    X(rejected) X(accept_errors) X(tls_failures) X(tls_fail_cert) X(tls_fail_version)              \
-        X(tls_fail_cipher) X(tls_fail_alpn) X(tls_fail_timeout) X(tls_fail_closed)                 \
-            X(tls_fail_other)
+    X(accepted) X(refused) X(expired) X(rejected) X(accept_errors) X(tls_failures)                 \
+    X(tls_fail_cert) X(tls_fail_version) X(tls_fail_cipher) X(tls_fail_alpn)                      \
+    X(tls_fail_timeout) X(tls_fail_closed) X(tls_fail_other)
+// clang-format on
 
 struct sn_server {
     sn_server_config cfg; /* the copy; host, listeners, message point below */
