@@ -113,8 +113,8 @@ done
 # ---- the table ----------------------------------------------------------------------------
 # median of the values of BUILD KEY over the rounds ("" if none)
 median() {
-    awk -v b="$1" -v k="$2" '$1 == b && $3 == k { v[n++] = $4 }
-        END { if (n == 0) exit; asort(v); printf "%s", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$res"
+    awk -v b="$1" -v k="$2" '$1 == b && $3 == k { print $4 }' "$res" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "%s", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 # the lowest and highest ratio BUILD1 KEY1 / BUILD2 KEY2 of one round
 range() {
