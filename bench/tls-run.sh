@@ -116,17 +116,17 @@ median() {
     awk -v b="$1" -v k="$2" '$1 == b && $3 == k { print $4 }' "$res" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR) printf "%s", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-# the lowest and highest ratio BUILD1 KEY1 / BUILD2 KEY2 of one round
+# the lowest and highest ratio BUILD1 KEY1 / BUILD2 KEY2 of one round ("" if one value)
 range() {
     awk -v b1="$1" -v k1="$2" -v b2="$3" -v k2="$4" '
         $1 == b1 && $3 == k1 { x[$2] = $4 } $1 == b2 && $3 == k2 { y[$2] = $4 }
         END { for (r in x) if ((r in y) && y[r] > 0) { q = x[r] / y[r]; if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
-              if (lo != "") printf "%.2f–%.2f", lo, hi }' "$res"
+              lo = sprintf("%.2f", lo); hi = sprintf("%.2f", hi); if (lo != hi) printf "%s–%s", lo, hi }' "$res"
 }
 cell() { [ -n "$1" ] && printf '%.1f' "$1" || printf 'FAIL'; }
 ratio() { # A B RANGE
     [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v r="$3" \
-        'BEGIN { if (b > 0) printf "%.2f%s", a / b, (r != "" && r !~ /^(.*)–\1$/ ? " (" r ")" : "") }'
+        'BEGIN { if (b > 0) printf "%.2f%s", a / b, (r != "" ? " (" r ")" : "") }'
 }
 row() { # LABEL KEY [openssl]
     local d t o="" q=""
