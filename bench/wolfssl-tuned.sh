@@ -65,14 +65,14 @@ die() { say "$*"; exit 1; }
 # --enable-sp with a list: RSA and DH at 2048, 3072 and 4096 bits and ECC on P-256 (the
 # curve of most certificates and the group after X25519), not P-384 and P-521, and
 # without SAKKE (--disable-sakke, a pairing-based scheme no TLS suite uses). The reason
-# is FP_ECC, the per-thread cache of fixed-point ECC that Debian enables and libsocknet
-# relies on (sn_tls.c frees it, wc_ecc_fp_free): with the SP code each curve gets a
-# cache of its own in thread-local storage, P-256 65 KiB, P-384 98 KiB, P-521 147 KiB,
-# SAKKE's 1024-bit curve 1 MiB. glibc carves thread-local storage out of every thread's
-# stack and zeroes it when the thread starts: with all of them (1.4 MiB) libsocknet's
-# 256 KiB worker and fiber threads cannot start (pthread_create fails, and test-server-
-# fibers, test-tls, test-event and others fail). With P-256 alone it is 114 KiB against
-# Debian's 49. P-384 and P-521 stay on the generic code, as in Debian's build.
+# is FP_ECC, the per-thread cache of fixed-point ECC that Debian enables (sn_tls.c frees
+# it, wc_ecc_fp_free): with the SP code each curve gets a cache of its own in
+# thread-local storage, P-256 65 KiB, P-384 98 KiB, P-521 147 KiB, SAKKE's 1024-bit curve
+# 1 MiB. glibc carves thread-local storage out of every thread's stack and zeroes it when
+# the thread starts, so with all of them (1.4 MiB) every thread costs that much more to
+# start and to keep (libsocknet's pools add it to their stacks, sn__thread_overhead; before
+# that its 256 KiB threads could not start at all). With P-256 alone it is 114 KiB
+# against Debian's 49. P-384 and P-521 stay on the generic code, as in Debian's build.
 tuning="--enable-aesni --enable-intelasm --enable-sp=2048,3072,4096,256 --enable-sp-asm"
 tuning="$tuning --disable-sakke"
 # What debian/rules passes (checked against the fetched source below).

@@ -312,7 +312,7 @@ static int spawn(sn_pool *p, sn_job_fn fn, void *arg)
         return SN_ENOMEM;
     w->pool = p;
     w->job = (struct job){fn, arg, 0};
-    if (stack_map(w, p->stack_size) < 0) {
+    if (stack_map(w, p->stack_size + sn__thread_overhead()) < 0) {
         sn__free(w);
         return SN_ENOMEM;
     }

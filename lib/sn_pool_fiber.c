@@ -230,7 +230,8 @@ static int start_threads(sn__fpool *fp)
         }
         pthread_attr_t attr;
         pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
+        /* the scheduler's own stack; glibc takes its TLS from it first */
+        pthread_attr_setstacksize(&attr, 256 * 1024 + sn__thread_overhead());
         int err = pthread_create(&t->tid, &attr, thread_main, t);
         pthread_attr_destroy(&attr);
         if (err != 0) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -166,6 +167,48 @@ void sn__cond_broadcast(pthread_cond_t *c)
 }
 
 /* ---- clocks and deadlines ------------------------------------------------- */
+
+/* ---- threads ------------------------------------------------------------- */
+
+#define SN_PROBE_STACK (256u << 20) /* reserved, not committed: the TLS may be large */
+
+static size_t thread_overhead;
+static pthread_once_t overhead_once = PTHREAD_ONCE_INIT;
+
+static void *probe_main(void *arg)
+{
+    *(char **)arg = __builtin_frame_address(0);
+    return NULL;
+}
+
+/* The probe runs on a stack of ours and reports where its first frame is:
+ * everything above it is what glibc took (plus a frame, which the pools
+ * can spare). */
+static void measure_overhead(void)
+{
+    char *stack = mmap(NULL, SN_PROBE_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return;
+    pthread_attr_t attr;
+    pthread_t t;
+    char *frame = NULL;
+    if (pthread_attr_init(&attr) == 0) {
+        if (pthread_attr_setstack(&attr, stack, SN_PROBE_STACK) == 0 &&
+            pthread_create(&t, &attr, probe_main, &frame) == 0)
+            pthread_join(t, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (frame > stack && frame < stack + SN_PROBE_STACK)
+        thread_overhead = (size_t)(stack + SN_PROBE_STACK - frame);
+    munmap(stack, SN_PROBE_STACK);
+}
+
+size_t sn__thread_overhead(void)
+{
+    pthread_once(&overhead_once, measure_overhead);
+    return thread_overhead;
+}
 
 int64_t sn__now_ns(void)
 {

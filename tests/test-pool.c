@@ -2,6 +2,7 @@
 /* test-pool.c: the worker pool: admission, limits, reaping, stop, stats. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include "sn_test.h"
 #include "sn_pool_int.h"
@@ -607,8 +608,45 @@ static void test_free_with_idle_workers(void)
     CU_ASSERT_EQUAL(atomic_load(&ran), 16);
 }
 
+/* glibc takes a thread's static TLS from the top of its stack, and this
+ * program has 1 MiB of it (big_tls), four times the default stack: the
+ * pools add it to the stacks they ask for (sn__thread_overhead), so their
+ * threads start, and a job still has its stack_size to run on. */
+static _Thread_local volatile char big_tls[1 << 20]; /* volatile: gcc drops a static only written */
+
+static void tls_job(void *arg)
+{
+    (void)arg;
+    volatile char frame[40 * 1024]; /* most of a 64 KiB stack */
+    frame[0] = 1;
+    frame[sizeof frame - 1] = 2;
+    big_tls[sizeof big_tls - 1] = (char)(frame[0] + frame[sizeof frame - 1]);
+    if (big_tls[sizeof big_tls - 1] == 3)
+        atomic_fetch_add(&ran, 1);
+}
+
+static void test_large_static_tls(void)
+{
+    if (getenv("SN_TEST_VERBOSE"))
+        fprintf(stderr, "overhead %zu\n", sn__thread_overhead());
+    CU_ASSERT(sn__thread_overhead() > sizeof big_tls);
+    for (int fibers = 0; fibers < 2; fibers++) {
+        reset_counters();
+        sn_pool *p = NULL;
+        sn_pool_config cfg = {
+            .stack_size = 64 * 1024, .fibers = fibers ? SN_ON : 0, .fiber_threads = 2};
+        SN_ASSERT_RC(sn_pool_new(&p, &cfg), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        for (int i = 0; i < 8; i++)
+            SN_ASSERT_RC(sn_pool_submit(p, tls_job, NULL), 0);
+        CU_ASSERT_EQUAL(wait_for(&ran, 8, 10000), 8);
+        sn_pool_free(p);
+    }
+}
+
 static CU_TestInfo tests[] = {
     {"jobs run", test_jobs_run},
+    {"threads start with 1 MiB of static TLS", test_large_static_tls},
     {"invalid arguments", test_invalid_arguments},
     {"max_threads respected", test_max_threads_respected},
     {"queue, then SN_EQUEUEFULL", test_queue_full},

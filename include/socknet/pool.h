@@ -38,7 +38,11 @@ typedef struct sn_pool_config {
                           SN_TIMEOUT_NEVER = idle workers are never reaped */
     size_t stack_size; /* bytes per worker thread; 0 = 256 KiB (only the
                           pages a thread touches cost memory); raised to
-                          PTHREAD_STACK_MIN if smaller */
+                          PTHREAD_STACK_MIN if smaller. The pool maps
+                          this plus what glibc takes from a stack for the
+                          thread's static TLS (the program's and its
+                          libraries', such as wolfSSL's ECC caches), so
+                          that much stays for the jobs */
     /* Called on stop for each job still queued, instead of running it, so
      * its argument can be released. NULL = queued jobs are run before the
      * workers exit. */
