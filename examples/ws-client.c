@@ -119,9 +119,16 @@ int main(int argc, char **argv)
     }
     sn_ws *ws = NULL;
     int status = 0;
+    char why[SN_TLS_REASON_MAX] = "";
+    wc.tls_reason = why;
+    wc.tls_reason_cap = sizeof why;
     if (rc == 0)
         rc = sn_ws_connect(&ws, url, NULL, &wc, &status, sn_deadline_in(timeout));
     sn_tls_free(wc.tls); /* the connection keeps its own reference */
+    if (rc < 0 && why[0] != '\0') {
+        fprintf(stderr, "ws-client: %s: %s\n", sn_strerror(rc), why);
+        return 1;
+    }
     if (rc < 0) {
         fprintf(stderr, "ws-client: %s (HTTP status %d)\n", sn_strerror(rc), status);
         return 1;

@@ -536,15 +536,24 @@ int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char *path,
     return sn__ws_new(out, c, false, &conf, &pmd, proto, proto_len, path, strlen(path));
 }
 
-/* A TLS connection for wss://, with the caller's context or a default one. */
-static int connect_tls(sn_conn **out, sn_tls *tls, const char *host, int port, int64_t deadline)
+/* A TLS connection for wss://, with the caller's context or a default one;
+ * a failed handshake's reason goes to cfg->tls_reason. */
+static int connect_tls(sn_conn **out, const sn_ws_config *cfg, const char *host, int port,
+                       int64_t deadline)
 {
-    sn_tls *own = NULL;
+    sn_tls *tls = cfg != NULL ? cfg->tls : NULL, *own = NULL;
+    char *why = cfg != NULL && cfg->tls_reason_cap > 0 ? cfg->tls_reason : NULL;
     int rc = 0;
+    if (why != NULL)
+        why[0] = '\0';
     if (tls == NULL)
-        rc = sn_tls_new(&own, &(sn_tls_config){.role = SN_TLS_CLIENT});
+        rc = sn_tls_new(&own, &(sn_tls_config){.role = SN_TLS_CLIENT,
+                                               .reason = why,
+                                               .reason_cap = why ? cfg->tls_reason_cap : 0});
     if (rc == 0 &&
         (rc = sn_tls_connect(out, tls != NULL ? tls : own, host, port, NULL, NULL, deadline)) < 0) {
+        if (why != NULL && *out != NULL)
+            snprintf(why, cfg->tls_reason_cap, "%s", sn_tls_reason(*out));
         sn_conn_free(*out); /* a failed handshake's connection, kept for its reason */
         *out = NULL;
     }
@@ -581,7 +590,7 @@ int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers, const
         return SN_EBADADDR;
     int64_t deadline = sn__deadline_abs(dl, 30000);
     sn_conn *c;
-    int rc = tls ? connect_tls(&c, cfg != NULL ? cfg->tls : NULL, host, port, deadline)
+    int rc = tls ? connect_tls(&c, cfg, host, port, deadline)
                  : sn_conn_connect(&c, host, port, NULL, NULL, deadline);
     if (rc < 0)
         return rc;

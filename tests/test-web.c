@@ -1047,9 +1047,18 @@ static void test_wss(void)
         sn_ws *ws = NULL;
         SN_ASSERT_RC(sn_ws_connect(&ws, url, NULL, NULL, NULL, sn_deadline_in(5000)),
                      SN_ETLS_VERIFY);
+        char why[SN_TLS_REASON_MAX] = "stale";
+        sn_ws_config rc = {.tls_reason = why, .tls_reason_cap = sizeof why};
+        SN_ASSERT_RC(sn_ws_connect(&ws, url, NULL, &rc, NULL, sn_deadline_in(5000)),
+                     SN_ETLS_VERIFY);
+        CU_ASSERT_PTR_NOT_NULL(strstr(why, "the peer's certificate: "));
+        rc.tls = ctls; /* a context that trusts it: "" */
+        SN_ASSERT_RC(sn_ws_connect(&ws, url, NULL, &rc, NULL, sn_deadline_in(5000)), 0);
+        CU_ASSERT_STRING_EQUAL(why, "");
+        sn_ws_free(ws);
         CU_ASSERT(sn_ws_connect(&ws, plain, NULL, NULL, NULL, sn_deadline_in(5000)) < 0);
         finish(&f);
-        CU_ASSERT_EQUAL(atomic_load(&f.ws_served), 2);
+        CU_ASSERT_EQUAL(atomic_load(&f.ws_served), 3); /* the echoes, and the tls_reason "" one */
     }
     free(buf);
     sn_tls_free(stls);

@@ -216,6 +216,12 @@ typedef struct sn_ws_config {
      * context made for the call: the system's CAs, the host name checked.
      * Servers take TLS from their listener (sn_server_config.tls). */
     sn_tls *tls;
+    /* sn_ws_connect to a wss:// URL: where it writes why the TLS handshake
+     * failed (as sn_tls_reason tells it; NUL-terminated, cut at
+     * tls_reason_cap bytes; SN_TLS_REASON_MAX is enough), "" otherwise.
+     * NULL = nowhere. */
+    char *tls_reason;
+    size_t tls_reason_cap;
     /* The budget that message buffers beyond 128 KiB draw on (see "Memory"
      * at the top of this file); it must outlive the session. NULL = none
      * (only max_message bounds a session), except on an sn_web route,
@@ -277,8 +283,8 @@ SN_API int sn_ws_handshake(sn_ws **out, sn_conn *c, const char *host, const char
  * name sent as SNI and verified) and handshakes, all within dl. The session
  * owns the connection (sn_ws_free frees it). Returns 0, SN_EBADADDR (not a
  * ws:// or wss:// URL), a connect error, a TLS error (SN_ETLS_*, see
- * sn_tls_upgrade; the reason is not kept: to see it, make the connection
- * with sn_tls_connect and use sn_ws_handshake), or sn_ws_handshake's. */
+ * sn_tls_upgrade; cfg->tls_reason receives the reason), or
+ * sn_ws_handshake's. */
 SN_API int sn_ws_connect(sn_ws **out, const char *url, const char *extra_headers,
                          const sn_ws_config *cfg, int *status, sn_deadline dl);
 
