@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tls-bench: TLS figures of libsocknet against references measured in the
- * same run, in one process over loopback (bench/run-tls.sh runs it).
+ * same run, in one process over loopback (make bench-tls runs it, and
+ * bench/tls-run.sh with Debian's and a tuned wolfSSL).
  *
  *   tls-bench PKI_DIR [--seconds S] [--rounds N] [--only pingpong|handshakes|bulk]
  *
