@@ -24,6 +24,7 @@
 # tls-bench's own lines go to stderr, the section to stdout and FILE. Exit 1 if a
 # measurement failed (its cells say FAIL).
 set -u -o pipefail
+export LC_ALL=C # printf %.1f and sort -g read and write decimal points
 if [ -z "${SN_BENCH_LOCKED:-}" ]; then # one benchmark at a time on this machine
     SN_BENCH_LOCKED=1 exec flock /tmp/bench.lock "$0" "$@"
 fi
@@ -39,7 +40,7 @@ cmdline=$0
 for arg in "$@"; do
     if [[ $arg =~ ^[-A-Za-z0-9_./=:,+]+$ ]]; then cmdline+=" $arg"; else cmdline+=" ${arg@Q}"; fi
 done
-usage() { sed -n '2,27p' "$0" >&2; exit 2; }
+usage() { sed -n '2,25p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
     --debian) [ $# -ge 2 ] || usage; debian=$2; shift 2 ;;

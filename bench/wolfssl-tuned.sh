@@ -57,9 +57,23 @@ while [ $# -gt 0 ]; do
     *) usage ;;
     esac
 done
+say() { echo "wolfssl-tuned: $*" >&2; }
+# The prefix is this script's alone: it deletes and rebuilds its src/ there, and headers
+# installed where the compiler looks by default (/usr/local/include) would shadow
+# Debian's for every other build. So it must be new, empty, or made by this script.
+if [ -d "$prefix" ] && [ -n "$(ls -A "$prefix")" ] && [ ! -f "$prefix/.wolfssl-tuned" ] &&
+    [ ! -f "$prefix/.built" ]; then
+    echo "wolfssl-tuned: --prefix $prefix is not empty and was not made by this script: give a new directory" >&2
+    exit 1
+fi
+case $(cd "$(dirname "$prefix")" 2>/dev/null && pwd)/$(basename "$prefix") in
+/usr | /usr/local | /usr/local/* | /opt | /)
+    echo "wolfssl-tuned: --prefix $prefix: not a system directory (its headers would shadow Debian's)" >&2
+    exit 1 ;;
+esac
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
-say() { echo "wolfssl-tuned: $*" >&2; }
+touch "$prefix/.wolfssl-tuned"
 die() { say "$*"; exit 1; }
 
 # --enable-sp with a list: RSA and DH at 2048, 3072 and 4096 bits and ECC on P-256 (the

@@ -37,7 +37,6 @@
  * has joined the workers that left before it, so what they freed on their
  * way out (their TLS caches too) is free by then.
  */
-#include <link.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -257,35 +256,9 @@ static void *worker_main(void *arg)
  * cache of its own (up to 40 MiB, with the pages they touched), so a pool
  * that shrank after a spike kept that much resident; this one is unmapped
  * once its thread is joined. */
-static int add_tls(struct dl_phdr_info *info, size_t size, void *sum)
-{
-    (void)size;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_TLS)
-            *(size_t *)sum += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
-    return 0;
-}
-
-static size_t tls_room;
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-
-/* glibc puts a thread's static TLS (every loaded object's thread-locals,
- * a sanitizer's state among them: ThreadSanitizer's is over 700 KiB) at
- * the top of a stack it is given, where for its own stacks it adds the
- * room: so does this, plus 256 KiB for its descriptor, its surplus and
- * what a sanitizer asks beyond its thread-locals (only touched pages cost
- * memory). */
-static void measure_tls(void)
-{
-    size_t sum = 0;
-    dl_iterate_phdr(add_tls, &sum);
-    tls_room = sum + 256 * 1024;
-}
-
 static int stack_map(struct worker *w, size_t size)
 {
-    pthread_once(&tls_once, measure_tls);
-    size += tls_room;
+    size += sn__thread_overhead(); /* glibc puts the thread's static TLS at its top */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size = (size + page - 1) / page * page;
     /* no MAP_NORESERVE: a stack the system could never give (a huge
@@ -312,7 +285,7 @@ static int spawn(sn_pool *p, sn_job_fn fn, void *arg)
         return SN_ENOMEM;
     w->pool = p;
     w->job = (struct job){fn, arg, 0};
-    if (stack_map(w, p->stack_size + sn__thread_overhead()) < 0) {
+    if (stack_map(w, p->stack_size) < 0) {
         sn__free(w);
         return SN_ENOMEM;
     }

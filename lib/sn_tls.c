@@ -1165,6 +1165,7 @@ static int tls_new(sn_tls **out, const sn_tls_config *cfg)
 {
     if (out == NULL)
         return why(SN_EINVAL, "out is NULL");
+    *out = NULL;
     int rc = check_config(cfg);
     if (rc < 0)
         return rc;
@@ -1886,7 +1887,8 @@ int sn_tls_upgrade(sn_conn *c, sn_tls *tls, const char *name, sn_deadline dl)
     if (rc < 0 && sn__conn_wake_level(c) >= SN__WAKE_CANCEL) {
         rc = SN_ECANCELED; /* the socket was shut down under the handshake: say why */
         snprintf(tt->reason, sizeof tt->reason, "handshake cancelled (sn_conn_cancel)");
-    } else if (rc < 0 && sn__conn_wake_level(c) > 0) {
+    } else if ((rc == SN_EOF || rc == SN_ECONNRESET || rc == SN_EPIPE) &&
+               sn__conn_wake_level(c) > 0) {
         rc = SN_ESTOPPED; /* a server's stop shut it down: not the peer leaving */
         snprintf(tt->reason, sizeof tt->reason, "handshake stopped: the server is stopping");
     }

@@ -2,6 +2,7 @@
 /* sn_util.c: allocation, locks, clocks and deadlines shared by the library. */
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -170,38 +170,27 @@ void sn__cond_broadcast(pthread_cond_t *c)
 
 /* ---- threads ------------------------------------------------------------- */
 
-#define SN_PROBE_STACK (256u << 20) /* reserved, not committed: the TLS may be large */
+static int add_tls(struct dl_phdr_info *info, size_t size, void *sum)
+{
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            *(size_t *)sum += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
+    return 0;
+}
 
 static size_t thread_overhead;
 static pthread_once_t overhead_once = PTHREAD_ONCE_INIT;
 
-static void *probe_main(void *arg)
-{
-    *(char **)arg = __builtin_frame_address(0);
-    return NULL;
-}
-
-/* The probe runs on a stack of ours and reports where its first frame is:
- * everything above it is what glibc took (plus a frame, which the pools
- * can spare). */
+/* Every loaded object's thread-locals (a sanitizer's state among them:
+ * ThreadSanitizer's is over 700 KiB), plus 256 KiB for glibc's
+ * descriptor, its surplus and what a sanitizer asks beyond its
+ * thread-locals (only touched pages cost memory). */
 static void measure_overhead(void)
 {
-    char *stack = mmap(NULL, SN_PROBE_STACK, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED)
-        return;
-    pthread_attr_t attr;
-    pthread_t t;
-    char *frame = NULL;
-    if (pthread_attr_init(&attr) == 0) {
-        if (pthread_attr_setstack(&attr, stack, SN_PROBE_STACK) == 0 &&
-            pthread_create(&t, &attr, probe_main, &frame) == 0)
-            pthread_join(t, NULL);
-        pthread_attr_destroy(&attr);
-    }
-    if (frame > stack && frame < stack + SN_PROBE_STACK)
-        thread_overhead = (size_t)(stack + SN_PROBE_STACK - frame);
-    munmap(stack, SN_PROBE_STACK);
+    size_t sum = 0;
+    dl_iterate_phdr(add_tls, &sum);
+    thread_overhead = sum + 256 * 1024;
 }
 
 size_t sn__thread_overhead(void)

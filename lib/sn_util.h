@@ -44,13 +44,14 @@ void sn__cond_wait(pthread_cond_t *c, pthread_mutex_t *m);
 int sn__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ms);
 void sn__cond_signal(pthread_cond_t *c);
 void sn__cond_broadcast(pthread_cond_t *c);
-/* Bytes glibc takes from the top of a thread's stack before the thread
- * runs: its descriptor and the static TLS of the program and every library
- * loaded at start (wolfSSL's ECC caches: 49 KiB in Debian's build, 1.4 MiB
- * in one built with --enable-sp for every curve). A thread given a stack of
- * N bytes has N minus this to run on, and none at all when this is larger:
- * glibc then refuses to create it (EINVAL). The pools add it to the stacks
- * they ask for. Measured once, with a probe thread; 0 if that fails. */
+/* Room for what glibc takes from the top of a thread's stack before the
+ * thread runs: its descriptor and the static TLS of the program and every
+ * library loaded at start (wolfSSL's ECC caches: 49 KiB in Debian's build,
+ * 1.4 MiB in one built with --enable-sp for every curve). A thread given a
+ * stack of N bytes has N minus that to run on, and none at all when it is
+ * larger: glibc then refuses to create it (EINVAL). The pools add this to
+ * the stacks they ask for. The PT_TLS segments loaded (dl_iterate_phdr)
+ * plus 256 KiB, summed once. */
 size_t sn__thread_overhead(void);
 
 /* ---- deadlines ---------------------------------------------------------- */

@@ -14,13 +14,15 @@
  *     sn_tls_config tc = { .role = SN_TLS_CLIENT,
  *                          .ca = &(sn_tls_source){ .file = "ca.pem" }, .nca = 1,
  *                          .reason = why, .reason_cap = sizeof why };
- *     sn_tls *tls;
+ *     sn_tls *tls = NULL;
  *     sn_conn *c = NULL;
  *     int rc = sn_tls_new(&tls, &tc);
  *     if (rc < 0) fprintf(stderr, "%s: %s\n", sn_strerror(rc), why);
  *     else rc = sn_tls_connect(&c, tls, "example.net", 443, NULL, NULL, 0);
  *     if (rc < 0 && c) fprintf(stderr, "%s: %s\n", sn_strerror(rc), sn_tls_reason(c));
  *     sn_tls_free(tls); // the connection keeps its own reference
+ *     ...
+ *     sn_conn_free(c); // also the connection of a failed handshake
  *
  * Defaults are the safe ones: TLS 1.2 and 1.3 only (1.0 and 1.1 are always
  * refused), clients verify the server's chain against the system's CAs and
@@ -220,8 +222,8 @@ typedef struct sn_tls_config {
  * nothing usable: an unknown name, a suite or group this wolfSSL build
  * lacks, a version left without a suite, a server's TLS 1.2 suites that
  * none of its keys can serve; a server without a certificate; min above
- * max), SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. On failure
- * cfg->reason (when set) names the field and the value. */
+ * max), SN_ENOENT / SN_EACCES (a file), SN_ENOMEM. On failure *out is
+ * NULL and cfg->reason (when set) names the field and the value. */
 SN_API int sn_tls_new(sn_tls **out, const sn_tls_config *cfg);
 
 /* Takes one more reference (returns t). */

@@ -217,9 +217,10 @@ typedef struct sn_ws_config {
      * Servers take TLS from their listener (sn_server_config.tls). */
     sn_tls *tls;
     /* sn_ws_connect to a wss:// URL: where it writes why the TLS handshake
-     * failed (as sn_tls_reason tells it; NUL-terminated, cut at
-     * tls_reason_cap bytes; SN_TLS_REASON_MAX is enough), "" otherwise.
-     * NULL = nowhere. */
+     * failed (as sn_tls_reason tells it), or why the default context could
+     * not be made (as sn_tls_new's reason: no system CA store, say);
+     * NUL-terminated, cut at tls_reason_cap bytes (SN_TLS_REASON_MAX is
+     * enough); "" otherwise. NULL = nowhere. */
     char *tls_reason;
     size_t tls_reason_cap;
     /* The budget that message buffers beyond 128 KiB draw on (see "Memory"
