@@ -357,6 +357,10 @@ static double bulk(sn_tls *tls, int port)
                  : sn_conn_connect(&c, "127.0.0.1", port, NULL, NULL, 0);
     if (rc < 0)
         die("bulk connect", rc);
+    sn_tls_info info; /* the references run this suite: so must we */
+    if (tls &&
+        (sn_tls_info_get(c, &info) < 0 || strcmp(info.cipher, "TLS_AES_128_GCM_SHA256") != 0))
+        die("bulk: not TLS_AES_128_GCM_SHA256", SN_ETLS_CIPHER);
     static char buf[16384];
     memset(buf, 'b', sizeof buf);
     uint64_t sent = 0;

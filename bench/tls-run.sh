@@ -25,6 +25,7 @@
 # measurement failed (its cells say FAIL).
 set -u -o pipefail
 export LC_ALL=C # printf %.1f and sort -g read and write decimal points
+case " $* " in *" --help "* | *" -h "*) sed -n '2,25p' "$0" >&2; exit 2 ;; esac # before the lock
 if [ -z "${SN_BENCH_LOCKED:-}" ]; then # one benchmark at a time on this machine
     SN_BENCH_LOCKED=1 exec flock /tmp/bench.lock "$0" "$@"
 fi

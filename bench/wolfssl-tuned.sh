@@ -140,15 +140,25 @@ add_src_oneline() {
     /^[ \t]*deb[ \t]/ && /debian\.org/ { l = $0; sub(/deb/, "deb-src", l); print l }' "$1"
 }
 
+# Whether apt knows wolfSSL's source package (grep reads it all: with -q it could
+# stop early, and pipefail would count apt-cache's SIGPIPE as a failure).
+have_src() { apt-cache showsrc wolfssl 2>/dev/null | grep -c '^Package: wolfssl' >/dev/null; }
+
 ensure_deb_src() {
-    if apt-cache showsrc wolfssl 2>/dev/null | grep -q '^Package: wolfssl'; then
-        return 0
+    have_src && return 0
+    # deb-src entries may be there with their lists not yet fetched
+    if grep -qs '^[[:space:]]*\(deb-src\|Types:.*deb-src\)' /etc/apt/sources.list \
+        /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
+        say "apt-get update (a deb-src entry is there, its lists are not)"
+        apt-get update -q >&2 || die "apt-get update failed: is Debian's archive reachable?"
+        have_src && return 0
     fi
     [ "$(id -u)" = 0 ] || die "apt has no deb-src entry: add one for Debian's archive (as root)"
     local f changed=0
     for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list; do
         [ -f "$f" ] && grep -q 'debian\.org' "$f" || continue
-        local new=/tmp/wolfssl-tuned.$$.sources
+        local new
+        new=$(mktemp) || die "mktemp failed"
         case $f in
         *.sources) add_src_deb822 "$f" > "$new" ;;
         *) add_src_oneline "$f" > "$new" ;;
@@ -167,7 +177,7 @@ ensure_deb_src() {
     done
     [ $changed = 1 ] || die "apt has no deb-src entry and no deb entry on debian.org to derive one from"
     say "apt-get update"
-    apt-get update -q >&2
+    apt-get update -q >&2 || die "apt-get update failed: is Debian's archive reachable?"
 }
 
 src=$prefix/src
@@ -179,7 +189,10 @@ if [ ! -f "$src/.fetched" ] || [ "$(cat "$src/.fetched")" != "$version" ]; then
     rm -rf "$src"
     mkdir -p "$src"
     say "apt-get source wolfssl=$version (into $src)"
-    (cd "$src" && apt-get source -q "wolfssl=$version" >&2)
+    (cd "$src" && apt-get source -q "wolfssl=$version" >&2) ||
+        die "apt-get source wolfssl=$version failed: is Debian's archive reachable, and does it
+    still have this version (apt-cache policy libwolfssl35; apt-get install --only-upgrade
+    libwolfssl-dev brings the installed one to the archive's)?"
     echo "$version" > "$src/.fetched"
 fi
 [ -f "$tree/debian/rules" ] || die "no $tree/debian/rules after apt-get source"
