@@ -1741,6 +1741,25 @@ static int heard_count(heard *h)
     return n;
 }
 
+/* Starts an echo server in fiber mode (threads of them) whose on_error
+ * fills h (its mutex made here); NULL if it could not start. */
+static sn_server *start_heard(sn_tls *st, heard *h, int threads)
+{
+    pthread_mutex_init(&h->mu, NULL);
+    sn_server_config cfg = {.host = "127.0.0.1",
+                            .tls = st,
+                            .handler = echo,
+                            .on_error = on_error_heard,
+                            .user = h,
+                            .fibers = SN_ON,
+                            .fiber_threads = threads};
+    sn_server *s = NULL;
+    SN_ASSERT_RC(sn_server_new(&s, &cfg), 0);
+    if (s != NULL)
+        SN_ASSERT_RC(sn_server_start(s), 0);
+    return s;
+}
+
 /* The last report holds err and each fragment. */
 static void expect_heard(heard *h, int n, int err, const char *f1, const char *f2)
 {
@@ -1802,18 +1821,8 @@ static void test_handshake_reasons(void)
                           .handshake_timeout_ms = sn_test_under_valgrind() ? 8000 : 1000};
     sn_tls *st = mk(&scfg);
     heard h = {.n = 0};
-    pthread_mutex_init(&h.mu, NULL);
-    sn_server_config cfg = {.host = "127.0.0.1",
-                            .tls = st,
-                            .handler = echo,
-                            .on_error = on_error_heard,
-                            .user = &h,
-                            .fibers = SN_ON,
-                            .fiber_threads = 2};
-    sn_server *s = NULL;
-    SN_ASSERT_RC(sn_server_new(&s, &cfg), 0);
+    sn_server *s = start_heard(st, &h, 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    SN_ASSERT_RC(sn_server_start(s), 0);
     int port = sn_server_port(s);
     char why[256];
     sn_tls_cert client = CERT("client-rsa");
@@ -1910,18 +1919,8 @@ static void test_stop_mid_handshake(void)
 {
     sn_tls *st = server_ctx("server-rsa.pem");
     heard h = {.n = 0};
-    pthread_mutex_init(&h.mu, NULL);
-    sn_server_config cfg = {.host = "127.0.0.1",
-                            .tls = st,
-                            .handler = echo,
-                            .on_error = on_error_heard,
-                            .user = &h,
-                            .fibers = SN_ON,
-                            .fiber_threads = 1};
-    sn_server *s = NULL;
-    SN_ASSERT_RC(sn_server_new(&s, &cfg), 0);
+    sn_server *s = start_heard(st, &h, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    SN_ASSERT_RC(sn_server_start(s), 0);
     int fd = raw_dial(s); /* says nothing: the handshake waits (10 s) */
     WAIT_UNTIL(sstats(s).active == 1, 5000);
     SN_ASSERT_RC(sn_server_stop(s, 5000), 0);
